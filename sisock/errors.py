@@ -1,0 +1,63 @@
+"""WAMP error URIs and the exceptions that carry them.
+
+Every error a sisock component raises towards a caller is a
+:class:`SisockError`; the WAMP shells turn it into an
+``autobahn.wamp.exception.ApplicationError`` whose URI is
+``{base}.error.<kind>`` (DESIGN section 2) and whose single argument is a
+message a person can act on: which argument, what was expected, what limit.
+
+This module has no reactor and no autobahn import so that pure cores
+(archive, downsampling, Modbus decoding) can raise these errors too.
+"""
+
+from __future__ import annotations
+
+
+class SisockError(Exception):
+    """Base class for errors that travel to a caller as a WAMP error.
+
+    Attributes
+    ----------
+    kind : str
+        Last component of the error URI, e.g. ``"bad_argument"`` gives
+        ``"{base}.error.bad_argument"``.
+    """
+
+    kind = "internal"
+
+    def uri(self, base_uri: str) -> str:
+        """Return the full WAMP error URI under ``base_uri``."""
+        return f"{base_uri}.error.{self.kind}"
+
+
+class BadArgument(SisockError, ValueError):
+    """An argument is malformed or out of range (the message names it)."""
+
+    kind = "bad_argument"
+
+
+class TooMuchData(SisockError):
+    """A request would return more samples than the node allows."""
+
+    kind = "too_much_data"
+
+
+class NotFound(SisockError, KeyError):
+    """A named thing (node, field, timeline) does not exist."""
+
+    kind = "not_found"
+
+    def __str__(self) -> str:  # KeyError quotes its message; we do not want that
+        return str(self.args[0]) if self.args else ""
+
+
+class NameTaken(SisockError):
+    """A data-node name is already served by another session."""
+
+    kind = "name_taken"
+
+
+class NotAuthorized(SisockError):
+    """The calling session may not do what it asked."""
+
+    kind = "not_authorized"
