@@ -1,0 +1,111 @@
+"""``sensors``: a live data node sampling this machine (load, memory, temperatures).
+
+Every ``interval`` seconds :meth:`SensorsNode.sample` reads the load
+average, CPU and memory use and any temperature sensors psutil can see,
+appends them to a bounded :class:`~sisock.memory.RingBuffer`, and returns
+the new sample so the WAMP shell can publish it on the node's ``live``
+topic.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import time
+
+import numpy as np
+import psutil
+
+from sisock.archive.spec import FieldSpec
+from sisock.memory import RingBuffer, query_data, query_fields
+
+
+def _temperature_fields() -> dict[str, FieldSpec]:
+    try:
+        sensors = psutil.sensors_temperatures()
+    except (AttributeError, OSError):
+        return {}
+    out = {}
+    for chip, entries in sensors.items():
+        for i, entry in enumerate(entries):
+            label = re.sub(r"\W+", "_", f"{chip}_{entry.label or i}").strip("_").lower()
+            out[f"temp_{label}"] = FieldSpec("number", "C", f"Temperature {chip} {entry.label}")
+    return out
+
+
+def _read_temperatures() -> dict[str, float]:
+    try:
+        sensors = psutil.sensors_temperatures()
+    except (AttributeError, OSError):
+        return {}
+    out = {}
+    for chip, entries in sensors.items():
+        for i, entry in enumerate(entries):
+            label = re.sub(r"\W+", "_", f"{chip}_{entry.label or i}").strip("_").lower()
+            out[f"temp_{label}"] = float(entry.current)
+    return out
+
+
+class SensorsNode:
+    """Node core: this machine's sensors in a ring buffer.
+
+    Parameters
+    ----------
+    interval : float
+        Seconds between samples (for ``get_fields``' interval).
+    capacity : int
+        Samples kept (default one day at 2 s).
+    """
+
+    timeline = "sensors"
+
+    def __init__(self, name: str = "sensors", interval: float = 2.0,
+                 capacity: int = 43_200) -> None:
+        self.name = name
+        self.description = f"Live load, memory and temperatures of {os.uname().nodename}"
+        self.interval = interval
+        specs = {
+            "load_1min": FieldSpec("number", None, "1-minute load average"),
+            "cpu_percent": FieldSpec("number", "%", "CPU use"),
+            "mem_percent": FieldSpec("number", "%", "Memory use"),
+            "mem_available": FieldSpec("number", "GiB", "Available memory"),
+        }
+        specs.update(_temperature_fields())
+        self.buffer = RingBuffer(capacity, specs)
+        psutil.cpu_percent(None)  # prime the CPU counter
+
+    def sample(self, now: float | None = None) -> dict:
+        """Take one sample, store it, and return it in ``get_data`` shape."""
+        now = time.time() if now is None else now
+        vm = psutil.virtual_memory()
+        values = {
+            "load_1min": os.getloadavg()[0],
+            "cpu_percent": psutil.cpu_percent(None),
+            "mem_percent": vm.percent,
+            "mem_available": vm.available / 2**30,
+        }
+        values.update(_read_temperatures())
+        self.buffer.append(now, values)
+        return {"data": {k: np.asarray([values.get(k, np.nan)]) for k in self.buffer.specs},
+                "timeline": {self.timeline: {"t": np.asarray([now]), "finalized_until": now}}}
+
+    def _timelines(self):
+        return {self.timeline: self.buffer.snapshot()}
+
+    def get_fields(self, start: float, end: float) -> tuple[dict, dict]:
+        """Fields with samples in ``[start, end)``."""
+        return query_fields(self._timelines(), start, end)
+
+    def get_data(self, fields, start, end, min_stride=None, method=None) -> dict:
+        """Buffered samples in ``[start, end)``."""
+        return query_data(self._timelines(), fields, start, end, min_stride, method)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``sisock serve sensors``."""
+    parser.add_argument("--name", default="sensors", help="data node name")
+    parser.add_argument("--interval", type=float, default=2.0,
+                        help="seconds between samples (default 2)")
+    parser.add_argument("--capacity", type=int, default=43_200,
+                        help="samples kept in memory (default 43200)")

@@ -1,0 +1,124 @@
+"""The hub as a WAMP component: wires :class:`~sisock.hub.registry.Registry` to RPCs.
+
+It trusts the router, not its callers: the owner of a name is the caller's
+session as disclosed by the router (``details.caller``), and the
+``session_id`` argument of ``data_node.add`` / ``data_node.subtract`` is
+only used if the router does not disclose callers.
+
+After a hub restart the registry is rebuilt from the router's own
+registrations (every ``{base}.consumer.<name>.get_data`` and its callee
+session), then ``{base}.hub.started`` is published so running nodes re-add
+themselves with their descriptions.
+"""
+
+from __future__ import annotations
+
+from autobahn.twisted.component import Component
+from autobahn.wamp.types import RegisterOptions
+from twisted.logger import Logger
+
+from sisock.authorizer import node_name
+from sisock.settings import Settings
+
+from .registry import Registry
+
+log = Logger(namespace="sisock.hub")
+
+
+class Hub:
+    """Hub RPC handlers bound to one WAMP session at a time."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.registry = Registry()
+        self.session = None
+
+    def _uri(self, s: str) -> str:
+        return self.settings.uri(s)
+
+    @staticmethod
+    def _caller(details, claimed: object) -> object:
+        caller = getattr(details, "caller", None) if details is not None else None
+        return caller if caller is not None else claimed
+
+    # -- RPCs -------------------------------------------------------------
+    def add(self, name, description, session_id=None, details=None) -> bool:
+        """``data_node.add``: list ``name`` for the calling session."""
+        if not isinstance(name, str) or not name.strip():
+            return False
+        caller = self._caller(details, session_id)
+        ok, newly = self.registry.add(name, description if isinstance(description, str) else "", caller)
+        if not ok:
+            log.warn("refused data node {name!r} for session {s}: owned by session {o}",
+                     name=name, s=caller, o=self.registry.owner(name))
+            return False
+        if newly:
+            log.info("added data node {name!r} (session {s})", name=name, s=caller)
+            self.session.publish(self._uri("consumer.data_node_added"),
+                                 {"name": name, "description": description or ""})
+        return True
+
+    def subtract(self, name, session_id=None, details=None) -> None:
+        """``data_node.subtract``: only the owning session may remove a name."""
+        caller = self._caller(details, session_id)
+        entry = self.registry.subtract(name, caller)
+        if entry is not None:
+            log.info("subtracted data node {name!r}", name=name)
+            self.session.publish(self._uri("consumer.data_node_subtracted"), entry.public())
+        elif self.registry.owner(name) is not None:
+            log.warn("session {s} may not subtract {name!r}", s=caller, name=name)
+
+    def claim(self, name, session) -> bool:
+        """``data_node.claim``: asked by the router's authorizer only."""
+        return self.registry.claim(name, session)
+
+    def get_data_node(self) -> list:
+        """``consumer.get_data_node``: the listed nodes."""
+        return self.registry.listed()
+
+    def on_leave(self, session_id) -> None:
+        """``wamp.session.on_leave``: forget the names of a gone session."""
+        for entry in self.registry.drop_session(session_id):
+            log.info("data node {name!r} left", name=entry.name)
+            self.session.publish(self._uri("consumer.data_node_subtracted"), entry.public())
+
+    # -- lifecycle --------------------------------------------------------
+    async def rebuild(self, session) -> int:
+        """Recover listed nodes from the router's registrations."""
+        regs = await session.call("wamp.registration.list")
+        found = 0
+        for reg_id in regs.get("exact", []):
+            info = await session.call("wamp.registration.get", reg_id)
+            uri = (info or {}).get("uri", "")
+            if not uri.endswith(".get_data"):
+                continue
+            name = node_name(uri, self.settings.base_uri)
+            if name is None:
+                continue
+            callees = await session.call("wamp.registration.list_callees", reg_id)
+            if callees:
+                self.registry.restore(name, callees[0])
+                found += 1
+        return found
+
+    async def on_join(self, session, details) -> None:
+        """Register the RPCs, follow session departures, rebuild, announce."""
+        self.session = session
+        self.registry = Registry()
+        opts = RegisterOptions(details_arg="details")
+        await session.register(self.add, self._uri("data_node.add"), options=opts)
+        await session.register(self.subtract, self._uri("data_node.subtract"), options=opts)
+        await session.register(self.claim, self._uri("data_node.claim"))
+        await session.register(self.get_data_node, self._uri("consumer.get_data_node"))
+        await session.subscribe(self.on_leave, "wamp.session.on_leave")
+        found = await self.rebuild(session)
+        session.publish(self._uri("hub.started"), {"session": details.session})
+        log.info("hub ready (session {s}); {n} running data node(s) recovered",
+                 s=details.session, n=found)
+
+
+def make_hub_component(component: Component, settings: Settings) -> Hub:
+    """Attach a :class:`Hub` to ``component`` and return it."""
+    hub = Hub(settings)
+    component.on("join", hub.on_join)
+    return hub

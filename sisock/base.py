@@ -1,0 +1,156 @@
+"""sisock 0.x API: ``DataNodeServer``, ``uri``, ``sisock_to_unix_time``.
+
+Servers written for sisock 0.x import from here and keep working:
+
+* subclass :class:`DataNodeServer`, set ``name`` and ``description``, and
+  override ``get_fields`` / ``get_data`` or their blocking variants
+  ``_get_fields_blocking`` / ``_get_data_blocking`` (run in a thread);
+* run it with ``ApplicationRunner(url=WAMP_URI, realm=REALM).run(cls)``
+  or, better, :func:`run` (reconnects).
+
+The constants ``WAMP_USER``, ``WAMP_SECRET``, ``WAMP_URI``, ``REALM`` and
+``BASE_URI`` are read from the settings (environment and the generated
+credentials file, role ``server``) when first accessed, not at import, and
+no secret has a default in code.
+"""
+
+from __future__ import annotations
+
+from ._quiet import silence_bjdata
+
+silence_bjdata()
+
+from autobahn import wamp  # noqa: E402
+from autobahn.twisted.wamp import ApplicationRunner, ApplicationSession  # noqa: E402
+from twisted.internet import threads  # noqa: E402
+from twisted.internet.defer import inlineCallbacks  # noqa: E402
+
+from .settings import load_settings  # noqa: E402
+from .timeutil import sisock_to_unix_time  # noqa: E402
+
+__all__ = ["DataNodeServer", "uri", "sisock_to_unix_time", "run",
+           "WAMP_USER", "WAMP_SECRET", "WAMP_URI", "REALM", "BASE_URI"]
+
+_CONSTANTS = {
+    "WAMP_USER": "user",
+    "WAMP_SECRET": "secret",
+    "WAMP_URI": "router_url",
+    "REALM": "realm",
+    "BASE_URI": "base_uri",
+}
+
+
+def __getattr__(name: str):
+    """Resolve the 0.x constants lazily from the settings (PEP 562)."""
+    if name in _CONSTANTS:
+        return getattr(load_settings("server"), _CONSTANTS[name])
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def uri(s: str) -> str:
+    """Compose a full URI: ``"%s.%s" % (BASE_URI, s)``."""
+    return "%s.%s" % (load_settings().base_uri, s)
+
+
+class DataNodeServer(ApplicationSession):
+    """Parent class of sisock 0.x data node servers.
+
+    Attributes
+    ----------
+    name : str
+        Unique name of the node; the hub refuses duplicates.
+    description : str
+        Human-readable description for consumers.
+    """
+
+    name: str | None = None
+    description: str | None = None
+
+    def _settings(self):
+        if not hasattr(self, "_sisock_settings"):
+            self._sisock_settings = load_settings("server")
+        return self._sisock_settings
+
+    def onConnect(self):  # noqa: N802 (autobahn API)
+        """Join the realm with WAMP-CRA as the ``server`` user."""
+        self.log.info("Client session connected.")
+        self.join(self.config.realm, ["wampcra"], self._settings().user)
+
+    def onChallenge(self, challenge):  # noqa: N802
+        """Answer the WAMP-CRA challenge with the ``server`` secret."""
+        if challenge.method == "wampcra":
+            return wamp.auth.compute_wcs(self._settings().secret,
+                                         challenge.extra["challenge"])
+        raise Exception("Invalid authmethod {}".format(challenge.method))
+
+    @inlineCallbacks
+    def onJoin(self, details):  # noqa: N802
+        """Register ``get_fields``/``get_data``, then ask the hub to add us."""
+        self.log.info("Successfully joined WAMP.")
+        base = self._settings().base_uri
+        procs = [(self.get_fields, "%s.consumer.%s.get_fields" % (base, self.name)),
+                 (self.get_data, "%s.consumer.%s.get_data" % (base, self.name))]
+        for fn, proc in procs:
+            try:
+                yield self.register(fn, proc)
+                self.log.info("Registered procedure {p}.", p=proc)
+            except Exception as e:
+                self.log.error("Could not register procedure: {e}.", e=e)
+        yield self._add(details.session)
+        yield self.subscribe(lambda *a, **k: self._add(details.session),
+                             "%s.hub.started" % base)
+        self.after_onJoin(details)
+
+    @inlineCallbacks
+    def _add(self, session_id):
+        try:
+            res = yield self.call("%s.data_node.add" % self._settings().base_uri,
+                                  self.name, self.description, session_id)
+            if not res:
+                self.log.warn("Request to add data node denied.")
+            else:
+                self.log.info("Data node registered as \"{n}\".", n=self.name)
+        except Exception as e:
+            self.log.error("Call error: {e}.", e=e)
+
+    def after_onJoin(self, details):  # noqa: N802
+        """Hook for subclasses; called at the end of :meth:`onJoin`."""
+
+    def get_fields(self, start, end):
+        """Return ``[field, timeline]``; runs :meth:`_get_fields_blocking` in a thread."""
+        return threads.deferToThread(self._get_fields_blocking,
+                                     sisock_to_unix_time(start), sisock_to_unix_time(end))
+
+    def get_data(self, field, start, end, min_stride=None):
+        """Return ``{"data", "timeline"}``; runs :meth:`_get_data_blocking` in a thread."""
+        return threads.deferToThread(self._get_data_blocking, field,
+                                     sisock_to_unix_time(start), sisock_to_unix_time(end),
+                                     min_stride)
+
+    def _get_fields_blocking(self, start, end):
+        """Override: blocking ``get_fields`` with UNIX times."""
+        raise RuntimeError("This method must be overriden.")
+
+    def _get_data_blocking(self, field, start, end, min_stride=None):
+        """Override: blocking ``get_data`` with UNIX times.
+
+        Defaults to ``get_data_blocking`` for servers written against the
+        oldest 0.x releases.
+        """
+        legacy = getattr(self, "get_data_blocking", None)
+        if legacy is not None:
+            return legacy(field, start, end, min_stride)
+        raise RuntimeError("This method must be overriden.")
+
+
+def run(cls: type[DataNodeServer]) -> None:
+    """Run a :class:`DataNodeServer` subclass, reconnecting when the router restarts."""
+    settings = load_settings("server")
+    ssl = None
+    if settings.is_tls and settings.tls_ca:
+        from twisted.internet.ssl import Certificate, optionsForClientTLS
+
+        with open(settings.tls_ca) as f:
+            ssl = optionsForClientTLS(settings.host, trustRoot=Certificate.loadPEM(f.read()))
+    runner = ApplicationRunner(url=settings.router_url, realm=settings.realm, ssl=ssl)
+    runner.run(cls, auto_reconnect=True)

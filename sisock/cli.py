@@ -1,0 +1,164 @@
+"""The ``sisock`` command and its sub-commands (DESIGN section 5).
+
+Each sub-command lives in the module that implements it and exposes
+``add_arguments(parser)``; this file only builds the parser and starts the
+right thing. Settings come from flags, then environment, then defaults.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ._quiet import silence_bjdata
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("connection (flags > environment > defaults)")
+    g.add_argument("--router-url", help="router URL (SISOCK_ROUTER_URL, default ws://127.0.0.1:8080/ws)")
+    g.add_argument("--realm", help="WAMP realm (SISOCK_REALM, default sisock)")
+    g.add_argument("--base-uri", help="base URI (SISOCK_BASE_URI, default org.simonsobservatory)")
+    g.add_argument("--user", help="WAMP-CRA authid (SISOCK_USER; default: this role's generated user)")
+    g.add_argument("--secret", help="WAMP-CRA secret (SISOCK_SECRET; prefer the environment)")
+    g.add_argument("--tls-ca", help="CA file to verify a wss:// router (SISOCK_TLS_CA)")
+    g.add_argument("--home", help="runtime directory (SISOCK_HOME, default ~/.config/sisock)")
+    g.add_argument("--log-level", default="info", help="log level (default info)")
+
+
+def settings_for(args: argparse.Namespace, role: str | None):
+    """Resolve :class:`~sisock.settings.Settings` from parsed flags."""
+    from .settings import load_settings
+
+    return load_settings(role, router_url=args.router_url, realm=args.realm,
+                         base_uri=args.base_uri, user=getattr(args, "user", None),
+                         secret=getattr(args, "secret", None),
+                         tls_ca=getattr(args, "tls_ca", None), home=args.home)
+
+
+def _require_credentials(settings, role: str) -> None:
+    if not (settings.user and settings.secret):
+        raise SystemExit(
+            f"sisock: no credentials for role {role!r}: start 'sisock router' once in this "
+            f"SISOCK_HOME ({settings.home}) to generate them, or set SISOCK_USER and "
+            "SISOCK_SECRET")
+
+
+def _serve(services, log_level: str) -> int:
+    from .node import run_nodes
+
+    run_nodes(services, log_level)
+    return 3 if any(s.failed for s in services) else 0
+
+
+def cmd_hub(args) -> int:
+    """Run the hub."""
+    from autobahn.twisted.component import run
+
+    from sisock.hub.session import make_hub_component
+
+    from .wamp import make_component
+
+    settings = settings_for(args, "hub")
+    _require_credentials(settings, "hub")
+    component = make_component(settings)
+    make_hub_component(component, settings)
+    run([component], log_level=args.log_level)
+    return 0
+
+
+def cmd_serve_weather(args) -> int:
+    """Serve the weather example node."""
+    from sisock.servers import weather
+
+    from .node import NodeService
+
+    settings = settings_for(args, "server")
+    _require_credentials(settings, "server")
+    node = weather.build(args, settings.home)
+    return _serve([NodeService(node, settings)], args.log_level)
+
+
+def cmd_serve_sensors(args) -> int:
+    """Serve this machine's sensors live."""
+    from twisted.internet.task import LoopingCall
+
+    from sisock.servers import sensors
+
+    from .node import NodeService
+
+    settings = settings_for(args, "server")
+    _require_credentials(settings, "server")
+    node = sensors.SensorsNode(args.name, args.interval, args.capacity)
+    service = NodeService(node, settings)
+
+    def tick() -> None:
+        service.publish_live(node.sample())
+
+    LoopingCall(tick).start(args.interval, now=True)
+    return _serve([service], args.log_level)
+
+
+def cmd_router(args) -> int:
+    """Start the Crossbar router."""
+    from . import router
+
+    return router.run(args)
+
+
+def cmd_demo(args) -> int:
+    """Run the whole stack on this machine."""
+    from . import demo
+
+    return demo.run(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full ``sisock`` argument parser."""
+    from . import demo, router
+    from sisock.servers import sensors, weather
+
+    parser = argparse.ArgumentParser(
+        prog="sisock", description="Serve instrument timestreams over WAMP.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("router", help="start the Crossbar router with the shipped config")
+    _common(p)
+    router.add_arguments(p)
+    p.set_defaults(func=cmd_router)
+
+    p = sub.add_parser("hub", help="run the hub (list of live data nodes)")
+    _common(p)
+    p.set_defaults(func=cmd_hub)
+
+    serve = sub.add_parser("serve", help="run a data-node server")
+    serve_sub = serve.add_subparsers(dest="server", required=True, metavar="SERVER")
+    p = serve_sub.add_parser("weather", help="historical example: text files of 'time value'")
+    _common(p)
+    weather.add_arguments(p)
+    p.set_defaults(func=cmd_serve_weather)
+    p = serve_sub.add_parser("sensors", help="live example: this machine's load and memory")
+    _common(p)
+    sensors.add_arguments(p)
+    p.set_defaults(func=cmd_serve_sensors)
+
+    p = sub.add_parser("demo", help="run router, hub and every example node on this machine")
+    _common(p)
+    demo.add_arguments(p)
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``sisock`` console script."""
+    silence_bjdata()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

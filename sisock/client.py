@@ -1,0 +1,397 @@
+"""Blocking client for notebooks and scripts: WAMP in a thread, numpy out.
+
+>>> from sisock.client import connect
+>>> with connect() as c:                                   # doctest: +SKIP
+...     print(c.nodes())
+...     r = c.get_data("weather", ["temperature"], -86400, 0)
+...     r.data["temperature"]
+
+The WAMP session runs on its own asyncio loop in a daemon thread, so the
+client works the same in a plain script and inside a running Jupyter
+kernel (whose thread already runs a loop). Every call blocks the caller
+until the answer arrives or ``timeout`` passes. Settings follow the usual
+order: arguments, then environment, then defaults; credentials default to
+the ``consumer`` role's generated ones.
+
+Importing this module does not import pandas or xarray.
+"""
+
+from __future__ import annotations
+
+from ._quiet import silence_bjdata
+
+silence_bjdata()
+
+import asyncio  # noqa: E402
+import concurrent.futures  # noqa: E402
+import ssl  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+from typing import Any, Callable  # noqa: E402
+
+import numpy as np  # noqa: E402
+from autobahn.asyncio.component import Component  # noqa: E402
+from autobahn.wamp.exception import ApplicationError, TransportLost  # noqa: E402
+
+from . import wire  # noqa: E402
+from .settings import Settings, load_settings  # noqa: E402
+
+
+class ClientError(Exception):
+    """Base class of the client's errors."""
+
+
+class RouterUnreachable(ClientError):
+    """No router answered at the URL."""
+
+
+class AuthenticationFailed(ClientError):
+    """The router refused the credentials."""
+
+
+class NodeUnknown(ClientError, KeyError):
+    """No data node of that name is registered."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class RemoteError(ClientError):
+    """The data node refused the request (bad argument, too much data...).
+
+    Attributes
+    ----------
+    uri : str
+        The WAMP error URI, e.g. ``org.simonsobservatory.error.bad_argument``.
+    """
+
+    def __init__(self, uri: str, message: str) -> None:
+        super().__init__(f"{message} [{uri}]")
+        self.uri = uri
+        self.message = message
+
+
+class CallTimeout(ClientError, TimeoutError):
+    """No answer within the timeout."""
+
+
+@dataclass
+class TimelineData:
+    """Times of one timeline in a :class:`DataResult`."""
+
+    t: np.ndarray
+    finalized_until: float | None
+
+
+class DataResult:
+    """The answer of :meth:`Client.get_data`.
+
+    Attributes
+    ----------
+    data : dict of str to numpy.ndarray
+        One array per requested field (empty when there is no data).
+    timelines : dict of str to TimelineData
+        Times of each timeline with data.
+    field_timeline : dict of str to str
+        Which timeline each field belongs to (from ``get_fields``).
+    """
+
+    def __init__(self, reply: dict, field_timeline: dict[str, str]) -> None:
+        self.data = {k: wire.decode_array(v) for k, v in reply["data"].items()}
+        self.timelines = {
+            name: TimelineData(np.asarray(wire.decode_array(tl["t"]), dtype=np.float64),
+                               tl.get("finalized_until"))
+            for name, tl in reply["timeline"].items()
+        }
+        self.field_timeline = field_timeline
+
+    def __repr__(self) -> str:
+        tl = ", ".join(f"{k}: {len(v.t)}" for k, v in self.timelines.items())
+        return f"<DataResult fields={sorted(self.data)} samples={{{tl}}}>"
+
+    def _groups(self) -> dict[str, list[str]]:
+        groups: dict[str, list[str]] = {}
+        for f, arr in self.data.items():
+            tl = self.field_timeline.get(f)
+            if tl is None:
+                matches = [n for n, v in self.timelines.items() if len(v.t) == len(arr)]
+                tl = matches[0] if len(matches) == 1 else None
+            if tl in self.timelines:
+                groups.setdefault(tl, []).append(f)
+        return groups
+
+    def to_pandas(self) -> dict:
+        """One :class:`pandas.DataFrame` per timeline, indexed by UTC datetime."""
+        import pandas as pd
+
+        out = {}
+        for tl, fields in self._groups().items():
+            t = self.timelines[tl].t
+            index = pd.to_datetime(t, unit="s", utc=True)
+            out[tl] = pd.DataFrame({f: self.data[f] for f in fields}, index=index)
+            out[tl].index.name = "time"
+        return out
+
+    def to_xarray(self):
+        """An :class:`xarray.Dataset` with one time dimension per timeline."""
+        import xarray as xr
+
+        variables = {}
+        coords = {}
+        for tl, fields in self._groups().items():
+            dim = f"t_{tl}"
+            coords[dim] = self.timelines[tl].t
+            for f in fields:
+                variables[f] = (dim, self.data[f])
+        return xr.Dataset(variables, coords=coords)
+
+
+class Client:
+    """A connected session; create with :func:`connect`.
+
+    Parameters
+    ----------
+    settings : Settings
+        Router URL, realm, credentials, TLS CA.
+    timeout : float
+        Seconds to wait for connecting and for each call.
+    serializer : str
+        ``"msgpack"`` (default, carries bytes raw), ``"cbor"`` or ``"json"``.
+    binary : bool
+        Ask nodes for binary arrays (falls back to lists for old nodes).
+    """
+
+    def __init__(self, settings: Settings, timeout: float = 10.0,
+                 serializer: str = "msgpack", binary: bool = True) -> None:
+        self.settings = settings
+        self.timeout = timeout
+        self.serializer = serializer
+        self.binary = binary and serializer != "json"
+        self._session = None
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever,
+                                        name="sisock-client", daemon=True)
+        self._fields_cache: dict[str, tuple[float, dict]] = {}
+        self._old_nodes: set[str] = set()
+
+    # -- connection -------------------------------------------------------
+    def _component(self, joined: asyncio.Future) -> Component:
+        s = self.settings
+        endpoint: dict[str, Any] = {"type": "tcp", "host": s.host, "port": s.port,
+                                    "timeout": max(1, int(self.timeout))}
+        if s.is_tls:
+            ctx = ssl.create_default_context(cafile=s.tls_ca)
+            endpoint["tls"] = ctx
+        auth = None
+        if s.user and s.secret:
+            auth = {"wampcra": {"authid": s.user, "secret": s.secret}}
+        comp = Component(
+            transports=[{"type": "websocket", "url": s.router_url, "endpoint": endpoint,
+                         "serializers": [self.serializer], "max_retries": 0,
+                         "options": {"max_message_payload_size": 64 * 2**20}}],
+            realm=s.realm, authentication=auth)
+
+        def on_join(session, details):
+            self._session = session
+            if not joined.done():
+                joined.set_result(session)
+
+        def on_leave(session, details):
+            self._session = None
+            if not joined.done():
+                reason = getattr(details, "reason", "") or ""
+                message = getattr(details, "message", "") or ""
+                if "auth" in reason or "not_authorized" in reason or "no_such_role" in reason:
+                    joined.set_exception(AuthenticationFailed(
+                        f"router {s.router_url} refused the credentials of user "
+                        f"{s.user!r}: {reason} {message}".strip()))
+                else:
+                    joined.set_exception(ClientError(f"session closed: {reason} {message}"))
+
+        comp.on("join", on_join)
+        comp.on("leave", on_leave)
+        return comp
+
+    def open(self) -> "Client":
+        """Connect and join (blocks up to ``timeout``)."""
+        self._thread.start()
+
+        async def start():
+            joined = self._loop.create_future()
+            comp = self._component(joined)
+            done = comp.start(self._loop)
+
+            def finished(fut):
+                if not joined.done():
+                    exc = fut.exception() if not fut.cancelled() else None
+                    joined.set_exception(RouterUnreachable(
+                        f"cannot reach the router at {self.settings.router_url}"
+                        + (f": {exc}" if exc else "")))
+            done.add_done_callback(finished)
+            self._component_obj = comp
+            return await joined
+
+        fut = asyncio.run_coroutine_threadsafe(start(), self._loop)
+        try:
+            fut.result(self.timeout)
+        except concurrent.futures.TimeoutError:
+            self.close()
+            raise CallTimeout(f"no session with {self.settings.router_url} within "
+                              f"{self.timeout} s") from None
+        except Exception:
+            self.close()
+            raise
+        return self
+
+    def close(self) -> None:
+        """Leave the session and stop the thread."""
+        if not self._thread.is_alive():
+            return
+
+        async def stop():
+            comp = getattr(self, "_component_obj", None)
+            if comp is not None:
+                try:
+                    await asyncio.wait_for(comp.stop(), 2)
+                except Exception:
+                    pass
+        try:
+            asyncio.run_coroutine_threadsafe(stop(), self._loop).result(3)
+        except Exception:
+            pass
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(3)
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- calls ------------------------------------------------------------
+    def call(self, uri: str, *args, timeout: float | None = None, **kwargs) -> Any:
+        """Call a procedure (full URI, or relative to the base URI)."""
+        if self._session is None:
+            raise ClientError("not connected")
+        full = uri if uri.startswith(self.settings.base_uri + ".") or uri.startswith("wamp.") \
+            else self.settings.uri(uri)
+        session = self._session
+
+        async def do_call():
+            return await session.call(full, *args, **kwargs)
+
+        fut = asyncio.run_coroutine_threadsafe(do_call(), self._loop)
+        try:
+            return fut.result(self.timeout if timeout is None else timeout)
+        except concurrent.futures.TimeoutError:
+            fut.cancel()
+            raise CallTimeout(f"{full}: no answer within {timeout or self.timeout} s") from None
+        except ApplicationError as exc:
+            if exc.error == "wamp.error.no_such_procedure":
+                raise NodeUnknown(f"no such procedure {full} (is the node running?)") from None
+            message = exc.args[0] if exc.args else str(exc)
+            raise RemoteError(exc.error, str(message)) from None
+        except TransportLost as exc:
+            raise ClientError(f"connection lost during {full}") from exc
+
+    def nodes(self) -> list[dict]:
+        """The hub's list of data nodes: ``[{"name", "description"}, ...]``."""
+        return self.call("consumer.get_data_node")
+
+    def _node_uri(self, node: str, leaf: str) -> str:
+        return self.settings.uri(f"consumer.{node}.{leaf}")
+
+    def fields(self, node: str, start: float = -86400, end: float = 0) -> tuple[dict, dict]:
+        """``get_fields`` of a node: ``(field, timeline)``."""
+        try:
+            field, timeline = self.call(self._node_uri(node, "get_fields"), start, end)
+        except NodeUnknown:
+            raise NodeUnknown(f"no data node named {node!r}") from None
+        return field, timeline
+
+    def get_data(self, node: str, fields: list[str] | str, start: float, end: float,
+                 min_stride: float | None = None, method: str | None = None,
+                 timeout: float | None = None) -> DataResult:
+        """Fetch samples as numpy arrays.
+
+        Parameters
+        ----------
+        node : str
+            Data node name.
+        fields : list of str or str
+            Field names.
+        start, end : float
+            UNIX seconds, or <= 0 for "seconds before now".
+        min_stride : float, optional
+            Downsample so samples are at least this many seconds apart.
+        method : str, optional
+            ``mean`` (default), ``min``, ``max``, ``first``, ``last``, ``minmax``.
+        """
+        if isinstance(fields, str):
+            fields = [fields]
+        kwargs: dict[str, Any] = {}
+        if method is not None:
+            kwargs["method"] = method
+        if self.binary and node not in self._old_nodes:
+            kwargs["encoding"] = "binary"
+        uri = self._node_uri(node, "get_data")
+        try:
+            reply = self.call(uri, fields, start, end, min_stride, timeout=timeout, **kwargs)
+        except NodeUnknown:
+            raise NodeUnknown(f"no data node named {node!r}") from None
+        except RemoteError as exc:
+            if "encoding" in kwargs and exc.uri in ("wamp.error.invalid_argument",
+                                                    "wamp.error.runtime_error"):
+                self._old_nodes.add(node)  # sisock 0.x node: lists only
+                kwargs.pop("encoding")
+                reply = self.call(uri, fields, start, end, min_stride, timeout=timeout, **kwargs)
+            else:
+                raise
+        return DataResult(reply, self._field_timelines(node, start, end))
+
+    def _field_timelines(self, node: str, start: float, end: float) -> dict[str, str]:
+        cached = self._fields_cache.get(node)
+        if cached and time.monotonic() - cached[0] < 30:
+            return cached[1]
+        try:
+            field, _ = self.fields(node, start, end)
+        except ClientError:
+            return {}
+        mapping = {f: info.get("timeline") for f, info in field.items()}
+        self._fields_cache[node] = (time.monotonic(), mapping)
+        return mapping
+
+    def subscribe(self, node: str, callback: Callable[[DataResult], None]) -> None:
+        """Call ``callback(DataResult)`` for each sample on the node's ``live`` topic."""
+        if self._session is None:
+            raise ClientError("not connected")
+
+        def handler(payload, *args, **kwargs):
+            callback(DataResult(payload, {}))
+
+        session = self._session
+
+        async def do_subscribe():
+            return await session.subscribe(handler, self._node_uri(node, "live"))
+
+        fut = asyncio.run_coroutine_threadsafe(do_subscribe(), self._loop)
+        fut.result(self.timeout)
+
+
+def connect(url: str | None = None, realm: str | None = None, user: str | None = None,
+            secret: str | None = None, *, timeout: float = 10.0, home: str | None = None,
+            tls_ca: str | None = None, base_uri: str | None = None,
+            serializer: str = "msgpack", binary: bool = True) -> Client:
+    """Connect to a sisock router and return a :class:`Client`.
+
+    Parameters default to ``SISOCK_*`` environment variables, then to the
+    consumer role's generated credentials in ``SISOCK_HOME``.
+
+    Raises
+    ------
+    RouterUnreachable, AuthenticationFailed, CallTimeout
+    """
+    settings = load_settings("consumer", router_url=url, realm=realm, user=user,
+                             secret=secret, tls_ca=tls_ca, home=home, base_uri=base_uri)
+    return Client(settings, timeout=timeout, serializer=serializer, binary=binary).open()

@@ -1,0 +1,163 @@
+"""``sisock demo``: the whole stack on one machine, as child processes.
+
+Starts the router, waits until it accepts connections, then the hub and
+every example node, waits until the hub lists them all, prints where to
+connect, and keeps running until interrupted (or, with ``--check``, stops
+everything and exits 0 when the stack came up).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import credentials
+from .settings import Settings, load_settings
+
+
+@dataclass
+class Stack:
+    """The child processes of a running demo."""
+
+    settings: Settings
+    log_dir: Path
+    procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    def env(self) -> dict[str, str]:
+        """Environment that points children at this stack."""
+        env = dict(os.environ)
+        env.update(SISOCK_HOME=str(self.settings.home),
+                   SISOCK_ROUTER_URL=self.settings.router_url,
+                   SISOCK_REALM=self.settings.realm,
+                   SISOCK_BASE_URI=self.settings.base_uri)
+        for key in ("SISOCK_USER", "SISOCK_SECRET", "WAMP_USER", "WAMP_SECRET"):
+            env.pop(key, None)  # each child uses its own role's credentials
+        return env
+
+    def start(self, name: str, *args: str) -> subprocess.Popen:
+        """Start ``sisock ARGS`` with output to ``<log_dir>/<name>.log``."""
+        log = open(self.log_dir / f"{name}.log", "ab")
+        proc = subprocess.Popen([sys.executable, "-m", "sisock", *args], env=self.env(),
+                                stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        self.procs[name] = proc
+        return proc
+
+    def stop(self) -> None:
+        """Terminate every child (nodes first, router last)."""
+        for name in reversed(list(self.procs)):
+            proc = self.procs[name]
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        for proc in self.procs.values():
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def wait_for_port(host: str, port: int, timeout: float, proc: subprocess.Popen | None = None) -> None:
+    """Block until ``host:port`` accepts TCP connections."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with code {proc.returncode}")
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise TimeoutError(f"nothing listens on {host}:{port} after {timeout} s")
+
+
+def wait_for_nodes(settings: Settings, names: set[str], timeout: float) -> list[dict]:
+    """Block until the hub lists every name in ``names``; return the list."""
+    from .client import ClientError, connect
+
+    deadline = time.monotonic() + timeout
+    listed: list[dict] = []
+    while time.monotonic() < deadline:
+        try:
+            with connect(settings.router_url, settings.realm, home=str(settings.home),
+                         base_uri=settings.base_uri, timeout=5) as c:
+                while time.monotonic() < deadline:
+                    try:
+                        listed = c.nodes()
+                    except ClientError:
+                        listed = []
+                    if names <= {n["name"] for n in listed}:
+                        return listed
+                    time.sleep(0.2)
+        except ClientError:
+            time.sleep(0.3)
+    missing = names - {n["name"] for n in listed}
+    raise TimeoutError(f"the hub did not list {sorted(missing)} within {timeout} s")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``sisock demo``."""
+    parser.add_argument("--check", action="store_true",
+                        help="start everything, verify the hub lists every node, stop, exit")
+    parser.add_argument("--timeout", type=float, default=60.0,
+                        help="seconds to wait for the stack to come up (default 60)")
+
+
+def plan(stack: Stack) -> list[tuple[str, list[str]]]:
+    """The child processes to start after the router, in order."""
+    return [
+        ("hub", ["hub"]),
+        ("weather", ["serve", "weather"]),
+        ("sensors", ["serve", "sensors"]),
+    ]
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the demo stack."""
+    settings = load_settings(router_url=args.router_url, realm=args.realm,
+                             base_uri=args.base_uri, home=args.home)
+    credentials.ensure(settings.home)
+    log_dir = Path(settings.home) / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    stack = Stack(settings, log_dir)
+    t0 = time.monotonic()
+    try:
+        router = stack.start("router", "router")
+        wait_for_port(settings.host, settings.port, args.timeout, router)
+        names = set()
+        for name, argv in plan(stack):
+            stack.start(name, *argv)
+            if argv[0] == "serve":
+                names.add(name)
+        listed = wait_for_nodes(settings, names, args.timeout)
+        print(f"sisock stack up in {time.monotonic() - t0:.1f} s", flush=True)
+        print(f"  router:   {settings.router_url}  (realm {settings.realm})")
+        print(f"  secrets:  {credentials.path(settings.home)}")
+        print(f"  logs:     {log_dir}")
+        print("  data nodes listed by the hub:")
+        for node in listed:
+            print(f"    - {node['name']}: {node['description']}")
+        print("  try:     .venv/bin/python -c \"from sisock.client import connect; "
+              "print(connect().nodes())\"", flush=True)
+        if args.check:
+            return 0
+        print("Press Ctrl-C to stop.", flush=True)
+        while True:
+            for name, proc in stack.procs.items():
+                if proc.poll() is not None:
+                    print(f"sisock demo: {name} exited with code {proc.returncode}; "
+                          f"see {log_dir / (name + '.log')}", flush=True)
+                    return 1
+            time.sleep(1)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        stack.stop()

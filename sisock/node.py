@@ -1,0 +1,184 @@
+"""Run a data node: a plain Python object served over WAMP.
+
+A node *core* is any object with ``name``, ``description`` and two
+blocking methods (see :class:`DataNode`); it knows nothing about WAMP.
+:class:`NodeService` wires a core to a reconnecting
+:class:`autobahn.twisted.component.Component`:
+
+1. on every join it calls ``data_node.add`` (retrying briefly while the
+   hub starts or an old session of the same name is still leaving);
+2. registers ``{base}.consumer.<name>.get_fields`` and ``.get_data``,
+   which run the core in a thread and translate
+   :class:`~sisock.errors.SisockError` into WAMP errors;
+3. re-adds itself whenever the hub announces ``{base}.hub.started``;
+4. offers :meth:`NodeService.publish_live` for live samples.
+"""
+
+from __future__ import annotations
+
+from ._quiet import silence_bjdata
+
+silence_bjdata()
+
+from typing import Protocol  # noqa: E402
+
+from autobahn.twisted.component import Component  # noqa: E402
+from autobahn.twisted.util import sleep  # noqa: E402
+from autobahn.wamp.exception import ApplicationError  # noqa: E402
+from twisted.internet import threads  # noqa: E402
+from twisted.internet.defer import ensureDeferred  # noqa: E402
+from twisted.logger import Logger  # noqa: E402
+
+from . import wire  # noqa: E402
+from .errors import BadArgument, SisockError  # noqa: E402
+from .settings import Settings  # noqa: E402
+from .timeutil import check_interval  # noqa: E402
+from .wamp import make_component, to_application_error  # noqa: E402
+
+log = Logger(namespace="sisock.node")
+
+#: How long a node keeps asking for a name held by another session.
+ADD_RETRY_SECONDS = 5.0
+
+
+class DataNode(Protocol):
+    """What a node core provides. Methods are called in a worker thread."""
+
+    name: str
+    description: str
+
+    def get_fields(self, start: float, end: float) -> tuple[dict, dict]:
+        """Return ``(field, timeline)`` for ``[start, end)`` in UNIX seconds."""
+
+    def get_data(self, fields: list[str], start: float, end: float,
+                 min_stride: float | None = None, method: str | None = None) -> dict:
+        """Return ``{"data": {f: array}, "timeline": {tl: {"t", "finalized_until"}}}``."""
+
+
+class NodeService:
+    """Serve one :class:`DataNode` core through a WAMP component.
+
+    Parameters
+    ----------
+    node : DataNode
+        The core.
+    settings : Settings
+        Router, realm and credentials (role ``server``).
+    component : Component, optional
+        Built with :func:`sisock.wamp.make_component` when omitted.
+    """
+
+    def __init__(self, node: DataNode, settings: Settings,
+                 component: Component | None = None) -> None:
+        self.node = node
+        self.settings = settings
+        self.component = component or make_component(settings)
+        self.session = None
+        self.listed = False
+        self.failed = False
+        self.component.on("join", lambda s, d: ensureDeferred(self._on_join(s, d)))
+        self.component.on("leave", self._on_leave)
+
+    def uri(self, leaf: str) -> str:
+        """``{base}.consumer.<name>.<leaf>``."""
+        return self.settings.uri(f"consumer.{self.node.name}.{leaf}")
+
+    # -- RPCs -------------------------------------------------------------
+    async def get_fields(self, start, end):
+        """``get_fields(start, end) -> [field, timeline]``."""
+        try:
+            s, e = check_interval(start, end)
+            field, timeline = await threads.deferToThread(self.node.get_fields, s, e)
+            return [field, timeline]
+        except SisockError as exc:
+            raise to_application_error(exc, self.settings.base_uri) from exc
+
+    async def get_data(self, field, start, end, min_stride=None, **ext):
+        """``get_data(field, start, end, min_stride=None, **ext)``.
+
+        Extensions: ``method`` (downsampling method) and ``encoding``
+        (``"binary"`` for raw little-endian arrays, see :mod:`sisock.wire`).
+        """
+        try:
+            method = ext.pop("method", None)
+            encoding = wire.check_encoding(ext.pop("encoding", None))
+            if ext:
+                raise BadArgument(
+                    f"unknown argument(s) {sorted(ext)} to get_data; "
+                    "known extensions are 'method' and 'encoding'"
+                )
+            fields = wire.check_fields(field)
+            s, e = check_interval(start, end)
+            stride = wire.check_min_stride(min_stride)
+            result = await threads.deferToThread(
+                self.node.get_data, fields, s, e, stride, method)
+            return wire.data_reply(result, encoding)
+        except SisockError as exc:
+            raise to_application_error(exc, self.settings.base_uri) from exc
+
+    # -- live -------------------------------------------------------------
+    def publish_live(self, result: dict) -> bool:
+        """Publish new samples (``get_data`` shape) on ``<name>.live``.
+
+        Returns False when not connected (the samples stay in the core).
+        """
+        if self.session is None or not self.listed:
+            return False
+        self.session.publish(self.uri("live"), wire.data_reply(result))
+        return True
+
+    # -- lifecycle --------------------------------------------------------
+    async def add(self, session) -> bool:
+        """Ask the hub for our name, retrying while it is busy or starting."""
+        deadline = ADD_RETRY_SECONDS
+        waited = 0.0
+        while True:
+            try:
+                ok = await session.call(
+                    self.settings.uri("data_node.add"), self.node.name,
+                    self.node.description, session.session_id)
+                if ok:
+                    return True
+                if waited >= deadline:
+                    return False
+            except ApplicationError as exc:
+                if exc.error != "wamp.error.no_such_procedure":
+                    raise
+                if waited == 0.0:
+                    log.warn("hub not running yet; waiting for it")
+            await sleep(0.25)
+            waited += 0.25
+
+    async def _on_join(self, session, details) -> None:
+        self.session = session
+        await session.subscribe(lambda *a, **k: ensureDeferred(self._readd(session)),
+                                self.settings.uri("hub.started"))
+        if not await self.add(session):
+            log.error("data node name {name!r} is already served by another session; "
+                      "not serving", name=self.node.name)
+            self.session = None
+            self.failed = True
+            session.leave()
+            self.component.stop()
+            return
+        await session.register(self.get_fields, self.uri("get_fields"))
+        await session.register(self.get_data, self.uri("get_data"))
+        self.listed = True
+        log.info("serving data node {name!r} (session {s})",
+                 name=self.node.name, s=details.session)
+
+    async def _readd(self, session) -> None:
+        if session is self.session:
+            await self.add(session)
+
+    def _on_leave(self, session, details) -> None:
+        self.session = None
+        self.listed = False
+
+
+def run_nodes(services: list[NodeService], log_level: str = "info") -> None:
+    """Start the reactor with every service's component (blocks)."""
+    from autobahn.twisted.component import run
+
+    run([s.component for s in services], log_level=log_level)
+

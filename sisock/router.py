@@ -1,0 +1,143 @@
+"""``sisock router``: render the Crossbar config and start the real router.
+
+The template ``crossbar/config.json`` holds no secret. :func:`render`
+returns the config with realm, base URI, listening address, TLS files and
+the WAMP-CRA users filled in; :func:`prepare` writes it into
+``$SISOCK_HOME/router``; :func:`main` execs ``crossbar start``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from . import credentials
+from .settings import Settings, load_settings
+
+
+def template_path() -> Path:
+    """Locate ``crossbar/config.json`` (source tree or installed copy)."""
+    here = Path(__file__).resolve().parent.parent / "crossbar" / "config.json"
+    if here.exists():
+        return here
+    installed = Path(sys.prefix) / "share" / "sisock" / "crossbar" / "config.json"
+    if installed.exists():
+        return installed
+    raise FileNotFoundError("cannot find the router template crossbar/config.json")
+
+
+def _substitute(obj, mapping: dict[str, str]):
+    if isinstance(obj, str):
+        for key, value in mapping.items():
+            obj = obj.replace("{" + key + "}", value)
+        return obj
+    if isinstance(obj, list):
+        return [_substitute(x, mapping) for x in obj]
+    if isinstance(obj, dict):
+        return {_substitute(k, mapping): _substitute(v, mapping) for k, v in obj.items()}
+    return obj
+
+
+def render(template: dict, settings: Settings, creds: dict,
+           tls: dict[str, Path] | None = None) -> dict:
+    """Fill the router template.
+
+    Parameters
+    ----------
+    template : dict
+        The parsed ``crossbar/config.json``.
+    settings : Settings
+        Realm, base URI and router URL (its host and port are listened on).
+    creds : dict
+        ``{role: {"authid", "secret"}}`` as from :func:`credentials.ensure`.
+    tls : dict, optional
+        ``{"key", "cert"}`` paths; given for a ``wss://`` URL.
+
+    Returns
+    -------
+    dict
+        A complete Crossbar configuration.
+    """
+    config = _substitute(copy.deepcopy(template),
+                         {"realm": settings.realm, "base": settings.base_uri})
+    worker = config["workers"][0]
+    transport = worker["transports"][0]
+    endpoint = transport["endpoint"]
+    endpoint["interface"] = settings.host
+    endpoint["port"] = settings.port
+    if tls is not None:
+        endpoint["tls"] = {"key": str(tls["key"]), "certificate": str(tls["cert"])}
+    transport["auth"]["wampcra"]["users"] = {
+        entry["authid"]: {"secret": entry["secret"], "role": role}
+        for role, entry in creds.items()
+    }
+    return config
+
+
+def prepare(settings: Settings) -> Path:
+    """Write the rendered config into ``$SISOCK_HOME/router`` (mode 0600).
+
+    Returns
+    -------
+    pathlib.Path
+        The Crossbar node directory (``--cbdir``).
+    """
+    creds = credentials.ensure(settings.home)
+    tls = credentials.ensure_tls(settings.home, settings.host) if settings.is_tls else None
+    template = json.loads(template_path().read_text())
+    config = render(template, settings, creds, tls)
+    cbdir = Path(settings.home) / "router"
+    cbdir.mkdir(parents=True, exist_ok=True)
+    target = cbdir / "config.json"
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(config, f, indent=2)
+    return cbdir
+
+
+def crossbar_executable() -> str:
+    """Path of the ``crossbar`` script installed beside this Python."""
+    beside = Path(sys.executable).parent / "crossbar"
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("crossbar")
+    if found is None:
+        raise FileNotFoundError(
+            "the 'crossbar' command is not installed; run 'make install' "
+            "(or pip install 'sisock[router]')"
+        )
+    return found
+
+
+def command(cbdir: Path, loglevel: str = "info") -> list[str]:
+    """The argv that starts Crossbar on ``cbdir``."""
+    return [crossbar_executable(), "start", "--cbdir", str(cbdir), "--loglevel", loglevel]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``sisock router`` options."""
+    parser.add_argument("--loglevel", default="info",
+                        help="Crossbar log level (default: info)")
+    parser.add_argument("--print-config", action="store_true",
+                        help="write the config, print its path and exit")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Start Crossbar in the foreground (replaces this process)."""
+    settings = load_settings(router_url=args.router_url, realm=args.realm,
+                             base_uri=args.base_uri, home=args.home)
+    cbdir = prepare(settings)
+    if args.print_config:
+        print(cbdir / "config.json")
+        return 0
+    print(f"sisock router: listening on {settings.router_url} "
+          f"(realm {settings.realm}; credentials in {credentials.path(settings.home)})",
+          flush=True)
+    argv = command(cbdir, args.loglevel)
+    os.execv(argv[0], argv)
+    return 0  # not reached

@@ -1,0 +1,142 @@
+"""Settings: flags, then environment, then defaults (DESIGN section 5).
+
+Nothing here touches the network. Reading the credentials file is the only
+disk access, and it happens when :func:`load_settings` is called, never at
+import.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from . import credentials
+
+DEFAULT_ROUTER_URL = "ws://127.0.0.1:8080/ws"
+DEFAULT_REALM = "sisock"
+DEFAULT_BASE_URI = "org.simonsobservatory"
+
+#: The role whose credentials each kind of program uses by default.
+ROLES = ("hub", "server", "consumer")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where and how to connect to the router.
+
+    Attributes
+    ----------
+    router_url : str
+        WebSocket URL of the router (``ws://`` or ``wss://``).
+    realm : str
+        WAMP realm.
+    base_uri : str
+        Prefix of every sisock URI.
+    user, secret : str or None
+        WAMP-CRA credentials (None: connect without authenticating, which
+        the shipped router refuses).
+    tls_ca : str or None
+        CA certificate file used to verify a ``wss://`` router.
+    home : pathlib.Path
+        ``SISOCK_HOME``: generated secrets and runtime files.
+    """
+
+    router_url: str = DEFAULT_ROUTER_URL
+    realm: str = DEFAULT_REALM
+    base_uri: str = DEFAULT_BASE_URI
+    user: str | None = None
+    secret: str | None = None
+    tls_ca: str | None = None
+    home: Path = Path("~/.config/sisock").expanduser()
+
+    def uri(self, suffix: str) -> str:
+        """Return ``"{base_uri}.{suffix}"``."""
+        return f"{self.base_uri}.{suffix}"
+
+    @property
+    def host(self) -> str:
+        """Host part of :attr:`router_url`."""
+        return urlsplit(self.router_url).hostname or "127.0.0.1"
+
+    @property
+    def port(self) -> int:
+        """Port of :attr:`router_url` (default 80 / 443 by scheme)."""
+        parts = urlsplit(self.router_url)
+        return parts.port or (443 if parts.scheme == "wss" else 80)
+
+    @property
+    def is_tls(self) -> bool:
+        """True for a ``wss://`` router URL."""
+        return urlsplit(self.router_url).scheme == "wss"
+
+    def with_role(self, role: str) -> "Settings":
+        """Return a copy carrying ``role``'s generated credentials.
+
+        Explicit ``user``/``secret`` (flags or ``SISOCK_USER`` /
+        ``SISOCK_SECRET``) win; otherwise the credentials file in
+        :attr:`home` is read.
+        """
+        if self.user and self.secret:
+            return self
+        creds = credentials.read(self.home)
+        if creds is None or role not in creds:
+            return self
+        return replace(self, user=creds[role]["authid"], secret=creds[role]["secret"])
+
+
+def _env(*names: str) -> str | None:
+    for name in names:
+        value = os.environ.get(name)
+        if value:
+            return value
+    return None
+
+
+def load_settings(
+    role: str | None = None,
+    *,
+    router_url: str | None = None,
+    realm: str | None = None,
+    base_uri: str | None = None,
+    user: str | None = None,
+    secret: str | None = None,
+    tls_ca: str | None = None,
+    home: str | os.PathLike | None = None,
+) -> Settings:
+    """Resolve settings from arguments, then environment, then defaults.
+
+    Parameters
+    ----------
+    role : {"hub", "server", "consumer"}, optional
+        Pick this role's credentials from the generated credentials file
+        unless a user and secret are given explicitly.
+    router_url, realm, base_uri, user, secret, tls_ca, home
+        Explicit values (e.g. command-line flags); None means "not given".
+
+    Returns
+    -------
+    Settings
+    """
+    home_path = Path(
+        home or _env("SISOCK_HOME") or "~/.config/sisock"
+    ).expanduser()
+    url = router_url or _env("SISOCK_ROUTER_URL") or DEFAULT_ROUTER_URL
+    ca = tls_ca or _env("SISOCK_TLS_CA")
+    if ca is None and urlsplit(url).scheme == "wss":
+        generated = credentials.tls_paths(home_path)["ca"]
+        if generated.exists():
+            ca = str(generated)
+    settings = Settings(
+        router_url=url,
+        realm=realm or _env("SISOCK_REALM") or DEFAULT_REALM,
+        base_uri=base_uri or _env("SISOCK_BASE_URI") or DEFAULT_BASE_URI,
+        user=user or _env("SISOCK_USER", "WAMP_USER"),
+        secret=secret or _env("SISOCK_SECRET", "WAMP_SECRET"),
+        tls_ca=ca,
+        home=home_path,
+    )
+    if role is not None:
+        settings = settings.with_role(role)
+    return settings
