@@ -68,9 +68,16 @@ class Hub:
         elif self.registry.owner(name) is not None:
             log.warn("session {s} may not subtract {name!r}", s=caller, name=name)
 
-    def claim(self, name, session) -> bool:
-        """``data_node.claim``: asked by the router's authorizer only."""
-        return self.registry.claim(name, session)
+    def claim(self, name, session=None, details=None) -> bool:
+        """``data_node.claim``: reserve ``name`` without listing it.
+
+        The router's authorizer asks on behalf of ``session`` (its own
+        calls are not disclosed); a data node may claim only for itself,
+        so for a disclosed caller the argument is ignored.
+        """
+        if not isinstance(name, str) or not name.strip():
+            return False
+        return self.registry.claim(name, self._caller(details, session))
 
     def get_data_node(self) -> list:
         """``consumer.get_data_node``: the listed nodes."""
@@ -108,7 +115,7 @@ class Hub:
         opts = RegisterOptions(details_arg="details")
         await session.register(self.add, self._uri("data_node.add"), options=opts)
         await session.register(self.subtract, self._uri("data_node.subtract"), options=opts)
-        await session.register(self.claim, self._uri("data_node.claim"))
+        await session.register(self.claim, self._uri("data_node.claim"), options=opts)
         await session.register(self.get_data_node, self._uri("consumer.get_data_node"))
         await session.subscribe(self.on_leave, "wamp.session.on_leave")
         found = await self.rebuild(session)

@@ -71,7 +71,8 @@ def decide(base_uri: str, uri: str, action: str, match: str = "exact") -> Decisi
     Decision
     """
     if action == "call":
-        if uri in (f"{base_uri}.data_node.add", f"{base_uri}.data_node.subtract"):
+        if uri in (f"{base_uri}.data_node.add", f"{base_uri}.data_node.subtract",
+                   f"{base_uri}.data_node.claim"):
             return Decision("allow_disclose")
         if uri.startswith(f"{base_uri}.consumer."):
             return Decision("allow")
@@ -109,11 +110,11 @@ class Authorizer(ApplicationSession):
         match = (options or {}).get("match", "exact")
         decision = decide(self._base, uri, action, match)
         if decision.verdict == "allow":
-            return {"allow": True, "cache": False}
+            return {"allow": True, "disclose": False, "cache": False}
         if decision.verdict == "allow_disclose":
             return {"allow": True, "disclose": True, "cache": False}
         if decision.verdict == "deny":
-            return {"allow": False, "cache": False}
+            return {"allow": False, "disclose": False, "cache": False}
         try:
             ok = yield self.call(
                 f"{self._base}.data_node.claim", decision.name, session["session"]
@@ -124,4 +125,4 @@ class Authorizer(ApplicationSession):
                 action=action, uri=uri, exc=exc,
             )
             ok = False
-        return {"allow": bool(ok), "cache": False}
+        return {"allow": bool(ok), "disclose": False, "cache": False}

@@ -53,17 +53,15 @@ def _serve(services, log_level: str) -> int:
 
 def cmd_hub(args) -> int:
     """Run the hub."""
-    from autobahn.twisted.component import run
-
     from sisock.hub.session import make_hub_component
 
-    from .wamp import make_component
+    from .wamp import make_component, run_components
 
     settings = settings_for(args, "hub")
     _require_credentials(settings, "hub")
     component = make_component(settings)
     make_hub_component(component, settings)
-    run([component], log_level=args.log_level)
+    run_components([component], args.log_level)
     return 0
 
 

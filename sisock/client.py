@@ -362,21 +362,28 @@ class Client:
         self._fields_cache[node] = (time.monotonic(), mapping)
         return mapping
 
-    def subscribe(self, node: str, callback: Callable[[DataResult], None]) -> None:
-        """Call ``callback(DataResult)`` for each sample on the node's ``live`` topic."""
+    def subscribe_uri(self, uri: str, callback: Callable[..., None]) -> None:
+        """Subscribe ``callback(*args, **kwargs)`` to a topic (full or relative URI).
+
+        The callback runs in the client's thread: keep it short.
+        """
         if self._session is None:
             raise ClientError("not connected")
-
-        def handler(payload, *args, **kwargs):
-            callback(DataResult(payload, {}))
-
+        full = uri if uri.startswith(self.settings.base_uri + ".") or uri.startswith("wamp.") \
+            else self.settings.uri(uri)
         session = self._session
 
         async def do_subscribe():
-            return await session.subscribe(handler, self._node_uri(node, "live"))
+            return await session.subscribe(callback, full)
 
-        fut = asyncio.run_coroutine_threadsafe(do_subscribe(), self._loop)
-        fut.result(self.timeout)
+        asyncio.run_coroutine_threadsafe(do_subscribe(), self._loop).result(self.timeout)
+
+    def subscribe(self, node: str, callback: Callable[[DataResult], None]) -> None:
+        """Call ``callback(DataResult)`` for each sample on the node's ``live`` topic."""
+        def handler(payload, *args, **kwargs):
+            callback(DataResult(payload, {}))
+
+        self.subscribe_uri(self._node_uri(node, "live"), handler)
 
 
 def connect(url: str | None = None, realm: str | None = None, user: str | None = None,

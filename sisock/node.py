@@ -128,32 +128,69 @@ class NodeService:
         return True
 
     # -- lifecycle --------------------------------------------------------
-    async def add(self, session) -> bool:
-        """Ask the hub for our name, retrying while it is busy or starting."""
-        deadline = ADD_RETRY_SECONDS
-        waited = 0.0
+    async def add(self, session) -> bool | None:
+        """Call ``data_node.add``; None while no hub is running."""
+        try:
+            return bool(await session.call(
+                self.settings.uri("data_node.add"), self.node.name,
+                self.node.description, session.session_id))
+        except ApplicationError as exc:
+            if exc.error == "wamp.error.no_such_procedure":
+                return None
+            raise
+
+    async def claim(self, session) -> bool | None:
+        """Call ``data_node.claim`` (reserve our name); None while no hub is running."""
+        try:
+            return bool(await session.call(
+                self.settings.uri("data_node.claim"), self.node.name, session.session_id))
+        except ApplicationError as exc:
+            if exc.error == "wamp.error.no_such_procedure":
+                return None
+            raise
+
+    async def _register(self, session) -> bool:
+        """Register our procedures, then get listed by the hub.
+
+        Registering first means a listed node always answers. The router
+        refuses the registration while another session owns the name, or
+        while no hub runs to say who owns it: we then claim the name from
+        the hub directly (without being listed), wait for the hub if it is
+        absent, and give up after
+        ``ADD_RETRY_SECONDS`` if the name stays taken.
+        """
+        taken_for = 0.0
+        hub_missing_logged = False
         while True:
             try:
-                ok = await session.call(
-                    self.settings.uri("data_node.add"), self.node.name,
-                    self.node.description, session.session_id)
-                if ok:
-                    return True
-                if waited >= deadline:
-                    return False
+                await session.register(self.get_fields, self.uri("get_fields"))
+                await session.register(self.get_data, self.uri("get_data"))
+                break
             except ApplicationError as exc:
-                if exc.error != "wamp.error.no_such_procedure":
+                if exc.error not in ("wamp.error.not_authorized",
+                                     "wamp.error.procedure_already_exists"):
                     raise
-                if waited == 0.0:
-                    log.warn("hub not running yet; waiting for it")
+            ok = await self.claim(session)
+            if ok is None:
+                if not hub_missing_logged:
+                    log.warn("no hub is running yet; waiting for it")
+                    hub_missing_logged = True
+            elif not ok:
+                if taken_for >= ADD_RETRY_SECONDS:
+                    return False
+                taken_for += 0.25
             await sleep(0.25)
-            waited += 0.25
+        while True:
+            ok = await self.add(session)
+            if ok is not None:
+                return ok
+            await sleep(0.25)
 
     async def _on_join(self, session, details) -> None:
         self.session = session
         await session.subscribe(lambda *a, **k: ensureDeferred(self._readd(session)),
                                 self.settings.uri("hub.started"))
-        if not await self.add(session):
+        if not await self._register(session):
             log.error("data node name {name!r} is already served by another session; "
                       "not serving", name=self.node.name)
             self.session = None
@@ -161,14 +198,12 @@ class NodeService:
             session.leave()
             self.component.stop()
             return
-        await session.register(self.get_fields, self.uri("get_fields"))
-        await session.register(self.get_data, self.uri("get_data"))
         self.listed = True
         log.info("serving data node {name!r} (session {s})",
                  name=self.node.name, s=details.session)
 
     async def _readd(self, session) -> None:
-        if session is self.session:
+        if session is self.session and self.listed:
             await self.add(session)
 
     def _on_leave(self, session, details) -> None:
@@ -178,7 +213,7 @@ class NodeService:
 
 def run_nodes(services: list[NodeService], log_level: str = "info") -> None:
     """Start the reactor with every service's component (blocks)."""
-    from autobahn.twisted.component import run
+    from .wamp import run_components
 
-    run([s.component for s in services], log_level=log_level)
+    run_components([s.component for s in services], log_level)
 

@@ -95,3 +95,23 @@ def wamp_errors(base_uri_of: Callable[[Any], str]):
                 raise to_application_error(exc, base_uri_of(self)) from exc
         return wrapper
     return decorate
+
+
+def run_components(components: list[Component], log_level: str = "info") -> None:
+    """Start the reactor with ``components`` until they are all done.
+
+    Unlike :func:`autobahn.twisted.component.run` this returns normally
+    (no ``sys.exit``), so the caller chooses the exit status.
+    """
+    import txaio
+    from twisted.internet import reactor
+    from twisted.internet.defer import DeferredList
+
+    txaio.start_logging(level=log_level)
+
+    def start():
+        done = DeferredList([c.start(reactor) for c in components], consumeErrors=True)
+        done.addBoth(lambda _: reactor.stop() if reactor.running else None)
+
+    reactor.callWhenRunning(start)
+    reactor.run()

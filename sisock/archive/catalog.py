@@ -1,0 +1,99 @@
+"""File naming and the directory catalog of an archive (no h5py here).
+
+Names: ``YYYYMMDD-HHMMSS-<seq>.h5`` (UTC time of the file's first sample,
+six-digit sequence number), so that name order is time order.  While a file
+is written it carries the suffix ``.open.h5``; a clean close renames it to
+``.h5`` (complete, immutable).  A file left ``.open.h5`` by a writer that
+died is renamed ``.crashed.h5`` by the next writer: it is never appended to
+again, and is served read-only (its last summary rows may be missing).
+
+:class:`Catalog` lists the directory only when its modification time
+changes (creating and renaming files changes it), so refreshing before every
+query costs one ``stat``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from dataclasses import dataclass
+
+NAME_RE = re.compile(r"^(\d{8}-\d{6})-(\d{6})(\.open|\.crashed)?\.h5$")
+
+OPEN, CRASHED, CLOSED = "open", "crashed", "closed"
+
+
+def file_name(t_first: float, seq: int, state: str = OPEN) -> str:
+    """File name for a file whose first sample is at ``t_first``."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(max(0.0, t_first)))
+    suffix = {OPEN: ".open.h5", CRASHED: ".crashed.h5", CLOSED: ".h5"}[state]
+    return f"{stamp}-{seq:06d}{suffix}"
+
+
+def parse_name(name: str) -> tuple[int, str, str] | None:
+    """``(seq, state, stem)`` of an archive file name, or None."""
+    m = NAME_RE.match(name)
+    if not m:
+        return None
+    state = {".open": OPEN, ".crashed": CRASHED, None: CLOSED}[m.group(3)]
+    return int(m.group(2)), state, f"{m.group(1)}-{m.group(2)}"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One archive file as seen in the directory."""
+
+    seq: int
+    state: str
+    path: str
+
+
+class Catalog:
+    """The archive files of a directory, by sequence number.
+
+    Parameters
+    ----------
+    directory : str
+        The archive directory.
+    """
+
+    def __init__(self, directory: str) -> None:
+        self.directory = directory
+        self._mtime: int | None = None
+        self.entries: dict[int, Entry] = {}
+
+    def refresh(self) -> bool:
+        """Re-list the directory if it changed; return True if it did."""
+        try:
+            mtime = os.stat(self.directory).st_mtime_ns
+        except FileNotFoundError:
+            mtime = -1
+        if mtime == self._mtime:
+            return False
+        self._mtime = mtime
+        self.entries = scan(self.directory)
+        return True
+
+    def invalidate(self) -> None:
+        """Force a re-listing on the next :meth:`refresh`."""
+        self._mtime = None
+
+
+def scan(directory: str) -> dict[int, Entry]:
+    """All archive files in ``directory``, keyed by sequence number."""
+    out: dict[int, Entry] = {}
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return out
+    for name in names:
+        parsed = parse_name(name)
+        if parsed is None:
+            continue
+        seq, state, _ = parsed
+        prev = out.get(seq)
+        # during a rename both names may briefly be listed: prefer the final one
+        if prev is None or prev.state == OPEN:
+            out[seq] = Entry(seq, state, os.path.join(directory, name))
+    return dict(sorted(out.items()))
