@@ -18,6 +18,7 @@ sharing a ``timeline`` must have the same times. With no directory,
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from pathlib import Path
 
@@ -102,7 +103,9 @@ def make_example(directory: Path, days: float = 7.0, step: float = 300.0,
         lines = [f"# field: {name}", "# timeline: weather", f"# units: {units}",
                  f"# description: {desc}"]
         lines += [f"{a:.1f} {b:.4f}" for a, b in zip(t, values)]
-        (directory / f"{name}.dat").write_text("\n".join(lines) + "\n")
+        tmp = directory / f".{name}.dat.{os.getpid()}"
+        tmp.write_text("\n".join(lines) + "\n")
+        os.replace(tmp, directory / f"{name}.dat")  # atomic: concurrent starts are safe
     return directory
 
 
