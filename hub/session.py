@@ -17,7 +17,7 @@ from autobahn.twisted.component import Component
 from autobahn.wamp.types import RegisterOptions
 from twisted.logger import Logger
 
-from sisock.authorizer import node_name
+from sisock.authz import node_name
 from sisock.settings import Settings
 
 from .registry import Registry

@@ -32,18 +32,18 @@ __all__ = ["DataNodeServer", "uri", "sisock_to_unix_time", "run",
            "WAMP_USER", "WAMP_SECRET", "WAMP_URI", "REALM", "BASE_URI"]
 
 _CONSTANTS = {
-    "WAMP_USER": "user",
-    "WAMP_SECRET": "secret",
-    "WAMP_URI": "router_url",
-    "REALM": "realm",
-    "BASE_URI": "base_uri",
+    "WAMP_USER": lambda s: s.user,
+    "WAMP_SECRET": lambda s: s.secret,
+    "WAMP_URI": lambda s: s.router_url,
+    "REALM": lambda s: s.realm,
+    "BASE_URI": lambda s: s.base_uri,
 }
 
 
 def __getattr__(name: str):
     """Resolve the 0.x constants lazily from the settings (PEP 562)."""
     if name in _CONSTANTS:
-        return getattr(load_settings("server"), _CONSTANTS[name])
+        return _CONSTANTS[name](load_settings("server"))
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
