@@ -70,6 +70,16 @@ class _Consolidated:
     def __post_init__(self) -> None:
         self.seqs_arr = np.asarray(self.seqs, dtype=np.int64)
 
+    @staticmethod
+    def join(a: _Consolidated, b: _Consolidated) -> _Consolidated:
+        """Rows of ``a`` then rows of ``b`` (adjacent runs of files)."""
+        return _Consolidated(
+            a.seqs + b.seqs,
+            np.concatenate((a.offsets[:-1], a.offsets[-1] + b.offsets)),
+            np.concatenate((a.k, b.k)),
+            BucketStats.concat([a.stats, b.stats], a.stats.nfields),
+        )
+
     @property
     def nbytes(self) -> int:
         return self.k.nbytes + sum(getattr(self.stats, a).nbytes for a in
@@ -467,40 +477,39 @@ class ArchiveReader:
                        ) -> tuple[np.ndarray, BucketStats]:
         """Level rows of complete files wholly inside the range (cached concatenation)."""
         key = (tl, level, tuple(nums))
-        seqs = self._index.complete.get(tl, ())
-        c = self._consolidated.get(key)
-        if c is None or c.seqs != seqs:
-            if c is not None and seqs[: len(c.seqs)] == c.seqs:
-                c = self._extend(c, tl, nums, level, seqs[len(c.seqs):])
-            else:
-                c = self._extend(None, tl, nums, level, seqs)
-            self._consolidated[key] = c
-            self._budget()
-        else:  # most recently used last
-            self._consolidated[key] = self._consolidated.pop(key)
-        i0, i1 = np.searchsorted(np.asarray(c.seqs) if c.seqs_arr is None else c.seqs_arr,
-                                 [run[0].seq, run[-1].seq])
+        allseq = self._index.complete_arr.get(tl, np.zeros(0, np.int64))
+        r0, r1 = (int(x) for x in np.searchsorted(allseq, [run[0].seq, run[-1].seq]))
+        c = self._consolidated.pop(key, None)
+        if c is not None:
+            c0, c1 = (int(x) for x in np.searchsorted(allseq, [c.seqs[0], c.seqs[-1]]))
+            valid = c1 < allseq.size and tuple(allseq[c0:c1 + 1]) == c.seqs
+            if not valid or r1 < c0 - 1 or r0 > c1 + 1:  # stale, or disjoint from the request
+                c = None
+        if c is None:
+            c = self._rows_of(tl, nums, level, tuple(int(x) for x in allseq[r0:r1 + 1]))
+        else:
+            if r0 < c0:
+                c = _Consolidated.join(self._rows_of(tl, nums, level, tuple(int(x) for x in allseq[r0:c0])), c)
+                c0 = r0
+            if r1 > c1:
+                c = _Consolidated.join(c, self._rows_of(tl, nums, level, tuple(int(x) for x in allseq[c1 + 1:r1 + 1])))
+        self._consolidated[key] = c  # most recently used last
+        self._budget()
+        i0, i1 = (int(x) for x in np.searchsorted(c.seqs_arr, [run[0].seq, run[-1].seq]))
         a, b = int(c.offsets[i0]), int(c.offsets[i1 + 1])
         return c.k[a:b], c.stats.take(slice(a, b))
 
-    def _extend(self, c: _Consolidated | None, tl: str, nums: list[str], level: int,
-                new: tuple[int, ...]) -> _Consolidated:
+    def _rows_of(self, tl: str, nums: list[str], level: int, seqs: tuple[int, ...]) -> _Consolidated:
+        """Concatenated level rows of the given complete files."""
         ks, sts, sizes = [], [], []
-        for s in new:
+        for s in seqs:
             f = self._files[s]
             info = f.timelines[tl]
             k, st = f.level(tl, level, cache=False)
             ks.append(k)
             sts.append(_select(st, [info.numeric.index(x) if x in info.numeric else -1 for x in nums]))
             sizes.append(len(k))
-        if c is not None:
-            ks.insert(0, c.k)
-            sts.insert(0, c.stats)
-            offsets = np.concatenate((c.offsets, c.offsets[-1] + np.cumsum(sizes)))
-            seqs = c.seqs + tuple(new)
-        else:
-            offsets = np.concatenate(([0], np.cumsum(sizes))).astype(np.int64)
-            seqs = tuple(new)
+        offsets = np.concatenate(([0], np.cumsum(sizes))).astype(np.int64)
         k = np.concatenate(ks) if ks else np.zeros(0, np.int64)
         self._trim_handles()
         return _Consolidated(seqs, offsets, k, BucketStats.concat(sts, len(nums)))
@@ -531,7 +540,7 @@ class _Index:
     fields: dict[str, tuple[str, FieldSpec]]
     files: dict[str, list[ReadableFile]]  # timeline -> files with data (seq order)
     spans: dict[str, tuple[np.ndarray, np.ndarray]]  # over the immutable prefix
-    complete: dict[str, tuple[int, ...]]  # timeline -> complete files with data
+    complete_arr: dict[str, np.ndarray]  # timeline -> seqs of complete files with data
     mutable: list[ReadableFile]
 
     @staticmethod
@@ -558,7 +567,8 @@ class _Index:
             t_last = np.array([f.timelines[tl].t_last for f in fl])
             # per timeline, files are in time order; keep the arrays sorted for searchsorted
             spans[tl] = (np.maximum.accumulate(t_first), np.maximum.accumulate(t_last))
-        return _Index(fields, per_tl, spans, {k: tuple(v) for k, v in complete.items()}, mutable)
+        return _Index(fields, per_tl, spans,
+                      {k: np.asarray(v, dtype=np.int64) for k, v in complete.items()}, mutable)
 
 
 def _check_range(start: object, end: object) -> tuple[float, float]:
