@@ -47,8 +47,12 @@ pymodbus allows one request in flight per client. ``connections =
 "shared"`` (default) uses one TCP connection for all groups, which is what
 most devices (often limited to 1-4 connections) expect; groups then wait
 for each other's requests. ``"per_group"`` opens one connection per group so
-a slow group cannot delay a fast one. At 10 Hz on the simulator the two
-differ by well under a millisecond per poll (see ``benchmarks/bench_modbus.py``).
+a slow group cannot delay a fast one. Measured with
+``benchmarks/bench_modbus.py --groups 2`` (1000 registers in two 10 Hz groups,
+about 5 reads each, ticking together): mean poll latency 4.35 ms shared vs
+3.99 ms per group, p99 8.4 vs 7.1 ms, same CPU (3 %) and no missed polls;
+the device answers one request at a time either way, so the default stays
+``"shared"``.
 
 Timing
 ------
