@@ -33,6 +33,7 @@ from typing import Any, Callable  # noqa: E402
 import numpy as np  # noqa: E402
 from autobahn.asyncio.component import Component  # noqa: E402
 from autobahn.wamp.exception import ApplicationError, TransportLost  # noqa: E402
+from autobahn.wamp.types import CallOptions  # noqa: E402
 
 from . import wire  # noqa: E402
 from .settings import Settings, load_settings  # noqa: E402
@@ -270,8 +271,12 @@ class Client:
         self.close()
 
     # -- calls ------------------------------------------------------------
-    def call(self, uri: str, *args, timeout: float | None = None, **kwargs) -> Any:
-        """Call a procedure (full URI, or relative to the base URI)."""
+    def call(self, uri: str, *args, timeout: float | None = None,
+             on_progress: Callable[[Any], None] | None = None, **kwargs) -> Any:
+        """Call a procedure (full URI, or relative to the base URI).
+
+        ``on_progress`` receives progressive results (in the client's thread).
+        """
         if self._session is None:
             raise ClientError("not connected")
         full = uri if uri.startswith(self.settings.base_uri + ".") or uri.startswith("wamp.") \
@@ -279,6 +284,8 @@ class Client:
         session = self._session
 
         async def do_call():
+            if on_progress is not None:
+                kwargs["options"] = CallOptions(on_progress=on_progress)
             return await session.call(full, *args, **kwargs)
 
         fut = asyncio.run_coroutine_threadsafe(do_call(), self._loop)
@@ -312,7 +319,7 @@ class Client:
 
     def get_data(self, node: str, fields: list[str] | str, start: float, end: float,
                  min_stride: float | None = None, method: str | None = None,
-                 timeout: float | None = None) -> DataResult:
+                 timeout: float | None = None, progress: bool | None = None) -> DataResult:
         """Fetch samples as numpy arrays.
 
         Parameters
@@ -327,28 +334,65 @@ class Client:
             Downsample so samples are at least this many seconds apart.
         method : str, optional
             ``mean`` (default), ``min``, ``max``, ``first``, ``last``, ``minmax``.
+        timeout : float, optional
+            Seconds to wait for the whole answer (default: the client's).
+        progress : bool, optional
+            Show a tqdm bar while a large answer streams in; default: only
+            when the session is interactive (terminal or notebook).
+
+        Raises
+        ------
+        NodeUnknown, RemoteError, CallTimeout
         """
         if isinstance(fields, str):
             fields = [fields]
         kwargs: dict[str, Any] = {}
         if method is not None:
             kwargs["method"] = method
-        if self.binary and node not in self._old_nodes:
-            kwargs["encoding"] = "binary"
         uri = self._node_uri(node, "get_data")
+        binary = self.binary and node not in self._old_nodes
         try:
-            reply = self.call(uri, fields, start, end, min_stride, timeout=timeout, **kwargs)
+            if binary:
+                reply = self._fetch_streamed(uri, fields, start, end, min_stride, timeout,
+                                             progress, **kwargs)
+            else:
+                reply = self.call(uri, fields, start, end, min_stride, timeout=timeout, **kwargs)
         except NodeUnknown:
             raise NodeUnknown(f"no data node named {node!r}") from None
         except RemoteError as exc:
-            if "encoding" in kwargs and exc.uri in ("wamp.error.invalid_argument",
-                                                    "wamp.error.runtime_error"):
+            if binary and exc.uri in ("wamp.error.invalid_argument", "wamp.error.runtime_error"):
                 self._old_nodes.add(node)  # sisock 0.x node: lists only
-                kwargs.pop("encoding")
                 reply = self.call(uri, fields, start, end, min_stride, timeout=timeout, **kwargs)
             else:
                 raise
         return DataResult(reply, self._field_timelines(node, start, end))
+
+    def _fetch_streamed(self, uri, fields, start, end, min_stride, timeout, progress, **kwargs):
+        asm = wire.Assembler()
+        bar = None
+        show = _interactive() if progress is None else progress
+
+        def on_part(part, *args, **kw):
+            nonlocal bar
+            before = asm.received
+            asm.add(part)
+            if show:
+                if bar is None:
+                    from tqdm.auto import tqdm
+
+                    bar = tqdm(total=asm.expected, unit="sample", unit_scale=True,
+                               desc=uri.rsplit(".", 2)[-2], leave=False)
+                bar.total = asm.expected
+                bar.update(asm.received - before)
+
+        try:
+            last = self.call(uri, fields, start, end, min_stride, timeout=timeout,
+                             on_progress=on_part, encoding="binary", **kwargs)
+            asm.add(last)
+        finally:
+            if bar is not None:
+                bar.close()
+        return asm.reply()
 
     def _field_timelines(self, node: str, start: float, end: float) -> dict[str, str]:
         cached = self._fields_cache.get(node)
@@ -384,6 +428,18 @@ class Client:
             callback(DataResult(payload, {}))
 
         self.subscribe_uri(self._node_uri(node, "live"), handler)
+
+
+def _interactive() -> bool:
+    """True in a terminal or a Jupyter kernel (where progress bars help)."""
+    import sys
+
+    if "ipykernel" in sys.modules:
+        return True
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
 
 
 def connect(url: str | None = None, realm: str | None = None, user: str | None = None,

@@ -25,6 +25,7 @@ from typing import Protocol  # noqa: E402
 from autobahn.twisted.component import Component  # noqa: E402
 from autobahn.twisted.util import sleep  # noqa: E402
 from autobahn.wamp.exception import ApplicationError  # noqa: E402
+from autobahn.wamp.types import RegisterOptions  # noqa: E402
 from twisted.internet import threads  # noqa: E402
 from twisted.internet.defer import ensureDeferred  # noqa: E402
 from twisted.logger import Logger  # noqa: E402
@@ -76,6 +77,7 @@ class NodeService:
         self.session = None
         self.listed = False
         self.failed = False
+        self.chunk_bytes = wire.CHUNK_BYTES
         self.component.on("join", lambda s, d: ensureDeferred(self._on_join(s, d)))
         self.component.on("leave", self._on_leave)
 
@@ -93,11 +95,13 @@ class NodeService:
         except SisockError as exc:
             raise to_application_error(exc, self.settings.base_uri) from exc
 
-    async def get_data(self, field, start, end, min_stride=None, **ext):
+    async def get_data(self, field, start, end, min_stride=None, details=None, **ext):
         """``get_data(field, start, end, min_stride=None, **ext)``.
 
         Extensions: ``method`` (downsampling method) and ``encoding``
         (``"binary"`` for raw little-endian arrays, see :mod:`sisock.wire`).
+        A binary reply larger than :data:`sisock.wire.CHUNK_BYTES` goes out
+        as progressive results when the caller asked for them.
         """
         try:
             method = ext.pop("method", None)
@@ -110,11 +114,27 @@ class NodeService:
             fields = wire.check_fields(field)
             s, e = check_interval(start, end)
             stride = wire.check_min_stride(min_stride)
+            streaming = encoding == "binary" and details is not None and bool(
+                getattr(details, "progress", None))
             result = await threads.deferToThread(
-                self.node.get_data, fields, s, e, stride, method)
+                self.node.get_data, fields, s, e, stride, method, **(
+                    {"streaming": True} if streaming and getattr(
+                        self.node, "accepts_streaming", False) else {}))
+            if streaming and wire.reply_nbytes(result) > self.chunk_bytes:
+                return await self._stream(result, details.progress)
             return wire.data_reply(result, encoding)
         except SisockError as exc:
             raise to_application_error(exc, self.settings.base_uri) from exc
+
+    async def _stream(self, result: dict, progress) -> dict:
+        """Send all but the last part as progressive results; return the last."""
+        last = None
+        for part in wire.chunk_reply(result, self.chunk_bytes):
+            if last is not None:
+                progress(last)
+                await sleep(0)  # let the reactor flush the socket between parts
+            last = part
+        return last
 
     # -- live -------------------------------------------------------------
     def publish_live(self, result: dict) -> bool:
@@ -164,7 +184,8 @@ class NodeService:
         while True:
             try:
                 await session.register(self.get_fields, self.uri("get_fields"))
-                await session.register(self.get_data, self.uri("get_data"))
+                await session.register(self.get_data, self.uri("get_data"),
+                               options=RegisterOptions(details_arg="details"))
                 break
             except ApplicationError as exc:
                 if exc.error not in ("wamp.error.not_authorized",

@@ -136,3 +136,138 @@ def check_min_stride(min_stride: object) -> float | None:
             f"argument 'min_stride' must be > 0 and finite, got {min_stride!r}"
         )
     return float(min_stride)
+
+
+# -- streaming ------------------------------------------------------------
+#
+# A reply too big for one message is sent as WAMP progressive results.
+# Every part has the ``get_data`` shape; each binary array in a part is a
+# slice of the whole, its envelope carrying ``offset`` and ``total`` (in
+# elements) so the receiver can place it into one preallocated array.
+# Parts cover consecutive sample ranges of one timeline at a time (its
+# times and all its requested fields). Non-binary arrays (strings) are
+# never split: they travel whole in the last part.
+
+CHUNK_BYTES = 2**20
+
+
+def _envelope_slice(a: np.ndarray, i0: int, i1: int) -> dict:
+    part = np.ascontiguousarray(a[i0:i1], dtype=a.dtype.newbyteorder("<"))
+    return {ENVELOPE_KEY: 1, "dtype": part.dtype.str, "shape": [i1 - i0],
+            "data": part.tobytes(), "offset": i0, "total": int(a.shape[0])}
+
+
+def reply_nbytes(result: Mapping[str, Any]) -> int:
+    """Bytes of all numeric arrays of a core result (strings not counted)."""
+    n = 0
+    for v in result["data"].values():
+        a = np.asarray(v)
+        if a.dtype.kind in "biuf":
+            n += a.nbytes
+    for tl in result["timeline"].values():
+        n += np.asarray(tl["t"]).nbytes
+    return n
+
+
+def field_timelines(result: Mapping[str, Any]) -> dict[str, str]:
+    """Which timeline each field of a core result belongs to.
+
+    Uses ``result["field_timeline"]`` when the core provides it, else
+    matches array lengths (a field whose length fits several timelines is
+    left out, and then travels unsplit).
+    """
+    given = result.get("field_timeline")
+    if given:
+        return dict(given)
+    lengths: dict[int, list[str]] = {}
+    for name, tl in result["timeline"].items():
+        lengths.setdefault(len(tl["t"]), []).append(name)
+    out = {}
+    for k, v in result["data"].items():
+        names = lengths.get(len(v), [])
+        if len(names) == 1:
+            out[k] = names[0]
+    return out
+
+
+def chunk_reply(result: Mapping[str, Any], chunk_bytes: int = CHUNK_BYTES):
+    """Split a core result into parts of about ``chunk_bytes`` each.
+
+    Parameters
+    ----------
+    result : mapping
+        Core ``get_data`` result with numpy arrays.
+    chunk_bytes : int
+        Target size of one part.
+
+    Yields
+    ------
+    dict
+        Parts in ``get_data`` shape; the last one also carries every
+        array that was not split (strings, empty fields).
+    """
+    data = {k: np.asarray(v) for k, v in result["data"].items()}
+    owner = field_timelines(result)
+    streamed: set[str] = set()
+    pending: dict | None = None
+    for name, tl in result["timeline"].items():
+        t = np.asarray(tl["t"], dtype=np.float64)
+        fields = [f for f, v in data.items()
+                  if v.dtype.kind in "biuf" and owner.get(f) == name and len(v) == len(t)]
+        streamed.update(fields)
+        row_bytes = 8 + sum(data[f].dtype.itemsize for f in fields)
+        step = max(1, chunk_bytes // row_bytes)
+        for i0 in range(0, max(len(t), 1), step):
+            i1 = min(len(t), i0 + step)
+            part = {
+                "data": {f: _envelope_slice(data[f], i0, i1) for f in fields},
+                "timeline": {name: {"t": _envelope_slice(t, i0, i1),
+                                    "finalized_until": tl.get("finalized_until")}},
+            }
+            if pending is not None:
+                yield pending
+            pending = part
+    last = pending if pending is not None else {"data": {}, "timeline": {}}
+    for k, v in data.items():
+        if k not in streamed:
+            last["data"][k] = encode_array(v, "binary")
+    yield last
+
+
+class Assembler:
+    """Rebuild a whole reply from streamed parts (client side).
+
+    Each binary slice is copied into one preallocated array, so the whole
+    result is held once (plus one part).
+    """
+
+    def __init__(self) -> None:
+        self.data: dict[str, Any] = {}
+        self.timeline: dict[str, dict] = {}
+        self.received = 0  # elements received so far
+        self.expected = 0  # elements announced so far
+
+    def _place(self, store: dict, key: str, value: Any) -> None:
+        if isinstance(value, Mapping) and value.get(ENVELOPE_KEY) and "total" in value:
+            arr = store.get(key)
+            if not isinstance(arr, np.ndarray):
+                arr = store[key] = np.empty(value["total"], dtype=np.dtype(value["dtype"]))
+                self.expected += value["total"]
+            part = np.frombuffer(value["data"], dtype=np.dtype(value["dtype"]))
+            arr[value["offset"]: value["offset"] + len(part)] = part
+            self.received += len(part)
+        else:
+            store[key] = decode_array(value)
+
+    def add(self, part: Mapping[str, Any]) -> None:
+        """Merge one part (a progressive result or the final one)."""
+        for k, v in part.get("data", {}).items():
+            self._place(self.data, k, v)
+        for name, tl in part.get("timeline", {}).items():
+            holder = self.timeline.setdefault(name, {"finalized_until": tl.get("finalized_until")})
+            holder["finalized_until"] = tl.get("finalized_until")
+            self._place(holder, "t", tl["t"])
+
+    def reply(self) -> dict:
+        """The assembled reply (numpy arrays in ``get_data`` shape)."""
+        return {"data": self.data, "timeline": self.timeline}
