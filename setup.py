@@ -63,6 +63,7 @@ setup(
             "nbformat>=5.10",
             "ipykernel>=6.29",
             "matplotlib>=3.8",
+            "xarray>=2024.1",
         ],
     },
     entry_points={"console_scripts": ["sisock = sisock.cli:main"]},

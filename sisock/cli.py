@@ -97,6 +97,25 @@ def cmd_serve_sensors(args) -> int:
     return _serve([service], args.log_level)
 
 
+def cmd_serve_hdf5(args) -> int:
+    """Serve an HDF5 archive directory."""
+    from sisock.servers import hdf5_archive
+
+    from .node import NodeService
+
+    settings = settings_for(args, "server")
+    _require_credentials(settings, "server")
+    node = hdf5_archive.build(args)
+    return _serve([NodeService(node, settings)], args.log_level)
+
+
+def cmd_generate(args) -> int:
+    """Write a synthetic archive."""
+    from . import generate
+
+    return generate.run(args)
+
+
 def cmd_router(args) -> int:
     """Start the Crossbar router."""
     from . import router
@@ -113,8 +132,8 @@ def cmd_demo(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The full ``sisock`` argument parser."""
-    from . import demo, router
-    from sisock.servers import sensors, weather
+    from . import demo, generate, router
+    from sisock.servers import hdf5_archive, sensors, weather
 
     parser = argparse.ArgumentParser(
         prog="sisock", description="Serve instrument timestreams over WAMP.")
@@ -139,6 +158,15 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     sensors.add_arguments(p)
     p.set_defaults(func=cmd_serve_sensors)
+
+    p = serve_sub.add_parser("hdf5", help="serve an HDF5 archive directory")
+    _common(p)
+    hdf5_archive.add_arguments(p)
+    p.set_defaults(func=cmd_serve_hdf5)
+
+    p = sub.add_parser("generate", help="write a synthetic archive (demos, tests, benchmarks)")
+    generate.add_arguments(p)
+    p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("demo", help="run router, hub and every example node on this machine")
     _common(p)

@@ -111,12 +111,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="seconds to wait for the stack to come up (default 60)")
 
 
+def demo_archive(home: Path) -> Path:
+    """A generated demo archive in ``home`` (written on first use, ~5 s)."""
+    directory = Path(home) / "examples" / "archive"
+    if not any(directory.glob("*.h5")):
+        from .generate import generate
+
+        print(f"sisock demo: writing a week of synthetic archive into {directory} ...",
+              flush=True)
+        generate(directory)
+    return directory
+
+
 def plan(stack: Stack) -> list[tuple[str, list[str]]]:
     """The child processes to start after the router, in order."""
+    archive = demo_archive(stack.settings.home)
     return [
         ("hub", ["hub"]),
         ("weather", ["serve", "weather"]),
         ("sensors", ["serve", "sensors"]),
+        ("archive", ["serve", "hdf5", "--name", "archive", "--archive", str(archive)]),
     ]
 
 
