@@ -9,10 +9,15 @@ Layout (format ``sisock-archive`` version 1)::
                             the newest file)
     /<timeline>/            attrs: fields (JSON list of [name, type, units,
                             description]), numeric (JSON list of the
-                            number/bool fields in summary column order)
+                            number/bool fields in summary column order),
+                            min_level (index of the finest summary level
+                            kept: levels whose buckets would hold fewer than
+                            4 samples cost more than the raw data and are
+                            not stored)
     /<timeline>/t           float64 (N,), UNIX seconds, strictly increasing
     /<timeline>/f/<field>   float64 (number), uint8 0/1 (bool) or
-                            S64 UTF-8 (string, truncated to 64 bytes)
+                            S64 UTF-8 (string, truncated to 64 bytes;
+                            always Blosc-LZ4 compressed: states repeat)
     /<timeline>/s<p>        float64 (R, 2 + 7 F) summary level 2**p s
                             (see :mod:`sisock.archive.summary`)
 
@@ -135,10 +140,12 @@ class WritableFile:
         Last stored time of every known timeline (carried forward).
     compression : str or None
         See :func:`compression_options` (raw data only; summaries are small).
-    chunk_rows : int
-        Chunk length of raw datasets.
+    chunk_rows : int or dict
+        Chunk length of raw datasets (or per timeline).
     level_chunks : list of int
         Chunk rows of each summary level.
+    min_levels : dict, optional
+        Per timeline, index of the finest summary level to store (default 0).
     """
 
     def __init__(
@@ -149,11 +156,14 @@ class WritableFile:
         last_times: dict[str, float],
         *,
         compression: str | None = None,
-        chunk_rows: int = 4096,
+        chunk_rows: int | dict[str, int] = 4096,
         level_chunks: list[int] | None = None,
+        min_levels: dict[str, int] | None = None,
     ) -> None:
         self.path = path
         opts = compression_options(compression)
+        str_opts = compression_options("lz4")
+        min_levels = min_levels or {}
         level_chunks = level_chunks or [64] * len(LEVELS)
         f = h5py.File(path, "w-", libver="latest")
         try:
@@ -169,14 +179,18 @@ class WritableFile:
                 g.attrs["fields"] = specs_to_json(specs)
                 num = numeric_fields(specs)
                 g.attrs["numeric"] = json.dumps(num)
-                d = {"t": g.create_dataset("t", (0,), "f8", maxshape=(None,), chunks=(chunk_rows,), **opts)}
+                rows = chunk_rows.get(tl, 4096) if isinstance(chunk_rows, dict) else chunk_rows
+                d = {"t": g.create_dataset("t", (0,), "f8", maxshape=(None,), chunks=(rows,), **opts)}
                 fg = g.create_group("f")
                 for name, spec in specs.items():
                     d["f/" + name] = fg.create_dataset(
-                        name, (0,), field_dtype(spec.type), maxshape=(None,), chunks=(chunk_rows,), **opts
+                        name, (0,), field_dtype(spec.type), maxshape=(None,), chunks=(rows,),
+                        **(str_opts if spec.type == "string" else opts)
                     )
                 width = table_width(len(num))
-                for p, c in zip(LEVELS, level_chunks):
+                lo = int(min_levels.get(tl, 0))
+                g.attrs["min_level"] = lo
+                for p, c in list(zip(LEVELS, level_chunks))[lo:]:
                     d[f"s{p}"] = g.create_dataset(
                         f"s{p}", (0, width), "f8", maxshape=(None, width), chunks=(c, width)
                     )
@@ -198,7 +212,7 @@ class WritableFile:
         """Append completed rows of every summary level."""
         d = self._ds[timeline]
         for p, rows in zip(LEVELS, tables):
-            if len(rows):
+            if len(rows) and f"s{p}" in d:
                 _extend(d[f"s{p}"], rows)
 
     def flush(self) -> None:
@@ -231,6 +245,7 @@ class TimelineInfo:
 
     fields: dict[str, FieldSpec]
     numeric: list[str]
+    min_level: int = 0
     count: int = 0
     t_first: float = np.nan
     t_last: float = np.nan
@@ -314,7 +329,8 @@ class ReadableFile:
             self.last_times = json.loads(f.attrs.get("last_times", "{}"))
             for tl, g in f.items():
                 specs = specs_from_json(g.attrs["fields"])
-                self.timelines[tl] = TimelineInfo(specs, json.loads(g.attrs["numeric"]))
+                self.timelines[tl] = TimelineInfo(specs, json.loads(g.attrs["numeric"]),
+                                                  int(g.attrs.get("min_level", 0)))
         for tl, info in self.timelines.items():
             ds = f[tl]["t"]
             if not self.immutable:
@@ -336,6 +352,8 @@ class ReadableFile:
         info = self.timelines[timeline]
         if i in info.levels:
             return info.levels[i]
+        if i < info.min_level:  # not stored for this timeline
+            return np.zeros(0, np.int64), BucketStats.empty(len(info.numeric))
         ds = self._file()[timeline][f"s{LEVELS[i]}"]
         if not self.immutable:
             ds.refresh()
@@ -347,10 +365,11 @@ class ReadableFile:
 
     def coverage(self, timeline: str) -> list[float]:
         """Per level, bucket index below which rows are complete."""
+        lo = self.timelines[timeline].min_level
         if self.complete:
-            return [np.inf] * len(LEVELS)
-        out = []
-        for i in range(len(LEVELS)):
+            return [-np.inf] * lo + [np.inf] * (len(LEVELS) - lo)
+        out = [-np.inf] * lo
+        for i in range(lo, len(LEVELS)):
             k, _ = self.level(timeline, i)
             out.append(float(k[-1] + 1) if len(k) else -np.inf)
         return out
@@ -387,9 +406,9 @@ class ReadableFile:
             return 0
         if x > info.t_last:
             return n
-        k, st = self.level(timeline, 0)
+        k, st = self.level(timeline, info.min_level)
         cum = np.concatenate(([0], np.cumsum(st.n)))
-        kx = int(np.floor(x / WIDTHS[0]))  # exact: the width is a power of two
+        kx = int(np.floor(x / WIDTHS[info.min_level]))  # exact: the width is a power of two
         j = int(np.searchsorted(k, kx))
         base = min(int(cum[j]), n)
         if j < len(k):

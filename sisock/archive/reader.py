@@ -427,7 +427,7 @@ class ArchiveReader:
 
         for f in ovl:
             info = f.timelines[tl]
-            if f.complete and start <= info.t_first and info.t_last < end:
+            if f.complete and level >= info.min_level and start <= info.t_first and info.t_last < end:
                 run.append(f)
                 continue
             flush_run()

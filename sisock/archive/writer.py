@@ -52,6 +52,8 @@ from .summary import LEVELS, WIDTHS, SummaryAccumulator
 log = logging.getLogger(__name__)
 
 _BAD_NAME_CHARS = set("/\\\0")
+#: A summary level is stored only if its buckets hold this many samples on average.
+MIN_SAMPLES_PER_BUCKET = 4
 
 
 def _check_name(kind: str, name: object) -> str:
@@ -82,6 +84,8 @@ class _OpenFile:
         self.period_end = period_end
         self.fields = {k: dict(v.fields) for k, v in timelines.items()}
         self.acc = {k: SummaryAccumulator(len(v.numeric)) for k, v in timelines.items()}
+        self.counts = {k: 0 for k in timelines}
+        self.spans: dict[str, list[float]] = {}
 
 
 class ArchiveWriter:
@@ -100,7 +104,10 @@ class ArchiveWriter:
     compression : {None, "lz4", "gzip"}
         Compression of raw datasets (summaries are never compressed).
     chunk_rows : int
-        HDF5 chunk length of raw datasets.
+        Largest HDF5 chunk length of raw datasets.  Each new file sizes the
+        chunks of a timeline to the number of samples the previous file got
+        (next power of two, at least 64), so slow timelines do not waste
+        space on mostly empty chunks.
     clock : callable
         Monotonic clock for the flush interval (tests).
 
@@ -128,6 +135,8 @@ class ArchiveWriter:
         self.rotate_bytes = int(rotate_bytes)
         self.compression = compression
         self.chunk_rows = int(chunk_rows)
+        self._expected: dict[str, int] = {}  # samples per file seen last time, per timeline
+        self._rates: dict[str, float] = {}  # sample rate seen in the last file, per timeline
         self._clock = clock
         self._lock = DirectoryLock(self.directory)
         self._lock.acquire()
@@ -340,7 +349,7 @@ class ArchiveWriter:
                 if f is None or f.fields.get(name) != tl.fields or t[0] >= f.period_end:
                     if f is not None:
                         self._close_file()
-                    f = self._new_file(float(t[0]))
+                    f = self._new_file(float(t[0]), {name: t.size})
                 cut = int(np.searchsorted(t, f.period_end, side="left"))
                 part_t, t = t[:cut], t[cut:]
                 part = {k: v[:cut] for k, v in vals.items()}
@@ -351,13 +360,15 @@ class ArchiveWriter:
                vals: dict[str, np.ndarray]) -> None:
         stored = {k: (encode_strings(v) if tl.fields[k].type == "string" else v) for k, v in vals.items()}
         f.wf.append_raw(name, t, stored)
+        f.counts[name] += t.size
+        f.spans.setdefault(name, [float(t[0]), 0.0])[1] = float(t[-1])
         num = np.empty((t.size, len(tl.numeric)))
         for i, k in enumerate(tl.numeric):
             num[:, i] = vals[k]
         f.wf.append_summary(name, f.acc[name].add(t, num))
         self._stored_last[name] = float(t[-1])
 
-    def _new_file(self, t0: float) -> _OpenFile:
+    def _new_file(self, t0: float, hint: dict[str, int]) -> _OpenFile:
         seq = self._next_seq
         self._next_seq += 1
         stem_time = max(math.floor(t0), self._last_stem)
@@ -370,8 +381,21 @@ class ArchiveWriter:
         rows = [max(8, min(1024, int(self.rotate_seconds / w) + 2)) if math.isfinite(self.rotate_seconds)
                 else 1024 for w in WIDTHS]
         specs = {k: v.fields for k, v in self._timelines.items()}
+        chunks = {}
+        for k, tl in self._timelines.items():
+            rate = self._rates.get(k)
+            per_period = int(rate * self.rotate_seconds) if rate and math.isfinite(self.rotate_seconds) else 0
+            guess = per_period or self._expected.get(k) or hint.get(k) or sum(x.size for x in tl.pending_t) or 1024
+            chunks[k] = int(min(self.chunk_rows, max(64, 2 ** math.ceil(math.log2(max(guess, 1))))))
+        min_levels = {}
+        for k in self._timelines:
+            rate = self._rates.get(k)
+            min_levels[k] = 0
+            if rate:
+                ok = [i for i, w in enumerate(WIDTHS) if rate * w >= MIN_SAMPLES_PER_BUCKET]
+                min_levels[k] = ok[0] if ok else len(WIDTHS) - 1
         wf = WritableFile(path, seq, specs, dict(self._stored_last), compression=self.compression,
-                          chunk_rows=self.chunk_rows, level_chunks=rows)
+                          chunk_rows=chunks, level_chunks=rows, min_levels=min_levels)
         log.info("archive: started %s", path)
         self._file = _OpenFile(wf, seq, stem_time, period_end, self._timelines)
         return self._file
@@ -383,6 +407,11 @@ class ArchiveWriter:
         self._file = None
         for name, acc in f.acc.items():
             f.wf.append_summary(name, acc.close())
+            if f.counts[name]:
+                self._expected[name] = f.counts[name]
+                t0, t1 = f.spans[name]
+                if f.counts[name] > 1 and t1 > t0:
+                    self._rates[name] = (f.counts[name] - 1) / (t1 - t0)
         f.wf.close()
         final = f.wf.path[: -len(".open.h5")] + ".h5"
         os.rename(f.wf.path, final)
