@@ -210,7 +210,7 @@ def test_point_errors_name_the_point(what, make, needles):
         assert needle in msg, f"{what}: {needle!r} not in {msg!r}"
 
 
-@pytest.mark.parametrize("interval", [0, -1, 0.0])
+@pytest.mark.parametrize("interval", [0, -1, 0.0, float("inf"), float("nan")])
 def test_interval_must_be_positive(interval):
     """interval <= 0 is refused, naming the group."""
     cfg = base()

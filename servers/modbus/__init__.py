@@ -1,0 +1,1 @@
+"""Modbus TCP instrument data node: config, decode, expr, poller, simulator."""

@@ -371,8 +371,8 @@ def _parse_device(d: dict[str, Any]) -> DeviceConfig:
     port = _int(d, "port", where, defaults.port, 1, 65535)
     device_id = _int(d, "device_id", where, defaults.device_id, 0, 255)
     timeout = _float(d, "timeout", where, defaults.timeout)
-    if not timeout > 0:
-        raise ConfigError(f"{where}: timeout must be > 0 seconds, got {timeout}")
+    if not 0 < timeout < math.inf:
+        raise ConfigError(f"{where}: timeout must be > 0 seconds (and finite), got {timeout}")
     retries = _int(d, "retries", where, defaults.retries, 0, 10)
     max_gap = _int(d, "max_gap", where, defaults.max_gap, 0, MAX_REGISTERS - 2)
     connections = _str(d, "connections", where) or defaults.connections
@@ -395,8 +395,8 @@ def _parse_group(g: Any, index: int) -> GroupConfig:
     if "interval" not in g:
         raise ConfigError(f"{where}: interval (seconds between polls) is required")
     interval = _float(g, "interval", where, 0.0)
-    if not interval > 0:
-        raise ConfigError(f"{where}: interval must be > 0 seconds, got {interval}")
+    if not 0 < interval < math.inf:
+        raise ConfigError(f"{where}: interval must be > 0 seconds (and finite), got {interval}")
     raw_points = g.get("point")
     if not isinstance(raw_points, list) or not raw_points:
         raise ConfigError(f"{where}: at least one [[group.point]] is required")

@@ -306,8 +306,14 @@ class Poller:
 
     # ----------------------------------------------------------- lifecycle
     async def run(self) -> None:
-        """Poll until :meth:`stop` is called (or this task is cancelled)."""
-        self._stopping = False
+        """Poll until :meth:`stop` is called (or this task is cancelled).
+
+        Returns at once if :meth:`stop` was called before; a poller that has
+        returned can be run again.
+        """
+        if self._stopping:
+            self._stopping = False
+            return
         dev = self.config.device
         base = f"device {dev.host}:{dev.port}"
         if dev.connections == "shared":
@@ -333,6 +339,7 @@ class Poller:
                 conn.close()
             pm_logger.removeFilter(noise)
             self._tasks = []
+            self._stopping = False
 
     def stop(self) -> None:
         """Ask :meth:`run` to finish (pending polls are cancelled)."""
