@@ -98,7 +98,8 @@ class DataResult:
         Which timeline each field belongs to (from ``get_fields``).
     """
 
-    def __init__(self, reply: dict, field_timeline: dict[str, str]) -> None:
+    def __init__(self, reply: dict, field_timeline: dict[str, str], parts: int = 1) -> None:
+        self.parts = parts  # messages the reply arrived in (>1: streamed)
         self.data = {k: wire.decode_array(v) for k, v in reply["data"].items()}
         self.timelines = {
             name: TimelineData(np.asarray(wire.decode_array(tl["t"]), dtype=np.float64),
@@ -351,10 +352,11 @@ class Client:
             kwargs["method"] = method
         uri = self._node_uri(node, "get_data")
         binary = self.binary and node not in self._old_nodes
+        parts = 1
         try:
             if binary:
-                reply = self._fetch_streamed(uri, fields, start, end, min_stride, timeout,
-                                             progress, **kwargs)
+                reply, parts = self._fetch_streamed(uri, fields, start, end, min_stride, timeout,
+                                                    progress, **kwargs)
             else:
                 reply = self.call(uri, fields, start, end, min_stride, timeout=timeout, **kwargs)
         except NodeUnknown:
@@ -365,7 +367,7 @@ class Client:
                 reply = self.call(uri, fields, start, end, min_stride, timeout=timeout, **kwargs)
             else:
                 raise
-        return DataResult(reply, self._field_timelines(node, start, end))
+        return DataResult(reply, self._field_timelines(node, start, end), parts)
 
     def _fetch_streamed(self, uri, fields, start, end, min_stride, timeout, progress, **kwargs):
         asm = wire.Assembler()
@@ -392,7 +394,7 @@ class Client:
         finally:
             if bar is not None:
                 bar.close()
-        return asm.reply()
+        return asm.reply(), asm.parts
 
     def _field_timelines(self, node: str, start: float, end: float) -> dict[str, str]:
         cached = self._fields_cache.get(node)

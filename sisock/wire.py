@@ -246,6 +246,7 @@ class Assembler:
         self.timeline: dict[str, dict] = {}
         self.received = 0  # elements received so far
         self.expected = 0  # elements announced so far
+        self.parts = 0  # messages merged
 
     def _place(self, store: dict, key: str, value: Any) -> None:
         if isinstance(value, Mapping) and value.get(ENVELOPE_KEY) and "total" in value:
@@ -261,6 +262,7 @@ class Assembler:
 
     def add(self, part: Mapping[str, Any]) -> None:
         """Merge one part (a progressive result or the final one)."""
+        self.parts += 1
         for k, v in part.get("data", {}).items():
             self._place(self.data, k, v)
         for name, tl in part.get("timeline", {}).items():
