@@ -320,7 +320,8 @@ class Client:
 
     def get_data(self, node: str, fields: list[str] | str, start: float, end: float,
                  min_stride: float | None = None, method: str | None = None,
-                 timeout: float | None = None, progress: bool | None = None) -> DataResult:
+                 timeout: float | None = None, progress: bool | None = None,
+                 stream: bool = True) -> DataResult:
         """Fetch samples as numpy arrays.
 
         Parameters
@@ -340,6 +341,10 @@ class Client:
         progress : bool, optional
             Show a tqdm bar while a large answer streams in; default: only
             when the session is interactive (terminal or notebook).
+        stream : bool
+            Accept the answer as progressive results (default). False asks
+            for one message, which the node refuses above its single-reply
+            limit.
 
         Raises
         ------
@@ -354,7 +359,10 @@ class Client:
         binary = self.binary and node not in self._old_nodes
         parts = 1
         try:
-            if binary:
+            if binary and not stream:
+                reply = self.call(uri, fields, start, end, min_stride, timeout=timeout,
+                                  encoding="binary", **kwargs)
+            elif binary:
                 reply, parts = self._fetch_streamed(uri, fields, start, end, min_stride, timeout,
                                                     progress, **kwargs)
             else:
