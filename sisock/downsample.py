@@ -450,8 +450,8 @@ def finish(
     k = np.asarray(bins, dtype=np.float64)
     if method == "minmax":
         t = np.empty(2 * k.size)
-        t[0::2] = (k + 0.25) * stride
-        t[1::2] = (k + 0.75) * stride
+        t[0::2] = k * stride + 0.25 * stride
+        t[1::2] = k * stride + 0.75 * stride
         v = np.empty((2 * k.size, stats.nfields))
         v[0::2] = np.where(stats.min_first, stats.min, stats.max)
         v[1::2] = np.where(stats.min_first, stats.max, stats.min)

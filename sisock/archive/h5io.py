@@ -320,10 +320,21 @@ class ReadableFile:
             self.timelines = {}
 
     # -- metadata
-    def load(self) -> None:
-        """Read (or, for growing files, refresh) per-timeline metadata."""
+    #: Summary tables of complete files with at most this many rows are read
+    #: together with the metadata (one open per file for a long query).
+    PREFETCH_ROWS = 64
+
+    def load(self, release: bool = False) -> None:
+        """Read (or, for growing files, refresh) per-timeline metadata.
+
+        Parameters
+        ----------
+        release : bool
+            Close the HDF5 handle afterwards (when loading many files).
+        """
         if self._loaded and self.immutable:
             return
+        was_open = self.is_open
         f = self._file()
         if not self._loaded:
             self.last_times = json.loads(f.attrs.get("last_times", "{}"))
@@ -339,9 +350,16 @@ class ReadableFile:
             n = ds.shape[0]
             info.count = n
             if n:
-                ends = ds[[0, n - 1]] if n > 1 else np.repeat(ds[0:1], 2)
-                info.t_first, info.t_last = float(ends[0]), float(ends[1])
+                info.t_first, info.t_last = float(ds[0]), float(ds[n - 1])
+            if self.complete and not self._loaded:
+                g = f[tl]
+                for i in range(info.min_level, len(LEVELS)):
+                    ds = g[f"s{LEVELS[i]}"]
+                    if ds.shape[0] <= self.PREFETCH_ROWS:
+                        info.levels[i] = split_table(ds[()])
         self._loaded = True
+        if release and not was_open:
+            self.release()
 
     def level(self, timeline: str, i: int, cache: bool = True) -> tuple[np.ndarray, BucketStats]:
         """Bucket indices and statistics of level ``i``.

@@ -163,16 +163,16 @@ class ArchiveReader:
                     f.touched = self._touched
                 elif f.path != e.path:
                     f.rename(e.path, complete, immutable)
-            self._load([f for f in self._files.values()])
+            self._load([f for f in self._files.values()], release=True)
             self._index = _Index.build(self._files)
         else:
             self._load([f for f in self._index.mutable])
         self._trim_handles()
 
-    def _load(self, files: list[ReadableFile]) -> None:
+    def _load(self, files: list[ReadableFile], release: bool = False) -> None:
         for f in files:
             try:
-                f.load()
+                f.load(release=release and f.immutable)
             except (OSError, KeyError) as exc:
                 if not os.path.exists(f.path):  # renamed under us: list again
                     self._catalog.invalidate()
@@ -506,6 +506,8 @@ class ArchiveReader:
             f = self._files[s]
             info = f.timelines[tl]
             k, st = f.level(tl, level, cache=False)
+            if f.is_open and len(seqs) > self.max_open_files:
+                f.release()
             ks.append(k)
             sts.append(_select(st, [info.numeric.index(x) if x in info.numeric else -1 for x in nums]))
             sizes.append(len(k))
