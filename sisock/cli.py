@@ -109,6 +109,25 @@ def cmd_serve_hdf5(args) -> int:
     return _serve([NodeService(node, settings)], args.log_level)
 
 
+def cmd_serve_modbus(args) -> int:
+    """Poll a Modbus instrument, archive it and serve it."""
+    from sisock.servers.modbus import node as modbus_node
+    from sisock.servers.modbus.config import load_config
+
+    config = load_config(args.config)  # every config error before anything connects
+    modbus_node.install_asyncio_reactor()
+    settings = settings_for(args, "server")
+    _require_credentials(settings, "server")
+    return modbus_node.run(args, settings, config, args.log_level)
+
+
+def cmd_sim_modbus(args) -> int:
+    """Run the simulated Modbus instrument."""
+    from sisock.servers.modbus import simulator
+
+    return simulator.run(args)
+
+
 def cmd_generate(args) -> int:
     """Write a synthetic archive."""
     from . import generate
@@ -134,6 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The full ``sisock`` argument parser."""
     from . import demo, generate, router
     from sisock.servers import hdf5_archive, sensors, weather
+    from sisock.servers.modbus import node as modbus_node
+    from sisock.servers.modbus import simulator
 
     parser = argparse.ArgumentParser(
         prog="sisock", description="Serve instrument timestreams over WAMP.")
@@ -164,6 +185,17 @@ def build_parser() -> argparse.ArgumentParser:
     hdf5_archive.add_arguments(p)
     p.set_defaults(func=cmd_serve_hdf5)
 
+    p = serve_sub.add_parser("modbus", help="poll a Modbus TCP instrument, archive and serve it")
+    _common(p)
+    modbus_node.add_arguments(p)
+    p.set_defaults(func=cmd_serve_modbus)
+
+    sim = sub.add_parser("sim", help="simulated instruments")
+    sim_sub = sim.add_subparsers(dest="device", required=True, metavar="DEVICE")
+    p = sim_sub.add_parser("modbus", help="a simulated Modbus TCP instrument")
+    simulator.add_arguments(p)
+    p.set_defaults(func=cmd_sim_modbus)
+
     p = sub.add_parser("generate", help="write a synthetic archive (demos, tests, benchmarks)")
     generate.add_arguments(p)
     p.set_defaults(func=cmd_generate)
@@ -180,8 +212,13 @@ def main(argv: list[str] | None = None) -> int:
     silence_bjdata()
     parser = build_parser()
     args = parser.parse_args(argv)
+    from .errors import SisockError
+
     try:
         return int(args.func(args) or 0)
+    except SisockError as exc:  # bad configuration or arguments: say what, no traceback
+        print(f"sisock {args.command}: error: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
 

@@ -123,14 +123,39 @@ def demo_archive(home: Path) -> Path:
     return directory
 
 
+def modbus_config(home: Path, port: int) -> Path:
+    """The example Modbus config pointed at the demo's simulator port."""
+    from sisock.servers.modbus.node import example_config
+
+    path = Path(home) / "examples" / "modbus.toml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(example_config(port))
+    return path
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def plan(stack: Stack) -> list[tuple[str, list[str]]]:
-    """The child processes to start after the router, in order."""
-    archive = demo_archive(stack.settings.home)
+    """The child processes to start after the router, in order.
+
+    Names of ``serve`` entries are the data-node names the hub must list.
+    """
+    home = stack.settings.home
+    archive = demo_archive(home)
+    sim_port = free_port()
     return [
         ("hub", ["hub"]),
+        ("modbus-simulator", ["sim", "modbus", "--port", str(sim_port)]),
         ("weather", ["serve", "weather"]),
         ("sensors", ["serve", "sensors"]),
         ("archive", ["serve", "hdf5", "--name", "archive", "--archive", str(archive)]),
+        ("modbus_sim", ["serve", "modbus", "--config", str(modbus_config(home, sim_port)),
+                        "--archive", str(Path(home) / "archives" / "modbus_sim")]),
     ]
 
 

@@ -59,6 +59,6 @@ def test_demo_check(tmp_path):
                          env=env, capture_output=True, text=True, timeout=150, cwd=REPO)
     assert out.returncode == 0, out.stdout + out.stderr
     assert f"ws://127.0.0.1:{port}/ws" in out.stdout
-    for name in ("weather", "sensors"):
+    for name in ("weather", "sensors", "archive", "modbus_sim"):
         assert f"- {name}:" in out.stdout
     print(f"\ndemo up and verified in {time.monotonic() - t0:.1f} s")

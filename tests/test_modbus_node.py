@@ -1,0 +1,137 @@
+"""The Modbus data node end to end: real pymodbus simulator, real router, real archive."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import numpy as np
+import pytest
+
+from conftest import free_port, listed, wait_for, wait_port
+from sisock.archive.reader import ArchiveReader
+from sisock.servers.modbus.node import example_config
+
+pytestmark = pytest.mark.timeout(180)
+
+
+@pytest.fixture
+def instrument(stack, procs, tmp_path):
+    """A simulator process, a config pointing at it, and a function starting the node."""
+    port = free_port()
+    sim = procs("sim", "sim", "modbus", "--port", str(port))
+    wait_port(port, 20, sim.proc)
+    cfg = tmp_path / "node.toml"
+    cfg.write_text(example_config(port))
+    archive = tmp_path / "archive"
+
+    def start_node():
+        return procs("modbus", "serve", "modbus", "--config", str(cfg), "--archive", str(archive))
+
+    return {"port": port, "sim": sim, "config": cfg, "archive": archive, "start_node": start_node}
+
+
+def fast_times(archive, start=0.0, end=4e9):
+    """Times and the ok flag of the 10 Hz group in the archive."""
+    r = ArchiveReader(archive).read(["fast_ok", "t_inlet"], start, end)
+    tl = r["timeline"].get("fast")
+    return (tl["t"] if tl else np.empty(0)), r["data"]["fast_ok"], r["data"]["t_inlet"]
+
+
+def test_live_and_history(instrument, client):
+    """The node is listed, publishes each poll live, and serves its archive with min_stride."""
+    instrument["start_node"]()
+    wait_for(lambda: "modbus_sim" in listed(client), 20, "modbus node never listed")
+    got = []
+    client.subscribe("modbus_sim", got.append)
+    wait_for(lambda: len(got) >= 10, 5, "fewer than 10 live polls in 5 s")
+    fast = [g for g in got if "fast" in g.timelines]
+    assert len(fast) >= 8 and {"t_inlet", "fast_ok"} <= set(fast[-1].data)
+    assert 250 < fast[-1].data["t_inlet"][0] < 350
+    assert any("slow" in g.timelines for g in got) or len(got) < 15
+    time.sleep(1.5)
+    r = client.get_data("modbus_sim", ["t_inlet", "status", "model"], -30, 0)
+    assert len(r.timelines["fast"].t) >= 15 and r.data["t_inlet"].dtype == np.float64
+    assert r.data["model"].dtype == object and len(r.data["model"]) == len(r.timelines["slow"].t)
+    d = client.get_data("modbus_sim", ["t_inlet"], -30, 0, min_stride=1.0)
+    assert np.all(np.diff(d.timelines["fast"].t) >= 1.0)
+
+
+def test_device_outage_recorded_as_gap(instrument, client):
+    """Device down for a while: node stays up, gap archived, polling resumes."""
+    node = instrument["start_node"]()
+    wait_for(lambda: "modbus_sim" in listed(client), 20, "modbus node never listed")
+    time.sleep(1.0)
+    instrument["sim"].kill()
+    t_down = time.time()
+    time.sleep(2.0)
+    sim2 = instrument["sim"].__class__(instrument["sim"].name + "-again", instrument["sim"].args,
+                                       instrument["sim"].log_path.parent).start()
+    try:
+        wait_port(instrument["port"], 20, sim2.proc)
+        t_up = time.time()
+        time.sleep(2.5)
+        assert node.alive(), node.log()
+        t, ok, temp = fast_times(instrument["archive"])
+        during = (t > t_down + 0.3) & (t < t_up - 0.3)
+        after = t > t_up + 1.0
+        assert during.sum() >= 10, "polls during the outage must be archived as gaps"
+        assert not ok[during].any() and np.isnan(temp[during]).all()
+        assert after.sum() >= 5 and ok[after].all(), "polling did not resume"
+        log = node.log()
+        assert log.count("lost") + log.count("outage") + log.count("unreachable") >= 1
+    finally:
+        sim2.stop()
+
+
+def test_router_restart_loses_no_samples(stack, instrument, client):
+    """While the router restarts, the node keeps polling and archiving every sample."""
+    instrument["start_node"]()
+    wait_for(lambda: "modbus_sim" in listed(client), 20, "modbus node never listed")
+    time.sleep(1.0)
+    t0 = time.time()
+    stack.restart_router()
+    from sisock.client import connect
+    with connect() as c:
+        wait_for(lambda: "modbus_sim" in listed(c), 10, "node not back after router restart")
+    time.sleep(1.5)
+    t1 = time.time()
+    t, ok, _ = fast_times(instrument["archive"], t0 - 1, t1 - 1.2)
+    assert ok.all()
+    gaps = np.diff(t)
+    print(f"\nrouter restart: {len(t)} samples over {t[-1] - t[0]:.1f} s, largest gap "
+          f"{gaps.max() * 1000:.0f} ms")
+    assert gaps.max() < 0.35, "a poll was lost during the router restart"
+
+
+def test_kill9_loses_at_most_a_second(instrument, client):
+    """kill -9 during polling: archive readable, loss <= 1 s, restart writes a new file."""
+    node = instrument["start_node"]()
+    wait_for(lambda: "modbus_sim" in listed(client), 20, "modbus node never listed")
+    time.sleep(3.0)
+    files_before = {p.name.split(".")[0] for p in instrument["archive"].glob("*.h5")}
+    node.stop(signal.SIGKILL)
+    t_kill = time.time()
+    t, ok, _ = fast_times(instrument["archive"])
+    loss = t_kill - t[-1]
+    print(f"\nkill -9: last archived sample {loss * 1000:.0f} ms before the kill")
+    assert len(t) > 15 and loss <= 1.0 + 0.15
+    node2 = instrument["start_node"]()
+    wait_for(lambda: "modbus_sim" in listed(client), 20, "restarted node never listed")
+    time.sleep(2.0)
+    files_after = {p.name.split(".")[0] for p in instrument["archive"].glob("*.h5")}
+    assert files_before < files_after, "the crashed file must stay and a new one start"
+    t2, ok2, _ = fast_times(instrument["archive"])
+    assert t2[-1] > t_kill + 0.5 and np.all(np.diff(t2) > 0)
+    assert node2.alive()
+
+
+def test_config_error_before_connecting(stack, procs, tmp_path):
+    """A bad config exits with a message naming the point, without connecting."""
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text(example_config(1).replace('type = "float32"', 'type = "float33"', 1))
+    p = procs("modbus-bad", "serve", "modbus", "--config", str(cfg))
+    wait_for(lambda: not p.alive(), 20, "bad config did not stop the node")
+    assert p.proc.returncode == 2
+    assert "t_inlet" in p.log() and "float33" in p.log()
+    assert "Traceback" not in p.log()
