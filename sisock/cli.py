@@ -97,6 +97,13 @@ def cmd_serve_sensors(args) -> int:
     return _serve([service], args.log_level)
 
 
+def _warm_in_thread(node) -> None:
+    """Let an archive core read its catalog off the reactor once it runs."""
+    from twisted.internet import reactor, threads
+
+    reactor.callWhenRunning(threads.deferToThread, node.warm)
+
+
 def cmd_serve_hdf5(args) -> int:
     """Serve an HDF5 archive directory."""
     from sisock.servers import hdf5_archive
@@ -106,6 +113,7 @@ def cmd_serve_hdf5(args) -> int:
     settings = settings_for(args, "server")
     _require_credentials(settings, "server")
     node = hdf5_archive.build(args)
+    _warm_in_thread(node)
     return _serve([NodeService(node, settings)], args.log_level)
 
 
@@ -160,50 +168,37 @@ def build_parser() -> argparse.ArgumentParser:
         prog="sisock", description="Serve instrument timestreams over WAMP.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("router", help="start the Crossbar router with the shipped config")
-    _common(p)
-    router.add_arguments(p)
-    p.set_defaults(func=cmd_router)
-
-    p = sub.add_parser("hub", help="run the hub (list of live data nodes)")
-    _common(p)
-    p.set_defaults(func=cmd_hub)
-
     serve = sub.add_parser("serve", help="run a data-node server")
     serve_sub = serve.add_subparsers(dest="server", required=True, metavar="SERVER")
-    p = serve_sub.add_parser("weather", help="historical example: text files of 'time value'")
-    _common(p)
-    weather.add_arguments(p)
-    p.set_defaults(func=cmd_serve_weather)
-    p = serve_sub.add_parser("sensors", help="live example: this machine's load and memory")
-    _common(p)
-    sensors.add_arguments(p)
-    p.set_defaults(func=cmd_serve_sensors)
-
-    p = serve_sub.add_parser("hdf5", help="serve an HDF5 archive directory")
-    _common(p)
-    hdf5_archive.add_arguments(p)
-    p.set_defaults(func=cmd_serve_hdf5)
-
-    p = serve_sub.add_parser("modbus", help="poll a Modbus TCP instrument, archive and serve it")
-    _common(p)
-    modbus_node.add_arguments(p)
-    p.set_defaults(func=cmd_serve_modbus)
-
     sim = sub.add_parser("sim", help="simulated instruments")
     sim_sub = sim.add_subparsers(dest="device", required=True, metavar="DEVICE")
-    p = sim_sub.add_parser("modbus", help="a simulated Modbus TCP instrument")
-    simulator.add_arguments(p)
-    p.set_defaults(func=cmd_sim_modbus)
-
-    p = sub.add_parser("generate", help="write a synthetic archive (demos, tests, benchmarks)")
-    generate.add_arguments(p)
-    p.set_defaults(func=cmd_generate)
-
-    p = sub.add_parser("demo", help="run router, hub and every example node on this machine")
-    _common(p)
-    demo.add_arguments(p)
-    p.set_defaults(func=cmd_demo)
+    # (parent, name, help, add_arguments or None, handler, takes connection flags)
+    commands = [
+        (sub, "router", "start the Crossbar router with the shipped config",
+         router.add_arguments, cmd_router, True),
+        (sub, "hub", "run the hub (list of live data nodes)", None, cmd_hub, True),
+        (serve_sub, "weather", "historical example: text files of 'time value'",
+         weather.add_arguments, cmd_serve_weather, True),
+        (serve_sub, "sensors", "live example: this machine's load and memory",
+         sensors.add_arguments, cmd_serve_sensors, True),
+        (serve_sub, "hdf5", "serve an HDF5 archive directory",
+         hdf5_archive.add_arguments, cmd_serve_hdf5, True),
+        (serve_sub, "modbus", "poll a Modbus TCP instrument, archive and serve it",
+         modbus_node.add_arguments, cmd_serve_modbus, True),
+        (sim_sub, "modbus", "a simulated Modbus TCP instrument",
+         simulator.add_arguments, cmd_sim_modbus, False),
+        (sub, "generate", "write a synthetic archive (demos, tests, benchmarks)",
+         generate.add_arguments, cmd_generate, False),
+        (sub, "demo", "run router, hub and every example node on this machine",
+         demo.add_arguments, cmd_demo, True),
+    ]
+    for parent, name, help_text, add_arguments, handler, connects in commands:
+        p = parent.add_parser(name, help=help_text, description=help_text)
+        if connects:
+            _common(p)
+        if add_arguments is not None:
+            add_arguments(p)
+        p.set_defaults(func=handler)
     return parser
 
 

@@ -21,7 +21,8 @@ from sisock.archive.spec import FieldSpec
 from sisock.memory import RingBuffer, query_data, query_fields
 
 
-def _temperature_fields() -> dict[str, FieldSpec]:
+def _temperatures() -> dict[str, tuple[FieldSpec, float]]:
+    """Every temperature psutil can read: field name -> (spec, current value)."""
     try:
         sensors = psutil.sensors_temperatures()
     except (AttributeError, OSError):
@@ -30,20 +31,8 @@ def _temperature_fields() -> dict[str, FieldSpec]:
     for chip, entries in sensors.items():
         for i, entry in enumerate(entries):
             label = re.sub(r"\W+", "_", f"{chip}_{entry.label or i}").strip("_").lower()
-            out[f"temp_{label}"] = FieldSpec("number", "C", f"Temperature {chip} {entry.label}")
-    return out
-
-
-def _read_temperatures() -> dict[str, float]:
-    try:
-        sensors = psutil.sensors_temperatures()
-    except (AttributeError, OSError):
-        return {}
-    out = {}
-    for chip, entries in sensors.items():
-        for i, entry in enumerate(entries):
-            label = re.sub(r"\W+", "_", f"{chip}_{entry.label or i}").strip("_").lower()
-            out[f"temp_{label}"] = float(entry.current)
+            out[f"temp_{label}"] = (FieldSpec("number", "C", f"Temperature {chip} {entry.label}"),
+                                    float(entry.current))
     return out
 
 
@@ -71,7 +60,7 @@ class SensorsNode:
             "mem_percent": FieldSpec("number", "%", "Memory use"),
             "mem_available": FieldSpec("number", "GiB", "Available memory"),
         }
-        specs.update(_temperature_fields())
+        specs.update({k: spec for k, (spec, _) in _temperatures().items()})
         self.buffer = RingBuffer(capacity, specs)
         psutil.cpu_percent(None)  # prime the CPU counter
 
@@ -85,7 +74,7 @@ class SensorsNode:
             "mem_percent": vm.percent,
             "mem_available": vm.available / 2**30,
         }
-        values.update(_read_temperatures())
+        values.update({k: v for k, (_, v) in _temperatures().items()})
         self.buffer.append(now, values)
         return {"data": {k: np.asarray([values.get(k, np.nan)]) for k in self.buffer.specs},
                 "timeline": {self.timeline: {"t": np.asarray([now]), "finalized_until": now}}}
