@@ -118,3 +118,18 @@ def test_client_errors(archive_node, stack):
     assert not isinstance(err.value, CallTimeout)
     with pytest.raises(ClientError, match="refused the credentials"):
         connect(user="consumer", secret="not-the-secret", timeout=5)
+
+
+def test_to_xarray_and_lazy_pandas(archive_node, client):
+    """to_xarray gives one time dimension per timeline; importing the client skips pandas."""
+    import subprocess
+    import sys
+
+    r = client.get_data(archive_node, ["az", "outside_temp"], -1200, 0)
+    ds = r.to_xarray()
+    assert ds["az"].dims == ("t_fast",) and ds["outside_temp"].dims == ("t_weather",)
+    np.testing.assert_array_equal(ds["t_fast"].values, r.timelines["fast"].t)
+    out = subprocess.run([sys.executable, "-c", "import sys, sisock.client; "
+                          "print('pandas' in sys.modules, 'xarray' in sys.modules)"],
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]
