@@ -14,17 +14,35 @@ Wiring only; the parts live elsewhere:
   (:class:`sisock.servers.hdf5_archive.ArchiveNode`).
 
 Each poll group is one timeline of the archive and of the node.
+
+Statistics: at shutdown the node writes ONE line to its standard output,
+``sisock-modbus-stats {json}`` (see :func:`run_stats`): polls, missed
+ticks, gaps, requests, poll latency and archive append time since start or
+since the last SIGUSR1, which zeroes the counters (so a benchmark can skip
+the warm-up). ``benchmarks/bench_modbus.py`` reads it.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import signal
+import sys
+import time
+from collections import deque
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .config import NodeConfig
+
+if TYPE_CHECKING:
+    from .poller import Poller
+
+#: Prefix of the statistics line written at shutdown.
+STATS_PREFIX = "sisock-modbus-stats "
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -42,6 +60,80 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def live_payload(group: str, t: np.ndarray, values: dict) -> dict:
     """One poll in ``get_data`` shape, for the ``live`` topic."""
     return {"data": values, "timeline": {group: {"t": t, "finalized_until": float(t[-1])}}}
+
+
+class AppendTimes:
+    """Durations of archive appends, fed by the sink's ``on_append`` hook.
+
+    Cheap enough for every batch: one counter and one deque append, safe to
+    call from the writer thread.
+
+    Parameters
+    ----------
+    keep : int
+        Most recent durations kept for the summary.
+    """
+
+    def __init__(self, keep: int = 100_000) -> None:
+        self.count = 0
+        self.seconds: deque[float] = deque(maxlen=keep)
+
+    def __call__(self, group: str, t: np.ndarray, values: dict, seconds: float) -> None:
+        """Record one batch (``ThreadedArchiveSink.on_append`` signature)."""
+        self.count += 1
+        self.seconds.append(seconds)
+
+    def reset(self) -> None:
+        """Forget what was recorded."""
+        self.count = 0
+        self.seconds.clear()
+
+
+def _ms(values: np.ndarray) -> dict[str, float | None]:
+    if not values.size:
+        return {"mean": None, "p99": None, "max": None}
+    return {"mean": float(values.mean() * 1e3), "p99": float(np.percentile(values, 99) * 1e3),
+            "max": float(values.max() * 1e3)}
+
+
+def run_stats(poller: Poller, appends: AppendTimes, seconds: float) -> dict[str, object]:
+    """Totals over all groups, as plain JSON-ready numbers.
+
+    Parameters
+    ----------
+    poller : Poller
+        Its :attr:`~.poller.Poller.stats` give polls, gaps, missed, requests
+        and latencies.
+    appends : AppendTimes
+        Archive append durations.
+    seconds : float
+        Wall time the figures cover.
+
+    Returns
+    -------
+    dict
+        ``seconds, groups, polls, missed, gaps, requests,
+        latency_{mean,p99,max}_ms, appends, append_{mean,p99,max}_ms``
+        (None where nothing was measured).
+    """
+    stats = poller.stats.values()
+    lat = np.fromiter((x for s in stats for x in s.latencies), dtype=np.float64)
+    app = np.asarray(appends.seconds, dtype=np.float64)
+    out: dict[str, object] = {"seconds": round(seconds, 3), "groups": len(poller.stats)}
+    for key in ("polls", "missed", "gaps", "requests"):
+        out[key] = sum(getattr(s, key) for s in stats)
+    out.update({f"latency_{k}_ms": v for k, v in _ms(lat).items()})
+    out["appends"] = appends.count
+    out.update({f"append_{k}_ms": v for k, v in _ms(app).items()})
+    return out
+
+
+def reset_stats(poller: Poller, appends: AppendTimes) -> None:
+    """Zero the poller's counters in place (call on the event loop) and the append times."""
+    for s in poller.stats.values():
+        s.polls = s.gaps = s.missed = s.requests = 0
+        s.latencies.clear()
+    appends.reset()
 
 
 def install_asyncio_reactor() -> None:
@@ -77,7 +169,9 @@ def run(args: argparse.Namespace, settings, config: NodeConfig, log_level: str) 
 
     archive = args.archive or Path(settings.home) / "archives" / config.name
     archive.mkdir(parents=True, exist_ok=True)
-    sink = ThreadedArchiveSink(archive, config.field_specs(), args.flush_interval).start()
+    appends = AppendTimes()
+    sink = ThreadedArchiveSink(archive, config.field_specs(), args.flush_interval,
+                               on_append=appends).start()
     core = ArchiveNode(archive, config.name, config.description)
     service = NodeService(core, settings)
 
@@ -86,13 +180,27 @@ def run(args: argparse.Namespace, settings, config: NodeConfig, log_level: str) 
         service.publish_live(live_payload(group, t, values))
 
     poller = Poller(config, on_poll)
+    since = time.monotonic()
 
     def start_poller() -> None:
         Deferred.fromFuture(asyncio.ensure_future(poller.run()))
 
+    def reset() -> None:
+        nonlocal since
+        reset_stats(poller, appends)
+        since = time.monotonic()
+
     def stop_poller() -> None:
         poller.stop()
         sink.close()
+        stats = run_stats(poller, appends, time.monotonic() - since)
+        out = sys.__stdout__  # Twisted redirects sys.stdout into its log
+        if out is not None:
+            out.write(STATS_PREFIX + json.dumps(stats) + "\n")
+            out.flush()
+
+    if hasattr(signal, "SIGUSR1"):  # the reset runs on the loop, between polls
+        signal.signal(signal.SIGUSR1, lambda *_: reactor.callFromThread(reset))
 
     reactor.callWhenRunning(start_poller)
     reactor.addSystemEventTrigger("before", "shutdown", stop_poller)
