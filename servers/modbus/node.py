@@ -158,7 +158,7 @@ def install_asyncio_reactor() -> None:
 
 def run(args: argparse.Namespace, settings, config: NodeConfig, log_level: str) -> int:
     """Poll, archive, publish and serve until stopped."""
-    from twisted.internet import reactor
+    from twisted.internet import reactor, threads
     from twisted.internet.defer import Deferred
 
     from sisock.node import NodeService, run_nodes
@@ -203,6 +203,7 @@ def run(args: argparse.Namespace, settings, config: NodeConfig, log_level: str) 
         signal.signal(signal.SIGUSR1, lambda *_: reactor.callFromThread(reset))
 
     reactor.callWhenRunning(start_poller)
+    reactor.callWhenRunning(threads.deferToThread, core.warm)  # archive catalog, off the loop
     reactor.addSystemEventTrigger("before", "shutdown", stop_poller)
     run_nodes([service], log_level)
     return 3 if service.failed else 0
