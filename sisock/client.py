@@ -217,6 +217,11 @@ class Client:
 
     def open(self) -> "Client":
         """Connect and join (blocks up to ``timeout``)."""
+        import logging
+
+        # autobahn logs every connection attempt at WARNING; failures reach the
+        # caller as exceptions here, so keep notebooks and scripts quiet.
+        logging.getLogger("autobahn.asyncio.component.Component").setLevel(logging.ERROR)
         self._thread.start()
 
         async def start():
