@@ -48,6 +48,11 @@ class Registry:
         entry = self._entries.get(name)
         return entry.session if entry else None
 
+    def description(self, name: str) -> str:
+        """Description of ``name`` ("" if unknown)."""
+        entry = self._entries.get(name)
+        return entry.description if entry else ""
+
     def claim(self, name: str, session: int) -> bool:
         """Reserve ``name`` for ``session`` (True if free or already its own)."""
         entry = self._entries.get(name)
@@ -99,5 +104,7 @@ class Registry:
 
     def restore(self, name: str, session: int) -> None:
         """Re-create a listed entry found in the router after a hub restart."""
-        if name not in self._entries:
-            self._entries[name] = Entry(name, "", session, listed=True)
+        entry = self._entries.get(name)
+        if entry is None or entry.session == session:
+            self._entries[name] = Entry(name, entry.description if entry else "", session,
+                                        listed=True)

@@ -17,7 +17,7 @@ from autobahn.twisted.component import Component
 from autobahn.wamp.types import RegisterOptions
 from twisted.logger import Logger
 
-from sisock.authz import node_name
+from sisock.authz import node_name, valid_name
 from sisock.settings import Settings
 
 from .registry import Registry
@@ -44,10 +44,13 @@ class Hub:
     # -- RPCs -------------------------------------------------------------
     def add(self, name, description, session_id=None, details=None) -> bool:
         """``data_node.add``: list ``name`` for the calling session."""
-        if not isinstance(name, str) or not name.strip():
+        if not valid_name(name):
+            log.warn("refused data node name {name!r}: use letters, digits, '_' or '-'",
+                     name=name)
             return False
         caller = self._caller(details, session_id)
-        ok, newly = self.registry.add(name, description if isinstance(description, str) else "", caller)
+        ok, newly = self.registry.add(name, description if isinstance(description, str) else "",
+                                      caller)
         if not ok:
             log.warn("refused data node {name!r} for session {s}: owned by session {o}",
                      name=name, s=caller, o=self.registry.owner(name))
@@ -55,11 +58,13 @@ class Hub:
         if newly:
             log.info("added data node {name!r} (session {s})", name=name, s=caller)
             self.session.publish(self._uri("consumer.data_node_added"),
-                                 {"name": name, "description": description or ""})
+                                 {"name": name, "description": self.registry.description(name)})
         return True
 
     def subtract(self, name, session_id=None, details=None) -> None:
         """``data_node.subtract``: only the owning session may remove a name."""
+        if not valid_name(name):
+            return None
         caller = self._caller(details, session_id)
         entry = self.registry.subtract(name, caller)
         if entry is not None:
@@ -75,7 +80,7 @@ class Hub:
         calls are not disclosed); a data node may claim only for itself,
         so for a disclosed caller the argument is ignored.
         """
-        if not isinstance(name, str) or not name.strip():
+        if not valid_name(name):
             return False
         return self.registry.claim(name, self._caller(details, session))
 
@@ -91,34 +96,44 @@ class Hub:
 
     # -- lifecycle --------------------------------------------------------
     async def rebuild(self, session) -> int:
-        """Recover listed nodes from the router's registrations."""
+        """Recover names from the router's registrations.
+
+        A session serving ``<name>.get_data`` is listed again; one holding
+        any other procedure under ``<name>.`` keeps the name as claimed.
+        """
         regs = await session.call("wamp.registration.list")
         found = 0
         for reg_id in regs.get("exact", []):
             info = await session.call("wamp.registration.get", reg_id)
             uri = (info or {}).get("uri", "")
-            if not uri.endswith(".get_data"):
-                continue
             name = node_name(uri, self.settings.base_uri)
             if name is None:
                 continue
             callees = await session.call("wamp.registration.list_callees", reg_id)
-            if callees:
+            if not callees:
+                continue
+            if uri.endswith(".get_data"):
                 self.registry.restore(name, callees[0])
                 found += 1
+            else:
+                self.registry.claim(name, callees[0])
         return found
 
     async def on_join(self, session, details) -> None:
-        """Register the RPCs, follow session departures, rebuild, announce."""
+        """Follow session departures, rebuild, then register the RPCs and announce.
+
+        Rebuilding before registering means no claim can slip in for a name
+        a running node already serves.
+        """
         self.session = session
         self.registry = Registry()
+        await session.subscribe(self.on_leave, "wamp.session.on_leave")
+        found = await self.rebuild(session)
         opts = RegisterOptions(details_arg="details")
         await session.register(self.add, self._uri("data_node.add"), options=opts)
         await session.register(self.subtract, self._uri("data_node.subtract"), options=opts)
         await session.register(self.claim, self._uri("data_node.claim"), options=opts)
         await session.register(self.get_data_node, self._uri("consumer.get_data_node"))
-        await session.subscribe(self.on_leave, "wamp.session.on_leave")
-        found = await self.rebuild(session)
         session.publish(self._uri("hub.started"), {"session": details.session})
         log.info("hub ready (session {s}); {n} running data node(s) recovered",
                  s=details.session, n=found)

@@ -15,14 +15,31 @@ from .authz import decide
 
 
 class Authorizer(ApplicationSession):
-    """Registers ``{base}.authorize`` inside the router."""
+    """Registers ``{base}.authorize`` inside the router.
+
+    Names the hub confirmed for a session are remembered until that session
+    leaves or the name is subtracted, so a node keeps publishing its live
+    samples while the hub restarts, and a publish costs no hub round trip.
+    (Names never move between live sessions, so the memory cannot go stale.)
+    """
 
     @inlineCallbacks
     def onJoin(self, details):  # noqa: N802 (autobahn API)
-        """Register the authorizer procedure."""
+        """Register the authorizer procedure and follow departures."""
         self._base = (self.config.extra or {}).get("base_uri", "org.simonsobservatory")
+        self._owned: dict[int, set[str]] = {}
+        yield self.subscribe(self._on_leave, "wamp.session.on_leave")
+        yield self.subscribe(self._on_subtracted, f"{self._base}.consumer.data_node_subtracted")
         yield self.register(self.authorize, f"{self._base}.authorize")
         self.log.info("sisock authorizer ready for base URI {base}", base=self._base)
+
+    def _on_leave(self, session_id, *args, **kwargs) -> None:
+        self._owned.pop(session_id, None)
+
+    def _on_subtracted(self, info, *args, **kwargs) -> None:
+        name = info.get("name") if isinstance(info, dict) else None
+        for names in self._owned.values():
+            names.discard(name)
 
     @inlineCallbacks
     def authorize(self, session, uri, action, options=None):
@@ -38,14 +55,17 @@ class Authorizer(ApplicationSession):
             return {"allow": True, "disclose": True, "cache": False}
         if decision.verdict == "deny":
             return {"allow": False, "disclose": False, "cache": False}
+        sid = session["session"]
+        if decision.name in self._owned.get(sid, ()):
+            return {"allow": True, "disclose": False, "cache": False}
         try:
-            ok = yield self.call(
-                f"{self._base}.data_node.claim", decision.name, session["session"]
-            )
+            ok = yield self.call(f"{self._base}.data_node.claim", decision.name, sid)
         except Exception as exc:  # hub not running: refuse, the node retries
             self.log.warn(
                 "refusing {action} {uri}: cannot ask the hub ({exc})",
                 action=action, uri=uri, exc=exc,
             )
             ok = False
+        if ok:
+            self._owned.setdefault(sid, set()).add(decision.name)
         return {"allow": bool(ok), "disclose": False, "cache": False}

@@ -8,6 +8,7 @@ asking session (DESIGN section 3).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -32,22 +33,34 @@ class Decision:
     name: str | None = None
 
 
+#: Data-node names: one URI component, so a name can never nest inside another.
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def valid_name(name: object) -> bool:
+    """True if ``name`` is a legal data-node name (letters, digits, ``_``, ``-``)."""
+    return isinstance(name, str) and bool(NAME_PATTERN.match(name))
+
+
 def node_name(uri: str, base_uri: str) -> str | None:
     """Return ``<name>`` for ``{base}.consumer.<name>.<leaf>``, else None."""
     prefix = f"{base_uri}.consumer."
     if not uri.startswith(prefix):
         return None
-    rest = uri[len(prefix):]
-    if "." not in rest:
+    parts = uri[len(prefix):].split(".")
+    if len(parts) != 2 or not parts[1] or not valid_name(parts[0]):
         return None
-    name, leaf = rest.rsplit(".", 1)
-    if not name or not leaf:
-        return None
-    return name
+    return parts[0]
 
 
 def decide(base_uri: str, uri: str, action: str, match: str = "exact") -> Decision:
-    """Decide what a ``server``-role session may do.
+    """Decide what a ``server``-role session may do (DESIGN section 3).
+
+    A data node may call ``data_node.add``, ``.subtract`` and ``.claim``
+    (its session disclosed to the hub), subscribe to ``{base}.hub.started``,
+    register ``{base}.consumer.<name>.<leaf>`` (exact match only) and
+    publish ``{base}.consumer.<name>.live``, where ``<name>`` must belong to
+    the asking session (verdict ``ask_owner``). Nothing else.
 
     Parameters
     ----------
@@ -69,20 +82,16 @@ def decide(base_uri: str, uri: str, action: str, match: str = "exact") -> Decisi
         if uri in (f"{base_uri}.data_node.add", f"{base_uri}.data_node.subtract",
                    f"{base_uri}.data_node.claim"):
             return Decision("allow_disclose")
-        if uri.startswith(f"{base_uri}.consumer."):
-            return Decision("allow")
         return Decision("deny")
     if action == "subscribe":
-        if uri.startswith(f"{base_uri}.consumer.") or uri.startswith(f"{base_uri}.hub."):
+        if uri == f"{base_uri}.hub.started" and match == "exact":
             return Decision("allow")
         return Decision("deny")
     if action in ("register", "publish"):
-        if action == "register" and match != "exact":
+        if match != "exact":
             return Decision("deny")
         name = node_name(uri, base_uri)
-        if name is None:
+        if name is None or (action == "publish" and not uri.endswith(".live")):
             return Decision("deny")
         return Decision("ask_owner", name)
     return Decision("deny")
-
-

@@ -85,21 +85,38 @@ class DataNodeServer(ApplicationSession):
 
     @inlineCallbacks
     def onJoin(self, details):  # noqa: N802
-        """Register ``get_fields``/``get_data``, then ask the hub to add us."""
+        """Register ``get_fields``/``get_data``, then ask the hub to add us.
+
+        Registrations refused now (e.g. no hub yet to vouch for our name)
+        are retried whenever the hub announces ``{base}.hub.started``.
+        """
         self.log.info("Successfully joined WAMP.")
+        self._sisock_registered = set()
+        yield self._register_procedures()
+        yield self._add(details.session)
+        yield self.subscribe(lambda *a, **k: self._on_hub_started(details.session),
+                             "%s.hub.started" % self._settings().base_uri)
+        self.after_onJoin(details)
+
+    @inlineCallbacks
+    def _register_procedures(self):
         base = self._settings().base_uri
-        procs = [(self.get_fields, "%s.consumer.%s.get_fields" % (base, self.name)),
-                 (self.get_data, "%s.consumer.%s.get_data" % (base, self.name))]
-        for fn, proc in procs:
+        for fn, leaf in ((self.get_fields, "get_fields"), (self.get_data, "get_data")):
+            if leaf in self._sisock_registered:
+                continue
+            proc = "%s.consumer.%s.%s" % (base, self.name, leaf)
             try:
                 yield self.register(fn, proc)
+                self._sisock_registered.add(leaf)
                 self.log.info("Registered procedure {p}.", p=proc)
             except Exception as e:
                 self.log.error("Could not register procedure: {e}.", e=e)
-        yield self._add(details.session)
-        yield self.subscribe(lambda *a, **k: self._add(details.session),
-                             "%s.hub.started" % base)
-        self.after_onJoin(details)
+
+    @inlineCallbacks
+    def _on_hub_started(self, session_id):
+        yield self._register_procedures()
+        if len(self._sisock_registered) == 2:
+            yield self._add(session_id)
 
     @inlineCallbacks
     def _add(self, session_id):

@@ -269,6 +269,8 @@ class Client:
             pass
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(3)
+        if not self._thread.is_alive():
+            self._loop.close()
 
     def __enter__(self) -> "Client":
         return self
@@ -284,7 +286,8 @@ class Client:
         ``on_progress`` receives progressive results (in the client's thread).
         """
         if self._session is None:
-            raise ClientError("not connected")
+            raise ClientError(f"not connected to {self.settings.router_url} (the connection "
+                              "was closed or lost): call sisock.client.connect() again")
         full = uri if uri.startswith(self.settings.base_uri + ".") or uri.startswith("wamp.") \
             else self.settings.uri(uri)
         session = self._session
@@ -299,7 +302,8 @@ class Client:
             return fut.result(self.timeout if timeout is None else timeout)
         except concurrent.futures.TimeoutError:
             fut.cancel()
-            raise CallTimeout(f"{full}: no answer within {timeout or self.timeout} s") from None
+            raise CallTimeout(f"{full}: no answer within "
+                              f"{self.timeout if timeout is None else timeout} s") from None
         except ApplicationError as exc:
             if exc.error == "wamp.error.no_such_procedure":
                 raise NodeUnknown(f"no such procedure {full} (is the node running?)") from None
@@ -375,7 +379,7 @@ class Client:
         except NodeUnknown:
             raise NodeUnknown(f"no data node named {node!r}") from None
         except RemoteError as exc:
-            if binary and exc.uri in ("wamp.error.invalid_argument", "wamp.error.runtime_error"):
+            if binary and _is_old_node_refusal(exc):
                 self._old_nodes.add(node)  # sisock 0.x node: lists only
                 reply = self.call(uri, fields, start, end, min_stride, timeout=timeout, **kwargs)
             else:
@@ -443,6 +447,12 @@ class Client:
             callback(DataResult(payload, {}))
 
         self.subscribe_uri(self._node_uri(node, "live"), handler)
+
+
+def _is_old_node_refusal(exc: "RemoteError") -> bool:
+    """True if a node refused ``encoding=`` because it predates it (sisock 0.x)."""
+    return (exc.uri in ("wamp.error.invalid_argument", "wamp.error.runtime_error")
+            and "unexpected keyword argument" in exc.message and "encoding" in exc.message)
 
 
 def _interactive() -> bool:

@@ -45,8 +45,9 @@ def ensure(home: Path) -> dict:
     if existing is not None and all(r in existing for r in ROLE_NAMES):
         return existing
     home = Path(home)
-    home.mkdir(parents=True, exist_ok=True)
-    os.chmod(home, 0o700)
+    if not home.exists():
+        home.mkdir(parents=True)
+        os.chmod(home, 0o700)  # only a directory we create; never re-mode an existing one
     creds = {
         role: {"authid": role, "secret": secrets.token_urlsafe(24)}
         for role in ROLE_NAMES

@@ -43,26 +43,36 @@ class Stack:
 
     def start(self, name: str, *args: str) -> subprocess.Popen:
         """Start ``sisock ARGS`` with output to ``<log_dir>/<name>.log``."""
-        log = open(self.log_dir / f"{name}.log", "ab")
-        proc = subprocess.Popen([sys.executable, "-m", "sisock", *args], env=self.env(),
-                                stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        with open(self.log_dir / f"{name}.log", "ab") as log:
+            proc = subprocess.Popen([sys.executable, "-m", "sisock", *args], env=self.env(),
+                                    stdout=log, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
         self.procs[name] = proc
         return proc
 
     def stop(self) -> None:
-        """Terminate every child (nodes first, router last)."""
+        """Terminate every child and its own children (nodes first, router last)."""
         for name in reversed(list(self.procs)):
-            proc = self.procs[name]
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
+            _signal_group(self.procs[name], signal.SIGTERM)
         deadline = time.monotonic() + 10
         for proc in self.procs.values():
             try:
                 proc.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                proc.kill()
+                _signal_group(proc, signal.SIGKILL)
                 proc.wait()
+
+
+def _signal_group(proc: subprocess.Popen, sig: int) -> None:
+    """Signal a child's whole process group (crossbar has worker processes)."""
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _raise_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 def wait_for_port(host: str, port: int, timeout: float, proc: subprocess.Popen | None = None) -> None:
@@ -168,6 +178,8 @@ def run(args: argparse.Namespace) -> int:
     log_dir.mkdir(parents=True, exist_ok=True)
     stack = Stack(settings, log_dir)
     t0 = time.monotonic()
+    for sig in (signal.SIGTERM, signal.SIGHUP):  # stop the children on any polite stop
+        signal.signal(sig, _raise_interrupt)
     try:
         router = stack.start("router", "router")
         wait_for_port(settings.host, settings.port, args.timeout, router)

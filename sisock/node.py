@@ -31,6 +31,7 @@ from twisted.internet.defer import ensureDeferred  # noqa: E402
 from twisted.logger import Logger  # noqa: E402
 
 from . import wire  # noqa: E402
+from .authz import valid_name  # noqa: E402
 from .errors import BadArgument, SisockError  # noqa: E402
 from .settings import Settings  # noqa: E402
 from .timeutil import check_interval  # noqa: E402
@@ -71,6 +72,9 @@ class NodeService:
 
     def __init__(self, node: DataNode, settings: Settings,
                  component: Component | None = None) -> None:
+        if not valid_name(node.name):
+            raise BadArgument(f"data node name {node.name!r} is not allowed: use letters, "
+                              "digits, '_' or '-' (it becomes one URI component)")
         self.node = node
         self.settings = settings
         self.component = component or make_component(settings)
@@ -86,16 +90,29 @@ class NodeService:
         return self.settings.uri(f"consumer.{self.node.name}.{leaf}")
 
     # -- RPCs -------------------------------------------------------------
-    async def get_fields(self, start, end):
+    def _wamp_error(self, exc: Exception, rpc: str) -> ApplicationError:
+        """Every failure leaves as ``{base}.error.*`` with a readable message."""
+        if isinstance(exc, SisockError):
+            return to_application_error(exc, self.settings.base_uri)
+        log.failure("{rpc} failed", rpc=rpc)
+        return ApplicationError(self.settings.uri("error.internal"),
+                                f"{rpc} failed on node {self.node.name!r}: "
+                                f"{type(exc).__name__}: {exc}")
+
+    async def get_fields(self, *args, **kwargs):
         """``get_fields(start, end) -> [field, timeline]``."""
         try:
-            s, e = check_interval(start, end)
+            if kwargs or len(args) != 2:
+                raise BadArgument(
+                    f"get_fields takes exactly (start, end), got {len(args)} positional "
+                    f"argument(s) and keywords {sorted(kwargs)}")
+            s, e = check_interval(*args)
             field, timeline = await threads.deferToThread(self.node.get_fields, s, e)
             return [field, timeline]
-        except SisockError as exc:
-            raise to_application_error(exc, self.settings.base_uri) from exc
+        except Exception as exc:
+            raise self._wamp_error(exc, "get_fields") from exc
 
-    async def get_data(self, field, start, end, min_stride=None, details=None, **ext):
+    async def get_data(self, *args, details=None, **ext):
         """``get_data(field, start, end, min_stride=None, **ext)``.
 
         Extensions: ``method`` (downsampling method) and ``encoding``
@@ -104,6 +121,17 @@ class NodeService:
         as progressive results when the caller asked for them.
         """
         try:
+            names = ("field", "start", "end", "min_stride")
+            if not 3 <= len(args) <= 4:
+                raise BadArgument(
+                    f"get_data takes (field, start, end, min_stride=None), got "
+                    f"{len(args)} positional argument(s)")
+            given = dict(zip(names, args))
+            for key in names:
+                if key in ext:
+                    if key in given:
+                        raise BadArgument(f"argument '{key}' given twice")
+                    given[key] = ext.pop(key)
             method = ext.pop("method", None)
             encoding = wire.check_encoding(ext.pop("encoding", None))
             if ext:
@@ -111,20 +139,20 @@ class NodeService:
                     f"unknown argument(s) {sorted(ext)} to get_data; "
                     "known extensions are 'method' and 'encoding'"
                 )
-            fields = wire.check_fields(field)
-            s, e = check_interval(start, end)
-            stride = wire.check_min_stride(min_stride)
+            fields = wire.check_fields(given["field"])
+            s, e = check_interval(given["start"], given["end"])
+            stride = wire.check_min_stride(given.get("min_stride"))
             streaming = encoding == "binary" and details is not None and bool(
                 getattr(details, "progress", None))
+            extra = ({"streaming": True}
+                     if streaming and getattr(self.node, "accepts_streaming", False) else {})
             result = await threads.deferToThread(
-                self.node.get_data, fields, s, e, stride, method, **(
-                    {"streaming": True} if streaming and getattr(
-                        self.node, "accepts_streaming", False) else {}))
+                self.node.get_data, fields, s, e, stride, method, **extra)
             if streaming and wire.reply_nbytes(result) > self.chunk_bytes:
                 return await self._stream(result, details.progress)
             return wire.data_reply(result, encoding)
-        except SisockError as exc:
-            raise to_application_error(exc, self.settings.base_uri) from exc
+        except Exception as exc:
+            raise self._wamp_error(exc, "get_data") from exc
 
     async def _stream(self, result: dict, progress) -> dict:
         """Send all but the last part as progressive results; return the last."""
@@ -181,11 +209,15 @@ class NodeService:
         """
         taken_for = 0.0
         hub_missing_logged = False
+        procedures = [(self.get_fields, "get_fields", None),
+                      (self.get_data, "get_data", RegisterOptions(details_arg="details"))]
+        done: set[str] = set()  # registered already (a retry must not repeat them)
         while True:
             try:
-                await session.register(self.get_fields, self.uri("get_fields"))
-                await session.register(self.get_data, self.uri("get_data"),
-                               options=RegisterOptions(details_arg="details"))
+                for fn, leaf, options in procedures:
+                    if leaf not in done:
+                        await session.register(fn, self.uri(leaf), options=options)
+                        done.add(leaf)
                 break
             except ApplicationError as exc:
                 if exc.error not in ("wamp.error.not_authorized",
@@ -225,7 +257,8 @@ class NodeService:
 
     async def _readd(self, session) -> None:
         if session is self.session and self.listed:
-            await self.add(session)
+            if await self.add(session) is False:
+                log.error("the restarted hub refused our name {name!r}", name=self.node.name)
 
     def _on_leave(self, session, details) -> None:
         self.session = None

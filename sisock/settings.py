@@ -137,6 +137,13 @@ def load_settings(
         tls_ca=ca,
         home=home_path,
     )
+    if bool(settings.user) != bool(settings.secret):
+        from .errors import BadArgument
+
+        given, missing = ("user", "secret") if settings.user else ("secret", "user")
+        raise BadArgument(
+            f"a WAMP {given} was given (flag, SISOCK_{given.upper()} or WAMP_{given.upper()}) "
+            f"without a {missing}: give both, or neither to use the generated credentials")
     if role is not None:
         settings = settings.with_role(role)
     return settings

@@ -25,6 +25,9 @@ from .errors import BadArgument
 
 ENVELOPE_KEY = "__ndarray__"
 ENCODINGS = (None, "json", "binary")
+#: Accepted ``min_stride`` in seconds: a microsecond to ~300 years (keeps
+#: epoch-aligned bin numbers exact in int64 and float64).
+MIN_STRIDE_RANGE = (1e-6, 1e10)
 
 
 def check_encoding(encoding: object) -> str | None:
@@ -131,9 +134,10 @@ def check_min_stride(min_stride: object) -> float | None:
         raise BadArgument(
             f"argument 'min_stride' must be a number of seconds or null, got {min_stride!r}"
         )
-    if not math.isfinite(min_stride) or min_stride <= 0:
+    if not math.isfinite(min_stride) or not MIN_STRIDE_RANGE[0] <= min_stride <= MIN_STRIDE_RANGE[1]:
         raise BadArgument(
-            f"argument 'min_stride' must be > 0 and finite, got {min_stride!r}"
+            f"argument 'min_stride' must be between {MIN_STRIDE_RANGE[0]:g} and "
+            f"{MIN_STRIDE_RANGE[1]:g} seconds, got {min_stride!r}"
         )
     return float(min_stride)
 

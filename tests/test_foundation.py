@@ -238,3 +238,83 @@ def test_live_topic_publishes_samples(stack, procs, client):
     assert "load_1min" in got[0].data and len(got[0].timelines["sensors"].t) == 1
     r = client.get_data("sensors_live", ["mem_percent"], -10, 0)
     assert 0 < r.data["mem_percent"][-1] <= 100
+
+
+def test_odd_arguments_get_bad_argument(stack, procs, client):
+    """Wrong arity, duplicated or extreme arguments are bad_argument errors, not crashes."""
+    procs("wx", "serve", "weather", "--name", "wx_odd")
+    wait_for(lambda: "wx_odd" in listed(client), 20, "wx_odd never listed")
+    base = "org.simonsobservatory.consumer.wx_odd"
+    calls = [(f"{base}.get_data", (["temperature"], -60, 0, None, 5), {}),
+             (f"{base}.get_data", (["temperature"], -60), {}),
+             (f"{base}.get_data", (["temperature"], -60, 0), {"start": 1}),
+             (f"{base}.get_data", (["temperature"], -60, 0, 1e300), {}),
+             (f"{base}.get_data", (["temperature"], -60, 0, 1e-300), {}),
+             (f"{base}.get_fields", (-60, 0, 1), {})]
+    for uri, args, kwargs in calls:
+        with pytest.raises(RemoteError) as err:
+            client.call(uri, *args, **kwargs)
+        assert err.value.uri == "org.simonsobservatory.error.bad_argument", (args, err.value)
+    assert len(client.get_data("wx_odd", ["temperature"], -3600, 0).data["temperature"]) > 0
+
+
+def test_server_role_limits(stack, procs, client):
+    """A server session may not call other nodes, publish other leaves, or use dotted names."""
+    procs("wx", "serve", "weather", "--name", "wx_lim")
+    wait_for(lambda: "wx_lim" in listed(client), 20, "wx_lim never listed")
+    from autobahn.wamp.types import PublishOptions
+    with server_client(stack) as sc:
+        with pytest.raises(ClientError):
+            sc.call("org.simonsobservatory.consumer.wx_lim.get_data", ["temperature"], -60, 0)
+        assert sc.call("data_node.add", "wx_lim.sub", "nested", 0) is False
+        assert sc.call("data_node.claim", "mine_ok") is True
+        run_in_session(sc, lambda s: s.register(lambda: 1,
+                                                "org.simonsobservatory.consumer.mine_ok.get_data"))
+        with pytest.raises(Exception):
+            run_in_session(sc, lambda s: s.publish(
+                "org.simonsobservatory.consumer.mine_ok.other", 1,
+                options=PublishOptions(acknowledge=True)))
+        run_in_session(sc, lambda s: s.publish(
+            "org.simonsobservatory.consumer.mine_ok.live", {"data": {}, "timeline": {}},
+            options=PublishOptions(acknowledge=True)))
+        with pytest.raises(Exception):
+            run_in_session(sc, lambda s: s.register(
+                lambda: 1, "org.simonsobservatory.consumer.wx_lim.x.get_data"))
+
+
+def test_hub_role_cannot_kill_sessions(stack):
+    """The hub's credentials read registrations but cannot kill sessions."""
+    creds = credentials.read(stack.home)
+    with connect(user="hub", secret=creds["hub"]["secret"]) as hc:
+        assert "exact" in hc.call("wamp.registration.list")
+        with pytest.raises(ClientError, match="not_authorized"):
+            hc.call("wamp.session.kill", 1)
+        with pytest.raises(ClientError, match="not_authorized"):
+            hc.call("wamp.session.list")
+
+
+def test_live_and_names_survive_hub_outage(stack, procs, client):
+    """With the hub down, live samples still flow; a 0.x node started then is served later."""
+    procs("sensors", "serve", "sensors", "--name", "sensors_hd", "--interval", "0.2")
+    wait_for(lambda: "sensors_hd" in listed(client), 20, "sensors never listed")
+    got = []
+    client.subscribe("sensors_hd", got.append)
+    wait_for(lambda: len(got) >= 2, 5, "no live samples")
+    stack.hub.stop()
+    try:
+        n0 = len(got)
+        time.sleep(1.5)
+        assert len(got) - n0 >= 4, "live samples stopped while the hub was down"
+        procs("legacy", sys.executable, "tests/legacy_node.py", "legacy_early", module=None)
+        time.sleep(1.5)
+        with server_client(stack) as sc:  # nobody may take a running node's name meanwhile
+            with pytest.raises(ClientError):
+                sc.call("data_node.claim", "sensors_hd")
+    finally:
+        stack.hub.start()
+    wait_for(lambda: {"sensors_hd", "legacy_early"} <= listed(client), 10,
+             "nodes not listed after the hub came back")
+    wait_for(lambda: len(client.get_data("legacy_early", ["counter"], -10, 0)
+                         .data["counter"]) == 5, 10, "0.x node started before the hub never served")
+    with server_client(stack) as sc:
+        assert sc.call("data_node.claim", "sensors_hd") is False

@@ -92,7 +92,9 @@ def test_readme_starts_with_two_commands():
 
 def test_every_command_has_help():
     """`sisock <command> --help` works for every documented sub-command."""
-    for argv in (["router"], ["hub"], ["serve", "weather"], ["serve", "sensors"], ["demo"]):
+    for argv in (["router"], ["hub"], ["serve", "weather"], ["serve", "sensors"],
+                 ["serve", "hdf5"], ["serve", "modbus"], ["sim", "modbus"], ["generate"],
+                 ["demo"]):
         out = subprocess.run([sys.executable, "-m", "sisock", *argv, "--help"],
                              capture_output=True, text=True)
         assert out.returncode == 0 and "usage: sisock" in out.stdout, (argv, out.stderr)

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from conftest import REPO, Proc, free_port, wait_for, wait_port
-from sisock.client import ClientError, connect
+from sisock.client import ClientError, RouterUnreachable, connect
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -41,9 +41,13 @@ def test_tls_router(tmp_path):
             except ClientError:
                 return False
         wait_for(nodes, 15, "no TLS session with the hub:\n" + hub.log())
-        with pytest.raises(ClientError):
+        t0 = time.monotonic()
+        with pytest.raises(RouterUnreachable):  # certificate not signed by that CA
             connect(url, home=str(tmp_path), tls_ca=str(REPO / "tests" / "data" / "other-ca.crt"),
-                    timeout=3)
+                    timeout=5)
+        assert time.monotonic() - t0 < 4, "a TLS refusal must not wait for the timeout"
+        with connect(url, home=str(tmp_path), tls_ca=str(ca), timeout=5) as c:
+            assert c.nodes() == []  # and the right CA still works
     finally:
         if hub:
             hub.stop()
@@ -62,3 +66,38 @@ def test_demo_check(tmp_path):
     for name in ("weather", "sensors", "archive", "modbus_sim"):
         assert f"- {name}:" in out.stdout
     print(f"\ndemo up and verified in {time.monotonic() - t0:.1f} s")
+
+
+def test_demo_stops_everything_on_sigterm(tmp_path):
+    """SIGTERM to `sisock demo` stops every child, crossbar workers included."""
+    import signal
+
+    import psutil
+
+    port = free_port()
+    env = isolated_env(tmp_path, f"ws://127.0.0.1:{port}/ws")
+    log = open(tmp_path / "demo.out", "w")
+    demo = subprocess.Popen([sys.executable, "-m", "sisock", "demo", "--timeout", "90"],
+                            env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+    try:
+        wait_for(lambda: "Press Ctrl-C" in (tmp_path / "demo.out").read_text(), 120,
+                 "demo never came up")
+
+        def ours():
+            found = []
+            for p in psutil.process_iter(["pid"]):
+                try:
+                    if p.pid != demo.pid and p.environ().get("SISOCK_HOME") == str(tmp_path):
+                        found.append(p)
+                except (psutil.Error, OSError):
+                    pass
+            return found
+        children = ours()
+        assert len(children) >= 6
+        demo.send_signal(signal.SIGTERM)
+        assert demo.wait(30) == 0
+        wait_for(lambda: not ours(), 15, f"left running: {[p.cmdline() for p in ours()]}")
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+        log.close()

@@ -58,7 +58,11 @@ def test_authorizer_rules():
     assert decide(BASE, f"{BASE}.data_node.add", "register").verdict == "deny"
     assert decide(BASE, f"{BASE}.consumer.wx.live", "publish").name == "wx"
     assert decide(BASE, f"{BASE}.consumer.data_node_added", "publish").verdict == "deny"
-    assert node_name(f"{BASE}.consumer.a.b.get_data", BASE) == "a.b"
+    assert node_name(f"{BASE}.consumer.a.b.get_data", BASE) is None  # names never nest
+    assert decide(BASE, f"{BASE}.consumer.wx.other", "publish").verdict == "deny"
+    assert decide(BASE, f"{BASE}.consumer.wx.get_data", "call").verdict == "deny"
+    assert decide(BASE, f"{BASE}.hub.started", "subscribe").verdict == "allow"
+    assert decide(BASE, f"{BASE}.consumer.wx.live", "subscribe").verdict == "deny"
 
 
 def test_settings_precedence(tmp_path, monkeypatch):
