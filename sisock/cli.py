@@ -44,6 +44,13 @@ def _require_credentials(settings, role: str) -> None:
             "SISOCK_SECRET")
 
 
+def _server_settings(args: argparse.Namespace):
+    """Settings of a data node (role ``server``); exit clearly without credentials."""
+    settings = settings_for(args, "server")
+    _require_credentials(settings, "server")
+    return settings
+
+
 def _serve(services, log_level: str) -> int:
     from .node import run_nodes
 
@@ -71,8 +78,7 @@ def cmd_serve_weather(args) -> int:
 
     from .node import NodeService
 
-    settings = settings_for(args, "server")
-    _require_credentials(settings, "server")
+    settings = _server_settings(args)
     node = weather.build(args, settings.home)
     return _serve([NodeService(node, settings)], args.log_level)
 
@@ -85,8 +91,7 @@ def cmd_serve_sensors(args) -> int:
 
     from .node import NodeService
 
-    settings = settings_for(args, "server")
-    _require_credentials(settings, "server")
+    settings = _server_settings(args)
     node = sensors.SensorsNode(args.name, args.interval, args.capacity)
     service = NodeService(node, settings)
 
@@ -110,8 +115,7 @@ def cmd_serve_hdf5(args) -> int:
 
     from .node import NodeService
 
-    settings = settings_for(args, "server")
-    _require_credentials(settings, "server")
+    settings = _server_settings(args)
     node = hdf5_archive.build(args)
     _warm_in_thread(node)
     return _serve([NodeService(node, settings)], args.log_level)
@@ -124,8 +128,7 @@ def cmd_serve_modbus(args) -> int:
 
     config = load_config(args.config)  # every config error before anything connects
     modbus_node.install_asyncio_reactor()
-    settings = settings_for(args, "server")
-    _require_credentials(settings, "server")
+    settings = _server_settings(args)
     return modbus_node.run(args, settings, config, args.log_level)
 
 

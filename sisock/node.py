@@ -146,13 +146,24 @@ class NodeService:
                 getattr(details, "progress", None))
             extra = ({"streaming": True}
                      if streaming and getattr(self.node, "accepts_streaming", False) else {})
-            result = await threads.deferToThread(
-                self.node.get_data, fields, s, e, stride, method, **extra)
-            if streaming and wire.reply_nbytes(result) > self.chunk_bytes:
+            result, reply = await threads.deferToThread(
+                self._query, fields, s, e, stride, method, encoding, streaming, extra)
+            if reply is None:
                 return await self._stream(result, details.progress)
-            return wire.data_reply(result, encoding)
+            return reply
         except Exception as exc:
             raise self._wamp_error(exc, "get_data") from exc
+
+    def _query(self, fields, start, end, stride, method, encoding, streaming, extra):
+        """Worker thread: query the core and encode the reply off the reactor.
+
+        Returns ``(result, reply)``; ``reply`` is None when the result is
+        to be streamed in parts (encoded part by part as they are sent).
+        """
+        result = self.node.get_data(fields, start, end, stride, method, **extra)
+        if streaming and wire.reply_nbytes(result) > self.chunk_bytes:
+            return result, None
+        return result, wire.data_reply(result, encoding)
 
     async def _stream(self, result: dict, progress) -> dict:
         """Send all but the last part as progressive results; return the last."""
