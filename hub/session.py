@@ -17,7 +17,7 @@ from autobahn.twisted.component import Component
 from autobahn.wamp.types import RegisterOptions
 from twisted.logger import Logger
 
-from sisock.authz import node_name, valid_name
+from sisock.protocol import valid_name
 from sisock.settings import Settings
 
 from .registry import Registry
@@ -30,11 +30,9 @@ class Hub:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.uris = settings.uris
         self.registry = Registry()
         self.session = None
-
-    def _uri(self, s: str) -> str:
-        return self.settings.uri(s)
 
     @staticmethod
     def _caller(details, claimed: object) -> object:
@@ -57,7 +55,7 @@ class Hub:
             return False
         if newly:
             log.info("added data node {name!r} (session {s})", name=name, s=caller)
-            self.session.publish(self._uri("consumer.data_node_added"),
+            self.session.publish(self.uris.node_added,
                                  {"name": name, "description": self.registry.description(name)})
         return True
 
@@ -69,7 +67,7 @@ class Hub:
         entry = self.registry.subtract(name, caller)
         if entry is not None:
             log.info("subtracted data node {name!r}", name=name)
-            self.session.publish(self._uri("consumer.data_node_subtracted"), entry.public())
+            self.session.publish(self.uris.node_subtracted, entry.public())
         elif self.registry.owner(name) is not None:
             log.warn("session {s} may not subtract {name!r}", s=caller, name=name)
 
@@ -92,7 +90,7 @@ class Hub:
         """``wamp.session.on_leave``: forget the names of a gone session."""
         for entry in self.registry.drop_session(session_id):
             log.info("data node {name!r} left", name=entry.name)
-            self.session.publish(self._uri("consumer.data_node_subtracted"), entry.public())
+            self.session.publish(self.uris.node_subtracted, entry.public())
 
     # -- lifecycle --------------------------------------------------------
     async def rebuild(self, session) -> int:
@@ -106,7 +104,7 @@ class Hub:
         for reg_id in regs.get("exact", []):
             info = await session.call("wamp.registration.get", reg_id)
             uri = (info or {}).get("uri", "")
-            name = node_name(uri, self.settings.base_uri)
+            name = self.uris.node_name(uri)
             if name is None:
                 continue
             callees = await session.call("wamp.registration.list_callees", reg_id)
@@ -130,11 +128,11 @@ class Hub:
         await session.subscribe(self.on_leave, "wamp.session.on_leave")
         found = await self.rebuild(session)
         opts = RegisterOptions(details_arg="details")
-        await session.register(self.add, self._uri("data_node.add"), options=opts)
-        await session.register(self.subtract, self._uri("data_node.subtract"), options=opts)
-        await session.register(self.claim, self._uri("data_node.claim"), options=opts)
-        await session.register(self.get_data_node, self._uri("consumer.get_data_node"))
-        session.publish(self._uri("hub.started"), {"session": details.session})
+        await session.register(self.add, self.uris.add, options=opts)
+        await session.register(self.subtract, self.uris.subtract, options=opts)
+        await session.register(self.claim, self.uris.claim, options=opts)
+        await session.register(self.get_data_node, self.uris.list_nodes)
+        session.publish(self.uris.hub_started, {"session": details.session})
         log.info("hub ready (session {s}); {n} running data node(s) recovered",
                  s=details.session, n=found)
 

@@ -12,6 +12,7 @@ from autobahn.twisted.wamp import ApplicationSession
 from twisted.internet.defer import inlineCallbacks
 
 from .authz import decide
+from .protocol import DEFAULT_BASE_URI, Uris
 
 
 class Authorizer(ApplicationSession):
@@ -26,11 +27,12 @@ class Authorizer(ApplicationSession):
     @inlineCallbacks
     def onJoin(self, details):  # noqa: N802 (autobahn API)
         """Register the authorizer procedure and follow departures."""
-        self._base = (self.config.extra or {}).get("base_uri", "org.simonsobservatory")
+        self._base = (self.config.extra or {}).get("base_uri", DEFAULT_BASE_URI)
+        self._uris = Uris(self._base)
         self._owned: dict[int, set[str]] = {}
         yield self.subscribe(self._on_leave, "wamp.session.on_leave")
-        yield self.subscribe(self._on_subtracted, f"{self._base}.consumer.data_node_subtracted")
-        yield self.register(self.authorize, f"{self._base}.authorize")
+        yield self.subscribe(self._on_subtracted, self._uris.node_subtracted)
+        yield self.register(self.authorize, self._uris.authorize)
         self.log.info("sisock authorizer ready for base URI {base}", base=self._base)
 
     def _on_leave(self, session_id, *args, **kwargs) -> None:
@@ -59,7 +61,7 @@ class Authorizer(ApplicationSession):
         if decision.name in self._owned.get(sid, ()):
             return {"allow": True, "disclose": False, "cache": False}
         try:
-            ok = yield self.call(f"{self._base}.data_node.claim", decision.name, sid)
+            ok = yield self.call(self._uris.claim, decision.name, sid)
         except Exception as exc:  # hub not running: refuse, the node retries
             self.log.warn(
                 "refusing {action} {uri}: cannot ask the hub ({exc})",

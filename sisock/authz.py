@@ -3,14 +3,17 @@
 :func:`decide` says what a data-node session may do with a URI; the
 router-embedded :class:`sisock.authorizer.Authorizer` applies it and, for
 ``ask_owner`` verdicts, asks the hub whether the name belongs to the
-asking session (DESIGN section 3).
+asking session (README, "Security model").
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Literal
+
+from .protocol import Uris, valid_name
+
+__all__ = ["Decision", "decide", "node_name", "valid_name"]
 
 Verdict = Literal["allow", "allow_disclose", "deny", "ask_owner"]
 
@@ -33,28 +36,13 @@ class Decision:
     name: str | None = None
 
 
-#: Data-node names: one URI component, so a name can never nest inside another.
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]+$")
-
-
-def valid_name(name: object) -> bool:
-    """True if ``name`` is a legal data-node name (letters, digits, ``_``, ``-``)."""
-    return isinstance(name, str) and bool(NAME_PATTERN.match(name))
-
-
 def node_name(uri: str, base_uri: str) -> str | None:
     """Return ``<name>`` for ``{base}.consumer.<name>.<leaf>``, else None."""
-    prefix = f"{base_uri}.consumer."
-    if not uri.startswith(prefix):
-        return None
-    parts = uri[len(prefix):].split(".")
-    if len(parts) != 2 or not parts[1] or not valid_name(parts[0]):
-        return None
-    return parts[0]
+    return Uris(base_uri).node_name(uri)
 
 
 def decide(base_uri: str, uri: str, action: str, match: str = "exact") -> Decision:
-    """Decide what a ``server``-role session may do (DESIGN section 3).
+    """Decide what a ``server``-role session may do (README, "Security model").
 
     A data node may call ``data_node.add``, ``.subtract`` and ``.claim``
     (its session disclosed to the hub), subscribe to ``{base}.hub.started``,
@@ -78,19 +66,19 @@ def decide(base_uri: str, uri: str, action: str, match: str = "exact") -> Decisi
     -------
     Decision
     """
+    uris = Uris(base_uri)
     if action == "call":
-        if uri in (f"{base_uri}.data_node.add", f"{base_uri}.data_node.subtract",
-                   f"{base_uri}.data_node.claim"):
+        if uri in (uris.add, uris.subtract, uris.claim):
             return Decision("allow_disclose")
         return Decision("deny")
     if action == "subscribe":
-        if uri == f"{base_uri}.hub.started" and match == "exact":
+        if uri == uris.hub_started and match == "exact":
             return Decision("allow")
         return Decision("deny")
     if action in ("register", "publish"):
         if match != "exact":
             return Decision("deny")
-        name = node_name(uri, base_uri)
+        name = uris.node_name(uri)
         if name is None or (action == "publish" and not uri.endswith(".live")):
             return Decision("deny")
         return Decision("ask_owner", name)

@@ -16,17 +16,13 @@ no secret has a default in code.
 
 from __future__ import annotations
 
-from ._quiet import silence_bjdata
+from autobahn import wamp
+from autobahn.twisted.wamp import ApplicationRunner, ApplicationSession
+from twisted.internet import threads
+from twisted.internet.defer import inlineCallbacks
 
-silence_bjdata()
-
-from autobahn import wamp  # noqa: E402
-from autobahn.twisted.wamp import ApplicationRunner, ApplicationSession  # noqa: E402
-from twisted.internet import threads  # noqa: E402
-from twisted.internet.defer import inlineCallbacks  # noqa: E402
-
-from .settings import load_settings  # noqa: E402
-from .timeutil import sisock_to_unix_time  # noqa: E402
+from .settings import load_settings
+from .protocol import NODE_PROCEDURES, Uris, sisock_to_unix_time
 
 __all__ = ["DataNodeServer", "uri", "sisock_to_unix_time", "run",
            "WAMP_USER", "WAMP_SECRET", "WAMP_URI", "REALM", "BASE_URI"]
@@ -49,7 +45,7 @@ def __getattr__(name: str):
 
 def uri(s: str) -> str:
     """Compose a full URI: ``"%s.%s" % (BASE_URI, s)``."""
-    return "%s.%s" % (load_settings().base_uri, s)
+    return Uris(load_settings().base_uri)(s)
 
 
 class DataNodeServer(ApplicationSession):
@@ -95,16 +91,17 @@ class DataNodeServer(ApplicationSession):
         yield self._register_procedures()
         yield self._add(details.session)
         yield self.subscribe(lambda *a, **k: self._on_hub_started(details.session),
-                             "%s.hub.started" % self._settings().base_uri)
+                             self._settings().uris.hub_started)
         self.after_onJoin(details)
 
     @inlineCallbacks
     def _register_procedures(self):
-        base = self._settings().base_uri
-        for fn, leaf in ((self.get_fields, "get_fields"), (self.get_data, "get_data")):
+        uris = self._settings().uris
+        for leaf in NODE_PROCEDURES:
             if leaf in self._sisock_registered:
                 continue
-            proc = "%s.consumer.%s.%s" % (base, self.name, leaf)
+            fn = getattr(self, leaf)
+            proc = uris.node(self.name, leaf)
             try:
                 yield self.register(fn, proc)
                 self._sisock_registered.add(leaf)
@@ -115,13 +112,13 @@ class DataNodeServer(ApplicationSession):
     @inlineCallbacks
     def _on_hub_started(self, session_id):
         yield self._register_procedures()
-        if len(self._sisock_registered) == 2:
+        if len(self._sisock_registered) == len(NODE_PROCEDURES):
             yield self._add(session_id)
 
     @inlineCallbacks
     def _add(self, session_id):
         try:
-            res = yield self.call("%s.data_node.add" % self._settings().base_uri,
+            res = yield self.call(self._settings().uris.add,
                                   self.name, self.description, session_id)
             if not res:
                 self.log.warn("Request to add data node denied.")

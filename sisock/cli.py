@@ -1,4 +1,4 @@
-"""The ``sisock`` command and its sub-commands (DESIGN section 5).
+"""The ``sisock`` command and its sub-commands (README, "Commands").
 
 Each sub-command lives in the module that implements it and exposes
 ``add_arguments(parser)``; this file only builds the parser and starts the
@@ -44,20 +44,6 @@ def _require_credentials(settings, role: str) -> None:
             "SISOCK_SECRET")
 
 
-def _server_settings(args: argparse.Namespace):
-    """Settings of a data node (role ``server``); exit clearly without credentials."""
-    settings = settings_for(args, "server")
-    _require_credentials(settings, "server")
-    return settings
-
-
-def _serve(services, log_level: str) -> int:
-    from .node import run_nodes
-
-    run_nodes(services, log_level)
-    return 3 if any(s.failed for s in services) else 0
-
-
 def cmd_hub(args) -> int:
     """Run the hub."""
     from sisock.hub.session import make_hub_component
@@ -72,64 +58,13 @@ def cmd_hub(args) -> int:
     return 0
 
 
-def cmd_serve_weather(args) -> int:
-    """Serve the weather example node."""
-    from sisock.servers import weather
+def cmd_serve(args) -> int:
+    """Run the data-node server named by ``sisock serve <server>``."""
+    from . import serve
 
-    from .node import NodeService
-
-    settings = _server_settings(args)
-    node = weather.build(args, settings.home)
-    return _serve([NodeService(node, settings)], args.log_level)
-
-
-def cmd_serve_sensors(args) -> int:
-    """Serve this machine's sensors live."""
-    from twisted.internet.task import LoopingCall
-
-    from sisock.servers import sensors
-
-    from .node import NodeService
-
-    settings = _server_settings(args)
-    node = sensors.SensorsNode(args.name, args.interval, args.capacity)
-    service = NodeService(node, settings)
-
-    def tick() -> None:
-        service.publish_live(node.sample())
-
-    LoopingCall(tick).start(args.interval, now=True)
-    return _serve([service], args.log_level)
-
-
-def _warm_in_thread(node) -> None:
-    """Let an archive core read its catalog off the reactor once it runs."""
-    from twisted.internet import reactor, threads
-
-    reactor.callWhenRunning(threads.deferToThread, node.warm)
-
-
-def cmd_serve_hdf5(args) -> int:
-    """Serve an HDF5 archive directory."""
-    from sisock.servers import hdf5_archive
-
-    from .node import NodeService
-
-    settings = _server_settings(args)
-    node = hdf5_archive.build(args)
-    _warm_in_thread(node)
-    return _serve([NodeService(node, settings)], args.log_level)
-
-
-def cmd_serve_modbus(args) -> int:
-    """Poll a Modbus instrument, archive it and serve it."""
-    from sisock.servers.modbus import node as modbus_node
-    from sisock.servers.modbus.config import load_config
-
-    config = load_config(args.config)  # every config error before anything connects
-    modbus_node.install_asyncio_reactor()
-    settings = _server_settings(args)
-    return modbus_node.run(args, settings, config, args.log_level)
+    settings = settings_for(args, "server")
+    _require_credentials(settings, "server")
+    return serve.run(serve.server_module(args.server), args, settings, args.log_level)
 
 
 def cmd_sim_modbus(args) -> int:
@@ -162,10 +97,10 @@ def cmd_demo(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The full ``sisock`` argument parser."""
-    from . import demo, generate, router
-    from sisock.servers import hdf5_archive, sensors, weather
-    from sisock.servers.modbus import node as modbus_node
     from sisock.servers.modbus import simulator
+
+    from . import demo, generate, router
+    from . import serve as servers
 
     parser = argparse.ArgumentParser(
         prog="sisock", description="Serve instrument timestreams over WAMP.")
@@ -180,14 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
         (sub, "router", "start the Crossbar router with the shipped config",
          router.add_arguments, cmd_router, True),
         (sub, "hub", "run the hub (list of live data nodes)", None, cmd_hub, True),
-        (serve_sub, "weather", "historical example: text files of 'time value'",
-         weather.add_arguments, cmd_serve_weather, True),
-        (serve_sub, "sensors", "live example: this machine's load and memory",
-         sensors.add_arguments, cmd_serve_sensors, True),
-        (serve_sub, "hdf5", "serve an HDF5 archive directory",
-         hdf5_archive.add_arguments, cmd_serve_hdf5, True),
-        (serve_sub, "modbus", "poll a Modbus TCP instrument, archive and serve it",
-         modbus_node.add_arguments, cmd_serve_modbus, True),
+        *[(serve_sub, name, module.HELP, module.add_arguments, cmd_serve, True)
+          for name, module in ((n, servers.server_module(n)) for n in servers.SERVERS)],
         (sim_sub, "modbus", "a simulated Modbus TCP instrument",
          simulator.add_arguments, cmd_sim_modbus, False),
         (sub, "generate", "write a synthetic archive (demos, tests, benchmarks)",

@@ -18,25 +18,24 @@ Importing this module does not import pandas or xarray.
 
 from __future__ import annotations
 
-from ._quiet import silence_bjdata
+import asyncio
+import concurrent.futures
+import ssl
+import threading
+from typing import Any, Callable
 
-silence_bjdata()
+import numpy as np
+from autobahn.asyncio.component import Component
+from autobahn.wamp.exception import ApplicationError, TransportLost
+from autobahn.wamp.types import CallOptions
 
-import asyncio  # noqa: E402
-import concurrent.futures  # noqa: E402
-import ssl  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
-from typing import Any, Callable  # noqa: E402
+from . import wire
+from .protocol import OLD_NODE_ERRORS, Result, TimelineData
+from .settings import Settings, load_settings
 
-import numpy as np  # noqa: E402
-from autobahn.asyncio.component import Component  # noqa: E402
-from autobahn.wamp.exception import ApplicationError, TransportLost  # noqa: E402
-from autobahn.wamp.types import CallOptions  # noqa: E402
-
-from . import wire  # noqa: E402
-from .settings import Settings, load_settings  # noqa: E402
+__all__ = ["connect", "Client", "DataResult", "TimelineData", "ClientError",
+           "RouterUnreachable", "AuthenticationFailed", "NodeUnknown", "RemoteError",
+           "CallTimeout"]
 
 
 class ClientError(Exception):
@@ -77,58 +76,40 @@ class CallTimeout(ClientError, TimeoutError):
     """No answer within the timeout."""
 
 
-@dataclass
-class TimelineData:
-    """Times of one timeline in a :class:`DataResult`."""
-
-    t: np.ndarray
-    finalized_until: float | None
-
-
-class DataResult:
-    """The answer of :meth:`Client.get_data`.
+class DataResult(Result):
+    """The answer of :meth:`Client.get_data`: a :class:`sisock.protocol.Result` for notebooks.
 
     Attributes
     ----------
     data : dict of str to numpy.ndarray
         One array per requested field (empty when there is no data).
     timelines : dict of str to TimelineData
-        Times of each timeline with data.
+        Times (``.t``) and ``.finalized_until`` of each timeline with data.
     field_timeline : dict of str to str
-        Which timeline each field belongs to (from ``get_fields``).
+        Which timeline each field belongs to (sent by the node).
+    parts : int
+        Messages the reply arrived in (more than one: streamed).
     """
 
-    def __init__(self, reply: dict, field_timeline: dict[str, str], parts: int = 1) -> None:
-        self.parts = parts  # messages the reply arrived in (>1: streamed)
-        self.data = {k: wire.decode_array(v) for k, v in reply["data"].items()}
-        self.timelines = {
-            name: TimelineData(np.asarray(wire.decode_array(tl["t"]), dtype=np.float64),
-                               tl.get("finalized_until"))
-            for name, tl in reply["timeline"].items()
-        }
-        self.field_timeline = field_timeline
+    parts: int = 1
+
+    @classmethod
+    def from_reply(cls, reply: dict, parts: int = 1) -> DataResult:
+        """Decode a ``get_data`` reply (any sisock version)."""
+        out = cls.from_wire(reply)
+        out.parts = parts
+        return out
 
     def __repr__(self) -> str:
         tl = ", ".join(f"{k}: {len(v.t)}" for k, v in self.timelines.items())
         return f"<DataResult fields={sorted(self.data)} samples={{{tl}}}>"
-
-    def _groups(self) -> dict[str, list[str]]:
-        groups: dict[str, list[str]] = {}
-        for f, arr in self.data.items():
-            tl = self.field_timeline.get(f)
-            if tl is None:
-                matches = [n for n, v in self.timelines.items() if len(v.t) == len(arr)]
-                tl = matches[0] if len(matches) == 1 else None
-            if tl in self.timelines:
-                groups.setdefault(tl, []).append(f)
-        return groups
 
     def to_pandas(self) -> dict:
         """One :class:`pandas.DataFrame` per timeline, indexed by UTC datetime."""
         import pandas as pd
 
         out = {}
-        for tl, fields in self._groups().items():
+        for tl, fields in self.groups().items():
             t = self.timelines[tl].t
             index = pd.to_datetime(t, unit="s", utc=True)
             out[tl] = pd.DataFrame({f: self.data[f] for f in fields}, index=index)
@@ -141,7 +122,7 @@ class DataResult:
 
         variables = {}
         coords = {}
-        for tl, fields in self._groups().items():
+        for tl, fields in self.groups().items():
             dim = f"t_{tl}"
             coords[dim] = self.timelines[tl].t
             for f in fields:
@@ -174,7 +155,7 @@ class Client:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever,
                                         name="sisock-client", daemon=True)
-        self._fields_cache: dict[str, tuple[float, dict]] = {}
+        self.uris = settings.uris
         self._old_nodes: set[str] = set()
 
     # -- connection -------------------------------------------------------
@@ -288,8 +269,7 @@ class Client:
         if self._session is None:
             raise ClientError(f"not connected to {self.settings.router_url} (the connection "
                               "was closed or lost): call sisock.client.connect() again")
-        full = uri if uri.startswith(self.settings.base_uri + ".") or uri.startswith("wamp.") \
-            else self.settings.uri(uri)
+        full = self.uris.full(uri)
         session = self._session
 
         async def do_call():
@@ -314,15 +294,12 @@ class Client:
 
     def nodes(self) -> list[dict]:
         """The hub's list of data nodes: ``[{"name", "description"}, ...]``."""
-        return self.call("consumer.get_data_node")
-
-    def _node_uri(self, node: str, leaf: str) -> str:
-        return self.settings.uri(f"consumer.{node}.{leaf}")
+        return self.call(self.uris.list_nodes)
 
     def fields(self, node: str, start: float = -86400, end: float = 0) -> tuple[dict, dict]:
         """``get_fields`` of a node: ``(field, timeline)``."""
         try:
-            field, timeline = self.call(self._node_uri(node, "get_fields"), start, end)
+            field, timeline = self.call(self.uris.get_fields(node), start, end)
         except NodeUnknown:
             raise NodeUnknown(f"no data node named {node!r}") from None
         return field, timeline
@@ -364,7 +341,7 @@ class Client:
         kwargs: dict[str, Any] = {}
         if method is not None:
             kwargs["method"] = method
-        uri = self._node_uri(node, "get_data")
+        uri = self.uris.get_data(node)
         binary = self.binary and node not in self._old_nodes
         parts = 1
         try:
@@ -379,12 +356,12 @@ class Client:
         except NodeUnknown:
             raise NodeUnknown(f"no data node named {node!r}") from None
         except RemoteError as exc:
-            if binary and _is_old_node_refusal(exc):
+            if binary and exc.uri in OLD_NODE_ERRORS:
                 self._old_nodes.add(node)  # sisock 0.x node: lists only
                 reply = self.call(uri, fields, start, end, min_stride, timeout=timeout, **kwargs)
             else:
                 raise
-        return DataResult(reply, self._field_timelines(node, start, end), parts)
+        return DataResult.from_reply(reply, parts)
 
     def _fetch_streamed(self, uri, fields, start, end, min_stride, timeout, progress, **kwargs):
         asm = wire.Assembler()
@@ -411,19 +388,10 @@ class Client:
         finally:
             if bar is not None:
                 bar.close()
-        return asm.reply(), asm.parts
-
-    def _field_timelines(self, node: str, start: float, end: float) -> dict[str, str]:
-        cached = self._fields_cache.get(node)
-        if cached and time.monotonic() - cached[0] < 30:
-            return cached[1]
-        try:
-            field, _ = self.fields(node, start, end)
-        except ClientError:
-            return {}
-        mapping = {f: info.get("timeline") for f, info in field.items()}
-        self._fields_cache[node] = (time.monotonic(), mapping)
-        return mapping
+        reply = asm.reply()
+        if isinstance(last, dict) and "field_timeline" in last:
+            reply["field_timeline"] = last["field_timeline"]
+        return reply, asm.parts
 
     def subscribe_uri(self, uri: str, callback: Callable[..., None]) -> None:
         """Subscribe ``callback(*args, **kwargs)`` to a topic (full or relative URI).
@@ -432,8 +400,7 @@ class Client:
         """
         if self._session is None:
             raise ClientError("not connected")
-        full = uri if uri.startswith(self.settings.base_uri + ".") or uri.startswith("wamp.") \
-            else self.settings.uri(uri)
+        full = self.uris.full(uri)
         session = self._session
 
         async def do_subscribe():
@@ -444,15 +411,9 @@ class Client:
     def subscribe(self, node: str, callback: Callable[[DataResult], None]) -> None:
         """Call ``callback(DataResult)`` for each sample on the node's ``live`` topic."""
         def handler(payload, *args, **kwargs):
-            callback(DataResult(payload, {}))
+            callback(DataResult.from_reply(payload))
 
-        self.subscribe_uri(self._node_uri(node, "live"), handler)
-
-
-def _is_old_node_refusal(exc: "RemoteError") -> bool:
-    """True if a node refused ``encoding=`` because it predates it (sisock 0.x)."""
-    return (exc.uri in ("wamp.error.invalid_argument", "wamp.error.runtime_error")
-            and "unexpected keyword argument" in exc.message and "encoding" in exc.message)
+        self.subscribe_uri(self.uris.live(node), handler)
 
 
 def _interactive() -> bool:

@@ -1,7 +1,7 @@
 """Epoch-aligned downsampling of timestreams (pure numpy, no I/O).
 
-Contract (DESIGN section 4)
----------------------------
+Contract (README, "Downsampling")
+---------------------------------
 * Bins are aligned to the epoch: a sample at time ``t`` falls in bin
   ``k = floor(t / stride)``, i.e. ``[k * stride, (k + 1) * stride)``.  The
   floor is exact (a float rounding correction is applied), so a bin computed
@@ -44,49 +44,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import BadArgument
-
-METHODS = ("mean", "min", "max", "first", "last", "minmax")
+from .protocol import METHODS, check_method, check_min_stride
 
 #: Column names of one numeric field in a summary table, in storage order.
 STAT_NAMES = ("count", "sum", "min", "max", "first", "last", "min_first")
-
-
-def check_method(method: object) -> str:
-    """Validate the ``method`` argument.
-
-    Raises
-    ------
-    BadArgument
-        If ``method`` is not one of :data:`METHODS`.
-    """
-    if not isinstance(method, str) or method not in METHODS:
-        raise BadArgument(
-            f"argument 'method' must be one of {', '.join(METHODS)}; got {method!r}"
-        )
-    return method
-
-
-def check_stride(min_stride: object) -> float | None:
-    """Validate the ``min_stride`` argument (None means no downsampling).
-
-    Raises
-    ------
-    BadArgument
-        If ``min_stride`` is not None and not a finite number > 0.
-    """
-    if min_stride is None:
-        return None
-    if isinstance(min_stride, bool) or not isinstance(min_stride, (int, float, np.number)):
-        raise BadArgument(
-            f"argument 'min_stride' must be a number of seconds > 0 or None; "
-            f"got {type(min_stride).__name__} {min_stride!r}"
-        )
-    s = float(min_stride)
-    if not math.isfinite(s) or s <= 0:
-        raise BadArgument(
-            f"argument 'min_stride' must be finite and > 0 seconds; got {min_stride!r}"
-        )
-    return s
 
 
 def bin_index(t: np.ndarray, stride: float) -> np.ndarray:
@@ -542,7 +503,8 @@ def downsample_columns(
     columns : Mapping[str, numpy.ndarray]
         Field name to ``(N,)`` values (numbers, bools or strings).
     stride : float
-        Bin width in seconds (validated with :func:`check_stride`).
+        Bin width in seconds, > 0 (validated with
+        :func:`sisock.protocol.check_min_stride`).
     method : str
         One of :data:`METHODS`.
 
@@ -552,7 +514,9 @@ def downsample_columns(
         Shared output times and one output array per field.
     """
     check_method(method)
-    stride = check_stride(stride)
+    stride = check_min_stride(stride)
+    if stride is None:
+        raise BadArgument("argument 'min_stride' must be > 0 to downsample")
     t = np.asarray(t, dtype=np.float64)
     if t.size > 1 and (np.diff(t) < 0).any():
         raise BadArgument("times must be non-decreasing")

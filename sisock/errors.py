@@ -3,7 +3,7 @@
 Every error a sisock component raises towards a caller is a
 :class:`SisockError`; the WAMP shells turn it into an
 ``autobahn.wamp.exception.ApplicationError`` whose URI is
-``{base}.error.<kind>`` (DESIGN section 2) and whose single argument is a
+``{base}.error.<kind>`` (README, "Wire protocol") and whose single argument is a
 message a person can act on: which argument, what was expected, what limit.
 
 This module has no reactor and no autobahn import so that pure cores
@@ -40,24 +40,3 @@ class TooMuchData(SisockError):
     """A request would return more samples than the node allows."""
 
     kind = "too_much_data"
-
-
-class NotFound(SisockError, KeyError):
-    """A named thing (node, field, timeline) does not exist."""
-
-    kind = "not_found"
-
-    def __str__(self) -> str:  # KeyError quotes its message; we do not want that
-        return str(self.args[0]) if self.args else ""
-
-
-class NameTaken(SisockError):
-    """A data-node name is already served by another session."""
-
-    kind = "name_taken"
-
-
-class NotAuthorized(SisockError):
-    """The calling session may not do what it asked."""
-
-    kind = "not_authorized"

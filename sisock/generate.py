@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from .archive.catalog import parse_name
-from .archive.spec import FieldSpec
+from .protocol import FieldSpec
 from .archive.writer import ArchiveWriter
 
 log = logging.getLogger(__name__)

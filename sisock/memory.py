@@ -14,8 +14,9 @@ from typing import Mapping
 
 import numpy as np
 
-from .archive.spec import FieldSpec
-from .errors import BadArgument
+from .core import too_much_data
+from .downsample import downsample_columns
+from .protocol import FieldSpec, Result, check_method, timeline_interval
 
 
 @dataclass
@@ -90,63 +91,83 @@ def _window(t: np.ndarray, start: float, end: float) -> slice:
 
 
 def query_fields(timelines: Mapping[str, Timeline], start: float, end: float) -> tuple[dict, dict]:
-    """``get_fields`` over in-memory timelines with data in ``[start, end)``."""
+    """``get_fields`` over in-memory timelines with data in ``[start, end)``.
+
+    ``interval`` is the mean spacing of the samples inside the range, as for
+    every core (:mod:`sisock.core`).
+    """
     fields: dict = {}
     tls: dict = {}
     for name, tl in timelines.items():
         w = _window(tl.t, start, end)
         if w.stop <= w.start:
             continue
-        n = len(tl.t)
-        interval = float((tl.t[-1] - tl.t[0]) / (n - 1)) if n > 1 else None
-        tls[name] = {"interval": interval, "field": sorted(tl.values)}
+        tls[name] = {"interval": timeline_interval(tl.t[w]), "field": sorted(tl.values)}
         for f in tl.values:
-            spec = tl.specs.get(f, FieldSpec())
-            fields[f] = {"description": spec.description, "timeline": name,
-                         "type": spec.type, "units": spec.units}
+            fields[f] = tl.specs.get(f, FieldSpec()).describe(name)
     return fields, tls
 
 
 def query_data(timelines: Mapping[str, Timeline], fields: list[str], start: float,
-               end: float, min_stride: float | None = None,
-               method: str | None = None, max_samples: int | None = None) -> dict:
-    """``get_data`` over in-memory timelines (numpy arrays out).
+               end: float, min_stride: float | None = None, method: str = "mean",
+               max_samples: int | None = None, live: bool = False) -> Result:
+    """``get_data`` over in-memory timelines (the :mod:`sisock.core` contract).
+
+    Parameters
+    ----------
+    timelines : mapping
+        The timelines, by name.
+    fields : list of str
+        Requested fields (unknown ones get an empty array).
+    start, end : float
+        UNIX seconds, ``[start, end)``.
+    min_stride : float, optional
+        Downsample (README, "Downsampling").
+    method : str
+        Downsampling method.
+    max_samples : int, optional
+        Most values (summed over fields) allowed; over it, ``TooMuchData``.
+    live : bool
+        True when samples are still being appended (a ring buffer): then
+        ``finalized_until`` is the last stored time (downsampled: the start
+        of its bin); False for data that never changes (None).
 
     Raises
     ------
     BadArgument
         For an unknown ``method``.
+    TooMuchData
+        Over ``max_samples``.
     """
-    from .downsample import check_method, downsample_columns
-
-    if method is not None:
-        check_method(method)
+    check_method(method)
     by_field = {f: name for name, tl in timelines.items() for f in tl.values}
-    data: dict[str, np.ndarray] = {f: np.empty(0) for f in fields}
-    out_tl: dict[str, dict] = {}
     wanted: dict[str, list[str]] = {}
     for f in fields:
         if f in by_field:
             wanted.setdefault(by_field[f], []).append(f)
+    windows = {name: _window(timelines[name].t, start, end) for name in wanted}
+    if max_samples is not None and min_stride is None:
+        values = sum(max(0, windows[n].stop - windows[n].start) * len(fs)
+                     for n, fs in wanted.items())
+        if values > max_samples:
+            raise too_much_data(max_samples, values, len(fields), start, end, method)
+    out = Result(data={f: np.empty(0) for f in fields})
     for name, fs in wanted.items():
-        tl = timelines[name]
-        w = _window(tl.t, start, end)
+        tl, w = timelines[name], windows[name]
         if w.stop <= w.start:
             continue
         t = tl.t[w]
         vals = {f: tl.values[f][w] for f in fs}
         if min_stride is not None:
-            t, vals = downsample_columns(t, vals, min_stride, method or "mean")
-        if max_samples is not None and len(t) > max_samples:
-            from .errors import TooMuchData
-
-            span = float(end - start)
-            raise TooMuchData(
-                f"request would return {len(t)} samples of timeline {name!r}, over the "
-                f"limit of {max_samples}; pass min_stride >= {span / max_samples:.6g}")
-        out_tl[name] = {"t": t, "finalized_until": float(t[-1]) if len(t) else None}
-        data.update(vals)
-    return {"data": data, "timeline": out_tl}
+            t, vals = downsample_columns(t, vals, min_stride, method)
+        final = None
+        if live and len(tl.t):
+            last = float(tl.t[-1])
+            final = last if min_stride is None else float(np.floor(last / min_stride) * min_stride)
+        out.add(name, t, vals, final)
+    if max_samples is not None and out.values_count() > max_samples:
+        raise too_much_data(max_samples, out.values_count(), len(fields), start, end, method)
+    return out
 
 
-__all__ = ["Timeline", "RingBuffer", "query_fields", "query_data", "BadArgument"]
+__all__ = ["Timeline", "RingBuffer", "query_fields", "query_data"]

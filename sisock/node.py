@@ -1,7 +1,8 @@
 """Run a data node: a plain Python object served over WAMP.
 
 A node *core* is any object with ``name``, ``description`` and two
-blocking methods (see :class:`DataNode`); it knows nothing about WAMP.
+blocking methods (the contract is in :mod:`sisock.core`); it knows nothing
+about WAMP. Call checking and reply shapes live in :mod:`sisock.protocol`.
 :class:`NodeService` wires a core to a reconnecting
 :class:`autobahn.twisted.component.Component`:
 
@@ -16,26 +17,20 @@ blocking methods (see :class:`DataNode`); it knows nothing about WAMP.
 
 from __future__ import annotations
 
-from ._quiet import silence_bjdata
+from autobahn.twisted.component import Component
+from autobahn.twisted.util import sleep
+from autobahn.wamp.exception import ApplicationError
+from autobahn.wamp.types import RegisterOptions
+from twisted.internet import threads
+from twisted.internet.defer import ensureDeferred
+from twisted.logger import Logger
 
-silence_bjdata()
-
-from typing import Protocol  # noqa: E402
-
-from autobahn.twisted.component import Component  # noqa: E402
-from autobahn.twisted.util import sleep  # noqa: E402
-from autobahn.wamp.exception import ApplicationError  # noqa: E402
-from autobahn.wamp.types import RegisterOptions  # noqa: E402
-from twisted.internet import threads  # noqa: E402
-from twisted.internet.defer import ensureDeferred  # noqa: E402
-from twisted.logger import Logger  # noqa: E402
-
-from . import wire  # noqa: E402
-from .authz import valid_name  # noqa: E402
-from .errors import BadArgument, SisockError  # noqa: E402
-from .settings import Settings  # noqa: E402
-from .timeutil import check_interval  # noqa: E402
-from .wamp import make_component, to_application_error  # noqa: E402
+from . import protocol, wire
+from .core import DataCore
+from .errors import SisockError
+from .protocol import GetData, Result
+from .settings import Settings
+from .wamp import make_component, to_application_error
 
 log = Logger(namespace="sisock.node")
 
@@ -43,39 +38,24 @@ log = Logger(namespace="sisock.node")
 ADD_RETRY_SECONDS = 5.0
 
 
-class DataNode(Protocol):
-    """What a node core provides. Methods are called in a worker thread."""
-
-    name: str
-    description: str
-
-    def get_fields(self, start: float, end: float) -> tuple[dict, dict]:
-        """Return ``(field, timeline)`` for ``[start, end)`` in UNIX seconds."""
-
-    def get_data(self, fields: list[str], start: float, end: float,
-                 min_stride: float | None = None, method: str | None = None) -> dict:
-        """Return ``{"data": {f: array}, "timeline": {tl: {"t", "finalized_until"}}}``."""
-
-
 class NodeService:
-    """Serve one :class:`DataNode` core through a WAMP component.
+    """Serve one data core through a WAMP component.
 
     Parameters
     ----------
-    node : DataNode
-        The core.
+    node : DataCore
+        The core (:mod:`sisock.core` states the contract).
     settings : Settings
         Router, realm and credentials (role ``server``).
     component : Component, optional
         Built with :func:`sisock.wamp.make_component` when omitted.
     """
 
-    def __init__(self, node: DataNode, settings: Settings,
+    def __init__(self, node: DataCore, settings: Settings,
                  component: Component | None = None) -> None:
-        if not valid_name(node.name):
-            raise BadArgument(f"data node name {node.name!r} is not allowed: use letters, "
-                              "digits, '_' or '-' (it becomes one URI component)")
+        protocol.check_name(node.name)
         self.node = node
+        self.uris = settings.uris
         self.settings = settings
         self.component = component or make_component(settings)
         self.session = None
@@ -87,7 +67,7 @@ class NodeService:
 
     def uri(self, leaf: str) -> str:
         """``{base}.consumer.<name>.<leaf>``."""
-        return self.settings.uri(f"consumer.{self.node.name}.{leaf}")
+        return self.uris.node(self.node.name, leaf)
 
     # -- RPCs -------------------------------------------------------------
     def _wamp_error(self, exc: Exception, rpc: str) -> ApplicationError:
@@ -95,24 +75,20 @@ class NodeService:
         if isinstance(exc, SisockError):
             return to_application_error(exc, self.settings.base_uri)
         log.failure("{rpc} failed", rpc=rpc)
-        return ApplicationError(self.settings.uri("error.internal"),
+        return ApplicationError(self.uris.error("internal"),
                                 f"{rpc} failed on node {self.node.name!r}: "
                                 f"{type(exc).__name__}: {exc}")
 
     async def get_fields(self, *args, **kwargs):
         """``get_fields(start, end) -> [field, timeline]``."""
         try:
-            if kwargs or len(args) != 2:
-                raise BadArgument(
-                    f"get_fields takes exactly (start, end), got {len(args)} positional "
-                    f"argument(s) and keywords {sorted(kwargs)}")
-            s, e = check_interval(*args)
-            field, timeline = await threads.deferToThread(self.node.get_fields, s, e)
+            start, end = protocol.parse_get_fields(args, kwargs)
+            field, timeline = await threads.deferToThread(self.node.get_fields, start, end)
             return [field, timeline]
         except Exception as exc:
             raise self._wamp_error(exc, "get_fields") from exc
 
-    async def get_data(self, *args, details=None, **ext):
+    async def get_data(self, *args, details=None, **kwargs):
         """``get_data(field, start, end, min_stride=None, **ext)``.
 
         Extensions: ``method`` (downsampling method) and ``encoding``
@@ -121,69 +97,49 @@ class NodeService:
         as progressive results when the caller asked for them.
         """
         try:
-            names = ("field", "start", "end", "min_stride")
-            if not 3 <= len(args) <= 4:
-                raise BadArgument(
-                    f"get_data takes (field, start, end, min_stride=None), got "
-                    f"{len(args)} positional argument(s)")
-            given = dict(zip(names, args))
-            for key in names:
-                if key in ext:
-                    if key in given:
-                        raise BadArgument(f"argument '{key}' given twice")
-                    given[key] = ext.pop(key)
-            method = ext.pop("method", None)
-            encoding = wire.check_encoding(ext.pop("encoding", None))
-            if ext:
-                raise BadArgument(
-                    f"unknown argument(s) {sorted(ext)} to get_data; "
-                    "known extensions are 'method' and 'encoding'"
-                )
-            fields = wire.check_fields(given["field"])
-            s, e = check_interval(given["start"], given["end"])
-            stride = wire.check_min_stride(given.get("min_stride"))
-            streaming = encoding == "binary" and details is not None and bool(
+            call = protocol.parse_get_data(args, kwargs)
+            streaming = call.encoding == "binary" and details is not None and bool(
                 getattr(details, "progress", None))
-            extra = ({"streaming": True}
-                     if streaming and getattr(self.node, "accepts_streaming", False) else {})
-            result, reply = await threads.deferToThread(
-                self._query, fields, s, e, stride, method, encoding, streaming, extra)
+            result, reply = await threads.deferToThread(self._query, call, streaming)
             if reply is None:
                 return await self._stream(result, details.progress)
             return reply
         except Exception as exc:
             raise self._wamp_error(exc, "get_data") from exc
 
-    def _query(self, fields, start, end, stride, method, encoding, streaming, extra):
+    def _query(self, call: GetData, streaming: bool) -> tuple[Result, dict | None]:
         """Worker thread: query the core and encode the reply off the reactor.
 
         Returns ``(result, reply)``; ``reply`` is None when the result is
         to be streamed in parts (encoded part by part as they are sent).
         """
-        result = self.node.get_data(fields, start, end, stride, method, **extra)
-        if streaming and wire.reply_nbytes(result) > self.chunk_bytes:
+        result = Result.coerce(self.node.get_data(
+            call.fields, call.start, call.end, call.min_stride, call.method,
+            streaming=streaming))
+        if streaming and wire.reply_nbytes(_arrays(result)) > self.chunk_bytes:
             return result, None
-        return result, wire.data_reply(result, encoding)
+        return result, result.to_wire(call.encoding)
 
-    async def _stream(self, result: dict, progress) -> dict:
+    async def _stream(self, result: Result, progress) -> dict:
         """Send all but the last part as progressive results; return the last."""
         last = None
-        for part in wire.chunk_reply(result, self.chunk_bytes):
+        for part in wire.chunk_reply(_arrays(result), self.chunk_bytes):
             if last is not None:
                 progress(last)
                 await sleep(0)  # let the reactor flush the socket between parts
             last = part
+        last["field_timeline"] = dict(result.field_timeline)
         return last
 
     # -- live -------------------------------------------------------------
-    def publish_live(self, result: dict) -> bool:
-        """Publish new samples (``get_data`` shape) on ``<name>.live``.
+    def publish_live(self, result: Result) -> bool:
+        """Publish new samples (``get_data`` shape, JSON lists) on ``<name>.live``.
 
         Returns False when not connected (the samples stay in the core).
         """
         if self.session is None or not self.listed:
             return False
-        self.session.publish(self.uri("live"), wire.data_reply(result))
+        self.session.publish(self.uri("live"), Result.coerce(result).to_wire())
         return True
 
     # -- lifecycle --------------------------------------------------------
@@ -191,7 +147,7 @@ class NodeService:
         """Call ``data_node.add``; None while no hub is running."""
         try:
             return bool(await session.call(
-                self.settings.uri("data_node.add"), self.node.name,
+                self.uris.add, self.node.name,
                 self.node.description, session.session_id))
         except ApplicationError as exc:
             if exc.error == "wamp.error.no_such_procedure":
@@ -202,7 +158,7 @@ class NodeService:
         """Call ``data_node.claim`` (reserve our name); None while no hub is running."""
         try:
             return bool(await session.call(
-                self.settings.uri("data_node.claim"), self.node.name, session.session_id))
+                self.uris.claim, self.node.name, session.session_id))
         except ApplicationError as exc:
             if exc.error == "wamp.error.no_such_procedure":
                 return None
@@ -253,7 +209,7 @@ class NodeService:
     async def _on_join(self, session, details) -> None:
         self.session = session
         await session.subscribe(lambda *a, **k: ensureDeferred(self._readd(session)),
-                                self.settings.uri("hub.started"))
+                                self.uris.hub_started)
         if not await self._register(session):
             log.error("data node name {name!r} is already served by another session; "
                       "not serving", name=self.node.name)
@@ -274,6 +230,13 @@ class NodeService:
     def _on_leave(self, session, details) -> None:
         self.session = None
         self.listed = False
+
+
+def _arrays(result: Result) -> dict:
+    """``result`` as the mapping of numpy arrays that :mod:`sisock.wire` streams."""
+    return {"data": result.data, "field_timeline": result.field_timeline,
+            "timeline": {k: {"t": v.t, "finalized_until": v.finalized_until}
+                         for k, v in result.timelines.items()}}
 
 
 def run_nodes(services: list[NodeService], log_level: str = "info") -> None:

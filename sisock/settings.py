@@ -1,4 +1,4 @@
-"""Settings: flags, then environment, then defaults (DESIGN section 5).
+"""Settings: flags, then environment, then defaults (README, "Commands").
 
 Nothing here touches the network. Reading the credentials file is the only
 disk access, and it happens when :func:`load_settings` is called, never at
@@ -13,10 +13,10 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from . import credentials
+from .protocol import DEFAULT_BASE_URI, Uris
 
 DEFAULT_ROUTER_URL = "ws://127.0.0.1:8080/ws"
 DEFAULT_REALM = "sisock"
-DEFAULT_BASE_URI = "org.simonsobservatory"
 
 #: The role whose credentials each kind of program uses by default.
 ROLES = ("hub", "server", "consumer")
@@ -54,6 +54,11 @@ class Settings:
     def uri(self, suffix: str) -> str:
         """Return ``"{base_uri}.{suffix}"``."""
         return f"{self.base_uri}.{suffix}"
+
+    @property
+    def uris(self) -> Uris:
+        """Every protocol URI under :attr:`base_uri`."""
+        return Uris(self.base_uri)
 
     @property
     def host(self) -> str:

@@ -3,24 +3,19 @@
 ``make_component`` builds an :class:`autobahn.twisted.component.Component`
 that authenticates with WAMP-CRA, verifies a ``wss://`` router against
 ``SISOCK_TLS_CA``, and reconnects quickly for ever: autobahn's default
-back-off is never reset after a successful join (see NOTES.md), so we pin
+back-off is never reset after a successful join (autobahn issue #1597), so we pin
 the delay to ``RETRY_DELAY`` seconds.
 """
 
 from __future__ import annotations
 
-from ._quiet import silence_bjdata
+from typing import Any
 
-silence_bjdata()
+from autobahn.twisted.component import Component
+from autobahn.wamp.exception import ApplicationError
 
-import functools  # noqa: E402
-from typing import Any, Callable  # noqa: E402
-
-from autobahn.twisted.component import Component  # noqa: E402
-from autobahn.wamp.exception import ApplicationError  # noqa: E402
-
-from .errors import SisockError  # noqa: E402
-from .settings import Settings  # noqa: E402
+from .errors import SisockError
+from .settings import Settings
 
 #: Seconds between reconnection attempts (constant, never grows).
 RETRY_DELAY = 0.5
@@ -76,25 +71,6 @@ def make_component(settings: Settings, *, serializers: list[str] | None = None,
 def to_application_error(exc: SisockError, base_uri: str) -> ApplicationError:
     """Turn a :class:`SisockError` into a WAMP error under ``{base}.error.``."""
     return ApplicationError(exc.uri(base_uri), str(exc))
-
-
-def wamp_errors(base_uri_of: Callable[[Any], str]):
-    """Decorate an RPC method so :class:`SisockError` leaves as a WAMP error.
-
-    Parameters
-    ----------
-    base_uri_of : callable
-        Given ``self``, returns the base URI.
-    """
-    def decorate(fn):
-        @functools.wraps(fn)
-        async def wrapper(self, *args, **kwargs):
-            try:
-                return await fn(self, *args, **kwargs)
-            except SisockError as exc:
-                raise to_application_error(exc, base_uri_of(self)) from exc
-        return wrapper
-    return decorate
 
 
 def run_components(components: list[Component], log_level: str = "info") -> None:

@@ -4,7 +4,7 @@ Data cores return numpy arrays; this module turns them into what travels
 over WAMP:
 
 * JSON-compatible lists (sisock 0.x, the default), or
-* with ``encoding="binary"``, a small envelope per array (DESIGN section 2)::
+* with ``encoding="binary"``, a small envelope per array::
 
       {"__ndarray__": 1, "dtype": "<f8", "shape": [n], "data": <bytes>}
 
@@ -21,22 +21,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .errors import BadArgument
 
 ENVELOPE_KEY = "__ndarray__"
-ENCODINGS = (None, "json", "binary")
-#: Accepted ``min_stride`` in seconds: a microsecond to ~300 years (keeps
-#: epoch-aligned bin numbers exact in int64 and float64).
-MIN_STRIDE_RANGE = (1e-6, 1e10)
-
-
-def check_encoding(encoding: object) -> str | None:
-    """Validate the ``encoding`` extension argument."""
-    if encoding not in ENCODINGS:
-        raise BadArgument(
-            f"argument 'encoding' must be one of 'json', 'binary' or omitted, got {encoding!r}"
-        )
-    return None if encoding == "json" else encoding  # type: ignore[return-value]
 
 
 def _jsonable_list(a: np.ndarray) -> list:
@@ -86,60 +72,6 @@ def decode_array(value: Any) -> np.ndarray:
     if value and any(v is None for v in value):
         return np.asarray([np.nan if v is None else v for v in value], dtype=float)
     return np.asarray(value)
-
-
-def data_reply(result: Mapping[str, Any], encoding: str | None = None) -> dict:
-    """Build the ``get_data`` reply from a core result with numpy arrays.
-
-    Parameters
-    ----------
-    result : mapping
-        ``{"data": {field: array}, "timeline": {name: {"t": array,
-        "finalized_until": float | None}}}``.
-    encoding : {None, "binary"}
-
-    Returns
-    -------
-    dict
-        The same shape, arrays encoded.
-    """
-    data = {k: encode_array(v, encoding) for k, v in result["data"].items()}
-    timeline = {
-        name: {
-            "t": encode_array(np.asarray(tl["t"], dtype=np.float64), encoding),
-            "finalized_until": tl.get("finalized_until"),
-        }
-        for name, tl in result["timeline"].items()
-    }
-    return {"data": data, "timeline": timeline}
-
-
-def check_fields(field: object) -> list[str]:
-    """Validate the ``field`` argument of ``get_data``: a list of names."""
-    if isinstance(field, str):
-        return [field]
-    if not isinstance(field, (list, tuple)) or not all(isinstance(f, str) for f in field):
-        raise BadArgument(
-            "argument 'field' must be a list of field names (strings), "
-            f"got {type(field).__name__} {field!r:.80}"
-        )
-    return list(field)
-
-
-def check_min_stride(min_stride: object) -> float | None:
-    """Validate ``min_stride``: None or a positive finite number of seconds."""
-    if min_stride is None:
-        return None
-    if isinstance(min_stride, bool) or not isinstance(min_stride, (int, float)):
-        raise BadArgument(
-            f"argument 'min_stride' must be a number of seconds or null, got {min_stride!r}"
-        )
-    if not math.isfinite(min_stride) or not MIN_STRIDE_RANGE[0] <= min_stride <= MIN_STRIDE_RANGE[1]:
-        raise BadArgument(
-            f"argument 'min_stride' must be between {MIN_STRIDE_RANGE[0]:g} and "
-            f"{MIN_STRIDE_RANGE[1]:g} seconds, got {min_stride!r}"
-        )
-    return float(min_stride)
 
 
 # -- streaming ------------------------------------------------------------

@@ -18,10 +18,6 @@ from pathlib import Path
 
 import pytest
 
-from sisock._quiet import silence_bjdata
-
-silence_bjdata()
-
 REPO = Path(__file__).resolve().parent.parent
 
 

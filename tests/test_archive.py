@@ -16,7 +16,7 @@ import pytest
 from sisock.archive.catalog import parse_name
 from sisock.archive.lock import ArchiveLocked
 from sisock.archive.reader import ArchiveReader
-from sisock.archive.spec import FieldSpec
+from sisock.protocol import FieldSpec
 from sisock.archive.writer import ArchiveWriter
 from sisock.errors import BadArgument, TooMuchData
 
@@ -190,7 +190,7 @@ WRITER_SCRIPT = textwrap.dedent("""
     import sys, time, numpy as np
     sys.path.insert(0, {root!r})
     from sisock.archive.writer import ArchiveWriter
-    from sisock.archive.spec import FieldSpec
+    from sisock.protocol import FieldSpec
     w = ArchiveWriter({d!r}, flush_interval={fi}, rotate_seconds=1e9)
     w.define_timeline("live", {{"x": FieldSpec()}})
     print("ready", flush=True)
@@ -322,9 +322,12 @@ def test_bad_arguments(tmp_path):
     r = ArchiveReader(tmp_path)
     with pytest.raises(BadArgument, match="'method'"):
         r.read(["temp"], 0, 2e9, min_stride=1.0, method="median")
-    for bad in (-1.0, 0.0, float("nan"), float("inf")):
+    for bad in (-1.0, float("nan"), float("inf")):
         with pytest.raises(BadArgument, match="'min_stride'"):
             r.read(["temp"], 0, 2e9, min_stride=bad)
+    raw = r.read(["temp"], 0, 2e9)
+    zero = r.read(["temp"], 0, 2e9, min_stride=0)  # sisock 0.x: 0 means no downsampling
+    np.testing.assert_array_equal(zero["data"]["temp"], raw["data"]["temp"])
     with pytest.raises(BadArgument, match="'end'"):
         r.read(["temp"], 10, 5)
     with pytest.raises(BadArgument, match="timeline name"):

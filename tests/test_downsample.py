@@ -13,8 +13,6 @@ from sisock.downsample import (
     METHODS,
     BucketStats,
     bin_index,
-    check_method,
-    check_stride,
     downsample,
     downsample_columns,
     finish,
@@ -22,6 +20,7 @@ from sisock.downsample import (
     sample_stats,
 )
 from sisock.errors import BadArgument
+from sisock.protocol import check_method, check_min_stride
 
 
 def ref_bin(t: float, s: float) -> int:
@@ -194,10 +193,13 @@ def test_bad_arguments_name_the_argument():
     """Bad method and bad strides raise BadArgument naming the argument."""
     with pytest.raises(BadArgument, match="'method'"):
         check_method("median")
-    for bad in (0, -1.0, math.inf, math.nan, "2", True):
+    for bad in (-1.0, 1e-9, math.inf, math.nan, "2", True):
         with pytest.raises(BadArgument, match="'min_stride'"):
-            check_stride(bad)
-    assert check_stride(None) is None and check_stride(2) == 2.0
+            check_min_stride(bad)
+    assert check_min_stride(None) is None and check_min_stride(2) == 2.0
+    assert check_min_stride(0) is None  # sisock 0.x callers: 0 means "no downsampling"
+    with pytest.raises(BadArgument, match="'min_stride'"):
+        downsample_columns(np.arange(3.0), {"x": np.arange(3.0)}, 0, "mean")
     with pytest.raises(BadArgument, match="'method'"):
         downsample(np.arange(3.0), np.arange(3.0), 1.0, "avg")
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import listed, wait_for
-from sisock.archive.spec import FieldSpec
+from sisock.protocol import FieldSpec
 from sisock.archive.writer import ArchiveWriter
 from sisock.client import connect
 

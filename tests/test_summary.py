@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sisock.archive.reader import ArchiveReader
-from sisock.archive.spec import FieldSpec
+from sisock.protocol import FieldSpec
 from sisock.archive.summary import (
     LEVELS,
     MIN_BUCKETS_PER_BIN,

@@ -15,7 +15,7 @@ from sisock.errors import BadArgument
 from sisock.hub.registry import Registry
 from sisock.router import render, template_path
 from sisock.settings import load_settings
-from sisock.timeutil import check_interval, sisock_to_unix_time
+from sisock.protocol import check_encoding, check_interval, check_min_stride, sisock_to_unix_time
 
 BASE = "org.simonsobservatory"
 
@@ -142,9 +142,9 @@ def test_wire_binary_roundtrip_and_lists():
     big = np.arange(3, dtype=">i4")
     np.testing.assert_array_equal(wire.decode_array(wire.encode_array(big, "binary")), [0, 1, 2])
     with pytest.raises(BadArgument, match="'encoding'"):
-        wire.check_encoding("xml")
+        check_encoding("xml")
     with pytest.raises(BadArgument, match="'min_stride'"):
-        wire.check_min_stride(0)
+        check_min_stride(-1)
 
 
 def test_chunked_reply_reassembles_exactly():

@@ -22,9 +22,16 @@ import threading
 from pathlib import Path
 
 from sisock.archive.reader import ArchiveReader
+from sisock.core import DataCore
+from sisock.protocol import Result
+from sisock.serve import Plan
+from sisock.settings import Settings
+
+HELP = "serve an HDF5 archive directory"
+REACTOR = "default"
 
 
-class ArchiveNode:
+class ArchiveNode(DataCore):
     """Node core over one archive directory.
 
     Parameters
@@ -38,8 +45,6 @@ class ArchiveNode:
     max_samples_streamed : int
         Values allowed in a streamed reply.
     """
-
-    accepts_streaming = True
 
     def __init__(self, directory: Path, name: str = "archive",
                  description: str = "HDF5 archive", max_samples: int = 2_000_000,
@@ -65,13 +70,12 @@ class ArchiveNode:
         with self._lock:
             return self.reader.fields(start, end)
 
-    def get_data(self, fields, start, end, min_stride=None, method=None,
-                 streaming: bool = False) -> dict:
+    def get_data(self, fields, start, end, min_stride=None, method="mean", *,
+                 streaming: bool = False) -> Result:
         """Samples of ``fields`` in ``[start, end)``, downsampled if asked."""
-        limit = self.max_samples_streamed if streaming else self.max_samples
         with self._lock:
-            return self.reader.read(fields, start, end, min_stride, method or "mean",
-                                    max_samples=limit)
+            return Result.coerce(self.reader.read(fields, start, end, min_stride, method,
+                                                  max_samples=self.limit(streaming)))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -86,10 +90,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="values allowed in streamed binary replies (default 2e8)")
 
 
-def build(args: argparse.Namespace) -> ArchiveNode:
-    """Create the node core from parsed arguments."""
+def build(args: argparse.Namespace, settings: Settings) -> Plan:
+    """The archive core for parsed arguments; it loads its catalog in a thread at start."""
     if not args.archive.is_dir():
         raise SystemExit(f"sisock serve hdf5: --archive {args.archive} is not a directory")
-    return ArchiveNode(args.archive, args.name,
+    core = ArchiveNode(args.archive, args.name,
                        args.description or f"HDF5 archive {args.archive.resolve()}",
                        args.max_samples, args.max_samples_streamed)
+    return Plan(core, warm=[core.warm])

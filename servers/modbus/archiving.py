@@ -19,7 +19,7 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-from sisock.archive.spec import FieldSpec
+from sisock.protocol import FieldSpec
 
 log = logging.getLogger(__name__)
 

@@ -66,7 +66,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sisock.archive.spec import FieldSpec
+from sisock.protocol import FieldSpec
 from sisock.errors import BadArgument
 
 from .expr import Expression, ExpressionError, compile_expression
@@ -201,7 +201,7 @@ class PointConfig:
 
     @property
     def field_type(self) -> str:
-        """``"number"``, ``"bool"`` or ``"string"`` (DESIGN section 2)."""
+        """``"number"``, ``"bool"`` or ``"string"`` (the get_fields types)."""
         if self.type == "bool":
             return "bool"
         if self.type == "string":

@@ -36,7 +36,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .config import NodeConfig
+from sisock.protocol import Result
+from sisock.serve import Plan, Publish
+from sisock.settings import Settings
+
+from .config import load_config
+
+HELP = "poll a Modbus TCP instrument, archive and serve it"
+REACTOR = "asyncio"
 
 if TYPE_CHECKING:
     from .poller import Poller
@@ -57,9 +64,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "most about this much (default 0.5)")
 
 
-def live_payload(group: str, t: np.ndarray, values: dict) -> dict:
-    """One poll in ``get_data`` shape, for the ``live`` topic."""
-    return {"data": values, "timeline": {group: {"t": t, "finalized_until": float(t[-1])}}}
+def live_payload(group: str, t: np.ndarray, values: dict) -> Result:
+    """One poll as a result, for the ``live`` topic."""
+    out = Result()
+    out.add(group, t, values, float(t[-1]))
+    return out
 
 
 class AppendTimes:
@@ -136,77 +145,59 @@ def reset_stats(poller: Poller, appends: AppendTimes) -> None:
     appends.reset()
 
 
-def install_asyncio_reactor() -> None:
-    """Run Twisted on asyncio's loop (pymodbus is asyncio-only).
+def build(args: argparse.Namespace, settings: Settings) -> Plan:
+    """Poll, archive, publish and serve: the archive core and the poller beside it.
 
-    Must run before anything imports ``twisted.internet.reactor``.
+    The configuration is read here, so its errors stop the command before
+    anything connects.
     """
-    import sys
-
-    if "twisted.internet.reactor" in sys.modules:
-        from twisted.internet import reactor
-
-        if type(reactor).__name__ != "AsyncioSelectorReactor":
-            raise RuntimeError("a non-asyncio Twisted reactor is already installed")
-        return
-    from twisted.internet import asyncioreactor
-
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    asyncioreactor.install(loop)
-
-
-def run(args: argparse.Namespace, settings, config: NodeConfig, log_level: str) -> int:
-    """Poll, archive, publish and serve until stopped."""
-    from twisted.internet import reactor, threads
-    from twisted.internet.defer import Deferred
-
-    from sisock.node import NodeService, run_nodes
     from sisock.servers.hdf5_archive import ArchiveNode
 
     from .archiving import ThreadedArchiveSink
     from .poller import Poller
 
+    config = load_config(args.config)
     archive = args.archive or Path(settings.home) / "archives" / config.name
     archive.mkdir(parents=True, exist_ok=True)
     appends = AppendTimes()
     sink = ThreadedArchiveSink(archive, config.field_specs(), args.flush_interval,
-                               on_append=appends).start()
+                               on_append=appends).start()  # a locked archive fails here
     core = ArchiveNode(archive, config.name, config.description)
-    service = NodeService(core, settings)
-
-    def on_poll(group: str, t: np.ndarray, values: dict) -> None:
-        sink(group, t, values)
-        service.publish_live(live_payload(group, t, values))
-
-    poller = Poller(config, on_poll)
     since = time.monotonic()
+    poller: Poller | None = None
 
-    def start_poller() -> None:
+    def start(publish: Publish) -> None:
+        nonlocal poller
+        from twisted.internet import reactor
+        from twisted.internet.defer import Deferred
+
+        def on_poll(group: str, t: np.ndarray, values: dict) -> None:
+            sink(group, t, values)
+            publish(live_payload(group, t, values))
+
+        def reset() -> None:
+            nonlocal since
+            reset_stats(poller, appends)
+            since = time.monotonic()
+
+        poller = Poller(config, on_poll)
+        if hasattr(signal, "SIGUSR1"):  # the reset runs on the loop, between polls
+            signal.signal(signal.SIGUSR1, lambda *_: reactor.callFromThread(reset))
         Deferred.fromFuture(asyncio.ensure_future(poller.run()))
 
-    def reset() -> None:
-        nonlocal since
-        reset_stats(poller, appends)
-        since = time.monotonic()
-
-    def stop_poller() -> None:
-        poller.stop()
+    def stop() -> None:
+        if poller is not None:
+            poller.stop()
         sink.close()
+        if poller is None:
+            return
         stats = run_stats(poller, appends, time.monotonic() - since)
         out = sys.__stdout__  # Twisted redirects sys.stdout into its log
         if out is not None:
             out.write(STATS_PREFIX + json.dumps(stats) + "\n")
             out.flush()
 
-    if hasattr(signal, "SIGUSR1"):  # the reset runs on the loop, between polls
-        signal.signal(signal.SIGUSR1, lambda *_: reactor.callFromThread(reset))
-
-    reactor.callWhenRunning(start_poller)
-    reactor.callWhenRunning(threads.deferToThread, core.warm)  # archive catalog, off the loop
-    reactor.addSystemEventTrigger("before", "shutdown", stop_poller)
-    run_nodes([service], log_level)
-    return 3 if service.failed else 0
+    return Plan(core, warm=[core.warm], start=[start], stop=[stop])
 
 
 def example_config(port: int, host: str = "127.0.0.1") -> str:

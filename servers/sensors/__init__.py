@@ -17,8 +17,14 @@ import time
 import numpy as np
 import psutil
 
-from sisock.archive.spec import FieldSpec
+from sisock.core import DataCore
 from sisock.memory import RingBuffer, query_data, query_fields
+from sisock.protocol import FieldSpec, Result
+from sisock.serve import Plan, Publish
+from sisock.settings import Settings
+
+HELP = "live example: this machine's load and memory"
+REACTOR = "default"
 
 
 def _temperatures() -> dict[str, tuple[FieldSpec, float]]:
@@ -36,7 +42,7 @@ def _temperatures() -> dict[str, tuple[FieldSpec, float]]:
     return out
 
 
-class SensorsNode:
+class SensorsNode(DataCore):
     """Node core: this machine's sensors in a ring buffer.
 
     Parameters
@@ -64,7 +70,7 @@ class SensorsNode:
         self.buffer = RingBuffer(capacity, specs)
         psutil.cpu_percent(None)  # prime the CPU counter
 
-    def sample(self, now: float | None = None) -> dict:
+    def sample(self, now: float | None = None) -> Result:
         """Take one sample, store it, and return it in ``get_data`` shape."""
         now = time.time() if now is None else now
         vm = psutil.virtual_memory()
@@ -76,8 +82,10 @@ class SensorsNode:
         }
         values.update({k: v for k, (_, v) in _temperatures().items()})
         self.buffer.append(now, values)
-        return {"data": {k: np.asarray([values.get(k, np.nan)]) for k in self.buffer.specs},
-                "timeline": {self.timeline: {"t": np.asarray([now]), "finalized_until": now}}}
+        out = Result()
+        out.add(self.timeline, np.asarray([now]),
+                {k: np.asarray([values.get(k, np.nan)]) for k in self.buffer.specs}, now)
+        return out
 
     def _timelines(self):
         return {self.timeline: self.buffer.snapshot()}
@@ -86,9 +94,11 @@ class SensorsNode:
         """Fields with samples in ``[start, end)``."""
         return query_fields(self._timelines(), start, end)
 
-    def get_data(self, fields, start, end, min_stride=None, method=None) -> dict:
+    def get_data(self, fields, start, end, min_stride=None, method="mean", *,
+                 streaming=False) -> Result:
         """Buffered samples in ``[start, end)``."""
-        return query_data(self._timelines(), fields, start, end, min_stride, method)
+        return query_data(self._timelines(), fields, start, end, min_stride, method,
+                          self.limit(streaming), live=True)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -98,3 +108,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="seconds between samples (default 2)")
     parser.add_argument("--capacity", type=int, default=43_200,
                         help="samples kept in memory (default 43200)")
+
+
+def build(args: argparse.Namespace, settings: Settings) -> Plan:
+    """The sensors core, and a loop that samples and publishes every ``--interval`` s."""
+    core = SensorsNode(args.name, args.interval, args.capacity)
+
+    def start(publish: Publish) -> None:
+        from twisted.internet.task import LoopingCall
+
+        LoopingCall(lambda: publish(core.sample())).start(args.interval, now=True)
+
+    return Plan(core, start=[start])

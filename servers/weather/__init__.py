@@ -24,9 +24,15 @@ from pathlib import Path
 
 import numpy as np
 
-from sisock.archive.spec import FieldSpec
+from sisock.core import DataCore
 from sisock.errors import BadArgument
 from sisock.memory import Timeline, query_data, query_fields
+from sisock.protocol import FieldSpec, Result
+from sisock.serve import Plan
+from sisock.settings import Settings
+
+HELP = "historical example: text files of 'time value'"
+REACTOR = "default"
 
 
 def read_dat(path: Path) -> tuple[dict[str, str], np.ndarray, np.ndarray]:
@@ -109,7 +115,7 @@ def make_example(directory: Path, days: float = 7.0, step: float = 300.0,
     return directory
 
 
-class WeatherNode:
+class WeatherNode(DataCore):
     """Node core serving the files of one directory (loaded once)."""
 
     def __init__(self, timelines: dict[str, Timeline], name: str = "weather",
@@ -118,16 +124,21 @@ class WeatherNode:
         self.name = name
         self.description = description
         self.timelines = timelines
-        self.max_samples = max_samples
+        self.max_samples = self.max_samples_streamed = max_samples
 
     def get_fields(self, start: float, end: float) -> tuple[dict, dict]:
         """Fields with data in ``[start, end)``."""
         return query_fields(self.timelines, start, end)
 
-    def get_data(self, fields, start, end, min_stride=None, method=None) -> dict:
-        """Samples in ``[start, end)``, downsampled when ``min_stride`` is given."""
+    def get_data(self, fields, start, end, min_stride=None, method="mean", *,
+                 streaming=False) -> Result:
+        """Samples in ``[start, end)``, downsampled when ``min_stride`` is given.
+
+        A station's files grow, so like a live core this says samples are
+        final up to the last one loaded (``finalized_until``).
+        """
         return query_data(self.timelines, fields, start, end, min_stride, method,
-                          self.max_samples)
+                          self.limit(streaming), live=True)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -139,9 +150,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--description", default="Weather station (text files)")
 
 
-def build(args: argparse.Namespace, home: Path) -> WeatherNode:
-    """Create the node core for parsed arguments."""
+def build(args: argparse.Namespace, settings: Settings) -> Plan:
+    """The weather core for parsed arguments (nothing else to start)."""
     directory = args.directory
     if directory is None:
-        directory = make_example(Path(home) / "examples" / "weather")
-    return WeatherNode(load_directory(directory), args.name, args.description)
+        directory = make_example(Path(settings.home) / "examples" / "weather")
+    return Plan(WeatherNode(load_directory(directory), args.name, args.description))

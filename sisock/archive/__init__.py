@@ -25,7 +25,7 @@ def __getattr__(name: str) -> Any:
 
         return ArchiveLocked
     if name == "FieldSpec":
-        from .spec import FieldSpec
+        from ..protocol import FieldSpec
 
         return FieldSpec
     raise AttributeError(name)

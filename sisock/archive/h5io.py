@@ -41,7 +41,7 @@ import h5py
 import numpy as np
 
 from ..downsample import BucketStats
-from .spec import FieldSpec
+from ..protocol import FieldSpec
 from .summary import LEVELS, WIDTHS, split_table, table_width
 
 log = logging.getLogger(__name__)

@@ -40,7 +40,6 @@ from ..downsample import (
     BucketStats,
     bin_index,
     check_method,
-    check_stride,
     downsample_columns,
     downsample_strings,
     finish,
@@ -49,9 +48,10 @@ from ..downsample import (
     sorted_bins,
 )
 from ..errors import BadArgument, TooMuchData
+from ..protocol import check_min_stride
 from . import catalog
 from .h5io import ReadableFile
-from .spec import FieldSpec
+from ..protocol import FieldSpec
 from .summary import LEVELS, WIDTHS, choose_stride, plan_cover
 
 log = logging.getLogger(__name__)
@@ -324,7 +324,7 @@ class ArchiveReader:
             message suggests a ``min_stride`` that fits.
         """
         check_method(method)
-        min_stride = check_stride(min_stride)
+        min_stride = check_min_stride(min_stride)
         start, end = _check_range(start, end)
         if max_samples is not None and (isinstance(max_samples, bool) or int(max_samples) < 1):
             raise BadArgument(f"argument 'max_samples' must be a positive integer, got {max_samples!r}")

@@ -1,0 +1,117 @@
+"""``sisock serve <server>``: one loop that runs every data-node server.
+
+A server is a module under ``servers/`` (installed as ``sisock.servers.*``)
+offering one small surface:
+
+``HELP``
+    One line for ``sisock serve --help``.
+``REACTOR``
+    ``"default"``, or ``"asyncio"`` for a server whose libraries need an
+    asyncio loop (Twisted then runs on it).
+``add_arguments(parser)``
+    Its command-line options.
+``build(args, settings) -> Plan``
+    Its core (:mod:`sisock.core`) and what to start beside it. Called before
+    anything connects, so configuration errors stop the command at once.
+
+:func:`run` wires a :class:`Plan` to a :class:`~sisock.node.NodeService`
+and runs the reactor. Writing a new server means writing those four names
+(``servers/weather`` is the shortest example).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Callable
+
+from .core import DataCore
+from .protocol import Result
+from .settings import Settings
+
+#: ``sisock serve`` sub-command -> module (under ``sisock.servers``).
+SERVERS = {
+    "weather": "weather",
+    "sensors": "sensors",
+    "hdf5": "hdf5_archive",
+    "modbus": "modbus",
+}
+
+#: Publishes one result on the node's ``live`` topic; False while not connected.
+Publish = Callable[[Result], bool]
+
+
+@dataclass
+class Plan:
+    """What a server built: its core and what to run beside it.
+
+    Attributes
+    ----------
+    core : DataCore
+        Answers ``get_fields`` / ``get_data``.
+    warm : list of callable
+        Blocking work to do in a thread once running (e.g. load an index),
+        so the first query is fast.
+    start : list of callable
+        Called on the reactor once it runs, with a :data:`Publish` function
+        (e.g. start polling a device and publish each poll).
+    stop : list of callable
+        Called before the reactor shuts down.
+    """
+
+    core: DataCore
+    warm: list[Callable[[], object]] = field(default_factory=list)
+    start: list[Callable[[Publish], object]] = field(default_factory=list)
+    stop: list[Callable[[], object]] = field(default_factory=list)
+
+
+def server_module(command: str) -> ModuleType:
+    """The module of the ``sisock serve <command>`` server."""
+    return importlib.import_module(f"sisock.servers.{SERVERS[command]}")
+
+
+def install_asyncio_reactor() -> None:
+    """Run Twisted on a new asyncio loop; must run before the reactor is imported."""
+    import asyncio
+    import sys
+
+    if "twisted.internet.reactor" in sys.modules:
+        from twisted.internet import reactor
+
+        if type(reactor).__name__ != "AsyncioSelectorReactor":
+            raise RuntimeError("a non-asyncio Twisted reactor is already installed")
+        return
+    from twisted.internet import asyncioreactor
+
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    asyncioreactor.install(loop)
+
+
+def run(module: ModuleType, args: argparse.Namespace, settings: Settings,
+        log_level: str = "info") -> int:
+    """Build the server of ``module`` and serve it until stopped.
+
+    Returns
+    -------
+    int
+        0, or 3 when the node's name is served by another session.
+    """
+    if module.REACTOR == "asyncio":
+        install_asyncio_reactor()
+    plan = module.build(args, settings)
+    from twisted.internet import reactor, threads
+
+    from .node import NodeService, run_nodes
+
+    service = NodeService(plan.core, settings)
+    for work in plan.warm:
+        reactor.callWhenRunning(threads.deferToThread, work)
+    for start in plan.start:
+        reactor.callWhenRunning(start, service.publish_live)
+    for stop in plan.stop:
+        reactor.addSystemEventTrigger("before", "shutdown", stop)
+    run_nodes([service], log_level)
+    return 3 if service.failed else 0
