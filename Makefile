@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test bench clean
+.PHONY: install run test test-unit bench clean
 
 install: $(STAMP)
 
@@ -21,6 +21,9 @@ run: install
 
 test: install
 	$(PY) -m pytest
+
+test-unit: install
+	$(PY) -m pytest -m unit
 
 bench: install
 	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done

@@ -36,37 +36,18 @@ import json
 import os
 import resource
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from sisock.ports import free_port, wait_port
+
 STATS_PREFIX = "sisock-modbus-stats "  # = sisock.servers.modbus.node.STATS_PREFIX
 NODE_NAME = "modbus_bench"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port: int, proc: subprocess.Popen, what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{what} exited with code {proc.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"{what} not listening on {port} after {timeout} s")
-
-
-# ------------------------------------------------------------------ config
 
 def build_config(port: int, registers: int, rate: float, groups: int, connections: str) -> dict:
     """The node config (as the dict a TOML file parses to) for the simulator's extra registers."""
@@ -238,9 +219,9 @@ def run_node(args: argparse.Namespace, tmp: Path) -> tuple[dict, dict]:
         router = kids.start("router", "-m", "sisock", "router", "--loglevel", "warn")
         sim = kids.start("sim", "-m", "sisock", "sim", "modbus", "--port", str(sim_port),
                          "--registers", str(args.registers))
-        wait_port(router_port, router, "router")
+        wait_port(router_port, proc=router)
         kids.start("hub", "-m", "sisock", "hub", "--log-level", "warn")
-        wait_port(sim_port, sim, "simulator")
+        wait_port(sim_port, proc=sim)
 
         from sisock.servers.modbus.config import load_config
 
@@ -299,7 +280,7 @@ def run_core(args: argparse.Namespace, tmp: Path) -> tuple[dict, dict]:
     try:
         sim = kids.start("sim", "-m", "sisock", "sim", "modbus", "--port", str(port),
                          "--registers", str(args.registers))
-        wait_port(port, sim, "simulator")
+        wait_port(port, proc=sim)
         sim_ps = psutil.Process(sim.pid)
         sim0 = sum(sim_ps.cpu_times()[:2])
         t0 = time.monotonic()

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import credentials
+from .ports import free_port, wait_port
 from .settings import Settings, load_settings
 
 
@@ -75,20 +75,6 @@ def _raise_interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
-def wait_for_port(host: str, port: int, timeout: float, proc: subprocess.Popen | None = None) -> None:
-    """Block until ``host:port`` accepts TCP connections."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"process exited with code {proc.returncode}")
-        try:
-            with socket.create_connection((host, port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise TimeoutError(f"nothing listens on {host}:{port} after {timeout} s")
-
-
 def wait_for_nodes(settings: Settings, names: set[str], timeout: float) -> list[dict]:
     """Block until the hub lists every name in ``names``; return the list."""
     from .client import ClientError, connect
@@ -143,13 +129,6 @@ def modbus_config(home: Path, port: int) -> Path:
     return path
 
 
-def free_port() -> int:
-    """A free TCP port on 127.0.0.1."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def plan(stack: Stack) -> list[tuple[str, list[str]]]:
     """The child processes to start after the router, in order.
 
@@ -182,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
         signal.signal(sig, _raise_interrupt)
     try:
         router = stack.start("router", "router")
-        wait_for_port(settings.host, settings.port, args.timeout, router)
+        wait_port(settings.port, args.timeout, router, host=settings.host)
         names = set()
         for name, argv in plan(stack):
             stack.start(name, *argv)

@@ -18,28 +18,12 @@ from pathlib import Path
 
 import pytest
 
+from sisock.ports import free_port, wait_port
+
 REPO = Path(__file__).resolve().parent.parent
 
+__all__ = ["REPO", "free_port", "wait_port", "wait_for", "listed", "Proc", "Stack"]
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port: int, timeout: float = 30.0, proc: subprocess.Popen | None = None) -> None:
-    """Block until 127.0.0.1:port accepts connections."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"process exited early with code {proc.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"port {port} not open after {timeout} s")
 
 
 class Proc:
@@ -214,3 +198,27 @@ def listed(client) -> set[str]:
         return {n["name"] for n in client.nodes()}
     except ClientError:
         return set()
+
+
+#: Fixtures that start real parts: the router and hub, data-node processes, devices.
+INTEGRATION_FIXTURES = {"stack", "client", "procs", "instrument", "archive_node"}
+#: Modules whose tests start real devices, routers or kernels without those fixtures.
+INTEGRATION_MODULES = {"test_modbus_poller", "test_notebook", "test_tls_and_demo",
+                       "test_streaming"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark each test ``unit`` (no router, device or kernel: seconds) or ``integration``.
+
+    A test marked explicitly keeps its mark; otherwise it is ``integration``
+    when it uses a fixture of :data:`INTEGRATION_FIXTURES` or lives in a
+    module of :data:`INTEGRATION_MODULES`. ``pytest -m unit`` gives
+    feedback in seconds.
+    """
+    for item in items:
+        if item.get_closest_marker("unit") or item.get_closest_marker("integration"):
+            continue
+        module = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
+        real = bool(INTEGRATION_FIXTURES & set(getattr(item, "fixturenames", ()))) \
+            or module in INTEGRATION_MODULES
+        item.add_marker(pytest.mark.integration if real else pytest.mark.unit)

@@ -6,6 +6,7 @@ import argparse
 import time
 
 import numpy as np
+import pytest
 
 from sisock import generate as gen
 from sisock.archive.reader import ArchiveReader
@@ -52,6 +53,7 @@ def test_same_seed_same_values(tmp_path):
     assert a["timelines"] == b["timelines"]
 
 
+@pytest.mark.integration  # writes a whole demo week
 def test_cli_default_is_a_week_with_fast_data_and_quick(tmp_path, capsys):
     """The default command writes ~a week ending now with >=100 Hz data for the last 2 h, quickly."""
     parser = argparse.ArgumentParser()

@@ -10,12 +10,13 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import socket
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from sisock.ports import free_port
 
 from sisock.servers.modbus.config import load_config, parse_config
 from sisock.servers.modbus.poller import Poller
@@ -25,13 +26,6 @@ pytestmark = pytest.mark.timeout(30)
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "servers" / "modbus" / "example.toml"
 POLLER_LOG = "sisock.servers.modbus.poller"
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 nobody listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def config(port: int, *, interval: float = 0.05, timeout: float = 0.5, groups=None, **device):

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from sisock import credentials
 
 REPO = Path(__file__).resolve().parent.parent
@@ -57,6 +59,7 @@ def test_secret_pattern_catches_examples():
         assert any(p.search(leak) for p in SECRET_PATTERNS), leak
 
 
+@pytest.mark.integration  # runs the commands the Dockerfile names
 def test_dockerfile_paths_and_commands_exist():
     """Every path the Dockerfile copies exists and its command is a real sub-command."""
     text = (REPO / "Dockerfile").read_text()
@@ -90,6 +93,7 @@ def test_readme_starts_with_two_commands():
     assert "make test" in ci
 
 
+@pytest.mark.integration  # starts every sub-command
 def test_every_command_has_help():
     """`sisock <command> --help` works for every documented sub-command."""
     for argv in (["router"], ["hub"], ["serve", "weather"], ["serve", "sensors"],

@@ -32,7 +32,6 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -450,7 +449,3 @@ def read_root_attrs(path: str) -> dict[str, Any]:
                 out["_t_last"][tl] = float(g["t"][n - 1])
     return out
 
-
-def file_size(path: str) -> int:
-    """Size on disk."""
-    return os.path.getsize(path)
