@@ -38,7 +38,12 @@ export function gapOf(t, stride) {
   if (t.length < 3) return 0;
   const steps = [];
   const every = Math.max(1, Math.floor(t.length / 200));
-  for (let i = 1; i < t.length; i += every) steps.push(t[i] - t[i - 1]);
+  // minmax puts two samples in each bin: look at the steps between bins only
+  for (let i = 1; i < t.length; i += every) {
+    const d = t[i] - t[i - 1];
+    if (!stride || d >= stride * 0.99) steps.push(d);
+  }
+  if (steps.length === 0) return 0;
   steps.sort((a, b) => a - b);
   const median = steps[Math.floor(steps.length / 2)];
   return 3 * Math.max(median, stride || 0);
@@ -89,6 +94,12 @@ export function makeOptions(panel, width, height, hooks) {
         size: 60,
         show: seen.length <= 2,
       };
+      if (!state) {
+        axis.values = (u, splits, ax, space, incr) => {
+          const d = Math.max(0, Math.min(12, Math.ceil(-Math.log10(incr || 1) + 1e-9)));
+          return splits.map((v) => (v === null ? "" : Math.abs(v) >= 1e6 ? v.toExponential(2) : v.toFixed(d)));
+        };
+      }
       if (info.type === "bool") {
         axis.splits = () => [0, 1];
         axis.values = (u, splits) => splits.map((s) => (s === 1 ? "on" : s === 0 ? "off" : ""));

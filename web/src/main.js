@@ -27,6 +27,7 @@ const S = {
   range: [0, 1],
   pending: 0,
   live: {}, // node -> EventSource
+  liveSeen: new Set(), // nodes whose live topic delivered samples
   errors: new Map(),
   quiet: 0, // >0 while we set scales ourselves
 };
@@ -406,6 +407,7 @@ function onLive(node, ev, d) {
   if (ev === "error") return; // EventSource reconnects by itself; /api/status reports the bridge
   if (ev !== "data" || !liveWanted()) return;
   clearError("node:" + node);
+  if (!S.liveSeen.has(node)) { S.liveSeen.add(node); renderToolbar(); }
   const tls = d.timeline || {};
   let newest = 0;
   for (const p of S.panels) {
@@ -484,7 +486,8 @@ function toIso(t) { return new Date(t * 1000).toISOString().slice(0, 19); }
 function renderToolbar() {
   for (const b of document.querySelectorAll("#presets button")) b.classList.toggle("on", b.dataset.range === S.view.range);
   $("#live").checked = liveWanted();
-  $("#live-state").textContent = liveWanted() ? `live: ${Object.keys(S.live).join(", ") || "no node"}` : "";
+  const streaming = Object.keys(S.live).filter((n) => S.liveSeen.has(n));
+  $("#live-state").textContent = liveWanted() ? (streaming.length ? `live: ${streaming.join(", ")}` : "live: waiting for samples") : "";
   if (document.activeElement !== $("#from")) $("#from").value = toIso(S.range[0]);
   if (document.activeElement !== $("#to")) $("#to").value = toIso(S.range[1]);
 }
@@ -514,6 +517,18 @@ async function pollStatus() {
   }
 }
 
+// A first view for a newcomer: one panel per node (up to four) with the
+// node's first numeric field, last hour, live.
+function defaultPanels() {
+  const out = [];
+  for (const n of S.nodes) {
+    const first = Object.entries(S.fields[n.name] || {}).find(([, info]) => info.type === "number");
+    if (first) out.push([{ node: n.name, field: first[0] }]);
+    if (out.length === 4) break;
+  }
+  return out;
+}
+
 // ---------------------------------------------------------------- start
 async function main() {
   $("#presets").replaceChildren(...Object.keys(PRESETS).map((r) => el("button", { "data-range": r, onclick: () => setPreset(r) }, r)));
@@ -526,6 +541,7 @@ async function main() {
   $("#zoomout").addEventListener("click", zoomOut);
   window.addEventListener("resize", () => { for (const p of S.panels) if (p.u) p.u.setSize({ width: panelWidth(), height: 220 }); refetchSoon(); });
   await loadNodes();
+  if (S.view.panels.length === 0) S.view.panels = defaultPanels();
   for (const fields of S.view.panels) addPanel(fields.slice());
   await resolveRange();
   for (const p of S.panels) rebuildPanel(p);
