@@ -16,6 +16,7 @@ from .._quiet import silence_bjdata
 
 silence_bjdata()
 
+import re  # noqa: E402
 import time  # noqa: E402
 from typing import Any, Callable  # noqa: E402
 
@@ -109,7 +110,10 @@ class Bridge:
         self._subs.clear()
         for node in list(self._listeners):
             await self._subscribe_live(node)
-        await self.refresh()
+        try:
+            await self.refresh()
+        except WebError as exc:  # no hub yet: keep the session, the topics will tell
+            log.warn("{m}", m=exc.message)
         log.info("web bridge joined the router (session {s})", s=details.session)
         self._broadcast_all("router", {"connected": True})
 
@@ -172,7 +176,9 @@ class Bridge:
         if kind == "bad_argument":
             return WebError("bad_argument", f"data node {node!r} refused the request: {message}")
         if kind == "too_much_data":
-            return WebError("too_much_data", f"data node {node!r}: {message}")
+            found = re.search(r"min_stride\s*>=?\s*([0-9.eE+-]+)", message)
+            extra = {"min_stride": float(found.group(1))} if found else {}
+            return WebError("too_much_data", f"data node {node!r}: {message}", **extra)
         if kind == "not_found":
             return WebError("not_found", f"data node {node!r}: {message}")
         return WebError("node_error", f"{rpc} on data node {node!r} failed: {message} [{exc.error}]")
@@ -210,12 +216,17 @@ class Bridge:
 
     async def get_data(self, node: str, fields: list[str], start: float, end: float,
                        min_stride: float | None = None, method: str | None = None,
-                       stream: bool = True) -> dict:
+                       stream: bool | None = None) -> dict:
         """Fetch samples as numpy arrays, in ``get_data`` shape.
 
         Binary arrays and (with ``stream``) progressive results are asked
-        for; the parts are reassembled in place.
+        for; the parts are reassembled in place. ``stream`` defaults to
+        True only for downsampled queries, whose size ``min_stride``
+        bounds: a full-resolution query travels as one message, so the
+        node's single-reply limit refuses a huge one before it is read.
         """
+        if stream is None:
+            stream = min_stride is not None
         session = self._need_session()
         uri = self.uri(f"consumer.{node}.get_data")
         kwargs: dict[str, Any] = {}

@@ -51,6 +51,7 @@ const probe = {
     }));
   },
 };
+probe.uPlot = uPlot; // for the benchmark's baseline (same plotting engine)
 window.sisock = probe;
 
 // ---------------------------------------------------------------- errors
@@ -201,7 +202,10 @@ function rebuildPanel(p) {
         u.setSelect({ left: 0, top: 0, width: 0, height: 0 }, false);
         userRange(min, max);
       }],
-      draw: [() => probe.paints.push({ panel: S.panels.indexOf(p), at: performance.now(), reason: p.reason || "" })],
+      draw: [() => {
+        probe.paints.push({ panel: S.panels.indexOf(p), at: performance.now(), reason: p.reason || "scale" });
+        p.reason = null;
+      }],
     },
   });
   S.quiet++;
@@ -326,9 +330,10 @@ function userRange(min, max) {
   S.view.from = min;
   S.view.to = max;
   setRangeAll(min, max);
+  probe.zoomAt = performance.now();
   saveView();
   syncLive();
-  refetchSoon();
+  fetchAll();
 }
 
 function startPan(u, e) {
