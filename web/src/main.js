@@ -307,10 +307,18 @@ async function resolveRange() {
   let first = now - 86400;
   const nodes = new Map();
   for (const p of S.panels) for (const f of p.fields) if ((S.fields[f.node] || {})[f.field]?.type !== "string") nodes.set(f.node, f.field);
+  const earliest = async (node, field, start, end, stride) => {
+    const fr = await getFrame(dataUrl(node, [field], start, end, stride, "first"), `Extent of ${node}`);
+    const t = Object.values(fr.times).find((x) => x.length);
+    return t ? t[0] - stride / 2 : null; // "first" stamps the bin centre
+  };
   await Promise.all([...nodes].map(async ([node, field]) => {
     try {
-      const fr = await getFrame(dataUrl(node, [field], 1, now, 30 * 86400, "first"), `Extent of ${node}`);
-      for (const t of Object.values(fr.times)) if (t.length) first = Math.min(first, t[0] - 15 * 86400);
+      const month = 30 * 86400;
+      const coarse = await earliest(node, field, 1, now, month); // cheap: summary levels
+      if (coarse === null) return;
+      const fine = await earliest(node, field, coarse, Math.min(now, coarse + month), 60);
+      first = Math.min(first, fine ?? coarse);
     } catch (e) { showError("extent:" + node, e); }
   }));
   S.range = [Math.max(1, first), now];
