@@ -50,6 +50,21 @@ def page(browser):
     assert not errors, f"JavaScript errors: {errors}"
 
 
+def wait(page, condition: str, timeout: float = 60_000) -> None:
+    """Wait for a JavaScript condition; on timeout say what the page was doing."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        page.wait_for_function(condition, timeout=timeout)
+    except PlaywrightTimeout:
+        state = page.evaluate("window.sisock ? JSON.stringify({pending: window.sisock.pending, "
+                              "errors: window.sisock.errors, requests: window.sisock.requests.length, "
+                              "panels: window.sisock.panels.map(p => [p.fields, p.data[0].length])}) "
+                              ": 'no window.sisock'")
+        shot(page, "web-timeout")
+        raise AssertionError(f"timed out waiting for {condition}; page state: {state}") from None
+
+
 def shot(page, name: str) -> Path:
     """Save a full-page screenshot under artifacts/."""
     path = ARTIFACTS / f"{name}.png"
@@ -99,15 +114,15 @@ def test_pick_zoom_reload(web_demo, client, page):
     """Pick two fields (search + click) into two panels, see the node's data plotted,
     drag-zoom and see a re-query at a smaller min_stride on both panels, reload
     and get the same view."""
-    page.goto(web_demo.url + "/?range=1d")
-    page.wait_for_function(IDLE, timeout=60_000)
+    page.goto(web_demo.url + "/?panels=&range=1d")
+    wait(page, IDLE, timeout=60_000)
     page.fill("#search", "stage_te")
     assert page.locator('[data-key="webarch:cryo_state"]').count() == 0  # filtered out
     page.click('[data-key="webarch:stage_temp"]')
     page.fill("#search", "")
     page.click("#add-panel")
     page.click('[data-key="webarch:cryo_state"]')
-    page.wait_for_function(IDLE + " && window.sisock.panels.length === 2 && "
+    wait(page, IDLE + " && window.sisock.panels.length === 2 && "
                            "window.sisock.panels.every(p => p.data[0].length > 100)", timeout=60_000)
     n_num = check_against_node(page, client, 0, "stage_temp")
     n_str = check_against_node(page, client, 1, "cryo_state")
@@ -126,7 +141,7 @@ def test_pick_zoom_reload(web_demo, client, page):
     page.mouse.down()
     page.mouse.move(box["x"] + box["width"] * 0.45, y, steps=6)
     page.mouse.up()
-    page.wait_for_function(f"{IDLE} && window.sisock.requests.length >= {n_requests + 2}",
+    wait(page, f"{IDLE} && window.sisock.requests.length >= {n_requests + 2}",
                            timeout=60_000)
     after = last_request(page, "stage_temp")
     assert after["min_stride"] < before / 4, (before, after["min_stride"])
@@ -150,7 +165,7 @@ def test_pick_zoom_reload(web_demo, client, page):
     assert len(t_csv) > 10 and t_csv.min() >= after["start"] and t_csv.max() <= after["end"]
 
     page.reload()
-    page.wait_for_function(IDLE + " && window.sisock.panels.length === 2 && "
+    wait(page, IDLE + " && window.sisock.panels.length === 2 && "
                            "window.sisock.panels.every(p => p.data[0].length > 10)", timeout=60_000)
     again = plotted(page, 0)
     assert [p["fields"] for p in page.evaluate("window.sisock.panels")] == \
@@ -166,11 +181,11 @@ def test_live_tail_and_node_loss(web_demo, procs, page):
     node = procs("brsens", "serve", "sensors", "--name", "brsens", "--interval", "0.25")
     wait_for(lambda: "brsens" in web_demo.nodes(), 30, "brsens never listed")
     page.goto(web_demo.url + "/?panels=brsens:cpu_percent,brsens:mem_percent&range=15m")
-    page.wait_for_function(IDLE + " && window.sisock.panels.length === 1", timeout=60_000)
+    wait(page, IDLE + " && window.sisock.panels.length === 1", timeout=60_000)
     count = "window.sisock.panels[0].data[0].length"
     n0 = page.evaluate(count)
     fetches = page.evaluate("window.sisock.requests.length")
-    page.wait_for_function(f"{count} >= {n0 + 8} && window.sisock.live.length >= 8",
+    wait(page, f"{count} >= {n0 + 8} && window.sisock.live.length >= 8",
                            timeout=60_000)
     assert page.evaluate("window.sisock.requests.length") == fetches  # appended, not re-fetched
     live = page.evaluate("window.sisock.live")
@@ -182,17 +197,29 @@ def test_live_tail_and_node_loss(web_demo, procs, page):
     shot(page, "web-live")
 
     node.stop()
-    page.wait_for_function("!document.querySelector('#banner').hidden && "
+    wait(page, "!document.querySelector('#banner').hidden && "
                            "document.querySelector('#banner').innerText.includes('brsens')",
                            timeout=60_000)
     assert "left the hub" in page.inner_text("#banner")
     shot(page, "web-node-stopped")
 
 
+def test_default_view_for_a_newcomer(web_demo, page):
+    """The bare URL shows a panel per data node with data, the last hour, live."""
+    page.goto(web_demo.url + "/")
+    wait(page, IDLE + " && window.sisock.panels.length >= 3 && "
+         "window.sisock.panels.filter(p => p.data[0].length > 10).length >= 2")
+    nodes = {f.split(":")[0] for p in page.evaluate("window.sisock.panels") for f in p["fields"]}
+    assert {"webarch", "websens", "webwx"} <= nodes
+    assert parse_qs(urlsplit(page.url).query)["range"] == ["1h"]
+    wait(page, "window.sisock.live.length >= 2")  # websens appends live
+    shot(page, "web-default-view")
+
+
 def test_unknown_node_in_url_shows_what_failed(web_demo, page):
     """A shared link naming a node that is not there: the banner says which and why."""
     page.goto(web_demo.url + "/?panels=ghostnode:temp&range=1h")
-    page.wait_for_function("!document.querySelector('#banner').hidden", timeout=60_000)
+    wait(page, "!document.querySelector('#banner').hidden", timeout=60_000)
     text = page.inner_text("#banner")
     assert "ghostnode" in text and "no data node" in text
     assert not math.isnan(page.evaluate("window.sisock.range[0]"))

@@ -76,6 +76,10 @@ def test_nodes_and_fields(web_demo, client):
     assert "stage_temp" in doc["timeline"]["cryo"]["field"]
     field, _ = client.fields("webarch", doc["start"], doc["end"])
     assert field == doc["field"]
+    status, _, body = get(web_demo, "/api/nodes/webarch/fields")  # no range: the last day
+    recent = json.loads(body)
+    assert status == 200 and recent["field"]["stage_temp"]["units"] == "K"
+    assert recent["end"] - recent["start"] == pytest.approx(86400, abs=5)
     status, err = error_of(get(web_demo, "/api/nodes/nosuchnode/fields"))
     assert status == 404 and err["error"] == "not_found" and "nosuchnode" in err["message"]
 

@@ -43,6 +43,10 @@ Listener = Callable[[str, dict], None]
 
 #: Seconds the field-to-timeline map of a node is reused.
 FIELDS_TTL = 60.0
+#: Windows (seconds before now; None = all time) tried in turn to list a
+#: node's fields when the caller gives no range: listing a long archive's
+#: fields over all time can cost the node minutes and gigabytes.
+RECENT_WINDOWS = (86400.0, 30 * 86400.0, None)
 
 
 def is_old_node_refusal(exc: ApplicationError) -> bool:
@@ -195,6 +199,19 @@ class Bridge:
         self._fields[node] = (time.monotonic(), {**self._cached_fields(node), **field})
         return field, timeline
 
+    async def recent_fields(self, node: str) -> tuple[dict, dict, float, float]:
+        """Fields of ``node`` over the shortest of :data:`RECENT_WINDOWS` that has any.
+
+        Returns ``(field, timeline, start, end)``.
+        """
+        now = time.time()
+        for window in RECENT_WINDOWS:
+            start = 1.0 if window is None else now - window
+            field, timeline = await self.get_fields(node, start, now)
+            if field:
+                return field, timeline, start, now
+        return {}, {}, 1.0, now
+
     def _cached_fields(self, node: str) -> dict[str, dict]:
         entry = self._fields.get(node)
         if entry is None or time.monotonic() - entry[0] > FIELDS_TTL:
@@ -203,11 +220,15 @@ class Bridge:
 
     async def field_info(self, node: str, fields: list[str], start: float,
                          end: float) -> dict[str, dict]:
-        """``get_fields`` info of ``fields`` (cached; fields without data are left out)."""
+        """``get_fields`` info of ``fields`` (cached; fields never seen are left out).
+
+        ``start`` and ``end`` are accepted for the signature's sake: the
+        info is looked up over :meth:`recent_fields`' windows.
+        """
         known = self._cached_fields(node)
         if not all(f in known for f in fields):
-            try:
-                await self.get_fields(node, start, end)
+            try:  # a field's type, units and timeline do not depend on the range
+                await self.recent_fields(node)
             except WebError as exc:
                 if exc.error in ("router_unavailable", "not_found"):
                     raise

@@ -13,7 +13,8 @@ Routes (DESIGN section 6; every JSON error is ``{"error", "message"}``):
 ``POST /tag-keys``,         Grafana ad-hoc filters (key ``node``)
 ``POST /tag-values``
 ``GET /api/nodes``          ``[{"name", "description"}, ...]``
-``GET /api/nodes/N/fields`` ``{"field": {...}, "timeline": {...}}`` (``get_fields``)
+``GET /api/nodes/N/fields`` ``{"field": {...}, "timeline": {...}}`` (``get_fields``;
+                            no range: the last day, else 30 days, else all time)
 ``GET /api/data``           ``?node=&fields=a,b&start=&end=&min_stride=&method=&format=json|csv|binary``
 ``GET /api/live?node=N``    Server-Sent Events relaying ``{base}.consumer.N.live``
 ``GET /assets/...``         the dashboard's built files
@@ -267,8 +268,11 @@ class Api(resource.Resource):
     async def api_fields(self, request, path) -> None:
         node = parse_node(path.strip("/").split("/")[2])
         args = _args(request)
-        start, end = parse_range(args.get("start"), args.get("end"), default_start=1.0)
-        field, timeline = await self.bridge.get_fields(node, start, end)
+        if args.get("start") in (None, "") and args.get("end") in (None, ""):
+            field, timeline, start, end = await self.bridge.recent_fields(node)
+        else:
+            start, end = parse_range(args.get("start"), args.get("end"), default_start=1.0)
+            field, timeline = await self.bridge.get_fields(node, start, end)
         self._json(request, {"node": node, "start": start, "end": end,
                              "field": field, "timeline": timeline})
 
@@ -347,7 +351,7 @@ class Api(resource.Resource):
 
     async def _fields_quietly(self, node: str) -> None:
         try:
-            await self.bridge.get_fields(node, 1.0, time.time())
+            await self.bridge.recent_fields(node)
         except WebError as exc:
             log.warn("get_fields of {node} failed: {m}", node=node, m=exc.message)
 

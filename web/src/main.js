@@ -45,7 +45,7 @@ const probe = {
     return S.panels.map((p) => ({
       fields: p.fields.map(keyOf),
       stride: p.stride,
-      data: p.u ? p.u.data.map((a) => Array.from(a)) : [],
+      data: p.u ? p.u.data.map((a) => Array.from(a)) : [[]],
       xscale: p.u ? [p.u.scales.x.min, p.u.scales.x.max] : null,
       cats: p.cats,
     }));
@@ -554,7 +554,7 @@ async function main() {
   $("#zoomout").addEventListener("click", zoomOut);
   window.addEventListener("resize", () => { for (const p of S.panels) if (p.u) p.u.setSize({ width: panelWidth(), height: 220 }); refetchSoon(); });
   await loadNodes();
-  if (S.view.panels.length === 0) S.view.panels = defaultPanels();
+  if (!S.view.chosen) S.view.panels = defaultPanels();
   for (const fields of S.view.panels) addPanel(fields.slice());
   await resolveRange();
   for (const p of S.panels) rebuildPanel(p);

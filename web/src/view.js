@@ -1,6 +1,6 @@
 // The whole view lives in the URL query, so a reload or a shared link
 // restores it:
-//   ?panels=node:f1,node:f2|node2:f3   panels separated by "|"
+//   ?panels=node:f1,node:f2|node2:f3   panels separated by "|" (absent: a default view)
 //   &range=1h                          a preset (15m 1h 1d 7d 30d 1y all)
 //   &from=<unix s>&to=<unix s>         or an absolute range
 //   &live=0                            live tail off (default on for presets)
@@ -16,7 +16,8 @@ export function parseView(search) {
       const i = x.indexOf(":");
       return { node: x.slice(0, i), field: x.slice(i + 1) };
     }));
-  const view = { panels, range: "1h", from: null, to: null, live: p.get("live") !== "0" };
+  // no "panels" at all: the dashboard shows a default view; "panels=" is empty on purpose
+  const view = { panels, chosen: p.has("panels"), range: "1h", from: null, to: null, live: p.get("live") !== "0" };
   const from = parseFloat(p.get("from"));
   const to = parseFloat(p.get("to"));
   if (isFinite(from) && isFinite(to) && to > from) {
@@ -32,7 +33,7 @@ export function parseView(search) {
 export function viewQuery(view) {
   const p = new URLSearchParams();
   const panels = view.panels.map((fs) => fs.map((f) => `${f.node}:${f.field}`).join(",")).join("|");
-  if (panels) p.set("panels", panels);
+  p.set("panels", panels);
   if (view.range) p.set("range", view.range);
   else {
     p.set("from", String(Math.round(view.from * 1000) / 1000));
