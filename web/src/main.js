@@ -22,7 +22,7 @@ const S = {
   view: parseView(location.search),
   nodes: [],
   fields: {}, // node -> {field: info}
-  panels: [], // {fields, info, cats, raw, u, box, stride, ctrl}
+  panels: [], // {fields, info, cats, raw, u, box, stride, gen}
   active: 0,
   range: [0, 1],
   pending: 0,
@@ -138,7 +138,7 @@ function toggleField(node, field) {
 
 // ---------------------------------------------------------------- panels
 function addPanel(fields) {
-  const p = { fields, info: {}, cats: {}, raw: {}, u: null, stride: null, ctrl: null };
+  const p = { fields, info: {}, cats: {}, raw: {}, u: null, stride: null, gen: 0 };
   p.box = el("section", { class: "panel" });
   p.box.addEventListener("mousedown", () => activate(p));
   $("#panels").append(p.box);
@@ -239,56 +239,65 @@ function redraw(p, reason) {
 }
 
 // ---------------------------------------------------------------- data
-async function fetchPanel(p) {
-  if (!p.u || p.fields.length === 0) return;
-  if (p.ctrl) p.ctrl.abort();
-  const ctrl = (p.ctrl = new AbortController());
+// One request per (node, kind) for all the given panels: a node reads each
+// file once for every field it is asked for, so panels of the same node
+// share a query. A later fetch of a panel makes older answers for it stale
+// (generation counter) instead of aborting queries other panels share.
+async function fetchPanels(panels) {
+  panels = panels.filter((p) => p.u && p.fields.length);
+  if (!panels.length) return;
   const [start, end] = S.range;
-  const px = Math.max(100, p.u.over.clientWidth || panelWidth());
+  const px = Math.max(100, Math.min(...panels.map((p) => p.u.over.clientWidth || panelWidth())));
   const stride = Math.max(1e-6, (end - start) / px);
+  const gen = new Map(panels.map((p) => [p, (p.gen = (p.gen || 0) + 1)]));
   const groups = new Map();
-  for (const f of p.fields) {
-    const kind = p.info[keyOf(f)].type === "string" ? "string" : "number";
-    const g = `${f.node}|${kind}`;
-    if (!groups.has(g)) groups.set(g, { node: f.node, kind, fields: [] });
-    groups.get(g).fields.push(f.field);
+  for (const p of panels) {
+    for (const f of p.fields) {
+      const kind = p.info[keyOf(f)].type === "string" ? "string" : "number";
+      const g = `${f.node}|${kind}`;
+      if (!groups.has(g)) groups.set(g, { node: f.node, kind, fields: [] });
+      if (!groups.get(g).fields.includes(f.field)) groups.get(g).fields.push(f.field);
+    }
   }
   busy(1);
-  p.box.classList.add("loading");
+  for (const p of panels) p.box.classList.add("loading");
+  const answers = new Map(); // "node:field" -> {t, v}
   try {
-    const frames = await Promise.all([...groups.values()].map(async (g) => {
+    await Promise.all([...groups.values()].map(async (g) => {
       const method = g.kind === "string" ? "last" : "minmax";
       const url = dataUrl(g.node, g.fields, start, end, stride, method);
       probe.requests.push({ url, node: g.node, fields: g.fields, min_stride: stride, method, start, end, at: performance.now() });
-      const key = `data:${g.node}:${g.fields.join(",")}`;
+      const key = `data:${g.node}:${g.kind}`;
       try {
-        const frame = await getFrame(url, `Loading ${g.fields.map((f) => g.node + ":" + f).join(", ")}`, ctrl.signal);
+        const frame = await getFrame(url, `Loading ${g.fields.map((f) => g.node + ":" + f).join(", ")}`);
         clearError(key);
-        return { g, frame };
+        for (const f of g.fields) {
+          const fd = frame.fields[f];
+          const t = fd && fd.timeline ? frame.times[fd.timeline] : null;
+          answers.set(`${g.node}:${f}`, t ? { t, v: fd.values } : { t: [], v: [] });
+        }
       } catch (e) {
-        if (e.name !== "AbortError") showError(key, e);
-        return { g, frame: null, aborted: e.name === "AbortError" };
+        showError(key, e);
       }
     }));
-    if (ctrl.signal.aborted) return;
-    p.stride = stride;
-    for (const { g, frame } of frames) {
-      if (!frame) continue;
-      for (const f of g.fields) {
-        const fd = frame.fields[f];
-        const t = fd && fd.timeline ? frame.times[fd.timeline] : null;
-        p.raw[`${g.node}:${f}`] = t ? { t, v: fd.values } : { t: [], v: [] };
-      }
+    for (const p of panels) {
+      if (p.gen !== gen.get(p) || !p.u) continue; // superseded or removed
+      p.stride = stride;
+      for (const f of p.fields) if (answers.has(keyOf(f))) p.raw[keyOf(f)] = answers.get(keyOf(f));
+      redraw(p, "fetch");
     }
-    redraw(p, "fetch");
   } finally {
     busy(-1);
-    if (p.ctrl === ctrl) { p.box.classList.remove("loading"); p.ctrl = null; }
+    for (const p of panels) if (p.gen === gen.get(p)) p.box.classList.remove("loading");
   }
 }
 
+function fetchPanel(p) {
+  return fetchPanels([p]);
+}
+
 function fetchAll() {
-  for (const p of S.panels) fetchPanel(p);
+  return fetchPanels(S.panels);
 }
 
 let refetchTimer = null;
