@@ -29,7 +29,6 @@ const S = {
   live: {}, // node -> EventSource
   liveSeen: new Set(), // nodes whose live topic delivered samples
   errors: new Map(),
-  quiet: 0, // >0 while we set scales ourselves
 };
 
 // What tests and the benchmark read.
@@ -171,7 +170,7 @@ function panelWidth() {
   return Math.max(300, $("#panels").clientWidth - 24);
 }
 
-function rebuildPanel(p) {
+function rebuildPanel(p, fetch = true) {
   if (p.u) { p.u.destroy(); p.u = null; }
   p.info = {};
   for (const f of p.fields) {
@@ -208,12 +207,9 @@ function rebuildPanel(p) {
       }],
     },
   });
-  S.quiet++;
-  try {
-    p.u = new uPlot(opts, buildData(p), plot);
-    p.u.setScale("x", { min: S.range[0], max: S.range[1] });
-  } finally { S.quiet--; }
-  fetchPanel(p);
+  p.u = new uPlot(opts, buildData(p), plot);
+  p.u.setScale("x", { min: S.range[0], max: S.range[1] });
+  if (fetch) fetchPanel(p);
 }
 
 function buildData(p) {
@@ -231,11 +227,8 @@ function buildData(p) {
 function redraw(p, reason) {
   if (!p.u) return;
   p.reason = reason;
-  S.quiet++;
-  try {
-    p.u.setData(buildData(p), false);
-    p.u.setScale("x", { min: S.range[0], max: S.range[1] });
-  } finally { S.quiet--; }
+  p.u.setData(buildData(p), false);
+  p.u.setScale("x", { min: S.range[0], max: S.range[1] });
 }
 
 // ---------------------------------------------------------------- data
@@ -335,10 +328,7 @@ async function resolveRange() {
 
 function setRangeAll(min, max) {
   S.range = [min, max];
-  S.quiet++;
-  try {
-    for (const p of S.panels) if (p.u) p.u.setScale("x", { min, max });
-  } finally { S.quiet--; }
+  for (const p of S.panels) if (p.u) p.u.setScale("x", { min, max });
 }
 
 function userRange(min, max) {
@@ -566,7 +556,8 @@ async function main() {
   if (!S.view.chosen) S.view.panels = defaultPanels();
   for (const fields of S.view.panels) addPanel(fields.slice());
   await resolveRange();
-  for (const p of S.panels) rebuildPanel(p);
+  for (const p of S.panels) rebuildPanel(p, false);
+  fetchAll(); // one query per node for every panel
   S.active = 0;
   S.panels.forEach((x, k) => x.box.classList.toggle("active", k === 0));
   renderPicker();
