@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_browser(sync_playwright, url: str, t0: float, t1: float, repeat: int) -> None:
     view = f"{url}/?panels={'|'.join('bench:' + f for f in FIELDS)}&from={t0}&to={t1}&live=0"
-    nav, zoom, rescale, base_q, base_m, base_b = [], [], [], [], [], []
+    nav, zoom, zoom_fetch, rescale, base_q, base_m, base_b = [], [], [], [], [], [], []
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
         try:
@@ -215,6 +215,9 @@ def run_browser(sync_playwright, url: str, t0: float, t1: float, repeat: int) ->
                 zoom.append(page.evaluate(
                     "Math.max(...[0,1,2,3].map(k => window.sisock.paints.find(x => x.panel === k && "
                     "x.reason === 'fetch' && x.at > window.sisock.zoomAt).at)) - window.sisock.zoomAt"))
+                zoom_fetch.append(page.evaluate(
+                    "Math.max(...window.sisock.requests.filter(r => r.at >= window.sisock.zoomAt)"
+                    ".map(r => r.doneAt)) - window.sisock.zoomAt"))
                 rescale.append(page.evaluate(
                     "Math.max(...[0,1,2,3].map(k => window.sisock.paints.find(x => x.panel === k && "
                     "x.at >= window.sisock.zoomAt).at)) - window.sisock.zoomAt"))
@@ -247,6 +250,7 @@ def run_browser(sync_playwright, url: str, t0: float, t1: float, repeat: int) ->
     print(f"\nheadless Chromium, {len(FIELDS)} panels of {width} px, {repeat} runs:")
     print(f"  navigation -> 4 charts painted (year, minmax at pixel stride): {stats(nav)}")
     print(f"  zoom -> 4 charts repainted with re-queried data:              {stats(zoom)}")
+    print(f"    of which the query (HTTP + bridge + node) until received:   {stats(zoom_fetch)}")
     print(f"  zoom -> 4 charts rescaled (old data, before the answer):      {stats(rescale)}")
     print(f"  live sample published -> drawn ({len(live)} samples):            "
           f"median {statistics.median(live):7.0f} ms, max {max(live):7.0f} ms")

@@ -259,10 +259,13 @@ async function fetchPanels(panels) {
     await Promise.all([...groups.values()].map(async (g) => {
       const method = g.kind === "string" ? "last" : "minmax";
       const url = dataUrl(g.node, g.fields, start, end, stride, method);
-      probe.requests.push({ url, node: g.node, fields: g.fields, min_stride: stride, method, start, end, at: performance.now() });
+      const req = { url, node: g.node, fields: g.fields, min_stride: stride, method, start, end, at: performance.now() };
+      probe.requests.push(req);
       const key = `data:${g.node}:${g.kind}`;
       try {
         const frame = await getFrame(url, `Loading ${g.fields.map((f) => g.node + ":" + f).join(", ")}`);
+        req.doneAt = performance.now();
+        req.bytes = frame.bytes;
         clearError(key);
         for (const f of g.fields) {
           const fd = frame.fields[f];
