@@ -195,8 +195,12 @@ def run(args: argparse.Namespace) -> int:
         web_host, web_port = getattr(args, "web_host", "127.0.0.1"), getattr(args, "web_port", 8000)
         web = stack.start("web", "web", "--host", web_host, "--port", str(web_port))
         listed = wait_for_nodes(settings, names, args.timeout)
-        wait_for_port("127.0.0.1" if web_host in ("0.0.0.0", "::") else web_host, web_port,
-                      args.timeout, web)
+        try:
+            wait_for_port("127.0.0.1" if web_host in ("0.0.0.0", "::") else web_host, web_port,
+                          args.timeout, web)
+        except RuntimeError:
+            raise SystemExit(f"sisock demo: the web dashboard did not start (is port {web_port} "
+                             f"taken? use --web-port); see {log_dir / 'web.log'}") from None
         from .web.app import dashboard_url
 
         print(f"sisock dashboard: {dashboard_url(web_host, web_port)}", flush=True)
