@@ -5,28 +5,41 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install run test test-unit bench clean
+.PHONY: install run test test-unit bench clean chromium
 
 install: $(STAMP)
 
-$(STAMP): setup.py
+$(STAMP): setup.py web/package-lock.json
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip wheel setuptools
 	$(PY) -m pip install --quiet -e '.[test]'
+	cd web && npm ci --no-audit --no-fund && npm run build
 	touch $(STAMP)
 
-run: install
+# The dashboard's static files (web/dist), rebuilt when its sources change.
+web/dist/index.html: $(STAMP) $(wildcard web/src/*)
+	cd web && npm run build
+
+# Headless Chromium for the browser tests (Debian package; Playwright's own
+# browser download does not work everywhere).
+chromium:
+	@test -x /usr/bin/chromium || { \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
+
+run: install web/dist/index.html
 	$(VENV)/bin/sisock demo
 
-test: install
+test: install web/dist/index.html chromium
 	$(PY) -m pytest
 
 test-unit: install
 	$(PY) -m pytest -m unit
 
-bench: install
+bench: install web/dist/index.html chromium
 	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache web/node_modules web/dist

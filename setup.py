@@ -10,6 +10,7 @@ from setuptools import setup
 PACKAGES = [
     "sisock",
     "sisock.archive",
+    "sisock.web",
     "sisock.hub",
     "sisock.servers",
     "sisock.servers.weather",
@@ -64,6 +65,7 @@ setup(
             "ipykernel>=6.29",
             "matplotlib>=3.8",
             "xarray>=2024.1",
+            "playwright>=1.40",
         ],
     },
     entry_points={"console_scripts": ["sisock = sisock.cli:main"]},

@@ -88,6 +88,15 @@ def cmd_router(args) -> int:
     return router.run(args)
 
 
+def cmd_web(args) -> int:
+    """Run the HTTP bridge and dashboard."""
+    from .web import app
+
+    settings = settings_for(args, "consumer")
+    _require_credentials(settings, "consumer")
+    return app.run(args, settings)
+
+
 def cmd_demo(args) -> int:
     """Run the whole stack on this machine."""
     from . import demo
@@ -97,6 +106,7 @@ def cmd_demo(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The full ``sisock`` argument parser."""
+    from .web import app as web_app
     from sisock.servers.modbus import simulator
 
     from . import demo, generate, router
@@ -121,6 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
          simulator.add_arguments, cmd_sim_modbus, False),
         (sub, "generate", "write a synthetic archive (demos, tests, benchmarks)",
          generate.add_arguments, cmd_generate, False),
+        (sub, "web", "HTTP bridge: dashboard, Grafana SimpleJSON, REST/CSV, live events",
+         web_app.add_arguments, cmd_web, True),
         (sub, "demo", "run router, hub and every example node on this machine",
          demo.add_arguments, cmd_demo, True),
     ]

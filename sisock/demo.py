@@ -105,6 +105,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="start everything, verify the hub lists every node, stop, exit")
     parser.add_argument("--timeout", type=float, default=60.0,
                         help="seconds to wait for the stack to come up (default 60)")
+    parser.add_argument("--web-host", default="127.0.0.1",
+                        help="address of the web dashboard (default 127.0.0.1)")
+    parser.add_argument("--web-port", type=int, default=8000,
+                        help="port of the web dashboard (default 8000)")
 
 
 def demo_archive(home: Path) -> Path:
@@ -167,7 +171,18 @@ def run(args: argparse.Namespace) -> int:
             stack.start(name, *argv)
             if argv[0] == "serve":
                 names.add(name)
+        web_host, web_port = getattr(args, "web_host", "127.0.0.1"), getattr(args, "web_port", 8000)
+        web = stack.start("web", "web", "--host", web_host, "--port", str(web_port))
         listed = wait_for_nodes(settings, names, args.timeout)
+        try:
+            wait_for_port("127.0.0.1" if web_host in ("0.0.0.0", "::") else web_host, web_port,
+                          args.timeout, web)
+        except RuntimeError:
+            raise SystemExit(f"sisock demo: the web dashboard did not start (is port {web_port} "
+                             f"taken? use --web-port); see {log_dir / 'web.log'}") from None
+        from .web.app import dashboard_url
+
+        print(f"sisock dashboard: {dashboard_url(web_host, web_port)}", flush=True)
         print(f"sisock stack up in {time.monotonic() - t0:.1f} s", flush=True)
         print(f"  router:   {settings.router_url}  (realm {settings.realm})")
         print(f"  secrets:  {credentials.path(settings.home)}")

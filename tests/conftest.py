@@ -200,8 +200,81 @@ def listed(client) -> set[str]:
         return set()
 
 
+# -- web bridge -------------------------------------------------------------
+
+
+def http(method: str, url: str, body=None, headers: dict | None = None,
+         timeout: float = 60.0) -> tuple[int, dict, bytes]:
+    """One HTTP request; returns ``(status, headers, body)`` (no exception on 4xx/5xx)."""
+    import json as _json
+    import urllib.error
+    import urllib.request
+
+    data = None
+    if body is not None:
+        data = body if isinstance(body, bytes) else _json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+    if data is not None and "Content-Type" not in (headers or {}):
+        req.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status, {k.lower(): v for k, v in resp.headers.items()}, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, {k.lower(): v for k, v in exc.headers.items()}, exc.read()
+
+
+class WebDemo:
+    """Data nodes and a ``sisock web`` bridge on the session router."""
+
+    def __init__(self, stack: Stack, port: int, archive: Path) -> None:
+        self.stack = stack
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.archive = archive
+        self.procs: list[Proc] = []
+
+    def start(self, name: str, *args: str) -> Proc:
+        p = self.stack.start(name, *args)
+        self.procs.append(p)
+        return p
+
+    def nodes(self) -> set[str]:
+        status, _, body = http("GET", self.url + "/api/nodes", timeout=5)
+        if status != 200:
+            return set()
+        import json as _json
+
+        return {n["name"] for n in _json.loads(body)}
+
+    def stop(self) -> None:
+        for p in reversed(self.procs):
+            p.stop()
+
+
+@pytest.fixture(scope="session")
+def web_demo(stack, tmp_path_factory):
+    """An archive node (``webarch``, 2 generated days), a live sensors node
+    (``websens``, 5 Hz), the weather node (``webwx``) and ``sisock web``."""
+    archive = tmp_path_factory.mktemp("web-archive")
+    subprocess.run([sys.executable, "-m", "sisock", "generate", str(archive), "--days", "2",
+                    "--fast-hours", "0.2", "--burst-minutes", "1"], check=True, cwd=str(REPO),
+                   capture_output=True)
+    demo = WebDemo(stack, free_port(), archive)
+    demo.start("webarch", "serve", "hdf5", "--name", "webarch", "--archive", str(archive))
+    demo.start("websens", "serve", "sensors", "--name", "websens", "--interval", "0.2")
+    demo.start("webwx", "serve", "weather", "--name", "webwx")
+    demo.web = demo.start("web", "web", "--port", str(demo.port))
+    try:
+        wait_port(demo.port, 30, demo.web.proc)
+        wait_for(lambda: {"webarch", "websens", "webwx"} <= demo.nodes(), 60,
+                 f"web bridge never listed the nodes:\n{demo.web.log()}")
+        yield demo
+    finally:
+        demo.stop()
+
+
 #: Fixtures that start real parts: the router and hub, data-node processes, devices.
-INTEGRATION_FIXTURES = {"stack", "client", "procs", "instrument", "archive_node"}
+INTEGRATION_FIXTURES = {"stack", "client", "procs", "instrument", "archive_node", "web_demo"}
 #: Modules whose tests start real devices, routers or kernels without those fixtures.
 INTEGRATION_MODULES = {"test_modbus_poller", "test_notebook", "test_tls_and_demo",
                        "test_streaming"}

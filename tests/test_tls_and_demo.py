@@ -59,9 +59,13 @@ def test_demo_check(tmp_path):
     port = free_port()
     env = isolated_env(tmp_path, f"ws://127.0.0.1:{port}/ws")
     t0 = time.monotonic()
-    out = subprocess.run([sys.executable, "-m", "sisock", "demo", "--check", "--timeout", "90"],
+    web_port = free_port()
+    out = subprocess.run([sys.executable, "-m", "sisock", "demo", "--check", "--timeout", "90",
+                          "--web-port", str(web_port)],
                          env=env, capture_output=True, text=True, timeout=150, cwd=REPO)
     assert out.returncode == 0, out.stdout + out.stderr
+    summary = [line for line in out.stdout.splitlines() if not line.startswith("sisock demo:")]
+    assert summary[0] == f"sisock dashboard: http://127.0.0.1:{web_port}/", out.stdout
     assert f"ws://127.0.0.1:{port}/ws" in out.stdout
     for name in ("weather", "sensors", "archive", "modbus_sim"):
         assert f"- {name}:" in out.stdout
@@ -77,7 +81,8 @@ def test_demo_stops_everything_on_sigterm(tmp_path):
     port = free_port()
     env = isolated_env(tmp_path, f"ws://127.0.0.1:{port}/ws")
     log = open(tmp_path / "demo.out", "w")
-    demo = subprocess.Popen([sys.executable, "-m", "sisock", "demo", "--timeout", "90"],
+    demo = subprocess.Popen([sys.executable, "-m", "sisock", "demo", "--timeout", "90",
+                             "--web-port", str(free_port())],
                             env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
     try:
         wait_for(lambda: "Press Ctrl-C" in (tmp_path / "demo.out").read_text(), 120,

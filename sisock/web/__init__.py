@@ -1,0 +1,17 @@
+"""``sisock web``: the HTTP bridge and dashboard (one process, read-only).
+
+Modules, one idea each:
+
+* :mod:`~sisock.web.errors` -- the HTTP error carried to the caller as JSON.
+* :mod:`~sisock.web.params` -- pure parsing and validation of query
+  parameters: times, durations, fields, ``min_stride``, ``method``, format.
+* :mod:`~sisock.web.grafana` -- pure Grafana SimpleJSON: request bodies to
+  queries, replies to ``timeserie``/``table``/annotations.
+* :mod:`~sisock.web.encode` -- pure response bodies: JSON, CSV and the
+  dashboard's binary frame.
+* :mod:`~sisock.web.consumer` -- thin WAMP shell: the consumer session,
+  the hub's node list, calls to nodes, live-topic fan-out.
+* :mod:`~sisock.web.http` -- thin ``twisted.web`` shell: routes, token,
+  CORS, Server-Sent Events, static files.
+* :mod:`~sisock.web.app` -- the ``sisock web`` command.
+"""

@@ -1,0 +1,337 @@
+"""The web bridge's WAMP side: one consumer session, kept alive for ever.
+
+:class:`Bridge` wraps a reconnecting component from
+:func:`sisock.wamp.make_component` (consumer credentials). On every join
+it follows the hub's topics (``data_node_added`` / ``_subtracted`` /
+``hub.started``) and re-subscribes the ``live`` topics someone listens
+to; while the router is away :attr:`Bridge.connected` is False and calls
+fail fast with a 503. Node calls ask for binary arrays and progressive
+results and are reassembled with :class:`sisock.wire.Assembler`; a sisock
+0.x node that refuses ``encoding=`` is asked again with plain lists.
+"""
+
+from __future__ import annotations
+
+from .._quiet import silence_bjdata
+
+silence_bjdata()
+
+import re  # noqa: E402
+import time  # noqa: E402
+from typing import Any, Callable  # noqa: E402
+
+from autobahn.twisted.component import Component  # noqa: E402
+from autobahn.wamp.exception import ApplicationError, TransportLost  # noqa: E402
+from autobahn.wamp.types import CallOptions  # noqa: E402
+from twisted.internet import defer  # noqa: E402
+from twisted.internet.defer import ensureDeferred  # noqa: E402
+from twisted.logger import Logger  # noqa: E402
+
+from .. import wire  # noqa: E402
+from ..settings import Settings  # noqa: E402
+from ..wamp import make_component  # noqa: E402
+from .encode import _jsonable  # noqa: E402
+from .errors import WebError  # noqa: E402
+
+log = Logger(namespace="sisock.web")
+
+#: A listener of a node's live stream: ``listener(event, payload)`` with
+#: event ``"data"`` (a JSON-ready ``get_data``-shaped dict), ``"gone"``
+#: (the hub removed the node), ``"added"`` or ``"router"``
+#: (``{"connected": bool}``).
+Listener = Callable[[str, dict], None]
+
+#: Seconds the field-to-timeline map of a node is reused.
+FIELDS_TTL = 60.0
+#: Windows (seconds before now; None = all time) tried in turn to list a
+#: node's fields when the caller gives no range: listing a long archive's
+#: fields over all time can cost the node minutes and gigabytes.
+RECENT_WINDOWS = (86400.0, 30 * 86400.0, None)
+
+
+def is_old_node_refusal(exc: ApplicationError) -> bool:
+    """True if a node refused ``encoding=`` because it predates it (sisock 0.x)."""
+    message = str(exc.args[0]) if exc.args else ""
+    return (exc.error in ("wamp.error.invalid_argument", "wamp.error.runtime_error")
+            and "unexpected keyword argument" in message and "encoding" in message)
+
+
+def live_json(payload: Any) -> dict:
+    """A ``live`` topic payload (lists or binary envelopes) as JSON-ready lists."""
+    if not isinstance(payload, dict):
+        return {"data": {}, "timeline": {}}
+    data = {k: _jsonable(wire.decode_array(v)) for k, v in payload.get("data", {}).items()}
+    timeline = {name: {"t": [float(x) for x in wire.decode_array(tl.get("t", []))],
+                       "finalized_until": tl.get("finalized_until")}
+                for name, tl in payload.get("timeline", {}).items()}
+    return {"data": data, "timeline": timeline}
+
+
+class Bridge:
+    """A consumer session shared by every HTTP request.
+
+    Parameters
+    ----------
+    settings : Settings
+        Router, realm, consumer credentials.
+    component : Component, optional
+        Built with :func:`sisock.wamp.make_component` when omitted.
+    call_timeout : float
+        Seconds to wait for a node's answer.
+    """
+
+    def __init__(self, settings: Settings, component: Component | None = None,
+                 call_timeout: float = 60.0) -> None:
+        self.settings = settings
+        self.component = component or make_component(settings)
+        self.call_timeout = call_timeout
+        self.session = None
+        self.nodes: dict[str, str] = {}
+        self.hub_seen = False
+        self._listeners: dict[str, set[Listener]] = {}
+        self._subs: dict[str, Any] = {}
+        self._old_nodes: set[str] = set()
+        self._fields: dict[str, tuple[float, dict[str, dict]]] = {}
+        self.component.on("join", lambda s, d: ensureDeferred(self._on_join(s, d)))
+        self.component.on("leave", self._on_leave)
+
+    # -- session ------------------------------------------------------------
+    @property
+    def connected(self) -> bool:
+        """True while the router session is up."""
+        return self.session is not None
+
+    def uri(self, suffix: str) -> str:
+        """``{base}.<suffix>``."""
+        return self.settings.uri(suffix)
+
+    async def _on_join(self, session, details) -> None:
+        self.session = session
+        await session.subscribe(self._on_added, self.uri("consumer.data_node_added"))
+        await session.subscribe(self._on_subtracted, self.uri("consumer.data_node_subtracted"))
+        await session.subscribe(lambda *a, **k: ensureDeferred(self.refresh()),
+                                self.uri("hub.started"))
+        self._subs.clear()
+        for node in list(self._listeners):
+            await self._subscribe_live(node)
+        try:
+            await self.refresh()
+        except WebError as exc:  # no hub yet: keep the session, the topics will tell
+            log.warn("{m}", m=exc.message)
+        log.info("web bridge joined the router (session {s})", s=details.session)
+        self._broadcast_all("router", {"connected": True})
+
+    def _on_leave(self, session, details) -> None:
+        if self.session is session:
+            self.session = None
+            self._subs.clear()
+            self._broadcast_all("router", {"connected": False})
+
+    async def refresh(self) -> list[dict]:
+        """Ask the hub for its node list (kept in :attr:`nodes`)."""
+        session = self._need_session()
+        try:
+            listed = await self._timed(session.call(self.uri("consumer.get_data_node")), 10)
+        except ApplicationError as exc:
+            if exc.error == "wamp.error.no_such_procedure":
+                self.hub_seen = False
+                raise WebError("router_unavailable",
+                               "no hub is running on the router: the list of data nodes "
+                               "is unknown (start 'sisock hub')") from None
+            raise
+        self.hub_seen = True
+        self.nodes = {n["name"]: n.get("description", "") for n in listed}
+        return [{"name": k, "description": v} for k, v in sorted(self.nodes.items())]
+
+    def _on_added(self, info, *a, **k) -> None:
+        if isinstance(info, dict) and "name" in info:
+            self.nodes[info["name"]] = info.get("description", "")
+            self._broadcast(info["name"], "added", dict(info))
+
+    def _on_subtracted(self, info, *a, **k) -> None:
+        if isinstance(info, dict) and "name" in info:
+            self.nodes.pop(info["name"], None)
+            self._fields.pop(info["name"], None)
+            self._broadcast(info["name"], "gone", dict(info))
+
+    def _need_session(self):
+        if self.session is None:
+            raise WebError("router_unavailable",
+                           f"not connected to the router at {self.settings.router_url}; "
+                           "retrying every 0.5 s")
+        return self.session
+
+    async def _timed(self, d: defer.Deferred, timeout: float | None = None) -> Any:
+        from twisted.internet import reactor
+
+        d.addTimeout(self.call_timeout if timeout is None else timeout, reactor)
+        try:
+            return await d
+        except defer.TimeoutError:
+            raise WebError("timeout", f"no answer within {self.call_timeout if timeout is None else timeout:g} s") from None
+        except TransportLost:
+            raise WebError("router_unavailable", "the router connection was lost during the call") from None
+
+    def _node_error(self, node: str, exc: ApplicationError, rpc: str) -> WebError:
+        message = str(exc.args[0]) if exc.args else exc.error
+        if exc.error == "wamp.error.no_such_procedure":
+            return WebError("not_found", f"no data node named {node!r} (see /api/nodes)")
+        kind = exc.error.rsplit(".", 1)[-1] if exc.error.startswith(self.uri("error.")) else None
+        if kind == "bad_argument":
+            return WebError("bad_argument", f"data node {node!r} refused the request: {message}")
+        if kind == "too_much_data":
+            found = re.search(r"min_stride\s*>=?\s*([0-9.eE+-]+)", message)
+            extra = {"min_stride": float(found.group(1))} if found else {}
+            return WebError("too_much_data", f"data node {node!r}: {message}", **extra)
+        if kind == "not_found":
+            return WebError("not_found", f"data node {node!r}: {message}")
+        return WebError("node_error", f"{rpc} on data node {node!r} failed: {message} [{exc.error}]")
+
+    # -- calls ----------------------------------------------------------------
+    async def get_fields(self, node: str, start: float, end: float) -> tuple[dict, dict]:
+        """``get_fields`` of ``node``: ``(field, timeline)``."""
+        session = self._need_session()
+        try:
+            field, timeline = await self._timed(session.call(
+                self.uri(f"consumer.{node}.get_fields"), start, end))
+        except ApplicationError as exc:
+            raise self._node_error(node, exc, "get_fields") from None
+        self._fields[node] = (time.monotonic(), {**self._cached_fields(node), **field})
+        return field, timeline
+
+    async def recent_fields(self, node: str) -> tuple[dict, dict, float, float]:
+        """Fields of ``node`` over the shortest of :data:`RECENT_WINDOWS` that has any.
+
+        Returns ``(field, timeline, start, end)``.
+        """
+        now = time.time()
+        for window in RECENT_WINDOWS:
+            start = 1.0 if window is None else now - window
+            field, timeline = await self.get_fields(node, start, now)
+            if field:
+                return field, timeline, start, now
+        return {}, {}, 1.0, now
+
+    def _cached_fields(self, node: str) -> dict[str, dict]:
+        entry = self._fields.get(node)
+        if entry is None or time.monotonic() - entry[0] > FIELDS_TTL:
+            return {}
+        return entry[1]
+
+    async def field_info(self, node: str, fields: list[str], start: float,
+                         end: float) -> dict[str, dict]:
+        """``get_fields`` info of ``fields`` (cached; fields never seen are left out).
+
+        ``start`` and ``end`` are accepted for the signature's sake: the
+        info is looked up over :meth:`recent_fields`' windows.
+        """
+        known = self._cached_fields(node)
+        if not all(f in known for f in fields):
+            try:  # a field's type, units and timeline do not depend on the range
+                await self.recent_fields(node)
+            except WebError as exc:
+                if exc.error in ("router_unavailable", "not_found"):
+                    raise
+            known = self._cached_fields(node)
+        return {f: known[f] for f in fields if f in known}
+
+    async def get_data(self, node: str, fields: list[str], start: float, end: float,
+                       min_stride: float | None = None, method: str | None = None,
+                       stream: bool | None = None) -> dict:
+        """Fetch samples as numpy arrays, in ``get_data`` shape.
+
+        Binary arrays and (with ``stream``) progressive results are asked
+        for; the parts are reassembled in place. ``stream`` defaults to
+        True only for downsampled queries, whose size ``min_stride``
+        bounds: a full-resolution query travels as one message, so the
+        node's single-reply limit refuses a huge one before it is read.
+        """
+        if stream is None:
+            stream = min_stride is not None
+        session = self._need_session()
+        uri = self.uri(f"consumer.{node}.get_data")
+        kwargs: dict[str, Any] = {}
+        if method is not None:
+            kwargs["method"] = method
+        asm = wire.Assembler()
+        try:
+            if node in self._old_nodes:
+                asm.add(await self._timed(session.call(uri, fields, start, end, min_stride,
+                                                       **kwargs)))
+            else:
+                options = CallOptions(on_progress=lambda part, *a, **k: asm.add(part)) \
+                    if stream else None
+                try:
+                    last = await self._timed(session.call(
+                        uri, fields, start, end, min_stride, encoding="binary",
+                        options=options, **kwargs))
+                except ApplicationError as exc:
+                    if not is_old_node_refusal(exc):
+                        raise
+                    self._old_nodes.add(node)
+                    asm = wire.Assembler()
+                    last = await self._timed(session.call(uri, fields, start, end, min_stride,
+                                                          **kwargs))
+                asm.add(last)
+        except ApplicationError as exc:
+            raise self._node_error(node, exc, "get_data") from None
+        reply = asm.reply()
+        reply["field_timeline"] = await self._field_timeline(node, fields, start, end, reply)
+        return reply
+
+    async def _field_timeline(self, node, fields, start, end, reply) -> dict[str, str]:
+        """Which timeline each field belongs to: by length, else from ``get_fields``."""
+        owner = wire.field_timelines({"data": reply["data"], "timeline": reply["timeline"]})
+        unsure = [f for f in fields if len(reply["data"].get(f, ())) and f not in owner]
+        if unsure:
+            try:
+                info = await self.field_info(node, unsure, start, end)
+            except WebError:
+                info = {}
+            for f in unsure:
+                tl = info.get(f, {}).get("timeline")
+                if tl in reply["timeline"]:
+                    owner[f] = tl
+        return owner
+
+    # -- live -------------------------------------------------------------------
+    async def listen(self, node: str, listener: Listener) -> Callable[[], None]:
+        """Relay ``node``'s ``live`` topic to ``listener``; return the function that stops it."""
+        first = node not in self._listeners
+        self._listeners.setdefault(node, set()).add(listener)
+        if first and self.session is not None:
+            await self._subscribe_live(node)
+
+        def stop() -> None:
+            holders = self._listeners.get(node)
+            if holders is None:
+                return
+            holders.discard(listener)
+            if not holders:
+                del self._listeners[node]
+                sub = self._subs.pop(node, None)
+                if sub is not None and self.session is not None:
+                    d = defer.maybeDeferred(sub.unsubscribe)
+                    d.addErrback(lambda _: None)
+        return stop
+
+    async def _subscribe_live(self, node: str) -> None:
+        session = self.session
+        if session is None or node in self._subs:
+            return
+
+        def on_live(payload=None, *a, **k) -> None:
+            self._broadcast(node, "data", live_json(payload))
+
+        self._subs[node] = await session.subscribe(on_live, self.uri(f"consumer.{node}.live"))
+
+    def _broadcast(self, node: str, event: str, payload: dict) -> None:
+        for listener in list(self._listeners.get(node, ())):
+            try:
+                listener(event, payload)
+            except Exception:  # noqa: BLE001 - one broken stream must not stop the others
+                log.failure("live listener failed")
+
+    def _broadcast_all(self, event: str, payload: dict) -> None:
+        for node in list(self._listeners):
+            self._broadcast(node, event, payload)

@@ -1,0 +1,205 @@
+"""Unit tests of the web bridge's pure parts: parameters, Grafana bodies, encoders.
+
+No router and no reactor here.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+
+import numpy as np
+import pytest
+
+from sisock.web import encode, grafana, params
+from sisock.web.errors import WebError
+
+NOW = 1_800_000_000.0
+
+
+@pytest.mark.parametrize("text,seconds", [
+    ("500ms", 0.5), ("30s", 30), ("15m", 900), ("2h", 7200), ("1d", 86400),
+    ("1w", 604800), ("1y", 365 * 86400), ("1.5h", 5400), (" 10 s ", 10)])
+def test_durations_every_grafana_unit(text, seconds):
+    """Every Grafana interval unit (ms s m h d w y) converts to seconds."""
+    assert params.parse_duration("interval", text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("text", ["5", "1M", "h", "-1h", "1 hour", ""])
+def test_duration_errors_name_the_argument(text):
+    """A malformed duration is a 400 naming the argument and the units."""
+    with pytest.raises(WebError) as err:
+        params.parse_duration("interval", text)
+    assert err.value.status == 400 and "'interval'" in err.value.message
+    assert "ms s m h d w y" in err.value.message
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("1700000000", 1700000000.0), ("1700000000.25", 1700000000.25), (1700000000, 1700000000.0),
+    ("1700000000000", 1700000000.0),            # milliseconds (Grafana ${__from})
+    ("0", NOW), ("-3600", NOW - 3600), ("now", NOW), ("now-15m", NOW - 900),
+    ("now-7d", NOW - 7 * 86400),
+    ("2023-11-14T22:13:20Z", 1700000000.0), ("2023-11-14T22:13:20.500Z", 1700000000.5),
+    ("2023-11-14T22:13:20", 1700000000.0),      # no zone: UTC
+    ("2023-11-15T00:13:20+02:00", 1700000000.0)])
+def test_time_forms(text, expected):
+    """UNIX seconds, milliseconds, <= 0 relative, now-<duration> and ISO 8601 all parse."""
+    assert params.parse_time("start", text, NOW) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("text", ["soon", "2023-13-01", "nan", "inf", "now+1h", True])
+def test_time_errors(text):
+    """A malformed time is a 400 naming the argument."""
+    with pytest.raises(WebError) as err:
+        params.parse_time("start", text, NOW)
+    assert err.value.status == 400 and "'start'" in err.value.message
+
+
+def test_range_defaults_and_order():
+    """start defaults to an hour ago, end to now; end before start is refused."""
+    assert params.parse_range(None, None, NOW) == (NOW - 3600, NOW)
+    with pytest.raises(WebError) as err:
+        params.parse_range("200", "100", NOW)
+    assert "'end'" in err.value.message
+
+
+def test_data_query_validation():
+    """/api/data arguments: each error names its argument; good ones round-trip."""
+    q = params.parse_data_query({"node": "n1", "fields": "a, b,a", "start": "-60",
+                                 "min_stride": "1m", "method": "minmax", "format": "CSV"}, NOW)
+    assert (q.node, q.fields, q.start, q.end, q.min_stride, q.method, q.format) == \
+        ("n1", ["a", "b"], NOW - 60, NOW, 60.0, "minmax", "csv")
+    assert params.parse_data_query({"node": "n", "fields": "a", "min_stride": "0"}).min_stride is None
+    cases = [({"fields": "a"}, "'node'"), ({"node": "a.b", "fields": "a"}, "'node'"),
+             ({"node": "n"}, "'fields'"), ({"node": "n", "fields": "a", "min_stride": "-1"}, "'min_stride'"),
+             ({"node": "n", "fields": "a", "min_stride": "1e11"}, "'min_stride'"),
+             ({"node": "n", "fields": "a", "min_stride": "5", "method": "median"}, "'method'"),
+             ({"node": "n", "fields": "a", "method": "max"}, "'method'"),
+             ({"node": "n", "fields": "a", "format": "xml"}, "'format'"),
+             ({"node": "n", "fields": ",".join(f"f{i}" for i in range(65))}, "limit is 64")]
+    for args, needle in cases:
+        with pytest.raises(WebError) as err:
+            params.parse_data_query(args, NOW)
+        assert err.value.status == 400 and needle in err.value.message, args
+
+
+def test_budget_suggests_a_stride_that_fits():
+    """Too many bins is a 413 whose min_stride, when used, fits the limit."""
+    with pytest.raises(WebError) as err:
+        params.check_budget(86400 * 365, 1.0, 4, "minmax", 1_000_000)
+    e = err.value
+    assert e.status == 413 and e.error == "too_much_data" and "min_stride >=" in e.message
+    params.check_budget(86400 * 365, e.body()["min_stride"], 4, "minmax", 1_000_000)
+    params.check_budget(86400, None, 4, None, 10)  # no stride: checked on the answer
+
+
+def grafana_body(**kw):
+    """A /query body as Grafana's SimpleJSON datasource sends it."""
+    body = {
+        "app": "dashboard", "requestId": "Q100", "timezone": "browser", "panelId": 2,
+        "dashboardId": None,
+        "range": {"from": "2023-11-14T22:13:20.000Z", "to": "2023-11-14T23:13:20.000Z",
+                  "raw": {"from": "now-1h", "to": "now"}},
+        "timeInfo": "", "interval": "2s", "intervalMs": 2000, "maxDataPoints": 1800,
+        "targets": [{"target": "wx::temperature", "refId": "A", "type": "timeserie",
+                     "datasource": {"type": "grafana-simple-json-datasource", "uid": "x"}},
+                    {"target": "wx::humidity", "refId": "B", "type": "table"},
+                    {"target": "cryo::stage_temp", "refId": "C", "hide": True}],
+        "scopedVars": {}, "startTime": 1700003600000, "rangeRaw": {"from": "now-1h", "to": "now"},
+        "adhocFilters": []}
+    body.update(kw)
+    return body
+
+
+def test_grafana_query_parsing():
+    """Range, targets and min_stride (coarser of intervalMs and range/maxDataPoints)."""
+    q = grafana.parse_query(grafana_body())
+    assert (q.start, q.end) == (1700000000.0, 1700003600.0)
+    assert q.min_stride == pytest.approx(2.0)  # 2 s > 3600/1800
+    assert [(t.node, t.field, t.kind) for t in q.targets] == \
+        [("wx", "temperature", "timeserie"), ("wx", "humidity", "table")]
+    assert q.by_node() == {("wx", None): ["temperature", "humidity"]}
+    q = grafana.parse_query(grafana_body(intervalMs=100, maxDataPoints=100))
+    assert q.min_stride == pytest.approx(36.0)
+    q = grafana.parse_query(grafana_body(intervalMs=None, interval="1w", maxDataPoints=None))
+    assert q.min_stride == 7 * 86400
+    q = grafana.parse_query({"range": {"from": "now-1h", "to": "now"},
+                             "targets": [{"target": "bad target"},
+                                         {"target": "n::f", "data": {"method": "max"}}]})
+    assert q.min_stride is None and [t.method for t in q.targets] == ["max"]
+    assert "node::field" in q.invalid["bad target"]
+
+
+@pytest.mark.parametrize("body,needle", [
+    ([], "JSON object"), ({"targets": []}, "'range'"),
+    ({"range": {"from": "x", "to": "now"}}, "range.from"),
+    ({"range": {"from": "now", "to": "now-1h"}}, "range.to"),
+    (grafana_body(intervalMs="2s"), "intervalMs"), (grafana_body(maxDataPoints=0), "maxDataPoints"),
+    (grafana_body(targets="a"), "'targets'"),
+    (grafana_body(targets=[{"target": "a::b", "type": "graph"}]), ".type")])
+def test_grafana_query_errors(body, needle):
+    """A malformed /query body is a 400 naming the member."""
+    with pytest.raises(WebError) as err:
+        grafana.parse_query(body)
+    assert err.value.status == 400 and needle in err.value.message
+
+
+def test_grafana_replies():
+    """timeserie datapoints are [value, ms] with NaN as null; tables and annotations."""
+    t = np.array([1.0, 2.0, 3.0])
+    v = np.array([1.5, math.nan, 2.5])
+    assert grafana.timeserie("a::b", t, v) == {
+        "target": "a::b", "datapoints": [[1.5, 1000.0], [None, 2000.0], [2.5, 3000.0]]}
+    tab = grafana.table("a::b", t, v, "number")
+    assert tab["columns"][0] == {"text": "time", "type": "time"}
+    assert tab["rows"][1] == [2000.0, None]
+    assert grafana.timeserie("x::y", t[:0], v[:0], "no node")["meta"] == {"error": "no node"}
+    anns = grafana.annotations({"name": "a"}, "n", "s", t, np.array(["x", "x", "y"], dtype=object))
+    assert [(a["time"], a["text"]) for a in anns] == [(1000.0, "s = x"), (3000.0, "s = y")]
+    assert grafana.search(["n::Temp", "n::pressure", "m::temp2"], "TEMP") == ["m::temp2", "n::Temp"]
+    assert grafana.search(["b::x", "a::y"], None) == ["a::y", "b::x"]
+
+
+class _Q:
+    node, start, end, min_stride, method = "n", 0.0, 10.0, None, None
+
+
+def _result():
+    return {"data": {"a": np.array([1.0, math.nan, 3.0]), "s": np.array(["x", "y", "z"], dtype=object),
+                     "b": np.array([True, False]), "e": np.zeros(0)},
+            "timeline": {"one": {"t": np.array([1.0, 2.0, 3.0]), "finalized_until": 3.0},
+                         "two": {"t": np.array([2.0, 4.0]), "finalized_until": None}},
+            "field_timeline": {"a": "one", "s": "one", "b": "two"}}
+
+
+def test_csv_rows_merge_timelines():
+    """CSV: one row per distinct time; empty cells for no sample or NaN; exact times."""
+    rows = list(csv.reader(io.StringIO(encode.to_csv(["a", "b", "s", "e"], _result()))))
+    assert rows[0] == ["time", "t", "a", "b", "s", "e"]
+    assert rows[1] == ["1970-01-01T00:00:01.000Z", "1.0", "1.0", "", "x", ""]
+    assert rows[2] == ["1970-01-01T00:00:02.000Z", "2.0", "", "true", "y", ""]
+    assert rows[4] == ["1970-01-01T00:00:04.000Z", "4.0", "", "false", "", ""]
+    assert len(rows) == 5
+
+
+def test_binary_frame_round_trip():
+    """The binary frame decodes back to the same arrays, aligned for Float64Array."""
+    frame = encode.to_binary(_Q(), _result())
+    assert frame[:8] == encode.MAGIC
+    head_len = int.from_bytes(frame[8:12], "little")
+    assert (16 + head_len) % 8 == 0
+    header, arrays = encode.read_binary(frame)
+    np.testing.assert_array_equal(arrays["t:one"], [1.0, 2.0, 3.0])
+    np.testing.assert_array_equal(arrays["a"], [1.0, math.nan, 3.0])
+    np.testing.assert_array_equal(arrays["b"], [1.0, 0.0])
+    assert list(arrays["s"]) == ["x", "y", "z"] and len(arrays["e"]) == 0
+    assert header["fields"]["b"]["timeline"] == "two" and header["node"] == "n"
+
+
+def test_json_body_has_nulls_not_nan():
+    """The JSON body is strict JSON: NaN becomes null."""
+    import json
+
+    body = json.dumps(encode.to_json(_Q(), _result()), allow_nan=False)
+    assert json.loads(body)["data"]["a"] == [1.0, None, 3.0]

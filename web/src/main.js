@@ -1,0 +1,574 @@
+// sisock dashboard: node/field picker, panels on one time axis, live tail.
+import uPlot from "uplot";
+import "uplot/dist/uPlot.min.css";
+import "./style.css";
+import { ApiError, dataUrl, getFrame, getJSON, openLive } from "./api.js";
+import { gapOf, joinTables, keyOf, makeOptions, seriesTable } from "./chart.js";
+import { PRESETS, parseView, viewQuery } from "./view.js";
+
+const $ = (sel) => document.querySelector(sel);
+const el = (tag, attrs = {}, ...kids) => {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === "class") e.className = v;
+    else if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
+    else e.setAttribute(k, v);
+  }
+  for (const k of kids) e.append(k);
+  return e;
+};
+
+const S = {
+  view: parseView(location.search),
+  nodes: [],
+  fields: {}, // node -> {field: info}
+  panels: [], // {fields, info, cats, raw, u, box, stride, gen}
+  active: 0,
+  range: [0, 1],
+  pending: 0,
+  live: {}, // node -> EventSource
+  liveSeen: new Set(), // nodes whose live topic delivered samples
+  errors: new Map(),
+};
+
+// What tests and the benchmark read.
+const probe = {
+  requests: [], // {url, node, fields, min_stride, method, start, end, at}
+  paints: [], // {panel, at, reason}
+  live: [], // {node, t, drawnAt}
+  get view() { return S.view; },
+  get range() { return S.range; },
+  get pending() { return S.pending; },
+  get errors() { return [...S.errors.values()]; },
+  get panels() {
+    return S.panels.map((p) => ({
+      fields: p.fields.map(keyOf),
+      stride: p.stride,
+      data: p.u ? p.u.data.map((a) => Array.from(a)) : [[]],
+      xscale: p.u ? [p.u.scales.x.min, p.u.scales.x.max] : null,
+      cats: p.cats,
+    }));
+  },
+};
+probe.uPlot = uPlot; // for the benchmark's baseline (same plotting engine)
+window.sisock = probe;
+
+// ---------------------------------------------------------------- errors
+function showError(key, err) {
+  S.errors.set(key, err instanceof ApiError ? err.message : String(err.message || err));
+  renderBanner();
+}
+function clearError(key) {
+  if (S.errors.delete(key)) renderBanner();
+}
+function renderBanner() {
+  const b = $("#banner");
+  b.replaceChildren(...[...S.errors.values()].map((m) => el("div", { class: "msg" }, m)));
+  b.hidden = S.errors.size === 0;
+}
+
+// ---------------------------------------------------------------- loading
+function busy(delta) {
+  S.pending += delta;
+  $("#loading").hidden = S.pending === 0;
+}
+
+// ---------------------------------------------------------------- URL
+function saveView() {
+  const q = viewQuery(S.view);
+  if (q !== location.search) history.replaceState(null, "", q);
+  renderToolbar();
+}
+
+// ---------------------------------------------------------------- picker
+async function loadNodes() {
+  try {
+    S.nodes = await getJSON("api/nodes", "Listing data nodes");
+    clearError("nodes");
+  } catch (e) {
+    showError("nodes", e);
+    return;
+  }
+  await Promise.all(S.nodes.map((n) => loadFields(n.name)));
+  renderPicker();
+}
+
+async function loadFields(node) {
+  try {
+    const r = await getJSON(`api/nodes/${encodeURIComponent(node)}/fields`, `Fields of ${node}`);
+    S.fields[node] = r.field;
+    clearError("fields:" + node);
+  } catch (e) {
+    showError("fields:" + node, e);
+  }
+}
+
+function renderPicker() {
+  const q = $("#search").value.trim().toLowerCase();
+  const inView = new Set((S.panels[S.active]?.fields || []).map(keyOf));
+  const groups = S.nodes.map((n) => {
+    const fields = Object.entries(S.fields[n.name] || {}).filter(([f, info]) =>
+      !q || `${n.name}:${f} ${info.description || ""} ${info.units || ""}`.toLowerCase().includes(q));
+    if (q && fields.length === 0) return null;
+    return el("div", { class: "node" },
+      el("div", { class: "node-name", title: n.description }, n.name),
+      ...fields.sort().map(([f, info]) => el("button", {
+        class: "field" + (inView.has(`${n.name}:${f}`) ? " on" : ""),
+        "data-key": `${n.name}:${f}`,
+        title: info.description || f,
+        onclick: () => toggleField(n.name, f),
+      }, el("span", {}, f), el("small", {}, info.type === "number" ? (info.units || "") : info.type))));
+  }).filter(Boolean);
+  $("#nodes").replaceChildren(...(groups.length ? groups : [el("div", { class: "empty" }, S.nodes.length ? "no field matches" : "no data nodes")]));
+}
+
+function toggleField(node, field) {
+  if (S.panels.length === 0) addPanel([]);
+  const p = S.panels[S.active];
+  const i = p.fields.findIndex((f) => f.node === node && f.field === field);
+  if (i >= 0) p.fields.splice(i, 1);
+  else p.fields.push({ node, field });
+  S.view.panels = S.panels.map((x) => x.fields.slice());
+  saveView();
+  rebuildPanel(p);
+  renderPicker();
+  syncLive();
+}
+
+// ---------------------------------------------------------------- panels
+function addPanel(fields) {
+  const p = { fields, info: {}, cats: {}, raw: {}, u: null, stride: null, gen: 0 };
+  p.box = el("section", { class: "panel" });
+  p.box.addEventListener("mousedown", () => activate(p));
+  $("#panels").append(p.box);
+  S.panels.push(p);
+  S.active = S.panels.length - 1;
+  return p;
+}
+
+function activate(p) {
+  const i = S.panels.indexOf(p);
+  if (i !== S.active) {
+    S.active = i;
+    S.panels.forEach((x, k) => x.box.classList.toggle("active", k === i));
+    renderPicker();
+  }
+}
+
+function removePanel(p) {
+  if (p.u) p.u.destroy();
+  p.box.remove();
+  S.panels.splice(S.panels.indexOf(p), 1);
+  S.active = Math.max(0, Math.min(S.active, S.panels.length - 1));
+  S.view.panels = S.panels.map((x) => x.fields.slice());
+  saveView();
+  renderPicker();
+  syncLive();
+}
+
+function panelWidth() {
+  return Math.max(300, $("#panels").clientWidth - 24);
+}
+
+function rebuildPanel(p, fetch = true) {
+  if (p.u) { p.u.destroy(); p.u = null; }
+  p.info = {};
+  for (const f of p.fields) {
+    const info = (S.fields[f.node] || {})[f.field];
+    p.info[keyOf(f)] = info ? { ...info } : { type: "number", units: null, timeline: null };
+    if (!p.cats[keyOf(f)]) p.cats[keyOf(f)] = [];
+  }
+  const head = el("header", {},
+    el("span", { class: "title" }, p.fields.length ? p.fields.map(keyOf).join(", ") : "empty panel: pick fields on the left"),
+    el("button", { class: "csv", title: "download what is on screen as CSV", onclick: () => downloadCsv(p) }, "CSV"),
+    el("button", { class: "close", title: "remove panel", onclick: () => removePanel(p) }, "✕"));
+  const plot = el("div", { class: "plot" });
+  p.box.replaceChildren(head, plot);
+  p.box.classList.toggle("active", S.panels.indexOf(p) === S.active);
+  if (p.fields.length === 0) return;
+  const opts = makeOptions(p, panelWidth(), 220, {
+    bind: {
+      mousedown: (u, targ, handler) => (e) => (e.shiftKey ? startPan(u, e) : handler(e)),
+      dblclick: () => () => { zoomOut(); return null; },
+    },
+    uplot: {
+      // a drag selects a span; we zoom every panel to it and re-query
+      setSelect: [(u) => {
+        const { left, width } = u.select;
+        if (width < 3) return;
+        const min = u.posToVal(left, "x");
+        const max = u.posToVal(left + width, "x");
+        u.setSelect({ left: 0, top: 0, width: 0, height: 0 }, false);
+        userRange(min, max);
+      }],
+      draw: [() => {
+        probe.paints.push({ panel: S.panels.indexOf(p), at: performance.now(), reason: p.reason || "scale" });
+        p.reason = null;
+      }],
+    },
+  });
+  p.u = new uPlot(opts, buildData(p), plot);
+  p.u.setScale("x", { min: S.range[0], max: S.range[1] });
+  if (fetch) fetchPanel(p);
+}
+
+function buildData(p) {
+  const tables = p.fields.map((f) => {
+    const k = keyOf(f);
+    const r = p.raw[k];
+    if (!r || r.t.length === 0) return [[], []];
+    return seriesTable(r.t, r.v, p.info[k].type, p.cats[k], gapOf(r.t, p.stride));
+  });
+  const nonEmpty = tables.filter((t) => t[0].length);
+  if (nonEmpty.length === 0) return [[], ...p.fields.map(() => [])];
+  return joinTables(tables.map((t) => (t[0].length ? t : [[S.range[0]], [null]])));
+}
+
+function redraw(p, reason) {
+  if (!p.u) return;
+  p.reason = reason;
+  p.u.setData(buildData(p), false);
+  p.u.setScale("x", { min: S.range[0], max: S.range[1] });
+}
+
+// ---------------------------------------------------------------- data
+// One request per (node, kind) for all the given panels: a node reads each
+// file once for every field it is asked for, so panels of the same node
+// share a query. A later fetch of a panel makes older answers for it stale
+// (generation counter) instead of aborting queries other panels share.
+async function fetchPanels(panels) {
+  panels = panels.filter((p) => p.u && p.fields.length);
+  if (!panels.length) return;
+  const [start, end] = S.range;
+  const px = Math.max(100, Math.min(...panels.map((p) => p.u.over.clientWidth || panelWidth())));
+  const stride = Math.max(1e-6, (end - start) / px);
+  const gen = new Map(panels.map((p) => [p, (p.gen = (p.gen || 0) + 1)]));
+  const groups = new Map();
+  for (const p of panels) {
+    for (const f of p.fields) {
+      const kind = p.info[keyOf(f)].type === "string" ? "string" : "number";
+      const g = `${f.node}|${kind}`;
+      if (!groups.has(g)) groups.set(g, { node: f.node, kind, fields: [] });
+      if (!groups.get(g).fields.includes(f.field)) groups.get(g).fields.push(f.field);
+    }
+  }
+  busy(1);
+  for (const p of panels) p.box.classList.add("loading");
+  const answers = new Map(); // "node:field" -> {t, v}
+  try {
+    await Promise.all([...groups.values()].map(async (g) => {
+      const method = g.kind === "string" ? "last" : "minmax";
+      const url = dataUrl(g.node, g.fields, start, end, stride, method);
+      const req = { url, node: g.node, fields: g.fields, min_stride: stride, method, start, end, at: performance.now() };
+      probe.requests.push(req);
+      const key = `data:${g.node}:${g.kind}`;
+      try {
+        const frame = await getFrame(url, `Loading ${g.fields.map((f) => g.node + ":" + f).join(", ")}`);
+        req.doneAt = performance.now();
+        req.bytes = frame.bytes;
+        clearError(key);
+        for (const f of g.fields) {
+          const fd = frame.fields[f];
+          const t = fd && fd.timeline ? frame.times[fd.timeline] : null;
+          answers.set(`${g.node}:${f}`, t ? { t, v: fd.values } : { t: [], v: [] });
+        }
+      } catch (e) {
+        showError(key, e);
+      }
+    }));
+    for (const p of panels) {
+      if (p.gen !== gen.get(p) || !p.u) continue; // superseded or removed
+      p.stride = stride;
+      for (const f of p.fields) if (answers.has(keyOf(f))) p.raw[keyOf(f)] = answers.get(keyOf(f));
+      redraw(p, "fetch");
+    }
+  } finally {
+    busy(-1);
+    for (const p of panels) if (p.gen === gen.get(p)) p.box.classList.remove("loading");
+  }
+}
+
+function fetchPanel(p) {
+  return fetchPanels([p]);
+}
+
+function fetchAll() {
+  return fetchPanels(S.panels);
+}
+
+let refetchTimer = null;
+function refetchSoon() {
+  clearTimeout(refetchTimer);
+  refetchTimer = setTimeout(fetchAll, 120);
+}
+
+// ---------------------------------------------------------------- range
+async function resolveRange() {
+  const now = Date.now() / 1000;
+  if (S.view.range === null) { S.range = [S.view.from, S.view.to]; return; }
+  const span = PRESETS[S.view.range];
+  if (span) { S.range = [now - span, now]; return; }
+  // "all": the earliest sample of every node in view (coarse, cheap query)
+  let first = now - 86400;
+  const nodes = new Map();
+  for (const p of S.panels) for (const f of p.fields) if ((S.fields[f.node] || {})[f.field]?.type !== "string") nodes.set(f.node, f.field);
+  const earliest = async (node, field, start, end, stride) => {
+    const fr = await getFrame(dataUrl(node, [field], start, end, stride, "first"), `Extent of ${node}`);
+    const t = Object.values(fr.times).find((x) => x.length);
+    return t ? t[0] - stride / 2 : null; // "first" stamps the bin centre
+  };
+  await Promise.all([...nodes].map(async ([node, field]) => {
+    try {
+      const month = 30 * 86400;
+      const coarse = await earliest(node, field, 1, now, month); // cheap: summary levels
+      if (coarse === null) return;
+      const fine = await earliest(node, field, coarse, Math.min(now, coarse + month), 60);
+      first = Math.min(first, fine ?? coarse);
+    } catch (e) { showError("extent:" + node, e); }
+  }));
+  S.range = [Math.max(1, first), now];
+}
+
+function setRangeAll(min, max) {
+  S.range = [min, max];
+  for (const p of S.panels) if (p.u) p.u.setScale("x", { min, max });
+}
+
+function userRange(min, max) {
+  if (!(max > min)) return;
+  S.view.range = null;
+  S.view.from = min;
+  S.view.to = max;
+  setRangeAll(min, max);
+  probe.zoomAt = performance.now();
+  saveView();
+  syncLive();
+  fetchAll();
+}
+
+function startPan(u, e) {
+  const x0 = e.clientX;
+  const [min0, max0] = [u.scales.x.min, u.scales.x.max];
+  const w = u.over.clientWidth;
+  const move = (ev) => {
+    const dt = ((x0 - ev.clientX) / w) * (max0 - min0);
+    setRangeAll(min0 + dt, max0 + dt);
+  };
+  const up = (ev) => {
+    window.removeEventListener("mousemove", move);
+    window.removeEventListener("mouseup", up);
+    const dt = ((x0 - ev.clientX) / w) * (max0 - min0);
+    userRange(min0 + dt, max0 + dt);
+  };
+  window.addEventListener("mousemove", move);
+  window.addEventListener("mouseup", up);
+  return null;
+}
+
+async function setPreset(name) {
+  S.view.range = name;
+  S.view.live = true;
+  saveView();
+  await resolveRange();
+  setRangeAll(...S.range);
+  syncLive();
+  fetchAll();
+}
+
+function shift(frac) {
+  const [a, b] = S.range;
+  const d = (b - a) * frac;
+  userRange(a + d, b + d);
+}
+
+function zoomOut() {
+  const [a, b] = S.range;
+  const d = (b - a) / 2;
+  userRange(a - d, Math.min(b + d, Date.now() / 1000 + d));
+}
+
+// ---------------------------------------------------------------- live tail
+function liveWanted() {
+  return S.view.live && S.view.range !== null && S.view.range !== "all";
+}
+
+function syncLive() {
+  const want = new Set();
+  if (liveWanted()) for (const p of S.panels) for (const f of p.fields) want.add(f.node);
+  for (const [node, es] of Object.entries(S.live)) {
+    if (!want.has(node)) { es.close(); delete S.live[node]; }
+  }
+  for (const node of want) if (!S.live[node]) S.live[node] = openLive(node, (ev, d) => onLive(node, ev, d));
+  renderToolbar();
+}
+
+let liveFrame = 0;
+const dirty = new Set();
+function onLive(node, ev, d) {
+  if (ev === "gone") {
+    showError("node:" + node, new Error(`Data node '${node}' left the hub (stopped or lost): its live tail is paused`));
+    return;
+  }
+  if (ev === "added" || ev === "hello") {
+    clearError("node:" + node);
+    if (ev === "added") fetchAll();
+    return;
+  }
+  if (ev === "router") {
+    if (!d.connected) showError("router", new Error("The web bridge lost the router: retrying every 0.5 s"));
+    else { clearError("router"); fetchAll(); }
+    return;
+  }
+  if (ev === "error") return; // EventSource reconnects by itself; /api/status reports the bridge
+  if (ev !== "data" || !liveWanted()) return;
+  clearError("node:" + node);
+  if (!S.liveSeen.has(node)) { S.liveSeen.add(node); renderToolbar(); }
+  const tls = d.timeline || {};
+  let newest = 0;
+  for (const p of S.panels) {
+    let touched = false;
+    for (const f of p.fields) {
+      if (f.node !== node || !(f.field in d.data)) continue;
+      const k = keyOf(f);
+      const tlName = p.info[k].timeline in tls ? p.info[k].timeline : Object.keys(tls)[0];
+      const ts = tlName ? tls[tlName].t : [];
+      const vs = d.data[f.field].map((v) => (v === null ? NaN : v));
+      if (ts.length !== vs.length || ts.length === 0) continue;
+      const r = p.raw[k] || { t: [], v: [] };
+      const cut = r.t.length ? r.t[r.t.length - 1] : -Infinity;
+      const keep = ts.map((t, i) => i).filter((i) => ts[i] > cut);
+      if (!keep.length) continue;
+      r.t = Array.from(r.t).concat(keep.map((i) => ts[i]));
+      r.v = Array.from(r.v).concat(keep.map((i) => vs[i]));
+      p.raw[k] = r;
+      newest = Math.max(newest, ts[ts.length - 1]);
+      touched = true;
+    }
+    if (touched) dirty.add(p);
+  }
+  if (!dirty.size) return;
+  if (!liveFrame) {
+    liveFrame = requestAnimationFrame(() => {
+      liveFrame = 0;
+      const span = PRESETS[S.view.range];
+      const end = Math.max(Date.now() / 1000, newest);
+      S.range = [end - span, end];
+      for (const p of dirty) {
+        const k0 = S.range[0];
+        for (const r of Object.values(p.raw)) {
+          let i = 0;
+          while (i < r.t.length && r.t[i] < k0) i++;
+          if (i > 0 && Array.isArray(r.t)) { r.t.splice(0, i); r.v.splice(0, i); }
+        }
+        redraw(p, "live");
+      }
+      dirty.clear();
+      setRangeAll(...S.range);
+      probe.live.push({ node, t: newest, drawnAt: Date.now() / 1000 });
+    });
+  }
+}
+
+// ---------------------------------------------------------------- CSV
+function downloadCsv(p) {
+  if (!p.u) return;
+  const [x, ...ys] = p.u.data;
+  const [a, b] = S.range;
+  const keys = p.fields.map(keyOf);
+  const lines = ["time,t," + keys.map((k) => `"${k}"`).join(",")];
+  for (let i = 0; i < x.length; i++) {
+    if (x[i] < a || x[i] > b) continue;
+    if (ys.every((y) => y[i] === null || y[i] === undefined)) continue;
+    const cells = ys.map((y, j) => {
+      const v = y[i];
+      if (v === null || v === undefined) return "";
+      const info = p.info[keys[j]];
+      if (info.type === "string") return `"${String(p.cats[keys[j]][v]).replace(/"/g, '""')}"`;
+      return String(v);
+    });
+    lines.push(`${new Date(x[i] * 1000).toISOString()},${x[i]},${cells.join(",")}`);
+  }
+  const blob = new Blob([lines.join("\n") + "\n"], { type: "text/csv" });
+  const a2 = el("a", { href: URL.createObjectURL(blob), download: `sisock_${Math.round(a)}_${Math.round(b)}.csv` });
+  document.body.append(a2);
+  a2.click();
+  a2.remove();
+}
+
+// ---------------------------------------------------------------- toolbar
+function toIso(t) { return new Date(t * 1000).toISOString().slice(0, 19); }
+
+function renderToolbar() {
+  for (const b of document.querySelectorAll("#presets button")) b.classList.toggle("on", b.dataset.range === S.view.range);
+  $("#live").checked = liveWanted();
+  const streaming = Object.keys(S.live).filter((n) => S.liveSeen.has(n));
+  $("#live-state").textContent = liveWanted() ? (streaming.length ? `live: ${streaming.join(", ")}` : "live: waiting for samples") : "";
+  if (document.activeElement !== $("#from")) $("#from").value = toIso(S.range[0]);
+  if (document.activeElement !== $("#to")) $("#to").value = toIso(S.range[1]);
+}
+
+function applyAbsolute() {
+  const from = Date.parse($("#from").value + "Z") / 1000;
+  const to = Date.parse($("#to").value + "Z") / 1000;
+  if (!(isFinite(from) && isFinite(to) && to > from)) {
+    showError("range", new Error("Absolute range: 'to' must be after 'from' (UTC, YYYY-MM-DDTHH:MM:SS)"));
+    return;
+  }
+  clearError("range");
+  userRange(from, to);
+}
+
+async function pollStatus() {
+  try {
+    const s = await getJSON("api/status", "Web bridge status");
+    clearError("bridge");
+    $("#status").className = s.connected ? "ok" : "bad";
+    $("#status").title = s.connected ? `connected to ${s.router}` : `router ${s.router} away`;
+    if (!s.connected) showError("router", new Error(`The web bridge is not connected to the router at ${s.router}: retrying`));
+    else if (S.errors.has("router")) { clearError("router"); fetchAll(); }
+  } catch (e) {
+    $("#status").className = "bad";
+    showError("bridge", e);
+  }
+}
+
+// A first view for a newcomer: one panel per node (up to four) with the
+// node's first numeric field, last hour, live.
+function defaultPanels() {
+  const out = [];
+  for (const n of S.nodes) {
+    const first = Object.entries(S.fields[n.name] || {}).find(([, info]) => info.type === "number");
+    if (first) out.push([{ node: n.name, field: first[0] }]);
+    if (out.length === 4) break;
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------- start
+async function main() {
+  $("#presets").replaceChildren(...Object.keys(PRESETS).map((r) => el("button", { "data-range": r, onclick: () => setPreset(r) }, r)));
+  $("#search").addEventListener("input", renderPicker);
+  $("#add-panel").addEventListener("click", () => { addPanel([]); rebuildPanel(S.panels[S.active]); S.panels.forEach((x, k) => x.box.classList.toggle("active", k === S.active)); renderPicker(); });
+  $("#live").addEventListener("change", (e) => { S.view.live = e.target.checked; if (e.target.checked && S.view.range === null) { setPreset("1h"); return; } saveView(); syncLive(); });
+  $("#apply").addEventListener("click", applyAbsolute);
+  $("#back").addEventListener("click", () => shift(-0.5));
+  $("#fwd").addEventListener("click", () => shift(0.5));
+  $("#zoomout").addEventListener("click", zoomOut);
+  window.addEventListener("resize", () => { for (const p of S.panels) if (p.u) p.u.setSize({ width: panelWidth(), height: 220 }); refetchSoon(); });
+  await loadNodes();
+  if (!S.view.chosen) S.view.panels = defaultPanels();
+  for (const fields of S.view.panels) addPanel(fields.slice());
+  await resolveRange();
+  for (const p of S.panels) rebuildPanel(p, false);
+  fetchAll(); // one query per node for every panel
+  S.active = 0;
+  S.panels.forEach((x, k) => x.box.classList.toggle("active", k === 0));
+  renderPicker();
+  saveView();
+  syncLive();
+  pollStatus();
+  setInterval(pollStatus, 5000);
+  probe.ready = true;
+}
+
+main();
