@@ -30,7 +30,6 @@ import argparse
 import glob
 import json
 import os
-import socket
 import statistics
 import sys
 import tempfile

@@ -12,26 +12,23 @@ results and are reassembled with :class:`sisock.wire.Assembler`; a sisock
 
 from __future__ import annotations
 
-from .._quiet import silence_bjdata
+import re
+import time
+from typing import Any, Callable
 
-silence_bjdata()
+from autobahn.twisted.component import Component
+from autobahn.wamp.exception import ApplicationError, TransportLost
+from autobahn.wamp.types import CallOptions
+from twisted.internet import defer
+from twisted.internet.defer import ensureDeferred
+from twisted.logger import Logger
 
-import re  # noqa: E402
-import time  # noqa: E402
-from typing import Any, Callable  # noqa: E402
-
-from autobahn.twisted.component import Component  # noqa: E402
-from autobahn.wamp.exception import ApplicationError, TransportLost  # noqa: E402
-from autobahn.wamp.types import CallOptions  # noqa: E402
-from twisted.internet import defer  # noqa: E402
-from twisted.internet.defer import ensureDeferred  # noqa: E402
-from twisted.logger import Logger  # noqa: E402
-
-from .. import wire  # noqa: E402
-from ..settings import Settings  # noqa: E402
-from ..wamp import make_component  # noqa: E402
-from .encode import _jsonable  # noqa: E402
-from .errors import WebError  # noqa: E402
+from .. import wire
+from ..protocol import OLD_NODE_ERRORS
+from ..settings import Settings
+from ..wamp import make_component
+from .encode import _jsonable
+from .errors import WebError
 
 log = Logger(namespace="sisock.web")
 
@@ -50,10 +47,12 @@ RECENT_WINDOWS = (86400.0, 30 * 86400.0, None)
 
 
 def is_old_node_refusal(exc: ApplicationError) -> bool:
-    """True if a node refused ``encoding=`` because it predates it (sisock 0.x)."""
-    message = str(exc.args[0]) if exc.args else ""
-    return (exc.error in ("wamp.error.invalid_argument", "wamp.error.runtime_error")
-            and "unexpected keyword argument" in message and "encoding" in message)
+    """True if a node refused ``encoding=`` because it predates it (sisock 0.x).
+
+    A sisock node sends only ``{base}.error.*``; autobahn's generic errors
+    (:data:`sisock.protocol.OLD_NODE_ERRORS`) come from a 0.x node.
+    """
+    return exc.error in OLD_NODE_ERRORS
 
 
 def live_json(payload: Any) -> dict:
@@ -83,6 +82,7 @@ class Bridge:
     def __init__(self, settings: Settings, component: Component | None = None,
                  call_timeout: float = 60.0) -> None:
         self.settings = settings
+        self.uris = settings.uris
         self.component = component or make_component(settings)
         self.call_timeout = call_timeout
         self.session = None
@@ -101,16 +101,12 @@ class Bridge:
         """True while the router session is up."""
         return self.session is not None
 
-    def uri(self, suffix: str) -> str:
-        """``{base}.<suffix>``."""
-        return self.settings.uri(suffix)
-
     async def _on_join(self, session, details) -> None:
         self.session = session
-        await session.subscribe(self._on_added, self.uri("consumer.data_node_added"))
-        await session.subscribe(self._on_subtracted, self.uri("consumer.data_node_subtracted"))
+        await session.subscribe(self._on_added, self.uris.node_added)
+        await session.subscribe(self._on_subtracted, self.uris.node_subtracted)
         await session.subscribe(lambda *a, **k: ensureDeferred(self.refresh()),
-                                self.uri("hub.started"))
+                                self.uris.hub_started)
         self._subs.clear()
         for node in list(self._listeners):
             await self._subscribe_live(node)
@@ -131,7 +127,7 @@ class Bridge:
         """Ask the hub for its node list (kept in :attr:`nodes`)."""
         session = self._need_session()
         try:
-            listed = await self._timed(session.call(self.uri("consumer.get_data_node")), 10)
+            listed = await self._timed(session.call(self.uris.list_nodes), 10)
         except ApplicationError as exc:
             if exc.error == "wamp.error.no_such_procedure":
                 self.hub_seen = False
@@ -176,7 +172,7 @@ class Bridge:
         message = str(exc.args[0]) if exc.args else exc.error
         if exc.error == "wamp.error.no_such_procedure":
             return WebError("not_found", f"no data node named {node!r} (see /api/nodes)")
-        kind = exc.error.rsplit(".", 1)[-1] if exc.error.startswith(self.uri("error.")) else None
+        kind = exc.error.rsplit(".", 1)[-1] if self.uris.is_error(exc.error) else None
         if kind == "bad_argument":
             return WebError("bad_argument", f"data node {node!r} refused the request: {message}")
         if kind == "too_much_data":
@@ -193,7 +189,7 @@ class Bridge:
         session = self._need_session()
         try:
             field, timeline = await self._timed(session.call(
-                self.uri(f"consumer.{node}.get_fields"), start, end))
+                self.uris.get_fields(node), start, end))
         except ApplicationError as exc:
             raise self._node_error(node, exc, "get_fields") from None
         self._fields[node] = (time.monotonic(), {**self._cached_fields(node), **field})
@@ -249,11 +245,12 @@ class Bridge:
         if stream is None:
             stream = min_stride is not None
         session = self._need_session()
-        uri = self.uri(f"consumer.{node}.get_data")
+        uri = self.uris.get_data(node)
         kwargs: dict[str, Any] = {}
         if method is not None:
             kwargs["method"] = method
         asm = wire.Assembler()
+        last = None
         try:
             if node in self._old_nodes:
                 asm.add(await self._timed(session.call(uri, fields, start, end, min_stride,
@@ -276,12 +273,17 @@ class Bridge:
         except ApplicationError as exc:
             raise self._node_error(node, exc, "get_data") from None
         reply = asm.reply()
-        reply["field_timeline"] = await self._field_timeline(node, fields, start, end, reply)
+        given = last.get("field_timeline") if isinstance(last, dict) else None
+        reply["field_timeline"] = await self._field_timeline(
+            node, fields, start, end, reply, given if isinstance(given, dict) else {})
         return reply
 
-    async def _field_timeline(self, node, fields, start, end, reply) -> dict[str, str]:
-        """Which timeline each field belongs to: by length, else from ``get_fields``."""
+    async def _field_timeline(self, node, fields, start, end, reply,
+                              given: dict[str, str]) -> dict[str, str]:
+        """Which timeline each field is on: as the node says (sisock binary replies);
+        for fields it does not name (0.x nodes), by length, else from ``get_fields``."""
         owner = wire.field_timelines({"data": reply["data"], "timeline": reply["timeline"]})
+        owner.update({f: tl for f, tl in given.items() if tl in reply["timeline"]})
         unsure = [f for f in fields if len(reply["data"].get(f, ())) and f not in owner]
         if unsure:
             try:
@@ -323,7 +325,7 @@ class Bridge:
         def on_live(payload=None, *a, **k) -> None:
             self._broadcast(node, "data", live_json(payload))
 
-        self._subs[node] = await session.subscribe(on_live, self.uri(f"consumer.{node}.live"))
+        self._subs[node] = await session.subscribe(on_live, self.uris.live(node))
 
     def _broadcast(self, node: str, event: str, payload: dict) -> None:
         for listener in list(self._listeners.get(node, ())):
