@@ -42,12 +42,14 @@ class BenchStack:
         A fresh ``SISOCK_HOME``.
     proxies : int
         Proxy workers in front of the router worker (``sisock router --proxies``).
+    tls : bool
+        Serve ``wss://`` (development CA in ``home``).
     """
 
-    def __init__(self, home: Path, proxies: int = 0) -> None:
+    def __init__(self, home: Path, proxies: int = 0, tls: bool = False) -> None:
         self.home = home
         self.port = free_port()
-        self.url = f"ws://127.0.0.1:{self.port}/ws"
+        self.url = f"{'wss' if tls else 'ws'}://127.0.0.1:{self.port}/ws"
         self.proxies = proxies
         self.env = {k: v for k, v in os.environ.items() if not k.startswith(("SISOCK_", "WAMP_"))}
         self.env.update(SISOCK_HOME=str(home), SISOCK_ROUTER_URL=self.url)

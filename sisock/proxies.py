@@ -37,7 +37,7 @@ def backend_transport(socket_path: Path, public: dict) -> dict:
     return {
         "type": "websocket",
         "endpoint": {"type": "unix", "path": str(socket_path)},
-        "serializers": ["cbor", "msgpack", "json"],
+        "serializers": ["msgpack", "cbor", "json"],
         "options": {"max_message_size": public.get("options", {}).get("max_message_size",
                                                                          16 * 2**20)},
         "auth": {"anonymous-proxy": {"type": "static"}},
@@ -59,7 +59,7 @@ def proxy_worker(index: int, public: dict, socket_path: Path, realm: str) -> dic
                     "type": "websocket",
                     "endpoint": {"type": "unix", "path": str(socket_path)},
                     "url": "ws://localhost",
-                    "serializers": ["cbor"],
+                    "serializers": ["msgpack"],
                     "options": {"max_message_payload_size": max_size},
                 },
                 "auth": {"anonymous-proxy": {"type": "static"}},
