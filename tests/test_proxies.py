@@ -76,6 +76,7 @@ def proxy_of(port: int, client_pid: int) -> set[int]:
             and c.raddr.port in client_ports and c.status == psutil.CONN_ESTABLISHED}
 
 
+@pytest.mark.integration
 def test_node_and_consumers_through_different_proxies(tmp_path):
     """A TLS router with 2 proxies: a node behind one, consumers behind the other, all works."""
     port = free_port()
