@@ -116,3 +116,47 @@ def test_hub_restart_keeps_replicas(stack, procs, client, archive):
     for p in (a, b, c):
         p.stop()
     wait_for(lambda: NAME not in listed(client), 20, "name kept after its replicas left")
+
+
+@pytest.mark.integration
+def test_replicas_must_share_an_account(tmp_path, archive):
+    """With per-node accounts, a replica under another account cannot join (private router)."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import REPO, Proc, free_port, wait_port
+
+    port = free_port()
+    url = f"ws://127.0.0.1:{port}/ws"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SISOCK_", "WAMP_"))}
+    env.update(SISOCK_HOME=str(tmp_path), SISOCK_ROUTER_URL=url)
+    accounts = {}
+    for name in ("archive-a", "archive-b"):
+        out = subprocess.run([sys.executable, "-m", "sisock", "credentials", "add", name,
+                              "--role", "server", "--home", str(tmp_path)],
+                             capture_output=True, text=True, cwd=REPO, check=True)
+        accounts[name] = dict(line.split("=", 1) for line in out.stdout.split())
+    started = [Proc("acct-router", ["router", "--loglevel", "warn"], tmp_path, env).start()]
+    try:
+        wait_port(port, 60, started[0].proc)
+        started.append(Proc("acct-hub", ["hub"], tmp_path, env).start())
+
+        def replica(account: str) -> Proc:
+            p = Proc(f"acct-{account}-{len(started)}",
+                     ["serve", "hdf5", "--name", NAME, "--archive", str(archive), "--replica"],
+                     tmp_path, {**env, **accounts[account]}).start()
+            started.append(p)
+            return p
+
+        with connect(url, home=str(tmp_path), timeout=10) as c:
+            first = replica("archive-a")
+            wait_for(lambda: NAME in listed(c), 40, "replica never listed:\n" + first.log())
+            stranger = replica("archive-b")
+            assert stranger.proc.wait(60) == 3, stranger.log()
+            second = replica("archive-a")
+            wait_for(lambda: replicas(c).get(NAME) == 2, 40, "same-account replica refused:\n"
+                     + second.log())
+    finally:
+        for p in reversed(started):
+            p.stop()
