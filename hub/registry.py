@@ -7,8 +7,8 @@ sisock 0.x servers (register, then add) and new ones (add, then register)
 are both served. Only the owning session may list or subtract a name; a
 name is freed when its session leaves.
 
-*Replicated* names (``sisock serve hdf5 --replica``, README "Replicas and
-proxies") are served by several sessions at once through a WAMP shared
+*Replicated* names (``sisock serve hdf5 --replica``, ``docs/scaling.md``)
+are served by several sessions at once through a WAMP shared
 registration. The first claim decides: a name first claimed as a replica is
 replicable, and further sessions may join it only when they too claim as a
 replica *and* authenticated with the same authid as the first; a name first
