@@ -25,7 +25,12 @@ def run(*argv: str, check: bool = True) -> subprocess.CompletedProcess:
 
 
 def available() -> str | None:
-    """None when namespaces can be made here, else why not."""
+    """None when namespaces, veth pairs and a bridge can be made here, else why not.
+
+    ``SISOCK_TEST_NO_NETNS=1`` answers "disabled" (to exercise the fallback).
+    """
+    if os.environ.get("SISOCK_TEST_NO_NETNS"):
+        return "disabled by SISOCK_TEST_NO_NETNS"
     name = f"{PREFIX}{os.getpid()}probe"
     try:
         out = run("ip", "netns", "add", name, check=False)
@@ -33,8 +38,16 @@ def available() -> str | None:
         return "the 'ip' command is missing"
     if out.returncode != 0:
         return out.stderr.strip() or "ip netns add failed"
-    run("ip", "netns", "del", name, check=False)
-    return None
+    try:
+        for argv in (("link", "add", "br0", "type", "bridge"),
+                     ("link", "add", "v0", "type", "veth", "peer", "name", "v1"),
+                     ("link", "set", "v1", "master", "br0")):
+            out = run("ip", "-n", name, *argv, check=False)
+            if out.returncode != 0:
+                return out.stderr.strip() or f"ip {' '.join(argv)} failed"
+        return None
+    finally:
+        run("ip", "netns", "del", name, check=False)
 
 
 def remove_stale() -> None:

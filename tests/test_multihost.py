@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 import netns
-from conftest import REPO, Proc, wait_for
+from conftest import REPO, Proc, free_port, wait_for
 from sisock import credentials
 from sisock.generate import generate
 
@@ -81,7 +81,8 @@ def test_four_hosts_tls_and_link_loss(tmp_path):
         hosts = LoopbackHosts(ROLES)
     started: list[Proc] = []
     try:
-        url = f"wss://{hosts.ip('router')}:8080/ws"
+        port = 8080 if isinstance(hosts, netns.Hosts) else free_port(hosts.ip("router"))
+        url = f"wss://{hosts.ip('router')}:{port}/ws"
         rhome, hhome, nhome, chome = (tmp_path / r for r in ROLES)
         for d in (rhome, hhome, nhome, chome):
             d.mkdir()
@@ -150,7 +151,7 @@ def test_four_hosts_tls_and_link_loss(tmp_path):
         assert joins == 2, node.log()[-2000:]  # one new session, same process, same name
         gone = next((o["t"] for o in observations(consumer)
                      if t_down < o["t"] < t_up and o.get("listed") is False), None)
-        print(f"\nnode link down {OUTAGE:.0f} s: "
+        print(f"\nnode {'link down' if isinstance(hosts, netns.Hosts) else 'frozen'} {OUTAGE:.0f} s: "
               + (f"unlisted {gone - t_down:.1f} s after the link went down; " if gone else "")
               + f"served again {back['t'] - t_up:.2f} s after the link came back")
     finally:
