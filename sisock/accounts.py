@@ -89,6 +89,30 @@ def wampcra_users(home: Path) -> dict[str, dict]:
     return {authid: {"secret": u["secret"], "role": u["role"]} for authid, u in read(home).items()}
 
 
+def add_wampcra_users(config: object, home: Path) -> None:
+    """Add the issued accounts to every static WAMP-CRA user list in a router config.
+
+    Walks the whole config, so every transport (WebSocket, RawSocket, or
+    both inside a ``universal`` transport) accepts them.
+    """
+    users = wampcra_users(home)
+    if users:
+        _add_users(config, users)
+
+
+def _add_users(config: object, users: dict) -> None:
+    if isinstance(config, dict):
+        auth = config.get("auth")
+        wampcra = auth.get("wampcra") if isinstance(auth, dict) else None
+        if isinstance(wampcra, dict) and isinstance(wampcra.get("users"), dict):
+            wampcra["users"].update(users)
+        for value in config.values():
+            _add_users(value, users)
+    elif isinstance(config, list):
+        for value in config:
+            _add_users(value, users)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``sisock credentials``."""
     home = argparse.ArgumentParser(add_help=False)

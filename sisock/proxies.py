@@ -10,10 +10,11 @@ and forward WAMP messages to the router worker over a local Unix socket.
   and listens only on ``$SISOCK_HOME/router/router.sock``, accepting
   ``anonymous-proxy`` authentication there (Crossbar allows it on Unix
   sockets only; the socket file is reachable by this user only);
-* N proxy workers each listen on the public address (the same port,
-  shared with ``SO_REUSEPORT``: the kernel spreads connections over them),
-  with the same transport options, serializers, TLS and WAMP-CRA users as
-  the single router had, and route every role to the router worker.
+* N proxy workers each listen on every public transport of the router (the
+  same ports, shared with ``SO_REUSEPORT``: the kernel spreads connections
+  over them), with the same transport options, serializers, TLS and
+  WAMP-CRA users as the single router had, and route every role to the
+  router worker.
 
 Clients see no difference: same URL, credentials and URIs. Every session
 still joins the one realm, so the hub, the authorizer and caller
@@ -32,24 +33,42 @@ SOCKET_NAME = "router.sock"
 PROXIED_ROLES = ("hub", "server", "consumer")
 
 
-def backend_transport(socket_path: Path, public: dict) -> dict:
+def max_message_size(transport: object) -> int:
+    """The largest ``max_message_size`` anywhere in a transport config (16 MiB if none)."""
+    found: list[int] = []
+
+    def walk(obj: object) -> None:
+        if isinstance(obj, dict):
+            if isinstance(obj.get("max_message_size"), int):
+                found.append(obj["max_message_size"])
+            for value in obj.values():
+                walk(value)
+        elif isinstance(obj, list):
+            for value in obj:
+                walk(value)
+
+    walk(transport)
+    return max(found, default=16 * 2**20)
+
+
+def backend_transport(socket_path: Path, public: list[dict]) -> dict:
     """The router worker's transport towards the proxies (a Unix-socket WebSocket)."""
     return {
         "type": "websocket",
         "endpoint": {"type": "unix", "path": str(socket_path)},
         "serializers": ["msgpack", "cbor", "json"],
-        "options": {"max_message_size": public.get("options", {}).get("max_message_size",
-                                                                         16 * 2**20)},
+        "options": {"max_message_size": max_message_size(public)},
         "auth": {"anonymous-proxy": {"type": "static"}},
     }
 
 
-def proxy_worker(index: int, public: dict, socket_path: Path, realm: str) -> dict:
-    """One proxy worker listening on the public transport, forwarding to ``socket_path``."""
-    transport = copy.deepcopy(public)
-    transport["endpoint"]["shared"] = True
-    transport.pop("id", None)
-    max_size = public.get("options", {}).get("max_message_size", 16 * 2**20)
+def proxy_worker(index: int, public: list[dict], socket_path: Path, realm: str) -> dict:
+    """One proxy worker listening on the public transports, forwarding to ``socket_path``."""
+    transports = copy.deepcopy(public)
+    for transport in transports:
+        transport["endpoint"]["shared"] = True
+        transport.pop("id", None)
+    max_size = max_message_size(public)
     return {
         "type": "proxy",
         "id": f"proxy{index + 1}",
@@ -66,7 +85,7 @@ def proxy_worker(index: int, public: dict, socket_path: Path, realm: str) -> dic
             }
         },
         "routes": {realm: {role: "router" for role in PROXIED_ROLES}},
-        "transports": [transport],
+        "transports": transports,
     }
 
 
@@ -103,7 +122,7 @@ def with_proxies(config: dict, proxies: int, cbdir: Path) -> dict:
                          "allows (100 characters): use a shorter SISOCK_HOME")
     out = copy.deepcopy(config)
     router = out["workers"][0]
-    public = router["transports"][0]
+    public = router["transports"]
     realm = router["realms"][0]["name"]
     router["transports"] = [backend_transport(socket_path, public)]
     out["workers"] += [proxy_worker(i, public, socket_path, realm) for i in range(proxies)]

@@ -94,10 +94,9 @@ def prepare(settings: Settings, proxies: int = 0) -> Path:
     tls = credentials.ensure_tls(settings.home, settings.host) if settings.is_tls else None
     template = json.loads(template_path().read_text())
     config = render(template, settings, creds, tls)
-    from .accounts import wampcra_users
+    from .accounts import add_wampcra_users
 
-    config["workers"][0]["transports"][0]["auth"]["wampcra"]["users"].update(
-        wampcra_users(settings.home))  # accounts issued with `sisock credentials add`
+    add_wampcra_users(config, settings.home)  # accounts issued with `sisock credentials add`
     cbdir = Path(settings.home) / "router"
     cbdir.mkdir(parents=True, exist_ok=True)
     if proxies:

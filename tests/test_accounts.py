@@ -77,3 +77,17 @@ def test_cli_add_prints_env_lines(tmp_path, capsys):
     assert listing.strip() == "node-b\tconsumer" and lines["SISOCK_SECRET"] not in listing
     assert main(["credentials", "add", "node-b", "--role", "server", "--home",
                  str(tmp_path)]) == 2
+
+
+def test_issued_accounts_reach_every_transport(tmp_path):
+    """A universal transport (WebSocket and RawSocket inside) gets the accounts in both."""
+    secret = accounts.add(tmp_path, "node-c", "server")
+    config = {"workers": [{"transports": [{
+        "type": "universal",
+        "websocket": {"/ws": {"type": "websocket", "auth": {"wampcra": {"users": {}}}}},
+        "rawsocket": {"type": "rawsocket", "auth": {"wampcra": {"users": {"hub": {}}}}}}]}]}
+    accounts.add_wampcra_users(config, tmp_path)
+    universal = config["workers"][0]["transports"][0]
+    for t in (universal["websocket"]["/ws"], universal["rawsocket"]):
+        assert t["auth"]["wampcra"]["users"]["node-c"] == {"secret": secret, "role": "server"}
+    assert "hub" in universal["rawsocket"]["auth"]["wampcra"]["users"]

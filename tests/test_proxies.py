@@ -144,3 +144,18 @@ def test_node_and_consumers_through_different_proxies(tmp_path):
     finally:
         for p in reversed(started):
             p.stop()
+
+
+@pytest.mark.unit
+def test_with_proxies_carries_every_public_transport(tmp_path):
+    """Each proxy listens on all the router's public transports; the largest message size is kept."""
+    base = rendered(tmp_path, "ws://127.0.0.1:9000/ws")
+    extra = {"type": "rawsocket", "endpoint": {"type": "tcp", "port": 9001},
+             "options": {"max_message_size": 2**20}, "auth": {"wampcra": {"users": {}}}}
+    base["workers"][0]["transports"].append(extra)
+    config = with_proxies(base, 2, tmp_path)
+    for proxy in config["workers"][1:]:
+        assert [t["endpoint"]["port"] for t in proxy["transports"]] == [9000, 9001]
+        assert all(t["endpoint"]["shared"] for t in proxy["transports"])
+    (backend,) = config["workers"][0]["transports"]
+    assert backend["options"]["max_message_size"] == 64 * 2**20
