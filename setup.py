@@ -64,6 +64,7 @@ setup(
             "ipykernel>=6.29",
             "matplotlib>=3.8",
             "xarray>=2024.1",
+            "pyyaml>=6",
         ],
     },
     entry_points={"console_scripts": ["sisock = sisock.cli:main"]},
