@@ -66,6 +66,7 @@ setup(
             "matplotlib>=3.8",
             "xarray>=2024.1",
             "playwright>=1.40",
+            "pyyaml>=6",
         ],
     },
     entry_points={"console_scripts": ["sisock = sisock.cli:main"]},

@@ -71,16 +71,26 @@ class Hub:
         elif self.registry.owner(name) is not None:
             log.warn("session {s} may not subtract {name!r}", s=caller, name=name)
 
-    def claim(self, name, session=None, details=None) -> bool:
+    def claim(self, name, session=None, replica=False, authid=None, details=None) -> bool:
         """``data_node.claim``: reserve ``name`` without listing it.
 
         The router's authorizer asks on behalf of ``session`` (its own
         calls are not disclosed); a data node may claim only for itself,
-        so for a disclosed caller the argument is ignored.
+        so for a disclosed caller the argument is ignored. ``replica`` asks
+        to join a replicated name; ``authid`` is that of the asking session
+        (the router's, when it discloses the caller).
         """
         if not valid_name(name):
             return False
-        return self.registry.claim(name, self._caller(details, session))
+        disclosed = getattr(details, "caller", None) if details is not None else None
+        if disclosed is not None:
+            authid = getattr(details, "caller_authid", None)
+        return self.registry.claim(name, self._caller(details, session), replica=bool(replica),
+                                   authid=authid if isinstance(authid, str) else None)
+
+    def get_replicas(self) -> dict:
+        """``consumer.get_replicas``: ``{name: number of sessions serving it}``."""
+        return self.registry.replica_counts()
 
     def get_data_node(self) -> list:
         """``consumer.get_data_node``: the listed nodes."""
@@ -110,12 +120,25 @@ class Hub:
             callees = await session.call("wamp.registration.list_callees", reg_id)
             if not callees:
                 continue
-            if uri.endswith(".get_data"):
+            if uri.endswith(".get_data") and info.get("invoke", "single") != "single":
+                self.registry.restore_replicas(name, callees,
+                                               await self._authid(session, callees[0]))
+                found += 1
+            elif uri.endswith(".get_data"):
                 self.registry.restore(name, callees[0])
                 found += 1
             else:
                 self.registry.claim(name, callees[0])
         return found
+
+    @staticmethod
+    async def _authid(session, session_id: int) -> str | None:
+        """The authid of a running session (None if the router will not say)."""
+        try:
+            info = await session.call("wamp.session.get", session_id)
+        except Exception:
+            return None
+        return (info or {}).get("authid")
 
     async def on_join(self, session, details) -> None:
         """Follow session departures, rebuild, then register the RPCs and announce.
@@ -132,6 +155,7 @@ class Hub:
         await session.register(self.subtract, self.uris.subtract, options=opts)
         await session.register(self.claim, self.uris.claim, options=opts)
         await session.register(self.get_data_node, self.uris.list_nodes)
+        await session.register(self.get_replicas, self.uris.list_replicas)
         session.publish(self.uris.hub_started, {"session": details.session})
         log.info("hub ready (session {s}); {n} running data node(s) recovered",
                  s=details.session, n=found)

@@ -60,8 +60,15 @@ class Authorizer(ApplicationSession):
         sid = session["session"]
         if decision.name in self._owned.get(sid, ()):
             return {"allow": True, "disclose": False, "cache": False}
+        # A shared registration (invoke roundrobin/random...) asks to join the
+        # name as a replica; the hub also checks the session's authid then.
+        replica = action == "register" and (options or {}).get("invoke", "single") != "single"
         try:
-            ok = yield self.call(self._uris.claim, decision.name, sid)
+            if replica:
+                ok = yield self.call(self._uris.claim, decision.name, sid, replica=True,
+                                     authid=session.get("authid"))
+            else:
+                ok = yield self.call(self._uris.claim, decision.name, sid)
         except Exception as exc:  # hub not running: refuse, the node retries
             self.log.warn(
                 "refusing {action} {uri}: cannot ask the hub ({exc})",

@@ -97,6 +97,13 @@ def cmd_web(args) -> int:
     return app.run(args, settings)
 
 
+def cmd_credentials(args) -> int:
+    """Issue, list or revoke site accounts."""
+    from . import accounts
+
+    return accounts.run(args)
+
+
 def cmd_demo(args) -> int:
     """Run the whole stack on this machine."""
     from . import demo
@@ -109,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .web import app as web_app
     from sisock.servers.modbus import simulator
 
-    from . import demo, generate, router
+    from . import accounts, demo, generate, router
     from . import serve as servers
 
     parser = argparse.ArgumentParser(
@@ -135,6 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
          web_app.add_arguments, cmd_web, True),
         (sub, "demo", "run router, hub and every example node on this machine",
          demo.add_arguments, cmd_demo, True),
+        (sub, "credentials", "issue, list or revoke per-node accounts (for the router)",
+         accounts.add_arguments, cmd_credentials, False),
     ]
     for parent, name, help_text, add_arguments, handler, connects in commands:
         p = parent.add_parser(name, help=help_text, description=help_text)

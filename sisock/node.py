@@ -13,6 +13,10 @@ about WAMP. Call checking and reply shapes live in :mod:`sisock.protocol`.
    :class:`~sisock.errors.SisockError` into WAMP errors;
 3. re-adds itself whenever the hub announces ``{base}.hub.started``;
 4. offers :meth:`NodeService.publish_live` for live samples.
+
+A *replica* (``replica=True``) registers its procedures as WAMP shared
+registrations (``invoke="roundrobin"``), so several processes serving the
+same archive share one name and the router balances calls between them.
 """
 
 from __future__ import annotations
@@ -37,6 +41,9 @@ log = Logger(namespace="sisock.node")
 #: How long a node keeps asking for a name held by another session.
 ADD_RETRY_SECONDS = 5.0
 
+#: The router's invocation policy for replicas' shared registrations.
+REPLICA_INVOKE = "roundrobin"
+
 
 class NodeService:
     """Serve one data core through a WAMP component.
@@ -49,10 +56,12 @@ class NodeService:
         Router, realm and credentials (role ``server``).
     component : Component, optional
         Built with :func:`sisock.wamp.make_component` when omitted.
+    replica : bool
+        Serve the name as one of several replicas (shared registration).
     """
 
     def __init__(self, node: DataCore, settings: Settings,
-                 component: Component | None = None) -> None:
+                 component: Component | None = None, replica: bool = False) -> None:
         protocol.check_name(node.name)
         self.node = node
         self.uris = settings.uris
@@ -62,6 +71,7 @@ class NodeService:
         self.listed = False
         self.failed = False
         self.chunk_bytes = wire.CHUNK_BYTES
+        self.replica = replica
         self.component.on("join", lambda s, d: ensureDeferred(self._on_join(s, d)))
         self.component.on("leave", self._on_leave)
 
@@ -156,9 +166,10 @@ class NodeService:
 
     async def claim(self, session) -> bool | None:
         """Call ``data_node.claim`` (reserve our name); None while no hub is running."""
+        extra = {"replica": True} if self.replica else {}
         try:
             return bool(await session.call(
-                self.uris.claim, self.node.name, session.session_id))
+                self.uris.claim, self.node.name, session.session_id, **extra))
         except ApplicationError as exc:
             if exc.error == "wamp.error.no_such_procedure":
                 return None
@@ -176,8 +187,10 @@ class NodeService:
         """
         taken_for = 0.0
         hub_missing_logged = False
-        procedures = [(self.get_fields, "get_fields", None),
-                      (self.get_data, "get_data", RegisterOptions(details_arg="details"))]
+        invoke = REPLICA_INVOKE if self.replica else None
+        procedures = [(self.get_fields, "get_fields", RegisterOptions(invoke=invoke)),
+                      (self.get_data, "get_data",
+                       RegisterOptions(details_arg="details", invoke=invoke))]
         done: set[str] = set()  # registered already (a retry must not repeat them)
         while True:
             try:
@@ -188,7 +201,8 @@ class NodeService:
                 break
             except ApplicationError as exc:
                 if exc.error not in ("wamp.error.not_authorized",
-                                     "wamp.error.procedure_already_exists"):
+                                     "wamp.error.procedure_already_exists",
+                                     ApplicationError.PROCEDURE_EXISTS_INVOCATION_POLICY_CONFLICT):
                     raise
             ok = await self.claim(session)
             if ok is None:

@@ -146,6 +146,11 @@ class Uris:
         return self("consumer.get_data_node")
 
     @property
+    def list_replicas(self) -> str:
+        """``consumer.get_replicas() -> {name: sessions serving it}`` (extension)."""
+        return self("consumer.get_replicas")
+
+    @property
     def node_added(self) -> str:
         """Topic ``consumer.data_node_added`` (``{"name", "description"}``)."""
         return self("consumer.data_node_added")

@@ -79,8 +79,11 @@ def render(template: dict, settings: Settings, creds: dict,
     return config
 
 
-def prepare(settings: Settings) -> Path:
+def prepare(settings: Settings, proxies: int = 0) -> Path:
     """Write the rendered config into ``$SISOCK_HOME/router`` (mode 0600).
+
+    ``proxies`` > 0 puts that many proxy workers in front of the router
+    worker (:mod:`sisock.proxies`).
 
     Returns
     -------
@@ -91,8 +94,15 @@ def prepare(settings: Settings) -> Path:
     tls = credentials.ensure_tls(settings.home, settings.host) if settings.is_tls else None
     template = json.loads(template_path().read_text())
     config = render(template, settings, creds, tls)
+    from .accounts import add_wampcra_users
+
+    add_wampcra_users(config, settings.home)  # accounts issued with `sisock credentials add`
     cbdir = Path(settings.home) / "router"
     cbdir.mkdir(parents=True, exist_ok=True)
+    if proxies:
+        from .proxies import with_proxies
+
+        config = with_proxies(config, proxies, cbdir)
     target = cbdir / "config.json"
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
@@ -125,13 +135,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="Crossbar log level (default: info)")
     parser.add_argument("--print-config", action="store_true",
                         help="write the config, print its path and exit")
+    parser.add_argument("--proxies", type=int, default=0, metavar="N",
+                        help="run N proxy workers (TLS, authentication, serialization) in "
+                             "front of the router worker, sharing its port (default 0)")
 
 
 def run(args: argparse.Namespace) -> int:
     """Start Crossbar in the foreground (replaces this process)."""
     settings = load_settings(router_url=args.router_url, realm=args.realm,
                              base_uri=args.base_uri, home=args.home)
-    cbdir = prepare(settings)
+    try:
+        cbdir = prepare(settings, getattr(args, "proxies", 0))
+    except ValueError as exc:
+        raise SystemExit(f"sisock router: {exc}") from None
     if args.print_config:
         print(cbdir / "config.json")
         return 0

@@ -59,12 +59,16 @@ class Plan:
         (e.g. start polling a device and publish each poll).
     stop : list of callable
         Called before the reactor shuts down.
+    replica : bool
+        Serve the name as one of several replicas (a read-only core over
+        shared storage, e.g. ``sisock serve hdf5 --replica``).
     """
 
     core: DataCore
     warm: list[Callable[[], object]] = field(default_factory=list)
     start: list[Callable[[Publish], object]] = field(default_factory=list)
     stop: list[Callable[[], object]] = field(default_factory=list)
+    replica: bool = False
 
 
 def server_module(command: str) -> ModuleType:
@@ -106,7 +110,7 @@ def run(module: ModuleType, args: argparse.Namespace, settings: Settings,
 
     from .node import NodeService, run_nodes
 
-    service = NodeService(plan.core, settings)
+    service = NodeService(plan.core, settings, replica=plan.replica)
     for work in plan.warm:
         reactor.callWhenRunning(threads.deferToThread, work)
     for start in plan.start:

@@ -40,8 +40,10 @@ def transport_config(settings: Settings, serializers: list[str] | None = None,
         "retry_delay_growth": 1.0,
         "max_retry_delay": 1.0,
         "retry_delay_jitter": 0.1,
-        "options": {"max_message_payload_size": 64 * 2**20, "auto_ping_interval": 10000,
-                    "auto_ping_timeout": 5000},
+        # autobahn counts these in seconds (Crossbar's router config in ms): a
+        # node whose network silently vanished notices within 15 s and reconnects
+        "options": {"max_message_payload_size": 64 * 2**20, "auto_ping_interval": 10,
+                    "auto_ping_timeout": 5},
     }
 
 

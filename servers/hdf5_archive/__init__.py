@@ -88,6 +88,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="values allowed in one-message replies (default 2e6)")
     parser.add_argument("--max-samples-streamed", type=int, default=200_000_000,
                         help="values allowed in streamed binary replies (default 2e8)")
+    parser.add_argument("--replica", action="store_true",
+                        help="serve --name together with other replicas of the same archive "
+                             "(every replica needs this flag and the same credentials)")
 
 
 def build(args: argparse.Namespace, settings: Settings) -> Plan:
@@ -97,4 +100,4 @@ def build(args: argparse.Namespace, settings: Settings) -> Plan:
     core = ArchiveNode(args.archive, args.name,
                        args.description or f"HDF5 archive {args.archive.resolve()}",
                        args.max_samples, args.max_samples_streamed)
-    return Plan(core, warm=[core.warm])
+    return Plan(core, warm=[core.warm], replica=args.replica)
