@@ -175,8 +175,8 @@ def run(args: argparse.Namespace) -> int:
         web = stack.start("web", "web", "--host", web_host, "--port", str(web_port))
         listed = wait_for_nodes(settings, names, args.timeout)
         try:
-            wait_for_port("127.0.0.1" if web_host in ("0.0.0.0", "::") else web_host, web_port,
-                          args.timeout, web)
+            wait_port(web_port, args.timeout, web,
+                      host="127.0.0.1" if web_host in ("0.0.0.0", "::") else web_host)
         except RuntimeError:
             raise SystemExit(f"sisock demo: the web dashboard did not start (is port {web_port} "
                              f"taken? use --web-port); see {log_dir / 'web.log'}") from None
