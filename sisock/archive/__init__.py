@@ -1,4 +1,4 @@
-"""HDF5 archive of timelines: writer, reader, summary levels.
+"""HDF5 archive of timelines: writer, index, reader, summary levels, node core.
 
 Names are exported lazily so that importing :mod:`sisock.archive.spec` (used
 by code that never touches HDF5) does not import h5py.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["ArchiveReader", "ArchiveWriter", "ArchiveLocked", "FieldSpec"]
+__all__ = ["ArchiveNode", "ArchiveReader", "ArchiveWriter", "ArchiveLocked", "FieldSpec"]
 
 
 def __getattr__(name: str) -> Any:
@@ -16,6 +16,10 @@ def __getattr__(name: str) -> Any:
         from .reader import ArchiveReader
 
         return ArchiveReader
+    if name == "ArchiveNode":
+        from .node import ArchiveNode
+
+        return ArchiveNode
     if name == "ArchiveWriter":
         from .writer import ArchiveWriter
 

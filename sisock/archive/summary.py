@@ -94,6 +94,28 @@ def split_table(table: np.ndarray) -> tuple[np.ndarray, BucketStats]:
     return table[:, 0].astype(np.int64), BucketStats.from_table(table[:, 1:])
 
 
+def select_columns(stats: BucketStats, columns: list[int]) -> BucketStats:
+    """Statistics of the given field columns; column -1 gives a field without data."""
+    if columns == list(range(stats.nfields)):
+        return stats
+    rows = len(stats)
+    nfields = len(columns)
+    if not rows:
+        return BucketStats.empty(nfields)
+    safe = [max(c, 0) for c in columns]
+    absent = np.array([c < 0 for c in columns], bool)
+    return BucketStats(
+        stats.n,
+        np.where(absent, 0, stats.count[:, safe]),
+        np.where(absent, 0.0, stats.sum[:, safe]),
+        np.where(absent, np.nan, stats.min[:, safe]),
+        np.where(absent, np.nan, stats.max[:, safe]),
+        np.where(absent, np.nan, stats.first[:, safe]),
+        np.where(absent, np.nan, stats.last[:, safe]),
+        np.where(absent, True, stats.min_first[:, safe]),
+    )
+
+
 def make_table(k: np.ndarray, stats: BucketStats) -> np.ndarray:
     """Inverse of :func:`split_table`."""
     return np.column_stack([np.asarray(k, dtype=np.float64), stats.to_table()])

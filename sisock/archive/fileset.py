@@ -1,0 +1,250 @@
+"""The files of one archive directory as one reader sees them.
+
+:class:`FileSet` joins the directory listing (:mod:`.catalog`, the truth)
+with the archive index (:mod:`.index`, a cache of what each immutable file
+holds): a listed file with a matching index record is described without
+opening it; any other file (not indexed, changed, crashed before the next
+writer indexed it, or still being written) is opened and read directly.
+An index record whose file is gone is ignored.
+
+Each refresh returns a :class:`Snapshot`, an immutable summary of the
+immutable files (plus the growing ones), so that queries on several
+threads work on a consistent view while the next refresh builds another.
+The file set owns the reader's HDF5 handles (:class:`.handles.HandleCache`)
+and the cache of per-file summary tables (:class:`.rowcache.ByteLRU`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import catalog, h5io
+from . import index as archive_index
+from .datafile import ReadableFile, TimelineInfo
+from .handles import HandleCache
+from .rowcache import ByteLRU
+from .spec import FieldSpec
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Snapshot:
+    """What the files of the directory hold, as of one refresh.
+
+    Attributes
+    ----------
+    fields : dict
+        Field name -> ``(timeline, spec)`` over the immutable files (the
+        newest definition wins).
+    files : dict
+        Timeline -> immutable files with data on it, in sequence order.
+    spans : dict
+        Timeline -> ``(t_first, t_last)`` arrays over ``files[timeline]``,
+        made non-decreasing for binary search.
+    complete_seqs : dict
+        Timeline -> sequence numbers of the complete files with data.
+    growing : list
+        Files a live writer may still append to (refreshed per query).
+    """
+
+    fields: dict[str, tuple[str, FieldSpec]]
+    files: dict[str, list[ReadableFile]]
+    spans: dict[str, tuple[np.ndarray, np.ndarray]]
+    complete_seqs: dict[str, np.ndarray]
+    growing: list[ReadableFile]
+    by_seq: dict[int, ReadableFile]
+
+    @staticmethod
+    def build(files: dict[int, ReadableFile]) -> Snapshot:
+        """Summarise ``files`` (sequence number -> file)."""
+        fields: dict[str, tuple[str, FieldSpec]] = {}
+        per_timeline: dict[str, list[ReadableFile]] = {}
+        complete: dict[str, list[int]] = {}
+        growing = []
+        for seq in sorted(files):
+            f = files[seq]
+            if not f.immutable:
+                growing.append(f)
+                continue
+            for tl, info in f.timelines.items():
+                for name, spec in info.fields.items():
+                    fields[name] = (tl, spec)
+                if info.count:
+                    per_timeline.setdefault(tl, []).append(f)
+                    if f.complete:
+                        complete.setdefault(tl, []).append(seq)
+        spans = {}
+        for tl, fl in per_timeline.items():
+            t_first = np.array([f.timelines[tl].t_first for f in fl])
+            t_last = np.array([f.timelines[tl].t_last for f in fl])
+            # per timeline, files are in time order; keep the arrays sorted for searchsorted
+            spans[tl] = (np.maximum.accumulate(t_first), np.maximum.accumulate(t_last))
+        return Snapshot(fields, per_timeline, spans,
+                        {k: np.asarray(v, dtype=np.int64) for k, v in complete.items()}, growing,
+                        dict(files))
+
+    def current(self) -> tuple[dict[str, tuple[str, FieldSpec]], dict[str, list[ReadableFile]]]:
+        """Fields and files per timeline, growing files included."""
+        if not self.growing:
+            return self.fields, self.files
+        fields = dict(self.fields)
+        files = {k: list(v) for k, v in self.files.items()}
+        for f in self.growing:
+            for tl, info in f.timelines.items():
+                for name, spec in info.fields.items():
+                    fields[name] = (tl, spec)
+                if info.count:
+                    files.setdefault(tl, []).append(f)
+        return fields, files
+
+    def overlapping(self, files: list[ReadableFile], timeline: str, start: float, end: float
+                    ) -> list[ReadableFile]:
+        """The files of ``files`` (from :meth:`current`) with samples in ``[start, end)``."""
+        spans = self.spans.get(timeline)
+        n_immutable = 0
+        out: list[ReadableFile] = []
+        if spans is not None:
+            t_first, t_last = spans
+            n_immutable = t_first.size
+            i0 = int(np.searchsorted(t_last, start, side="left"))
+            i1 = int(np.searchsorted(t_first, end, side="left"))
+            out = files[i0:max(i0, i1)]
+        for f in files[n_immutable:]:
+            info = f.timelines[timeline]
+            if info.t_first < end and info.t_last >= start:
+                out.append(f)
+        return out
+
+    @property
+    def writer_active(self) -> bool:
+        """True while a writer has a file open."""
+        return bool(self.growing)
+
+
+class FileSet:
+    """The archive files of a directory, their handles and summary tables.
+
+    Parameters
+    ----------
+    directory : str
+        The archive directory.
+    max_open_files : int
+        HDF5 handles kept open between reads.
+    table_cache_bytes : int
+        Budget of the per-file summary tables kept in memory.
+    on_read : callable, optional
+        Called with a file's sequence number whenever data is read from it.
+    """
+
+    def __init__(self, directory: str, max_open_files: int = 64,
+                 table_cache_bytes: int = 64 * 2**20,
+                 on_read: Callable[[int], None] | None = None) -> None:
+        self.directory = directory
+        self.handles = HandleCache(h5io.open_readonly, max_open_files)
+        self.tables = ByteLRU(table_cache_bytes)
+        self._on_read = on_read
+        self._catalog = catalog.Catalog(directory)
+        self._index = archive_index.IndexReader(directory)
+        self._files: dict[int, ReadableFile] = {}
+        self._snapshot = Snapshot.build({})
+        self._lock = threading.Lock()
+        #: Files described from the index and files read directly, at the last change.
+        self.from_index = 0
+        self.read_directly = 0
+
+    def refresh(self) -> Snapshot:
+        """Pick up new, renamed and vanished files; refresh growing files."""
+        with self._lock:
+            for _ in range(3):
+                if self._refresh():
+                    break
+            return self._snapshot
+
+    def _refresh(self) -> bool:
+        listing_changed = self._catalog.refresh()
+        index_changed = self._index.refresh()
+        if not (listing_changed or index_changed):
+            return self._load(self._snapshot.growing)
+        entries = self._catalog.entries
+        records = self._index.records
+        for seq in list(self._files):
+            if seq not in entries:
+                self._files.pop(seq).release()
+        direct = []
+        counts = [0, 0]
+        for seq, e in entries.items():
+            f = self._files.get(seq)
+            if f is not None and f.path != e.path:  # closed or marked crashed since
+                f.release()
+                f = None
+            if f is None:
+                record = records.get(e.name)
+                if record is not None and record.matches(e):
+                    f = self._from_record(e, record)
+                else:
+                    f = ReadableFile(e.path, seq, e.state == catalog.CLOSED, e.state != catalog.OPEN,
+                                     self.handles, self._on_read, self.tables)
+                self._files[seq] = f
+            if not f.loaded or not f.immutable:
+                direct.append(f)
+            counts[f.index_tables is None] += 1
+        self.from_index, self.read_directly = counts
+        if not self._load(direct, release=True):
+            return False
+        self._snapshot = Snapshot.build(self._files)
+        return True
+
+    def _from_record(self, entry: catalog.Entry, record: archive_index.IndexedFile) -> ReadableFile:
+        timelines = {tl: TimelineInfo(r.fields, r.numeric, r.min_level, r.count, r.t_first, r.t_last)
+                     for tl, r in record.timelines.items()}
+
+        def index_tables(timeline: str, level: int) -> np.ndarray | None:
+            part = record.timelines[timeline].tables.get(level)
+            return archive_index.read_tables([part])[0] if part is not None else None
+
+        f = ReadableFile.from_index(entry.path, entry.seq, entry.state == catalog.CLOSED,
+                                    self.handles, timelines, index_tables, self._on_read, self.tables)
+        f.index_record = record
+        return f
+
+    def _load(self, files: list[ReadableFile], release: bool = False) -> bool:
+        """Read metadata of files not described by the index; False to list again."""
+        for f in files:
+            try:
+                f.load()
+                if release and f.immutable:
+                    f.release()
+            except (OSError, KeyError) as exc:
+                if not os.path.exists(f.path):  # renamed under us: list again
+                    self._catalog.invalidate()
+                    self._files.pop(f.seq, None)
+                    return False
+                log.error("archive: skipping unreadable file %s (%s)", f.path, exc)
+                self._files.pop(f.seq).release()
+                self._catalog.invalidate()
+        return True
+
+    def index_tables(self, files: list[ReadableFile], timeline: str, level: int
+                     ) -> list[np.ndarray] | None:
+        """Summary tables of several files from the index (None if one lacks them)."""
+        parts = []
+        for f in files:
+            record = f.index_record
+            part = record.timelines[timeline].tables.get(level) if record is not None else None
+            if part is None:
+                return None
+            parts.append(part)
+        return archive_index.read_tables(parts)
+
+    def close(self) -> None:
+        """Close every handle and the index."""
+        with self._lock:
+            self.handles.close()
+            self._index.close()
