@@ -35,6 +35,44 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
+class TimelineFiles:
+    """The immutable files with data on one timeline, as arrays (sequence order).
+
+    ``t_first_sorted`` and ``t_last_sorted`` are the running maxima of the
+    spans (non-decreasing, for binary search); the others are per file.
+    """
+
+    files: list[ReadableFile]
+    seq: np.ndarray
+    t_first: np.ndarray
+    t_last: np.ndarray
+    count: np.ndarray
+    complete: np.ndarray
+    min_level: np.ndarray
+    t_first_sorted: np.ndarray
+    t_last_sorted: np.ndarray
+
+    @staticmethod
+    def of(timeline: str, files: list[ReadableFile]) -> TimelineFiles:
+        infos = [f.timelines[timeline] for f in files]
+        t_first = np.array([i.t_first for i in infos], dtype=np.float64)
+        t_last = np.array([i.t_last for i in infos], dtype=np.float64)
+        return TimelineFiles(
+            files, np.array([f.seq for f in files], dtype=np.int64), t_first, t_last,
+            np.array([i.count for i in infos], dtype=np.int64),
+            np.array([f.complete for f in files], dtype=bool),
+            np.array([i.min_level for i in infos], dtype=np.int64),
+            np.maximum.accumulate(t_first) if files else t_first,
+            np.maximum.accumulate(t_last) if files else t_last)
+
+    def overlapping(self, start: float, end: float) -> tuple[int, int]:
+        """Index range of the files with samples in ``[start, end)``."""
+        i0 = int(np.searchsorted(self.t_last_sorted, start, side="left"))
+        i1 = int(np.searchsorted(self.t_first_sorted, end, side="left"))
+        return i0, max(i0, i1)
+
+
+@dataclass
 class Snapshot:
     """What the files of the directory hold, as of one refresh.
 
@@ -45,9 +83,8 @@ class Snapshot:
         newest definition wins).
     files : dict
         Timeline -> immutable files with data on it, in sequence order.
-    spans : dict
-        Timeline -> ``(t_first, t_last)`` arrays over ``files[timeline]``,
-        made non-decreasing for binary search.
+    arrays : dict
+        Timeline -> :class:`TimelineFiles` of ``files[timeline]``.
     complete_seqs : dict
         Timeline -> sequence numbers of the complete files with data.
     growing : list
@@ -56,7 +93,7 @@ class Snapshot:
 
     fields: dict[str, tuple[str, FieldSpec]]
     files: dict[str, list[ReadableFile]]
-    spans: dict[str, tuple[np.ndarray, np.ndarray]]
+    arrays: dict[str, TimelineFiles]
     complete_seqs: dict[str, np.ndarray]
     growing: list[ReadableFile]
     by_seq: dict[int, ReadableFile]
@@ -80,13 +117,8 @@ class Snapshot:
                     per_timeline.setdefault(tl, []).append(f)
                     if f.complete:
                         complete.setdefault(tl, []).append(seq)
-        spans = {}
-        for tl, fl in per_timeline.items():
-            t_first = np.array([f.timelines[tl].t_first for f in fl])
-            t_last = np.array([f.timelines[tl].t_last for f in fl])
-            # per timeline, files are in time order; keep the arrays sorted for searchsorted
-            spans[tl] = (np.maximum.accumulate(t_first), np.maximum.accumulate(t_last))
-        return Snapshot(fields, per_timeline, spans,
+        arrays = {tl: TimelineFiles.of(tl, fl) for tl, fl in per_timeline.items()}
+        return Snapshot(fields, per_timeline, arrays,
                         {k: np.asarray(v, dtype=np.int64) for k, v in complete.items()}, growing,
                         dict(files))
 
@@ -107,20 +139,25 @@ class Snapshot:
     def overlapping(self, files: list[ReadableFile], timeline: str, start: float, end: float
                     ) -> list[ReadableFile]:
         """The files of ``files`` (from :meth:`current`) with samples in ``[start, end)``."""
-        spans = self.spans.get(timeline)
+        immutable, growing = self.overlapping_split(files, timeline, start, end)
+        arrays = self.arrays.get(timeline)
+        return (arrays.files[immutable[0]:immutable[1]] if arrays else []) + growing
+
+    def overlapping_split(self, files: list[ReadableFile], timeline: str, start: float, end: float
+                          ) -> tuple[tuple[int, int], list[ReadableFile]]:
+        """Overlapping files: an index range into ``arrays[timeline]``, and growing files."""
+        arrays = self.arrays.get(timeline)
         n_immutable = 0
-        out: list[ReadableFile] = []
-        if spans is not None:
-            t_first, t_last = spans
-            n_immutable = t_first.size
-            i0 = int(np.searchsorted(t_last, start, side="left"))
-            i1 = int(np.searchsorted(t_first, end, side="left"))
-            out = files[i0:max(i0, i1)]
+        span = (0, 0)
+        if arrays is not None:
+            n_immutable = arrays.seq.size
+            span = arrays.overlapping(start, end)
+        growing = []
         for f in files[n_immutable:]:
             info = f.timelines[timeline]
             if info.t_first < end and info.t_last >= start:
-                out.append(f)
-        return out
+                growing.append(f)
+        return span, growing
 
     @property
     def writer_active(self) -> bool:

@@ -54,7 +54,7 @@ from ..downsample import (
 from .checks import check_max_samples, check_range, too_much
 from .datafile import ReadableFile
 from .fileset import FileSet, Snapshot
-from .planner import Edge, finalized_until, plan_summary_read, wholly_inside
+from .planner import Edge, finalized_until, inner_mask, plan_summary_read
 from .rowcache import RunCache, RunRows
 from .spec import missing
 from .summary import LEVELS, WIDTHS, choose_stride, plan_cover, select_columns, split_table
@@ -139,12 +139,17 @@ class ArchiveReader:
         tl_out: dict[str, dict] = {}
         for tl, fl in files.items():
             count, t0, t1 = 0, math.inf, -math.inf
-            for f in snapshot.overlapping(fl, tl, start, end):
-                info = f.timelines[tl]
-                if wholly_inside(f, tl, start, end):
-                    count += info.count
-                    t0, t1 = min(t0, info.t_first), max(t1, info.t_last)
-                    continue
+            (lo, hi), growing = snapshot.overlapping_split(fl, tl, start, end)
+            edges = list(growing)
+            arrays = snapshot.arrays.get(tl)
+            if arrays is not None and hi > lo:
+                inner = inner_mask(arrays.t_first[lo:hi], arrays.t_last[lo:hi], start, end)
+                if inner.any():
+                    count += int(arrays.count[lo:hi][inner].sum())
+                    t0 = float(arrays.t_first[lo:hi][inner].min())
+                    t1 = float(arrays.t_last[lo:hi][inner].max())
+                edges += [arrays.files[lo + int(i)] for i in np.flatnonzero(~inner)]
+            for f in edges:
                 i0, i1 = f.index(tl, start), f.index(tl, end)
                 if i1 > i0:
                     count += i1 - i0
@@ -229,9 +234,10 @@ class ArchiveReader:
         budget = max_samples
         for tl, names in by_tl.items():
             types = {k: specs[k][1].type for k in names}
-            overlapping = snapshot.overlapping(files.get(tl, []), tl, start, end)
-            if not overlapping:
+            (lo, hi), growing = snapshot.overlapping_split(files.get(tl, []), tl, start, end)
+            if hi <= lo and not growing:
                 continue
+            overlapping = _Overlap(snapshot.arrays.get(tl), lo, hi, growing)
             if min_stride is None:
                 t, cols = self._read_raw(overlapping, tl, names, types, start, end, budget)
                 stride = None
@@ -241,8 +247,8 @@ class ArchiveReader:
                     t, cols = self._read_raw(overlapping, tl, names, types, start, end, None)
                     t, cols = downsample_columns(t, cols, stride, method)
                 else:
-                    t, cols = self._read_summary(snapshot, overlapping, tl, names, types, start, end,
-                                                 stride, level, method)
+                    t, cols = self._read_summary(snapshot, overlapping, tl, names, types, start,
+                                                 end, stride, level, method)
             if t.size == 0:
                 continue
             if budget is not None:
@@ -254,11 +260,11 @@ class ArchiveReader:
                 files[tl], tl, end, stride, snapshot.writer_active)}
         return {"data": data, "timeline": timelines}
 
-    def _read_raw(self, overlapping: list[ReadableFile], tl: str, names: list[str],
+    def _read_raw(self, overlapping: _Overlap, tl: str, names: list[str],
                   types: dict[str, str], start: float, end: float, budget: int | None
                   ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Raw samples of ``names`` in ``[start, end)``, after checking the budget."""
-        spans = [(f, f.index(tl, start), f.index(tl, end)) for f in overlapping]
+        spans = [(f, f.index(tl, start), f.index(tl, end)) for f in overlapping.files()]
         if budget is not None:
             total = sum(i1 - i0 for _, i0, i1 in spans) * len(names)
             if total > budget:
@@ -284,7 +290,7 @@ class ArchiveReader:
             return np.zeros(0), {k: missing(types[k], 0) for k in names}
         return np.concatenate(ts), {k: np.concatenate(v) for k, v in cols.items()}
 
-    def _read_summary(self, snapshot: Snapshot, overlapping: list[ReadableFile], tl: str,
+    def _read_summary(self, snapshot: Snapshot, overlapping: _Overlap, tl: str,
                       names: list[str], types: dict[str, str], start: float, end: float,
                       stride: float, level: int, method: str
                       ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -293,11 +299,15 @@ class ArchiveReader:
         strs = [k for k in names if k not in nums]
         bins_parts: list[np.ndarray] = []
         stat_parts: list[BucketStats] = []
-        for step in plan_summary_read(overlapping, tl, start, end, level):
+        arrays = overlapping.arrays
+        steps = (plan_summary_read(arrays, overlapping.lo, overlapping.hi, overlapping.growing,
+                                   start, end, level) if arrays is not None
+                 else [Edge(f) for f in overlapping.growing])
+        for step in steps:
             if not isinstance(step, Edge):
                 bucket, stats = self._runs.rows(
                     (tl, level, tuple(nums)), snapshot.complete_seqs[tl],
-                    step.files[0].seq, step.files[-1].seq,
+                    int(arrays.seq[step.lo]), int(arrays.seq[step.hi - 1]),
                     lambda seqs: self._load_run(snapshot, tl, nums, level, seqs))
                 bins_parts.append(np.floor_divide(bucket, int(round(stride / WIDTHS[level]))))
                 stat_parts.append(stats)
@@ -335,7 +345,7 @@ class ArchiveReader:
                                               method, out_bins))
         return t_out, {k: out[k] for k in names}
 
-    def _strings_in_bins(self, overlapping: list[ReadableFile], tl: str, strs: list[str],
+    def _strings_in_bins(self, overlapping: _Overlap, tl: str, strs: list[str],
                          types: dict[str, str], start: float, end: float, stride: float,
                          method: str, out_bins: np.ndarray) -> dict[str, np.ndarray]:
         """String fields (no summaries): raw samples picked per output bin."""
@@ -388,6 +398,18 @@ class ArchiveReader:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class _Overlap:
+    """The files overlapping a query: a slice of the timeline's immutable files, then growing ones."""
+
+    def __init__(self, arrays, lo: int, hi: int, growing: list[ReadableFile]) -> None:
+        self.arrays, self.lo, self.hi, self.growing = arrays, lo, hi, growing
+
+    def files(self) -> list[ReadableFile]:
+        """Every overlapping file, in order."""
+        head = self.arrays.files[self.lo:self.hi] if self.arrays is not None else []
+        return head + self.growing
 
 
 __all__ = ["ArchiveReader", "LEVELS"]
