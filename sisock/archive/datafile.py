@@ -109,12 +109,12 @@ class ReadableFile:
         """Read (or, for a growing file, refresh) per-timeline metadata."""
         if self.loaded and self.immutable:
             return
-        with self._lock, self._handles.borrow(self.path) as h5:
+        with self._lock, self._handles.borrow(self.path) as h:
             if not self.loaded:
                 self.timelines = {tl: TimelineInfo(specs, numeric, min_level)
-                                  for tl, (specs, numeric, min_level) in h5io.read_layout(h5).items()}
+                                  for tl, (specs, numeric, min_level) in h5io.read_layout(h).items()}
             for tl, info in self.timelines.items():
-                info.count, info.t_first, info.t_last = h5io.read_span(h5, tl, not self.immutable)
+                info.count, info.t_first, info.t_last = h5io.read_span(h, tl, not self.immutable)
                 if not self.immutable:
                     info.levels = {}
             self.loaded = True
@@ -152,8 +152,8 @@ class ReadableFile:
 
     def _read_table(self, timeline: str, i: int) -> np.ndarray:
         self._mark()
-        with self._handles.borrow(self.path) as h5:
-            return h5io.read_level_table(h5, timeline, i, not self.immutable)
+        with self._handles.borrow(self.path) as h:
+            return h5io.read_level_table(h, timeline, i, not self.immutable)
 
     def coverage(self, timeline: str) -> list[float]:
         """Per level, bucket index below which rows are complete."""
@@ -172,8 +172,8 @@ class ReadableFile:
         if i1 <= i0:
             return np.zeros(0)
         self._mark()
-        with self._handles.borrow(self.path) as h5:
-            return h5io.read_times(h5, timeline, i0, i1)
+        with self._handles.borrow(self.path) as h:
+            return h5io.read_times(h, timeline, i0, i1)
 
     def read_field(self, timeline: str, name: str, i0: int, i1: int) -> np.ndarray:
         """Values ``[i0, i1)`` of a field in the API dtype (float64, bool, str)."""
@@ -181,8 +181,8 @@ class ReadableFile:
         if i1 <= i0:
             return missing(ftype, 0)
         self._mark()
-        with self._handles.borrow(self.path) as h5:
-            return h5io.read_values(h5, timeline, name, ftype, i0, i1, not self.immutable)
+        with self._handles.borrow(self.path) as h:
+            return h5io.read_values(h, timeline, name, ftype, i0, i1, not self.immutable)
 
     def index(self, timeline: str, x: float) -> int:
         """Number of samples with ``t < x`` (binary search guided by the finest level)."""

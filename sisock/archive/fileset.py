@@ -184,7 +184,7 @@ class FileSet:
                  table_cache_bytes: int = 64 * 2**20,
                  on_read: Callable[[int], None] | None = None) -> None:
         self.directory = directory
-        self.handles = HandleCache(h5io.open_readonly, max_open_files)
+        self.handles = HandleCache(h5io.ReadHandle, max_open_files)
         self.tables = ByteLRU(table_cache_bytes)
         self._on_read = on_read
         self._catalog = catalog.Catalog(directory)

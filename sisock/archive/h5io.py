@@ -242,18 +242,50 @@ def open_readonly(path: str) -> h5py.File:
     return h5py.File(path, "r", libver="latest", swmr=True)
 
 
-def read_layout(h5: h5py.File) -> dict[str, tuple[dict[str, FieldSpec], list[str], int]]:
+class ReadHandle:
+    """An open archive file with its datasets looked up once (path lookups cost ~50 us each).
+
+    Parameters
+    ----------
+    path : str
+        The file.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.h5 = open_readonly(path)
+        self._datasets: dict[str, h5py.Dataset] = {}
+
+    def dataset(self, key: str) -> h5py.Dataset:
+        """The dataset at ``key`` (e.g. ``"tl/t"``)."""
+        ds = self._datasets.get(key)
+        if ds is None:
+            ds = self._datasets[key] = self.h5[key]
+        return ds
+
+    def close(self) -> None:
+        """Close the file."""
+        self._datasets = {}
+        self.h5.close()
+
+    def __enter__(self) -> ReadHandle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def read_layout(h: ReadHandle) -> dict[str, tuple[dict[str, FieldSpec], list[str], int]]:
     """Per timeline: ``(field specs, numeric field names, min_level)``."""
     out = {}
-    for tl, g in h5.items():
+    for tl, g in h.h5.items():
         out[tl] = (specs_from_json(g.attrs["fields"]), json.loads(g.attrs["numeric"]),
                    int(g.attrs.get("min_level", 0)))
     return out
 
 
-def read_span(h5: h5py.File, timeline: str, refresh: bool) -> tuple[int, float, float]:
+def read_span(h: ReadHandle, timeline: str, refresh: bool) -> tuple[int, float, float]:
     """``(count, t_first, t_last)`` of a timeline (NaN times when empty)."""
-    ds = h5[timeline]["t"]
+    ds = h.dataset(f"{timeline}/t")
     if refresh:
         ds.refresh()
     n = ds.shape[0]
@@ -262,23 +294,23 @@ def read_span(h5: h5py.File, timeline: str, refresh: bool) -> tuple[int, float, 
     return n, float(ds[0]), float(ds[n - 1])
 
 
-def read_level_table(h5: h5py.File, timeline: str, level: int, refresh: bool) -> np.ndarray:
+def read_level_table(h: ReadHandle, timeline: str, level: int, refresh: bool) -> np.ndarray:
     """The stored table of summary level index ``level`` (see :mod:`.summary`)."""
-    ds = h5[timeline][f"s{LEVELS[level]}"]
+    ds = h.dataset(f"{timeline}/s{LEVELS[level]}")
     if refresh:
         ds.refresh()
     return ds[()]
 
 
-def read_times(h5: h5py.File, timeline: str, i0: int, i1: int) -> np.ndarray:
+def read_times(h: ReadHandle, timeline: str, i0: int, i1: int) -> np.ndarray:
     """Times ``[i0, i1)`` of a timeline."""
-    return h5[timeline]["t"][i0:i1]
+    return h.dataset(f"{timeline}/t")[i0:i1]
 
 
-def read_values(h5: h5py.File, timeline: str, name: str, ftype: str, i0: int, i1: int,
+def read_values(h: ReadHandle, timeline: str, name: str, ftype: str, i0: int, i1: int,
                 refresh: bool) -> np.ndarray:
     """Values ``[i0, i1)`` of a field in the API dtype (float64, bool, str)."""
-    ds = h5[timeline]["f"][name]
+    ds = h.dataset(f"{timeline}/f/{name}")
     if refresh:
         ds.refresh()
     raw = ds[i0:i1]
@@ -319,10 +351,10 @@ def describe(path: str, from_level: int) -> dict[str, dict[str, Any]]:
         stored table, levels ``>= max(from_level, min_level)``).
     """
     out: dict[str, dict[str, Any]] = {}
-    with open_readonly(path) as h5:
-        for tl, (specs, numeric, min_level) in read_layout(h5).items():
-            count, t_first, t_last = read_span(h5, tl, refresh=False)
-            tables = {i: read_level_table(h5, tl, i, refresh=False)
+    with ReadHandle(path) as h:
+        for tl, (specs, numeric, min_level) in read_layout(h).items():
+            count, t_first, t_last = read_span(h, tl, refresh=False)
+            tables = {i: read_level_table(h, tl, i, refresh=False)
                       for i in range(max(from_level, min_level), len(LEVELS))}
             out[tl] = {"fields": specs, "numeric": numeric, "min_level": min_level,
                        "count": count, "t_first": t_first, "t_last": t_last, "tables": tables}

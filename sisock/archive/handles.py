@@ -2,7 +2,7 @@
 
 Each :class:`~sisock.archive.reader.ArchiveReader` owns one
 :class:`HandleCache` (nothing is shared between readers).  A read borrows a
-handle with ``with cache.borrow(path) as h5:``; while borrowed, a handle is
+handle with ``with cache.borrow(path) as handle:``; while borrowed, a handle is
 never closed by another thread trimming the cache or dropping a renamed
 file, it is closed when the last borrower returns it.  At most
 ``max_open`` handles stay open between reads.
