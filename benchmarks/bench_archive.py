@@ -365,6 +365,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat-slow", type=int, default=3, help="repetitions of full scans")
     ap.add_argument("--restarts", type=int, default=2, help="node restarts timed (best is shown)")
     ap.add_argument("--no-router", action="store_true", help="skip the rows through the router")
+    ap.add_argument("--no-peers", action="store_true",
+                    help="measure sisock only (e.g. for --days 3650, whose peer copies are large)")
     args = ap.parse_args(argv)
     directory = os.path.join(args.dir, f"{args.days}d-3600s-none")
     peer_dir = os.path.join(args.dir, f"{args.days}d-peers")
@@ -377,13 +379,14 @@ def main(argv: list[str] | None = None) -> int:
     n = args.days * DAY
     print(f"  {n:,} samples, {len(files):,} files, {size / 2**20:.1f} MiB ({size / n:.2f} bytes/sample), "
           f"index {index_size / 2**20:.1f} MiB" + (f", built in {built:.1f} s" if built else " (cached)"))
-    build_peers(peer_dir, args.days)
+    if not args.no_peers:
+        build_peers(peer_dir, args.days)
     start, end = T0, T0 + n
     min_stride = (end - start) / 2000
     stride = choose_stride(min_stride)[0]  # the peers bin with the stride the archive uses
     print(f"  whole range: {args.days} days, min_stride = range/2000 = {min_stride:.0f} s "
           f"(binned at {stride:.0f} s, a multiple of the {ROLLUP} s rollup)")
-    peers = Peers(peer_dir)
+    peers = None if args.no_peers else Peers(peer_dir)
     print("\nwhat a user does                           sisock        best peer, same samples")
 
     # 1-2: through a real router
@@ -397,12 +400,14 @@ def main(argv: list[str] | None = None) -> int:
                     stack.stop(proc)
                 elapsed, proc, npts = restart_to_first_answer(stack, directory, start, end, min_stride)
                 best = elapsed if best is None else min(best, elapsed)
-            duck_sql = (f"SELECT floor(k / {stride / ROLLUP}) AS kk, sum(s) / sum(n) FROM rollup "
-                        f"WHERE k >= {int(start // ROLLUP)} AND k < {int(end // ROLLUP)} "
-                        "GROUP BY kk ORDER BY kk")
-            cold = min(float(subprocess.run(
-                [sys.executable, "-c", DUCK_COLD, os.path.join(peer_dir, "bench.duckdb"), duck_sql],
-                capture_output=True, text=True, check=True).stdout) for _ in range(3))
+            cold = None
+            if peers is not None:
+                duck_sql = (f"SELECT floor(k / {stride / ROLLUP}) AS kk, sum(s) / sum(n) FROM rollup "
+                            f"WHERE k >= {int(start // ROLLUP)} AND k < {int(end // ROLLUP)} "
+                            "GROUP BY kk ORDER BY kk")
+                cold = min(float(subprocess.run(
+                    [sys.executable, "-c", DUCK_COLD, os.path.join(peer_dir, "bench.duckdb"), duck_sql],
+                    capture_output=True, text=True, check=True).stdout) for _ in range(3))
             row(f"restart -> first answer ({npts} pts)", best, "DuckDB + rollup, cold process", cold)
             from sisock.client import connect
 
@@ -436,6 +441,9 @@ def main(argv: list[str] | None = None) -> int:
         npts = out["data"]["x"].size
         ours = median_time(lambda: reader.read(["x"], start, end, min_stride=min_stride, method=method),
                            args.repeat)
+        if peers is None:
+            row(f"{method} ({npts} points)", ours, "(peers not measured)", None)
+            continue
         rollup = median_time(lambda: peers.duck_rollup(start, end, stride, method), args.repeat)
         table = median_time(lambda: peers.duck_table(start, end, stride, method), args.repeat_slow)
         ch = median_time(lambda: peers.chdb_table(start, end, stride, method), args.repeat_slow)
@@ -444,8 +452,9 @@ def main(argv: list[str] | None = None) -> int:
         row("", ours, "DuckDB table GROUP BY", table)
         row("", ours, "chDB MergeTree GROUP BY", ch)
         row("", ours, "one flat HDF5 file + numpy", flat)
-    m4 = None
     try:
+        if peers is None:
+            raise ImportError
         from tsdownsample import M4Downsampler
 
         def m4_flat():
@@ -460,20 +469,25 @@ def main(argv: list[str] | None = None) -> int:
     # 5: one day at full resolution
     d0 = T0 + (args.days // 2) * DAY + 3600.5
     out = reader.read(["x"], d0, d0 + DAY)
-    ref_t, _ = peers.duck_raw(d0, d0 + DAY)
-    assert np.array_equal(out["timeline"]["tl"]["t"], ref_t)
     ours = median_time(lambda: reader.read(["x"], d0, d0 + DAY), args.repeat)
     print(f"\none day at full resolution ({out['data']['x'].size:,} samples, median of {args.repeat})")
-    row("1 day, values + times", ours, "chDB MergeTree", median_time(lambda: peers.chdb_raw(d0, d0 + DAY), args.repeat))
-    row("", ours, "DuckDB table", median_time(lambda: peers.duck_raw(d0, d0 + DAY), args.repeat))
-    row("", ours, "one flat HDF5 file", median_time(lambda: peers.flat_raw(d0, d0 + DAY), args.repeat))
+    if peers is None:
+        row("1 day, values + times", ours, "(peers not measured)", None)
+    else:
+        ref_t, _ = peers.duck_raw(d0, d0 + DAY)
+        assert np.array_equal(out["timeline"]["tl"]["t"], ref_t)
+        row("1 day, values + times", ours, "chDB MergeTree",
+            median_time(lambda: peers.chdb_raw(d0, d0 + DAY), args.repeat))
+        row("", ours, "DuckDB table", median_time(lambda: peers.duck_raw(d0, d0 + DAY), args.repeat))
+        row("", ours, "one flat HDF5 file", median_time(lambda: peers.flat_raw(d0, d0 + DAY), args.repeat))
     if node_rss is not None:
         print(f"\nnode resident memory after the queries: {node_rss:.0f} MiB")
     import resource
 
     print(f"this process (reader + peers) peak RSS: "
           f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
-    peers.close()
+    if peers is not None:
+        peers.close()
     return 0
 
 

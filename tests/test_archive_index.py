@@ -4,12 +4,10 @@ trusted over the files themselves."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -318,3 +316,11 @@ def test_get_fields_not_blocked_by_a_long_read(tmp_path, monkeypatch):
     finally:
         release.set()
         slow.join(30)
+
+
+def test_reindex_command_help():
+    """``sisock archive reindex --help`` documents the command."""
+    out = subprocess.run([PY, "-m", "sisock", "archive", "reindex", "--help"],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0 and "usage: sisock archive reindex" in out.stdout, out.stderr
+    assert "DIR" in out.stdout

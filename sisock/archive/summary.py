@@ -179,26 +179,26 @@ class SummaryAccumulator:
         return out
 
     def _advance(self, t: np.ndarray, v: np.ndarray, last: float) -> list[np.ndarray]:
+        """Rows of every bucket complete once ``last`` was seen; keep the rest pending."""
         t = np.concatenate((self._raw_t, t))
         v = np.concatenate((self._raw_v, v.reshape(-1, self.nfields)))
         out: list[np.ndarray] = []
-        kb = bin_index(t, WIDTHS[0])
-        limit = _limit(last, WIDTHS[0])
-        done = kb < limit
-        nd = int(done.sum())
-        k, st = reduce_buckets(kb[:nd], sample_stats(v[:nd]))
-        self._raw_t, self._raw_v = t[nd:], v[nd:]
+        # finest level, from raw samples
+        bucket = bin_index(t, WIDTHS[0])
+        n_done = int((bucket < _limit(last, WIDTHS[0])).sum())  # samples of complete buckets
+        k, st = reduce_buckets(bucket[:n_done], sample_stats(v[:n_done]))
+        self._raw_t, self._raw_v = t[n_done:], v[n_done:]
         out.append(make_table(k, st))
+        # each coarser level, from the rows the finer level completed
         for i in range(1, len(LEVELS)):
-            q = self._queues[i - 1]
-            qk = np.concatenate((q.k, k))
-            qs = BucketStats.concat([q.stats, st], self.nfields)
+            pending = self._queues[i - 1]
+            child_bucket = np.concatenate((pending.k, k))
+            child_stats = BucketStats.concat([pending.stats, st], self.nfields)
             factor = 2 ** (LEVELS[i] - LEVELS[i - 1])
-            parent = np.floor_divide(qk, factor)
-            limit = _limit(last, WIDTHS[i])
-            nd = int((parent < limit).sum())
-            k, st = reduce_buckets(parent[:nd], qs.take(slice(0, nd)))
-            self._queues[i - 1] = _Pending(qk[nd:], qs.take(slice(nd, None)))
+            parent = np.floor_divide(child_bucket, factor)
+            n_done = int((parent < _limit(last, WIDTHS[i])).sum())  # child rows of complete parents
+            k, st = reduce_buckets(parent[:n_done], child_stats.take(slice(0, n_done)))
+            self._queues[i - 1] = _Pending(child_bucket[n_done:], child_stats.take(slice(n_done, None)))
             out.append(make_table(k, st))
         return out
 
