@@ -79,10 +79,10 @@ def build(directory: str, days: int) -> float:
     """Write the archive unless it is already there; return build seconds."""
     marker = os.path.join(directory, f".complete-{days}-3600-None")
     if os.path.exists(marker):
-        if not os.path.exists(archive_index.index_path(directory)):  # built by an older sisock
-            t0 = time.perf_counter()
-            archive_index.rebuild(directory)
-            print(f"  indexed the cached archive in {time.perf_counter() - t0:.1f} s")
+        t0 = time.perf_counter()
+        added, dropped = archive_index.sync(directory)  # e.g. built by an older sisock
+        if added or dropped:
+            print(f"  brought the cached archive's index up to date in {time.perf_counter() - t0:.1f} s")
         return 0.0
     for p in glob.glob(os.path.join(directory, "*.h5")):
         os.remove(p)

@@ -324,3 +324,25 @@ def test_reindex_command_help():
                          capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0 and "usage: sisock archive reindex" in out.stdout, out.stderr
     assert "DIR" in out.stdout
+
+
+def test_damaged_index_table_is_not_used(tmp_path):
+    """A summary table of the index that fails its CRC is not used: the reader reads
+    the file, answers stay exact, and the next writer re-describes the file."""
+    t, y = write_days(tmp_path, 0.25)
+    r0 = ArchiveReader(tmp_path)
+    r0.timelines()
+    record = next(iter(r0.files.refresh().by_seq.values())).index_record
+    _, offset, rows, cols, _ = record.timelines["tl"].tables[2]
+    with open(archive_index.index_path(tmp_path), "r+b") as f:
+        f.seek(offset + 8)  # the first row's count: make it wrong
+        f.write(np.array([1e9]).tobytes())
+    r = ArchiveReader(tmp_path)
+    got = r.read(["x"], T0, T0 + 6 * 3600, min_stride=4096.0)
+    ref_t, ref = downsample_columns(t, {"x": y}, 4096.0, "mean")
+    np.testing.assert_allclose(got["data"]["x"], ref["x"], rtol=1e-12)
+    ArchiveWriter(tmp_path).close()
+    ix = archive_index.IndexReader(str(tmp_path))
+    ix.refresh()
+    assert all(archive_index.intact(rec) for rec in ix.records.values())
+    assert len(ix.records) == len(archive_files(tmp_path))

@@ -16,6 +16,7 @@ and the cache of per-file summary tables (:class:`.rowcache.ByteLRU`).
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import threading
@@ -199,9 +200,17 @@ class FileSet:
     def refresh(self) -> Snapshot:
         """Pick up new, renamed and vanished files; refresh growing files."""
         with self._lock:
-            for _ in range(3):
-                if self._refresh():
-                    break
+            # a first refresh creates a few objects per file: cyclic garbage collection
+            # passes triggered by them would cost more than the work itself
+            collecting = gc.isenabled()
+            gc.disable()
+            try:
+                for _ in range(3):
+                    if self._refresh():
+                        break
+            finally:
+                if collecting:
+                    gc.enable()
             return self._snapshot
 
     def _refresh(self) -> bool:
@@ -244,7 +253,13 @@ class FileSet:
 
         def index_tables(timeline: str, level: int) -> np.ndarray | None:
             part = record.timelines[timeline].tables.get(level)
-            return archive_index.read_tables([part])[0] if part is not None else None
+            if part is None:
+                return None
+            try:
+                return archive_index.read_tables([part])[0]
+            except archive_index.IndexDamaged as exc:
+                log.warning("archive index: %s (%s); reading the file instead", exc, entry.name)
+                return None
 
         f = ReadableFile.from_index(entry.path, entry.seq, entry.state == catalog.CLOSED,
                                     self.handles, timelines, index_tables, self._on_read, self.tables)
@@ -278,7 +293,11 @@ class FileSet:
             if part is None:
                 return None
             parts.append(part)
-        return archive_index.read_tables(parts)
+        try:
+            return archive_index.read_tables(parts)
+        except archive_index.IndexDamaged as exc:
+            log.warning("archive index: %s; reading the files instead", exc)
+            return None
 
     def close(self) -> None:
         """Close every handle and the index."""

@@ -12,11 +12,14 @@ that a long downsampled query reads no archive file except at its edges.
 Format
 ------
 One file, ``<directory>/.sisock-index``: a 10-byte magic then records, one
-per file, each ``b"REC1"``, header length, blob length and CRC-32 (little
-endian uint32) followed by a JSON header and the tables as float64 bytes.
-The writer appends a record when it closes a file (appending never touches
-earlier records; a record torn by a crash fails its CRC, and the next
-writer cuts it off before appending).  :func:`rebuild` (``sisock archive
+per file, each ``b"REC2"``, header length, blob length and the header's
+CRC-32 (little-endian uint32) followed by a JSON header and the tables as
+float64 bytes (each table's CRC-32 is in the header).  A reader loads the
+headers only (a few hundred bytes per file) and checks a table's CRC when
+it reads the table.  The writer appends a record when it closes a file
+(appending never touches earlier records; a record torn by a crash is
+incomplete or fails its CRC, and the next writer cuts it off before
+appending, after checking every table).  :func:`rebuild` (``sisock archive
 reindex DIR``) writes a new index from the files and renames it into
 place.
 
@@ -49,15 +52,15 @@ from .summary import LEVELS
 log = logging.getLogger(__name__)
 
 INDEX_NAME = ".sisock-index"
-MAGIC = b"SISOCKIX1\n"
+MAGIC = b"SISOCKIX2\n"
 RECORD = struct.Struct("<4sIII")
-RECORD_MAGIC = b"REC1"
+RECORD_MAGIC = b"REC2"
 #: Summary levels (index in LEVELS) whose tables the index keeps: 64 s
 #: buckets and wider, which answer every query with ``min_stride >= 1024 s``
 #: (a month or more at 2000 points) without opening a file.
 FROM_LEVEL = 1
-#: The index is parsed in windows of this many bytes (bounded memory).
-WINDOW = 2**20
+#: Bytes read at once when a record header is expected (most headers are shorter).
+HEADER_GUESS = 2048
 
 
 class IndexSource:
@@ -92,8 +95,8 @@ class IndexedTimeline:
     count: int
     t_first: float
     t_last: float
-    #: level index -> (index file, byte offset, rows, columns)
-    tables: dict[int, tuple[IndexSource, int, int, int]] = field(default_factory=dict)
+    #: level index -> (index file, byte offset, rows, columns, CRC-32)
+    tables: dict[int, tuple[IndexSource, int, int, int, int]] = field(default_factory=dict)
 
 
 @dataclass
@@ -131,9 +134,9 @@ def encode_record(entry: catalog.Entry) -> bytes:
     for tl, d in info.items():
         tables = []
         for level, table in sorted(d["tables"].items()):
-            table = np.ascontiguousarray(table, dtype="<f8")
-            tables.append([level, int(table.shape[0]), int(table.shape[1])])
-            blobs.append(table.tobytes())
+            data = np.ascontiguousarray(table, dtype="<f8").tobytes()
+            tables.append([level, int(table.shape[0]), int(table.shape[1]), zlib.crc32(data)])
+            blobs.append(data)
         timelines[tl] = {"fields": specs_to_json(d["fields"]), "numeric": d["numeric"],
                          "min_level": d["min_level"], "count": d["count"],
                          "t_first": d["t_first"], "t_last": d["t_last"], "tables": tables}
@@ -141,8 +144,7 @@ def encode_record(entry: catalog.Entry) -> bytes:
                          "size": entry.size, "mtime_ns": entry.mtime_ns,
                          "timelines": timelines}).encode()
     blob = b"".join(blobs)
-    crc = zlib.crc32(blob, zlib.crc32(header))
-    return RECORD.pack(RECORD_MAGIC, len(header), len(blob), crc) + header + blob
+    return RECORD.pack(RECORD_MAGIC, len(header), len(blob), zlib.crc32(header)) + header + blob
 
 
 class _SpecCache:
@@ -158,49 +160,51 @@ class _SpecCache:
         return specs
 
 
-def parse(buffer: bytes, base: int, source: IndexSource | None = None,
-          specs: _SpecCache | None = None) -> tuple[list[IndexedFile], int]:
-    """Records in ``buffer`` (which starts at byte ``base`` of the index file).
+def parse_header(header: bytes, offset: int, span: tuple[int, int], source: IndexSource | None,
+                 specs: _SpecCache) -> IndexedFile:
+    """The record whose JSON header is ``header`` and whose tables start at ``offset``."""
+    h = json.loads(header)
+    timelines = {}
+    for tl, d in h["timelines"].items():
+        tables = {}
+        for level, rows, cols, crc in d["tables"]:
+            tables[int(level)] = (source, offset, int(rows), int(cols), int(crc))
+            offset += rows * cols * 8
+        timelines[tl] = IndexedTimeline(specs(d["fields"]), d["numeric"], int(d["min_level"]),
+                                        int(d["count"]), float(d["t_first"]),
+                                        float(d["t_last"]), tables)
+    return IndexedFile(h["name"], int(h["seq"]), h["state"], int(h["size"]),
+                       int(h["mtime_ns"]), timelines, span)
 
-    Returns the records and the number of bytes of whole, valid records;
-    parsing stops at the first torn or corrupt record.
+
+def read_records(source: IndexSource, pos: int, size: int, specs: _SpecCache
+                 ) -> tuple[list[IndexedFile], int]:
+    """Records from byte ``pos`` up to ``size``, reading headers only.
+
+    Returns the records and the position after the last whole, valid one;
+    reading stops at the first torn or corrupt record.
     """
-    specs = specs or _SpecCache()
     out: list[IndexedFile] = []
-    pos = 0
-    view = memoryview(buffer)
-    while pos + RECORD.size <= len(buffer):
-        magic, header_len, blob_len, crc = RECORD.unpack_from(buffer, pos)
+    while pos + RECORD.size <= size:
+        head = source.pread(RECORD.size + HEADER_GUESS, pos)
+        if len(head) < RECORD.size:
+            break
+        magic, header_len, blob_len, crc = RECORD.unpack_from(head)
         body = pos + RECORD.size
         end = body + header_len + blob_len
-        if magic != RECORD_MAGIC or end > len(buffer):
+        if magic != RECORD_MAGIC or end > size:
             break
-        header = view[body:body + header_len]
-        if zlib.crc32(view[body + header_len:end], zlib.crc32(header)) != crc:
+        header = head[RECORD.size:RECORD.size + header_len]
+        if len(header) < header_len:
+            header = source.pread(header_len, body)
+        if len(header) != header_len or zlib.crc32(header) != crc:
             break
-        h = json.loads(bytes(header))
-        offset = base + body + header_len
-        timelines = {}
-        for tl, d in h["timelines"].items():
-            tables = {}
-            for level, rows, cols in d["tables"]:
-                tables[int(level)] = (source, offset, int(rows), int(cols))
-                offset += rows * cols * 8
-            timelines[tl] = IndexedTimeline(specs(d["fields"]), d["numeric"], int(d["min_level"]),
-                                            int(d["count"]), float(d["t_first"]),
-                                            float(d["t_last"]), tables)
-        out.append(IndexedFile(h["name"], int(h["seq"]), h["state"], int(h["size"]),
-                               int(h["mtime_ns"]), timelines, (base + pos, base + end)))
+        try:
+            out.append(parse_header(header, body + header_len, (pos, end), source, specs))
+        except (ValueError, KeyError, TypeError):
+            break
         pos = end
     return out, pos
-
-
-def _record_size(head: bytes) -> int | None:
-    """Total size of the record starting with ``head``, or None if it is no record."""
-    if len(head) < RECORD.size:
-        return None
-    magic, header_len, blob_len, _ = RECORD.unpack(head)
-    return RECORD.size + header_len + blob_len if magic == RECORD_MAGIC else None
 
 
 # --------------------------------------------------------------------- reading
@@ -252,23 +256,10 @@ class IndexReader:
                 self.parsed = size
                 return changed
             pos = len(MAGIC)
-        window = WINDOW
-        while pos < size:
-            records, used = parse(self.source.pread(min(window, size - pos), pos), pos,
-                                  self.source, self._specs)
-            for r in records:
-                self.records[r.name] = r
-            changed = changed or bool(records)
-            pos += used
-            if used:
-                window = WINDOW
-                continue
-            need = _record_size(self.source.pread(RECORD.size, pos))
-            if need is None or need <= window or pos + need > size:
-                break  # torn or corrupt (or still being written)
-            window = need  # one record bigger than the window
-        self.parsed = pos
-        return changed
+        records, self.parsed = read_records(self.source, pos, size, self._specs)
+        for r in records:
+            self.records[r.name] = r
+        return changed or bool(records)
 
     def _reset(self) -> None:
         self.source, self.parsed, self.records = None, 0, {}
@@ -278,25 +269,49 @@ class IndexReader:
         self._reset()
 
 
-def read_tables(parts: list[tuple[IndexSource, int, int, int]]) -> list[np.ndarray]:
-    """Tables stored at ``(source, offset, rows, columns)``; neighbours in one read."""
+class IndexDamaged(OSError):
+    """A table of the index does not match its CRC (readers then read the file)."""
+
+
+def read_tables(parts: list[tuple[IndexSource, int, int, int, int]]) -> list[np.ndarray]:
+    """Tables stored at ``(source, offset, rows, columns, crc)``; neighbours in one read.
+
+    Raises
+    ------
+    IndexDamaged
+        If a table is short or fails its CRC.
+    """
     out: list[np.ndarray] = []
     i = 0
     while i < len(parts):
         source = parts[i][0]
         j, end = i, parts[i][1] + parts[i][2] * parts[i][3] * 8
         while (j + 1 < len(parts) and parts[j + 1][0] is source
-               and end <= parts[j + 1][1] <= end + 4096):  # the gap: other levels, a record header
+               and end <= parts[j + 1][1] <= end + 16384):  # the gap: other levels, a header
             j += 1
             end = parts[j][1] + parts[j][2] * parts[j][3] * 8
         base = parts[i][1]
         buffer = source.pread(end - base, base)
         if len(buffer) != end - base:
-            raise OSError("the archive index is shorter than its records")
-        for _, offset, rows, cols in parts[i:j + 1]:
-            out.append(np.frombuffer(buffer, "<f8", rows * cols, offset - base).reshape(rows, cols))
+            raise IndexDamaged("the archive index is shorter than its records")
+        view = memoryview(buffer)
+        for _, offset, rows, cols, crc in parts[i:j + 1]:
+            a, b = offset - base, offset - base + rows * cols * 8
+            if zlib.crc32(view[a:b]) != crc:
+                raise IndexDamaged("a table of the archive index fails its CRC")
+            out.append(np.frombuffer(buffer, "<f8", rows * cols, a).reshape(rows, cols))
         i = j + 1
     return out
+
+
+def intact(record: IndexedFile) -> bool:
+    """True if every table of a record matches its CRC."""
+    parts = [p for tl in record.timelines.values() for p in tl.tables.values()]
+    try:
+        read_tables(parts)
+    except IndexDamaged:
+        return False
+    return True
 
 
 # --------------------------------------------------------------------- writing
@@ -362,7 +377,8 @@ def sync(directory: str) -> tuple[int, int]:
         log.warning("archive index %s: cutting a torn record off (%d bytes)",
                     path, size - reader.parsed)
         os.truncate(path, reader.parsed)
-    kept = {n: r for n, r in reader.records.items() if n in listed and r.matches(listed[n])}
+    kept = {n: r for n, r in reader.records.items()
+            if n in listed and r.matches(listed[n]) and intact(r)}
     dropped = len(reader.records) - len(kept)
     if dropped:
         _rewrite(directory, reader, sorted(kept.values(), key=lambda r: r.seq))
