@@ -59,6 +59,10 @@ RECORD_MAGIC = b"REC2"
 #: buckets and wider, which answer every query with ``min_stride >= 1024 s``
 #: (a month or more at 2000 points) without opening a file.
 FROM_LEVEL = 1
+#: Tables at most this far apart are read together (one system call) ...
+MAX_GAP = 4096
+#: ... in reads of at most this many bytes.
+MAX_READ = 8 * 2**20
 #: Bytes read at once when a record header is expected (most headers are shorter).
 HEADER_GUESS = 2048
 
@@ -287,7 +291,8 @@ def read_tables(parts: list[tuple[IndexSource, int, int, int, int]]) -> list[np.
         source = parts[i][0]
         j, end = i, parts[i][1] + parts[i][2] * parts[i][3] * 8
         while (j + 1 < len(parts) and parts[j + 1][0] is source
-               and end <= parts[j + 1][1] <= end + 16384):  # the gap: other levels, a header
+               and end <= parts[j + 1][1] <= end + MAX_GAP  # the gap: other levels, a header
+               and parts[j + 1][1] - parts[i][1] < MAX_READ):
             j += 1
             end = parts[j][1] + parts[j][2] * parts[j][3] * 8
         base = parts[i][1]
