@@ -106,14 +106,19 @@ class ArchiveReader:
         dict
             ``{name: {"t_first", "t_last", "count", "fields": [names]}}``.
         """
-        fields, files = self.files.refresh().current()
+        snapshot = self.files.refresh()
+        fields, files = snapshot.current()
         out: dict[str, dict] = {}
         for tl, fl in files.items():
-            infos = [f.timelines[tl] for f in fl]
+            arrays = snapshot.arrays.get(tl)
+            n_immutable = arrays.seq.size if arrays is not None else 0
+            infos = [f.timelines[tl] for f in fl[n_immutable:]]
+            firsts = [i.t_first for i in infos] + ([float(arrays.t_first.min())] if n_immutable else [])
+            lasts = [i.t_last for i in infos] + ([float(arrays.t_last.max())] if n_immutable else [])
             out[tl] = {
-                "t_first": min(i.t_first for i in infos),
-                "t_last": max(i.t_last for i in infos),
-                "count": sum(i.count for i in infos),
+                "t_first": min(firsts),
+                "t_last": max(lasts),
+                "count": sum(i.count for i in infos) + (int(arrays.count.sum()) if n_immutable else 0),
                 "fields": [k for k, (t, _) in fields.items() if t == tl],
             }
         return out
