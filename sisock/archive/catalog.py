@@ -57,7 +57,7 @@ def stem_time(name: str) -> float:
     return float(calendar.timegm(time.strptime(os.path.basename(name)[:15], "%Y%m%d-%H%M%S")))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Entry:
     """One archive file as seen in the directory.
 

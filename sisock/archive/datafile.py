@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -30,7 +30,7 @@ from .summary import LEVELS, WIDTHS, split_table
 IndexTables = Callable[[str, int], "np.ndarray | None"]
 
 
-@dataclass
+@dataclass(slots=True)
 class TimelineInfo:
     """What a reader knows about one timeline in one file."""
 
@@ -41,7 +41,7 @@ class TimelineInfo:
     t_first: float = np.nan
     t_last: float = np.nan
     #: Summary tables read from a growing file (dropped at each refresh).
-    levels: dict[int, tuple[np.ndarray, BucketStats]] = field(default_factory=dict)
+    levels: dict[int, tuple[np.ndarray, BucketStats]] | None = None
 
     def column(self, name: str) -> int:
         """Summary column of a numeric field, or -1 if this file lacks it."""
@@ -52,7 +52,7 @@ class TimelineInfo:
 
 
 class ReadableFile:
-    """Read-only view of one archive file.
+    """Read-only view of one archive file (one per file: kept small with ``__slots__``).
 
     Parameters
     ----------
@@ -72,6 +72,9 @@ class ReadableFile:
         ``get(key)`` / ``put(key, value, nbytes)`` store for summary tables
         of immutable files (bounded by the reader).
     """
+
+    __slots__ = ("path", "seq", "complete", "immutable", "timelines", "loaded", "index_tables",
+                 "index_record", "_handles", "_on_read", "_level_cache", "_lock")
 
     def __init__(self, path: str, seq: int, complete: bool, immutable: bool,
                  handles: HandleCache, on_read: Callable[[int], None] | None = None,
@@ -130,6 +133,8 @@ class ReadableFile:
         if i < info.min_level:  # not stored for this timeline
             return np.zeros(0, np.int64), BucketStats.empty(len(info.numeric))
         if not self.immutable:
+            if info.levels is None:
+                info.levels = {}
             got = info.levels.get(i)
             if got is None:
                 got = info.levels[i] = split_table(self._read_table(timeline, i))

@@ -29,7 +29,10 @@ The index is a cache of the files, never trusted over them: readers match
 each record against the directory listing by name, size and modification
 time; a file missing from the index (or not matching it) is read directly,
 a record whose file is gone is ignored, an open file is always read
-directly.  Losing the index costs speed, not data.
+directly.  Losing the index costs speed, not data.  ``sisock archive
+reindex`` may run beside a live writer: a record appended during the
+rebuild may be lost, which only means that file is read directly until the
+writer's next start records it again.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ import json
 import logging
 import os
 import struct
+import sys
 import tempfile
 import zlib
 from dataclasses import dataclass, field
@@ -89,7 +93,7 @@ class IndexSource:
             os.close(fd)
 
 
-@dataclass
+@dataclass(slots=True)
 class IndexedTimeline:
     """One timeline of one indexed file."""
 
@@ -103,7 +107,7 @@ class IndexedTimeline:
     tables: dict[int, tuple[IndexSource, int, int, int, int]] = field(default_factory=dict)
 
 
-@dataclass
+@dataclass(slots=True)
 class IndexedFile:
     """The record of one file."""
 
@@ -156,12 +160,21 @@ class _SpecCache:
 
     def __init__(self) -> None:
         self._seen: dict[str, dict[str, FieldSpec]] = {}
+        self._lists: dict[tuple[str, ...], list[str]] = {}
 
     def __call__(self, fields: str) -> dict[str, FieldSpec]:
         specs = self._seen.get(fields)
         if specs is None:
             specs = self._seen[fields] = specs_from_json(fields)
         return specs
+
+    def shared(self, value: list[str]) -> list[str]:
+        """One list object for equal lists of names (e.g. the numeric fields)."""
+        key = tuple(value)
+        got = self._lists.get(key)
+        if got is None:
+            got = self._lists[key] = value
+        return got
 
 
 def parse_header(header: bytes, offset: int, span: tuple[int, int], source: IndexSource | None,
@@ -174,10 +187,10 @@ def parse_header(header: bytes, offset: int, span: tuple[int, int], source: Inde
         for level, rows, cols, crc in d["tables"]:
             tables[int(level)] = (source, offset, int(rows), int(cols), int(crc))
             offset += rows * cols * 8
-        timelines[tl] = IndexedTimeline(specs(d["fields"]), d["numeric"], int(d["min_level"]),
-                                        int(d["count"]), float(d["t_first"]),
-                                        float(d["t_last"]), tables)
-    return IndexedFile(h["name"], int(h["seq"]), h["state"], int(h["size"]),
+        timelines[sys.intern(tl)] = IndexedTimeline(
+            specs(d["fields"]), specs.shared(d["numeric"]), int(d["min_level"]), int(d["count"]),
+            float(d["t_first"]), float(d["t_last"]), tables)
+    return IndexedFile(h["name"], int(h["seq"]), sys.intern(h["state"]), int(h["size"]),
                        int(h["mtime_ns"]), timelines, span)
 
 
