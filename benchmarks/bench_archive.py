@@ -18,7 +18,7 @@ peer and the ratio sisock / peer (below 1: sisock is faster):
    min_stride=range/2000)`` with a fresh client; peer: a fresh Python
    process opening the DuckDB file and querying the rollup table;
 2. ``get_fields`` over the whole range through the client (node warm);
-3. reader catalog at start (``ArchiveReader(dir).timelines()`` in process);
+3. reader catalog at start (``ArchiveNode(dir).warm()`` in process);
 4. warm whole-range downsample, ``mean`` and ``minmax`` (in process);
 5. one day at full resolution (86,400 samples) into numpy (in process).
 
@@ -54,7 +54,7 @@ from sisock._quiet import silence_bjdata  # noqa: E402
 silence_bjdata()
 
 from sisock.archive import index as archive_index  # noqa: E402
-from sisock.archive.reader import ArchiveReader  # noqa: E402
+from sisock.archive.node import ArchiveNode  # noqa: E402
 from sisock.archive.spec import FieldSpec  # noqa: E402
 from sisock.archive.summary import choose_stride  # noqa: E402
 from sisock.archive.writer import ArchiveWriter  # noqa: E402
@@ -426,8 +426,9 @@ def main(argv: list[str] | None = None) -> int:
 
     # 3: catalog at start
     t0, cpu0 = time.perf_counter(), time.process_time()
-    reader = ArchiveReader(directory)
-    reader.timelines()
+    node = ArchiveNode(directory)  # what a node does at start
+    node.warm()
+    reader = node.reader
     catalog, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     row(f"reader catalog at start ({len(files)} files)", catalog, "DuckDB/chDB keep metadata", None)
     print(f"    ({cpu:.2f} s of CPU; {reader.files.from_index} files from the index, "

@@ -333,7 +333,7 @@ def test_damaged_index_table_is_not_used(tmp_path):
     r0 = ArchiveReader(tmp_path)
     r0.timelines()
     record = next(iter(r0.files.refresh().by_seq.values())).index_record
-    _, offset, rows, cols, _ = record.timelines["tl"].tables[2]
+    _, offset, rows, cols, _ = record.part("tl", 2)
     with open(archive_index.index_path(tmp_path), "r+b") as f:
         f.seek(offset + 8)  # the first row's count: make it wrong
         f.write(np.array([1e9]).tobytes())

@@ -25,10 +25,6 @@ from .handles import HandleCache
 from .spec import FieldSpec, missing
 from .summary import LEVELS, WIDTHS, split_table
 
-#: A function ``(timeline, level) -> table or None`` serving a file's summary
-#: tables from the archive index.
-IndexTables = Callable[[str, int], "np.ndarray | None"]
-
 
 @dataclass(slots=True)
 class TimelineInfo:
@@ -73,7 +69,7 @@ class ReadableFile:
         of immutable files (bounded by the reader).
     """
 
-    __slots__ = ("path", "seq", "complete", "immutable", "timelines", "loaded", "index_tables",
+    __slots__ = ("path", "seq", "complete", "immutable", "timelines", "loaded",
                  "index_record", "_handles", "_on_read", "_level_cache", "_lock")
 
     def __init__(self, path: str, seq: int, complete: bool, immutable: bool,
@@ -85,21 +81,21 @@ class ReadableFile:
         self.immutable = immutable
         self.timelines: dict[str, TimelineInfo] = {}
         self.loaded = False
-        self.index_tables: IndexTables | None = None
-        self.index_record = None  # the archive index's record, when described by it
+        #: The archive index's record (:class:`~sisock.archive.index.IndexedFile`)
+        #: when the file is described by it.
+        self.index_record = None
         self._handles = handles
         self._on_read = on_read
         self._level_cache = level_cache
         self._lock = threading.Lock()
 
     @classmethod
-    def from_index(cls, path: str, seq: int, complete: bool, handles: HandleCache,
-                   timelines: dict[str, TimelineInfo], index_tables: IndexTables | None,
+    def from_index(cls, path: str, seq: int, complete: bool, handles: HandleCache, record,
                    on_read=None, level_cache=None) -> ReadableFile:
         """A file described by its index record (nothing is opened)."""
         f = cls(path, seq, complete, True, handles, on_read, level_cache)
-        f.timelines = timelines
-        f.index_tables = index_tables
+        f.timelines = record.timelines
+        f.index_record = record
         f.loaded = True
         return f
 
@@ -149,8 +145,8 @@ class ReadableFile:
 
     def table(self, timeline: str, i: int) -> np.ndarray:
         """The stored summary table of level ``i`` (from the index when it has it)."""
-        if self.index_tables is not None:
-            table = self.index_tables(timeline, i)
+        if self.index_record is not None:
+            table = self.index_record.table(timeline, i)
             if table is not None:
                 return table
         return self._read_table(timeline, i)

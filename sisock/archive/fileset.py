@@ -27,7 +27,7 @@ import numpy as np
 
 from . import catalog, h5io
 from . import index as archive_index
-from .datafile import ReadableFile, TimelineInfo
+from .datafile import ReadableFile
 from .handles import HandleCache
 from .rowcache import ByteLRU
 from .spec import FieldSpec
@@ -240,7 +240,7 @@ class FileSet:
                 self._files[seq] = f
             if not f.loaded or not f.immutable:
                 direct.append(f)
-            counts[f.index_tables is None] += 1
+            counts[f.index_record is None] += 1
         self.from_index, self.read_directly = counts
         if not self._load(direct, release=True):
             return False
@@ -248,23 +248,8 @@ class FileSet:
         return True
 
     def _from_record(self, entry: catalog.Entry, record: archive_index.IndexedFile) -> ReadableFile:
-        timelines = {tl: TimelineInfo(r.fields, r.numeric, r.min_level, r.count, r.t_first, r.t_last)
-                     for tl, r in record.timelines.items()}
-
-        def index_tables(timeline: str, level: int) -> np.ndarray | None:
-            part = record.timelines[timeline].tables.get(level)
-            if part is None:
-                return None
-            try:
-                return archive_index.read_tables([part])[0]
-            except archive_index.IndexDamaged as exc:
-                log.warning("archive index: %s (%s); reading the file instead", exc, entry.name)
-                return None
-
-        f = ReadableFile.from_index(entry.path, entry.seq, entry.state == catalog.CLOSED,
-                                    self.handles, timelines, index_tables, self._on_read, self.tables)
-        f.index_record = record
-        return f
+        return ReadableFile.from_index(entry.path, entry.seq, entry.state == catalog.CLOSED,
+                                       self.handles, record, self._on_read, self.tables)
 
     def _load(self, files: list[ReadableFile], release: bool = False) -> bool:
         """Read metadata of files not described by the index; False to list again."""
@@ -289,7 +274,7 @@ class FileSet:
         parts = []
         for f in files:
             record = f.index_record
-            part = record.timelines[timeline].tables.get(level) if record is not None else None
+            part = record.part(timeline, level) if record is not None else None
             if part is None:
                 return None
             parts.append(part)

@@ -44,11 +44,12 @@ import struct
 import sys
 import tempfile
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from . import catalog
+from .datafile import TimelineInfo
 from .h5io import describe, specs_from_json, specs_to_json
 from .spec import FieldSpec
 from .summary import LEVELS
@@ -94,35 +95,58 @@ class IndexSource:
 
 
 @dataclass(slots=True)
-class IndexedTimeline:
-    """One timeline of one indexed file."""
-
-    fields: dict[str, FieldSpec]
-    numeric: list[str]
-    min_level: int
-    count: int
-    t_first: float
-    t_last: float
-    #: level index -> (index file, byte offset, rows, columns, CRC-32)
-    tables: dict[int, tuple[IndexSource, int, int, int, int]] = field(default_factory=dict)
-
-
-@dataclass(slots=True)
 class IndexedFile:
-    """The record of one file."""
+    """The record of one file.
+
+    ``timelines`` are the reader's own :class:`~sisock.archive.datafile.TimelineInfo`
+    objects (shared, not copied); ``layout`` holds, per timeline, where its
+    tables start in the index file and ``[level, rows, columns, crc]`` of
+    each, decoded into positions only when a table is read.
+    """
 
     name: str
     seq: int
     state: str
     size: int
     mtime_ns: int
-    timelines: dict[str, IndexedTimeline]
+    timelines: dict[str, TimelineInfo]
+    layout: dict[str, tuple[int, list[list[int]]]]
+    source: IndexSource | None = None
     span: tuple[int, int] = (0, 0)  # bytes of the record in the index file
 
     def matches(self, entry: catalog.Entry) -> bool:
         """True if the listed file is the one this record describes."""
         return (entry.name == self.name and entry.size == self.size
                 and entry.mtime_ns == self.mtime_ns and entry.state != catalog.OPEN)
+
+    def part(self, timeline: str, level: int) -> tuple[IndexSource, int, int, int, int] | None:
+        """``(source, offset, rows, columns, crc)`` of a stored table, or None."""
+        offset, tables = self.layout[timeline]
+        for lvl, rows, cols, crc in tables:
+            if lvl == level:
+                return self.source, offset, rows, cols, crc
+            offset += rows * cols * 8
+        return None
+
+    def parts(self) -> list[tuple[IndexSource, int, int, int, int]]:
+        """Every stored table."""
+        out = []
+        for offset, tables in self.layout.values():
+            for _, rows, cols, crc in tables:
+                out.append((self.source, offset, rows, cols, crc))
+                offset += rows * cols * 8
+        return out
+
+    def table(self, timeline: str, level: int) -> np.ndarray | None:
+        """A stored table, or None if not stored or damaged (then read the file)."""
+        part = self.part(timeline, level)
+        if part is None:
+            return None
+        try:
+            return read_tables([part])[0]
+        except IndexDamaged as exc:
+            log.warning("archive index: %s (%s); reading the file instead", exc, self.name)
+            return None
 
 
 def index_path(directory: str) -> str:
@@ -177,21 +201,19 @@ class _SpecCache:
         return got
 
 
-def parse_header(header: bytes, offset: int, span: tuple[int, int], source: IndexSource | None,
+def parse_header(h: dict, offset: int, span: tuple[int, int], source: IndexSource | None,
                  specs: _SpecCache) -> IndexedFile:
-    """The record whose JSON header is ``header`` and whose tables start at ``offset``."""
-    h = json.loads(header)
+    """The record of decoded JSON header ``h`` whose tables start at ``offset``."""
     timelines = {}
+    layout = {}
     for tl, d in h["timelines"].items():
-        tables = {}
-        for level, rows, cols, crc in d["tables"]:
-            tables[int(level)] = (source, offset, int(rows), int(cols), int(crc))
-            offset += rows * cols * 8
-        timelines[sys.intern(tl)] = IndexedTimeline(
-            specs(d["fields"]), specs.shared(d["numeric"]), int(d["min_level"]), int(d["count"]),
-            float(d["t_first"]), float(d["t_last"]), tables)
-    return IndexedFile(h["name"], int(h["seq"]), sys.intern(h["state"]), int(h["size"]),
-                       int(h["mtime_ns"]), timelines, span)
+        tl = sys.intern(tl)
+        timelines[tl] = TimelineInfo(specs(d["fields"]), specs.shared(d["numeric"]), d["min_level"],
+                                     d["count"], float(d["t_first"]), float(d["t_last"]))
+        layout[tl] = (offset, d["tables"])
+        offset += sum(rows * cols for _, rows, cols, _ in d["tables"]) * 8
+    return IndexedFile(h["name"], h["seq"], sys.intern(h["state"]), h["size"], h["mtime_ns"],
+                       timelines, layout, source, span)
 
 
 def read_records(source: IndexSource, pos: int, size: int, specs: _SpecCache
@@ -199,9 +221,11 @@ def read_records(source: IndexSource, pos: int, size: int, specs: _SpecCache
     """Records from byte ``pos`` up to ``size``, reading headers only.
 
     Returns the records and the position after the last whole, valid one;
-    reading stops at the first torn or corrupt record.
+    reading stops at the first torn or corrupt record.  The JSON headers are
+    decoded together (one call for the whole index).
     """
-    out: list[IndexedFile] = []
+    headers: list[bytes] = []
+    places: list[tuple[int, int, int]] = []  # tables offset, record start, record end
     while pos + RECORD.size <= size:
         head = source.pread(RECORD.size + HEADER_GUESS, pos)
         if len(head) < RECORD.size:
@@ -216,11 +240,20 @@ def read_records(source: IndexSource, pos: int, size: int, specs: _SpecCache
             header = source.pread(header_len, body)
         if len(header) != header_len or zlib.crc32(header) != crc:
             break
-        try:
-            out.append(parse_header(header, body + header_len, (pos, end), source, specs))
-        except (ValueError, KeyError, TypeError):
-            break
+        headers.append(header)
+        places.append((body + header_len, pos, end))
         pos = end
+    try:
+        decoded = json.loads(b"[" + b",".join(headers) + b"]")
+        out = [parse_header(h, offset, (start, end), source, specs)
+               for h, (offset, start, end) in zip(decoded, places)]
+    except (ValueError, KeyError, TypeError):  # a header with a valid CRC but bad content
+        out = []
+        for header, (offset, start, end) in zip(headers, places):
+            try:
+                out.append(parse_header(json.loads(header), offset, (start, end), source, specs))
+            except (ValueError, KeyError, TypeError):
+                return out, start
     return out, pos
 
 
@@ -324,7 +357,7 @@ def read_tables(parts: list[tuple[IndexSource, int, int, int, int]]) -> list[np.
 
 def intact(record: IndexedFile) -> bool:
     """True if every table of a record matches its CRC."""
-    parts = [p for tl in record.timelines.values() for p in tl.tables.values()]
+    parts = record.parts()
     try:
         read_tables(parts)
     except IndexDamaged:
@@ -410,36 +443,49 @@ def sync(directory: str) -> tuple[int, int]:
 
 def _rewrite(directory: str, reader: IndexReader, records: list[IndexedFile]) -> None:
     """Write the index anew from kept records (copied byte for byte), atomically."""
-    parts = [MAGIC]
-    for r in records:
-        a, b = r.span
-        parts.append(reader.source.pread(b - a, a))
-    _replace(directory, b"".join(parts))
+    def chunks():
+        yield MAGIC
+        for r in records:
+            a, b = r.span
+            yield reader.source.pread(b - a, a)
+
+    _replace(directory, chunks())
 
 
 def rebuild(directory: str) -> int:
     """Write the index from the files themselves (``sisock archive reindex``).
 
+    Records are streamed to a temporary file renamed into place at the end.
     Returns the number of records written.
     """
     directory = os.fspath(directory)
-    records = []
-    for e in catalog.scan(directory).values():
-        if not _is_indexable(e):
-            continue
-        try:
-            records.append(encode_record(e))
-        except (OSError, KeyError) as exc:
-            log.error("archive index: cannot describe %s (%s)", e.path, exc)
-    _replace(directory, MAGIC + b"".join(records))
-    return len(records)
+    written = 0
+
+    def chunks():
+        nonlocal written
+        yield MAGIC
+        for e in catalog.scan(directory).values():
+            if not _is_indexable(e):
+                continue
+            try:
+                record = encode_record(e)
+            except (OSError, KeyError) as exc:
+                log.error("archive index: cannot describe %s (%s)", e.path, exc)
+                continue
+            written += 1
+            yield record
+
+    _replace(directory, chunks())
+    return written
 
 
-def _replace(directory: str, content: bytes) -> None:
+def _replace(directory: str, chunks) -> None:
+    """Write ``chunks`` (bytes) to a temporary file and rename it over the index."""
     fd, tmp = tempfile.mkstemp(prefix=INDEX_NAME + ".", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(content)
+            for chunk in chunks:
+                f.write(chunk)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)
