@@ -267,7 +267,9 @@ def row(label: str, ours: float, peer_label: str, peer: float | None) -> None:
     if peer is None:
         print(f"  {label:40s} {fmt(ours)}   {peer_label}")
     else:
-        print(f"  {label:40s} {fmt(ours)}   {peer_label:34s} {fmt(peer)}   ratio {ours / peer:6.2f}")
+        ratio = ours / peer
+        shown = f"{ratio:6.2f}" if ratio >= 0.1 else f"1/{1 / ratio:.0f}"
+        print(f"  {label:40s} {fmt(ours)}   {peer_label:34s} {fmt(peer)}   ratio {shown}")
 
 
 # --------------------------------------------------------------------- through the router
