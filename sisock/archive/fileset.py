@@ -227,12 +227,14 @@ class FileSet:
         counts = [0, 0]
         for seq, e in entries.items():
             f = self._files.get(seq)
-            if f is not None and f.path != e.path:  # closed or marked crashed since
+            record = records.get(e.name)
+            indexed = record is not None and record.matches(e)
+            if f is not None and (f.path != e.path  # closed or marked crashed since
+                                  or (indexed and f.index_record is not record)):  # (re)indexed
                 f.release()
                 f = None
             if f is None:
-                record = records.get(e.name)
-                if record is not None and record.matches(e):
+                if indexed:
                     f = self._from_record(e, record)
                 else:
                     f = ReadableFile(e.path, seq, e.state == catalog.CLOSED, e.state != catalog.OPEN,
