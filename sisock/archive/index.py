@@ -6,8 +6,15 @@ hourly files).  The index holds, per immutable file (cleanly closed or
 crashed), everything :mod:`sisock.archive.h5io` ``describe`` reads: the
 field specs of each timeline, sample count, first and last time, and, for
 closed files, the summary tables of the coarse levels (``FROM_LEVEL`` and
-up: 256 s buckets and wider, about 1.6 kB per hour of a 1 Hz field), so
-that a long downsampled query reads no archive file except at its edges.
+up: 64 s buckets and wider, about 6 kB per hour of a 1 Hz field), so that
+a long downsampled query reads no archive file except at its edges.
+
+Why an append-only log rather than a file rewritten at each close: the
+rewrite would cost the whole index per file closed (a year of hourly files
+would write ~200 GB of index over its life); an append costs one record,
+and a torn append is detected and cut off.  A full rewrite (temporary file
+renamed into place) happens only in :func:`rebuild` and when records of
+vanished files are dropped.
 
 Format
 ------
