@@ -39,6 +39,7 @@ test-unit: install
 	$(PY) -m pytest -m unit
 
 bench: install web/dist/index.html chromium
+	$(PY) -m pip install --quiet -e '.[bench]'
 	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done
 
 clean:

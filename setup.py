@@ -43,7 +43,6 @@ setup(
         "numpy>=1.26",
         "h5py>=3.10",
         "hdf5plugin>=4.4",
-        "tsdownsample>=0.1.3",
         "pymodbus>=3.8",
         "psutil>=5.9",
         "msgpack>=1.0",
@@ -54,6 +53,8 @@ setup(
     extras_require={
         "router": ["crossbar>=24.1"],
         "notebook": ["pandas>=2.1", "matplotlib>=3.8", "ipykernel>=6.29"],
+        # peers that benchmarks/ measure sisock against; never needed to run sisock
+        "bench": ["duckdb>=1.1", "chdb>=2.0", "pyarrow>=15", "tsdownsample>=0.1.3"],
         "test": [
             "crossbar>=24.1",
             "pytest>=8",

@@ -52,7 +52,7 @@ def wait_port(port: int, timeout: float = 30) -> None:
 
 
 def write_archive(d: Path, n: int) -> float:
-    from sisock.archive.spec import FieldSpec
+    from sisock.protocol import FieldSpec
     from sisock.archive.writer import ArchiveWriter
 
     start = float(np.floor(time.time() - n / 100.0 - 60))

@@ -81,6 +81,24 @@ def cmd_generate(args) -> int:
     return generate.run(args)
 
 
+def cmd_archive_reindex(args) -> int:
+    """Rebuild the index of an archive directory from its files."""
+    import time
+
+    from .archive import index
+
+    if not Path(args.directory).is_dir():
+        raise SystemExit(f"sisock archive reindex: {args.directory} is not a directory")
+    t0 = time.perf_counter()
+    n = index.rebuild(args.directory)
+    print(f"indexed {n} file(s) of {args.directory} in {time.perf_counter() - t0:.1f} s")
+    return 0
+
+
+def _reindex_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("directory", metavar="DIR", help="archive directory")
+
+
 def cmd_router(args) -> int:
     """Start the Crossbar router."""
     from . import router
@@ -127,6 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve_sub = serve.add_subparsers(dest="server", required=True, metavar="SERVER")
     sim = sub.add_parser("sim", help="simulated instruments")
     sim_sub = sim.add_subparsers(dest="device", required=True, metavar="DEVICE")
+    archive = sub.add_parser("archive", help="maintain an archive directory")
+    archive_sub = archive.add_subparsers(dest="action", required=True, metavar="ACTION")
     # (parent, name, help, add_arguments or None, handler, takes connection flags)
     commands = [
         (sub, "router", "start the Crossbar router with the shipped config",
@@ -136,6 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
           for name, module in ((n, servers.server_module(n)) for n in servers.SERVERS)],
         (sim_sub, "modbus", "a simulated Modbus TCP instrument",
          simulator.add_arguments, cmd_sim_modbus, False),
+        (archive_sub, "reindex", "rebuild an archive's index from its files (if lost or damaged)",
+         _reindex_arguments, cmd_archive_reindex, False),
         (sub, "generate", "write a synthetic archive (demos, tests, benchmarks)",
          generate.add_arguments, cmd_generate, False),
         (sub, "web", "HTTP bridge: dashboard, Grafana SimpleJSON, REST/CSV, live events",

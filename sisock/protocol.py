@@ -419,13 +419,20 @@ class FieldSpec:
         return missing_values(self.type, n)
 
 
+#: Per field type: the value standing for "no sample" and the numpy dtype of
+#: the values cores return. HDF5 has no missing bool, so a missing bool reads
+#: as False (use a number field for a flag that can be unknown).
+MISSING_VALUE: dict[str, tuple[object, type]] = {
+    "number": (np.nan, np.float64),
+    "bool": (False, np.bool_),
+    "string": ("", np.str_),
+}
+
+
 def missing_values(ftype: str, n: int = 0) -> np.ndarray:
-    """``n`` missing values of a field type: NaN (number), False (bool), ``""`` (string)."""
-    if ftype == "bool":
-        return np.zeros(n, bool)
-    if ftype == "string":
-        return np.full(n, "", dtype=str)
-    return np.full(n, np.nan)
+    """``n`` missing values of a field type (NaN, False or ``""``), in the dtype cores return."""
+    value, dtype = MISSING_VALUE[ftype]
+    return np.full(n, value, dtype=dtype)
 
 
 def timeline_interval(t: np.ndarray) -> float | None:

@@ -135,8 +135,9 @@ def test_rotation_by_time_names_sort_in_time_order(tmp_path):
     assert len(names) == 5 and all(n.endswith(".h5") and ".open" not in n for n in names)
     r = ArchiveReader(tmp_path)
     firsts = []
-    for seq in sorted(r._files):
-        info = r._files[seq].timelines["a"]
+    files = r.files.refresh().by_seq
+    for seq in sorted(files):
+        info = files[seq].timelines["a"]
         assert int(info.t_first // 3600) == int(info.t_last // 3600)  # one clock hour per file
         firsts.append(info.t_first)
     assert firsts == sorted(firsts) and [parse_name(n)[0] for n in names] == sorted(parse_name(n)[0] for n in names)
@@ -288,7 +289,7 @@ def test_query_touches_only_overlapping_files(tmp_path):
         w.append("a", T0 + np.arange(0, 6000, 5.0), {"x": np.arange(1200.0)})
     r = ArchiveReader(tmp_path)
     r.timelines()
-    spans = {s: (f.timelines["a"].t_first, f.timelines["a"].t_last) for s, f in r._files.items()}
+    spans = {s: (f.timelines["a"].t_first, f.timelines["a"].t_last) for s, f in r.files.refresh().by_seq.items()}
     assert len(spans) >= 10
     for a, b, kw in ((T0 + 1300, T0 + 2500, {}), (T0 + 2000, T0 + 4000, {"min_stride": 300.0}),
                      (T0 + 10, T0 + 50, {"min_stride": 1.0})):

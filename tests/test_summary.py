@@ -195,19 +195,19 @@ def test_long_query_reads_few_rows(tmp_path):
         w.append("a", t, {"x": np.sin(t / 1000.0)})
     r = ArchiveReader(tmp_path)
     calls = []
-    from sisock.archive import h5io
+    from sisock.archive import datafile
 
-    orig = h5io.ReadableFile.read_t
+    orig = datafile.ReadableFile.read_t
 
     def spy(self, tl, i0, i1):
         calls.append(i1 - i0)
         return orig(self, tl, i0, i1)
 
-    h5io.ReadableFile.read_t = spy
+    datafile.ReadableFile.read_t = spy
     try:
         res = r.read(["x"], t[0] + 0.5, t[-1], min_stride=(t[-1] - t[0]) / 2000)
     finally:
-        h5io.ReadableFile.read_t = orig
+        datafile.ReadableFile.read_t = orig
     n = res["data"]["x"].size
     assert 1500 < n <= 2001
     assert sum(calls) < 200  # raw samples only at the range edges

@@ -1,11 +1,9 @@
 """``hdf5``: a data node serving an HDF5 archive directory.
 
-``sisock serve hdf5 --name N --archive DIR`` answers ``get_fields`` and
-``get_data`` from :class:`~sisock.archive.reader.ArchiveReader`, which picks
-up new files as a writer (e.g. the Modbus node) adds them, reads only the
-files that overlap a query, and uses the archive's summary levels when
-``min_stride`` is large. Queries run in the node's worker threads; one
-reader is shared behind a lock (h5py serialises HDF5 calls anyway).
+``sisock serve hdf5 --name N --archive DIR`` serves the directory with
+:class:`sisock.archive.node.ArchiveNode` (see there for how queries are
+answered and limited).  This module holds the command's arguments and
+:func:`build`.
 
 Limits: a reply that travels as one message is capped at
 ``--max-samples`` values (default 2 000 000, which keeps JSON replies
@@ -18,64 +16,16 @@ with a ``min_stride`` suggestion.
 from __future__ import annotations
 
 import argparse
-import threading
 from pathlib import Path
 
-from sisock.archive.reader import ArchiveReader
-from sisock.core import DataCore
-from sisock.protocol import Result
+from sisock.archive.node import ArchiveNode
 from sisock.serve import Plan
 from sisock.settings import Settings
 
 HELP = "serve an HDF5 archive directory"
 REACTOR = "default"
 
-
-class ArchiveNode(DataCore):
-    """Node core over one archive directory.
-
-    Parameters
-    ----------
-    directory : pathlib.Path
-        The archive directory.
-    name, description : str
-        Data-node name and description.
-    max_samples : int
-        Values allowed in a single-message reply.
-    max_samples_streamed : int
-        Values allowed in a streamed reply.
-    """
-
-    def __init__(self, directory: Path, name: str = "archive",
-                 description: str = "HDF5 archive", max_samples: int = 2_000_000,
-                 max_samples_streamed: int = 200_000_000) -> None:
-        self.name = name
-        self.description = description
-        self.reader = ArchiveReader(directory)
-        self.max_samples = max_samples
-        self.max_samples_streamed = max_samples_streamed
-        self._lock = threading.Lock()
-
-    def warm(self) -> int:
-        """Open every file once so the first query is fast; return the timeline count.
-
-        The reader learns each immutable file's spans on first use (about
-        1.5 ms per file); the node calls this in a thread at start-up.
-        """
-        with self._lock:
-            return len(self.reader.timelines())
-
-    def get_fields(self, start: float, end: float) -> tuple[dict, dict]:
-        """Fields with data in ``[start, end)``."""
-        with self._lock:
-            return self.reader.fields(start, end)
-
-    def get_data(self, fields, start, end, min_stride=None, method="mean", *,
-                 streaming: bool = False) -> Result:
-        """Samples of ``fields`` in ``[start, end)``, downsampled if asked."""
-        with self._lock:
-            return Result.coerce(self.reader.read(fields, start, end, min_stride, method,
-                                                  max_samples=self.limit(streaming)))
+__all__ = ["ArchiveNode", "HELP", "REACTOR", "add_arguments", "build"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -11,7 +11,7 @@ Wiring only; the parts live elsewhere:
 * each poll is published on the node's ``live`` topic when connected;
 * ``get_fields`` / ``get_data`` are served from the archive by the same
   core as ``sisock serve hdf5``
-  (:class:`sisock.servers.hdf5_archive.ArchiveNode`).
+  (:class:`sisock.archive.node.ArchiveNode`).
 
 Each poll group is one timeline of the archive and of the node.
 
@@ -151,7 +151,7 @@ def build(args: argparse.Namespace, settings: Settings) -> Plan:
     The configuration is read here, so its errors stop the command before
     anything connects.
     """
-    from sisock.servers.hdf5_archive import ArchiveNode
+    from sisock.archive.node import ArchiveNode
 
     from .archiving import ThreadedArchiveSink
     from .poller import Poller

@@ -1,14 +1,32 @@
-"""HDF5 archive of timelines: writer, reader, summary levels.
+"""HDF5 archive of timelines: writer, index, reader, summary levels, node core.
 
-Names are exported lazily so that importing :mod:`sisock.archive.spec` (used
-by code that never touches HDF5) does not import h5py.
+Modules, one idea each:
+
+* ``catalog`` — file names and states, the directory listing;
+* ``lock`` — one writer per directory;
+* ``summary`` — summary levels: buckets, stride choice, cover planning;
+* ``h5io`` — the HDF5 layout of one file (the only module importing h5py);
+* ``writer`` — the append-only writer (rotation, crash recovery);
+* ``index`` — the per-directory index of immutable files, appended as files close;
+* ``handles`` — a reader's cache of open HDF5 handles;
+* ``datafile`` — one file as a reader sees it (metadata, reads);
+* ``fileset`` — listing + index -> what every file holds, as one snapshot;
+* ``planner`` — which files answer a query, and how (pure);
+* ``rowcache`` — byte-bounded caches of summary rows;
+* ``checks`` — argument checks and error text of queries;
+* ``reader`` — the queries (``timelines``, ``fields``, ``read``);
+* ``node`` — the archive as a data-node core (:class:`ArchiveNode`).
+
+Field metadata (:class:`~sisock.protocol.FieldSpec`) and the missing value of
+each type live in :mod:`sisock.protocol`. Names are exported lazily so that
+importing this package does not import h5py.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["ArchiveReader", "ArchiveWriter", "ArchiveLocked", "FieldSpec"]
+__all__ = ["ArchiveNode", "ArchiveReader", "ArchiveWriter", "ArchiveLocked", "FieldSpec"]
 
 
 def __getattr__(name: str) -> Any:
@@ -16,6 +34,10 @@ def __getattr__(name: str) -> Any:
         from .reader import ArchiveReader
 
         return ArchiveReader
+    if name == "ArchiveNode":
+        from .node import ArchiveNode
+
+        return ArchiveNode
     if name == "ArchiveWriter":
         from .writer import ArchiveWriter
 

@@ -1,4 +1,4 @@
-"""File naming and the directory catalog of an archive (no h5py here).
+"""File naming and the directory listing of an archive (no h5py here).
 
 Names: ``YYYYMMDD-HHMMSS-<seq>.h5`` (UTC time of the file's first sample,
 six-digit sequence number), so that name order is time order.  While a file
@@ -6,6 +6,8 @@ is written it carries the suffix ``.open.h5``; a clean close renames it to
 ``.h5`` (complete, immutable).  A file left ``.open.h5`` by a writer that
 died is renamed ``.crashed.h5`` by the next writer: it is never appended to
 again, and is served read-only (its last summary rows may be missing).
+Every other module asks this one for names (:func:`file_name`,
+:func:`parse_name`, :func:`with_state`, :func:`stem_time`).
 
 :class:`Catalog` lists the directory only when its modification time
 changes (creating and renaming files changes it), so refreshing before every
@@ -14,6 +16,7 @@ query costs one ``stat``.
 
 from __future__ import annotations
 
+import calendar
 import os
 import re
 import time
@@ -22,13 +25,13 @@ from dataclasses import dataclass
 NAME_RE = re.compile(r"^(\d{8}-\d{6})-(\d{6})(\.open|\.crashed)?\.h5$")
 
 OPEN, CRASHED, CLOSED = "open", "crashed", "closed"
+_SUFFIX = {OPEN: ".open.h5", CRASHED: ".crashed.h5", CLOSED: ".h5"}
 
 
 def file_name(t_first: float, seq: int, state: str = OPEN) -> str:
     """File name for a file whose first sample is at ``t_first``."""
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(max(0.0, t_first)))
-    suffix = {OPEN: ".open.h5", CRASHED: ".crashed.h5", CLOSED: ".h5"}[state]
-    return f"{stamp}-{seq:06d}{suffix}"
+    return f"{stamp}-{seq:06d}{_SUFFIX[state]}"
 
 
 def parse_name(name: str) -> tuple[int, str, str] | None:
@@ -40,13 +43,38 @@ def parse_name(name: str) -> tuple[int, str, str] | None:
     return int(m.group(2)), state, f"{m.group(1)}-{m.group(2)}"
 
 
-@dataclass(frozen=True)
+def with_state(path: str, state: str) -> str:
+    """The path of the same archive file in another state (after a rename)."""
+    directory, name = os.path.split(path)
+    parsed = parse_name(name)
+    if parsed is None:
+        raise ValueError(f"{path!r} is not an archive file name")
+    return os.path.join(directory, parsed[2] + _SUFFIX[state])
+
+
+def stem_time(name: str) -> float:
+    """UNIX time encoded in an archive file name."""
+    return float(calendar.timegm(time.strptime(os.path.basename(name)[:15], "%Y%m%d-%H%M%S")))
+
+
+@dataclass(frozen=True, slots=True)
 class Entry:
-    """One archive file as seen in the directory."""
+    """One archive file as seen in the directory.
+
+    ``size`` and ``mtime_ns`` come from the listing; they tell whether an
+    index entry still describes the file.
+    """
 
     seq: int
     state: str
     path: str
+    size: int = -1
+    mtime_ns: int = -1
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            object.__setattr__(self, "name", os.path.basename(self.path))
 
 
 class Catalog:
@@ -81,19 +109,24 @@ class Catalog:
 
 
 def scan(directory: str) -> dict[int, Entry]:
-    """All archive files in ``directory``, keyed by sequence number."""
+    """All archive files in ``directory`` with their size and mtime, by sequence number."""
     out: dict[int, Entry] = {}
     try:
-        names = os.listdir(directory)
+        it = os.scandir(directory)
     except FileNotFoundError:
         return out
-    for name in names:
-        parsed = parse_name(name)
-        if parsed is None:
-            continue
-        seq, state, _ = parsed
-        prev = out.get(seq)
-        # during a rename both names may briefly be listed: prefer the final one
-        if prev is None or prev.state == OPEN:
-            out[seq] = Entry(seq, state, os.path.join(directory, name))
+    with it:
+        for d in it:
+            parsed = parse_name(d.name)
+            if parsed is None:
+                continue
+            seq, state, _ = parsed
+            try:
+                st = d.stat()
+            except FileNotFoundError:  # renamed while listing
+                continue
+            prev = out.get(seq)
+            # during a rename both names may briefly be listed: prefer the final one
+            if prev is None or prev.state == OPEN:
+                out[seq] = Entry(seq, state, d.path, st.st_size, st.st_mtime_ns, d.name)
     return dict(sorted(out.items()))

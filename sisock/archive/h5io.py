@@ -23,25 +23,24 @@ Layout (format ``sisock-archive`` version 1)::
 
 Every object is created before SWMR mode is switched on (HDF5 cannot add
 objects or attributes under SWMR); afterwards datasets only grow.  Readers
-always open with ``swmr=True`` so that files of a live or crashed writer
-open as well as closed ones.
+always open with ``swmr=True`` (:func:`open_readonly`) so that files of a
+live or crashed writer open as well as closed ones.  The read functions
+below take an open handle; which handles stay open is the business of
+:mod:`sisock.archive.handles`.
 """
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import h5py
 import numpy as np
 
-from ..downsample import BucketStats
 from ..protocol import FieldSpec
-from .summary import LEVELS, WIDTHS, split_table, table_width
+from .summary import LEVELS, table_width
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +49,6 @@ VERSION = 1
 STRING_BYTES = 64
 
 _plugins_loaded = False
-_USE = itertools.count(1)
 
 
 def _load_plugins() -> None:
@@ -238,209 +236,94 @@ def _extend(ds: h5py.Dataset, rows: np.ndarray) -> None:
 # --------------------------------------------------------------------- reading
 
 
-@dataclass
-class TimelineInfo:
-    """What a reader knows about one timeline in one file."""
-
-    fields: dict[str, FieldSpec]
-    numeric: list[str]
-    min_level: int = 0
-    count: int = 0
-    t_first: float = np.nan
-    t_last: float = np.nan
-    levels: dict[int, tuple[np.ndarray, BucketStats]] = field(default_factory=dict)
+def open_readonly(path: str) -> h5py.File:
+    """Open an archive file for reading (SWMR: works beside a live or dead writer)."""
+    _load_plugins()
+    return h5py.File(path, "r", libver="latest", swmr=True)
 
 
-class ReadableFile:
-    """Read-only SWMR view of one archive file.
-
-    ``complete`` files (cleanly closed) never change, so their metadata and
-    summary tables are cached; otherwise :meth:`refresh` picks up growth.
+class ReadHandle:
+    """An open archive file with its datasets looked up once (path lookups cost ~50 us each).
 
     Parameters
     ----------
     path : str
-        File path.
-    complete : bool
-        True if the file was closed cleanly (immutable, full summaries).
-    immutable : bool
-        True if nobody writes the file any more (closed or crashed): its
-        metadata and tables are cached.
+        The file.
     """
 
-    #: Number of ``h5py.File`` opens performed by all instances (for tests).
-    opens = 0
+    def __init__(self, path: str) -> None:
+        self.h5 = open_readonly(path)
+        self._datasets: dict[str, h5py.Dataset] = {}
 
-    def __init__(self, path: str, complete: bool, immutable: bool | None = None) -> None:
-        self.path = path
-        self.complete = complete
-        self.immutable = complete if immutable is None else immutable
-        self.data_reads = 0  # reads of raw data or summary tables (for tests)
-        self.seq = -1
-        self.touched: set[int] | None = None  # a reader's set of files read
-        self.last_used = 0
-        self._f: h5py.File | None = None
-        self.timelines: dict[str, TimelineInfo] = {}
-        self.last_times: dict[str, float] = {}
-        self._loaded = False
+    def dataset(self, key: str) -> h5py.Dataset:
+        """The dataset at ``key`` (e.g. ``"tl/t"``)."""
+        ds = self._datasets.get(key)
+        if ds is None:
+            ds = self._datasets[key] = self.h5[key]
+        return ds
 
-    def _mark(self) -> None:
-        self.data_reads += 1
-        if self.touched is not None:
-            self.touched.add(self.seq)
+    def close(self) -> None:
+        """Close the file."""
+        self._datasets = {}
+        self.h5.close()
 
-    # -- handle management
-    def _file(self) -> h5py.File:
-        self.last_used = next(_USE)
-        if self._f is None or not self._f.id.valid:
-            _load_plugins()
-            self._f = h5py.File(self.path, "r", libver="latest", swmr=True)
-            ReadableFile.opens += 1
-        return self._f
+    def __enter__(self) -> ReadHandle:
+        return self
 
-    def release(self) -> None:
-        """Close the HDF5 handle (cached metadata stays)."""
-        if self._f is not None and self._f.id.valid:
-            self._f.close()
-        self._f = None
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
-    @property
-    def is_open(self) -> bool:
-        """True if an HDF5 handle is held."""
-        return self._f is not None and self._f.id.valid
 
-    def rename(self, path: str, complete: bool, immutable: bool) -> None:
-        """The file was renamed (closed by its writer, or marked crashed)."""
-        self.release()
-        self.path = path
-        if (complete, immutable) != (self.complete, self.immutable):
-            self.complete, self.immutable = complete, immutable
-            self._loaded = False
-            self.timelines = {}
+def read_layout(h: ReadHandle) -> dict[str, tuple[dict[str, FieldSpec], list[str], int]]:
+    """Per timeline: ``(field specs, numeric field names, min_level)``."""
+    out = {}
+    for tl, g in h.h5.items():
+        out[tl] = (specs_from_json(g.attrs["fields"]), json.loads(g.attrs["numeric"]),
+                   int(g.attrs.get("min_level", 0)))
+    return out
 
-    # -- metadata
-    #: Summary tables of complete files with at most this many rows are read
-    #: together with the metadata (one open per file for a long query).
-    PREFETCH_ROWS = 64
 
-    def load(self, release: bool = False) -> None:
-        """Read (or, for growing files, refresh) per-timeline metadata.
+def read_span(h: ReadHandle, timeline: str, refresh: bool) -> tuple[int, float, float]:
+    """``(count, t_first, t_last)`` of a timeline (NaN times when empty)."""
+    ds = h.dataset(f"{timeline}/t")
+    if refresh:
+        ds.refresh()
+    n = ds.shape[0]
+    if not n:
+        return 0, float("nan"), float("nan")
+    return n, float(ds[0]), float(ds[n - 1])
 
-        Parameters
-        ----------
-        release : bool
-            Close the HDF5 handle afterwards (when loading many files).
-        """
-        if self._loaded and self.immutable:
-            return
-        was_open = self.is_open
-        f = self._file()
-        if not self._loaded:
-            self.last_times = json.loads(f.attrs.get("last_times", "{}"))
-            for tl, g in f.items():
-                specs = specs_from_json(g.attrs["fields"])
-                self.timelines[tl] = TimelineInfo(specs, json.loads(g.attrs["numeric"]),
-                                                  int(g.attrs.get("min_level", 0)))
-        for tl, info in self.timelines.items():
-            ds = f[tl]["t"]
-            if not self.immutable:
-                ds.refresh()
-                info.levels = {}
-            n = ds.shape[0]
-            info.count = n
-            if n:
-                info.t_first, info.t_last = float(ds[0]), float(ds[n - 1])
-            if self.complete and not self._loaded:
-                g = f[tl]
-                for i in range(info.min_level, len(LEVELS)):
-                    ds = g[f"s{LEVELS[i]}"]
-                    if ds.shape[0] <= self.PREFETCH_ROWS:
-                        info.levels[i] = split_table(ds[()])
-        self._loaded = True
-        if release and not was_open:
-            self.release()
 
-    def level(self, timeline: str, i: int, cache: bool = True) -> tuple[np.ndarray, BucketStats]:
-        """Bucket indices and statistics of level ``i``.
+def read_level_table(h: ReadHandle, timeline: str, level: int, refresh: bool) -> np.ndarray:
+    """The stored table of summary level index ``level`` (see :mod:`.summary`)."""
+    ds = h.dataset(f"{timeline}/s{LEVELS[level]}")
+    if refresh:
+        ds.refresh()
+    return ds[()]
 
-        Cached (immutable files, or until the next :meth:`load` of a growing
-        file) unless ``cache`` is False.
-        """
-        info = self.timelines[timeline]
-        if i in info.levels:
-            return info.levels[i]
-        if i < info.min_level:  # not stored for this timeline
-            return np.zeros(0, np.int64), BucketStats.empty(len(info.numeric))
-        ds = self._file()[timeline][f"s{LEVELS[i]}"]
-        if not self.immutable:
-            ds.refresh()
-        self._mark()
-        out = split_table(ds[()])
-        if cache:
-            info.levels[i] = out
-        return out
 
-    def coverage(self, timeline: str) -> list[float]:
-        """Per level, bucket index below which rows are complete."""
-        lo = self.timelines[timeline].min_level
-        if self.complete:
-            return [-np.inf] * lo + [np.inf] * (len(LEVELS) - lo)
-        out = [-np.inf] * lo
-        for i in range(lo, len(LEVELS)):
-            k, _ = self.level(timeline, i)
-            out.append(float(k[-1] + 1) if len(k) else -np.inf)
-        return out
+def read_times(h: ReadHandle, timeline: str, i0: int, i1: int) -> np.ndarray:
+    """Times ``[i0, i1)`` of a timeline."""
+    return h.dataset(f"{timeline}/t")[i0:i1]
 
-    def read_t(self, timeline: str, i0: int, i1: int) -> np.ndarray:
-        """Times ``[i0, i1)``."""
-        if i1 <= i0:
-            return np.zeros(0)
-        self._mark()
-        return self._file()[timeline]["t"][i0:i1]
 
-    def read_field(self, timeline: str, name: str, i0: int, i1: int) -> np.ndarray:
-        """Values ``[i0, i1)`` of a field in the API dtype (float64, bool, str)."""
-        spec = self.timelines[timeline].fields[name]
-        if i1 <= i0:
-            raw = np.zeros(0, field_dtype(spec.type))
-        else:
-            ds = self._file()[timeline]["f"][name]
-            if not self.immutable:
-                ds.refresh()
-            self._mark()
-            raw = ds[i0:i1]
-        if spec.type == "bool":
-            return raw.astype(bool)
-        if spec.type == "string":
-            return decode_strings(raw)
-        return raw.astype(np.float64, copy=False)
-
-    def index(self, timeline: str, x: float) -> int:
-        """Number of samples with ``t < x`` (binary search guided by level 0)."""
-        info = self.timelines[timeline]
-        n = info.count
-        if n == 0 or not x > info.t_first:
-            return 0
-        if x > info.t_last:
-            return n
-        k, st = self.level(timeline, info.min_level)
-        cum = np.concatenate(([0], np.cumsum(st.n)))
-        kx = int(np.floor(x / WIDTHS[info.min_level]))  # exact: the width is a power of two
-        j = int(np.searchsorted(k, kx))
-        base = min(int(cum[j]), n)
-        if j < len(k):
-            top = min(int(cum[j + 1]) if k[j] == kx else base, n)
-        else:
-            top = n
-        if top <= base:
-            return base
-        return base + int(np.searchsorted(self.read_t(timeline, base, top), x, side="left"))
+def read_values(h: ReadHandle, timeline: str, name: str, ftype: str, i0: int, i1: int,
+                refresh: bool) -> np.ndarray:
+    """Values ``[i0, i1)`` of a field in the API dtype (float64, bool, str)."""
+    ds = h.dataset(f"{timeline}/f/{name}")
+    if refresh:
+        ds.refresh()
+    raw = ds[i0:i1]
+    if ftype == "bool":
+        return raw.astype(bool)
+    if ftype == "string":
+        return decode_strings(raw)
+    return raw.astype(np.float64, copy=False)
 
 
 def read_root_attrs(path: str) -> dict[str, Any]:
     """Root attributes of a file (used by a restarting writer)."""
-    _load_plugins()
-    with h5py.File(path, "r", libver="latest", swmr=True) as f:
+    with open_readonly(path) as f:
         out = {k: f.attrs[k] for k in f.attrs}
         out["_t_last"] = {}
         for tl, g in f.items():
@@ -449,3 +332,30 @@ def read_root_attrs(path: str) -> dict[str, Any]:
                 out["_t_last"][tl] = float(g["t"][n - 1])
     return out
 
+
+def describe(path: str, from_level: int) -> dict[str, dict[str, Any]]:
+    """Everything the archive index keeps about one file, in one open.
+
+    Parameters
+    ----------
+    path : str
+        An immutable (closed or crashed) archive file.
+    from_level : int
+        Summary level index from which the tables are returned.
+
+    Returns
+    -------
+    dict
+        Per timeline: ``fields`` (specs), ``numeric``, ``min_level``,
+        ``count``, ``t_first``, ``t_last`` and ``tables`` (level index to
+        stored table, levels ``>= max(from_level, min_level)``).
+    """
+    out: dict[str, dict[str, Any]] = {}
+    with ReadHandle(path) as h:
+        for tl, (specs, numeric, min_level) in read_layout(h).items():
+            count, t_first, t_last = read_span(h, tl, refresh=False)
+            tables = {i: read_level_table(h, tl, i, refresh=False)
+                      for i in range(max(from_level, min_level), len(LEVELS))}
+            out[tl] = {"fields": specs, "numeric": numeric, "min_level": min_level,
+                       "count": count, "t_first": t_first, "t_last": t_last, "tables": tables}
+    return out

@@ -94,6 +94,28 @@ def split_table(table: np.ndarray) -> tuple[np.ndarray, BucketStats]:
     return table[:, 0].astype(np.int64), BucketStats.from_table(table[:, 1:])
 
 
+def select_columns(stats: BucketStats, columns: list[int]) -> BucketStats:
+    """Statistics of the given field columns; column -1 gives a field without data."""
+    if columns == list(range(stats.nfields)):
+        return stats
+    rows = len(stats)
+    nfields = len(columns)
+    if not rows:
+        return BucketStats.empty(nfields)
+    safe = [max(c, 0) for c in columns]
+    absent = np.array([c < 0 for c in columns], bool)
+    return BucketStats(
+        stats.n,
+        np.where(absent, 0, stats.count[:, safe]),
+        np.where(absent, 0.0, stats.sum[:, safe]),
+        np.where(absent, np.nan, stats.min[:, safe]),
+        np.where(absent, np.nan, stats.max[:, safe]),
+        np.where(absent, np.nan, stats.first[:, safe]),
+        np.where(absent, np.nan, stats.last[:, safe]),
+        np.where(absent, True, stats.min_first[:, safe]),
+    )
+
+
 def make_table(k: np.ndarray, stats: BucketStats) -> np.ndarray:
     """Inverse of :func:`split_table`."""
     return np.column_stack([np.asarray(k, dtype=np.float64), stats.to_table()])
@@ -157,26 +179,26 @@ class SummaryAccumulator:
         return out
 
     def _advance(self, t: np.ndarray, v: np.ndarray, last: float) -> list[np.ndarray]:
+        """Rows of every bucket complete once ``last`` was seen; keep the rest pending."""
         t = np.concatenate((self._raw_t, t))
         v = np.concatenate((self._raw_v, v.reshape(-1, self.nfields)))
         out: list[np.ndarray] = []
-        kb = bin_index(t, WIDTHS[0])
-        limit = _limit(last, WIDTHS[0])
-        done = kb < limit
-        nd = int(done.sum())
-        k, st = reduce_buckets(kb[:nd], sample_stats(v[:nd]))
-        self._raw_t, self._raw_v = t[nd:], v[nd:]
+        # finest level, from raw samples
+        bucket = bin_index(t, WIDTHS[0])
+        n_done = int((bucket < _limit(last, WIDTHS[0])).sum())  # samples of complete buckets
+        k, st = reduce_buckets(bucket[:n_done], sample_stats(v[:n_done]))
+        self._raw_t, self._raw_v = t[n_done:], v[n_done:]
         out.append(make_table(k, st))
+        # each coarser level, from the rows the finer level completed
         for i in range(1, len(LEVELS)):
-            q = self._queues[i - 1]
-            qk = np.concatenate((q.k, k))
-            qs = BucketStats.concat([q.stats, st], self.nfields)
+            pending = self._queues[i - 1]
+            child_bucket = np.concatenate((pending.k, k))
+            child_stats = BucketStats.concat([pending.stats, st], self.nfields)
             factor = 2 ** (LEVELS[i] - LEVELS[i - 1])
-            parent = np.floor_divide(qk, factor)
-            limit = _limit(last, WIDTHS[i])
-            nd = int((parent < limit).sum())
-            k, st = reduce_buckets(parent[:nd], qs.take(slice(0, nd)))
-            self._queues[i - 1] = _Pending(qk[nd:], qs.take(slice(nd, None)))
+            parent = np.floor_divide(child_bucket, factor)
+            n_done = int((parent < _limit(last, WIDTHS[i])).sum())  # child rows of complete parents
+            k, st = reduce_buckets(parent[:n_done], child_stats.take(slice(0, n_done)))
+            self._queues[i - 1] = _Pending(child_bucket[n_done:], child_stats.take(slice(n_done, None)))
             out.append(make_table(k, st))
         return out
 

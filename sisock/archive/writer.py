@@ -23,8 +23,13 @@ Behaviour
   of one) also starts a new file, because HDF5 cannot add objects to a file
   in SWMR mode.
 * On start the writer takes the directory lock, renames files left
-  ``.open.h5`` by a dead writer to ``.crashed.h5`` (never appended to again)
-  and reads the last times of every timeline from the newest file.
+  ``.open.h5`` by a dead writer to ``.crashed.h5`` (never appended to again),
+  brings the archive index up to date (:func:`sisock.archive.index.sync`:
+  crashed files and files of older writers get their records) and reads
+  the last times of every timeline from the newest file.
+* Each file closed gets its record appended to the archive index
+  (:mod:`sisock.archive.index`), so that readers learn what it holds
+  without opening it.
 
 Summaries are kept incrementally (see :mod:`sisock.archive.summary`).
 
@@ -36,13 +41,11 @@ Size and compression (measured, 1 field, float64)
 * 100 Hz with a flush every second: 16.7 bytes/sample uncompressed but
   19.2 with LZ4, because every flush rewrites the partial compressed chunk.
   Hence the default is no compression; use ``"lz4"`` for bulk imports.
-* Reading compressed data costs about 2x (measured with h5py here); summaries are never
-  compressed.
+* Reading compressed data costs about 2x; summaries are never compressed.
 """
 
 from __future__ import annotations
 
-import calendar
 import json
 import logging
 import math
@@ -55,9 +58,10 @@ import numpy as np
 
 from ..errors import BadArgument
 from . import catalog
+from . import index as archive_index
 from .h5io import WritableFile, encode_strings, numeric_fields, read_root_attrs
 from .lock import DirectoryLock
-from ..protocol import FieldSpec
+from ..protocol import FieldSpec, missing_values
 from .summary import LEVELS, WIDTHS, SummaryAccumulator
 
 log = logging.getLogger(__name__)
@@ -167,11 +171,14 @@ class ArchiveWriter:
         entries = catalog.scan(self.directory)
         for e in entries.values():
             if e.state == catalog.OPEN:
-                stem = os.path.basename(e.path)[: -len(".open.h5")]
-                new = os.path.join(self.directory, stem + ".crashed.h5")
+                new = catalog.with_state(e.path, catalog.CRASHED)
                 os.rename(e.path, new)
                 log.warning("archive file %s was left open by a dead writer; kept read-only as %s",
                             e.path, new)
+        try:
+            archive_index.sync(self.directory)
+        except OSError as exc:  # the index is a cache: readers manage without it
+            log.error("archive index of %s not updated (%s)", self.directory, exc)
         entries = catalog.scan(self.directory)
         self._next_seq = (max(entries) + 1) if entries else 1
         self._last_stem = -math.inf
@@ -185,7 +192,7 @@ class ArchiveWriter:
             last = json.loads(attrs.get("last_times", "{}"))
             last.update(attrs["_t_last"])
             self._stored_last = {k: float(v) for k, v in last.items()}
-            self._last_stem = _stem_time(os.path.basename(entries[max(entries)].path))
+            self._last_stem = catalog.stem_time(entries[max(entries)].path)
             break
 
     # ------------------------------------------------------------- API
@@ -284,7 +291,7 @@ class ArchiveWriter:
                     )
                 batch[name] = _convert(timeline, name, spec.type, v)
             else:
-                batch[name] = _missing(spec.type, n)
+                batch[name] = _convert(timeline, name, spec.type, missing_values(spec.type, n))
         tl.pending_t.append(t.copy())
         tl.pending_v.append(batch)
         tl.last = float(t[-1])
@@ -424,14 +431,15 @@ class ArchiveWriter:
                 if f.counts[name] > 1 and t1 > t0:
                     self._rates[name] = (f.counts[name] - 1) / (t1 - t0)
         f.wf.close()
-        final = f.wf.path[: -len(".open.h5")] + ".h5"
+        final = catalog.with_state(f.wf.path, catalog.CLOSED)
         os.rename(f.wf.path, final)
         log.info("archive: closed %s", final)
-
-
-def _stem_time(name: str) -> float:
-    """UNIX time encoded in a file name."""
-    return float(calendar.timegm(time.strptime(name[:15], "%Y%m%d-%H%M%S")))
+        try:
+            st = os.stat(final)
+            archive_index.append(self.directory, [catalog.Entry(
+                f.seq, catalog.CLOSED, final, st.st_size, st.st_mtime_ns)])
+        except OSError as exc:  # the index is a cache: readers read the file directly
+            log.error("archive index: %s not recorded (%s)", final, exc)
 
 
 def _convert(timeline: str, name: str, ftype: str, v: np.ndarray) -> np.ndarray:
@@ -450,14 +458,6 @@ def _convert(timeline: str, name: str, ftype: str, v: np.ndarray) -> np.ndarray:
             f"timeline {timeline!r}: field {name!r} of type {ftype} cannot take values of "
             f"dtype {v.dtype} ({exc})"
         ) from None
-
-
-def _missing(ftype: str, n: int) -> np.ndarray:
-    if ftype == "number":
-        return np.full(n, np.nan)
-    if ftype == "bool":
-        return np.zeros(n, np.uint8)
-    return np.full(n, "", dtype=str)
 
 
 __all__ = ["ArchiveWriter", "LEVELS"]
