@@ -24,7 +24,6 @@ silence_bjdata()
 
 import asyncio  # noqa: E402
 import concurrent.futures  # noqa: E402
-import ssl  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
@@ -37,6 +36,7 @@ from autobahn.wamp.types import CallOptions  # noqa: E402
 
 from . import wire  # noqa: E402
 from .settings import Settings, load_settings  # noqa: E402
+from .transport import transport_configs  # noqa: E402
 
 
 class ClientError(Exception):
@@ -178,20 +178,19 @@ class Client:
         self._old_nodes: set[str] = set()
 
     # -- connection -------------------------------------------------------
-    def _component(self, joined: asyncio.Future) -> Component:
+    def _transports(self) -> list[dict]:
+        """Transports to try in turn: RawSocket first where the router offers it
+        (see :func:`sisock.transport.transport_configs`), then WebSocket."""
+        return transport_configs(self.settings, [self.serializer], max_retries=0,
+                                 timeout=self.timeout)
+
+    def _component(self, joined: asyncio.Future, transport: dict | None = None) -> Component:
         s = self.settings
-        endpoint: dict[str, Any] = {"type": "tcp", "host": s.host, "port": s.port,
-                                    "timeout": max(1, int(self.timeout))}
-        if s.is_tls:
-            ctx = ssl.create_default_context(cafile=s.tls_ca)
-            endpoint["tls"] = ctx
         auth = None
         if s.user and s.secret:
             auth = {"wampcra": {"authid": s.user, "secret": s.secret}}
         comp = Component(
-            transports=[{"type": "websocket", "url": s.router_url, "endpoint": endpoint,
-                         "serializers": [self.serializer], "max_retries": 0,
-                         "options": {"max_message_payload_size": 64 * 2**20}}],
+            transports=[transport or self._transports()[0]],
             realm=s.realm, authentication=auth)
 
         def on_join(session, details):
@@ -219,25 +218,40 @@ class Client:
         """Connect and join (blocks up to ``timeout``)."""
         import logging
 
-        # autobahn logs every connection attempt at WARNING; failures reach the
-        # caller as exceptions here, so keep notebooks and scripts quiet.
-        logging.getLogger("autobahn.asyncio.component.Component").setLevel(logging.ERROR)
+        # autobahn logs every connection attempt at WARNING, and the close of a
+        # RawSocket session as an ERROR ("failed to complete connection");
+        # failures reach the caller as exceptions here, so keep notebooks and
+        # scripts quiet.
+        logging.getLogger("autobahn.asyncio.component.Component").setLevel(logging.CRITICAL)
         self._thread.start()
 
-        async def start():
+        async def attempt(transport: dict):
             joined = self._loop.create_future()
-            comp = self._component(joined)
+            comp = self._component(joined, transport)
             done = comp.start(self._loop)
 
             def finished(fut):
+                exc = fut.exception() if not fut.cancelled() else None  # always retrieved
                 if not joined.done():
-                    exc = fut.exception() if not fut.cancelled() else None
                     joined.set_exception(RouterUnreachable(
                         f"cannot reach the router at {self.settings.router_url}"
+                        + (f" over {transport['type']}" if len(transports) > 1 else "")
                         + (f": {exc}" if exc else "")))
             done.add_done_callback(finished)
-            self._component_obj = comp
+            self._component_obj, self._component_done = comp, done
             return await joined
+
+        async def start():
+            # one component per transport (no reconnection inside a client):
+            # a router without RawSocket refuses it, then WebSocket is tried
+            for transport in transports[:-1]:
+                try:
+                    return await attempt(transport)
+                except RouterUnreachable:
+                    continue
+            return await attempt(transports[-1])
+
+        transports = self._transports()
 
         fut = asyncio.run_coroutine_threadsafe(start(), self._loop)
         try:
@@ -262,6 +276,12 @@ class Client:
                 try:
                     await asyncio.wait_for(comp.stop(), 2)
                 except Exception:
+                    pass
+            done = getattr(self, "_component_done", None)
+            if done is not None:  # let it settle (a RawSocket close ends it in error)
+                try:
+                    await asyncio.wait_for(done, 1)
+                except BaseException:
                     pass
         try:
             asyncio.run_coroutine_threadsafe(stop(), self._loop).result(3)

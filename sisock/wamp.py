@@ -1,10 +1,10 @@
 """Thin helpers shared by every WAMP shell: components, errors, retries.
 
 ``make_component`` builds an :class:`autobahn.twisted.component.Component`
-that authenticates with WAMP-CRA, verifies a ``wss://`` router against
-``SISOCK_TLS_CA``, and reconnects quickly for ever: autobahn's default
-back-off is never reset after a successful join (see NOTES.md), so we pin
-the delay to ``RETRY_DELAY`` seconds.
+that authenticates with WAMP-CRA, connects over WebSocket or RawSocket as
+:func:`sisock.transport.transport_config` says (the notebook client uses
+the same function), verifies a TLS router against ``SISOCK_TLS_CA``, and
+reconnects quickly for ever (``RETRY_DELAY`` seconds between attempts).
 """
 
 from __future__ import annotations
@@ -21,33 +21,7 @@ from autobahn.wamp.exception import ApplicationError  # noqa: E402
 
 from .errors import SisockError  # noqa: E402
 from .settings import Settings  # noqa: E402
-
-#: Seconds between reconnection attempts (constant, never grows).
-RETRY_DELAY = 0.5
-
-
-def transport_config(settings: Settings, serializers: list[str] | None = None,
-                     max_retries: int = -1) -> dict:
-    """The autobahn transport dict for ``settings.router_url``."""
-    endpoint: dict[str, Any] = {"type": "tcp", "host": settings.host, "port": settings.port}
-    if settings.is_tls:
-        tls: dict[str, Any] = {"hostname": settings.host}
-        if settings.tls_ca:
-            tls["trust_root"] = settings.tls_ca
-        endpoint["tls"] = tls
-    return {
-        "type": "websocket",
-        "url": settings.router_url,
-        "endpoint": endpoint,
-        "serializers": serializers or ["msgpack", "cbor", "json"],
-        "max_retries": max_retries,
-        "initial_retry_delay": RETRY_DELAY,
-        "retry_delay_growth": 1.0,
-        "max_retry_delay": 1.0,
-        "retry_delay_jitter": 0.1,
-        "options": {"max_message_payload_size": 64 * 2**20, "auto_ping_interval": 10000,
-                    "auto_ping_timeout": 5000},
-    }
+from .transport import RETRY_DELAY, transport_config, transport_configs  # noqa: E402,F401
 
 
 def make_component(settings: Settings, *, serializers: list[str] | None = None,
@@ -67,7 +41,7 @@ def make_component(settings: Settings, *, serializers: list[str] | None = None,
     if settings.user and settings.secret:
         authentication = {"wampcra": {"authid": settings.user, "secret": settings.secret}}
     return Component(
-        transports=[transport_config(settings, serializers, max_retries)],
+        transports=transport_configs(settings, serializers, max_retries),
         realm=settings.realm,
         authentication=authentication,
     )
