@@ -180,9 +180,10 @@ class Client:
     # -- connection -------------------------------------------------------
     def _transports(self) -> list[dict]:
         """Transports to try in turn: RawSocket first where the router offers it
-        (see :func:`sisock.transport.transport_configs`), then WebSocket."""
+        and big replies arrive streamed (binary arrays), then WebSocket
+        (see :func:`sisock.transport.use_rawsocket`)."""
         return transport_configs(self.settings, [self.serializer], max_retries=0,
-                                 timeout=self.timeout)
+                                 timeout=self.timeout, streams_big_replies=self.binary)
 
     def _component(self, joined: asyncio.Future, transport: dict | None = None) -> Component:
         s = self.settings

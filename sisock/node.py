@@ -27,12 +27,12 @@ from autobahn.twisted.util import sleep  # noqa: E402
 from autobahn.wamp.exception import ApplicationError  # noqa: E402
 from autobahn.wamp.types import RegisterOptions  # noqa: E402
 from twisted.internet import threads  # noqa: E402
-from twisted.internet.defer import ensureDeferred  # noqa: E402
+from twisted.internet.defer import Deferred, ensureDeferred, succeed  # noqa: E402
 from twisted.logger import Logger  # noqa: E402
 
 from . import wire  # noqa: E402
 from .authz import valid_name  # noqa: E402
-from .errors import BadArgument, SisockError  # noqa: E402
+from .errors import BadArgument, SisockError, TooMuchData  # noqa: E402
 from .settings import Settings  # noqa: E402
 from .timeutil import check_interval  # noqa: E402
 from .wamp import make_component, to_application_error  # noqa: E402
@@ -82,6 +82,7 @@ class NodeService:
         self.listed = False
         self.failed = False
         self.chunk_bytes = wire.CHUNK_BYTES
+        self._gate: _WriteGate | None = None
         self.component.on("join", lambda s, d: ensureDeferred(self._on_join(s, d)))
         self.component.on("leave", self._on_leave)
 
@@ -163,17 +164,75 @@ class NodeService:
         result = self.node.get_data(fields, start, end, stride, method, **extra)
         if streaming and wire.reply_nbytes(result) > self.chunk_bytes:
             return result, None
-        return result, wire.data_reply(result, encoding)
+        reply = wire.data_reply(result, encoding)
+        self._check_one_message(reply)
+        return result, reply
+
+    def _check_one_message(self, reply: dict) -> None:
+        """Refuse a one-message reply that our RawSocket connection cannot carry.
+
+        Over RawSocket a message is at most 16 MiB; autobahn would drop a
+        larger reply and the caller would wait for its timeout. Runs in the
+        worker thread; measures only replies that could be that large.
+        """
+        session = self.session
+        protocol = getattr(session, "transport", None)
+        if "rawsocket" not in type(protocol).__module__:
+            return
+        from .transport import RAWSOCKET_MAX_MESSAGE
+
+        values = sum(len(v) if isinstance(v, list) else 0 for v in reply["data"].values())
+        values += sum(len(tl["t"]) if isinstance(tl["t"], list) else 0
+                      for tl in reply["timeline"].values())
+        rough = 9 * values + sum(len(v["data"]) for v in _envelopes(reply))
+        if rough < RAWSOCKET_MAX_MESSAGE // 2:
+            return
+        import msgpack
+
+        size = len(msgpack.packb(reply, use_bin_type=True))
+        if size > RAWSOCKET_MAX_MESSAGE - 4096:
+            raise TooMuchData(
+                f"the reply is {size / 2**20:.1f} MiB, more than the "
+                f"{RAWSOCKET_MAX_MESSAGE // 2**20} MiB one message can carry from node "
+                f"{self.node.name!r} (it speaks RawSocket): ask for a streamed binary "
+                "reply (the sisock client does), a shorter range or a larger min_stride")
 
     async def _stream(self, result: dict, progress) -> dict:
-        """Send all but the last part as progressive results; return the last."""
+        """Send all but the last part as progressive results; return the last.
+
+        A part is sent only when the connection's write buffer has drained
+        (a Twisted push producer), so the node holds about one part beyond
+        the result, and the buffer never has to join megabytes at once.
+        With msgpack the parts point into the result's arrays instead of
+        copying them.
+        """
+        session = self.session
+        details = getattr(session, "session_details", None)
+        zero_copy = str(getattr(details, "serializer", "") or "").startswith("msgpack")
+        gate = self._write_gate(session)
         last = None
-        for part in wire.chunk_reply(result, self.chunk_bytes):
+        for part in wire.chunk_reply(result, self.chunk_bytes, zero_copy=zero_copy):
             if last is not None:
                 progress(last)
-                await sleep(0)  # let the reactor flush the socket between parts
+                if gate is not None and gate.paused:
+                    await gate.wait()
+                else:
+                    await sleep(0)  # let the reactor flush the socket between parts
             last = part
         return last
+
+    def _write_gate(self, session) -> "_WriteGate | None":
+        """The flow-control gate of ``session``'s connection (one per connection)."""
+        protocol = getattr(session, "transport", None)
+        transport = getattr(protocol, "transport", None)
+        if transport is None or not hasattr(transport, "registerProducer"):
+            return None
+        if self._gate is None or self._gate.transport is not transport:
+            try:
+                self._gate = _WriteGate(transport)
+            except RuntimeError:  # someone else produces on this connection
+                return None
+        return self._gate
 
     # -- live -------------------------------------------------------------
     def publish_live(self, result: dict) -> bool:
@@ -274,6 +333,49 @@ class NodeService:
     def _on_leave(self, session, details) -> None:
         self.session = None
         self.listed = False
+
+
+def _envelopes(reply: dict):
+    """The binary envelopes of a ``get_data`` reply."""
+    for v in list(reply["data"].values()) + [tl["t"] for tl in reply["timeline"].values()]:
+        if isinstance(v, dict) and v.get(wire.ENVELOPE_KEY):
+            yield v
+
+
+class _WriteGate:
+    """Twisted push producer telling streams when a connection can take more.
+
+    Twisted pauses a registered producer when the connection's write buffer
+    holds more than its ``bufferSize`` and resumes it once the buffer has
+    been handed to the kernel. Streams wait on :meth:`wait` between parts.
+    """
+
+    def __init__(self, transport) -> None:
+        self.transport = transport
+        self.paused = False
+        self._waiting: list[Deferred] = []
+        transport.registerProducer(self, True)
+
+    def wait(self) -> Deferred:
+        """A Deferred that fires when the connection takes more data."""
+        if not self.paused:
+            return succeed(None)
+        d: Deferred = Deferred()
+        self._waiting.append(d)
+        return d
+
+    def pauseProducing(self) -> None:
+        self.paused = True
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+        waiting, self._waiting = self._waiting, []
+        for d in waiting:
+            d.callback(None)
+
+    def stopProducing(self) -> None:
+        # connection closing: release the streams (their next send fails)
+        self.resumeProducing()
 
 
 def run_nodes(services: list[NodeService], log_level: str = "info") -> None:

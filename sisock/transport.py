@@ -85,18 +85,26 @@ def transport_config(settings: Settings, serializers: list[str] | None = None,
     return config
 
 
-def use_rawsocket(settings: Settings) -> bool:
+def use_rawsocket(settings: Settings, streams_big_replies: bool = False) -> bool:
     """Whether to try RawSocket first for ``settings``.
 
     An ``rs://``/``rss://`` URL always does. With a ``ws(s)://`` URL,
     ``SISOCK_ROUTER_RAWSOCKET=yes`` does, ``no`` does not, and ``auto``
-    (the default) does when the router last started from this
+    (the default) does for a program whose large replies all arrive
+    streamed in small parts (``streams_big_replies``: the notebook client
+    asking for binary arrays) when the router last started from this
     ``SISOCK_HOME`` listens on that host and port with RawSocket too, as
     ``sisock router`` does (nothing is probed over the network).
+
+    Other programs keep WebSocket under ``auto``: a RawSocket message is at
+    most 16 MiB, and nodes answer sisock 0.x callers (JSON lists, one
+    message) with up to 64 MiB.
     """
     if settings.is_rawsocket:
         return True
     if settings.rawsocket == "auto":
+        if not streams_big_replies:
+            return False
         from .router import offers_rawsocket
 
         return offers_rawsocket(settings)
@@ -104,13 +112,14 @@ def use_rawsocket(settings: Settings) -> bool:
 
 
 def transport_configs(settings: Settings, serializers: list[str] | None = None,
-                      max_retries: int = -1, timeout: float | None = None) -> list[dict]:
+                      max_retries: int = -1, timeout: float | None = None,
+                      streams_big_replies: bool = False) -> list[dict]:
     """The transports to try, in order: RawSocket first when
     :func:`use_rawsocket` says so (with WebSocket as the fallback for a
     ``ws(s)://`` URL), else WebSocket only. Arguments as
-    :func:`transport_config`."""
+    :func:`transport_config` and :func:`use_rawsocket`."""
     websocket = transport_config(settings, serializers, max_retries, timeout, "websocket")
-    if not use_rawsocket(settings):
+    if not use_rawsocket(settings, streams_big_replies):
         return [websocket]
     rawsocket = transport_config(settings, serializers, max_retries, timeout, "rawsocket")
     return [rawsocket] if settings.is_rawsocket else [rawsocket, websocket]
