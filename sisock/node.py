@@ -77,7 +77,7 @@ class NodeService:
                               "digits, '_' or '-' (it becomes one URI component)")
         self.node = node
         self.settings = settings
-        self.component = component or make_component(settings)
+        self.component = component or make_component(settings, streams_big_replies=True)
         self.session = None
         self.listed = False
         self.failed = False

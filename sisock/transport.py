@@ -90,15 +90,16 @@ def use_rawsocket(settings: Settings, streams_big_replies: bool = False) -> bool
 
     An ``rs://``/``rss://`` URL always does. With a ``ws(s)://`` URL,
     ``SISOCK_ROUTER_RAWSOCKET=yes`` does, ``no`` does not, and ``auto``
-    (the default) does for a program whose large replies all arrive
-    streamed in small parts (``streams_big_replies``: the notebook client
-    asking for binary arrays) when the router last started from this
+    (the default) does for a program whose big messages travel streamed in
+    small parts (``streams_big_replies``: a data node, and the notebook
+    client asking for binary arrays) when the router last started from this
     ``SISOCK_HOME`` listens on that host and port with RawSocket too, as
     ``sisock router`` does (nothing is probed over the network).
 
-    Other programs keep WebSocket under ``auto``: a RawSocket message is at
-    most 16 MiB, and nodes answer sisock 0.x callers (JSON lists, one
-    message) with up to 64 MiB.
+    Other programs (hub, web bridge, JSON clients) keep WebSocket under
+    ``auto``: a RawSocket message is at most 16 MiB, a WebSocket one 64 MiB.
+    A data node on RawSocket refuses one-message replies over 16 MiB with
+    ``too_much_data`` (sisock 0.x routers had that limit on WebSocket too).
     """
     if settings.is_rawsocket:
         return True

@@ -25,7 +25,7 @@ from .transport import RETRY_DELAY, transport_config, transport_configs  # noqa:
 
 
 def make_component(settings: Settings, *, serializers: list[str] | None = None,
-                   max_retries: int = -1) -> Component:
+                   max_retries: int = -1, streams_big_replies: bool = False) -> Component:
     """Create a reconnecting, authenticating component for ``settings``.
 
     Parameters
@@ -36,12 +36,17 @@ def make_component(settings: Settings, *, serializers: list[str] | None = None,
         Preferred serializers, default msgpack, cbor, json.
     max_retries : int
         -1 (default) retries for ever.
+    streams_big_replies : bool
+        True for a data node: with ``SISOCK_ROUTER_RAWSOCKET=auto`` it then
+        speaks RawSocket to a local router that offers it (see
+        :func:`sisock.transport.use_rawsocket`).
     """
     authentication = None
     if settings.user and settings.secret:
         authentication = {"wampcra": {"authid": settings.user, "secret": settings.secret}}
     return Component(
-        transports=transport_configs(settings, serializers, max_retries),
+        transports=transport_configs(settings, serializers, max_retries,
+                                     streams_big_replies=streams_big_replies),
         realm=settings.realm,
         authentication=authentication,
     )

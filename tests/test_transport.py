@@ -62,7 +62,7 @@ def test_auto_follows_the_local_router(tmp_path, monkeypatch):
     assert kinds(transport_configs(s, streams_big_replies=True)) == ["websocket"]
     prepare(s)  # what `sisock router` writes before starting Crossbar
     assert kinds(transport_configs(s, streams_big_replies=True)) == ["rawsocket", "websocket"]
-    # nodes answer 0.x callers in one message of up to 64 MiB: WebSocket
+    # the hub and the web bridge may pass one-message replies over 16 MiB: WebSocket
     assert kinds(transport_configs(s)) == ["websocket"]
     other_port = load_settings(router_url="ws://127.0.0.1:18082/ws", home=tmp_path)
     assert kinds(transport_configs(other_port, streams_big_replies=True)) == ["websocket"]
