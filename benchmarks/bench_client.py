@@ -207,14 +207,16 @@ CPU: dict[str, float] = {}  # row label -> least CPU seconds of one fetch, all p
 
 
 def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU seconds used so far by ``pids`` and their children."""
+    """User + system CPU seconds used so far by ``pids``; the children of
+    each but this process (the router's Crossbar workers) count too."""
     import psutil
 
     total = 0.0
     for pid in pids:
         try:
             p = psutil.Process(pid)
-            for q in [p, *p.children(recursive=True)]:
+            tree = [p] if pid == os.getpid() else [p, *p.children(recursive=True)]
+            for q in tree:
                 c = q.cpu_times()
                 total += c.user + c.system
         except psutil.NoSuchProcess:

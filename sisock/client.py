@@ -244,12 +244,18 @@ class Client:
 
         async def start():
             # one component per transport (no reconnection inside a client):
-            # a router without RawSocket refuses it, then WebSocket is tried
+            # a router without RawSocket refuses it, or (a WebSocket-only
+            # port) waits for an HTTP request that never comes: then
+            # WebSocket is tried
             for transport in transports[:-1]:
                 try:
-                    return await attempt(transport)
-                except RouterUnreachable:
-                    continue
+                    return await asyncio.wait_for(attempt(transport),
+                                                  max(2.0, self.timeout / 4))
+                except (RouterUnreachable, asyncio.TimeoutError):
+                    try:
+                        await asyncio.wait_for(self._component_obj.stop(), 1)
+                    except BaseException:
+                        pass
             return await attempt(transports[-1])
 
         transports = self._transports()

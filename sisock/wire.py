@@ -264,13 +264,16 @@ class Assembler:
         self.parts = 0  # messages merged
 
     def _place(self, store: dict, key: str, value: Any) -> None:
-        if isinstance(value, Mapping) and value.get(ENVELOPE_KEY) and "total" in value:
+        # dict, not typing.Mapping: this runs for every part (isinstance on a
+        # typing alias is slow), and deserializers give dicts
+        if isinstance(value, dict) and value.get(ENVELOPE_KEY) and "total" in value:
+            dtype = np.dtype(value["dtype"])
             arr = store.get(key)
             if not isinstance(arr, np.ndarray):
-                arr = store[key] = np.empty(value["total"], dtype=np.dtype(value["dtype"]))
+                arr = store[key] = np.empty(value["total"], dtype=dtype)
                 self.expected += value["total"]
-            part = np.frombuffer(value["data"], dtype=np.dtype(value["dtype"]))
-            arr[value["offset"]: value["offset"] + len(part)] = part
+            part = np.frombuffer(value["data"], dtype=dtype)
+            arr[value["offset"]: value["offset"] + len(part)] = part  # the one copy
             self.received += len(part)
         else:
             store[key] = decode_array(value)

@@ -84,3 +84,38 @@ def test_zero_copy_parts_point_into_the_result():
     out = asm.reply()
     np.testing.assert_array_equal(out["data"]["x"], x)
     np.testing.assert_array_equal(out["timeline"]["tl"]["t"], t)
+
+
+def test_client_falls_back_to_websocket_on_a_websocket_only_router(tmp_path, monkeypatch):
+    """SISOCK_ROUTER_RAWSOCKET=yes against a router that only speaks WebSocket (as
+    sisock 0.x routers do) still connects, over WebSocket, within the timeout."""
+    import json
+    import os
+    import subprocess
+
+    from conftest import free_port, wait_port
+    from sisock.client import NodeUnknown, connect
+    from sisock.router import command
+
+    port = free_port()
+    url = f"ws://127.0.0.1:{port}/ws"
+    s = load_settings(router_url=url, home=tmp_path)
+    cbdir = prepare(s)
+    config = json.loads((cbdir / "config.json").read_text())
+    universal = config["workers"][0]["transports"][0]
+    config["workers"][0]["transports"][0] = {
+        **universal["websocket"]["ws"], "endpoint": universal["endpoint"]}
+    (cbdir / "config.json").write_text(json.dumps(config))
+    log = open(tmp_path / "router.log", "wb")
+    router = subprocess.Popen(command(cbdir, "warn"), stdout=log, stderr=subprocess.STDOUT,
+                              start_new_session=True)
+    try:
+        wait_port(port, 30, router)
+        monkeypatch.setenv("SISOCK_ROUTER_RAWSOCKET", "yes")
+        with connect(url, home=str(tmp_path), timeout=20) as c:
+            assert "websocket" in type(c._session.transport).__module__
+            with pytest.raises(NodeUnknown):  # a round trip: no hub runs here
+                c.nodes()
+    finally:
+        os.killpg(router.pid, 15)
+        router.wait(15)
