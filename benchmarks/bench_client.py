@@ -246,7 +246,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--samples", type=int, default=10_000_000)
     ap.add_argument("--json-samples", type=int, default=1_000_000)
-    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--parts", default="262144,1048576",  # CHUNK_BYTES and the old default
                     help="comma-separated part sizes in bytes (default 262144,1048576)")
     ap.add_argument("--no-tiled", action="store_true", help="skip the tiled peer")
