@@ -1,23 +1,43 @@
-"""End-to-end fetch speed: client -> router -> archive node -> client.
+"""End-to-end fetch speed: archive node -> Crossbar router -> client -> numpy.
 
-Fetches 1 M float64 samples (plus their float64 times) at full resolution,
-in the same run, three ways:
+Fetches ``--samples`` (default 10 M) float64 values plus their float64
+times at full resolution through the real router, and prints, side by
+side and in the same run:
 
-(a) sisock 0.x style: JSON serializer, values as lists;
-(b) msgpack + binary arrays, one message;
-(c) msgpack + binary arrays + streaming (progressive results).
+* sisock, for every combination of
+  - the node's transport to the router: WebSocket (``ws://``) or
+    RawSocket (``rs://``; the default for nodes and clients on the
+    router's machine, marked "default" with msgpack and 256 KiB parts),
+  - the size of the streamed parts (``--parts``, bytes),
+  - the client's transport (WebSocket or RawSocket) and serializer
+    (msgpack or cbor);
+* the sisock 0.x path (JSON serializer, values as lists) on
+  ``--json-samples`` (default 1 M) samples of the same archive;
+* a raw loopback TCP socket between two Python processes (the sender holds
+  the arrays in memory, the receiver ``recv_into`` a preallocated array):
+  the wire's limit on this machine;
+* tiled (``tiled[all]``) serving the same arrays from memory over HTTP to
+  ``tiled.client`` (``.read()``), installed on first use in its own venv
+  (``--tiled-venv``, default ``~/.cache/sisock-bench/tiled-venv``): tiled
+  pins packages that conflict with crossbar's.
 
-Prints the median of several fetches, MB/s (of array payload) and ratios.
-Target: (c) >= 25x faster than (a) and >= 150 MB/s.
+Each row is the best (and median) of ``--repeat`` fetches; MB/s counts the
+array payload (16 bytes per sample). The CPU column sums the user and
+system CPU one fetch cost every process involved (router, node, client),
+which depends much less than the wall time on how busy the machine is.
+The machine may be busy: run the benchmark at least twice and keep the
+best figures.
 
-Run: ``.venv/bin/python benchmarks/bench_client.py [--samples N] [--repeat R]``.
-It starts its own router, hub and archive node on free ports in a
-temporary SISOCK_HOME and stops them at the end.
+Run: ``.venv/bin/python benchmarks/bench_client.py [--samples N] [--repeat R]
+[--parts 262144,1048576] [--no-tiled]``. It starts its own router, hub and
+archive nodes on free ports in a temporary SISOCK_HOME and stops them at
+the end.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import socket
 import statistics
@@ -29,108 +49,301 @@ from pathlib import Path
 
 import numpy as np
 
-from sisock._quiet import silence_bjdata
+from sisock.ports import free_port, wait_port
 
-silence_bjdata()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+HERE = Path(__file__).resolve()
+RATE = 100.0  # samples per second in the benchmark archive
 
 
-def wait_port(port: int, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(port)
+def make_arrays(n: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """The benchmark's times and values (deterministic)."""
+    start = float(np.floor(time.time() - n / RATE - 60))
+    t = start + np.arange(n) / RATE
+    x = np.random.default_rng(0).normal(size=n)
+    return t, x, start
 
 
-def write_archive(d: Path, n: int) -> float:
+def write_archive(d: Path, t: np.ndarray, x: np.ndarray) -> None:
+    """One timeline ``tl`` with one field ``x`` in one file."""
     from sisock.protocol import FieldSpec
     from sisock.archive.writer import ArchiveWriter
 
-    start = float(np.floor(time.time() - n / 100.0 - 60))
-    t = start + np.arange(n) / 100.0
-    x = np.random.default_rng(0).normal(size=n)
     with ArchiveWriter(d, rotate_seconds=1e9, rotate_bytes=2**40) as w:
         w.define_timeline("tl", {"x": FieldSpec("number")})
         w.append("tl", t, {"x": x})
-    return start
+
+
+# -- child roles ------------------------------------------------------------
+
+def serve_node(archive: Path, name: str, part_bytes: int, max_samples: int) -> None:
+    """Run one archive node whose streamed parts are ``part_bytes`` long."""
+    from sisock.node import NodeService, run_nodes
+    from sisock.servers.hdf5_archive import ArchiveNode
+    from sisock.settings import load_settings
+
+    core = ArchiveNode(archive, name, f"benchmark node {name}", max_samples, 4 * max_samples)
+    service = NodeService(core, load_settings("server"))
+    service.chunk_bytes = part_bytes
+    run_nodes([service], "warn")
+
+
+def tcp_sender(port: int, files: list[str]) -> None:
+    """Serve the arrays raw: one connection = one fetch of every array."""
+    arrays = [np.load(f) for f in files]
+    with socket.create_server(("127.0.0.1", port)) as srv:
+        while True:
+            conn, _ = srv.accept()
+            with conn:
+                if conn.recv(2) != b"go":
+                    continue  # a probe of the port, not a fetch
+                for a in arrays:
+                    conn.sendall(memoryview(a).cast("B"))
+
+
+def tcp_fetch(port: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Receive times and values from :func:`tcp_sender` into new arrays."""
+    out = (np.empty(n), np.empty(n))
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.sendall(b"go")
+        for a in out:
+            view = memoryview(a).cast("B")
+            got = 0
+            while got < len(view):
+                k = s.recv_into(view[got:])
+                if k == 0:
+                    raise ConnectionError("raw TCP sender closed early")
+                got += k
+    return out
+
+
+# -- tiled (in its own venv) ------------------------------------------------
+
+TILED_SERVER = r"""
+import sys
+import numpy as np
+import uvicorn
+from tiled.adapters.array import ArrayAdapter
+from tiled.adapters.mapping import MapAdapter
+from tiled.config import Authentication
+from tiled.server.app import build_app
+
+t, x, port = np.load(sys.argv[1]), np.load(sys.argv[2]), int(sys.argv[3])
+tree = MapAdapter({"t": ArrayAdapter.from_array(t), "x": ArrayAdapter.from_array(x)})
+app = build_app(tree, authentication=Authentication(single_user_api_key="bench"))
+uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
+"""
+
+TILED_CLIENT = r"""
+import json, sys, time
+from tiled.client import from_uri
+
+port, n, repeat = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+c = from_uri(f"http://127.0.0.1:{port}", api_key="bench")
+times = []
+for _ in range(repeat):
+    t0 = time.perf_counter()
+    t = c["t"].read()
+    x = c["x"].read()
+    times.append(time.perf_counter() - t0)
+    assert len(t) == len(x) == n, (len(t), len(x))
+print(json.dumps({"times": times, "t0": float(t[0]), "x0": float(x[0])}))
+"""
+
+
+def tiled_python(venv: Path) -> Path:
+    """Python of a venv with ``tiled[all]``; created on first use."""
+    python = venv / "bin" / "python"
+    if not python.exists():
+        print(f"creating {venv} and installing tiled[all] (first run only)...", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    probe = subprocess.run([str(python), "-c", "import tiled.server, tiled.client, uvicorn"],
+                           capture_output=True)
+    if probe.returncode != 0:
+        subprocess.run([str(python), "-m", "pip", "install", "--quiet", "tiled[all]"],
+                       check=True)
+    return python
+
+
+def bench_tiled(venv: Path, files: list[str], n: int, repeat: int, tmp: Path) -> list[float]:
+    """Seconds per fetch of both arrays from a tiled server, in tiled's venv."""
+    python = tiled_python(venv)
+    (tmp / "tiled_server.py").write_text(TILED_SERVER)
+    (tmp / "tiled_client.py").write_text(TILED_CLIENT)
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TILED_")}
+    server = subprocess.Popen([str(python), str(tmp / "tiled_server.py"), *files, str(port)],
+                              env=env, stdout=subprocess.DEVNULL,
+                              stderr=open(tmp / "tiled_server.log", "w"))
+    try:
+        wait_port(port, 120)
+        out = subprocess.run([str(python), str(tmp / "tiled_client.py"), str(port), str(n),
+                              str(repeat)], env=env, capture_output=True, text=True, check=True)
+        return json.loads(out.stdout.strip().splitlines()[-1])["times"]
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+# -- the run ----------------------------------------------------------------
+
+CPU: dict[str, float] = {}  # row label -> least CPU seconds of one fetch, all processes
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds used so far by ``pids``; the children of
+    each but this process (the router's Crossbar workers) count too."""
+    import psutil
+
+    total = 0.0
+    for pid in pids:
+        try:
+            p = psutil.Process(pid)
+            tree = [p] if pid == os.getpid() else [p, *p.children(recursive=True)]
+            for q in tree:
+                c = q.cpu_times()
+                total += c.user + c.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+def timed(fn, repeat: int, label: str | None = None, pids: list[int] = ()) -> list[float]:
+    """Seconds taken by each of ``repeat`` calls of ``fn``; with ``label``,
+    also record in :data:`CPU` the least CPU one call cost ``pids`` (and
+    this process). The wall time depends on how busy the machine is; the
+    CPU time much less."""
+    times, cpus = [], []
+    pids = [os.getpid(), *pids]
+    for _ in range(repeat):
+        c0 = cpu_seconds(pids)
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+        cpus.append(cpu_seconds(pids) - c0)
+    if label is not None:
+        CPU[label] = min(cpus)
+    return times
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--samples", type=int, default=1_000_000)
+    ap.add_argument("--samples", type=int, default=10_000_000)
+    ap.add_argument("--json-samples", type=int, default=1_000_000)
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--parts", default="262144,1048576",  # CHUNK_BYTES and the old default
+                    help="comma-separated part sizes in bytes (default 262144,1048576)")
+    ap.add_argument("--no-tiled", action="store_true", help="skip the tiled peer")
+    ap.add_argument("--tiled-venv", type=Path,
+                    default=Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+                    / "sisock-bench" / "tiled-venv")
+    ap.add_argument("--serve-node", nargs=4, metavar=("ARCHIVE", "NAME", "PART", "MAX"),
+                    help=argparse.SUPPRESS)
+    ap.add_argument("--tcp-sender", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.serve_node:
+        a, name, part, mx = args.serve_node
+        serve_node(Path(a), name, int(part), int(mx))
+        return 0
+    if args.tcp_sender:
+        tcp_sender(int(args.tcp_sender[0]), args.tcp_sender[1:])
+        return 0
 
-    from sisock.client import connect
+    from sisock._quiet import silence_bjdata
 
-    with tempfile.TemporaryDirectory() as tmp:
-        home = Path(tmp)
+    silence_bjdata()
+    from sisock.client import ClientError, connect
+    from sisock.wire import CHUNK_BYTES
+
+    n = args.samples
+    payload = 16 * n
+    parts = [int(p) for p in args.parts.split(",")]
+    rows: list[tuple[str, list[float], int]] = []  # label, seconds, payload bytes
+
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        t, x, start = make_arrays(n)
+        end = start + n / RATE + 1
+        write_archive(tmp / "archive", t, x)
+        files = [str(tmp / "t.npy"), str(tmp / "x.npy")]
+        np.save(files[0], t)
+        np.save(files[1], x)
+        del t, x
+
         port = free_port()
+        ws_url, rs_url = f"ws://127.0.0.1:{port}/ws", f"rs://127.0.0.1:{port}"
         env = {k: v for k, v in os.environ.items() if not k.startswith(("SISOCK_", "WAMP_"))}
-        env.update(SISOCK_HOME=str(home), SISOCK_ROUTER_URL=f"ws://127.0.0.1:{port}/ws")
-        os.environ.update(SISOCK_HOME=env["SISOCK_HOME"],
-                          SISOCK_ROUTER_URL=env["SISOCK_ROUTER_URL"])
-        start = write_archive(home / "archive", args.samples)
-        end = start + args.samples / 100.0 + 1
-        procs = []
+        # every program's transport is chosen by its URL here, not by default
+        env.update(SISOCK_HOME=str(tmp / "home"), SISOCK_ROUTER_URL=ws_url,
+                   SISOCK_ROUTER_RAWSOCKET="no")
+        os.environ.update(SISOCK_HOME=env["SISOCK_HOME"], SISOCK_ROUTER_URL=ws_url,
+                          SISOCK_ROUTER_RAWSOCKET="no")
+        procs: list[subprocess.Popen] = []
 
-        def spawn(*argv):
-            procs.append(subprocess.Popen([sys.executable, "-m", "sisock", *argv], env=env,
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        def spawn(argv, extra_env=None) -> int:
+            procs.append(subprocess.Popen(argv, env={**env, **(extra_env or {})},
+                                          stdout=subprocess.DEVNULL,
+                                          stderr=subprocess.DEVNULL))
+            return procs[-1].pid
         try:
-            spawn("router", "--loglevel", "warn")
+            router = spawn([sys.executable, "-m", "sisock", "router", "--loglevel", "warn"])
             wait_port(port)
-            spawn("hub")
-            spawn("serve", "hdf5", "--name", "bench", "--archive", str(home / "archive"),
-                  "--max-samples", str(4 * args.samples))
-            from sisock.client import ClientError
+            spawn([sys.executable, "-m", "sisock", "hub"])
+            nodes = []
+            for node_url, kind in ((ws_url, "ws"), (rs_url, "rs")):
+                for part in parts:
+                    name = f"{kind}_{part // 1024}k"
+                    pid = spawn([sys.executable, str(HERE), "--serve-node", str(tmp / "archive"),
+                                 name, str(part), str(n)], {"SISOCK_ROUTER_URL": node_url})
+                    nodes.append((name, kind, part, pid))
+            tcp_port = free_port()
+            sender = spawn([sys.executable, str(HERE), "--tcp-sender", str(tcp_port), *files])
 
             with connect(timeout=60) as c:
-                deadline = time.monotonic() + 30
+                deadline = time.monotonic() + 60
+                want = {name for name, _, _, _ in nodes}
                 while True:
                     try:
-                        if "bench" in {n["name"] for n in c.nodes()}:
+                        if want <= {d["name"] for d in c.nodes()}:
                             break
                     except ClientError:
                         pass  # hub still starting
                     if time.monotonic() > deadline:
-                        raise TimeoutError("archive node not listed")
-                    time.sleep(0.1)
-            payload = 16 * args.samples  # float64 values + float64 times
+                        raise TimeoutError("archive nodes not listed")
+                    time.sleep(0.2)
 
-            def timed(fn) -> tuple[float, int]:
-                times = []
-                for _ in range(args.repeat):
-                    t0 = time.perf_counter()
-                    n = fn()
-                    times.append(time.perf_counter() - t0)
-                return statistics.median(times), n
+            # raw loopback TCP: the wire's limit
+            wait_port(tcp_port)
+            label = "raw loopback TCP, 2 Python processes"
+            rows.append((label, timed(lambda: tcp_fetch(tcp_port, n), args.repeat, label,
+                                      [sender]), payload))
 
-            with connect(serializer="json", binary=False, timeout=120) as cj:
-                a, na = timed(lambda: len(cj.get_data("bench", ["x"], start, end).data["x"]))
-            with connect(timeout=120) as cb:
-                b, nb = timed(lambda: len(cb.get_data("bench", ["x"], start, end,
-                                                      stream=False).data["x"]))
-                c_, nc = timed(lambda: len(cb.get_data("bench", ["x"], start, end,
-                                                       progress=False).data["x"]))
-            assert na == nb == nc == args.samples, (na, nb, nc)
-            print(f"end-to-end fetch of {args.samples:,} float64 samples "
-                  f"(+ times; {payload / 1e6:.0f} MB of arrays), median of {args.repeat}:")
-            for label, t in (("(a) 0.x style: JSON lists       ", a),
-                             ("(b) msgpack + binary            ", b),
-                             ("(c) msgpack + binary + streaming", c_)):
-                print(f"  {label}  {t * 1000:8.1f} ms  {payload / t / 1e6:7.1f} MB/s")
-            print(f"  ratio a/b = {a / b:.1f}x   a/c = {a / c_:.1f}x   "
-                  f"(target: a/c >= 25x, c >= 150 MB/s)")
+            # sisock, every combination
+            for client_kind, url in (("ws", ws_url), ("rs", rs_url)):
+                for ser in ("msgpack", "cbor"):
+                    with connect(url, timeout=120, serializer=ser) as c:
+                        for name, kind, part, pid in nodes:
+                            def fetch(c=c, name=name):
+                                r = c.get_data(name, ["x"], start, end, progress=False)
+                                assert len(r.data["x"]) == n == len(r.timelines["tl"].t)
+                            fetch()  # warm the page cache and the field cache
+                            default = (kind == client_kind == "rs" and ser == "msgpack"
+                                       and part == CHUNK_BYTES)
+                            label = (f"sisock node {kind} -> client {client_kind} {ser:7s} "
+                                     f"parts {part // 1024:4d} KiB"
+                                     + (" (default)" if default else ""))
+                            rows.append((label, timed(fetch, args.repeat, label, [router, pid]),
+                                         payload))
+                            print(f"  {label}  {payload / min(rows[-1][1]) / 1e6:6.0f} MB/s",
+                                  flush=True)
+
+            # sisock 0.x: JSON lists, fewer samples
+            nj = min(args.json_samples, n)
+            with connect(ws_url, serializer="json", binary=False, timeout=300) as c:
+                def fetch_json():
+                    r = c.get_data(nodes[0][0], ["x"], start, start + nj / RATE - 0.5 / RATE)
+                    assert len(r.data["x"]) == nj, len(r.data["x"])
+                rows.append((f"sisock 0.x style: JSON lists ({nj:,} samples)",
+                             timed(fetch_json, max(1, min(args.repeat, 2))), 16 * nj))
         finally:
             for p in reversed(procs):
                 p.terminate()
@@ -139,6 +352,36 @@ def main() -> int:
                     p.wait(10)
                 except subprocess.TimeoutExpired:
                     p.kill()
+
+        if not args.no_tiled:
+            try:
+                rows.append(("tiled[all] (HTTP, from memory) -> tiled.client .read()",
+                             bench_tiled(args.tiled_venv, files, n, args.repeat, tmp), payload))
+            except (subprocess.CalledProcessError, OSError, TimeoutError) as exc:
+                print(f"tiled peer failed: {exc}", file=sys.stderr)
+
+    best = {label: nbytes / min(ts) / 1e6 for label, ts, nbytes in rows}
+    tiled = next((v for k, v in best.items() if k.startswith("tiled")), None)
+    tcp = best[rows[0][0]]
+    print(f"\nfetch of {n:,} float64 samples + times ({payload / 1e6:.0f} MB of arrays) "
+          f"into numpy; best and median of {args.repeat}:")
+    print(f"  {'':66s} {'best ms':>8s} {'median':>8s} {'MB/s':>7s} {'x tiled':>8s} "
+          f"{'of TCP':>7s} {'CPU ms':>7s}")
+    for label, ts, nbytes in rows:
+        mbs = best[label]
+        vs_tiled = f"{mbs / tiled:7.2f}x" if tiled else "    n/a"
+        cpu = f"{CPU[label] * 1e3:7.0f}" if label in CPU else "      -"
+        print(f"  {label:66s} {min(ts) * 1e3:8.1f} {statistics.median(ts) * 1e3:8.1f} "
+              f"{mbs:7.0f} {vs_tiled:>8s} {mbs / tcp:6.0%} {cpu}")
+    print("  CPU ms: least user+system CPU of one fetch, summed over the processes "
+          "involved (sisock: router, node, client; TCP: both ends)")
+    sisock = {k: v for k, v in best.items() if k.startswith("sisock node")}
+    top = max(sisock, key=sisock.get)
+    json_row = next(k for k in best if k.startswith("sisock 0.x"))
+    print(f"\nbest sisock: {top.strip()}: {sisock[top]:.0f} MB/s"
+          + (f" = {sisock[top] / tiled:.1f}x tiled" if tiled else "")
+          + f", {sisock[top] / best[json_row]:.0f}x the 0.x JSON path, "
+          f"{sisock[top] / tcp:.0%} of raw TCP   (target: >= 500 MB/s and >= 3x tiled)")
     return 0
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import ssl
 import threading
 from typing import Any, Callable
 
@@ -32,6 +31,7 @@ from autobahn.wamp.types import CallOptions
 from . import wire
 from .protocol import OLD_NODE_ERRORS, Result, TimelineData
 from .settings import Settings, load_settings
+from .transport import transport_configs
 
 __all__ = ["connect", "Client", "DataResult", "TimelineData", "ClientError",
            "RouterUnreachable", "AuthenticationFailed", "NodeUnknown", "RemoteError",
@@ -159,20 +159,20 @@ class Client:
         self._old_nodes: set[str] = set()
 
     # -- connection -------------------------------------------------------
-    def _component(self, joined: asyncio.Future) -> Component:
+    def _transports(self) -> list[dict]:
+        """Transports to try in turn: RawSocket first where the router offers it
+        and big replies arrive streamed (binary arrays), then WebSocket
+        (see :func:`sisock.transport.use_rawsocket`)."""
+        return transport_configs(self.settings, [self.serializer], max_retries=0,
+                                 timeout=self.timeout, streams_big_replies=self.binary)
+
+    def _component(self, joined: asyncio.Future, transport: dict | None = None) -> Component:
         s = self.settings
-        endpoint: dict[str, Any] = {"type": "tcp", "host": s.host, "port": s.port,
-                                    "timeout": max(1, int(self.timeout))}
-        if s.is_tls:
-            ctx = ssl.create_default_context(cafile=s.tls_ca)
-            endpoint["tls"] = ctx
         auth = None
         if s.user and s.secret:
             auth = {"wampcra": {"authid": s.user, "secret": s.secret}}
         comp = Component(
-            transports=[{"type": "websocket", "url": s.router_url, "endpoint": endpoint,
-                         "serializers": [self.serializer], "max_retries": 0,
-                         "options": {"max_message_payload_size": 64 * 2**20}}],
+            transports=[transport or self._transports()[0]],
             realm=s.realm, authentication=auth)
 
         def on_join(session, details):
@@ -200,25 +200,46 @@ class Client:
         """Connect and join (blocks up to ``timeout``)."""
         import logging
 
-        # autobahn logs every connection attempt at WARNING; failures reach the
-        # caller as exceptions here, so keep notebooks and scripts quiet.
-        logging.getLogger("autobahn.asyncio.component.Component").setLevel(logging.ERROR)
+        # autobahn logs every connection attempt at WARNING, and the close of a
+        # RawSocket session as an ERROR ("failed to complete connection");
+        # failures reach the caller as exceptions here, so keep notebooks and
+        # scripts quiet.
+        logging.getLogger("autobahn.asyncio.component.Component").setLevel(logging.CRITICAL)
         self._thread.start()
 
-        async def start():
+        async def attempt(transport: dict):
             joined = self._loop.create_future()
-            comp = self._component(joined)
+            comp = self._component(joined, transport)
             done = comp.start(self._loop)
 
             def finished(fut):
+                exc = fut.exception() if not fut.cancelled() else None  # always retrieved
                 if not joined.done():
-                    exc = fut.exception() if not fut.cancelled() else None
                     joined.set_exception(RouterUnreachable(
                         f"cannot reach the router at {self.settings.router_url}"
+                        + (f" over {transport['type']}" if len(transports) > 1 else "")
                         + (f": {exc}" if exc else "")))
             done.add_done_callback(finished)
-            self._component_obj = comp
+            self._component_obj, self._component_done = comp, done
             return await joined
+
+        async def start():
+            # one component per transport (no reconnection inside a client):
+            # a router without RawSocket refuses it, or (a WebSocket-only
+            # port) waits for an HTTP request that never comes: then
+            # WebSocket is tried
+            for transport in transports[:-1]:
+                try:
+                    return await asyncio.wait_for(attempt(transport),
+                                                  max(2.0, self.timeout / 4))
+                except (RouterUnreachable, asyncio.TimeoutError):
+                    try:
+                        await asyncio.wait_for(self._component_obj.stop(), 1)
+                    except BaseException:
+                        pass
+            return await attempt(transports[-1])
+
+        transports = self._transports()
 
         fut = asyncio.run_coroutine_threadsafe(start(), self._loop)
         try:
@@ -243,6 +264,12 @@ class Client:
                 try:
                     await asyncio.wait_for(comp.stop(), 2)
                 except Exception:
+                    pass
+            done = getattr(self, "_component_done", None)
+            if done is not None:  # let it settle (a RawSocket close ends it in error)
+                try:
+                    await asyncio.wait_for(done, 1)
+                except BaseException:
                     pass
         try:
             asyncio.run_coroutine_threadsafe(stop(), self._loop).result(3)

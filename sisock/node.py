@@ -26,12 +26,12 @@ from autobahn.twisted.util import sleep
 from autobahn.wamp.exception import ApplicationError
 from autobahn.wamp.types import RegisterOptions
 from twisted.internet import threads
-from twisted.internet.defer import ensureDeferred
+from twisted.internet.defer import Deferred, ensureDeferred, succeed
 from twisted.logger import Logger
 
 from . import protocol, wire
 from .core import DataCore
-from .errors import SisockError
+from .errors import SisockError, TooMuchData
 from .protocol import GetData, Result
 from .settings import Settings
 from .wamp import make_component, to_application_error
@@ -66,12 +66,13 @@ class NodeService:
         self.node = node
         self.uris = settings.uris
         self.settings = settings
-        self.component = component or make_component(settings)
+        self.component = component or make_component(settings, streams_big_replies=True)
         self.session = None
         self.listed = False
         self.failed = False
         self.chunk_bytes = wire.CHUNK_BYTES
         self.replica = replica
+        self._gate: _WriteGate | None = None
         self.component.on("join", lambda s, d: ensureDeferred(self._on_join(s, d)))
         self.component.on("leave", self._on_leave)
 
@@ -128,18 +129,76 @@ class NodeService:
             streaming=streaming))
         if streaming and wire.reply_nbytes(_arrays(result)) > self.chunk_bytes:
             return result, None
-        return result, result.to_wire(call.encoding)
+        reply = result.to_wire(call.encoding)
+        self._check_one_message(reply)
+        return result, reply
+
+    def _check_one_message(self, reply: dict) -> None:
+        """Refuse a one-message reply that our RawSocket connection cannot carry.
+
+        Over RawSocket a message is at most 16 MiB; autobahn would drop a
+        larger reply and the caller would wait for its timeout. Runs in the
+        worker thread; measures only replies that could be that large.
+        """
+        session = self.session
+        connection = getattr(session, "transport", None)
+        if "rawsocket" not in type(connection).__module__:
+            return
+        from .transport import RAWSOCKET_MAX_MESSAGE
+
+        values = sum(len(v) if isinstance(v, list) else 0 for v in reply["data"].values())
+        values += sum(len(tl["t"]) if isinstance(tl["t"], list) else 0
+                      for tl in reply["timeline"].values())
+        rough = 9 * values + sum(len(v["data"]) for v in _envelopes(reply))
+        if rough < RAWSOCKET_MAX_MESSAGE // 2:
+            return
+        import msgpack
+
+        size = len(msgpack.packb(reply, use_bin_type=True))
+        if size > RAWSOCKET_MAX_MESSAGE - 4096:
+            raise TooMuchData(
+                f"the reply is {size / 2**20:.1f} MiB, more than the "
+                f"{RAWSOCKET_MAX_MESSAGE // 2**20} MiB one message can carry from node "
+                f"{self.node.name!r} (it speaks RawSocket): ask for a streamed binary "
+                "reply (the sisock client does), a shorter range or a larger min_stride")
 
     async def _stream(self, result: Result, progress) -> dict:
-        """Send all but the last part as progressive results; return the last."""
+        """Send all but the last part as progressive results; return the last.
+
+        A part is sent only when the connection's write buffer has drained
+        (a Twisted push producer), so the node holds about one part beyond
+        the result, and the buffer never has to join megabytes at once.
+        With msgpack the parts point into the result's arrays instead of
+        copying them.
+        """
+        session = self.session
+        details = getattr(session, "session_details", None)
+        zero_copy = str(getattr(details, "serializer", "") or "").startswith("msgpack")
+        gate = self._write_gate(session)
         last = None
-        for part in wire.chunk_reply(_arrays(result), self.chunk_bytes):
+        for part in wire.chunk_reply(_arrays(result), self.chunk_bytes, zero_copy=zero_copy):
             if last is not None:
                 progress(last)
-                await sleep(0)  # let the reactor flush the socket between parts
+                if gate is not None and gate.paused:
+                    await gate.wait()
+                else:
+                    await sleep(0)  # let the reactor flush the socket between parts
             last = part
         last["field_timeline"] = dict(result.field_timeline)
         return last
+
+    def _write_gate(self, session) -> "_WriteGate | None":
+        """The flow-control gate of ``session``'s connection (one per connection)."""
+        connection = getattr(session, "transport", None)
+        transport = getattr(connection, "transport", None)
+        if transport is None or not hasattr(transport, "registerProducer"):
+            return None
+        if self._gate is None or self._gate.transport is not transport:
+            try:
+                self._gate = _WriteGate(transport)
+            except RuntimeError:  # someone else produces on this connection
+                return None
+        return self._gate
 
     # -- live -------------------------------------------------------------
     def publish_live(self, result: Result) -> bool:
@@ -251,6 +310,47 @@ def _arrays(result: Result) -> dict:
     return {"data": result.data, "field_timeline": result.field_timeline,
             "timeline": {k: {"t": v.t, "finalized_until": v.finalized_until}
                          for k, v in result.timelines.items()}}
+def _envelopes(reply: dict):
+    """The binary envelopes of a ``get_data`` reply."""
+    for v in list(reply["data"].values()) + [tl["t"] for tl in reply["timeline"].values()]:
+        if isinstance(v, dict) and v.get(wire.ENVELOPE_KEY):
+            yield v
+
+
+class _WriteGate:
+    """Twisted push producer telling streams when a connection can take more.
+
+    Twisted pauses a registered producer when the connection's write buffer
+    holds more than its ``bufferSize`` and resumes it once the buffer has
+    been handed to the kernel. Streams wait on :meth:`wait` between parts.
+    """
+
+    def __init__(self, transport) -> None:
+        self.transport = transport
+        self.paused = False
+        self._waiting: list[Deferred] = []
+        transport.registerProducer(self, True)
+
+    def wait(self) -> Deferred:
+        """A Deferred that fires when the connection takes more data."""
+        if not self.paused:
+            return succeed(None)
+        d: Deferred = Deferred()
+        self._waiting.append(d)
+        return d
+
+    def pauseProducing(self) -> None:
+        self.paused = True
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+        waiting, self._waiting = self._waiting, []
+        for d in waiting:
+            d.callback(None)
+
+    def stopProducing(self) -> None:
+        # connection closing: release the streams (their next send fails)
+        self.resumeProducing()
 
 
 def run_nodes(services: list[NodeService], log_level: str = "info") -> None:

@@ -72,11 +72,32 @@ def render(template: dict, settings: Settings, creds: dict,
     endpoint["port"] = settings.port
     if tls is not None:
         endpoint["tls"] = {"key": str(tls["key"]), "certificate": str(tls["cert"])}
-    transport["auth"]["wampcra"]["users"] = {
+    users = {
         entry["authid"]: {"secret": entry["secret"], "role": role}
         for role, entry in creds.items()
     }
+    for sub in _wamp_transports(transport, settings.websocket_path):
+        sub["auth"]["wampcra"]["users"] = copy.deepcopy(users)
     return config
+
+
+def _wamp_transports(transport: dict, websocket_path: str) -> list[dict]:
+    """The WAMP transports inside one listening transport of the template.
+
+    The shipped template has one ``universal`` transport: on the router
+    URL's port it speaks WebSocket (on the URL's path, and on ``/ws``) and
+    RawSocket (told apart by the first byte a client sends). A plain
+    ``websocket`` or ``rawsocket`` transport is returned as is.
+    """
+    if transport["type"] != "universal":
+        return [transport]
+    paths = transport.get("websocket", {})
+    if websocket_path and websocket_path not in paths and paths:
+        paths[websocket_path] = copy.deepcopy(next(iter(paths.values())))
+    subs = list(paths.values())
+    if "rawsocket" in transport:
+        subs.append(transport["rawsocket"])
+    return subs
 
 
 def prepare(settings: Settings, proxies: int = 0) -> Path:
@@ -108,6 +129,23 @@ def prepare(settings: Settings, proxies: int = 0) -> Path:
     with os.fdopen(fd, "w") as f:
         json.dump(config, f, indent=2)
     return cbdir
+
+
+def offers_rawsocket(settings: Settings) -> bool:
+    """True if the router last configured in ``settings.home`` speaks RawSocket
+    on ``settings``' host and port (read from its rendered config; no network)."""
+    try:
+        config = json.loads((Path(settings.home) / "router" / "config.json").read_text())
+        transports = config["workers"][0]["transports"]
+    except (OSError, ValueError, KeyError, IndexError, TypeError):
+        return False
+    for transport in transports:
+        endpoint = transport.get("endpoint", {})
+        if (transport.get("type") == "universal" and "rawsocket" in transport
+                and endpoint.get("port") == settings.port
+                and endpoint.get("interface") in (settings.host, "0.0.0.0", "::")):
+            return True
+    return False
 
 
 def crossbar_executable() -> str:

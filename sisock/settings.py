@@ -17,6 +17,9 @@ from .protocol import DEFAULT_BASE_URI, Uris
 
 DEFAULT_ROUTER_URL = "ws://127.0.0.1:8080/ws"
 DEFAULT_REALM = "sisock"
+#: URL schemes of the router: WebSocket (``ws``, ``wss``) or RawSocket (``rs``, ``rss``).
+RAWSOCKET_SCHEMES = ("rs", "rss")
+TLS_SCHEMES = ("wss", "rss")
 
 #: The role whose credentials each kind of program uses by default.
 ROLES = ("hub", "server", "consumer")
@@ -29,7 +32,8 @@ class Settings:
     Attributes
     ----------
     router_url : str
-        WebSocket URL of the router (``ws://`` or ``wss://``).
+        URL of the router: WebSocket (``ws://``, ``wss://``) or RawSocket
+        (``rs://``, ``rss://``; same host and port, no path).
     realm : str
         WAMP realm.
     base_uri : str
@@ -41,6 +45,11 @@ class Settings:
         CA certificate file used to verify a ``wss://`` router.
     home : pathlib.Path
         ``SISOCK_HOME``: generated secrets and runtime files.
+    rawsocket : {"auto", "yes", "no"}
+        ``SISOCK_ROUTER_RAWSOCKET``: with a ``ws(s)://`` URL, whether to
+        speak RawSocket to the same host and port (falling back to
+        WebSocket). ``auto`` does so when the router started from this
+        ``SISOCK_HOME`` offers it (see :mod:`sisock.transport`).
     """
 
     router_url: str = DEFAULT_ROUTER_URL
@@ -50,6 +59,7 @@ class Settings:
     secret: str | None = None
     tls_ca: str | None = None
     home: Path = Path("~/.config/sisock").expanduser()
+    rawsocket: str = "auto"
 
     def uri(self, suffix: str) -> str:
         """Return ``"{base_uri}.{suffix}"``."""
@@ -69,12 +79,25 @@ class Settings:
     def port(self) -> int:
         """Port of :attr:`router_url` (default 80 / 443 by scheme)."""
         parts = urlsplit(self.router_url)
-        return parts.port or (443 if parts.scheme == "wss" else 80)
+        return parts.port or (443 if self.is_tls else 80)
 
     @property
     def is_tls(self) -> bool:
-        """True for a ``wss://`` router URL."""
-        return urlsplit(self.router_url).scheme == "wss"
+        """True for a ``wss://`` or ``rss://`` router URL."""
+        return urlsplit(self.router_url).scheme in TLS_SCHEMES
+
+    @property
+    def is_rawsocket(self) -> bool:
+        """True for a ``rs://`` or ``rss://`` router URL (WAMP over RawSocket)."""
+        return urlsplit(self.router_url).scheme in RAWSOCKET_SCHEMES
+
+    @property
+    def websocket_path(self) -> str:
+        """First path component of a ``ws(s)://`` URL (``"ws"`` by default)."""
+        if self.is_rawsocket:
+            return "ws"
+        parts = [p for p in urlsplit(self.router_url).path.split("/") if p]
+        return parts[0] if parts else ""
 
     def with_role(self, role: str) -> "Settings":
         """Return a copy carrying ``role``'s generated credentials.
@@ -99,6 +122,20 @@ def _env(*names: str) -> str | None:
     return None
 
 
+def _rawsocket_choice(value: str) -> str:
+    """Normalise ``SISOCK_ROUTER_RAWSOCKET`` to ``auto``, ``yes`` or ``no``."""
+    v = str(value).strip().lower()
+    if v in ("auto", ""):
+        return "auto"
+    if v in ("yes", "1", "true", "on"):
+        return "yes"
+    if v in ("no", "0", "false", "off"):
+        return "no"
+    from .errors import BadArgument
+
+    raise BadArgument(f"SISOCK_ROUTER_RAWSOCKET must be auto, yes or no, got {value!r}")
+
+
 def load_settings(
     role: str | None = None,
     *,
@@ -109,6 +146,7 @@ def load_settings(
     secret: str | None = None,
     tls_ca: str | None = None,
     home: str | os.PathLike | None = None,
+    rawsocket: str | None = None,
 ) -> Settings:
     """Resolve settings from arguments, then environment, then defaults.
 
@@ -117,7 +155,7 @@ def load_settings(
     role : {"hub", "server", "consumer"}, optional
         Pick this role's credentials from the generated credentials file
         unless a user and secret are given explicitly.
-    router_url, realm, base_uri, user, secret, tls_ca, home
+    router_url, realm, base_uri, user, secret, tls_ca, home, rawsocket
         Explicit values (e.g. command-line flags); None means "not given".
 
     Returns
@@ -129,7 +167,7 @@ def load_settings(
     ).expanduser()
     url = router_url or _env("SISOCK_ROUTER_URL") or DEFAULT_ROUTER_URL
     ca = tls_ca or _env("SISOCK_TLS_CA")
-    if ca is None and urlsplit(url).scheme == "wss":
+    if ca is None and urlsplit(url).scheme in TLS_SCHEMES:
         generated = credentials.tls_paths(home_path)["ca"]
         if generated.exists():
             ca = str(generated)
@@ -141,6 +179,7 @@ def load_settings(
         secret=secret or _env("SISOCK_SECRET", "WAMP_SECRET"),
         tls_ca=ca,
         home=home_path,
+        rawsocket=_rawsocket_choice(rawsocket or _env("SISOCK_ROUTER_RAWSOCKET") or "auto"),
     )
     if bool(settings.user) != bool(settings.secret):
         from .errors import BadArgument

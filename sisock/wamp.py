@@ -1,10 +1,12 @@
 """Thin helpers shared by every WAMP shell: components, errors, retries.
 
 ``make_component`` builds an :class:`autobahn.twisted.component.Component`
-that authenticates with WAMP-CRA, verifies a ``wss://`` router against
-``SISOCK_TLS_CA``, and reconnects quickly for ever: autobahn's default
-back-off is never reset after a successful join (autobahn issue #1597), so we pin
-the delay to ``RETRY_DELAY`` seconds.
+that authenticates with WAMP-CRA, connects over WebSocket or RawSocket as
+:func:`sisock.transport.transport_config` says (the notebook client uses
+the same function), verifies a TLS router against ``SISOCK_TLS_CA``, and
+reconnects quickly for ever: autobahn's default back-off is never reset
+after a successful join (autobahn issue #1597), so the delay is pinned to
+``RETRY_DELAY`` seconds.
 """
 
 from __future__ import annotations
@@ -16,39 +18,11 @@ from autobahn.wamp.exception import ApplicationError
 
 from .errors import SisockError
 from .settings import Settings
-
-#: Seconds between reconnection attempts (constant, never grows).
-RETRY_DELAY = 0.5
-
-
-def transport_config(settings: Settings, serializers: list[str] | None = None,
-                     max_retries: int = -1) -> dict:
-    """The autobahn transport dict for ``settings.router_url``."""
-    endpoint: dict[str, Any] = {"type": "tcp", "host": settings.host, "port": settings.port}
-    if settings.is_tls:
-        tls: dict[str, Any] = {"hostname": settings.host}
-        if settings.tls_ca:
-            tls["trust_root"] = settings.tls_ca
-        endpoint["tls"] = tls
-    return {
-        "type": "websocket",
-        "url": settings.router_url,
-        "endpoint": endpoint,
-        "serializers": serializers or ["msgpack", "cbor", "json"],
-        "max_retries": max_retries,
-        "initial_retry_delay": RETRY_DELAY,
-        "retry_delay_growth": 1.0,
-        "max_retry_delay": 1.0,
-        "retry_delay_jitter": 0.1,
-        # autobahn counts these in seconds (Crossbar's router config in ms): a
-        # node whose network silently vanished notices within 15 s and reconnects
-        "options": {"max_message_payload_size": 64 * 2**20, "auto_ping_interval": 10,
-                    "auto_ping_timeout": 5},
-    }
+from .transport import RETRY_DELAY, transport_config, transport_configs  # noqa: F401 (re-exported)
 
 
 def make_component(settings: Settings, *, serializers: list[str] | None = None,
-                   max_retries: int = -1) -> Component:
+                   max_retries: int = -1, streams_big_replies: bool = False) -> Component:
     """Create a reconnecting, authenticating component for ``settings``.
 
     Parameters
@@ -59,12 +33,17 @@ def make_component(settings: Settings, *, serializers: list[str] | None = None,
         Preferred serializers, default msgpack, cbor, json.
     max_retries : int
         -1 (default) retries for ever.
+    streams_big_replies : bool
+        True for a data node: with ``SISOCK_ROUTER_RAWSOCKET=auto`` it then
+        speaks RawSocket to a local router that offers it (see
+        :func:`sisock.transport.use_rawsocket`).
     """
     authentication = None
     if settings.user and settings.secret:
         authentication = {"wampcra": {"authid": settings.user, "secret": settings.secret}}
     return Component(
-        transports=[transport_config(settings, serializers, max_retries)],
+        transports=transport_configs(settings, serializers, max_retries,
+                                     streams_big_replies=streams_big_replies),
         realm=settings.realm,
         authentication=authentication,
     )

@@ -84,13 +84,18 @@ def decode_array(value: Any) -> np.ndarray:
 # times and all its requested fields). Non-binary arrays (strings) are
 # never split: they travel whole in the last part.
 
-CHUNK_BYTES = 2**20
+#: Target size of one streamed part. Small enough that neither RawSocket
+#: (16 MiB per message) nor the receive buffers of autobahn's RawSocket
+#: protocols, which re-join a message on every read of 64-256 KiB, pay
+#: much for it; large enough that per-message costs stay small.
+CHUNK_BYTES = 2**18
 
 
-def _envelope_slice(a: np.ndarray, i0: int, i1: int) -> dict:
+def _envelope_slice(a: np.ndarray, i0: int, i1: int, zero_copy: bool = False) -> dict:
     part = np.ascontiguousarray(a[i0:i1], dtype=a.dtype.newbyteorder("<"))
+    data = memoryview(part).cast("B") if zero_copy else part.tobytes()
     return {ENVELOPE_KEY: 1, "dtype": part.dtype.str, "shape": [i1 - i0],
-            "data": part.tobytes(), "offset": i0, "total": int(a.shape[0])}
+            "data": data, "offset": i0, "total": int(a.shape[0])}
 
 
 def reply_nbytes(result: Mapping[str, Any]) -> int:
@@ -126,7 +131,8 @@ def field_timelines(result: Mapping[str, Any]) -> dict[str, str]:
     return out
 
 
-def chunk_reply(result: Mapping[str, Any], chunk_bytes: int = CHUNK_BYTES):
+def chunk_reply(result: Mapping[str, Any], chunk_bytes: int = CHUNK_BYTES,
+                zero_copy: bool = False):
     """Split a core result into parts of about ``chunk_bytes`` each.
 
     Parameters
@@ -135,6 +141,11 @@ def chunk_reply(result: Mapping[str, Any], chunk_bytes: int = CHUNK_BYTES):
         Core ``get_data`` result with numpy arrays.
     chunk_bytes : int
         Target size of one part.
+    zero_copy : bool
+        Put a :class:`memoryview` of the result's memory in each envelope's
+        ``data`` instead of a copy. Only for a serializer that writes any
+        buffer as bytes (msgpack); such a part must be serialized while the
+        result is alive and unchanged.
 
     Yields
     ------
@@ -156,8 +167,8 @@ def chunk_reply(result: Mapping[str, Any], chunk_bytes: int = CHUNK_BYTES):
         for i0 in range(0, max(len(t), 1), step):
             i1 = min(len(t), i0 + step)
             part = {
-                "data": {f: _envelope_slice(data[f], i0, i1) for f in fields},
-                "timeline": {name: {"t": _envelope_slice(t, i0, i1),
+                "data": {f: _envelope_slice(data[f], i0, i1, zero_copy) for f in fields},
+                "timeline": {name: {"t": _envelope_slice(t, i0, i1, zero_copy),
                                     "finalized_until": tl.get("finalized_until")}},
             }
             if pending is not None:
@@ -185,13 +196,16 @@ class Assembler:
         self.parts = 0  # messages merged
 
     def _place(self, store: dict, key: str, value: Any) -> None:
-        if isinstance(value, Mapping) and value.get(ENVELOPE_KEY) and "total" in value:
+        # dict, not typing.Mapping: this runs for every part (isinstance on a
+        # typing alias is slow), and deserializers give dicts
+        if isinstance(value, dict) and value.get(ENVELOPE_KEY) and "total" in value:
+            dtype = np.dtype(value["dtype"])
             arr = store.get(key)
             if not isinstance(arr, np.ndarray):
-                arr = store[key] = np.empty(value["total"], dtype=np.dtype(value["dtype"]))
+                arr = store[key] = np.empty(value["total"], dtype=dtype)
                 self.expected += value["total"]
-            part = np.frombuffer(value["data"], dtype=np.dtype(value["dtype"]))
-            arr[value["offset"]: value["offset"] + len(part)] = part
+            part = np.frombuffer(value["data"], dtype=dtype)
+            arr[value["offset"]: value["offset"] + len(part)] = part  # the one copy
             self.received += len(part)
         else:
             store[key] = decode_array(value)

@@ -22,7 +22,7 @@ def isolated_env(home, url) -> dict:
 
 
 def test_tls_router(tmp_path):
-    """A wss:// router serves verified TLS; clients without the CA are refused."""
+    """A wss:// router serves verified TLS (WebSocket and RawSocket); a wrong CA is refused."""
     port = free_port()
     url = f"wss://127.0.0.1:{port}/ws"
     env = isolated_env(tmp_path, url)
@@ -32,7 +32,9 @@ def test_tls_router(tmp_path):
         wait_port(port, 30, router.proc)
         ca = tmp_path / "tls" / "ca.crt"
         assert ca.exists()
-        hub = Proc("tls-hub", ["hub"], tmp_path, env).start()
+        # the hub speaks RawSocket over TLS (rss://), the clients below both
+        hub = Proc("tls-hub", ["hub"], tmp_path,
+                   isolated_env(tmp_path, f"rss://127.0.0.1:{port}")).start()
 
         def nodes():
             try:
@@ -48,6 +50,14 @@ def test_tls_router(tmp_path):
         assert time.monotonic() - t0 < 4, "a TLS refusal must not wait for the timeout"
         with connect(url, home=str(tmp_path), tls_ca=str(ca), timeout=5) as c:
             assert c.nodes() == []  # and the right CA still works
+        # RawSocket over TLS on the same port: verified the same way
+        rss = f"rss://127.0.0.1:{port}"
+        with connect(rss, home=str(tmp_path), tls_ca=str(ca), timeout=5) as c:
+            assert c.nodes() == []
+            assert "rawsocket" in type(c._session.transport).__module__
+        with pytest.raises(RouterUnreachable):
+            connect(rss, home=str(tmp_path),
+                    tls_ca=str(REPO / "tests" / "data" / "other-ca.crt"), timeout=5)
     finally:
         if hub:
             hub.stop()

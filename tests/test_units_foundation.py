@@ -106,8 +106,11 @@ def test_router_render(tmp_path):
     assert worker["realms"][0]["name"] == "r1"
     transport = worker["transports"][0]
     assert transport["endpoint"]["port"] == 9999
-    users = transport["auth"]["wampcra"]["users"]
-    assert {u["role"] for u in users.values()} == {"hub", "server", "consumer"}
+    # one port, WebSocket on the URL's path and RawSocket, same users on both
+    assert set(transport["websocket"]) == {"ws"} and "rawsocket" in transport
+    for sub in (transport["websocket"]["ws"], transport["rawsocket"]):
+        users = sub["auth"]["wampcra"]["users"]
+        assert {u["role"] for u in users.values()} == {"hub", "server", "consumer"}
     assert "{base}" not in json.dumps(cfg) and "org.example.authorize" in json.dumps(cfg)
     for entry in creds.values():
         assert entry["secret"] not in text
