@@ -39,6 +39,11 @@ from . import wire  # noqa: E402
 from .settings import Settings, load_settings  # noqa: E402
 
 
+#: Largest WebSocket message this client accepts (``max_message_payload_size``);
+#: told to nodes as ``max_message_bytes`` so they may send replies up to it.
+MAX_MESSAGE_BYTES = 64 * 2**20
+
+
 class ClientError(Exception):
     """Base class of the client's errors."""
 
@@ -191,7 +196,7 @@ class Client:
         comp = Component(
             transports=[{"type": "websocket", "url": s.router_url, "endpoint": endpoint,
                          "serializers": [self.serializer], "max_retries": 0,
-                         "options": {"max_message_payload_size": 64 * 2**20}}],
+                         "options": {"max_message_payload_size": MAX_MESSAGE_BYTES}}],
             realm=s.realm, authentication=auth)
 
         def on_join(session, details):
@@ -366,20 +371,23 @@ class Client:
             kwargs["method"] = method
         uri = self._node_uri(node, "get_data")
         binary = self.binary and node not in self._old_nodes
+        # our transport accepts MAX_MESSAGE_BYTES per message; nodes assume 1 MiB otherwise
+        limit = {} if node in self._old_nodes else {"max_message_bytes": MAX_MESSAGE_BYTES}
         parts = 1
         try:
             if binary and not stream:
                 reply = self.call(uri, fields, start, end, min_stride, timeout=timeout,
-                                  encoding="binary", **kwargs)
+                                  encoding="binary", **kwargs, **limit)
             elif binary:
                 reply, parts = self._fetch_streamed(uri, fields, start, end, min_stride, timeout,
-                                                    progress, **kwargs)
+                                                    progress, **kwargs, **limit)
             else:
-                reply = self.call(uri, fields, start, end, min_stride, timeout=timeout, **kwargs)
+                reply = self.call(uri, fields, start, end, min_stride, timeout=timeout,
+                                  **kwargs, **limit)
         except NodeUnknown:
             raise NodeUnknown(f"no data node named {node!r}") from None
         except RemoteError as exc:
-            if binary and _is_old_node_refusal(exc):
+            if limit and _is_old_node_refusal(exc):
                 self._old_nodes.add(node)  # sisock 0.x node: lists only
                 reply = self.call(uri, fields, start, end, min_stride, timeout=timeout, **kwargs)
             else:
@@ -450,9 +458,10 @@ class Client:
 
 
 def _is_old_node_refusal(exc: "RemoteError") -> bool:
-    """True if a node refused ``encoding=`` because it predates it (sisock 0.x)."""
+    """True if a node refused an extension keyword because it predates it (sisock 0.x)."""
     return (exc.uri in ("wamp.error.invalid_argument", "wamp.error.runtime_error")
-            and "unexpected keyword argument" in exc.message and "encoding" in exc.message)
+            and "unexpected keyword argument" in exc.message
+            and ("encoding" in exc.message or "max_message_bytes" in exc.message))
 
 
 def _interactive() -> bool:

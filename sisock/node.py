@@ -30,7 +30,7 @@ from twisted.internet import threads  # noqa: E402
 from twisted.internet.defer import ensureDeferred  # noqa: E402
 from twisted.logger import Logger  # noqa: E402
 
-from . import wire  # noqa: E402
+from . import budget, wire  # noqa: E402
 from .authz import valid_name  # noqa: E402
 from .errors import BadArgument, SisockError  # noqa: E402
 from .settings import Settings  # noqa: E402
@@ -82,6 +82,9 @@ class NodeService:
         self.listed = False
         self.failed = False
         self.chunk_bytes = wire.CHUNK_BYTES
+        #: Limit of one live publication (subscribers' clients may be ApplicationRunners).
+        self.live_message_bytes = budget.DEFAULT_MESSAGE_BYTES
+        self._live_too_big_logged = False
         self.component.on("join", lambda s, d: ensureDeferred(self._on_join(s, d)))
         self.component.on("leave", self._on_leave)
 
@@ -134,10 +137,11 @@ class NodeService:
                     given[key] = ext.pop(key)
             method = ext.pop("method", None)
             encoding = wire.check_encoding(ext.pop("encoding", None))
+            limit = budget.check_limit(ext.pop("max_message_bytes", None))
             if ext:
                 raise BadArgument(
                     f"unknown argument(s) {sorted(ext)} to get_data; "
-                    "known extensions are 'method' and 'encoding'"
+                    "known extensions are 'method', 'encoding' and 'max_message_bytes'"
                 )
             fields = wire.check_fields(given["field"])
             s, e = check_interval(given["start"], given["end"])
@@ -146,29 +150,32 @@ class NodeService:
                 getattr(details, "progress", None))
             extra = ({"streaming": True}
                      if streaming and getattr(self.node, "accepts_streaming", False) else {})
-            result, reply = await threads.deferToThread(
-                self._query, fields, s, e, stride, method, encoding, streaming, extra)
+            result, reply, part = await threads.deferToThread(
+                self._query, fields, s, e, stride, method, encoding, streaming, extra, limit)
             if reply is None:
-                return await self._stream(result, details.progress)
+                return await self._stream(result, details.progress, part)
             return reply
         except Exception as exc:
             raise self._wamp_error(exc, "get_data") from exc
 
-    def _query(self, fields, start, end, stride, method, encoding, streaming, extra):
+    def _query(self, fields, start, end, stride, method, encoding, streaming, extra,
+               limit=budget.DEFAULT_MESSAGE_BYTES):
         """Worker thread: query the core and encode the reply off the reactor.
 
-        Returns ``(result, reply)``; ``reply`` is None when the result is
-        to be streamed in parts (encoded part by part as they are sent).
+        Returns ``(result, reply, part_bytes)``; ``reply`` is None when the
+        result is to be streamed in parts of ``part_bytes`` (encoded part by
+        part as they are sent). Every message fits the caller's ``limit``
+        in bytes, whatever the serializer (:mod:`sisock.budget`).
         """
         result = self.node.get_data(fields, start, end, stride, method, **extra)
-        if streaming and wire.reply_nbytes(result) > self.chunk_bytes:
-            return result, None
-        return result, wire.data_reply(result, encoding)
+        reply, part = budget.plan_reply(result, start, end, limit, encoding, streaming,
+                                        method, self.chunk_bytes)
+        return result, reply, part
 
-    async def _stream(self, result: dict, progress) -> dict:
+    async def _stream(self, result: dict, progress, chunk_bytes: int | None = None) -> dict:
         """Send all but the last part as progressive results; return the last."""
         last = None
-        for part in wire.chunk_reply(result, self.chunk_bytes):
+        for part in wire.chunk_reply(result, chunk_bytes or self.chunk_bytes):
             if last is not None:
                 progress(last)
                 await sleep(0)  # let the reactor flush the socket between parts
@@ -183,7 +190,13 @@ class NodeService:
         """
         if self.session is None or not self.listed:
             return False
-        self.session.publish(self.uri("live"), wire.data_reply(result))
+        try:
+            for payload in budget.split_live(result, self.live_message_bytes):
+                self.session.publish(self.uri("live"), payload)
+        except SisockError as exc:
+            if not self._live_too_big_logged:
+                log.error("live sample of {name!r} not published: {e}", name=self.node.name, e=exc)
+                self._live_too_big_logged = True
         return True
 
     # -- lifecycle --------------------------------------------------------
