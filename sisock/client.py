@@ -13,6 +13,14 @@ until the answer arrives or ``timeout`` passes. Settings follow the usual
 order: arguments, then environment, then defaults; credentials default to
 the ``consumer`` role's generated ones.
 
+The client reconnects by itself: after the router restarts (or the
+connection drops) it rejoins every 0.5 s, subscribes again to what it was
+subscribed to, and calls made meanwhile wait for the new session (up to
+their timeout) instead of failing. A call that was in flight when the
+connection dropped is sent again on the new session if its timeout allows
+(sisock calls are reads). Only the first :func:`connect` fails fast when no
+router answers.
+
 Importing this module does not import pandas or xarray.
 """
 
@@ -42,6 +50,8 @@ from .settings import Settings, load_settings  # noqa: E402
 #: Largest WebSocket message this client accepts (``max_message_payload_size``);
 #: told to nodes as ``max_message_bytes`` so they may send replies up to it.
 MAX_MESSAGE_BYTES = 64 * 2**20
+#: Seconds between attempts to rejoin after the connection was lost.
+RECONNECT_DELAY = 0.5
 
 
 class ClientError(Exception):
@@ -181,6 +191,12 @@ class Client:
                                         name="sisock-client", daemon=True)
         self._fields_cache: dict[str, tuple[float, dict]] = {}
         self._old_nodes: set[str] = set()
+        self._closing = False
+        self._ready = threading.Event()  # set while a session is joined
+        self._subscriptions: list[tuple[str, Callable[..., None]]] = []
+        self._lost_at: float | None = None
+        #: Seconds from each connection loss to the next join (after reconnects).
+        self.rejoin_seconds: list[float] = []
 
     # -- connection -------------------------------------------------------
     def _component(self, joined: asyncio.Future) -> Component:
@@ -199,13 +215,22 @@ class Client:
                          "options": {"max_message_payload_size": MAX_MESSAGE_BYTES}}],
             realm=s.realm, authentication=auth)
 
-        def on_join(session, details):
+        async def on_join(session, details):
+            for uri, callback in list(self._subscriptions):  # resume after a reconnect
+                await session.subscribe(callback, uri)
             self._session = session
+            if self._lost_at is not None:
+                self.rejoin_seconds.append(time.monotonic() - self._lost_at)
+                self._lost_at = None
+            self._ready.set()
             if not joined.done():
                 joined.set_result(session)
 
         def on_leave(session, details):
             self._session = None
+            self._ready.clear()
+            if self._lost_at is None:
+                self._lost_at = time.monotonic()
             if not joined.done():
                 reason = getattr(details, "reason", "") or ""
                 message = getattr(details, "message", "") or ""
@@ -229,22 +254,7 @@ class Client:
         logging.getLogger("autobahn.asyncio.component.Component").setLevel(logging.ERROR)
         self._thread.start()
 
-        async def start():
-            joined = self._loop.create_future()
-            comp = self._component(joined)
-            done = comp.start(self._loop)
-
-            def finished(fut):
-                if not joined.done():
-                    exc = fut.exception() if not fut.cancelled() else None
-                    joined.set_exception(RouterUnreachable(
-                        f"cannot reach the router at {self.settings.router_url}"
-                        + (f": {exc}" if exc else "")))
-            done.add_done_callback(finished)
-            self._component_obj = comp
-            return await joined
-
-        fut = asyncio.run_coroutine_threadsafe(start(), self._loop)
+        fut = asyncio.run_coroutine_threadsafe(self._join_once(), self._loop)
         try:
             fut.result(self.timeout)
         except concurrent.futures.TimeoutError:
@@ -256,8 +266,68 @@ class Client:
             raise
         return self
 
+    async def _join_once(self):
+        """Start one component (no retries of its own) and wait for its join."""
+        joined = self._loop.create_future()
+        comp = self._component(joined)
+        done = comp.start(self._loop)
+
+        def finished(fut):
+            if not joined.done():
+                exc = fut.exception() if not fut.cancelled() else None
+                joined.set_exception(RouterUnreachable(
+                    f"cannot reach the router at {self.settings.router_url}"
+                    + (f": {exc}" if exc else "")))
+            elif not self._closing:  # the session had joined, then the connection ended
+                self._session = None
+                self._ready.clear()
+                if self._lost_at is None:
+                    self._lost_at = time.monotonic()
+                self._loop.create_task(self._reconnect())
+        done.add_done_callback(finished)
+        self._component_obj = comp
+        return await joined
+
+    async def _reconnect(self) -> None:
+        """Rejoin every ``RECONNECT_DELAY`` seconds until joined or closed."""
+        while not self._closing:
+            await asyncio.sleep(RECONNECT_DELAY)
+            if self._closing:
+                return
+            try:
+                await asyncio.wait_for(self._join_once(), max(self.timeout, 5.0))
+                return
+            except Exception:
+                comp = getattr(self, "_component_obj", None)
+                if comp is not None and not self._ready.is_set():
+                    try:
+                        await asyncio.wait_for(comp.stop(), 1)
+                    except Exception:
+                        pass
+
+    @property
+    def connected(self) -> bool:
+        """True while a session is joined."""
+        return self._ready.is_set()
+
+    def _wait_session(self, deadline: float, what: str):
+        """The joined session, waiting for a reconnect until ``deadline``."""
+        while True:
+            if self._closing:
+                raise ClientError(f"{what}: the client was closed")
+            session = self._session
+            if session is not None and self._ready.is_set():
+                return session
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise CallTimeout(f"{what}: not connected to {self.settings.router_url} "
+                                  "(reconnecting) within the timeout")
+            self._ready.wait(min(left, 0.5))
+
     def close(self) -> None:
         """Leave the session and stop the thread."""
+        self._closing = True
+        self._ready.set()  # wake waiting callers (they see _closing)
         if not self._thread.is_alive():
             return
 
@@ -290,32 +360,35 @@ class Client:
 
         ``on_progress`` receives progressive results (in the client's thread).
         """
-        if self._session is None:
-            raise ClientError(f"not connected to {self.settings.router_url} (the connection "
-                              "was closed or lost): call sisock.client.connect() again")
         full = uri if uri.startswith(self.settings.base_uri + ".") or uri.startswith("wamp.") \
             else self.settings.uri(uri)
-        session = self._session
+        wait = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + wait
+        if on_progress is not None:
+            kwargs["options"] = CallOptions(on_progress=on_progress)
+        while True:
+            session = self._wait_session(deadline, full)
 
-        async def do_call():
-            if on_progress is not None:
-                kwargs["options"] = CallOptions(on_progress=on_progress)
-            return await session.call(full, *args, **kwargs)
+            async def do_call(session=session):
+                return await session.call(full, *args, **kwargs)
 
-        fut = asyncio.run_coroutine_threadsafe(do_call(), self._loop)
-        try:
-            return fut.result(self.timeout if timeout is None else timeout)
-        except concurrent.futures.TimeoutError:
-            fut.cancel()
-            raise CallTimeout(f"{full}: no answer within "
-                              f"{self.timeout if timeout is None else timeout} s") from None
-        except ApplicationError as exc:
-            if exc.error == "wamp.error.no_such_procedure":
-                raise NodeUnknown(f"no such procedure {full} (is the node running?)") from None
-            message = exc.args[0] if exc.args else str(exc)
-            raise RemoteError(exc.error, str(message)) from None
-        except TransportLost as exc:
-            raise ClientError(f"connection lost during {full}") from exc
+            fut = asyncio.run_coroutine_threadsafe(do_call(), self._loop)
+            try:
+                return fut.result(max(deadline - time.monotonic(), 0.001))
+            except concurrent.futures.TimeoutError:
+                fut.cancel()
+                raise CallTimeout(f"{full}: no answer within {wait} s") from None
+            except ApplicationError as exc:
+                if exc.error.startswith("wamp.close.") and time.monotonic() < deadline:
+                    continue  # connection lost during the call: send it again once rejoined
+                if exc.error == "wamp.error.no_such_procedure":
+                    raise NodeUnknown(f"no such procedure {full} (is the node running?)") from None
+                message = exc.args[0] if exc.args else str(exc)
+                raise RemoteError(exc.error, str(message)) from None
+            except TransportLost as exc:
+                if time.monotonic() < deadline:
+                    continue
+                raise ClientError(f"connection lost during {full}") from exc
 
     def nodes(self) -> list[dict]:
         """The hub's list of data nodes: ``[{"name", "description"}, ...]``."""
@@ -438,11 +511,10 @@ class Client:
 
         The callback runs in the client's thread: keep it short.
         """
-        if self._session is None:
-            raise ClientError("not connected")
         full = uri if uri.startswith(self.settings.base_uri + ".") or uri.startswith("wamp.") \
             else self.settings.uri(uri)
-        session = self._session
+        session = self._wait_session(time.monotonic() + self.timeout, full)
+        self._subscriptions.append((full, callback))  # resumed on every rejoin
 
         async def do_subscribe():
             return await session.subscribe(callback, full)
