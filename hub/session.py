@@ -13,7 +13,11 @@ themselves with their descriptions.
 
 from __future__ import annotations
 
+import functools
+import inspect
+
 from autobahn.twisted.component import Component
+from autobahn.wamp.exception import ApplicationError
 from autobahn.wamp.types import RegisterOptions
 from twisted.logger import Logger
 
@@ -94,6 +98,36 @@ class Hub:
             log.info("data node {name!r} left", name=entry.name)
             self.session.publish(self._uri("consumer.data_node_subtracted"), entry.public())
 
+    def _checked(self, fn, leaf: str):
+        """Wrap an RPC: wrong arguments and failures leave as ``{base}.error.*``.
+
+        Without it a call with the wrong arity gets autobahn's
+        ``wamp.error.invalid_argument`` with a Python ``TypeError`` text.
+        """
+        sig = inspect.signature(fn)
+        shown = ", ".join(p for p in sig.parameters if p != "details")
+
+        @functools.wraps(fn)
+        def rpc(*args, **kwargs):
+            try:
+                sig.bind(*args, **kwargs)
+            except TypeError:
+                given = [k for k in kwargs if k != "details"]
+                raise ApplicationError(
+                    self._uri("error.bad_argument"),
+                    f"{leaf} takes ({shown}), got {len(args)} positional argument(s)"
+                    + (f" and keywords {sorted(given)}" if given else "")) from None
+            try:
+                return fn(*args, **kwargs)
+            except ApplicationError:
+                raise
+            except Exception as exc:
+                log.failure("{leaf} failed", leaf=leaf)
+                raise ApplicationError(self._uri("error.internal"),
+                                       f"{leaf} failed in the hub: {type(exc).__name__}: {exc}"
+                                       ) from exc
+        return rpc
+
     # -- lifecycle --------------------------------------------------------
     async def rebuild(self, session) -> int:
         """Recover names from the router's registrations.
@@ -130,10 +164,14 @@ class Hub:
         await session.subscribe(self.on_leave, "wamp.session.on_leave")
         found = await self.rebuild(session)
         opts = RegisterOptions(details_arg="details")
-        await session.register(self.add, self._uri("data_node.add"), options=opts)
-        await session.register(self.subtract, self._uri("data_node.subtract"), options=opts)
-        await session.register(self.claim, self._uri("data_node.claim"), options=opts)
-        await session.register(self.get_data_node, self._uri("consumer.get_data_node"))
+        await session.register(self._checked(self.add, "data_node.add"),
+                               self._uri("data_node.add"), options=opts)
+        await session.register(self._checked(self.subtract, "data_node.subtract"),
+                               self._uri("data_node.subtract"), options=opts)
+        await session.register(self._checked(self.claim, "data_node.claim"),
+                               self._uri("data_node.claim"), options=opts)
+        await session.register(self._checked(self.get_data_node, "consumer.get_data_node"),
+                               self._uri("consumer.get_data_node"))
         session.publish(self._uri("hub.started"), {"session": details.session})
         log.info("hub ready (session {s}); {n} running data node(s) recovered",
                  s=details.session, n=found)

@@ -18,8 +18,9 @@ connection drops) it rejoins every 0.5 s, subscribes again to what it was
 subscribed to, and calls made meanwhile wait for the new session (up to
 their timeout) instead of failing. A call that was in flight when the
 connection dropped is sent again on the new session if its timeout allows
-(sisock calls are reads). Only the first :func:`connect` fails fast when no
-router answers.
+(sisock calls are reads); for 10 s after a rejoin, "no such procedure" is
+retried too, while the hub and nodes re-register. Only the first
+:func:`connect` fails fast when no router answers.
 
 Importing this module does not import pandas or xarray.
 """
@@ -32,6 +33,7 @@ silence_bjdata()
 
 import asyncio  # noqa: E402
 import concurrent.futures  # noqa: E402
+import math  # noqa: E402
 import ssl  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
@@ -52,6 +54,9 @@ from .settings import Settings, load_settings  # noqa: E402
 MAX_MESSAGE_BYTES = 64 * 2**20
 #: Seconds between attempts to rejoin after the connection was lost.
 RECONNECT_DELAY = 0.5
+#: Seconds after a rejoin during which "no such procedure" is retried (the
+#: hub and nodes re-register after a router restart, a moment after us).
+REJOIN_GRACE = 10.0
 
 
 class ClientError(Exception):
@@ -195,6 +200,7 @@ class Client:
         self._ready = threading.Event()  # set while a session is joined
         self._subscriptions: list[tuple[str, Callable[..., None]]] = []
         self._lost_at: float | None = None
+        self._rejoined_at = -math.inf
         #: Seconds from each connection loss to the next join (after reconnects).
         self.rejoin_seconds: list[float] = []
 
@@ -222,6 +228,7 @@ class Client:
             if self._lost_at is not None:
                 self.rejoin_seconds.append(time.monotonic() - self._lost_at)
                 self._lost_at = None
+                self._rejoined_at = time.monotonic()
             self._ready.set()
             if not joined.done():
                 joined.set_result(session)
@@ -251,7 +258,7 @@ class Client:
 
         # autobahn logs every connection attempt at WARNING; failures reach the
         # caller as exceptions here, so keep notebooks and scripts quiet.
-        logging.getLogger("autobahn.asyncio.component.Component").setLevel(logging.ERROR)
+        logging.getLogger("autobahn.asyncio.component.Component").setLevel(logging.CRITICAL)
         self._thread.start()
 
         fut = asyncio.run_coroutine_threadsafe(self._join_once(), self._loop)
@@ -382,6 +389,10 @@ class Client:
                 if exc.error.startswith("wamp.close.") and time.monotonic() < deadline:
                     continue  # connection lost during the call: send it again once rejoined
                 if exc.error == "wamp.error.no_such_procedure":
+                    if (time.monotonic() - self._rejoined_at < REJOIN_GRACE
+                            and deadline - time.monotonic() > 0.25):
+                        time.sleep(0.2)  # just rejoined: hub and nodes are re-registering
+                        continue
                     raise NodeUnknown(f"no such procedure {full} (is the node running?)") from None
                 message = exc.args[0] if exc.args else str(exc)
                 raise RemoteError(exc.error, str(message)) from None
