@@ -11,7 +11,6 @@ and the caller's session must survive.
 from __future__ import annotations
 
 import asyncio
-import math
 from collections import Counter
 from typing import Any
 
@@ -47,28 +46,62 @@ keywords = st.dictionaries(st.sampled_from(KEYWORDS), st.one_of(values, methods,
 
 
 @st.composite
-def get_data_calls(draw):
-    """Positional and keyword arguments of one (mostly malformed) get_data call."""
+def plausible_get_data(draw):
+    """Nearly valid calls: real and unknown fields, duplicates, edge ranges and strides."""
+    fields = draw(st.lists(st.sampled_from(KNOWN_FIELDS + ["nope", "", "az"]), max_size=8))
+    start = draw(st.one_of(st.floats(-7 * 86400, 0), st.integers(-10**7, 0),
+                           st.floats(1.5e9, 2.0e9), st.just(0), st.just(-1e9)))
+    end = draw(st.one_of(st.just(0), st.floats(-3600, 0), st.floats(1.5e9, 2.1e9),
+                         st.just(start)))
+    stride = draw(st.one_of(st.none(), st.floats(1e-6, 1e10), st.sampled_from(
+        [0, -1, 1e-7, 1e11, 1, 60, 3600, float("nan"), float("inf")])))
+    kw = {}
+    if draw(st.booleans()):
+        kw["method"] = draw(st.sampled_from(["mean", "min", "max", "first", "last", "minmax",
+                                             "median", None, 3]))
+    if draw(st.booleans()):
+        kw["encoding"] = draw(st.sampled_from(["binary", "json", None, "bson", 1]))
+    if draw(st.booleans()):
+        kw["max_message_bytes"] = draw(st.sampled_from([2**16, 2**20, 64 * 2**20, 2**40, 10,
+                                                        -1, "big", None]))
+    args = [fields, start, end] + ([stride] if draw(st.booleans()) else [])
+    if len(args) == 3 and stride is not None and draw(st.booleans()):
+        kw["min_stride"] = stride
+    return args, kw
+
+
+@st.composite
+def wild_get_data(draw):
+    """Anything: wrong types and arity, NaN/inf, huge and nested lists, odd keywords."""
     full = [draw(field_args), draw(times), draw(times), draw(strides), draw(values),
             draw(values)]
     arity = draw(st.sampled_from([0, 1, 2, 3, 3, 3, 4, 4, 4, 5, 6]))
     return full[:arity], draw(keywords)
 
 
+def get_data_calls():
+    """Half plausible, half wild get_data calls."""
+    return st.one_of(plausible_get_data(), wild_get_data())
+
+
 @st.composite
 def get_fields_calls(draw):
     """Arguments of one get_fields call (right arity more often than not)."""
-    full = [draw(times), draw(times), draw(values)]
+    full = [draw(st.one_of(times, st.floats(-86400, 0))), draw(st.one_of(times, st.just(0))),
+            draw(values)]
     arity = draw(st.sampled_from([0, 1, 2, 2, 2, 2, 3]))
     kw = draw(st.dictionaries(st.sampled_from(["start", "end", "bogus"]), values, max_size=2))
     return full[:arity], kw
 
 
+HUB_CONSUMER = ["consumer.get_data_node"]
+HUB_SERVER = ["data_node.add", "data_node.subtract", "data_node.claim"]
+
+
 @st.composite
-def hub_calls(draw):
+def hub_calls(draw, leaves=tuple(HUB_CONSUMER + HUB_SERVER)):
     """``(leaf, args, kwargs)`` for the hub's procedures."""
-    leaf = draw(st.sampled_from(["consumer.get_data_node", "data_node.add",
-                                 "data_node.subtract", "data_node.claim"]))
+    leaf = draw(st.sampled_from(list(leaves)))
     name = draw(st.one_of(st.text(max_size=20).map(lambda s: "fuzz-" + s), values))
     full = [name, draw(values), draw(values), draw(values)]
     arity = draw(st.integers(0, 4))
@@ -123,8 +156,11 @@ def raw_call(client, uri: str, args: list, kwargs: dict, timeout: float = 60.0):
     session = client._session
     if session is None:
         raise Outcome("the caller's session is gone")
-    fut = asyncio.run_coroutine_threadsafe(session.call(uri, *args, **kwargs), client._loop)
-    return fut.result(timeout)
+
+    async def go():
+        return await session.call(uri, *args, **kwargs)
+
+    return asyncio.run_coroutine_threadsafe(go(), client._loop).result(timeout)
 
 
 def _unsendable(exc: Exception) -> bool:
@@ -177,8 +213,3 @@ def fuzz_target(client, uri_prefix: str, leaf_strategy, leaf: str | None, n: int
                           f"kwargs={kwargs!r:.200}")
 
     one()
-
-
-def is_finite_number(x: Any) -> bool:
-    """True for a real, finite int or float (not bool)."""
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
