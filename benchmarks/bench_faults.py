@@ -30,8 +30,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--restarts", type=int, default=5)
     ap.add_argument("--trials", type=int, default=20)
     args = ap.parse_args(argv)
+    if args.restarts:
+        router(args.restarts)
+    if args.trials:
+        modbus(args.trials)
+    return 0
+
+
+def router(restarts: int) -> None:
+    """Router kill -9 and restart, with rejoin figures."""
     with tempfile.TemporaryDirectory() as tmp:
-        f = router_restarts(Path(tmp) / "router", args.restarts, limit=60)
+        f = router_restarts(Path(tmp) / "router", restarts, limit=60)
     print("router kill -9 of the process group, restart:")
     for i, (boot, rejoin, live, w) in enumerate(zip(f["router_boot"], f["rejoin"], f["live"],
                                                     f["waited_call"])):
@@ -42,8 +51,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  client rejoin after each loss (includes the router's boot): "
           f"{[round(x, 2) for x in f['client_rejoin']]} s; all processes alive: "
           f"{f['processes_alive']}")
+
+
+def modbus(n: int) -> None:
+    """Modbus node kill -9 trials, with loss figures."""
     with tempfile.TemporaryDirectory() as tmp:
-        trials = kill9_trials(Path(tmp), args.trials)
+        trials = kill9_trials(Path(tmp), n)
     losses = [t["loss"] for t in trials]
     print(f"Modbus node kill -9 mid-ingest, {len(trials)} trials (flush interval 0.5 s):")
     print("  loss per trial (ms):", [round(x * 1000) for x in losses])
@@ -51,7 +64,6 @@ def main(argv: list[str] | None = None) -> int:
           f"every file readable: {all(t['readable'] for t in trials)}; new file each time: "
           f"{all(t['new_file'] for t in trials)}; times increasing: "
           f"{all(t['monotonic'] for t in trials)}; files at the end: {trials[-1]['files']}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -136,14 +136,20 @@ def kill9_trials(root: Path, trials: int, flush_interval: float = 0.5) -> list[d
     Returns, per trial, the loss (seconds between the kill and the last
     archived sample), whether every file was readable, and the file count.
     """
+    from sisock import credentials
+
     port = free_port()
     archive = root / "archive"
     cfg = modbus_config(root / "node.toml", port, f"k9_{os.getpid()}")
     log_dir = root / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
+    # the node polls and archives with or without a router: give it credentials and no router
+    credentials.ensure(root / "home")
+    env = {**os.environ, "SISOCK_HOME": str(root / "home"),
+           "SISOCK_ROUTER_URL": f"ws://127.0.0.1:{free_port()}/ws"}
     sim = subprocess.Popen([sys.executable, "-m", "sisock", "sim", "modbus", "--port",
                             str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                           start_new_session=True)
+                           start_new_session=True, env=env)
     out = []
     try:
         wait_port(port, 30, sim)
@@ -153,7 +159,7 @@ def kill9_trials(root: Path, trials: int, flush_interval: float = 0.5) -> list[d
             node = subprocess.Popen(
                 [sys.executable, "-m", "sisock", "serve", "modbus", "--config", str(cfg),
                  "--archive", str(archive), "--flush-interval", str(flush_interval)],
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
             try:
                 # ingest running: samples newer than the previous trial's reach the archive
                 def newest():
