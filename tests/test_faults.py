@@ -45,7 +45,8 @@ def test_router_kill9_five_times(tmp_path):
 
 def test_slow_node_blocks_nothing(stack, procs, client):
     """A get_data that takes 30 s blocks neither other nodes, nor the hub, nor its get_fields."""
-    procs("slow", sys.executable, str(REPO / "tests" / "slow_node.py"), "slow_f", module=None)
+    slow = procs("slow", sys.executable, str(REPO / "tests" / "slow_node.py"), "slow_f",
+                 module=None)
     procs("wx", "serve", "weather", "--name", "wx_slowtest")
     wait_for(lambda: {"slow_f", "wx_slowtest"} <= listed(client), 30, "nodes never listed")
     slow_done = threading.Event()
@@ -69,6 +70,7 @@ def test_slow_node_blocks_nothing(stack, procs, client):
     for _ in range(5):  # several more answers while the slow one is still pending
         client.fields("slow_f", -10, 0)
     assert not slow_done.is_set(), "the others must have answered while get_data was pending"
+    slow.kill()  # its worker thread sleeps on; no need to wait for a clean shutdown
 
 
 @pytest.fixture
