@@ -219,17 +219,20 @@ def suggest_min_stride(result: Mapping[str, Any], start: float, end: float, limi
 
 
 def too_much(result: Mapping[str, Any], size: int, serializer: str, limit: int, start: float,
-             end: float, encoding: str | None, method: str | None, what: str = "get_data"
-             ) -> TooMuchData:
-    """The error for a reply of ``size`` bytes over ``limit``."""
+             end: float, encoding: str | None, method: str | None, what: str = "get_data",
+             extensions: bool = True) -> TooMuchData:
+    """The error for a reply of ``size`` bytes over ``limit``.
+
+    ``extensions=False`` leaves out the hints a sisock 0.x node cannot honour.
+    """
     stride = suggest_min_stride(result, start, end, limit, encoding, method)
-    streaming = ("" if encoding == "binary" else
+    streaming = ("" if encoding == "binary" or not extensions else
                  ", or ask for encoding='binary' with progressive results")
+    declare = (" (pass max_message_bytes if your client accepts more)" if extensions else "")
     return TooMuchData(
         f"the reply to {what} would be about {size} bytes encoded ({serializer}), more than "
-        f"the message limit max_message_bytes={limit} of the caller (pass max_message_bytes "
-        f"if your client accepts more); pass min_stride >= {stride:g} s (or request a shorter "
-        f"range or fewer fields{streaming})")
+        f"the message limit max_message_bytes={limit} of the caller{declare}; pass "
+        f"min_stride >= {stride:g} s (or request a shorter range or fewer fields{streaming})")
 
 
 def plan_reply(result: Mapping[str, Any], start: float, end: float, limit: int,
@@ -287,6 +290,26 @@ def plan_reply(result: Mapping[str, Any], start: float, end: float, limit: int,
     if streaming:
         return None, part
     raise too_much(result, size, ser, limit, start, end, encoding, method)
+
+
+def check_fits(reply: Any, start: float, end: float,
+               limit: int = DEFAULT_MESSAGE_BYTES) -> None:
+    """Raise :class:`TooMuchData` if an already encoded ``get_data`` reply
+    (lists, as sisock 0.x node classes return) exceeds ``limit``.
+
+    Replies of an unexpected shape are let through unchecked.
+    """
+    if not (isinstance(reply, Mapping) and isinstance(reply.get("data"), Mapping)
+            and isinstance(reply.get("timeline"), Mapping)):
+        return
+    try:
+        if upper_bound(reply) <= limit:
+            return
+        size, ser = largest_size(reply)
+    except Exception:  # noqa: BLE001 - an odd legacy reply: leave it to the serializer
+        return
+    if size + ENVELOPE_BYTES > limit:
+        raise too_much(reply, size, ser, limit, start, end, None, None, extensions=False)
 
 
 def _unsplit(result: Mapping[str, Any]) -> dict | None:

@@ -153,3 +153,15 @@ def test_check_limit_rejects(value):
     with pytest.raises(Exception, match="max_message_bytes") as err:
         budget.check_limit(value)
     assert err.type.__name__ == "BadArgument"
+
+
+def test_legacy_reply_checked():
+    """A 0.x node class's list reply over 1 MiB is refused (hints it cannot honour left out)."""
+    t = list(1.7e9 + np.arange(100_000.0))
+    big = {"data": {"x": [float(i) for i in range(100_000)]},
+           "timeline": {"tl": {"t": t, "finalized_until": None}}}
+    with pytest.raises(TooMuchData, match="min_stride >=") as err:
+        budget.check_fits(big, 1.7e9, 1.7e9 + 1e5)
+    assert "encoding='binary'" not in str(err.value)
+    budget.check_fits({"data": {"x": [1.0]}, "timeline": {"tl": {"t": [1.7e9]}}}, 0, 2e9)
+    budget.check_fits(["not", "a", "reply"], 0, 1)  # odd shapes pass through unchecked
