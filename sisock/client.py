@@ -97,6 +97,10 @@ class CallTimeout(ClientError, TimeoutError):
     """No answer within the timeout."""
 
 
+class _Resend(Exception):
+    """Internal: the call's session was lost; send the call again."""
+
+
 @dataclass
 class TimelineData:
     """Times of one timeline in a :class:`DataResult`."""
@@ -381,13 +385,10 @@ class Client:
 
             fut = asyncio.run_coroutine_threadsafe(do_call(), self._loop)
             try:
-                return fut.result(max(deadline - time.monotonic(), 0.001))
-            except concurrent.futures.TimeoutError:
-                fut.cancel()
-                raise CallTimeout(f"{full}: no answer within {wait} s") from None
+                return self._result(fut, session, deadline, wait, full)
+            except _Resend:
+                continue  # the connection was lost: send again once rejoined
             except ApplicationError as exc:
-                if exc.error.startswith("wamp.close.") and time.monotonic() < deadline:
-                    continue  # connection lost during the call: send it again once rejoined
                 if exc.error == "wamp.error.no_such_procedure":
                     if (time.monotonic() - self._rejoined_at < REJOIN_GRACE
                             and deadline - time.monotonic() > 0.25):
@@ -396,9 +397,31 @@ class Client:
                     raise NodeUnknown(f"no such procedure {full} (is the node running?)") from None
                 message = exc.args[0] if exc.args else str(exc)
                 raise RemoteError(exc.error, str(message)) from None
+
+    def _result(self, fut, session, deadline: float, wait: float, full: str):
+        """Wait for a call's answer; raise :class:`_Resend` if its session was lost.
+
+        A call sent just as the connection died may never be answered nor
+        failed by autobahn, so the wait also watches the session.
+        """
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                return fut.result(max(min(left, 0.5), 0.001))
+            except concurrent.futures.TimeoutError:
+                if time.monotonic() >= deadline:
+                    if self._session is session:
+                        fut.cancel()
+                    raise CallTimeout(f"{full}: no answer within {wait} s") from None
+                if self._session is not session:
+                    raise _Resend() from None
+            except ApplicationError as exc:
+                if exc.error.startswith("wamp.close.") and time.monotonic() < deadline:
+                    raise _Resend() from None
+                raise
             except TransportLost as exc:
                 if time.monotonic() < deadline:
-                    continue
+                    raise _Resend() from None
                 raise ClientError(f"connection lost during {full}") from exc
 
     def nodes(self) -> list[dict]:
