@@ -3,7 +3,7 @@
 ``make_component`` builds an :class:`autobahn.twisted.component.Component`
 that authenticates with WAMP-CRA, verifies a ``wss://`` router against
 ``SISOCK_TLS_CA``, and reconnects quickly for ever: autobahn's default
-back-off is never reset after a successful join (see NOTES.md), so we pin
+back-off is never reset after a successful join (autobahn issue #1597), so we pin
 the delay to ``RETRY_DELAY`` seconds.
 """
 
