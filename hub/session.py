@@ -13,7 +13,11 @@ themselves with their descriptions.
 
 from __future__ import annotations
 
+import functools
+import inspect
+
 from autobahn.twisted.component import Component
+from autobahn.wamp.exception import ApplicationError
 from autobahn.wamp.types import RegisterOptions
 from twisted.logger import Logger
 
@@ -102,6 +106,36 @@ class Hub:
             log.info("data node {name!r} left", name=entry.name)
             self.session.publish(self.uris.node_subtracted, entry.public())
 
+    def _checked(self, fn, leaf: str):
+        """Wrap an RPC: wrong arguments and failures leave as ``{base}.error.*``.
+
+        Without it a call with the wrong arity gets autobahn's
+        ``wamp.error.invalid_argument`` with a Python ``TypeError`` text.
+        """
+        sig = inspect.signature(fn)
+        shown = ", ".join(p for p in sig.parameters if p != "details")
+
+        @functools.wraps(fn)
+        def rpc(*args, **kwargs):
+            try:
+                sig.bind(*args, **kwargs)
+            except TypeError:
+                given = [k for k in kwargs if k != "details"]
+                raise ApplicationError(
+                    self.uris.error("bad_argument"),
+                    f"{leaf} takes ({shown}), got {len(args)} positional argument(s)"
+                    + (f" and keywords {sorted(given)}" if given else "")) from None
+            try:
+                return fn(*args, **kwargs)
+            except ApplicationError:
+                raise
+            except Exception as exc:
+                log.failure("{leaf} failed", leaf=leaf)
+                raise ApplicationError(self.uris.error("internal"),
+                                       f"{leaf} failed in the hub: {type(exc).__name__}: {exc}"
+                                       ) from exc
+        return rpc
+
     # -- lifecycle --------------------------------------------------------
     async def rebuild(self, session) -> int:
         """Recover names from the router's registrations.
@@ -151,11 +185,16 @@ class Hub:
         await session.subscribe(self.on_leave, "wamp.session.on_leave")
         found = await self.rebuild(session)
         opts = RegisterOptions(details_arg="details")
-        await session.register(self.add, self.uris.add, options=opts)
-        await session.register(self.subtract, self.uris.subtract, options=opts)
-        await session.register(self.claim, self.uris.claim, options=opts)
-        await session.register(self.get_data_node, self.uris.list_nodes)
-        await session.register(self.get_replicas, self.uris.list_replicas)
+        checked = self._checked
+        await session.register(checked(self.add, "data_node.add"), self.uris.add, options=opts)
+        await session.register(checked(self.subtract, "data_node.subtract"), self.uris.subtract,
+                               options=opts)
+        await session.register(checked(self.claim, "data_node.claim"), self.uris.claim,
+                               options=opts)
+        await session.register(checked(self.get_data_node, "consumer.get_data_node"),
+                               self.uris.list_nodes)
+        await session.register(checked(self.get_replicas, "consumer.get_replicas"),
+                               self.uris.list_replicas)
         session.publish(self.uris.hub_started, {"session": details.session})
         log.info("hub ready (session {s}); {n} running data node(s) recovered",
                  s=details.session, n=found)

@@ -136,10 +136,27 @@ class DataNodeServer(ApplicationSession):
                                      sisock_to_unix_time(start), sisock_to_unix_time(end))
 
     def get_data(self, field, start, end, min_stride=None):
-        """Return ``{"data", "timeline"}``; runs :meth:`_get_data_blocking` in a thread."""
-        return threads.deferToThread(self._get_data_blocking, field,
+        """Return ``{"data", "timeline"}``; runs :meth:`_get_data_blocking` in a thread.
+
+        A reply larger than a caller's default message limit (1 MiB, see
+        :mod:`sisock.budget`) is refused with ``{base}.error.too_much_data``
+        instead of dropping the caller's connection.
+        """
+        return threads.deferToThread(self._get_data_budgeted, field,
                                      sisock_to_unix_time(start), sisock_to_unix_time(end),
                                      min_stride)
+
+    def _get_data_budgeted(self, field, start, end, min_stride=None):
+        from . import budget
+        from .errors import TooMuchData
+        from .wamp import to_application_error
+
+        result = self._get_data_blocking(field, start, end, min_stride)
+        try:
+            budget.check_fits(result, start, end)
+        except TooMuchData as exc:
+            raise to_application_error(exc, self._settings().base_uri) from None
+        return result
 
     def _get_fields_blocking(self, start, end):
         """Override: blocking ``get_fields`` with UNIX times."""

@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import math
 import threading
+import time
 from typing import Any, Callable
 
 import numpy as np
@@ -31,11 +33,18 @@ from autobahn.wamp.types import CallOptions
 from . import wire
 from .protocol import OLD_NODE_ERRORS, Result, TimelineData
 from .settings import Settings, load_settings
-from .transport import transport_configs
+from .transport import RAWSOCKET_MAX_MESSAGE, WEBSOCKET_MAX_MESSAGE, transport_configs
 
 __all__ = ["connect", "Client", "DataResult", "TimelineData", "ClientError",
            "RouterUnreachable", "AuthenticationFailed", "NodeUnknown", "RemoteError",
            "CallTimeout"]
+
+
+#: Seconds between attempts to rejoin after the connection was lost.
+RECONNECT_DELAY = 0.5
+#: Seconds after a rejoin during which "no such procedure" is retried (the
+#: hub and nodes re-register after a router restart, a moment after us).
+REJOIN_GRACE = 10.0
 
 
 class ClientError(Exception):
@@ -74,6 +83,10 @@ class RemoteError(ClientError):
 
 class CallTimeout(ClientError, TimeoutError):
     """No answer within the timeout."""
+
+
+class _Resend(Exception):
+    """Internal: the call's session was lost; send the call again."""
 
 
 class DataResult(Result):
@@ -131,7 +144,12 @@ class DataResult(Result):
 
 
 class Client:
-    """A connected session; create with :func:`connect`.
+    """A session that reconnects by itself; create with :func:`connect`.
+
+    After the router goes away the client rejoins every
+    :data:`RECONNECT_DELAY` seconds; calls made meanwhile wait for the new
+    session (up to their timeout) and subscriptions resume. A call whose
+    connection died under it is sent again (sisock calls are reads).
 
     Parameters
     ----------
@@ -143,6 +161,11 @@ class Client:
         ``"msgpack"`` (default, carries bytes raw), ``"cbor"`` or ``"json"``.
     binary : bool
         Ask nodes for binary arrays (falls back to lists for old nodes).
+
+    Attributes
+    ----------
+    rejoin_seconds : list of float
+        Seconds from each connection loss to the next join.
     """
 
     def __init__(self, settings: Settings, timeout: float = 10.0,
@@ -151,12 +174,19 @@ class Client:
         self.timeout = timeout
         self.serializer = serializer
         self.binary = binary and serializer != "json"
+        self.uris = settings.uris
         self._session = None
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever,
                                         name="sisock-client", daemon=True)
-        self.uris = settings.uris
         self._old_nodes: set[str] = set()
+        self._closing = False
+        self._ready = threading.Event()  # set while a session is joined
+        self._subscriptions: list[tuple[str, Callable[..., None]]] = []
+        self._lost_at: float | None = None
+        self._rejoined_at = -math.inf
+        self._message_bytes = WEBSOCKET_MAX_MESSAGE  # of the joined transport
+        self.rejoin_seconds: list[float] = []
 
     # -- connection -------------------------------------------------------
     def _transports(self) -> list[dict]:
@@ -166,22 +196,32 @@ class Client:
         return transport_configs(self.settings, [self.serializer], max_retries=0,
                                  timeout=self.timeout, streams_big_replies=self.binary)
 
-    def _component(self, joined: asyncio.Future, transport: dict | None = None) -> Component:
+    def _component(self, joined: asyncio.Future, transport: dict) -> Component:
         s = self.settings
         auth = None
         if s.user and s.secret:
             auth = {"wampcra": {"authid": s.user, "secret": s.secret}}
-        comp = Component(
-            transports=[transport or self._transports()[0]],
-            realm=s.realm, authentication=auth)
+        comp = Component(transports=[transport], realm=s.realm, authentication=auth)
 
-        def on_join(session, details):
+        async def on_join(session, details):
+            for uri, callback in list(self._subscriptions):  # resume after a reconnect
+                await session.subscribe(callback, uri)
             self._session = session
+            self._message_bytes = (RAWSOCKET_MAX_MESSAGE if transport["type"] == "rawsocket"
+                                   else WEBSOCKET_MAX_MESSAGE)
+            if self._lost_at is not None:
+                self.rejoin_seconds.append(time.monotonic() - self._lost_at)
+                self._lost_at = None
+                self._rejoined_at = time.monotonic()
+            self._ready.set()
             if not joined.done():
                 joined.set_result(session)
 
         def on_leave(session, details):
             self._session = None
+            self._ready.clear()
+            if self._lost_at is None:
+                self._lost_at = time.monotonic()
             if not joined.done():
                 reason = getattr(details, "reason", "") or ""
                 message = getattr(details, "message", "") or ""
@@ -206,42 +246,7 @@ class Client:
         # scripts quiet.
         logging.getLogger("autobahn.asyncio.component.Component").setLevel(logging.CRITICAL)
         self._thread.start()
-
-        async def attempt(transport: dict):
-            joined = self._loop.create_future()
-            comp = self._component(joined, transport)
-            done = comp.start(self._loop)
-
-            def finished(fut):
-                exc = fut.exception() if not fut.cancelled() else None  # always retrieved
-                if not joined.done():
-                    joined.set_exception(RouterUnreachable(
-                        f"cannot reach the router at {self.settings.router_url}"
-                        + (f" over {transport['type']}" if len(transports) > 1 else "")
-                        + (f": {exc}" if exc else "")))
-            done.add_done_callback(finished)
-            self._component_obj, self._component_done = comp, done
-            return await joined
-
-        async def start():
-            # one component per transport (no reconnection inside a client):
-            # a router without RawSocket refuses it, or (a WebSocket-only
-            # port) waits for an HTTP request that never comes: then
-            # WebSocket is tried
-            for transport in transports[:-1]:
-                try:
-                    return await asyncio.wait_for(attempt(transport),
-                                                  max(2.0, self.timeout / 4))
-                except (RouterUnreachable, asyncio.TimeoutError):
-                    try:
-                        await asyncio.wait_for(self._component_obj.stop(), 1)
-                    except BaseException:
-                        pass
-            return await attempt(transports[-1])
-
-        transports = self._transports()
-
-        fut = asyncio.run_coroutine_threadsafe(start(), self._loop)
+        fut = asyncio.run_coroutine_threadsafe(self._join(), self._loop)
         try:
             fut.result(self.timeout)
         except concurrent.futures.TimeoutError:
@@ -253,18 +258,94 @@ class Client:
             raise
         return self
 
+    async def _join(self):
+        """Join over the first transport that works (RawSocket, then WebSocket).
+
+        A router without RawSocket refuses it, or (a WebSocket-only port)
+        waits for an HTTP request that never comes: then WebSocket is tried.
+        """
+        transports = self._transports()
+        for transport in transports[:-1]:
+            try:
+                return await asyncio.wait_for(self._join_once(transport, len(transports)),
+                                              max(2.0, self.timeout / 4))
+            except (RouterUnreachable, asyncio.TimeoutError):
+                await self._stop_component(1)
+        return await self._join_once(transports[-1], len(transports))
+
+    async def _join_once(self, transport: dict, choices: int = 1):
+        """Start one component (no retries of its own) and wait for its join."""
+        joined = self._loop.create_future()
+        comp = self._component(joined, transport)
+        done = comp.start(self._loop)
+
+        def finished(fut):
+            exc = fut.exception() if not fut.cancelled() else None  # always retrieved
+            if not joined.done():
+                joined.set_exception(RouterUnreachable(
+                    f"cannot reach the router at {self.settings.router_url}"
+                    + (f" over {transport['type']}" if choices > 1 else "")
+                    + (f": {exc}" if exc else "")))
+            elif not self._closing and comp is self._component_obj:
+                # the session had joined, then the connection ended
+                self._session = None
+                self._ready.clear()
+                if self._lost_at is None:
+                    self._lost_at = time.monotonic()
+                self._loop.create_task(self._reconnect())
+        done.add_done_callback(finished)
+        self._component_obj, self._component_done = comp, done
+        return await joined
+
+    async def _stop_component(self, seconds: float) -> None:
+        comp = getattr(self, "_component_obj", None)
+        if comp is not None:
+            try:
+                await asyncio.wait_for(comp.stop(), seconds)
+            except BaseException:
+                pass
+
+    async def _reconnect(self) -> None:
+        """Rejoin every :data:`RECONNECT_DELAY` seconds until joined or closed."""
+        while not self._closing:
+            await asyncio.sleep(RECONNECT_DELAY)
+            if self._closing:
+                return
+            try:
+                await asyncio.wait_for(self._join(), max(self.timeout, 5.0))
+                return
+            except Exception:
+                if not self._ready.is_set():
+                    await self._stop_component(1)
+
+    @property
+    def connected(self) -> bool:
+        """True while a session is joined."""
+        return self._ready.is_set()
+
+    def _wait_session(self, deadline: float, what: str):
+        """The joined session, waiting for a reconnect until ``deadline``."""
+        while True:
+            if self._closing:
+                raise ClientError(f"{what}: the client was closed")
+            session = self._session
+            if session is not None and self._ready.is_set():
+                return session
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise CallTimeout(f"{what}: not connected to {self.settings.router_url} "
+                                  "(reconnecting) within the timeout")
+            self._ready.wait(min(left, 0.5))
+
     def close(self) -> None:
         """Leave the session and stop the thread."""
+        self._closing = True
+        self._ready.set()  # wake waiting callers (they see _closing)
         if not self._thread.is_alive():
             return
 
         async def stop():
-            comp = getattr(self, "_component_obj", None)
-            if comp is not None:
-                try:
-                    await asyncio.wait_for(comp.stop(), 2)
-                except Exception:
-                    pass
+            await self._stop_component(2)
             done = getattr(self, "_component_done", None)
             if done is not None:  # let it settle (a RawSocket close ends it in error)
                 try:
@@ -293,31 +374,57 @@ class Client:
 
         ``on_progress`` receives progressive results (in the client's thread).
         """
-        if self._session is None:
-            raise ClientError(f"not connected to {self.settings.router_url} (the connection "
-                              "was closed or lost): call sisock.client.connect() again")
         full = self.uris.full(uri)
-        session = self._session
+        wait = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + wait
+        if on_progress is not None:
+            kwargs["options"] = CallOptions(on_progress=on_progress)
+        while True:
+            session = self._wait_session(deadline, full)
 
-        async def do_call():
-            if on_progress is not None:
-                kwargs["options"] = CallOptions(on_progress=on_progress)
-            return await session.call(full, *args, **kwargs)
+            async def do_call(session=session):
+                return await session.call(full, *args, **kwargs)
 
-        fut = asyncio.run_coroutine_threadsafe(do_call(), self._loop)
-        try:
-            return fut.result(self.timeout if timeout is None else timeout)
-        except concurrent.futures.TimeoutError:
-            fut.cancel()
-            raise CallTimeout(f"{full}: no answer within "
-                              f"{self.timeout if timeout is None else timeout} s") from None
-        except ApplicationError as exc:
-            if exc.error == "wamp.error.no_such_procedure":
-                raise NodeUnknown(f"no such procedure {full} (is the node running?)") from None
-            message = exc.args[0] if exc.args else str(exc)
-            raise RemoteError(exc.error, str(message)) from None
-        except TransportLost as exc:
-            raise ClientError(f"connection lost during {full}") from exc
+            fut = asyncio.run_coroutine_threadsafe(do_call(), self._loop)
+            try:
+                return self._result(fut, session, deadline, wait, full)
+            except _Resend:
+                continue  # the connection was lost: send again once rejoined
+            except ApplicationError as exc:
+                if exc.error == "wamp.error.no_such_procedure":
+                    if (time.monotonic() - self._rejoined_at < REJOIN_GRACE
+                            and deadline - time.monotonic() > 0.25):
+                        time.sleep(0.2)  # just rejoined: hub and nodes are re-registering
+                        continue
+                    raise NodeUnknown(f"no such procedure {full} (is the node running?)") from None
+                message = exc.args[0] if exc.args else str(exc)
+                raise RemoteError(exc.error, str(message)) from None
+
+    def _result(self, fut, session, deadline: float, wait: float, full: str):
+        """Wait for a call's answer; raise :class:`_Resend` if its session was lost.
+
+        A call sent just as the connection died may never be answered nor
+        failed by autobahn, so the wait also watches the session.
+        """
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                return fut.result(max(min(left, 0.5), 0.001))
+            except concurrent.futures.TimeoutError:
+                if time.monotonic() >= deadline:
+                    if self._session is session:
+                        fut.cancel()
+                    raise CallTimeout(f"{full}: no answer within {wait} s") from None
+                if self._session is not session:
+                    raise _Resend() from None
+            except ApplicationError as exc:
+                if exc.error.startswith("wamp.close.") and time.monotonic() < deadline:
+                    raise _Resend() from None
+                raise
+            except TransportLost as exc:
+                if time.monotonic() < deadline:
+                    raise _Resend() from None
+                raise ClientError(f"connection lost during {full}") from exc
 
     def nodes(self) -> list[dict]:
         """The hub's list of data nodes: ``[{"name", "description"}, ...]``."""
@@ -369,21 +476,25 @@ class Client:
         if method is not None:
             kwargs["method"] = method
         uri = self.uris.get_data(node)
-        binary = self.binary and node not in self._old_nodes
+        old = node in self._old_nodes
+        binary = self.binary and not old
+        # the largest message our transport takes; a node assumes 1 MiB otherwise
+        limit = {} if old else {"max_message_bytes": self._message_bytes}
         parts = 1
         try:
             if binary and not stream:
                 reply = self.call(uri, fields, start, end, min_stride, timeout=timeout,
-                                  encoding="binary", **kwargs)
+                                  encoding="binary", **kwargs, **limit)
             elif binary:
                 reply, parts = self._fetch_streamed(uri, fields, start, end, min_stride, timeout,
-                                                    progress, **kwargs)
+                                                    progress, **kwargs, **limit)
             else:
-                reply = self.call(uri, fields, start, end, min_stride, timeout=timeout, **kwargs)
+                reply = self.call(uri, fields, start, end, min_stride, timeout=timeout,
+                                  **kwargs, **limit)
         except NodeUnknown:
             raise NodeUnknown(f"no data node named {node!r}") from None
         except RemoteError as exc:
-            if binary and exc.uri in OLD_NODE_ERRORS:
+            if not old and exc.uri in OLD_NODE_ERRORS:
                 self._old_nodes.add(node)  # sisock 0.x node: lists only
                 reply = self.call(uri, fields, start, end, min_stride, timeout=timeout, **kwargs)
             else:
@@ -425,10 +536,9 @@ class Client:
 
         The callback runs in the client's thread: keep it short.
         """
-        if self._session is None:
-            raise ClientError("not connected")
         full = self.uris.full(uri)
-        session = self._session
+        session = self._wait_session(time.monotonic() + self.timeout, full)
+        self._subscriptions.append((full, callback))  # resumed on every rejoin
 
         async def do_subscribe():
             return await session.subscribe(callback, full)

@@ -29,7 +29,7 @@ from twisted.internet import threads
 from twisted.internet.defer import Deferred, ensureDeferred, succeed
 from twisted.logger import Logger
 
-from . import protocol, wire
+from . import budget, protocol, wire
 from .core import DataCore
 from .errors import SisockError, TooMuchData
 from .protocol import GetData, Result
@@ -73,6 +73,9 @@ class NodeService:
         self.chunk_bytes = wire.CHUNK_BYTES
         self.replica = replica
         self._gate: _WriteGate | None = None
+        #: Limit of one live publication (subscribers' clients may be ApplicationRunners).
+        self.live_message_bytes = budget.DEFAULT_MESSAGE_BYTES
+        self._live_too_big_logged = False
         self.component.on("join", lambda s, d: ensureDeferred(self._on_join(s, d)))
         self.component.on("leave", self._on_leave)
 
@@ -111,27 +114,30 @@ class NodeService:
             call = protocol.parse_get_data(args, kwargs)
             streaming = call.encoding == "binary" and details is not None and bool(
                 getattr(details, "progress", None))
-            result, reply = await threads.deferToThread(self._query, call, streaming)
+            result, reply, part = await threads.deferToThread(self._query, call, streaming)
             if reply is None:
-                return await self._stream(result, details.progress)
+                return await self._stream(result, details.progress, part)
             return reply
         except Exception as exc:
             raise self._wamp_error(exc, "get_data") from exc
 
-    def _query(self, call: GetData, streaming: bool) -> tuple[Result, dict | None]:
+    def _query(self, call: GetData, streaming: bool) -> tuple[Result, dict | None, int]:
         """Worker thread: query the core and encode the reply off the reactor.
 
-        Returns ``(result, reply)``; ``reply`` is None when the result is
-        to be streamed in parts (encoded part by part as they are sent).
+        Returns ``(result, reply, part_bytes)``; ``reply`` is None when the
+        result is to be streamed in parts of ``part_bytes`` (encoded part by
+        part as they are sent). Every message fits the caller's ``limit``
+        in bytes, whatever the serializer (:mod:`sisock.budget`).
         """
         result = Result.coerce(self.node.get_data(
             call.fields, call.start, call.end, call.min_stride, call.method,
             streaming=streaming))
-        if streaming and wire.reply_nbytes(_arrays(result)) > self.chunk_bytes:
-            return result, None
-        reply = result.to_wire(call.encoding)
-        self._check_one_message(reply)
-        return result, reply
+        reply, part = budget.plan_reply(_arrays(result), call.start, call.end,
+                                        call.max_message_bytes, call.encoding, streaming,
+                                        call.method, self.chunk_bytes)
+        if reply is not None:
+            self._check_one_message(reply)
+        return result, reply, part
 
     def _check_one_message(self, reply: dict) -> None:
         """Refuse a one-message reply that our RawSocket connection cannot carry.
@@ -162,7 +168,7 @@ class NodeService:
                 f"{self.node.name!r} (it speaks RawSocket): ask for a streamed binary "
                 "reply (the sisock client does), a shorter range or a larger min_stride")
 
-    async def _stream(self, result: Result, progress) -> dict:
+    async def _stream(self, result: Result, progress, chunk_bytes: int | None = None) -> dict:
         """Send all but the last part as progressive results; return the last.
 
         A part is sent only when the connection's write buffer has drained
@@ -176,7 +182,8 @@ class NodeService:
         zero_copy = str(getattr(details, "serializer", "") or "").startswith("msgpack")
         gate = self._write_gate(session)
         last = None
-        for part in wire.chunk_reply(_arrays(result), self.chunk_bytes, zero_copy=zero_copy):
+        for part in wire.chunk_reply(_arrays(result), chunk_bytes or self.chunk_bytes,
+                                     zero_copy=zero_copy):
             if last is not None:
                 progress(last)
                 if gate is not None and gate.paused:
@@ -208,7 +215,14 @@ class NodeService:
         """
         if self.session is None or not self.listed:
             return False
-        self.session.publish(self.uri("live"), Result.coerce(result).to_wire())
+        try:
+            for payload in budget.split_live(_arrays(Result.coerce(result)),
+                                             self.live_message_bytes):
+                self.session.publish(self.uri("live"), payload)
+        except SisockError as exc:
+            if not self._live_too_big_logged:
+                log.error("live sample of {name!r} not published: {e}", name=self.node.name, e=exc)
+                self._live_too_big_logged = True
         return True
 
     # -- lifecycle --------------------------------------------------------

@@ -234,6 +234,13 @@ MIN_STRIDE_RANGE = (1e-6, 1e10)
 #: Values of the ``encoding`` extension.
 ENCODINGS = (None, "json", "binary")
 
+#: ``max_message_bytes`` extension: the largest message the caller's transport
+#: takes. Without it a node assumes autobahn ``ApplicationRunner``'s 1 MiB;
+#: at most the router's 64 MiB; at least 64 KiB.
+DEFAULT_MESSAGE_BYTES = 2**20
+ROUTER_MESSAGE_BYTES = 64 * 2**20
+MIN_MESSAGE_BYTES = 64 * 2**10
+
 #: At most this many fields in one ``get_data`` call, each name at most
 #: :data:`MAX_FIELD_NAME` characters.
 MAX_FIELDS = 10_000
@@ -283,6 +290,21 @@ def check_encoding(encoding: object) -> str | None:
     return None if encoding == "json" else encoding  # type: ignore[return-value]
 
 
+def check_max_message_bytes(value: object) -> int:
+    """Validate ``max_message_bytes``; None gives :data:`DEFAULT_MESSAGE_BYTES`.
+
+    The result is capped at :data:`ROUTER_MESSAGE_BYTES`.
+    """
+    if value is None:
+        return DEFAULT_MESSAGE_BYTES
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or value < MIN_MESSAGE_BYTES:
+        raise BadArgument(
+            f"argument 'max_message_bytes' must be a number of bytes >= {MIN_MESSAGE_BYTES} "
+            f"(your client's WebSocket message limit), got {value!r:.80}")
+    return int(min(value, ROUTER_MESSAGE_BYTES))
+
+
 def check_fields(fields: object) -> list[str]:
     """Validate the ``field`` argument of ``get_data``: a list of names (or one name).
 
@@ -319,6 +341,8 @@ class GetData:
         Downsampling method (``mean`` when not given).
     encoding : str or None
         ``"binary"`` or None (lists).
+    max_message_bytes : int
+        The largest message the caller takes (:mod:`sisock.budget`).
     """
 
     fields: list[str]
@@ -327,10 +351,11 @@ class GetData:
     min_stride: float | None = None
     method: str = "mean"
     encoding: str | None = None
+    max_message_bytes: int = DEFAULT_MESSAGE_BYTES
 
 
 _GET_DATA_ARGS = ("field", "start", "end", "min_stride")
-_EXTENSIONS = ("method", "encoding")
+_EXTENSIONS = ("method", "encoding", "max_message_bytes")
 
 
 def parse_get_fields(args: tuple, kwargs: Mapping[str, Any],
@@ -369,7 +394,7 @@ def parse_get_data(args: tuple, kwargs: Mapping[str, Any],
     unknown = sorted(set(ext) - set(_EXTENSIONS))
     if unknown:
         raise BadArgument(f"unknown argument(s) {unknown} to get_data; known extensions "
-                          "are 'method' and 'encoding'")
+                          "are 'method', 'encoding' and 'max_message_bytes'")
     missing = [k for k in _GET_DATA_ARGS[:3] if k not in given]
     if missing:
         raise BadArgument(f"get_data takes (field, start, end, min_stride=None); "
@@ -379,7 +404,8 @@ def parse_get_data(args: tuple, kwargs: Mapping[str, Any],
     return GetData(fields=check_fields(given["field"]), start=start, end=end,
                    min_stride=check_min_stride(given.get("min_stride")),
                    method="mean" if method is None else check_method(method),
-                   encoding=check_encoding(ext.get("encoding")))
+                   encoding=check_encoding(ext.get("encoding")),
+                   max_message_bytes=check_max_message_bytes(ext.get("max_message_bytes")))
 
 
 # -- fields --------------------------------------------------------------------

@@ -45,17 +45,24 @@ def test_fields_and_types(archive_node, client):
     assert timeline["fast"]["interval"] == pytest.approx(0.01, rel=0.05)
 
 
-def test_dtypes_numbers_strings_bools(archive_node, client):
+def data_end(archive, timeline: str, field: str) -> float:
+    """Time of the archive's last sample on ``timeline`` (the archive ends when generated)."""
+    return float(ArchiveReader(archive).read([field], time.time() - 4 * 3600, 4e9)
+                 ["timeline"][timeline]["t"][-1])
+
+
+def test_dtypes_numbers_strings_bools(archive_node, archive, client):
     """Numbers arrive as float64, bools as bool, strings as str objects, all aligned."""
-    r = client.get_data(archive_node, ["stage_temp", "compressor_on", "cryo_state"], -600, 0)
+    end = data_end(archive, "cryo", "stage_temp") + 1  # anchored: the test may run much later
+    r = client.get_data(archive_node, ["stage_temp", "compressor_on", "cryo_state"],
+                        end - 600, end)
     t = r.timelines["cryo"].t
     assert 590 <= len(t) <= 601
     assert r.data["stage_temp"].dtype == np.float64
     assert r.data["compressor_on"].dtype == bool
     assert set(r.data["cryo_state"]) <= {"cooling", "stable", "warming"}
     assert len(r.data["cryo_state"]) == len(t) == len(r.data["compressor_on"])
-    now = time.time()
-    assert now - 602 <= t[0] and t[-1] < now + 1
+    assert end - 602 <= t[0] and t[-1] < end
     assert np.all(np.diff(t) > 0)
     frames = r.to_pandas()
     assert set(frames["cryo"].columns) == {"stage_temp", "compressor_on", "cryo_state"}
@@ -79,7 +86,7 @@ def test_json_lists_match_binary(archive_node, stack):
 @pytest.mark.parametrize("method", ["mean", "min", "max", "first", "last", "minmax"])
 def test_min_stride_through_router(archive_node, archive, client, method):
     """Downsampled replies equal the archive's own answer and respect the spacing rule."""
-    end = time.time() - 30
+    end = data_end(archive, "fast", "az") - 30  # anchored to the data, not to the clock
     r = client.get_data(archive_node, ["az"], end - 1800, end, min_stride=10.0, method=method)
     local = ArchiveReader(archive).read(["az"], end - 1800, end, 10.0, method)
     np.testing.assert_array_equal(r.data["az"], local["data"]["az"])
@@ -113,8 +120,8 @@ def test_client_errors(archive_node, stack):
     from conftest import free_port
     t0 = time.monotonic()
     with pytest.raises(ClientError) as err:
-        connect(f"ws://127.0.0.1:{free_port()}/ws", timeout=10)
-    assert time.monotonic() - t0 < 3, "unreachable router should fail fast"
+        connect(f"ws://127.0.0.1:{free_port()}/ws", timeout=60)
+    assert time.monotonic() - t0 < 30, "unreachable router should fail fast, not time out"
     assert not isinstance(err.value, CallTimeout)
     with pytest.raises(ClientError, match="refused the credentials"):
         connect(user="consumer", secret="not-the-secret", timeout=5)

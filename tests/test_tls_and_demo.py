@@ -46,8 +46,8 @@ def test_tls_router(tmp_path):
         t0 = time.monotonic()
         with pytest.raises(RouterUnreachable):  # certificate not signed by that CA
             connect(url, home=str(tmp_path), tls_ca=str(REPO / "tests" / "data" / "other-ca.crt"),
-                    timeout=5)
-        assert time.monotonic() - t0 < 4, "a TLS refusal must not wait for the timeout"
+                    timeout=60)
+        assert time.monotonic() - t0 < 30, "a TLS refusal must not wait for the timeout"
         with connect(url, home=str(tmp_path), tls_ca=str(ca), timeout=5) as c:
             assert c.nodes() == []  # and the right CA still works
         # RawSocket over TLS on the same port: verified the same way

@@ -62,6 +62,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--flush-interval", type=float, default=0.5,
                         help="seconds between archive flushes at most; a crash loses at "
                              "most about this much (default 0.5)")
+    parser.add_argument("--min-free-mb", type=float, default=64.0,
+                        help="archiving pauses (polling and live go on) while the archive's "
+                             "filesystem has less free space than this, in MiB (default 64)")
 
 
 def live_payload(group: str, t: np.ndarray, values: dict) -> Result:
@@ -161,7 +164,8 @@ def build(args: argparse.Namespace, settings: Settings) -> Plan:
     archive.mkdir(parents=True, exist_ok=True)
     appends = AppendTimes()
     sink = ThreadedArchiveSink(archive, config.field_specs(), args.flush_interval,
-                               on_append=appends).start()  # a locked archive fails here
+                               on_append=appends,  # a locked archive fails here
+                               min_free_bytes=int(args.min_free_mb * 2**20)).start()
     core = ArchiveNode(archive, config.name, config.description)
     since = time.monotonic()
     poller: Poller | None = None

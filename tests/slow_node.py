@@ -1,0 +1,44 @@
+"""A data node whose ``get_data`` takes ``SLOW_SECONDS`` (default 30) seconds.
+
+Run as ``python tests/slow_node.py NAME``; ``get_fields`` answers at once.
+Used by the fault tests: a slow query must block neither other nodes, nor
+the hub, nor the node's own ``get_fields``.
+"""
+
+import os
+import sys
+import time
+
+import numpy as np
+
+from sisock.node import NodeService, run_nodes
+from sisock.settings import load_settings
+
+SLOW_SECONDS = float(os.environ.get("SLOW_SECONDS", "30"))
+
+
+class SlowNode:
+    """Core: one number field; get_data sleeps before answering."""
+
+    description = "answers get_data slowly (tests)"
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.calls = 0
+
+    def get_fields(self, start, end):
+        """One field on one timeline."""
+        return ({"x": {"description": "x", "timeline": "tl", "type": "number", "units": None}},
+                {"tl": {"interval": 1.0, "field": ["x"]}})
+
+    def get_data(self, fields, start, end, min_stride=None, method=None):
+        """Sleep, then return three samples."""
+        self.calls += 1
+        time.sleep(SLOW_SECONDS)
+        t = np.array([start, start + 1.0, start + 2.0])
+        return {"data": {f: np.arange(3.0) for f in fields if f == "x"},
+                "timeline": {"tl": {"t": t, "finalized_until": None}}}
+
+
+if __name__ == "__main__":
+    run_nodes([NodeService(SlowNode(sys.argv[1]), load_settings("server"))])

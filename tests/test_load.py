@@ -1,0 +1,50 @@
+"""Load, small configuration: concurrent sessions on an archive node while Modbus ingests.
+
+``benchmarks/bench_load.py`` runs the full one (50 sessions x 100 calls on a
+year) and prints p50/p99; here only correctness is asserted (no errors, the
+Modbus node keeps polling), never a latency.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+
+import pytest
+
+from conftest import free_port, listed, wait_for, wait_port
+from faults import modbus_config
+from load import run_load, summary
+from sisock.client import connect
+from sisock.generate import generate
+from sisock.servers.modbus.node import STATS_PREFIX
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def test_concurrent_sessions_while_ingesting(stack, procs, tmp_path):
+    """10 sessions x 12 mixed calls: 0 errors; the Modbus node polls throughout."""
+    end = time.time()
+    generate(tmp_path / "arch", days=3, end=end, fast_hours=1.2, fast_rate=10,
+             burst_minutes=0.5)
+    procs("hdf5", "serve", "hdf5", "--name", "load_arch", "--archive", str(tmp_path / "arch"))
+    port = free_port()
+    sim = procs("sim", "sim", "modbus", "--port", str(port))
+    wait_port(port, 20, sim.proc)
+    cfg = modbus_config(tmp_path / "m.toml", port, "load_modbus")
+    mb = procs("modbus", "serve", "modbus", "--config", str(cfg), "--archive",
+               str(tmp_path / "march"))
+    with connect() as c:
+        wait_for(lambda: {"load_arch", "load_modbus"} <= listed(c), 30, "nodes never listed")
+    mb.proc.send_signal(signal.SIGUSR1)  # zero the poll statistics before the load
+    time.sleep(0.3)
+    r = run_load(stack.url, str(stack.home), "load_arch", sessions=10, calls=12,
+                 span=(end - 3 * 86400, end))
+    mb.stop(signal.SIGTERM)
+    stats = [json.loads(line[len(STATS_PREFIX):]) for line in mb.log().splitlines()
+             if line.startswith(STATS_PREFIX)]
+    print("\nload (small):\n" + summary(r) + f"\n  modbus during the load: {stats[-1]}")
+    assert r["errors"] == [], r["errors"][:5]
+    assert r["calls"] == 120
+    assert stats and stats[-1]["polls"] > 0 and stats[-1]["gaps"] == 0
