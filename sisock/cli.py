@@ -11,7 +11,6 @@ import argparse
 import sys
 from pathlib import Path
 
-from ._quiet import silence_bjdata
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -179,7 +178,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``sisock`` console script."""
-    silence_bjdata()
     parser = build_parser()
     args = parser.parse_args(argv)
     from .errors import SisockError

@@ -12,18 +12,15 @@ import json
 import os
 import sys
 
-from sisock._quiet import silence_bjdata
-
-silence_bjdata()
-
-from autobahn.twisted.wamp import ApplicationRunner, ApplicationSession  # noqa: E402
-from autobahn.wamp import auth  # noqa: E402
-from autobahn.wamp.exception import ApplicationError  # noqa: E402
-from autobahn.wamp.serializer import (CBORSerializer, JsonSerializer,  # noqa: E402
+import sisock  # noqa: F401  (keeps autobahn's broken optional bjdata import quiet)
+from autobahn.twisted.wamp import ApplicationRunner, ApplicationSession
+from autobahn.wamp import auth
+from autobahn.wamp.exception import ApplicationError
+from autobahn.wamp.serializer import (CBORSerializer, JsonSerializer,
                                       MsgPackSerializer)
-from autobahn.wamp.types import CallOptions  # noqa: E402
+from autobahn.wamp.types import CallOptions
 
-from sisock.settings import load_settings  # noqa: E402
+from sisock.settings import load_settings
 
 SERIALIZERS = {"json": JsonSerializer, "msgpack": MsgPackSerializer, "cbor": CBORSerializer}
 settings = load_settings("consumer")

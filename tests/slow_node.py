@@ -31,7 +31,7 @@ class SlowNode:
         return ({"x": {"description": "x", "timeline": "tl", "type": "number", "units": None}},
                 {"tl": {"interval": 1.0, "field": ["x"]}})
 
-    def get_data(self, fields, start, end, min_stride=None, method=None):
+    def get_data(self, fields, start, end, min_stride=None, method="mean", *, streaming=False):
         """Sleep, then return three samples."""
         self.calls += 1
         time.sleep(SLOW_SECONDS)

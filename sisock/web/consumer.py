@@ -25,6 +25,7 @@ from twisted.logger import Logger
 
 from .. import wire
 from ..protocol import OLD_NODE_ERRORS
+from ..transport import RAWSOCKET_MAX_MESSAGE, WEBSOCKET_MAX_MESSAGE
 from ..settings import Settings
 from ..wamp import make_component
 from .encode import _jsonable
@@ -53,6 +54,14 @@ def is_old_node_refusal(exc: ApplicationError) -> bool:
     (:data:`sisock.protocol.OLD_NODE_ERRORS`) come from a 0.x node.
     """
     return exc.error in OLD_NODE_ERRORS
+
+
+def _message_limit(session) -> int:
+    """The largest message ``session``'s transport takes (told to nodes)."""
+    connection = getattr(session, "transport", None)
+    if "rawsocket" in type(connection).__module__:
+        return RAWSOCKET_MAX_MESSAGE
+    return WEBSOCKET_MAX_MESSAGE
 
 
 def live_json(payload: Any) -> dict:
@@ -261,7 +270,7 @@ class Bridge:
                 try:
                     last = await self._timed(session.call(
                         uri, fields, start, end, min_stride, encoding="binary",
-                        options=options, **kwargs))
+                        max_message_bytes=_message_limit(session), options=options, **kwargs))
                 except ApplicationError as exc:
                     if not is_old_node_refusal(exc):
                         raise

@@ -2,7 +2,7 @@
 
 Every failure a caller can cause or meet leaves as
 ``{"error": <sisock error name>, "message": <text>}`` with a status code
-(DESIGN section 6); never a stack trace.
+(README, "Web dashboard and Grafana"); never a stack trace.
 """
 
 from __future__ import annotations

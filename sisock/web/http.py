@@ -1,6 +1,6 @@
 """The web bridge's HTTP side: a thin ``twisted.web`` shell over :class:`Bridge`.
 
-Routes (DESIGN section 6; every JSON error is ``{"error", "message"}``):
+Routes (README, "Web dashboard and Grafana"; every JSON error is ``{"error", "message"}``):
 
 ==========================  ==================================================
 ``GET /``                   200 ``{"status": "ok"}`` while the router session
