@@ -22,6 +22,7 @@ from sisock.client import ClientError, connect
 pytestmark = pytest.mark.timeout(300)
 
 
+@pytest.mark.integration  # starts and kills its own router
 def test_router_kill9_five_times(tmp_path):
     """kill -9 of the router's process group, 5 restarts: everything serves again.
 
@@ -170,6 +171,7 @@ def test_sink_low_space_injected(tmp_path, monkeypatch):
     assert ((t >= t0 + 100) & (t < t0 + 110)).sum() == 0, "nothing written while suspended"
 
 
+@pytest.mark.integration  # kills Modbus node processes
 def test_kill9_modbus_node_trials(tmp_path):
     """kill -9 of the Modbus node mid-ingest, 3 trials (20 in the benchmark).
 

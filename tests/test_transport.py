@@ -86,6 +86,7 @@ def test_zero_copy_parts_point_into_the_result():
     np.testing.assert_array_equal(out["timeline"]["tl"]["t"], t)
 
 
+@pytest.mark.integration  # starts its own WebSocket-only router
 def test_client_falls_back_to_websocket_on_a_websocket_only_router(tmp_path, monkeypatch):
     """SISOCK_ROUTER_RAWSOCKET=yes against a router that only speaks WebSocket (as
     sisock 0.x routers do) still connects, over WebSocket, within the timeout."""
