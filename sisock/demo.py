@@ -111,12 +111,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="port of the web dashboard (default 8000)")
 
 
+#: The demo rewrites its example archive when it ends longer ago than this,
+#: so the dashboard's default view (the last hour) always shows it.
+DEMO_ARCHIVE_MAX_AGE = 3600.0
+
+
 def demo_archive(home: Path) -> Path:
-    """A generated demo archive in ``home`` (written on first use, ~5 s)."""
+    """A generated demo archive in ``home``: a week ending now (~5 s to write).
+
+    Written on first use, and written again when its newest file is older
+    than :data:`DEMO_ARCHIVE_MAX_AGE` (it is example data in ``SISOCK_HOME``,
+    nothing else is ever deleted).
+    """
     directory = Path(home) / "examples" / "archive"
-    if not any(directory.glob("*.h5")):
+    files = list(directory.glob("*.h5"))
+    newest = max((f.stat().st_mtime for f in files), default=0.0)
+    if time.time() - newest > DEMO_ARCHIVE_MAX_AGE:
+        import shutil
+
         from .generate import generate
 
+        if files:
+            shutil.rmtree(directory)
         print(f"sisock demo: writing a week of synthetic archive into {directory} ...",
               flush=True)
         generate(directory)

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -116,3 +117,28 @@ def test_demo_stops_everything_on_sigterm(tmp_path):
         if demo.poll() is None:
             demo.kill()
         log.close()
+
+
+@pytest.mark.unit
+def test_demo_archive_is_rewritten_when_stale(tmp_path, monkeypatch):
+    """The demo archive is written on first use, kept while fresh, rewritten once stale
+    (so the dashboard's last-hour default view shows it on every `make run`)."""
+    from sisock import demo, generate
+
+    calls = []
+
+    def fake_generate(directory, **kw):
+        calls.append(directory)
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        (Path(directory) / f"20260101-000000-{len(calls):06d}.h5").write_bytes(b"x")
+
+    monkeypatch.setattr(generate, "generate", fake_generate)
+    d = demo.demo_archive(tmp_path)
+    assert len(calls) == 1 and len(list(d.glob("*.h5"))) == 1
+    demo.demo_archive(tmp_path)
+    assert len(calls) == 1  # fresh: kept
+    old = time.time() - demo.DEMO_ARCHIVE_MAX_AGE - 60
+    for f in d.glob("*.h5"):
+        os.utime(f, (old, old))
+    demo.demo_archive(tmp_path)
+    assert len(calls) == 2 and [f.name for f in d.glob("*.h5")] == ["20260101-000000-000002.h5"]
