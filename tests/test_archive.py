@@ -192,7 +192,7 @@ WRITER_SCRIPT = textwrap.dedent("""
     sys.path.insert(0, {root!r})
     from sisock.archive.writer import ArchiveWriter
     from sisock.protocol import FieldSpec
-    w = ArchiveWriter({d!r}, flush_interval={fi}, rotate_seconds=1e9)
+    w = ArchiveWriter({d!r}, flush_interval={fi}, rotate_seconds={rotate})
     w.define_timeline("live", {{"x": FieldSpec()}})
     print("ready", flush=True)
     while True:
@@ -203,7 +203,7 @@ WRITER_SCRIPT = textwrap.dedent("""
 
 
 def _start_writer(d, fi=0.2):
-    p = subprocess.Popen([PY, "-c", WRITER_SCRIPT.format(root=ROOT, d=str(d), fi=fi)],
+    p = subprocess.Popen([PY, "-c", WRITER_SCRIPT.format(root=ROOT, d=str(d), fi=fi, rotate=1e9)],
                          stdout=subprocess.PIPE, text=True)
     assert p.stdout.readline().strip() == "ready"
     return p

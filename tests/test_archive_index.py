@@ -6,13 +6,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import textwrap
 import threading
 
 import numpy as np
 import pytest
 
 from conftest import listed, wait_for
+from test_archive import WRITER_SCRIPT  # one writer-process script for both files
 from sisock.archive import h5io
 from sisock.archive import index as archive_index
 from sisock.archive.catalog import CLOSED, parse_name
@@ -242,25 +242,12 @@ def test_torn_index_record_is_cut(tmp_path):
     assert r2.files.from_index == len(archive_files(tmp_path))
 
 
-WRITER_SCRIPT = textwrap.dedent("""
-    import sys, time, numpy as np
-    sys.path.insert(0, {root!r})
-    from sisock.archive.writer import ArchiveWriter
-    from sisock.protocol import FieldSpec
-    w = ArchiveWriter({d!r}, flush_interval=0.02, rotate_seconds=0.25)
-    w.define_timeline("live", {{"x": FieldSpec()}})
-    print("ready", flush=True)
-    while True:
-        now = time.time()
-        w.append("live", np.array([now]), {{"x": np.array([now])}})
-        time.sleep(0.005)
-""")
 
 
 def test_reader_follows_writer_and_its_index(tmp_path):
     """Beside a writer process rotating files fast, a reader's answers stay whole and
     ordered, and closed files come to be described by the index."""
-    p = subprocess.Popen([PY, "-c", WRITER_SCRIPT.format(root=ROOT, d=str(tmp_path))],
+    p = subprocess.Popen([PY, "-c", WRITER_SCRIPT.format(root=ROOT, d=str(tmp_path), fi=0.02, rotate=0.25)],
                          stdout=subprocess.PIPE, text=True)
     try:
         assert p.stdout.readline().strip() == "ready"
