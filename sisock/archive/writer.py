@@ -59,7 +59,8 @@ import numpy as np
 from ..errors import BadArgument
 from . import catalog
 from . import index as archive_index
-from .h5io import WritableFile, encode_strings, numeric_fields, read_root_attrs
+from .h5io import WritableFile, creating_path, encode_strings, numeric_fields, read_root_attrs
+from .handles import shared_pool
 from .lock import DirectoryLock
 from ..protocol import FieldSpec, missing_values
 from .summary import LEVELS, WIDTHS, SummaryAccumulator
@@ -168,6 +169,9 @@ class ArchiveWriter:
 
     # ------------------------------------------------------------- start-up
     def _recover(self) -> None:
+        for name in os.listdir(self.directory):
+            if name.endswith(creating_path("")):  # a file left half-created (holds no sample)
+                os.unlink(os.path.join(self.directory, name))
         entries = catalog.scan(self.directory)
         for e in entries.values():
             if e.state == catalog.OPEN:
@@ -430,16 +434,19 @@ class ArchiveWriter:
                 t0, t1 = f.spans[name]
                 if f.counts[name] > 1 and t1 > t0:
                     self._rates[name] = (f.counts[name] - 1) / (t1 - t0)
-        f.wf.close()
         final = catalog.with_state(f.wf.path, catalog.CLOSED)
-        os.rename(f.wf.path, final)
-        log.info("archive: closed %s", final)
-        try:
-            st = os.stat(final)
-            archive_index.append(self.directory, [catalog.Entry(
-                f.seq, catalog.CLOSED, final, st.st_size, st.st_mtime_ns)])
-        except OSError as exc:  # the index is a cache: readers read the file directly
-            log.error("archive index: %s not recorded (%s)", final, exc)
+        # readers of this process keep off the file meanwhile: our close is its real
+        # close, so the size and mtime the index records are the file's final ones
+        with shared_pool().exclusive(f.wf.path):
+            f.wf.close()
+            os.rename(f.wf.path, final)
+            log.info("archive: closed %s", final)
+            try:
+                st = os.stat(final)
+                archive_index.append(self.directory, [catalog.Entry(
+                    f.seq, catalog.CLOSED, final, st.st_size, st.st_mtime_ns)])
+            except OSError as exc:  # the index is a cache: readers read the file directly
+                log.error("archive index: %s not recorded (%s)", final, exc)
 
 
 def _convert(timeline: str, name: str, ftype: str, v: np.ndarray) -> np.ndarray:
