@@ -226,15 +226,36 @@ def test_index_stays_valid_when_one_process_writes_and_reads(tmp_path):
     restarted reader opens no file the index describes."""
     d = tmp_path / "archive"
     t0 = 1_700_000_000.0
+    stop = threading.Event()
+    bad: list[str] = []
+
+    def reads_beside() -> None:  # a second reader on another thread, as the node's clients
+        with ArchiveReader(d) as other:
+            while not stop.is_set():
+                out = other.read(["x"], t0, 2e9)
+                tl = out["timeline"].get("tl")
+                t = tl["t"] if tl else np.zeros(0)
+                if not (np.all(np.diff(t) > 0) and np.array_equal(t, out["data"]["x"])
+                        and (t.size == 0 or (t[0] == t0 and np.allclose(np.diff(t), 0.01, atol=1e-4)))):
+                    bad.append(f"{t.size} samples: not ordered, a gap, or x != t")
+
+    d.mkdir()
+    beside = threading.Thread(target=reads_beside)
     with ArchiveWriter(d, rotate_seconds=10, flush_interval=1e9, chunk_rows=64) as w:
         w.define_timeline("tl", {"x": FieldSpec()})
-        with ArchiveReader(d) as r:
-            for i in range(60):  # 6 files of 10 s, 100 samples per second
-                t = t0 + i + np.arange(100) * 0.01
-                w.append("tl", t, {"x": t})
-                w.flush()
-                got = r.read(["x"], t0, 2e9)["timeline"]["tl"]["t"]
-                assert got.size == (i + 1) * 100 and got[-1] == t[-1]
+        beside.start()
+        try:
+            with ArchiveReader(d) as r:
+                for i in range(60):  # 6 files of 10 s, 100 samples per second
+                    t = t0 + i + np.arange(100) * 0.01
+                    w.append("tl", t, {"x": t})
+                    w.flush()
+                    got = r.read(["x"], t0, 2e9)["timeline"]["tl"]["t"]
+                    assert got.size == (i + 1) * 100 and got[-1] == t[-1]
+        finally:
+            stop.set()
+            beside.join(timeout=60)
+    assert not bad, bad[:3]
     closed = [e for e in scan(str(d)).values() if e.state == CLOSED]
     assert len(closed) >= 6
     index = archive_index.IndexReader(str(d))
