@@ -345,3 +345,34 @@ def test_in_process_reader_never_sees_half_a_batch(tmp_path, monkeypatch):
     t = got["timeline"]["tl"]["t"]
     np.testing.assert_array_equal(got["data"]["x"], t)
     np.testing.assert_array_equal(got["data"]["y"], t)
+
+
+def test_file_renamed_during_a_query_is_found_under_its_new_name(tmp_path, monkeypatch):
+    """The writer renames the file it closes right after a query listed the directory:
+    the query meets the old name, lists again and answers from the new one."""
+    from sisock.archive import catalog
+    from sisock.archive.fileset import FileSet
+
+    d = tmp_path / "archive"
+    t0 = 1_700_000_000.0
+    w = ArchiveWriter(d, flush_interval=1e9)
+    w.define_timeline("tl", {"x": FieldSpec()})
+    t = t0 + np.arange(100.0)
+    w.append("tl", t, {"x": t})
+    w.flush()
+    with ArchiveReader(d) as r:
+        assert r.read(["x"], t0, 2e9)["data"]["x"].size == 100  # knows the .open.h5 file
+        real = FileSet.refresh
+
+        def refresh_then_rename(self):
+            snapshot = real(self)
+            if not w._closed:
+                for f in list(self._files.values()):  # not open (as when many files are
+                    self.handles.discard(f.path)      # used): the read opens it by name
+                w.close()  # renamed to .h5 between the listing and the read
+            return snapshot
+
+        monkeypatch.setattr(FileSet, "refresh", refresh_then_rename)
+        out = r.read(["x"], t0, 2e9)
+    np.testing.assert_array_equal(out["data"]["x"], t)
+    assert [n for n in os.listdir(d) if n.endswith(".h5")] == [catalog.file_name(t0, 1, catalog.CLOSED)]
