@@ -15,6 +15,9 @@ $(STAMP): setup.py web/package-lock.json
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip wheel setuptools
 	$(PY) -m pip install --quiet -e '.[test]'
+	# bjdata (an optional UBJSON backend that crossbar pulls in) is built for
+	# NumPy 1.x and prints a traceback in every router log; sisock never uses it
+	$(PY) -m pip uninstall --quiet --yes bjdata
 	cd web && npm ci --no-audit --no-fund && npm run build
 	touch $(STAMP)
 
