@@ -207,16 +207,15 @@ def test_operator_procedures_hold_the_name(stack, sessions):
     assert refused(lambda: a.register(f"{BASE}.operator.own_victim3.set"))
 
 
-def test_replica_withdrawal_and_leave(stack, client, sessions):
-    """A replica that withdraws loses the name at once; one still registered keeps it.
+def test_replica_withdrawal_revokes(stack, client, sessions):
+    """A replica that unregisters and subtracts stops owning the replicated name at once.
 
     With the shared ``server`` account the attacker can join a replicated
-    name. After it unregisters and subtracts, its publish is refused. A
-    second attacker replica subtracts while its shared ``get_data`` is still
-    registered: it stays a member, is promoted when the rightful replica
-    leaves, and the name is not handed to a new single node meanwhile.
+    name (same authid). Once it has withdrawn, its ``live`` publish and any
+    new registration under the name are refused, while the rightful replica
+    keeps serving.
     """
-    rightful, a, a2, b = sessions(), sessions(), sessions(), sessions()
+    rightful, a = sessions(), sessions()
     rightful.register(consumer_uri("own_rep", "get_data"), invoke="roundrobin")
     assert rightful.call("data_node.add", "own_rep", "replicated", 0) is True
     reg = a.register(consumer_uri("own_rep", "get_fields"), invoke="roundrobin")
@@ -226,15 +225,31 @@ def test_replica_withdrawal_and_leave(stack, client, sessions):
     wait_for(lambda: replicas(client).get("own_rep") == 1, 10, "withdrawn replica still counted")
     assert refused(lambda: a.publish(consumer_uri("own_rep", "live"), {"data": {"x": [9.0]}}))
     assert refused(lambda: a.register(consumer_uri("own_rep", "zzz")))
+    rightful.publish(consumer_uri("own_rep", "live"), {"data": {}, "timeline": {}})
 
-    a2.register(consumer_uri("own_rep", "get_data"), invoke="roundrobin")
-    wait_for(lambda: replicas(client).get("own_rep") == 2, 10, "second replica not counted")
-    a2.call("data_node.subtract", "own_rep", 0)
-    assert replicas(client).get("own_rep") == 2  # still registered: still a member
+
+def test_replica_still_registered_keeps_name_through_leave(stack, client, sessions):
+    """A replica still registered stays a member when it subtracts, and is promoted on a leave.
+
+    The attacker joins the rightful replica's shared ``get_data`` and
+    subtracts without unregistering: it remains one of two members. When the
+    rightful replica's session leaves, the attacker is promoted, and the
+    name is not handed to a new single node while the attacker's shared
+    procedure can still answer its calls.
+    """
+    rightful, a, b = sessions(), sessions(), sessions()
+    rightful.register(consumer_uri("own_rep2", "get_data"), invoke="roundrobin")
+    assert rightful.call("data_node.add", "own_rep2", "replicated", 0) is True
+    a.register(consumer_uri("own_rep2", "get_data"), invoke="roundrobin")
+    wait_for(lambda: replicas(client).get("own_rep2") == 2, 10, "attacker replica not counted")
+    a.call("data_node.subtract", "own_rep2", 0)
+    assert replicas(client).get("own_rep2") == 2  # still registered: still a member
     rightful.close()
-    wait_for(lambda: replicas(client).get("own_rep") == 1, 20, "leaving replica still counted")
-    assert b.call("data_node.claim", "own_rep") is False
-    assert refused(lambda: b.register(consumer_uri("own_rep", "get_fields")))
+    wait_for(lambda: replicas(client).get("own_rep2") == 1, 20, "leaving replica still counted")
+    assert b.call("data_node.claim", "own_rep2") is False
+    assert b.call("data_node.add", "own_rep2", "the real node", 0) is False
+    assert refused(lambda: b.register(consumer_uri("own_rep2", "get_fields")))
+    a.publish(consumer_uri("own_rep2", "live"), {"data": {}, "timeline": {}})  # promoted: its own
 
 
 def test_hub_restart_keeps_one_owner(stack, client, sessions):
