@@ -415,3 +415,17 @@ def test_limits_and_restore_conflicts():
     assert r.restore_members("y", {5: "p", 6: "p", 7: "q"}, replicable=True,
                              listed=False) == {7}
     assert r.members("y") == {5, 6} and r.listed() == [{"name": "x", "description": ""}]
+
+
+def test_operator_uris_belong_to_the_name_owner():
+    """``{base}.operator.<name>.<leaf>`` may be registered by the owner only; never published."""
+    from sisock.authz import decide
+    from sisock.protocol import Uris
+
+    d = decide(BASE, f"{BASE}.operator.wx.set", "register")
+    assert d.verdict == "ask_owner" and d.name == "wx"
+    assert decide(BASE, f"{BASE}.operator.wx.set", "register", "prefix").verdict == "deny"
+    assert decide(BASE, f"{BASE}.operator.wx.a.set", "register").verdict == "deny"
+    assert decide(BASE, f"{BASE}.operator.wx.live", "publish").verdict == "deny"
+    assert decide(BASE, f"{BASE}.operator.wx.set", "call").verdict == "deny"
+    assert Uris(BASE).owned_prefixes("wx") == (f"{BASE}.consumer.wx.", f"{BASE}.operator.wx.")
