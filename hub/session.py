@@ -262,8 +262,10 @@ class Hub:
                     serving[name] = callees[0]
                 for callee in callees:
                     holders.setdefault(name, {})[callee] = None
-        for sid, authid, name in await session.call(self.uris.authorizer_owned):
+        for sid, authid, name, replica in await session.call(self.uris.authorizer_owned):
             holders.setdefault(name, {})[sid] = authid
+            if replica:
+                shared.add(name)
         for name, sessions in holders.items():
             if name in shared:
                 for sid in sessions:

@@ -39,6 +39,7 @@ class Authorizer(ApplicationSession):
         self._uris = Uris(self._base)
         self._owned: dict[int, set[str]] = {}
         self._authids: dict[int, str | None] = {}
+        self._replicas: set[tuple[int, str]] = set()  # (session, name) granted as a replica
         #: Per name, how many releases happened: a hub answer obtained before a
         #: release of the same name must not be remembered after it.
         self._releases: dict[str, int] = {}
@@ -49,7 +50,8 @@ class Authorizer(ApplicationSession):
         self.log.info("sisock authorizer ready for base URI {base}", base=self._base)
 
     def _on_leave(self, session_id, *args, **kwargs) -> None:
-        self._owned.pop(session_id, None)
+        for name in self._owned.pop(session_id, ()):
+            self._replicas.discard((session_id, name))
         self._authids.pop(session_id, None)
 
     def release(self, name: str, session: int) -> bool:
@@ -72,6 +74,7 @@ class Authorizer(ApplicationSession):
             True if the authorizer had remembered the name for that session.
         """
         self._releases[name] = self._releases.get(name, 0) + 1
+        self._replicas.discard((session, name))
         names = self._owned.get(session)
         if not names or name not in names:
             return False
@@ -81,8 +84,15 @@ class Authorizer(ApplicationSession):
         return True
 
     def owned(self) -> list[list]:
-        """``{base}.authorizer.owned``: ``[[session, authid, name], ...]`` remembered now."""
-        return [[sid, self._authids.get(sid), name]
+        """``{base}.authorizer.owned``: what the authorizer remembers now.
+
+        Returns
+        -------
+        list
+            ``[[session, authid, name, replica], ...]``; ``replica`` is True
+            when the name was granted to the session as one of its replicas.
+        """
+        return [[sid, self._authids.get(sid), name, (sid, name) in self._replicas]
                 for sid, names in self._owned.items() for name in sorted(names)]
 
     @inlineCallbacks
@@ -90,8 +100,8 @@ class Authorizer(ApplicationSession):
         """Crossbar dynamic-authorizer entry point.
 
         Never returns ``cache: True``: the answer depends on the session. A
-        refusal of the hub (``{base}.error.*``, such as a limit on names)
-        is raised, so the node sees the hub's message.
+        refusal of the hub for a bad argument (such as the limit on names
+        per session) is raised, so the node sees the hub's message.
         """
         match = (options or {}).get("match", "exact")
         decision = decide(self._base, uri, action, match)
@@ -115,7 +125,7 @@ class Authorizer(ApplicationSession):
             try:
                 ok = yield self.call(self._uris.claim, name, sid, **extra)
             except ApplicationError as exc:
-                if self._uris.is_error(exc.error):  # the hub refused, saying why
+                if exc.error == self._uris.error("bad_argument"):  # the hub says why
                     raise
                 ok = self._hub_away(action, uri, exc)
             except Exception as exc:
@@ -126,6 +136,8 @@ class Authorizer(ApplicationSession):
         if ok:
             self._owned.setdefault(sid, set()).add(name)
             self._authids[sid] = session.get("authid")
+            if replica:
+                self._replicas.add((sid, name))
         return {"allow": bool(ok), "disclose": False, "cache": False}
 
     def _hub_away(self, action: str, uri: str, exc: Exception) -> bool:

@@ -202,7 +202,7 @@ class Uris:
 
     @property
     def authorizer_owned(self) -> str:
-        """``authorizer.owned() -> [[session, authid, name], ...]`` (hub only)."""
+        """``authorizer.owned() -> [[session, authid, name, replica], ...]`` (hub only)."""
         return self("authorizer.owned")
 
 
