@@ -262,7 +262,14 @@ class Hub:
                     serving[name] = callees[0]
                 for callee in callees:
                     holders.setdefault(name, {})[callee] = None
+        callees_seen = {sid for sessions in holders.values() for sid in sessions}
+        alive: dict[int, bool] = {}
         for sid, authid, name, replica in await session.call(self.uris.authorizer_owned):
+            if sid not in callees_seen:  # a session that left just now is not restored
+                if sid not in alive:
+                    alive[sid] = await self._alive(session, sid)
+                if not alive[sid]:
+                    continue
             holders.setdefault(name, {})[sid] = authid
             if replica:
                 shared.add(name)
@@ -279,6 +286,14 @@ class Hub:
                          s=sid, name=name, o=self.registry.owner(name))
                 await session.call(self.uris.authorizer_release, name, sid)
         return len(serving)
+
+    @staticmethod
+    async def _alive(session, session_id: int) -> bool:
+        """True while the router knows the session (``wamp.session.get``)."""
+        try:
+            return bool(await session.call("wamp.session.get", session_id))
+        except ApplicationError:
+            return False
 
     @staticmethod
     async def _authid(session, session_id: int) -> str | None:
