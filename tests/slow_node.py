@@ -13,9 +13,6 @@ import time
 
 import numpy as np
 
-from sisock.node import NodeService, run_nodes
-from sisock.settings import load_settings
-
 SLOW_SECONDS = float(os.environ.get("SLOW_SECONDS", "30"))
 #: Line written when a ``get_data`` call begins (followed by the call's number).
 STARTED = "slow get_data started"
@@ -49,4 +46,8 @@ class SlowNode:
 
 
 if __name__ == "__main__":
+    # imported here: the fault tests import STARTED without choosing a reactor
+    from sisock.node import NodeService, run_nodes
+    from sisock.settings import load_settings
+
     run_nodes([NodeService(SlowNode(sys.argv[1]), load_settings("server"))])
