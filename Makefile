@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install run test test-unit bench clean chromium
+.PHONY: install run test test-unit lint bench clean chromium
 
 install: $(STAMP)
 
@@ -35,8 +35,13 @@ chromium:
 run: install web/dist/index.html
 	$(VENV)/bin/sisock demo
 
-test: install web/dist/index.html chromium
+test: install web/dist/index.html chromium lint
 	$(PY) -m pytest
+
+# ruff (lint) over the tree and mypy over the pure core; settings in pyproject.toml
+lint: install
+	$(PY) -m ruff check .
+	$(PY) -m mypy
 
 test-unit: install
 	$(PY) -m pytest -m unit

@@ -73,6 +73,8 @@ setup(
             "nbformat>=5.10",
             "playwright>=1.40",
             "pyyaml>=6",
+            "ruff>=0.6",
+            "mypy>=1.10",
         ],
     },
     entry_points={

@@ -25,7 +25,6 @@ import threading
 import time
 from typing import Any, Callable
 
-import numpy as np
 from autobahn.asyncio.component import Component
 from autobahn.wamp.exception import ApplicationError, TransportLost
 from autobahn.wamp.types import CallOptions

@@ -173,7 +173,8 @@ class Bridge:
         try:
             return await d
         except defer.TimeoutError:
-            raise WebError("timeout", f"no answer within {self.call_timeout if timeout is None else timeout:g} s") from None
+            waited = self.call_timeout if timeout is None else timeout
+            raise WebError("timeout", f"no answer within {waited:g} s") from None
         except TransportLost:
             raise WebError("router_unavailable", "the router connection was lost during the call") from None
 
