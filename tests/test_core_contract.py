@@ -33,13 +33,18 @@ def sensors_core(tmp_path):
     return core
 
 
+_ARCHIVES: dict[str, str] = {}
+
+
 def archive_core(tmp_path):
-    """The HDF5 archive core over a small generated archive."""
+    """The HDF5 archive core over a small generated archive (generated once per session)."""
     from sisock.archive.node import ArchiveNode
     from sisock.generate import generate
 
-    generate(tmp_path / "archive", days=0.5, fast_hours=0.1, fast_rate=10.0, progress=False)
-    return ArchiveNode(tmp_path / "archive")
+    if "dir" not in _ARCHIVES:
+        _ARCHIVES["dir"] = str(tmp_path / "archive")
+        generate(_ARCHIVES["dir"], days=0.5, fast_hours=0.1, fast_rate=10.0, progress=False)
+    return ArchiveNode(_ARCHIVES["dir"])
 
 
 CORES = {"weather": weather_core, "sensors": sensors_core, "archive": archive_core}
