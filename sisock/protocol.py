@@ -275,6 +275,13 @@ ENCODINGS = (None, "json", "binary")
 DEFAULT_MESSAGE_BYTES = 2**20
 ROUTER_MESSAGE_BYTES = 64 * 2**20
 MIN_MESSAGE_BYTES = 64 * 2**10
+#: RawSocket carries at most 16 MiB per message (its length prefix).
+RAWSOCKET_MESSAGE_BYTES = 2**24
+
+
+def transport_message_bytes(kind: str) -> int:
+    """The largest message a transport kind carries: ``"rawsocket"`` or ``"websocket"``."""
+    return RAWSOCKET_MESSAGE_BYTES if kind == "rawsocket" else ROUTER_MESSAGE_BYTES
 
 #: At most this many fields in one ``get_data`` call, each name at most
 #: :data:`MAX_FIELD_NAME` characters.

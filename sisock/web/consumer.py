@@ -25,7 +25,7 @@ from twisted.logger import Logger
 
 from .. import wire
 from ..protocol import OLD_NODE_ERRORS
-from ..transport import RAWSOCKET_MAX_MESSAGE, WEBSOCKET_MAX_MESSAGE
+from ..transport import message_limit
 from ..settings import Settings
 from ..wamp import make_component
 from .encode import _jsonable
@@ -58,10 +58,7 @@ def is_old_node_refusal(exc: ApplicationError) -> bool:
 
 def _message_limit(session) -> int:
     """The largest message ``session``'s transport takes (told to nodes)."""
-    connection = getattr(session, "transport", None)
-    if "rawsocket" in type(connection).__module__:
-        return RAWSOCKET_MAX_MESSAGE
-    return WEBSOCKET_MAX_MESSAGE
+    return message_limit(getattr(session, "transport", None))
 
 
 def live_json(payload: Any) -> dict:
