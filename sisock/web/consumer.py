@@ -42,6 +42,10 @@ Listener = Callable[[str, dict], None]
 
 #: Calls to data nodes in flight at once, over every HTTP client.
 MAX_NODE_CALLS = 8
+#: Of which one HTTP request may hold at most this many.
+MAX_NODE_CALLS_PER_REQUEST = 3
+#: Whose turn a node call waits for: a client, or ``(client, request)``.
+Turn = str | tuple[str, object]
 #: Seconds the field-to-timeline map of a node is reused.
 FIELDS_TTL = 60.0
 #: Windows (seconds before now; None = all time) tried in turn to list a
@@ -100,7 +104,7 @@ class Bridge:
         self.uris = settings.uris
         self.component = component or make_component(settings)
         self.call_timeout = call_timeout
-        self.limiter = FairLimiter(max_calls)
+        self.limiter = FairLimiter(max_calls, MAX_NODE_CALLS_PER_REQUEST)
         self.session = None
         self.nodes: dict[str, str] = {}
         self.hub_seen = False
@@ -180,11 +184,12 @@ class Bridge:
         if self.hub_seen and node not in self.nodes:
             raise WebError("not_found", f"no data node named {node!r} (see /api/nodes)")
 
-    async def _node_call(self, client: str, uri: str, *args: Any, **kwargs: Any) -> Any:
-        """One call to a data node, inside :attr:`limiter` (``client``'s turn)."""
+    async def _node_call(self, client: Turn, uri: str, *args: Any, **kwargs: Any) -> Any:
+        """One call to a data node, inside :attr:`limiter`, in ``client``'s turn."""
         session = self._need_session()
+        who, request = client if isinstance(client, tuple) else (client, None)
         return await self.limiter.run(
-            client, lambda: self._timed(session.call(uri, *args, **kwargs)))
+            who, lambda: self._timed(session.call(uri, *args, **kwargs)), request)
 
     def _need_session(self):
         if self.session is None:
@@ -221,10 +226,11 @@ class Bridge:
 
     # -- calls ----------------------------------------------------------------
     async def get_fields(self, node: str, start: float, end: float,
-                         client: str = "") -> tuple[dict, dict]:
+                         client: Turn = "") -> tuple[dict, dict]:
         """``get_fields`` of ``node``: ``(field, timeline)``.
 
-        ``client`` (the HTTP caller's address) is whose turn the call waits for.
+        ``client`` is whose turn the call waits for: the HTTP caller's
+        address, or ``(address, request)``.
         """
         self.check_known(node)
         self._need_session()
@@ -237,7 +243,7 @@ class Bridge:
         return field, timeline
 
     async def recent_fields(self, node: str,
-                            client: str = "") -> tuple[dict, dict, float, float]:
+                            client: Turn = "") -> tuple[dict, dict, float, float]:
         """Fields of ``node`` over the shortest of :data:`RECENT_WINDOWS` that has any.
 
         Returns ``(field, timeline, start, end)``.
@@ -257,7 +263,7 @@ class Bridge:
         return entry[1]
 
     async def field_info(self, node: str, fields: list[str], start: float,
-                         end: float, client: str = "") -> dict[str, dict]:
+                         end: float, client: Turn = "") -> dict[str, dict]:
         """``get_fields`` info of ``fields`` (cached; fields never seen are left out).
 
         ``start`` and ``end`` are accepted for the signature's sake: the
@@ -275,7 +281,7 @@ class Bridge:
 
     async def get_data(self, node: str, fields: list[str], start: float, end: float,
                        min_stride: float | None = None, method: str | None = None,
-                       stream: bool | None = None, client: str = "") -> dict:
+                       stream: bool | None = None, client: Turn = "") -> dict:
         """Fetch samples as numpy arrays, in ``get_data`` shape.
 
         Binary arrays and (with ``stream``) progressive results are asked
@@ -322,7 +328,7 @@ class Bridge:
         return reply
 
     async def _field_timeline(self, node, fields, start, end, reply,
-                              given: dict[str, str], client: str = "") -> dict[str, str]:
+                              given: dict[str, str], client: Turn = "") -> dict[str, str]:
         """Which timeline each field is on: as the node says (sisock binary replies);
         for fields it does not name (0.x nodes), by length, else from ``get_fields``."""
         owner = wire.field_timelines({"data": reply["data"], "timeline": reply["timeline"]})

@@ -46,7 +46,7 @@ from typing import Any, Callable
 from urllib.parse import unquote
 
 from twisted.internet import threads
-from twisted.internet.defer import ensureDeferred
+from twisted.internet.defer import DeferredSemaphore, ensureDeferred
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.web import http as twhttp
@@ -73,6 +73,23 @@ BODY_TIMEOUT = 30.0
 LINGER = 5.0
 #: Seconds an idle keep-alive connection stays open.
 IDLE_TIMEOUT = 60.0
+#: Answers encoded in threads at once: each holds the GIL while it runs,
+#: so more would only slow the reactor thread down.
+ENCODERS = 2
+_encoders = DeferredSemaphore(ENCODERS)
+
+
+#: Answers of fewer values are encoded at once, on the reactor thread (a few ms).
+INLINE_VALUES = 20_000
+
+
+async def _in_thread(values: int, fn: Callable, *args: Any) -> Any:
+    """``fn(*args)``: for an answer of ``values`` values or more, in a thread (at
+    most :data:`ENCODERS` at once); for a small one, right here, so that it does
+    not wait behind big ones."""
+    if values < INLINE_VALUES:
+        return fn(*args)
+    return await _encoders.run(threads.deferToThread, fn, *args)
 
 
 class WebConfig:
@@ -127,10 +144,10 @@ def _headers(request) -> dict[str, str]:
             for k, v in request.requestHeaders.getAllRawHeaders() if v}
 
 
-def _client(request) -> str:
-    """Whose turn a node call waits for: the client's address."""
+def _client(request) -> tuple[str, int]:
+    """Whose turn a node call waits for: the client's address and this request."""
     addr = request.getClientAddress()
-    return str(getattr(addr, "host", "") or "")
+    return str(getattr(addr, "host", "") or ""), id(request)
 
 
 def _cookie(request) -> str | None:
@@ -519,14 +536,15 @@ class Api(resource.Resource):
         if n > limit:
             raise too_much(q.end - q.start, len(q.fields), q.method, limit, n)
         if q.format == "binary":
-            body = await threads.deferToThread(encode.to_binary, q, result)
+            body = await _in_thread(n, encode.to_binary, q, result)
             return self._send(request, 200, body, encode.BINARY_TYPE)
         if q.format == "csv":
-            text = await threads.deferToThread(encode.to_csv, q.fields, result)
+            text = await _in_thread(n, encode.to_csv, q.fields, result)
             name = f"{q.node}_{int(q.start)}_{int(q.end)}.csv"
             return self._send(request, 200, text.encode(), "text/csv; charset=utf-8",
                               {"content-disposition": f'attachment; filename="{name}"'})
-        body = await threads.deferToThread(
+        body = await _in_thread(
+            n,
             lambda: json.dumps(encode.to_json(q, result), separators=(",", ":")).encode())
         self._send(request, 200, body, "application/json")
 
@@ -626,7 +644,7 @@ class Api(resource.Resource):
                                                     for n, m in keys])))
         except _WholeAnswer as exc:
             raise exc.error from None
-        body = await threads.deferToThread(self._query_reply, q, answers)
+        body = await _in_thread(total[0], self._query_reply, q, answers)
         self._send(request, 200, body, "application/json")
 
     @staticmethod
@@ -672,7 +690,7 @@ class Api(resource.Resource):
                                         result["data"][fld])
             return json.dumps(marks, separators=(",", ":"), allow_nan=False).encode()
 
-        self._send(request, 200, await threads.deferToThread(reply), "application/json")
+        self._send(request, 200, await _in_thread(n, reply), "application/json")
 
     async def tag_keys(self, request, path) -> None:
         self._body(request)

@@ -1,10 +1,11 @@
 """A fair limit on concurrent work, shared by every HTTP client.
 
 :class:`FairLimiter` lets at most ``limit`` tasks run at once. Tasks that
-must wait are queued per key (the client's address) and started in turn,
-one key after another, so a client with a thousand queued calls delays
-another client's single call by at most one call per running slot, not by
-the whole queue.
+must wait are queued per client (its address) and per request, and
+started in turn: one client after another, and within a client one
+request after another. A request with a hundred queued calls delays
+another request's single call by about one call per client and request
+waiting, not by its whole queue.
 """
 
 from __future__ import annotations
@@ -16,67 +17,109 @@ from twisted.internet.defer import Deferred, succeed
 
 
 class FairLimiter:
-    """At most ``limit`` tasks at once; waiting tasks served round-robin by key.
+    """At most ``limit`` tasks at once, ``per_request`` of them for one request;
+    waiting tasks served in turn.
+
+    A waiting task belongs to a client and a request. Free slots go to
+    clients in turn, and within a client to its requests in turn, so a
+    client (or one request) with many queued calls cannot make another
+    wait for all of them; and since one request holds at most
+    ``per_request`` slots, a few big requests leave slots free for others.
 
     Parameters
     ----------
     limit : int
         Tasks that may run at the same time (at least 1).
+    per_request : int, optional
+        Tasks of one request that may run at the same time (default: ``limit``).
     """
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, per_request: int | None = None) -> None:
         if limit < 1:
             raise ValueError(f"the limit must be at least 1, got {limit}")
         self.limit = limit
+        self.per_request = max(1, min(limit, per_request or limit))
         #: Tasks running now.
         self.running = 0
         #: Tasks started since creation.
         self.started = 0
-        self._queues: OrderedDict[str, deque[Deferred]] = OrderedDict()
+        self._clients: OrderedDict[str, OrderedDict[object, deque[Deferred]]] = OrderedDict()
+        self._active: dict[tuple[str, object], int] = {}
 
     @property
     def waiting(self) -> int:
         """Tasks queued now."""
-        return sum(len(q) for q in self._queues.values())
+        return sum(len(q) for reqs in self._clients.values() for q in reqs.values())
 
-    def _acquire(self, key: str) -> Deferred:
-        if self.running < self.limit and not self._queues:
-            self.running += 1
-            return succeed(None)
-        queue = self._queues.setdefault(key, deque())
+    def _enqueue(self, client: str, request: object) -> Deferred:
+        requests = self._clients.setdefault(client, OrderedDict())
+        queue = requests.setdefault(request, deque())
 
         def cancel(d: Deferred) -> None:
             if d in queue:
                 queue.remove(d)
-                if not queue and self._queues.get(key) is queue:
-                    del self._queues[key]
+                if not queue and requests.get(request) is queue:
+                    del requests[request]
+                if not requests and self._clients.get(client) is requests:
+                    del self._clients[client]
 
         d: Deferred = Deferred(canceller=cancel)
         queue.append(d)
         return d
 
-    def _release(self) -> None:
-        while self._queues:
-            key, queue = next(iter(self._queues.items()))
-            d = queue.popleft()
-            if queue:
-                self._queues.move_to_end(key)  # the next waiting key goes first
-            else:
-                del self._queues[key]
-            d.callback(None)  # the slot passes to this task: running is unchanged
-            return
-        self.running -= 1
+    def _next(self) -> tuple[tuple[str, object], Deferred] | None:
+        """The next waiting task allowed to start, taken off its queue."""
+        for client in list(self._clients):
+            requests = self._clients[client]
+            for request in list(requests):
+                if request is not None and \
+                        self._active.get((client, request), 0) >= self.per_request:
+                    continue
+                queue = requests[request]
+                d = queue.popleft()
+                if queue:
+                    requests.move_to_end(request)  # the client's next request goes first
+                else:
+                    del requests[request]
+                if requests:
+                    self._clients.move_to_end(client)  # the next client goes first
+                else:
+                    del self._clients[client]
+                return (client, request), d
+        return None
 
-    async def run(self, key: str, task: Callable[[], Awaitable[Any]]) -> Any:
-        """Run ``task()`` once a slot is free (in ``key``'s turn); return its result."""
-        await self._acquire(key)
+    def _dispatch(self) -> None:
+        while self.running < self.limit:
+            picked = self._next()
+            if picked is None:
+                return
+            key, d = picked
+            self.running += 1
+            self._active[key] = self._active.get(key, 0) + 1
+            d.callback(None)
+
+    def _release(self, key: tuple[str, object]) -> None:
+        self.running -= 1
+        left = self._active.get(key, 1) - 1
+        if left > 0:
+            self._active[key] = left
+        else:
+            self._active.pop(key, None)
+        self._dispatch()
+
+    async def run(self, client: str, task: Callable[[], Awaitable[Any]],
+                  request: object = None) -> Any:
+        """Run ``task()`` once a slot is free, in the turn of ``client`` and ``request``."""
+        d = self._enqueue(client, request)
+        self._dispatch()
+        await d
         self.started += 1
         try:
             return await task()
         finally:
-            self._release()
+            self._release((client, request))
 
     def stats(self) -> dict[str, int]:
-        """``{"limit", "running", "waiting", "started"}``."""
-        return {"limit": self.limit, "running": self.running, "waiting": self.waiting,
-                "started": self.started}
+        """``{"limit", "per_request", "running", "waiting", "started"}``."""
+        return {"limit": self.limit, "per_request": self.per_request, "running": self.running,
+                "waiting": self.waiting, "started": self.started}
