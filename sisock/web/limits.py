@@ -20,11 +20,12 @@ class FairLimiter:
     """At most ``limit`` tasks at once, ``per_request`` of them for one request;
     waiting tasks served in turn.
 
-    A waiting task belongs to a client and a request. Free slots go to
-    clients in turn, and within a client to its requests in turn, so a
-    client (or one request) with many queued calls cannot make another
-    wait for all of them; and since one request holds at most
-    ``per_request`` slots, a few big requests leave slots free for others.
+    A waiting task belongs to a client and a request. A free slot goes to
+    the client with the fewest running tasks, and within it to the request
+    with the fewest, so a client (or one request) with many queued calls
+    cannot make another wait for all of them; and since one request holds
+    at most ``per_request`` slots, a few big requests leave slots free for
+    others.
 
     Parameters
     ----------
@@ -45,6 +46,7 @@ class FairLimiter:
         self.started = 0
         self._clients: OrderedDict[str, OrderedDict[object, deque[Deferred]]] = OrderedDict()
         self._active: dict[tuple[str, object], int] = {}
+        self._client_active: dict[str, int] = {}
 
     @property
     def waiting(self) -> int:
@@ -68,25 +70,33 @@ class FairLimiter:
         return d
 
     def _next(self) -> tuple[tuple[str, object], Deferred] | None:
-        """The next waiting task allowed to start, taken off its queue."""
-        for client in list(self._clients):
-            requests = self._clients[client]
-            for request in list(requests):
-                if request is not None and \
-                        self._active.get((client, request), 0) >= self.per_request:
+        """The next waiting task allowed to start, taken off its queue: of the
+        client with the fewest running tasks, of its request with the fewest
+        (ties: the one waiting longest)."""
+        best = None
+        for ci, (client, requests) in enumerate(self._clients.items()):
+            for ri, request in enumerate(requests):
+                active = self._active.get((client, request), 0)
+                if request is not None and active >= self.per_request:
                     continue
-                queue = requests[request]
-                d = queue.popleft()
-                if queue:
-                    requests.move_to_end(request)  # the client's next request goes first
-                else:
-                    del requests[request]
-                if requests:
-                    self._clients.move_to_end(client)  # the next client goes first
-                else:
-                    del self._clients[client]
-                return (client, request), d
-        return None
+                rank = (self._client_active.get(client, 0), active, ci, ri)
+                if best is None or rank < best[0]:
+                    best = (rank, client, request)
+        if best is None:
+            return None
+        _, client, request = best
+        requests = self._clients[client]
+        queue = requests[request]
+        d = queue.popleft()
+        if queue:
+            requests.move_to_end(request)
+        else:
+            del requests[request]
+        if requests:
+            self._clients.move_to_end(client)
+        else:
+            del self._clients[client]
+        return (client, request), d
 
     def _dispatch(self) -> None:
         while self.running < self.limit:
@@ -96,15 +106,17 @@ class FairLimiter:
             key, d = picked
             self.running += 1
             self._active[key] = self._active.get(key, 0) + 1
+            self._client_active[key[0]] = self._client_active.get(key[0], 0) + 1
             d.callback(None)
 
     def _release(self, key: tuple[str, object]) -> None:
         self.running -= 1
-        left = self._active.get(key, 1) - 1
-        if left > 0:
-            self._active[key] = left
-        else:
-            self._active.pop(key, None)
+        for table, k in ((self._active, key), (self._client_active, key[0])):
+            left = table.get(k, 1) - 1
+            if left > 0:
+                table[k] = left
+            else:
+                table.pop(k, None)
         self._dispatch()
 
     async def run(self, client: str, task: Callable[[], Awaitable[Any]],
