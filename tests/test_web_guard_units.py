@@ -23,10 +23,11 @@ from sisock.web.params import check_total_budget
     ("attacker.example", False), ("attacker.example:8000", False),
     ("127.0.0.1.attacker.example", False), ("localhost.attacker.example", False),
     ("", False), (None, False), ("[::1", False), ("localhost:80x", False),
-    ("local host", False), ("10.0.0.5:8000", False),
+    ("local host", False), ("10.0.0.5:8000", True), ("[2001:db8::1]:80", True),
+    ("10.0.0.5.attacker.example", False),
 ])
 def test_host_allowlist(host, ok):
-    """Loopback names and configured names, with any port; nothing else."""
+    """Loopback names, IP addresses and configured names, with any port; nothing else."""
     assert guard.host_allowed(host, guard.host_names(["sisock.example.org"])) is ok
 
 

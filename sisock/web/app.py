@@ -4,8 +4,8 @@ Binds 127.0.0.1 unless ``--host`` says otherwise. ``--token`` (or
 ``SISOCK_WEB_TOKEN``) makes every endpoint require that token;
 ``--cors-origin`` (or ``SISOCK_WEB_CORS``, comma-separated) allows
 cross-origin browsers from those origins; otherwise CORS is off.
-Only requests whose ``Host`` is localhost, 127.0.0.1, [::1], the
-``--host`` address or a name given with ``--allowed-host`` (or
+Only requests whose ``Host`` is localhost, an IP address or a name given
+with ``--allowed-host`` (or
 ``SISOCK_WEB_ALLOWED_HOSTS``, comma-separated) are answered.
 ``--trust-proxy`` believes ``X-Forwarded-Proto`` from a reverse proxy.
 """
@@ -51,8 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--allowed-host", action="append", default=None, metavar="NAME",
                         help="also answer requests whose Host header is NAME (repeatable; "
                              "SISOCK_WEB_ALLOWED_HOSTS, comma-separated; '*' for any). "
-                             "Default: localhost, 127.0.0.1, [::1] and the --host address "
-                             "only (protection against DNS rebinding)")
+                             "Default: localhost and IP addresses only (protection "
+                             "against DNS rebinding)")
     parser.add_argument("--trust-proxy", action="store_true",
                         default=os.environ.get("SISOCK_WEB_TRUST_PROXY", "") not in ("", "0"),
                         help="believe X-Forwarded-Proto: https from a reverse proxy (the "
@@ -87,8 +87,6 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     hosts = args.allowed_host or [h.strip() for h in
                                   os.environ.get("SISOCK_WEB_ALLOWED_HOSTS", "").split(",")
                                   if h.strip()]
-    if args.host not in ("", "0.0.0.0", "::"):
-        hosts = [*hosts, args.host]
     bridge = Bridge(settings)
     try:
         config = WebConfig(token, origins, static, args.max_values, hosts,

@@ -2,8 +2,9 @@
 
 * :func:`host_allowed` -- the ``Host`` allowlist against DNS rebinding: a
   page from another site that makes its own name resolve to 127.0.0.1
-  still sends its own name as ``Host``, so only loopback names and the
-  names the site configured are answered.
+  still sends its own name as ``Host``, so only loopback names, IP
+  addresses (a page whose origin is an address is the bridge's own
+  origin, not a rebinding) and the names the site configured are answered.
 * :func:`head_error` -- the checks made on a request's head, before any of
   its body is read: ``Host``, token, declared length.
 * :func:`redact` -- tokens out of every logged line.
@@ -134,16 +135,24 @@ def host_allowed(host: str | None, allowed: frozenset[str]) -> bool:
     if not host:
         return False
     name = split_host(host)
-    return name is not None and (name in LOCAL_HOSTS or name in allowed)
+    return name is not None and (name in LOCAL_HOSTS or name in allowed or _is_address(name))
+
+
+def _is_address(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
 
 
 def host_error(host: str | None) -> WebError:
     """The 421 answer to a ``Host`` that is not on the allowlist."""
     shown = (host or "")[:80]
     return WebError("host_not_allowed",
-                    f"this server does not answer to Host {shown!r}: only localhost, "
-                    f"127.0.0.1, [::1] and the names given with 'sisock web --allowed-host "
-                    f"NAME' are accepted (protection against DNS rebinding)")
+                    f"this server does not answer to Host {shown!r}: only localhost, IP "
+                    f"addresses and the names given with 'sisock web --allowed-host NAME' "
+                    f"are accepted (protection against DNS rebinding)")
 
 
 def token_given(headers: Mapping[str, str], query: bytes | str, cookie: str | None,

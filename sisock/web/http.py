@@ -108,8 +108,8 @@ class WebConfig:
         Most values one ``/api/data``, ``/query`` or ``/annotations`` answer
         may hold (for ``/query``: every target together).
     allowed_hosts : list of str
-        Host names answered besides localhost, 127.0.0.1 and [::1]
-        (``*``: any; the DNS-rebinding check is then off).
+        Host names answered besides localhost and IP addresses (``*``:
+        any; the DNS-rebinding check is then off).
     trust_proxy : bool
         Believe ``X-Forwarded-Proto: https`` (the token cookie is then
         ``Secure``); only behind a proxy that sets that header itself.
