@@ -349,7 +349,7 @@ def test_other_client_served_while_one_floods(web_demo):
     fields = ["stage_temp", "outside_temp", "humidity", "compressor_on", "cryo_state"]
     methods = [None, "mean", "min", "max", "first", "last", "minmax"]
     at_caps = query_body([f"{n}::{f}" for n in ("webarch", "webwx") for f in fields] * 10,
-                         hours=48, max_points=20_000, methods=methods)
+                         hours=48, max_points=5_000, methods=methods)
     small = query_body(["websens::cpu_percent"], hours=0.05, max_points=100)
     phases = {"20k targets": flood_phase(web_demo.url, [huge, huge], 8.0, small),
               "at the caps": flood_phase(web_demo.url, [at_caps, at_caps], 8.0, small)}
@@ -358,8 +358,8 @@ def test_other_client_served_while_one_floods(web_demo):
     for name, phase in phases.items():
         assert set(phase["codes"]) == {200}, (name, phase["codes"])
         assert phase["flood"] and set(phase["flood"]) <= {200, 400, 413}, (name, phase["flood"])
-        assert any(t < phase["other_done"] for t in phase["flood_done"]), \
-            f"{name}: the flood never got an answer while the other client ran"
+        assert max(phase["flood_done"]) > phase["other_done"], \
+            f"{name}: the other client was answered only once the flood ended"
         assert len(phase["latencies"]["status"]) >= 5, f"{name}: the other client was starved"
     assert set(phases["20k targets"]["flood"]) == {400}, "20,000-target bodies were served"
 
