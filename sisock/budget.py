@@ -38,6 +38,7 @@ from .protocol import (
     DEFAULT_MESSAGE_BYTES,
     MIN_MESSAGE_BYTES,
     MIN_STRIDE_RANGE,
+    values_per_bin,
     ROUTER_MESSAGE_BYTES,
     Result,
     check_max_message_bytes,
@@ -195,7 +196,7 @@ def suggest_min_stride(result: Mapping[str, Any], start: float, end: float, limi
     print longer than raw values), rounded up to 3 significant digits.
     """
     costs, fixed = row_costs(result, encoding)
-    per_bin = 2 if method == "minmax" else 1
+    per_bin = values_per_bin(method)
     need = sum(bpr * per_bin * max(covered, (end - start) / max(n, 1))
                for bpr, n, covered in costs.values())
     room = max(limit - fixed, limit / 10)

@@ -40,7 +40,7 @@ from __future__ import annotations
 from typing import Protocol, runtime_checkable
 
 from .errors import TooMuchData
-from .protocol import Result
+from .protocol import Result, fitting_min_stride, values_per_bin
 
 
 @runtime_checkable
@@ -101,10 +101,7 @@ def too_much_data(limit: int, values: int, nfields: int, start: float, end: floa
     method : str
         The downsampling method.
     """
-    per_bin = max(1, nfields) * (2 if method == "minmax" else 1)
-    bins = max(1, limit // per_bin - 1)
-    suggest = (end - start) / bins if end > start else 1.0
-    suggest = float(f"{suggest * 1.01:.3g}")
+    suggest = fitting_min_stride(end - start, max(1, nfields) * values_per_bin(method), limit)
     return TooMuchData(
         f"the result would hold {values} values ({nfields} field(s)), more than "
         f"max_samples={limit}; pass min_stride >= {suggest:g} s (or request a shorter "

@@ -28,7 +28,8 @@ from typing import Any, Mapping
 import numpy as np
 
 from .errors import bad
-from .params import METHODS, MIN_STRIDE_RANGE, parse_duration, parse_node, parse_time
+from ..protocol import METHODS, MIN_STRIDE_RANGE
+from .params import parse_duration, parse_node, parse_time
 
 SEPARATOR = "::"
 #: Most targets in one ``/query`` body (a Grafana panel sends a few).
