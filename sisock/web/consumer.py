@@ -27,7 +27,6 @@ from ..consumer import DataCall, NodeVersions, Parts, remote_error
 from ..transport import message_limit
 from ..settings import Settings
 from ..wamp import make_component
-from .encode import _jsonable
 from .errors import WebError
 from .limits import FairLimiter
 
@@ -62,7 +61,7 @@ def live_json(payload: Any) -> dict:
     """A ``live`` topic payload (lists or binary envelopes) as JSON-ready lists."""
     if not isinstance(payload, dict):
         return {"data": {}, "timeline": {}}
-    data = {k: _jsonable(wire.decode_array(v)) for k, v in payload.get("data", {}).items()}
+    data = {k: wire.jsonable_list(wire.decode_array(v)) for k, v in payload.get("data", {}).items()}
     timeline = {name: {"t": [float(x) for x in wire.decode_array(tl.get("t", []))],
                        "finalized_until": tl.get("finalized_until")}
                 for name, tl in payload.get("timeline", {}).items()}
