@@ -26,8 +26,11 @@ const S = {
   active: 0,
   range: [0, 1],
   pending: 0,
-  live: {}, // node -> EventSource
+  live: null, // {es, nodes: Set}: the page's one live stream
   liveSeen: new Set(), // nodes whose live topic delivered samples
+  down: new Set(), // nodes the hub does not list (or removed)
+  nodesLoaded: false,
+  dragFrom: null, // the uPlot a drag started in (synced panels see its selection too)
   errors: new Map(),
 };
 
@@ -84,6 +87,7 @@ function saveView() {
 async function loadNodes() {
   try {
     S.nodes = await getJSON("api/nodes", "Listing data nodes");
+    S.nodesLoaded = true;
     clearError("nodes");
   } catch (e) {
     showError("nodes", e);
@@ -137,7 +141,7 @@ function toggleField(node, field) {
 
 // ---------------------------------------------------------------- panels
 function addPanel(fields) {
-  const p = { fields, info: {}, cats: {}, raw: {}, u: null, stride: null, gen: 0 };
+  const p = { fields, info: {}, cats: {}, raw: {}, u: null, stride: null, gen: 0, fetched: new Set(), near: {}, nearAsked: new Set() };
   p.box = el("section", { class: "panel" });
   p.box.addEventListener("mousedown", () => activate(p));
   $("#panels").append(p.box);
@@ -183,12 +187,13 @@ function rebuildPanel(p, fetch = true) {
     el("button", { class: "csv", title: "download what is on screen as CSV", onclick: () => downloadCsv(p) }, "CSV"),
     el("button", { class: "close", title: "remove panel", onclick: () => removePanel(p) }, "✕"));
   const plot = el("div", { class: "plot" });
-  p.box.replaceChildren(head, plot);
+  p.why = el("div", { class: "why" });
+  p.box.replaceChildren(head, plot, p.why);
   p.box.classList.toggle("active", S.panels.indexOf(p) === S.active);
   if (p.fields.length === 0) return;
   const opts = makeOptions(p, panelWidth(), 220, {
     bind: {
-      mousedown: (u, targ, handler) => (e) => (e.shiftKey ? startPan(u, e) : handler(e)),
+      mousedown: (u, targ, handler) => (e) => { S.dragFrom = u; return e.shiftKey ? startPan(u, e) : handler(e); },
       dblclick: () => () => { zoomOut(); return null; },
     },
     uplot: {
@@ -196,6 +201,7 @@ function rebuildPanel(p, fetch = true) {
       setSelect: [(u) => {
         const { left, width } = u.select;
         if (width < 3) return;
+        if (S.dragFrom && u !== S.dragFrom) return; // a synced copy of another panel's drag
         const min = u.posToVal(left, "x");
         const max = u.posToVal(left + width, "x");
         u.setSelect({ left: 0, top: 0, width: 0, height: 0 }, false);
@@ -209,6 +215,7 @@ function rebuildPanel(p, fetch = true) {
   });
   p.u = new uPlot(opts, buildData(p), plot);
   p.u.setScale("x", { min: S.range[0], max: S.range[1] });
+  renderWhy(p);
   if (fetch) fetchPanel(p);
 }
 
@@ -229,6 +236,114 @@ function redraw(p, reason) {
   p.reason = reason;
   p.u.setData(buildData(p), false);
   p.u.setScale("x", { min: S.range[0], max: S.range[1] });
+  renderWhy(p);
+}
+
+// ---------------------------------------------------------------- empty panels
+// Why a field of a panel shows nothing: null when it has samples in view.
+function whyEmpty(p, f) {
+  const k = keyOf(f);
+  const r = p.raw[k];
+  if (r && r.t.length) {
+    const [a, b] = S.range;
+    if (r.t[0] <= b && r.t[r.t.length - 1] >= a) return null;
+  }
+  if (S.down.has(f.node) || (S.nodesLoaded && !S.nodes.some((n) => n.name === f.node))) {
+    return { kind: "down", text: `node ${f.node} is down: the hub does not list it` };
+  }
+  if (p.loading) return { kind: "loading", text: `loading ${k}…` };
+  if (!p.fetched || !p.fetched.has(k)) return { kind: "loading", text: `loading ${k}…` };
+  const known = S.fields[f.node];
+  if (known && !(f.field in known) && !(r && r.t.length)) {
+    return { kind: "unknown", text: `unknown field: node ${f.node} has no field '${f.field}'` };
+  }
+  return { kind: "nodata", text: `${k}: no data in this range`, near: p.near[k] };
+}
+
+function renderWhy(p) {
+  if (!p.why) return;
+  const reasons = p.fields.map((f) => whyEmpty(p, f)).filter(Boolean);
+  const allEmpty = reasons.length === p.fields.length && p.fields.length > 0;
+  p.box.classList.toggle("empty", allEmpty);
+  p.why.classList.toggle("overlay", allEmpty);
+  p.why.replaceChildren(...reasons.map((w) => {
+    const line = el("div", { class: "reason " + w.kind }, w.text);
+    if (w.kind === "nodata") {
+      if (w.near === undefined) line.append(" (looking for data before and after it…)");
+      else if (w.near === null) line.append("; the node has no data for it at any time");
+      else {
+        const [a, b] = S.range;
+        const ago = w.near < a ? `${fmtSpan(a - w.near)} before` : `${fmtSpan(w.near - b)} after`;
+        line.append(`; nearest data: ${fmtTime(w.near)} UTC (${ago}) `,
+          el("button", { class: "go", onclick: () => goNear(w.near) }, "go there"));
+      }
+    }
+    return line;
+  }));
+  for (const f of p.fields) {
+    const k = keyOf(f);
+    const w = reasons.find((x) => x.kind === "nodata" && x.text.startsWith(k + ":"));
+    if (w && w.near === undefined && !p.nearAsked.has(k)) findNearest(p, f);
+  }
+}
+
+function fmtTime(t) { return new Date(t * 1000).toISOString().slice(0, 19).replace("T", " "); }
+function fmtSpan(s) {
+  if (s >= 2 * 86400) return `${Math.round(s / 86400)} d`;
+  if (s >= 2 * 3600) return `${Math.round(s / 3600)} h`;
+  if (s >= 120) return `${Math.round(s / 60)} min`;
+  return `${Math.round(s)} s`;
+}
+
+function goNear(t) {
+  const [a, b] = S.range;
+  const span = b - a;
+  if (t < a) userRange(t - span * 0.8, t + span * 0.2);
+  else userRange(t - span * 0.2, t + span * 0.8);
+}
+
+// The sample of node:field nearest to the view, before or after it: a coarse
+// query over a long span (cheap summary levels), refined twice around the hit.
+async function findNearest(p, f) {
+  const k = keyOf(f);
+  p.nearAsked.add(k);
+  const [a, b] = S.range;
+  const now = Date.now() / 1000;
+  const kind = p.info[k]?.type === "string" ? "string" : "number";
+  const probeOne = async (start, end, stride, method) => {
+    if (!(end > start)) return null;
+    const fr = await getFrame(dataUrl(f.node, [f.field], start, end, stride, method), `Nearest data of ${k}`);
+    const fd = fr.fields[f.field];
+    const t = fd && fd.timeline ? fr.times[fd.timeline] : null;
+    if (!t || !t.length) return null;
+    return method === "last" ? t[t.length - 1] : t[0];
+  };
+  const search = async (before) => {
+    const method = kind === "string" ? (before ? "last" : "first") : (before ? "last" : "first");
+    const steps = [30 * 86400, 3600, 10];
+    let lo = before ? Math.max(1, a - 3 * 365 * 86400) : b;
+    let hi = before ? a : now + 60;
+    let hit = null;
+    for (const st of steps) {
+      const found = await probeOne(lo, hi, st, method);
+      if (found === null) return hit;
+      hit = found;
+      lo = Math.max(before ? lo : b, found - st);
+      hi = Math.min(before ? a : hi, found + st);
+    }
+    return hit;
+  };
+  let near = null;
+  try {
+    const [x, y] = await Promise.all([search(true), search(false)]);
+    if (x !== null && y !== null) near = a - x <= y - b ? x : y;
+    else near = x ?? y;
+  } catch (e) {
+    near = null;
+  }
+  if (S.range[0] !== a || S.range[1] !== b) { p.nearAsked.delete(k); return; }
+  p.near[k] = near;
+  renderWhy(p);
 }
 
 // ---------------------------------------------------------------- data
@@ -253,7 +368,13 @@ async function fetchPanels(panels) {
     }
   }
   busy(1);
-  for (const p of panels) p.box.classList.add("loading");
+  for (const p of panels) {
+    p.box.classList.add("loading");
+    p.loading = true;
+    p.near = {};
+    p.nearAsked = new Set();
+    renderWhy(p);
+  }
   const answers = new Map(); // "node:field" -> {t, v}
   try {
     await Promise.all([...groups.values()].map(async (g) => {
@@ -279,12 +400,20 @@ async function fetchPanels(panels) {
     for (const p of panels) {
       if (p.gen !== gen.get(p) || !p.u) continue; // superseded or removed
       p.stride = stride;
-      for (const f of p.fields) if (answers.has(keyOf(f))) p.raw[keyOf(f)] = answers.get(keyOf(f));
+      p.loading = false;
+      for (const f of p.fields) {
+        p.fetched.add(keyOf(f));
+        if (answers.has(keyOf(f))) p.raw[keyOf(f)] = answers.get(keyOf(f));
+      }
       redraw(p, "fetch");
     }
   } finally {
     busy(-1);
-    for (const p of panels) if (p.gen === gen.get(p)) p.box.classList.remove("loading");
+    for (const p of panels) {
+      if (p.gen !== gen.get(p)) continue;
+      p.box.classList.remove("loading");
+      if (p.loading) { p.loading = false; for (const f of p.fields) p.fetched.add(keyOf(f)); renderWhy(p); }
+    }
   }
 }
 
@@ -292,8 +421,17 @@ function fetchPanel(p) {
   return fetchPanels([p]);
 }
 
+// Every caller in one turn of the event loop shares one fetch: a zoom, the
+// URL update and the live switch each ask for data, but once is enough.
+let fetchQueued = null;
 function fetchAll() {
-  return fetchPanels(S.panels);
+  if (!fetchQueued) {
+    fetchQueued = Promise.resolve().then(() => {
+      fetchQueued = null;
+      return fetchPanels(S.panels);
+    });
+  }
+  return fetchQueued;
 }
 
 let refetchTimer = null;
@@ -336,6 +474,7 @@ function setRangeAll(min, max) {
 
 function userRange(min, max) {
   if (!(max > min)) return;
+  if (S.view.range === null && S.view.from === min && S.view.to === max) return; // already there
   S.view.range = null;
   S.view.from = min;
   S.view.to = max;
@@ -392,39 +531,69 @@ function liveWanted() {
   return S.view.live && S.view.range !== null && S.view.range !== "all";
 }
 
-function syncLive() {
+function liveNodes() {
   const want = new Set();
-  if (liveWanted()) for (const p of S.panels) for (const f of p.fields) want.add(f.node);
-  for (const [node, es] of Object.entries(S.live)) {
-    if (!want.has(node)) { es.close(); delete S.live[node]; }
+  const listed = (n) => !S.nodesLoaded || S.nodes.some((x) => x.name === n);
+  if (liveWanted()) for (const p of S.panels) for (const f of p.fields) if (!S.down.has(f.node) && listed(f.node)) want.add(f.node);
+  return want;
+}
+
+// One live stream for the page over every node in view; reopened only when
+// that set changes.
+function syncLive() {
+  const want = liveNodes();
+  const same = S.live && S.live.nodes.size === want.size && [...want].every((n) => S.live.nodes.has(n));
+  if (!same) {
+    if (S.live) S.live.es.close();
+    S.live = null;
+    for (const n of [...S.liveSeen]) if (!want.has(n)) S.liveSeen.delete(n);
+    if (want.size) {
+      const nodes = [...want].sort();
+      S.live = { nodes: new Set(nodes), es: openLive(nodes, onLive) };
+    }
   }
-  for (const node of want) if (!S.live[node]) S.live[node] = openLive(node, (ev, d) => onLive(node, ev, d));
   renderToolbar();
 }
 
+function nodeDown(node, message) {
+  S.down.add(node);
+  S.liveSeen.delete(node);
+  showError("node:" + node, new Error(message));
+  for (const p of S.panels) if (p.fields.some((f) => f.node === node)) renderWhy(p);
+  syncLive();
+}
+
 let liveFrame = 0;
+let liveNewest = 0;
 const dirty = new Set();
 function onLive(node, ev, d) {
   if (ev === "gone") {
-    showError("node:" + node, new Error(`Data node '${node}' left the hub (stopped or lost): its live tail is paused`));
+    nodeDown(node, `Data node '${node}' left the hub (stopped or lost): its live tail is paused`);
     return;
   }
-  if (ev === "added" || ev === "hello") {
+  if (ev === "missing") {
+    nodeDown(node, `Data node '${node}' is not listed by the hub: no live tail`);
+    return;
+  }
+  if (ev === "added") {
     clearError("node:" + node);
-    if (ev === "added") fetchAll();
+    S.down.delete(node);
+    syncLive();
+    fetchAll();
     return;
   }
+  if (ev === "hello") return;
   if (ev === "router") {
     if (!d.connected) showError("router", new Error("The web bridge lost the router: retrying every 0.5 s"));
     else { clearError("router"); fetchAll(); }
     return;
   }
+  if (ev === "dropped") { fetchAll(); return; } // the bridge left samples out for us: re-query
   if (ev === "error") return; // EventSource reconnects by itself; /api/status reports the bridge
-  if (ev !== "data" || !liveWanted()) return;
+  if (ev !== "data" || !liveWanted() || !node) return;
   clearError("node:" + node);
   if (!S.liveSeen.has(node)) { S.liveSeen.add(node); renderToolbar(); }
   const tls = d.timeline || {};
-  let newest = 0;
   for (const p of S.panels) {
     let touched = false;
     for (const f of p.fields) {
@@ -441,32 +610,35 @@ function onLive(node, ev, d) {
       r.t = Array.from(r.t).concat(keep.map((i) => ts[i]));
       r.v = Array.from(r.v).concat(keep.map((i) => vs[i]));
       p.raw[k] = r;
-      newest = Math.max(newest, ts[ts.length - 1]);
+      liveNewest = Math.max(liveNewest, ts[ts.length - 1]);
       touched = true;
     }
     if (touched) dirty.add(p);
   }
   if (!dirty.size) return;
-  if (!liveFrame) {
-    liveFrame = requestAnimationFrame(() => {
-      liveFrame = 0;
-      const span = PRESETS[S.view.range];
-      const end = Math.max(Date.now() / 1000, newest);
-      S.range = [end - span, end];
-      for (const p of dirty) {
-        const k0 = S.range[0];
-        for (const r of Object.values(p.raw)) {
-          let i = 0;
-          while (i < r.t.length && r.t[i] < k0) i++;
-          if (i > 0 && Array.isArray(r.t)) { r.t.splice(0, i); r.v.splice(0, i); }
-        }
-        redraw(p, "live");
-      }
-      dirty.clear();
-      setRangeAll(...S.range);
-      probe.live.push({ node, t: newest, drawnAt: Date.now() / 1000 });
-    });
+  if (!liveFrame) liveFrame = requestAnimationFrame(drawLive);
+}
+
+// The live tail's frame: it runs after whatever the user did meanwhile, so
+// it reads the view again (a zoom may have left the preset: no tail then).
+function drawLive() {
+  liveFrame = 0;
+  const span = PRESETS[S.view.range];
+  if (!liveWanted() || !(span > 0)) { dirty.clear(); return; }
+  const end = Math.max(Date.now() / 1000, liveNewest);
+  S.range = [end - span, end];
+  for (const p of dirty) {
+    const k0 = S.range[0];
+    for (const r of Object.values(p.raw)) {
+      let i = 0;
+      while (i < r.t.length && r.t[i] < k0) i++;
+      if (i > 0 && Array.isArray(r.t)) { r.t.splice(0, i); r.v.splice(0, i); }
+    }
+    redraw(p, "live");
   }
+  dirty.clear();
+  setRangeAll(...S.range);
+  probe.live.push({ t: liveNewest, drawnAt: Date.now() / 1000 });
 }
 
 // ---------------------------------------------------------------- CSV
@@ -501,8 +673,8 @@ function toIso(t) { return new Date(t * 1000).toISOString().slice(0, 19); }
 function renderToolbar() {
   for (const b of document.querySelectorAll("#presets button")) b.classList.toggle("on", b.dataset.range === S.view.range);
   $("#live").checked = liveWanted();
-  const streaming = Object.keys(S.live).filter((n) => S.liveSeen.has(n));
-  $("#live-state").textContent = liveWanted() ? (streaming.length ? `live: ${streaming.join(", ")}` : "live: waiting for samples") : "";
+  const streaming = S.live ? [...S.live.nodes].filter((n) => S.liveSeen.has(n)) : [];
+  $("#live-state").textContent = liveWanted() ? (streaming.length ? `live: ${streaming.join(", ")}` : S.live ? "live: no samples yet" : "live: no node in view") : "";
   if (document.activeElement !== $("#from")) $("#from").value = toIso(S.range[0]);
   if (document.activeElement !== $("#to")) $("#to").value = toIso(S.range[1]);
 }

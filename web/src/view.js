@@ -40,7 +40,5 @@ export function viewQuery(view) {
     p.set("to", String(Math.round(view.to * 1000) / 1000));
   }
   if (!view.live) p.set("live", "0");
-  const token = new URLSearchParams(location.search).get("token");
-  if (token) p.set("token", token);
   return "?" + p.toString().replace(/%3A/g, ":").replace(/%2C/g, ",").replace(/%7C/g, "|");
 }
