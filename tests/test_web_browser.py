@@ -162,6 +162,9 @@ def test_pick_zoom_reload(web_demo, client, page):
     with page.expect_download() as dl:
         page.locator(".panel").first.locator("button.csv").click()
     text = Path(dl.value.path()).read_text().splitlines()
+    notes = [line for line in text if line.startswith("#")]
+    assert notes and "downsampled" in notes[0]  # the file says its rows are bins
+    text = text[len(notes):]
     assert text[0] == 'time,t,"webarch:stage_temp"'
     t_csv = np.array([float(line.split(",")[1]) for line in text[1:]])
     assert len(t_csv) > 10 and t_csv.min() >= after["start"] and t_csv.max() <= after["end"]
@@ -362,3 +365,37 @@ def test_dashboard_drops_token_from_its_url(web_demo, page):
     page.click('#presets button[data-range="1h"]')
     wait(page, IDLE + " && window.sisock.view.range === '1h'")
     assert "token" not in page.url, page.url
+
+
+# -- round 2: readable panels -------------------------------------------------
+
+
+def test_readable_panels(web_demo, page):
+    """ISO 24-hour dates (ticks and inputs), one axis per unit, time axes lined up
+    across panels, states drawn as timelines, legend statistics, descriptions in
+    titles, a favicon."""
+    page.goto(web_demo.url + "/?panels=webarch:stage_temp,webarch:humidity,webarch:pressure,"
+              "webarch:compressor_on,webarch:cryo_state|webarch:compressor_on,webarch:cryo_state"
+              "|webwx:temperature&range=7d&live=0")
+    wait(page, IDLE + " && window.sisock.panels.length === 3 && "
+         "window.sisock.panels.every(p => p.data[0].length > 5)")
+    panels = page.evaluate("window.sisock.panels")
+    assert panels[0]["units"] == ["K", "%", "hPa"]  # one axis per unit
+    boxes = [page.locator(".panel .u-over").nth(k).bounding_box() for k in range(3)]
+    assert all(b["x"] == pytest.approx(boxes[0]["x"], abs=1) and
+               b["width"] == pytest.approx(boxes[0]["width"], abs=1) for b in boxes), boxes
+    for p in panels:
+        assert p["ticks"] and all(re.fullmatch(r"(\d\d:\d\d(:\d\d)?\n)?\d{4}-\d\d(-\d\d)?|\d\d:\d\d(:\d\d)?", t)
+                                  for t in p["ticks"] if t), p["ticks"]
+    for box in ("#from", "#to"):
+        assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", page.input_value(box))
+    first = page.locator(".panel").first.inner_text()
+    assert "cold stage temperature" in first  # the field's description
+    for word in ("min", "max", "mean", "last"):
+        assert word in first
+    assert page.locator("link[rel=icon]").count() == 1
+    assert page.request.get(web_demo.url + "/assets/favicon.svg").status == 200
+    shot(page, "web-states-week")
+    drag(page, 1, 0.75, 0.95)
+    wait(page, IDLE + " && window.sisock.view.range === null")
+    shot(page, "web-states-zoomed")

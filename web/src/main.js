@@ -3,7 +3,7 @@ import uPlot from "uplot";
 import "uplot/dist/uPlot.min.css";
 import "./style.css";
 import { ApiError, dataUrl, getFrame, getJSON, openLive } from "./api.js";
-import { gapOf, joinTables, keyOf, makeOptions, seriesTable } from "./chart.js";
+import { color, gapOf, joinTables, keyOf, makeOptions, seriesTable } from "./chart.js";
 import { PRESETS, parseView, viewQuery } from "./view.js";
 
 const $ = (sel) => document.querySelector(sel);
@@ -50,6 +50,8 @@ const probe = {
       data: p.u ? p.u.data.map((a) => Array.from(a)) : [[]],
       xscale: p.u ? [p.u.scales.x.min, p.u.scales.x.max] : null,
       cats: p.cats,
+      units: p.u ? p.u.axes.slice(1).map((a) => a.label).filter(Boolean) : [],
+      ticks: p.u && p.u.axes[0]._values ? p.u.axes[0]._values.slice() : [],
     }));
   },
 };
@@ -134,7 +136,7 @@ function toggleField(node, field) {
   else p.fields.push({ node, field });
   S.view.panels = S.panels.map((x) => x.fields.slice());
   saveView();
-  rebuildPanel(p);
+  relayout(p);
   renderPicker();
   syncLive();
 }
@@ -148,6 +150,37 @@ function addPanel(fields) {
   S.panels.push(p);
   S.active = S.panels.length - 1;
   return p;
+}
+
+// Value axes per side: one per unit, alternating left and right; every panel
+// reserves the most any panel needs so that their time axes line up.
+function slotsOf(p) {
+  const units = new Set();
+  for (const f of p.fields) {
+    const info = (S.fields[f.node] || {})[f.field] || { type: "number", units: null };
+    if (info.type !== "bool" && info.type !== "string") units.add(info.units || "");
+  }
+  const n = Math.max(1, units.size);
+  return { left: Math.ceil(n / 2), right: Math.floor(n / 2) };
+}
+
+function refreshSlots() {
+  const s = { left: 1, right: 0 };
+  for (const p of S.panels) {
+    const x = slotsOf(p);
+    s.left = Math.max(s.left, x.left);
+    s.right = Math.max(s.right, x.right);
+  }
+  const changed = !S.slots || s.left !== S.slots.left || s.right !== S.slots.right;
+  S.slots = s;
+  return changed;
+}
+
+// After the panels' fields changed: rebuild p (and the others when the
+// shared axis slots changed, without fetching their data again).
+function relayout(p) {
+  if (refreshSlots()) for (const q of S.panels) if (q !== p) rebuildPanel(q, false);
+  if (p) rebuildPanel(p);
 }
 
 function activate(p) {
@@ -166,6 +199,7 @@ function removePanel(p) {
   S.active = Math.max(0, Math.min(S.active, S.panels.length - 1));
   S.view.panels = S.panels.map((x) => x.fields.slice());
   saveView();
+  relayout(null);
   renderPicker();
   syncLive();
 }
@@ -182,13 +216,18 @@ function rebuildPanel(p, fetch = true) {
     p.info[keyOf(f)] = info ? { ...info } : { type: "number", units: null, timeline: null };
     if (!p.cats[keyOf(f)]) p.cats[keyOf(f)] = [];
   }
+  const titles = p.fields.map((f) => {
+    const d = p.info[keyOf(f)].description;
+    return el("span", { class: "fname", title: d || "" }, keyOf(f), d ? el("small", { class: "desc" }, " " + d) : "");
+  });
   const head = el("header", {},
-    el("span", { class: "title" }, p.fields.length ? p.fields.map(keyOf).join(", ") : "empty panel: pick fields on the left"),
+    el("span", { class: "title" }, ...(p.fields.length ? titles.flatMap((t, i) => (i ? [", ", t] : [t])) : ["empty panel: pick fields on the left"])),
     el("button", { class: "csv", title: "download what is on screen as CSV", onclick: () => downloadCsv(p) }, "CSV"),
     el("button", { class: "close", title: "remove panel", onclick: () => removePanel(p) }, "✕"));
   const plot = el("div", { class: "plot" });
   p.why = el("div", { class: "why" });
-  p.box.replaceChildren(head, plot, p.why);
+  p.stats = el("table", { class: "stats" });
+  p.box.replaceChildren(head, plot, p.why, p.stats);
   p.box.classList.toggle("active", S.panels.indexOf(p) === S.active);
   if (p.fields.length === 0) return;
   const opts = makeOptions(p, panelWidth(), 220, {
@@ -196,6 +235,7 @@ function rebuildPanel(p, fetch = true) {
       mousedown: (u, targ, handler) => (e) => { S.dragFrom = u; return e.shiftKey ? startPan(u, e) : handler(e); },
       dblclick: () => () => { zoomOut(); return null; },
     },
+    slots: S.slots,
     uplot: {
       // a drag selects a span; we zoom every panel to it and re-query
       setSelect: [(u) => {
@@ -237,6 +277,34 @@ function redraw(p, reason) {
   p.u.setData(buildData(p), false);
   p.u.setScale("x", { min: S.range[0], max: S.range[1] });
   renderWhy(p);
+  renderStats(p);
+}
+
+// The legend's table: min, max, mean and last of each field over the view
+// (of the points drawn: with minmax downsampling the mean is of bin extremes).
+function renderStats(p) {
+  if (!p.stats || !p.u) return;
+  const [a, b] = S.range;
+  const x = p.u.data[0];
+  const rows = p.fields.map((f, j) => {
+    const k = keyOf(f);
+    const info = p.info[k];
+    const y = p.u.data[j + 1] || [];
+    let n = 0, sum = 0, mn = Infinity, mx = -Infinity, last = null;
+    for (let i = 0; i < x.length; i++) {
+      const v = y[i];
+      if (v === null || v === undefined || x[i] < a || x[i] > b) continue;
+      n++; sum += v; if (v < mn) mn = v; if (v > mx) mx = v; last = v;
+    }
+    const fmt = (v) => (v === null || !isFinite(v) ? "–" : p.u.series[j + 1].value(p.u, v));
+    const state = info.type === "bool" || info.type === "string";
+    const cells = state
+      ? ["", "", info.type === "bool" && n ? `${Math.round((100 * sum) / n)} % on` : "", fmt(last)]
+      : [fmt(mn), fmt(mx), n ? fmt(sum / n) : "–", fmt(last)];
+    return el("tr", {}, el("td", {}, el("span", { class: "sw", style: `background:${color(j)}` }), k),
+      ...cells.map((c) => el("td", {}, c)));
+  });
+  p.stats.replaceChildren(el("tr", {}, ...["", "min", "max", "mean", "last"].map((h) => el("th", {}, h))), ...rows);
 }
 
 // ---------------------------------------------------------------- empty panels
@@ -361,7 +429,8 @@ async function fetchPanels(panels) {
   const groups = new Map();
   for (const p of panels) {
     for (const f of p.fields) {
-      const kind = p.info[keyOf(f)].type === "string" ? "string" : "number";
+      const type = p.info[keyOf(f)].type;
+      const kind = type === "string" || type === "bool" ? type : "number";
       const g = `${f.node}|${kind}`;
       if (!groups.has(g)) groups.set(g, { node: f.node, kind, fields: [] });
       if (!groups.get(g).fields.includes(f.field)) groups.get(g).fields.push(f.field);
@@ -378,7 +447,8 @@ async function fetchPanels(panels) {
   const answers = new Map(); // "node:field" -> {t, v}
   try {
     await Promise.all([...groups.values()].map(async (g) => {
-      const method = g.kind === "string" ? "last" : "minmax";
+      // bools: the fraction of the bin that is true (drawn as the band's shade)
+      const method = g.kind === "string" ? "last" : g.kind === "bool" ? "mean" : "minmax";
       const url = dataUrl(g.node, g.fields, start, end, stride, method);
       const req = { url, node: g.node, fields: g.fields, min_stride: stride, method, start, end, at: performance.now() };
       probe.requests.push(req);
@@ -508,7 +578,8 @@ async function setPreset(name) {
   S.view.range = name;
   S.view.live = true;
   saveView();
-  await resolveRange();
+  busy(1); // "all" asks every node for its first sample first
+  try { await resolveRange(); } finally { busy(-1); }
   setRangeAll(...S.range);
   syncLive();
   fetchAll();
@@ -647,7 +718,12 @@ function downloadCsv(p) {
   const [x, ...ys] = p.u.data;
   const [a, b] = S.range;
   const keys = p.fields.map(keyOf);
-  const lines = ["time,t," + keys.map((k) => `"${k}"`).join(",")];
+  const lines = [];
+  if (p.stride && p.raw && Object.values(p.raw).some((r) => r.t.length > 1)) {
+    lines.push(`# downsampled: each row is a bin of ${p.stride.toPrecision(4)} s (numbers: the bin's min and max, at their times; states: the bin's last value), not every sample.`);
+    lines.push("# full resolution: narrow the view, or GET /api/data without min_stride.");
+  }
+  lines.push("time,t," + keys.map((k) => `"${k}"`).join(","));
   for (let i = 0; i < x.length; i++) {
     if (x[i] < a || x[i] > b) continue;
     if (ys.every((y) => y[i] === null || y[i] === undefined)) continue;
@@ -668,7 +744,7 @@ function downloadCsv(p) {
 }
 
 // ---------------------------------------------------------------- toolbar
-function toIso(t) { return new Date(t * 1000).toISOString().slice(0, 19); }
+function toIso(t) { return isFinite(t) ? new Date(t * 1000).toISOString().slice(0, 19).replace("T", " ") : ""; }
 
 function renderToolbar() {
   for (const b of document.querySelectorAll("#presets button")) b.classList.toggle("on", b.dataset.range === S.view.range);
@@ -680,10 +756,11 @@ function renderToolbar() {
 }
 
 function applyAbsolute() {
-  const from = Date.parse($("#from").value + "Z") / 1000;
-  const to = Date.parse($("#to").value + "Z") / 1000;
+  const parse = (v) => Date.parse(v.trim().replace(" ", "T") + "Z") / 1000;
+  const from = parse($("#from").value);
+  const to = parse($("#to").value);
   if (!(isFinite(from) && isFinite(to) && to > from)) {
-    showError("range", new Error("Absolute range: 'to' must be after 'from' (UTC, YYYY-MM-DDTHH:MM:SS)"));
+    showError("range", new Error("Absolute range: 'to' must be after 'from' (UTC, YYYY-MM-DD HH:MM:SS)"));
     return;
   }
   clearError("range");
@@ -731,6 +808,7 @@ async function main() {
   if (!S.view.chosen) S.view.panels = defaultPanels();
   for (const fields of S.view.panels) addPanel(fields.slice());
   await resolveRange();
+  refreshSlots();
   for (const p of S.panels) rebuildPanel(p, false);
   fetchAll(); // one query per node for every panel
   S.active = 0;
