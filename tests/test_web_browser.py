@@ -267,7 +267,7 @@ def test_zoom_from_live_keeps_the_page_usable(web_demo, page):
     wait(page, IDLE + " && window.sisock.panels.length === 2")
     for attempt in range(3):
         wait(page, "window.__frames.length > 0")  # a live sample is waiting for its frame
-        drag(page, 0, 0.30 + 0.1 * attempt, 0.60)
+        drag(page, 0, 0.70 + 0.05 * attempt, 0.95)
         wait(page, IDLE + " && window.sisock.view.range === null")
         zoomed = page.evaluate("window.sisock.range")
         page.evaluate("window.__runFrames()")
@@ -276,6 +276,8 @@ def test_zoom_from_live_keeps_the_page_usable(web_demo, page):
         assert all(math.isfinite(x) for x in rng), rng
         assert rng == pytest.approx(zoomed), (rng, zoomed)
         assert page.evaluate("window.sisock.panels[0].xscale") == pytest.approx(zoomed)
+        if attempt == 0:
+            shot(page, "web-live-then-zoomed")
         page.click('#presets button[data-range="15m"]')
         wait(page, IDLE + " && window.sisock.view.range === '15m'")
         page.evaluate("window.__runFrames()")
@@ -285,19 +287,23 @@ def test_zoom_from_live_keeps_the_page_usable(web_demo, page):
     shot(page, "web-zoom-from-live")
 
 
-def test_two_tabs_many_nodes_one_live_stream_each(web_demo, browser):
-    """Two tabs showing three nodes each open one live stream per tab, and both
+def test_two_tabs_many_nodes_one_live_stream_each(web_demo, browser, procs):
+    """Two tabs showing eight nodes each open one live stream per tab, and both
     keep loading data (one EventSource per node used all six connections)."""
+    extra = [f"brn{k}" for k in range(5)]
+    for name in extra:
+        procs(name, "serve", "sensors", "--name", name, "--interval", "1")
+    wait_for(lambda: set(extra) <= web_demo.nodes(), 60, "extra nodes never listed")
     ctx = browser.new_context(viewport={"width": 1400, "height": 900})
     try:
-        url = web_demo.url + ("/?panels=websens:cpu_percent|webwx:temperature|webarch:stage_temp"
-                              "&range=1h")
+        url = web_demo.url + ("/?panels=websens:cpu_percent|webwx:temperature|webarch:stage_temp|"
+                              + "|".join(f"{n}:cpu_percent" for n in extra) + "&range=1h")
         pages, live = [], []
         for k in range(2):
             pg = ctx.new_page()
             pg.on("request", lambda r, k=k: "/api/live" in r.url and live.append((k, r.url)))
             pg.goto(url)
-            wait(pg, IDLE + " && window.sisock.panels.length === 3 && "
+            wait(pg, IDLE + " && window.sisock.panels.length === 8 && "
                  "window.sisock.panels[0].data[0].length > 0", timeout=45_000)
             pages.append(pg)
         for pg in pages:  # both tabs can still ask for data
@@ -306,6 +312,7 @@ def test_two_tabs_many_nodes_one_live_stream_each(web_demo, browser):
             wait(pg, f"{IDLE} && window.sisock.requests.length > {n} && "
                  "window.sisock.requests.every(r => r.doneAt)", timeout=45_000)
         wait(pages[0], "window.sisock.live.length > 0")  # the live tail still arrives
+        shot(pages[0], "web-two-tabs-first")
         per_tab = [[u for k2, u in live if k2 == k] for k in range(2)]
         assert all(len(u) == 1 for u in per_tab), per_tab
         assert "nodes=" in per_tab[0][0]

@@ -185,7 +185,7 @@ export function makeOptions(panel, width, height, hooks) {
   const numeric = infos.length - stateInfos.length;
   const frac = stateInfos.length === 0 ? 0 : numeric === 0 ? 1 : Math.min(0.5, 0.14 * stateInfos.length + 0.06);
   const scales = { x: { time: true } };
-  const axes = [{ stroke: "#444", grid: { stroke: "#eee" }, ticks: { stroke: "#ddd" }, values: isoTicks, size: 44 }];
+  const axes = [{ stroke: "#444", grid: { stroke: "#eee" }, ticks: { stroke: "#ddd" }, values: isoTicks, size: 44, space: 70 }];
   const series = [{ label: "time (UTC)", value: (u, v) => (v == null ? "–" : new Date(v * 1000).toISOString().replace("T", " ").replace("Z", "")) }];
   const states = [];
   if (stateInfos.length) {

@@ -241,7 +241,10 @@ function rebuildPanel(p, fetch = true) {
       setSelect: [(u) => {
         const { left, width } = u.select;
         if (width < 3) return;
-        if (S.dragFrom && u !== S.dragFrom) return; // a synced copy of another panel's drag
+        if (S.dragFrom && u !== S.dragFrom) { // a synced copy of another panel's drag
+          u.setSelect({ left: 0, top: 0, width: 0, height: 0 }, false);
+          return;
+        }
         const min = u.posToVal(left, "x");
         const max = u.posToVal(left + width, "x");
         u.setSelect({ left: 0, top: 0, width: 0, height: 0 }, false);
