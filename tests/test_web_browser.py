@@ -8,6 +8,7 @@ compare with the data node's own answers.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from pathlib import Path
@@ -406,3 +407,34 @@ def test_readable_panels(web_demo, page):
     drag(page, 1, 0.75, 0.95)
     wait(page, IDLE + " && window.sisock.view.range === null")
     shot(page, "web-states-zoomed")
+
+
+def test_saved_views_save_open_export_import(web_demo, page, tmp_path):
+    """Save the current panels under a name (kept by the server, listed for
+    everyone), open it from the list on a bare page, export it as JSON and import
+    a changed copy."""
+    page.goto(web_demo.url + "/?panels=webarch:stage_temp|webarch:cryo_state&range=1d")
+    wait(page, IDLE + " && window.sisock.panels.length === 2")
+    page.once("dialog", lambda d: d.accept("team view"))
+    page.click("#save-view")
+    wait(page, "document.querySelector('#views option[value=\"team view\"]') !== null")
+    assert "view=team" in page.url
+    with page.expect_download() as dl:
+        page.click("#export-view")
+    doc = json.loads(Path(dl.value.path()).read_text())
+    assert doc["name"] == "team view" and doc["range"] == "1d"
+    assert doc["panels"] == [["webarch:stage_temp"], ["webarch:cryo_state"]]
+
+    page.goto(web_demo.url + "/?panels=&range=1h")
+    wait(page, IDLE + " && document.querySelector('#views option[value=\"team view\"]') !== null")
+    page.select_option("#views", "team view")
+    wait(page, IDLE + " && window.sisock.panels.length === 2 && window.sisock.view.range === '1d'")
+    assert [p["fields"] for p in page.evaluate("window.sisock.panels")] == doc["panels"]
+
+    copy = tmp_path / "imported.json"
+    copy.write_text(json.dumps({**doc, "name": "imported", "panels": [["webwx:temperature"]]}))
+    page.set_input_files("#import-view", str(copy))
+    wait(page, IDLE + " && window.sisock.panels.length === 1 && "
+         "document.querySelector('#views option[value=\"imported\"]') !== null")
+    assert page.evaluate("window.sisock.panels[0].fields") == ["webwx:temperature"]
+    shot(page, "web-saved-views")

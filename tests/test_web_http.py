@@ -404,3 +404,30 @@ def test_router_away_then_back(stack, procs):
     wait_for(lambda: "webarch" in {n["name"] for n in json.loads(
         http("GET", url2 + "/api/nodes", timeout=5)[2] or b"[]")
         if isinstance(n, dict)}, 30, "nodes not listed again after the router restart")
+
+
+def test_saved_views_over_http(web_demo):
+    """POST /api/views saves a named view for everyone, GET lists and returns it
+    (the export format), a second POST replaces it, DELETE removes it; bad views
+    get 400 naming the member, unknown names 404."""
+    doc = {"name": "http view", "panels": [["webarch:stage_temp"], ["webwx:temperature"]],
+           "range": "7d", "live": True}
+    status, _, body = http("POST", web_demo.url + "/api/views", doc)
+    assert status == 200 and json.loads(body)["saved_at"] > 0
+    status, _, body = http("GET", web_demo.url + "/api/views")
+    assert {"name": "http view", "panels": 2} in [
+        {k: v for k, v in d.items() if k != "saved_at"} for d in json.loads(body)]
+    status, _, body = http("GET", web_demo.url + "/api/views/http%20view")
+    got = json.loads(body)
+    assert status == 200 and got["panels"] == doc["panels"] and got["range"] == "7d"
+    http("POST", web_demo.url + "/api/views", {**doc, "panels": [["webarch:az"]]})
+    _, _, body = http("GET", web_demo.url + "/api/views/http%20view")
+    assert json.loads(body)["panels"] == [["webarch:az"]]
+    status, _, _ = http("DELETE", web_demo.url + "/api/views/http%20view")
+    assert status == 200
+    got, err = error_of(http("GET", web_demo.url + "/api/views/http%20view"))
+    assert (got, err["error"]) == (404, "not_found") and "http view" in err["message"]
+    got, err = error_of(http("POST", web_demo.url + "/api/views", {"name": "x", "panels": [["bad"]]}))
+    assert (got, err["error"]) == (400, "bad_argument") and "node:field" in err["message"]
+    got, err = error_of(http("PUT", web_demo.url + "/api/views"))
+    assert got == 405

@@ -282,3 +282,49 @@ def test_live_stream_stalled_reader_is_bounded():
     out.clear()
     s.emit("a", "data", _sample(99_999))  # flowing again: written at once
     assert [e for e, _ in _events(out)] == ["data"]
+
+
+# -- saved views ------------------------------------------------------------------
+
+
+def test_saved_views_round_trip(tmp_path):
+    """Views are saved as files, listed for everyone by name, replaced by name, deleted."""
+    from sisock.web.views import ViewStore
+
+    store = ViewStore(tmp_path / "views")
+    assert store.list() == []
+    v = store.save({"name": "cryo week", "panels": [["a:x", "a:y"], ["b:s"]], "range": "7d",
+                    "extra": "dropped"})
+    assert v["range"] == "7d" and v["live"] is True and "extra" not in v and v["saved_at"] > 0
+    store.save({"name": "zoom: 2020", "panels": [["a:x"]], "range": None, "from": 10, "to": 20,
+                "live": False})
+    assert [d["name"] for d in store.list()] == ["cryo week", "zoom: 2020"]
+    assert store.get("zoom: 2020")["from"] == 10.0
+    store.save({"name": "cryo week", "panels": [["a:x"]], "range": "1d"})
+    assert store.get("cryo week")["panels"] == [["a:x"]] and len(store.list()) == 2
+    store.delete("cryo week")
+    with pytest.raises(WebError) as exc:
+        store.get("cryo week")
+    assert exc.value.status == 404 and "cryo week" in exc.value.message
+    assert not list((tmp_path / "views").glob("*.tmp"))
+
+
+@pytest.mark.parametrize("doc,needle", [
+    ([], "JSON object"),
+    ({"panels": []}, "'name'"),
+    ({"name": "../etc", "panels": []}, "'name'"),
+    ({"name": " x", "panels": []}, "'name'"),
+    ({"name": "x" * 81, "panels": []}, "80"),
+    ({"name": "x", "panels": "a:b"}, "'panels'"),
+    ({"name": "x", "panels": [["nofield"]]}, "node:field"),
+    ({"name": "x", "panels": [], "range": "2w"}, "'range'"),
+    ({"name": "x", "panels": [], "range": None, "from": 5, "to": 1}, "'from'"),
+    ({"name": "x", "panels": [], "range": "1h", "live": "yes"}, "'live'"),
+])
+def test_saved_view_errors_name_the_member(doc, needle):
+    """A bad view is refused with a 400 naming what is wrong."""
+    from sisock.web.views import check_view
+
+    with pytest.raises(WebError) as exc:
+        check_view(doc)
+    assert exc.value.status == 400 and needle in exc.value.message

@@ -19,6 +19,7 @@ Routes (README, "Web dashboard and Grafana"; every JSON error is ``{"error", "me
 ``GET /api/live?nodes=a,b`` Server-Sent Events relaying ``{base}.consumer.N.live``
                             of every node named, one stream (:mod:`.live`);
                             ``?node=N`` is the single-node form
+``/api/views[/NAME]``       saved dashboard views (:mod:`.views`)
 ``GET /assets/...``         the dashboard's built files
 ==========================  ==================================================
 
@@ -40,7 +41,7 @@ from twisted.internet.defer import ensureDeferred
 from twisted.logger import Logger
 from twisted.web import resource, server
 
-from . import encode, grafana, live
+from . import encode, grafana, live, views
 from .consumer import Bridge
 from .errors import WebError, bad
 from .params import check_budget, parse_data_query, parse_node, parse_range, too_much
@@ -96,6 +97,7 @@ class Api(resource.Resource):
         self.bridge = bridge
         self.config = config
         self.live = live.LiveStreams(bridge)
+        self.views = views.ViewStore(Path(bridge.settings.home) / "views")
 
     def start(self) -> None:
         """Start the SSE keep-alive timer (call once the reactor runs)."""
@@ -205,6 +207,8 @@ class Api(resource.Resource):
         if key.startswith("/api/nodes/") and key.endswith("/fields"):
             key = "/api/nodes/*/fields"
             table[key] = {"GET": self.api_fields}
+        if key == "/api/views" or key.startswith("/api/views/"):
+            table[key] = dict.fromkeys(("GET", "POST", "DELETE"), self.api_views)
         if key.startswith("/assets/") or key in ("/index.html", "/favicon.ico"):
             table[key] = {"GET": self.static}
         methods = table.get(key)
@@ -293,6 +297,11 @@ class Api(resource.Resource):
         body = await threads.deferToThread(
             lambda: json.dumps(encode.to_json(q, result), separators=(",", ":")).encode())
         self._send(request, 200, body, "application/json")
+
+    async def api_views(self, request, path) -> None:
+        body = self._body(request) if request.method == b"POST" else None
+        status, doc = self.views.handle(request.method.decode(), path, body)
+        self._json(request, doc, status)
 
     # -- live (Server-Sent Events) ----------------------------------------------
     async def api_live(self, request, path) -> None:

@@ -36,6 +36,21 @@ export async function getJSON(url, what) {
   return resp.json();
 }
 
+export async function sendJSON(method, url, body, what) {
+  let resp;
+  try {
+    resp = await fetch(url, {
+      method, credentials: "same-origin",
+      headers: body === undefined ? {} : { "content-type": "application/json" },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  } catch (e) {
+    throw new ApiError(what, 0, "network", "the web bridge did not answer (" + e.message + ")");
+  }
+  if (!resp.ok) throw await failure(what, resp);
+  return resp.json();
+}
+
 const MAGIC = "SISOCKF1";
 
 export function parseFrame(buf) {

@@ -2,7 +2,7 @@
 import uPlot from "uplot";
 import "uplot/dist/uPlot.min.css";
 import "./style.css";
-import { ApiError, dataUrl, getFrame, getJSON, openLive } from "./api.js";
+import { ApiError, dataUrl, getFrame, getJSON, openLive, sendJSON } from "./api.js";
 import { color, gapOf, joinTables, keyOf, makeOptions, seriesTable } from "./chart.js";
 import { PRESETS, parseView, viewQuery } from "./view.js";
 
@@ -715,6 +715,85 @@ function drawLive() {
   probe.live.push({ t: liveNewest, drawnAt: Date.now() / 1000 });
 }
 
+// ---------------------------------------------------------------- saved views
+// Named views kept by the server (GET/POST /api/views, GET /api/views/NAME),
+// seen by everyone using it; export/import as the same JSON document.
+function viewDoc(name) {
+  const v = S.view;
+  return {
+    name,
+    panels: S.panels.map((p) => p.fields.map(keyOf)),
+    range: v.range,
+    from: v.range === null ? v.from : null,
+    to: v.range === null ? v.to : null,
+    live: !!v.live,
+  };
+}
+
+function openView(d) {
+  const view = {
+    panels: (d.panels || []).map((p) => p.map((x) => {
+      const i = x.indexOf(":");
+      return { node: x.slice(0, i), field: x.slice(i + 1) };
+    })),
+    range: d.range ?? null, from: d.from, to: d.to, live: d.live !== false, name: d.name,
+  };
+  location.assign(location.pathname + viewQuery(view));
+}
+
+async function loadViews() {
+  try {
+    S.views = await getJSON("api/views", "Saved views");
+    clearError("views");
+  } catch (e) {
+    showError("views", e);
+    return;
+  }
+  $("#views").replaceChildren(
+    el("option", { value: "" }, S.views.length ? "saved views…" : "no saved views"),
+    ...S.views.map((v) => el("option", { value: v.name }, `${v.name} (${v.panels} panel${v.panels === 1 ? "" : "s"})`)));
+}
+
+async function saveViewAs() {
+  const name = (prompt("Save these panels and this range, for everyone, as:", S.viewName || "") || "").trim();
+  if (!name) return;
+  try {
+    await sendJSON("POST", "api/views", viewDoc(name), `Saving view '${name}'`);
+    S.viewName = name;
+    S.view.name = name;
+    saveView();
+    clearError("views");
+  } catch (e) { showError("views", e); }
+  await loadViews();
+  $("#views").value = name;
+}
+
+async function pickView(name) {
+  if (!name) return;
+  try {
+    openView(await getJSON("api/views/" + encodeURIComponent(name), `Opening view '${name}'`));
+  } catch (e) { showError("views", e); }
+}
+
+function exportView() {
+  const name = S.viewName || $("#views").value || "sisock view";
+  const blob = new Blob([JSON.stringify(viewDoc(name), null, 1) + "\n"], { type: "application/json" });
+  const a = el("a", { href: URL.createObjectURL(blob), download: `${name.replace(/[^\w.-]+/g, "_")}.json` });
+  document.body.append(a);
+  a.click();
+  a.remove();
+}
+
+async function importView(file) {
+  try {
+    const doc = JSON.parse(await file.text());
+    const saved = await sendJSON("POST", "api/views", doc, `Importing view from ${file.name}`);
+    openView(saved);
+  } catch (e) {
+    showError("views", e instanceof SyntaxError ? new Error(`Importing ${file.name}: not JSON (${e.message})`) : e);
+  }
+}
+
 // ---------------------------------------------------------------- CSV
 function downloadCsv(p) {
   if (!p.u) return;
@@ -806,6 +885,11 @@ async function main() {
   $("#back").addEventListener("click", () => shift(-0.5));
   $("#fwd").addEventListener("click", () => shift(0.5));
   $("#zoomout").addEventListener("click", zoomOut);
+  $("#views").addEventListener("change", (e) => pickView(e.target.value));
+  $("#save-view").addEventListener("click", saveViewAs);
+  $("#export-view").addEventListener("click", exportView);
+  $("#import-view").addEventListener("change", (e) => { if (e.target.files[0]) importView(e.target.files[0]); e.target.value = ""; });
+  S.viewName = S.view.name || "";
   window.addEventListener("resize", () => { for (const p of S.panels) if (p.u) p.u.setSize({ width: panelWidth(), height: 220 }); refetchSoon(); });
   await loadNodes();
   if (!S.view.chosen) S.view.panels = defaultPanels();
@@ -821,6 +905,7 @@ async function main() {
   syncLive();
   pollStatus();
   setInterval(pollStatus, 5000);
+  loadViews();
   probe.ready = true;
 }
 
