@@ -39,16 +39,16 @@ def test_duration_errors_name_the_argument(text):
     ("1700000000", 1700000000.0), ("1700000000.25", 1700000000.25), (1700000000, 1700000000.0),
     ("1700000000000", 1700000000.0),            # milliseconds (Grafana ${__from})
     ("0", NOW), ("-3600", NOW - 3600), ("now", NOW), ("now-15m", NOW - 900),
-    ("now-7d", NOW - 7 * 86400),
+    ("now-7d", NOW - 7 * 86400), ("-7d", NOW - 7 * 86400), ("-15m", NOW - 900),
     ("2023-11-14T22:13:20Z", 1700000000.0), ("2023-11-14T22:13:20.500Z", 1700000000.5),
     ("2023-11-14T22:13:20", 1700000000.0),      # no zone: UTC
     ("2023-11-15T00:13:20+02:00", 1700000000.0)])
 def test_time_forms(text, expected):
-    """UNIX seconds, milliseconds, <= 0 relative, now-<duration> and ISO 8601 all parse."""
+    """UNIX seconds, milliseconds, <= 0 relative, now-<duration>, -<duration> and ISO 8601 all parse."""
     assert params.parse_time("start", text, NOW) == pytest.approx(expected)
 
 
-@pytest.mark.parametrize("text", ["soon", "2023-13-01", "nan", "inf", "now+1h", True])
+@pytest.mark.parametrize("text", ["soon", "2023-13-01", "nan", "inf", "now+1h", "-7x", "-d", True])
 def test_time_errors(text):
     """A malformed time is a 400 naming the argument."""
     with pytest.raises(WebError) as err:
