@@ -209,6 +209,9 @@ def test_live_tail_and_node_loss(web_demo, procs, page):
     assert "left the hub" in page.inner_text("#banner")
     wait(page, "!document.querySelector('#live-state').innerText.includes('brsens')")  # off the live list
     shot(page, "web-node-stopped")
+    drag(page, 0, 0.97, 1.0)  # zoom into the samples the tail drew
+    wait(page, IDLE + " && window.sisock.view.range === null && window.sisock.panels[0].data[0].length > 2")
+    shot(page, "web-live-zoomed")
 
 
 def test_default_view_for_a_newcomer(web_demo, page):
@@ -403,6 +406,13 @@ def test_readable_panels(web_demo, page):
         assert word in first
     assert page.locator("link[rel=icon]").count() == 1
     assert page.request.get(web_demo.url + "/assets/favicon.svg").status == 200
+    box = page.locator(".panel .u-over").first.bounding_box()
+    page.mouse.move(box["x"] + box["width"] * 0.9, box["y"] + box["height"] * 0.3)
+    tip = page.locator(".panel .tip").first
+    wait(page, "[...document.querySelectorAll('.panel .tip')].some(t => !t.hidden)")
+    assert "UTC" in tip.inner_text() and "webarch:stage_temp:" in tip.inner_text()  # at the cursor
+    tb = tip.bounding_box()
+    assert abs(tb["x"] - (box["x"] + box["width"] * 0.9)) < 400
     shot(page, "web-states-week")
     drag(page, 1, 0.75, 0.95)
     wait(page, IDLE + " && window.sisock.view.range === null")

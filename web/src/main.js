@@ -250,6 +250,7 @@ function rebuildPanel(p, fetch = true) {
         u.setSelect({ left: 0, top: 0, width: 0, height: 0 }, false);
         userRange(min, max);
       }],
+      setCursor: [(u) => moveTip(p, u)],
       draw: [() => {
         probe.paints.push({ panel: S.panels.indexOf(p), at: performance.now(), reason: p.reason || "scale" });
         p.reason = null;
@@ -257,6 +258,11 @@ function rebuildPanel(p, fetch = true) {
     },
   });
   p.u = new uPlot(opts, buildData(p), plot);
+  p.tip = el("div", { class: "tip" });
+  p.tip.hidden = true;
+  p.u.over.append(p.tip);
+  p.u.over.addEventListener("mouseenter", () => { p.hover = true; });
+  p.u.over.addEventListener("mouseleave", () => { p.hover = false; p.tip.hidden = true; });
   p.u.setScale("x", { min: S.range[0], max: S.range[1] });
   renderWhy(p);
   if (fetch) fetchPanel(p);
@@ -308,6 +314,35 @@ function renderStats(p) {
       ...cells.map((c) => el("td", {}, c)));
   });
   p.stats.replaceChildren(el("tr", {}, ...["", "min", "max", "mean", "last"].map((h) => el("th", {}, h))), ...rows);
+}
+
+// The tooltip at the cursor of the panel under the mouse: time and each
+// field's nearest value at that time.
+function moveTip(p, u) {
+  const { left, top, idx } = u.cursor;
+  if (!p.tip || !p.hover || idx === null || idx === undefined || left < 0) { if (p.tip) p.tip.hidden = true; return; }
+  const x = u.data[0];
+  const near = (ys) => { // joined tables leave holes: look around idx for this field's sample
+    for (let d = 0; d < 50; d++) {
+      if (ys[idx - d] !== undefined && ys[idx - d] !== null && idx - d >= 0) return ys[idx - d];
+      if (ys[idx + d] !== undefined && ys[idx + d] !== null && idx + d < ys.length) return ys[idx + d];
+    }
+    return null;
+  };
+  const rows = [el("div", { class: "t" }, new Date(x[idx] * 1000).toISOString().slice(0, 19).replace("T", " ") + " UTC")];
+  for (let i = 1; i < u.series.length; i++) {
+    const sr = u.series[i];
+    rows.push(el("div", {}, el("span", { class: "sw", style: `background:${typeof sr.stroke === "function" ? sr.stroke(u, i) : sr.stroke}` }),
+      `${keyOf(p.fields[i - 1])}: `, el("b", {}, sr.value(u, near(u.data[i])))));
+  }
+  p.tip.replaceChildren(...rows);
+  p.tip.hidden = false;
+  const w = p.tip.offsetWidth;
+  const h = p.tip.offsetHeight;
+  const W = u.over.clientWidth;
+  const H = u.over.clientHeight;
+  p.tip.style.left = `${left + 14 + w > W ? Math.max(0, left - 14 - w) : left + 14}px`;
+  p.tip.style.top = `${top + 14 + h > H ? Math.max(0, top - 14 - h) : top + 14}px`;
 }
 
 // ---------------------------------------------------------------- empty panels
