@@ -183,7 +183,8 @@ def test_pick_zoom_reload(web_demo, client, page):
 
 def test_live_tail_and_node_loss(web_demo, procs, page):
     """A live node's tail grows on screen without re-fetching; stopping the node
-    raises the banner naming it."""
+    raises the banner naming it and takes it off the live list; restarted, it is
+    back on the list and drawing."""
     node = procs("brsens", "serve", "sensors", "--name", "brsens", "--interval", "0.25")
     wait_for(lambda: "brsens" in web_demo.nodes(), 30, "brsens never listed")
     page.goto(web_demo.url + "/?panels=brsens:cpu_percent,brsens:mem_percent&range=15m")
@@ -212,6 +213,12 @@ def test_live_tail_and_node_loss(web_demo, procs, page):
     drag(page, 0, 0.97, 1.0)  # zoom into the samples the tail drew
     wait(page, IDLE + " && window.sisock.view.range === null && window.sisock.panels[0].data[0].length > 2")
     shot(page, "web-live-zoomed")
+    page.click('#presets button[data-range="15m"]')
+    again = procs("brsens", "serve", "sensors", "--name", "brsens", "--interval", "0.25")
+    n = page.evaluate("window.sisock.live.length")
+    wait(page, f"document.querySelector('#live-state').innerText.includes('brsens') && "
+               f"window.sisock.live.length > {n} && document.querySelector('#banner').hidden")
+    again.stop()  # back on the live list and drawing again after a restart
 
 
 def test_default_view_for_a_newcomer(web_demo, page):

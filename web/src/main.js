@@ -892,10 +892,26 @@ async function pollStatus() {
     $("#status").title = s.connected ? `connected to ${s.router}` : `router ${s.router} away`;
     if (!s.connected) showError("router", new Error(`The web bridge is not connected to the router at ${s.router}: retrying`));
     else if (S.errors.has("router")) { clearError("router"); fetchAll(); }
+    if (s.connected && s.hub) await nodesBack(new Set(s.nodes || []));
   } catch (e) {
     $("#status").className = "bad";
     showError("bridge", e);
   }
+}
+
+// The hub lists a node again (restarted) or a new one: the live stream, the
+// picker and the panels take it back (the stream itself only relays the
+// nodes it was opened for).
+async function nodesBack(names) {
+  let changed = false;
+  for (const n of [...S.down]) {
+    if (names.has(n)) { S.down.delete(n); clearError("node:" + n); changed = true; }
+  }
+  if ([...names].some((n) => !S.nodes.some((x) => x.name === n))) { await loadNodes(); changed = true; }
+  if (!changed) return;
+  for (const p of S.panels) renderWhy(p);
+  syncLive();
+  fetchAll();
 }
 
 // A first view for a newcomer: one panel per node (up to four) with the
