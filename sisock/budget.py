@@ -120,7 +120,7 @@ def upper_bound(reply: Mapping[str, Any]) -> int:
 def largest_size(payload: Any) -> tuple[int, str]:
     """``(bytes, serializer)`` of the largest encoding of ``payload``."""
     sizes = encoded_sizes(payload)
-    name = max(sizes, key=sizes.get)
+    name = max(sizes, key=lambda k: sizes[k])
     return sizes[name], name
 
 

@@ -37,12 +37,21 @@ Methods run in a worker thread; a core that keeps mutable state guards it.
 
 from __future__ import annotations
 
+from typing import Protocol, runtime_checkable
+
 from .errors import TooMuchData
 from .protocol import Result
 
 
-class DataCore:
-    """Base class documenting the contract (subclassing it is optional).
+@runtime_checkable
+class DataCore(Protocol):
+    """The data-core contract as a :class:`typing.Protocol`.
+
+    Any object with these attributes and methods is a core
+    (``isinstance(obj, DataCore)`` checks their presence); subclassing is
+    optional and gives :meth:`limit` and the default limits.
+    ``tests/test_core_contract.py`` runs the same conformance checks against
+    every core shipped.
 
     Attributes
     ----------

@@ -124,6 +124,31 @@ class Uris:
             return None
         return parts[0]
 
+    def owned_prefixes(self, name: str) -> tuple[str, str]:
+        """URI prefixes that belong to whoever owns data-node ``name``.
+
+        ``{base}.consumer.<name>.`` (the node's RPCs and live topic) and
+        ``{base}.operator.<name>.`` (operator writes, DESIGN section 7).
+        """
+        return f"{self.base}.consumer.{name}.", f"{self.base}.operator.{name}."
+
+    def owned_name(self, uri: str) -> str | None:
+        """``<name>`` of ``{base}.consumer.<name>.<leaf>`` or ``{base}.operator.<name>.<leaf>``."""
+        name = self.node_name(uri)
+        if name is not None:
+            return name
+        prefix = f"{self.base}.operator."
+        if not uri.startswith(prefix):
+            return None
+        parts = uri[len(prefix):].split(".")
+        if len(parts) != 2 or not parts[1] or not valid_name(parts[0]):
+            return None
+        return parts[0]
+
+    def is_operator(self, uri: str) -> bool:
+        """True for a URI under ``{base}.operator.``."""
+        return uri.startswith(f"{self.base}.operator.")
+
     # hub procedures (nodes call them) and topics (consumers follow them)
     @property
     def add(self) -> str:
@@ -169,6 +194,16 @@ class Uris:
     def authorize(self) -> str:
         """The router-embedded dynamic authorizer's procedure."""
         return self("authorize")
+
+    @property
+    def authorizer_release(self) -> str:
+        """``authorizer.release(name, session) -> bool`` (hub only): forget an owner."""
+        return self("authorizer.release")
+
+    @property
+    def authorizer_owned(self) -> str:
+        """``authorizer.owned() -> [[session, authid, name, replica], ...]`` (hub only)."""
+        return self("authorizer.owned")
 
 
 # -- times -----------------------------------------------------------------
@@ -240,6 +275,13 @@ ENCODINGS = (None, "json", "binary")
 DEFAULT_MESSAGE_BYTES = 2**20
 ROUTER_MESSAGE_BYTES = 64 * 2**20
 MIN_MESSAGE_BYTES = 64 * 2**10
+#: RawSocket carries at most 16 MiB per message (its length prefix).
+RAWSOCKET_MESSAGE_BYTES = 2**24
+
+
+def transport_message_bytes(kind: str) -> int:
+    """The largest message a transport kind carries: ``"rawsocket"`` or ``"websocket"``."""
+    return RAWSOCKET_MESSAGE_BYTES if kind == "rawsocket" else ROUTER_MESSAGE_BYTES
 
 #: At most this many fields in one ``get_data`` call, each name at most
 #: :data:`MAX_FIELD_NAME` characters.

@@ -3,8 +3,9 @@
 A :class:`ReadableFile` knows the file's timelines (fields, span, sample
 count) either from the archive index (no file open) or by reading the file
 (:meth:`ReadableFile.load`).  Reads borrow an HDF5 handle from the owning
-reader's :class:`~sisock.archive.handles.HandleCache`; summary tables of the
-coarse levels come from the index when it holds them.
+reader's :class:`~sisock.archive.handles.HandleCache` (the process's one
+handle per file); summary tables of the coarse levels come from the index
+when it holds them.
 
 ``complete`` files (cleanly closed) never change and have all their summary
 rows; ``immutable`` files (closed or crashed) never change; the one growing
@@ -108,7 +109,7 @@ class ReadableFile:
         """Read (or, for a growing file, refresh) per-timeline metadata."""
         if self.loaded and self.immutable:
             return
-        with self._lock, self._handles.borrow(self.path) as h:
+        with self._lock, self._handles.borrow(self.path, live=not self.immutable) as h:
             if not self.loaded:
                 self.timelines = {tl: TimelineInfo(specs, numeric, min_level)
                                   for tl, (specs, numeric, min_level) in h5io.read_layout(h).items()}
@@ -153,7 +154,7 @@ class ReadableFile:
 
     def _read_table(self, timeline: str, i: int) -> np.ndarray:
         self._mark()
-        with self._handles.borrow(self.path) as h:
+        with self._handles.borrow(self.path, live=not self.immutable) as h:
             return h5io.read_level_table(h, timeline, i, not self.immutable)
 
     def coverage(self, timeline: str) -> list[float]:
@@ -173,7 +174,7 @@ class ReadableFile:
         if i1 <= i0:
             return np.zeros(0)
         self._mark()
-        with self._handles.borrow(self.path) as h:
+        with self._handles.borrow(self.path, live=not self.immutable) as h:
             return h5io.read_times(h, timeline, i0, i1)
 
     def read_field(self, timeline: str, name: str, i0: int, i1: int) -> np.ndarray:
@@ -182,7 +183,7 @@ class ReadableFile:
         if i1 <= i0:
             return missing_values(ftype, 0)
         self._mark()
-        with self._handles.borrow(self.path) as h:
+        with self._handles.borrow(self.path, live=not self.immutable) as h:
             return h5io.read_values(h, timeline, name, ftype, i0, i1, not self.immutable)
 
     def index(self, timeline: str, x: float) -> int:

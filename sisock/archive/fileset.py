@@ -10,8 +10,11 @@ An index record whose file is gone is ignored.
 Each refresh returns a :class:`Snapshot`, an immutable summary of the
 immutable files (plus the growing ones), so that queries on several
 threads work on a consistent view while the next refresh builds another.
-The file set owns the reader's HDF5 handles (:class:`.handles.HandleCache`)
-and the cache of per-file summary tables (:class:`.rowcache.ByteLRU`).
+The file set holds the reader's share of the process's HDF5 handles
+(:class:`.handles.HandleCache`) and the cache of per-file summary tables
+(:class:`.rowcache.ByteLRU`).  A file the writer is renaming can vanish
+between the listing and a read: the read raises ``FileNotFoundError``,
+and the reader lists again (:meth:`FileSet.invalidate`) and retries.
 """
 
 from __future__ import annotations
@@ -185,7 +188,7 @@ class FileSet:
                  table_cache_bytes: int = 64 * 2**20,
                  on_read: Callable[[int], None] | None = None) -> None:
         self.directory = directory
-        self.handles = HandleCache(h5io.ReadHandle, max_open_files)
+        self.handles = HandleCache(h5io.pool(), max_open_files)
         self.tables = ByteLRU(table_cache_bytes)
         self._on_read = on_read
         self._catalog = catalog.Catalog(directory)
@@ -265,10 +268,17 @@ class FileSet:
                     self._catalog.invalidate()
                     self._files.pop(f.seq, None)
                     return False
-                log.error("archive: skipping unreadable file %s (%s)", f.path, exc)
+                # a file being written is retried at the next refresh; a damaged
+                # immutable file is worth an error line
+                (log.debug if not f.immutable else log.error)(
+                    "archive: skipping unreadable file %s (%s)", f.path, exc)
                 self._files.pop(f.seq).release()
                 self._catalog.invalidate()
         return True
+
+    def invalidate(self) -> None:
+        """List the directory again at the next refresh (a file was renamed under a read)."""
+        self._catalog.invalidate()
 
     def index_tables(self, files: list[ReadableFile], timeline: str, level: int
                      ) -> list[np.ndarray] | None:
@@ -287,7 +297,7 @@ class FileSet:
             return None
 
     def close(self) -> None:
-        """Close every handle and the index."""
+        """Release every handle and the index (idempotent)."""
         with self._lock:
             self.handles.close()
             self._index.close()

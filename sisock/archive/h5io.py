@@ -25,14 +25,23 @@ Every object is created before SWMR mode is switched on (HDF5 cannot add
 objects or attributes under SWMR); afterwards datasets only grow.  Readers
 always open with ``swmr=True`` (:func:`open_readonly`) so that files of a
 live or crashed writer open as well as closed ones.  The read functions
-below take an open handle; which handles stay open is the business of
-:mod:`sisock.archive.handles`.
+below take an open handle; which handles are open is the business of
+:mod:`sisock.archive.handles`: every read of an archive file in a process
+goes through its one pool, because HDF5 breaks when a dataset is refreshed
+while a second handle of the same process has the file open.
+
+A writer creates a file under a temporary name (:func:`creating_path`,
+not an archive name, so readers never list it) and gives it its
+``.open.h5`` name only once SWMR mode is on: a reader never meets a file
+it cannot open yet.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import threading
 import time
 from typing import Any
 
@@ -40,6 +49,7 @@ import h5py
 import numpy as np
 
 from ..protocol import FieldSpec
+from .handles import HandlePool
 from .summary import LEVELS, table_width
 
 log = logging.getLogger(__name__)
@@ -143,6 +153,10 @@ class WritableFile:
         Chunk rows of each summary level.
     min_levels : dict, optional
         Per timeline, index of the finest summary level to store (default 0).
+    lock : threading.RLock, optional
+        The lock the caller holds while it appends and flushes; readers of
+        this process hold it too while they read the file (:mod:`.handles`).
+        The caller calls ``pool().writer_closed(path)`` once the file is closed.
     """
 
     def __init__(
@@ -156,13 +170,17 @@ class WritableFile:
         chunk_rows: int | dict[str, int] = 4096,
         level_chunks: list[int] | None = None,
         min_levels: dict[str, int] | None = None,
+        lock: Any = None,
     ) -> None:
         self.path = path
         opts = compression_options(compression)
         str_opts = compression_options("lz4")
         min_levels = min_levels or {}
         level_chunks = level_chunks or [64] * len(LEVELS)
-        f = h5py.File(path, "w-", libver="latest")
+        creating = creating_path(path)
+        if os.path.exists(path):
+            raise FileExistsError(path)
+        f = h5py.File(creating, "w", libver="latest")
         try:
             f.attrs["format"] = FORMAT
             f.attrs["version"] = VERSION
@@ -193,8 +211,13 @@ class WritableFile:
                     )
                 self._ds[tl] = d
             f.swmr_mode = True
+            if lock is not None:  # before any reader of this process can see the file
+                pool().writer_opened(creating, lock)
+            os.rename(creating, path)
         except BaseException:
             f.close()
+            if os.path.exists(creating):
+                os.unlink(creating)
             raise
         self._f = f
 
@@ -227,6 +250,11 @@ class WritableFile:
             self._f.close()
 
 
+def creating_path(path: str) -> str:
+    """Where the file that will be ``path`` is created (no reader lists it)."""
+    return path + ".creating"
+
+
 def _extend(ds: h5py.Dataset, rows: np.ndarray) -> None:
     n = ds.shape[0]
     ds.resize(n + len(rows), axis=0)
@@ -245,15 +273,30 @@ def open_readonly(path: str) -> h5py.File:
 class ReadHandle:
     """An open archive file with its datasets looked up once (path lookups cost ~50 us each).
 
+    Open through :func:`pool` only (one handle
+    per file per process).
+
     Parameters
     ----------
     path : str
         The file.
+
+    Attributes
+    ----------
+    live : bool
+        The file was being written when it was opened (or since): every read
+        refreshes first, so the handle never serves what it saw before the
+        writer's last flush or close.
+    lock : threading.RLock
+        Held around each refresh-then-read, so threads sharing the handle
+        see consistent shapes.
     """
 
     def __init__(self, path: str) -> None:
         self.h5 = open_readonly(path)
         self._datasets: dict[str, h5py.Dataset] = {}
+        self.live = False
+        self.lock = threading.RLock()
 
     def dataset(self, key: str) -> h5py.Dataset:
         """The dataset at ``key`` (e.g. ``"tl/t"``)."""
@@ -274,6 +317,20 @@ class ReadHandle:
         self.close()
 
 
+_pool: HandlePool | None = None
+_pool_lock = threading.Lock()
+
+
+def pool() -> HandlePool:
+    """The process's one pool of archive file handles (:mod:`.handles`), made on first use."""
+    global _pool
+    if _pool is None:
+        with _pool_lock:
+            if _pool is None:
+                _pool = HandlePool(ReadHandle)
+    return _pool
+
+
 def read_layout(h: ReadHandle) -> dict[str, tuple[dict[str, FieldSpec], list[str], int]]:
     """Per timeline: ``(field specs, numeric field names, min_level)``."""
     out = {}
@@ -283,37 +340,41 @@ def read_layout(h: ReadHandle) -> dict[str, tuple[dict[str, FieldSpec], list[str
     return out
 
 
+def _fresh(h: ReadHandle, key: str, refresh: bool) -> h5py.Dataset:
+    """The dataset at ``key``, refreshed if the file may have grown (``h.lock`` held)."""
+    ds = h.dataset(key)
+    if refresh or h.live:
+        ds.refresh()
+    return ds
+
+
 def read_span(h: ReadHandle, timeline: str, refresh: bool) -> tuple[int, float, float]:
     """``(count, t_first, t_last)`` of a timeline (NaN times when empty)."""
-    ds = h.dataset(f"{timeline}/t")
-    if refresh:
-        ds.refresh()
-    n = ds.shape[0]
-    if not n:
-        return 0, float("nan"), float("nan")
-    return n, float(ds[0]), float(ds[n - 1])
+    with h.lock:
+        ds = _fresh(h, f"{timeline}/t", refresh)
+        n = ds.shape[0]
+        if not n:
+            return 0, float("nan"), float("nan")
+        return n, float(ds[0]), float(ds[n - 1])
 
 
 def read_level_table(h: ReadHandle, timeline: str, level: int, refresh: bool) -> np.ndarray:
     """The stored table of summary level index ``level`` (see :mod:`.summary`)."""
-    ds = h.dataset(f"{timeline}/s{LEVELS[level]}")
-    if refresh:
-        ds.refresh()
-    return ds[()]
+    with h.lock:
+        return _fresh(h, f"{timeline}/s{LEVELS[level]}", refresh)[()]
 
 
 def read_times(h: ReadHandle, timeline: str, i0: int, i1: int) -> np.ndarray:
     """Times ``[i0, i1)`` of a timeline."""
-    return h.dataset(f"{timeline}/t")[i0:i1]
+    with h.lock:
+        return _fresh(h, f"{timeline}/t", False)[i0:i1]
 
 
 def read_values(h: ReadHandle, timeline: str, name: str, ftype: str, i0: int, i1: int,
                 refresh: bool) -> np.ndarray:
     """Values ``[i0, i1)`` of a field in the API dtype (float64, bool, str)."""
-    ds = h.dataset(f"{timeline}/f/{name}")
-    if refresh:
-        ds.refresh()
-    raw = ds[i0:i1]
+    with h.lock:
+        raw = _fresh(h, f"{timeline}/f/{name}", refresh)[i0:i1]
     if ftype == "bool":
         return raw.astype(bool)
     if ftype == "string":
@@ -323,13 +384,14 @@ def read_values(h: ReadHandle, timeline: str, name: str, ftype: str, i0: int, i1
 
 def read_root_attrs(path: str) -> dict[str, Any]:
     """Root attributes of a file (used by a restarting writer)."""
-    with open_readonly(path) as f:
+    with pool().borrow(path) as h:
+        f = h.h5
         out = {k: f.attrs[k] for k in f.attrs}
         out["_t_last"] = {}
-        for tl, g in f.items():
-            n = g["t"].shape[0]
+        for tl in f:
+            n, _, t_last = read_span(h, tl, refresh=False)
             if n:
-                out["_t_last"][tl] = float(g["t"][n - 1])
+                out["_t_last"][tl] = t_last
     return out
 
 
@@ -351,7 +413,7 @@ def describe(path: str, from_level: int) -> dict[str, dict[str, Any]]:
         stored table, levels ``>= max(from_level, min_level)``).
     """
     out: dict[str, dict[str, Any]] = {}
-    with ReadHandle(path) as h:
+    with pool().borrow(path) as h:
         for tl, (specs, numeric, min_level) in read_layout(h).items():
             count, t_first, t_last = read_span(h, tl, refresh=False)
             tables = {i: read_level_table(h, tl, i, refresh=False)

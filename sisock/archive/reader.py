@@ -19,7 +19,15 @@ Behaviour
   level, fields) and cached (:mod:`sisock.archive.rowcache`), so a long
   query costs about one numpy pass over a few rows per output bin.
 * Safe to call from several threads at once: no query waits for another
-  except while the file list is refreshed.
+  except while the file list is refreshed.  Any number of readers may live
+  in one process: they share one HDF5 handle per file
+  (:mod:`sisock.archive.handles` says why that matters).
+* A file renamed by the writer during a query (``.open.h5`` to ``.h5``) is
+  found under its new name within the same query: the directory is listed
+  again and the query restarts.
+* A reader is a context manager; :meth:`ArchiveReader.close` is idempotent,
+  and a reader dropped without ``close()`` releases its files at once (no
+  reference cycle keeps it).
 * ``finalized_until``: None when nothing returned can change any more, i.e.
   no writer has a file open, or the timeline already has data at or after
   ``end``.  Otherwise, for raw data, the last stored time of the timeline
@@ -51,7 +59,7 @@ from ..downsample import (
     sorted_bins,
 )
 from ..core import too_much_data
-from ..protocol import Result, check_min_stride, missing_values
+from ..protocol import check_min_stride, missing_values
 from .checks import check_max_samples, check_range
 from .datafile import ReadableFile
 from .fileset import FileSet, Snapshot
@@ -80,17 +88,14 @@ class ArchiveReader:
         self.directory = os.fspath(directory)
         self.max_open_files = int(max_open_files)
         self.cache_bytes = int(cache_bytes)
-        self._local = threading.local()
+        self._reads = _ReadLog()
+        # the file set must not refer back to the reader (no cycle: a dropped reader
+        # frees its files at once, whatever the garbage collector does)
         self.files = FileSet(self.directory, self.max_open_files, table_cache_bytes,
-                             on_read=self._note_read)
+                             on_read=self._reads.note)
         self._runs = RunCache(self.cache_bytes)
         #: Sequence numbers of the files whose data the last query (of this thread) read.
         self.last_files_read: set[int] = set()
-
-    def _note_read(self, seq: int) -> None:
-        touched = getattr(self._local, "touched", None)
-        if touched is not None:
-            touched.add(seq)
 
     @property
     def file_opens(self) -> int:
@@ -106,6 +111,9 @@ class ArchiveReader:
         dict
             ``{name: {"t_first", "t_last", "count", "fields": [names]}}``.
         """
+        return self._retry(self._timelines)
+
+    def _timelines(self) -> dict[str, dict]:
         snapshot = self.files.refresh()
         fields, files = snapshot.current()
         out: dict[str, dict] = {}
@@ -138,6 +146,9 @@ class ArchiveReader:
             than two).
         """
         start, end = check_range(start, end)
+        return self._retry(self._fields, start, end)
+
+    def _fields(self, start: float, end: float) -> tuple[dict, dict]:
         snapshot = self.files.refresh()
         specs, files = snapshot.current()
         field_out: dict[str, dict] = {}
@@ -216,13 +227,23 @@ class ArchiveReader:
         start, end = check_range(start, end)
         max_samples = check_max_samples(max_samples)
         fields = list(dict.fromkeys(fields))
-        self._local.touched = touched = set()
+        self._reads.touched = touched = set()
         try:
-            out = self._read(fields, start, end, min_stride, method, max_samples)
+            out = self._retry(self._read, fields, start, end, min_stride, method, max_samples)
         finally:
-            self._local.touched = None
+            self._reads.touched = None
         self.last_files_read = touched
         return out
+
+    def _retry(self, query, *args):
+        """Run ``query``, listing the directory again if a file was renamed under it."""
+        for attempt in range(RENAME_RETRIES):
+            try:
+                return query(*args)
+            except FileNotFoundError:
+                if attempt == RENAME_RETRIES - 1:
+                    raise
+                self.files.invalidate()
 
     def _read(self, fields: list[str], start: float, end: float, min_stride: float | None,
               method: str, max_samples: int | None) -> dict:
@@ -397,7 +418,7 @@ class ArchiveReader:
         return RunRows(np.asarray(seqs, np.int64), offsets, bucket, BucketStats.concat(stats, len(nums)))
 
     def close(self) -> None:
-        """Release every HDF5 handle and the index."""
+        """Release every HDF5 handle and the index (idempotent)."""
         self.files.close()
 
     def __enter__(self) -> ArchiveReader:
@@ -405,6 +426,23 @@ class ArchiveReader:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+#: Times a query restarts because a file was renamed under it (each file is
+#: renamed at most twice in its life, so this never runs out in practice).
+RENAME_RETRIES = 8
+
+
+class _ReadLog(threading.local):
+    """Per thread, the sequence numbers of the files the current query read."""
+
+    touched: set[int] | None = None
+
+    def note(self, seq: int) -> None:
+        """Record that file ``seq`` was read (when a query is under way)."""
+        touched = self.touched
+        if touched is not None:
+            touched.add(seq)
 
 
 class _Overlap:

@@ -218,6 +218,24 @@ def check_budget(span: float, min_stride: float | None, nfields: int, method: st
         raise too_much(span, nfields, method, limit, int(n))
 
 
+def check_total_budget(span: float, min_stride: float | None,
+                       groups: list[tuple[int, str | None]], limit: int) -> None:
+    """Refuse a request of several ``(number of fields, method)`` groups whose
+    answers together would exceed ``limit`` values (see :func:`check_budget`).
+
+    Raises
+    ------
+    WebError
+        413 ``too_much_data`` with the ``min_stride`` that fits the whole answer.
+    """
+    if min_stride is None or span <= 0:
+        return
+    weighted = sum((2 if method == "minmax" else 1) * max(1, n) for n, method in groups)
+    n = (span / min_stride + 1) * weighted
+    if n > limit:
+        raise too_much(span, weighted, None, limit, int(n))
+
+
 def too_much(span: float, nfields: int, method: str | None, limit: int, n: int) -> WebError:
     """The 413 error for ``n`` values over ``limit``, suggesting a ``min_stride``."""
     per_bin = 2 if method == "minmax" else 1
