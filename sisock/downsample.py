@@ -385,7 +385,8 @@ def _raw_stats(starts: np.ndarray, v: np.ndarray, need: tuple[str, ...]) -> Buck
 
 
 def finish(
-    bins: np.ndarray, stats: BucketStats, stride: float, method: str
+    bins: np.ndarray, stats: BucketStats, stride: float, method: str,
+    span: tuple[float, float] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Turn per-bin statistics into output times and values.
 
@@ -399,6 +400,10 @@ def finish(
         Bin width in seconds.
     method : str
         One of :data:`METHODS`.
+    span : (float, float), optional
+        The query's ``[start, end)``. ``minmax`` stamps its pair at ¼ and ¾
+        of the part of each bin inside it, so no stamp lies outside the
+        range (whole bins: ¼ and ¾ of the bin, as without ``span``).
 
     Returns
     -------
@@ -412,6 +417,11 @@ def finish(
         t = np.empty(2 * k.size)
         t[0::2] = k * stride + 0.25 * stride
         t[1::2] = k * stride + 0.75 * stride
+        if span is not None and k.size:  # bins the range cuts: stamps inside the range
+            lo, hi = np.maximum(k * stride, span[0]), np.minimum((k + 1) * stride, span[1])
+            cut = (lo > k * stride) | (hi < (k + 1) * stride)
+            t[0::2][cut] = (lo + 0.25 * (hi - lo))[cut]
+            t[1::2][cut] = (lo + 0.75 * (hi - lo))[cut]
         v = np.empty((2 * k.size, stats.nfields))
         v[0::2] = np.where(stats.min_first, stats.min, stats.max)
         v[1::2] = np.where(stats.min_first, stats.max, stats.min)
@@ -492,6 +502,7 @@ def downsample_columns(
     columns: Mapping[str, np.ndarray],
     stride: float,
     method: str = "mean",
+    span: tuple[float, float] | None = None,
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Downsample several fields that share one timeline.
 
@@ -506,6 +517,8 @@ def downsample_columns(
         :func:`sisock.protocol.check_min_stride`).
     method : str
         One of :data:`METHODS`.
+    span : (float, float), optional
+        The query's ``[start, end)`` (see :func:`finish`).
 
     Returns
     -------
@@ -535,7 +548,7 @@ def downsample_columns(
     else:
         stacked = np.zeros((t.size, 0))
     st = _raw_stats(starts, stacked, NEEDS[method])
-    tt, vv = finish(ub, st, stride, method)
+    tt, vv = finish(ub, st, stride, method, span)
     for i, k in enumerate(num):
         out[k] = vv[:, i]
     for k, v in cols.items():

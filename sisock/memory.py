@@ -159,7 +159,7 @@ def query_data(timelines: Mapping[str, Timeline], fields: list[str], start: floa
         t = tl.t[w]
         vals = {f: tl.values[f][w] for f in fs}
         if min_stride is not None:
-            t, vals = downsample_columns(t, vals, min_stride, method)
+            t, vals = downsample_columns(t, vals, min_stride, method, (start, end))
         final = None
         if live and len(tl.t):
             last = float(tl.t[-1])

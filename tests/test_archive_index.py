@@ -74,7 +74,7 @@ def expected(t, y, start, end, min_stride, method="mean"):
     """Brute force: downsample the raw samples the way the archive promises."""
     sel = (t >= start) & (t < end)
     stride = choose_stride(min_stride)[0]
-    return downsample_columns(t[sel], {"x": y[sel]}, stride, method)
+    return downsample_columns(t[sel], {"x": y[sel]}, stride, method, (start, end))
 
 
 def test_restart_does_no_per_file_work(month, opens):

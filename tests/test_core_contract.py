@@ -128,3 +128,18 @@ def test_too_much_data_names_a_min_stride_that_fits(core):
     suggested = float(str(err.value).split("min_stride >= ")[1].split()[0])
     r = core.get_data([name], start, end, min_stride=suggested)
     assert 0 < len(r.data[name]) <= core.max_samples
+
+
+def test_minmax_stamps_stay_inside_the_range(core):
+    """``minmax`` never returns a time before ``start`` or at/after ``end``, even when the
+    range cuts a bin; times stay strictly increasing."""
+    start, end, fields, _ = span_of(core)
+    name = sorted(fields)[0]
+    t_all = next(iter(core.get_data([name], start, end).timelines.values())).t
+    stride = float(t_all[-1] - t_all[0]) / 10
+    # bins are aligned to the epoch: start 0.9 bin into one, end 0.1 bin into another
+    lo = (np.floor(t_all[0] / stride) + 1.9) * stride
+    hi = (np.floor(t_all[-1] / stride) - 1.9) * stride
+    r = core.get_data([name], lo, hi, min_stride=stride, method="minmax")
+    t = r.timelines[r.field_timeline[name]].t
+    assert len(t) >= 4 and t[0] >= lo and t[-1] < hi and np.all(np.diff(t) > 0)

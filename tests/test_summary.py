@@ -33,7 +33,7 @@ def brute(t, cols, start, end, min_stride, method):
     """Reference: select raw samples in [start, end) and downsample them directly."""
     s, _ = choose_stride(min_stride)
     sel = (t >= start) & (t < end)
-    return downsample_columns(t[sel], {k: v[sel] for k, v in cols.items()}, s, method)
+    return downsample_columns(t[sel], {k: v[sel] for k, v in cols.items()}, s, method, (start, end))
 
 
 def check_equal(res, ref, fields, method):
@@ -225,5 +225,5 @@ def test_small_stride_uses_raw_and_matches(tmp_path, method):
     write(tmp_path, t, cols, 600.0, 3)
     res = ArchiveReader(tmp_path).read(list(SPECS), T0, T0 + 3000, min_stride=7.5, method=method)
     sel = (t >= T0) & (t < T0 + 3000)
-    ref = downsample_columns(t[sel], {k: v[sel] for k, v in cols.items()}, 7.5, method)
+    ref = downsample_columns(t[sel], {k: v[sel] for k, v in cols.items()}, 7.5, method, (T0, T0 + 3000))
     check_equal(res, ref, SPECS, method)

@@ -272,7 +272,7 @@ class ArchiveReader:
                 stride, level = choose_stride(min_stride)
                 if level is None:
                     t, cols = self._read_raw(overlapping, tl, names, types, start, end, None)
-                    t, cols = downsample_columns(t, cols, stride, method)
+                    t, cols = downsample_columns(t, cols, stride, method, (start, end))
                 else:
                     t, cols = self._read_summary(snapshot, overlapping, tl, names, types, start,
                                                  end, stride, level, method)
@@ -366,7 +366,7 @@ class ArchiveReader:
         bins = np.concatenate(bins_parts) if bins_parts else np.zeros(0, np.int64)
         stats = BucketStats.concat(stat_parts, len(nums))
         out_bins, reduced = reduce_buckets(bins, stats, NEEDS[method])
-        t_out, v = finish(out_bins, reduced, stride, method)
+        t_out, v = finish(out_bins, reduced, stride, method, (start, end))
         out = {k: v[:, j] for j, k in enumerate(nums)}
         if strs:
             out.update(self._strings_in_bins(overlapping, tl, strs, types, start, end, stride,
