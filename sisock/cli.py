@@ -133,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .web import app as web_app
     from sisock.servers.modbus import simulator
 
-    from . import accounts, demo, generate, router
+    from . import accounts, demo, generate, operator_cli, router
     from . import serve as servers
 
     parser = argparse.ArgumentParser(
@@ -165,6 +165,10 @@ def build_parser() -> argparse.ArgumentParser:
          demo.add_arguments, cmd_demo, True),
         (sub, "credentials", "issue, list or revoke per-node accounts (for the router)",
          accounts.add_arguments, cmd_credentials, False),
+        (sub, "set", "change a writable point of a node (operator account)",
+         operator_cli.add_set_arguments, operator_cli.run_set, True),
+        (sub, "audit", "print a node's audit log of writes (operator account)",
+         operator_cli.add_audit_arguments, operator_cli.run_audit, True),
     ]
     for parent, name, help_text, add_arguments, handler, connects in commands:
         p = parent.add_parser(name, help=help_text, description=help_text)

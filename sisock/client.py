@@ -31,13 +31,15 @@ from autobahn.wamp.exception import ApplicationError, TransportLost
 from autobahn.wamp.types import CallOptions
 
 from . import wire
+from .client_writes import OperatorCalls
 from .protocol import OLD_NODE_ERRORS, Result, TimelineData
 from .settings import Settings, load_settings
 from .transport import RAWSOCKET_MAX_MESSAGE, WEBSOCKET_MAX_MESSAGE, transport_configs
 
 __all__ = ["connect", "Client", "DataResult", "TimelineData", "ClientError",
            "RouterUnreachable", "AuthenticationFailed", "NodeUnknown", "RemoteError",
-           "CallTimeout"]
+           "CallTimeout", "WriteRefused", "NotAuthorized", "UnknownPoint", "OutOfLimits",
+           "Conflict", "Expired", "RateLimited", "DeviceUnavailable", "WriteBadArgument"]
 
 
 #: Seconds between attempts to rejoin after the connection was lost.
@@ -75,10 +77,77 @@ class RemoteError(ClientError):
         The WAMP error URI, e.g. ``org.simonsobservatory.error.bad_argument``.
     """
 
-    def __init__(self, uri: str, message: str) -> None:
+    def __init__(self, uri: str, message: str, kwargs: dict | None = None) -> None:
         super().__init__(f"{message} [{uri}]")
         self.uri = uri
         self.message = message
+        #: The error's keyword arguments (e.g. ``request_id`` and ``point`` of a refused write).
+        self.kwargs = dict(kwargs or {})
+
+
+class WriteRefused(RemoteError):
+    """A node (or the router) refused an operator write; nothing was written.
+
+    One subclass per refusal (DESIGN: operator writes), raised by
+    :meth:`Client.set`.
+
+    Attributes
+    ----------
+    request_id, point : str or None
+        The refused request and its point.
+    """
+
+    kind = ""
+
+    @property
+    def request_id(self) -> str | None:
+        """The refused request's id."""
+        return self.kwargs.get("request_id")
+
+    @property
+    def point(self) -> str | None:
+        """The refused request's point."""
+        return self.kwargs.get("point")
+
+
+class NotAuthorized(WriteRefused):
+    """Not an operator (refused by the router or the node)."""
+    kind = "not_authorized"
+
+
+class UnknownPoint(WriteRefused):
+    """The point is not declared writable."""
+    kind = "unknown_point"
+
+
+class OutOfLimits(WriteRefused):
+    """Outside min/max, not allowed, overflowing the register, or a step over max_step."""
+    kind = "out_of_limits"
+
+
+class Conflict(WriteRefused):
+    """``expected`` did not match the current value."""
+    kind = "conflict"
+
+
+class Expired(WriteRefused):
+    """``not_after`` had passed."""
+    kind = "expired"
+
+
+class RateLimited(WriteRefused):
+    """Too many writes, or sooner than the point's ``min_interval``."""
+    kind = "rate_limited"
+
+
+class DeviceUnavailable(WriteRefused):
+    """The device is down; nothing was sent or queued."""
+    kind = "device_unavailable"
+
+
+class WriteBadArgument(WriteRefused):
+    """A malformed write (type, NaN, inf, a bool for a number...)."""
+    kind = "bad_argument"
 
 
 class CallTimeout(ClientError, TimeoutError):
@@ -143,7 +212,7 @@ class DataResult(Result):
         return xr.Dataset(variables, coords=coords)
 
 
-class Client:
+class Client(OperatorCalls):
     """A session that reconnects by itself; create with :func:`connect`.
 
     After the router goes away the client rejoins every
@@ -398,7 +467,7 @@ class Client:
                         continue
                     raise NodeUnknown(f"no such procedure {full} (is the node running?)") from None
                 message = exc.args[0] if exc.args else str(exc)
-                raise RemoteError(exc.error, str(message)) from None
+                raise RemoteError(exc.error, str(message), exc.kwargs) from None
 
     def _result(self, fut, session, deadline: float, wait: float, full: str):
         """Wait for a call's answer; raise :class:`_Resend` if its session was lost.
@@ -572,7 +641,9 @@ def connect(url: str | None = None, realm: str | None = None, user: str | None =
     """Connect to a sisock router and return a :class:`Client`.
 
     Parameters default to ``SISOCK_*`` environment variables, then to the
-    consumer role's generated credentials in ``SISOCK_HOME``.
+    consumer role's generated credentials in ``SISOCK_HOME``. Give an
+    operator account's ``user`` and ``secret`` (or ``SISOCK_USER`` /
+    ``SISOCK_SECRET``) to change instruments with :meth:`Client.set`.
 
     Raises
     ------
