@@ -132,8 +132,8 @@ def _typed(exc: Any, node: str, request_id: str | None, args: tuple) -> Exceptio
     from . import client as c
 
     kwargs = dict(exc.kwargs)
-    if request_id is not None:
-        kwargs.setdefault("request_id", request_id)
+    if request_id is not None and not kwargs.get("request_id"):
+        kwargs["request_id"] = request_id
     if exc.uri == "wamp.error.not_authorized":
         point = args[0] if args else None
         kwargs.setdefault("point", point)

@@ -560,6 +560,8 @@ class WriteCore:
     def _refuse(self, exc: WriteRefused, call: SetCall, authid: str | None,
                 role: str | None, t: float, old: Any = None) -> WriteRefused:
         """Audit a refusal (committed) and return it to raise."""
+        exc.request_id = exc.request_id or call.request_id
+        exc.point = exc.point or call.point
         self.audit.record(request_id=call.request_id, t=t, caller_authid=authid,
                           caller_role=role, point=call.point, old=old,
                           requested=_jsonable(call.value), status=exc.kind,

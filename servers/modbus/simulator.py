@@ -184,6 +184,9 @@ class Simulator:
         self.write_count: collections.Counter[int] = collections.Counter()
         #: The last 10000 write requests as ``(function_code, address, values)``.
         self.write_log: collections.deque[tuple[int, int, list]] = collections.deque(maxlen=10000)
+        #: The last 10000 requests of every kind, in arrival order, as
+        #: ``(function_code, address, count)`` (count: values written for a write).
+        self.pdu_log: collections.deque[tuple[int, int, int]] = collections.deque(maxlen=10000)
         #: The last 10000 requests as ``(function_code, address, count)``.
         self.request_log: collections.deque[tuple[int, int, int]] = collections.deque(maxlen=10000)
         self._server: ModbusTcpServer | None = None
@@ -248,9 +251,14 @@ class Simulator:
         self.request_log.clear()
         self.write_count.clear()
         self.write_log.clear()
+        self.pdu_log.clear()
 
     # ------------------------------------------------------------- pymodbus hooks
     def _trace(self, sending: bool, pdu):  # noqa: ANN001, ANN202 (pymodbus hook)
+        if not sending and pdu.function_code in (1, 2, 3, 4, 5, 6, 15, 16):
+            n = pdu.count if pdu.function_code <= 4 else len(
+                getattr(pdu, "registers", None) or getattr(pdu, "bits", None) or [0])
+            self.pdu_log.append((pdu.function_code, pdu.address, n))
         if not sending and pdu.function_code in (1, 2, 3, 4):
             self.request_count[pdu.function_code] += 1
             self.request_log.append((pdu.function_code, pdu.address, pdu.count))

@@ -356,7 +356,7 @@ class ModbusCore(ArchiveNode):
             if not conn.client.connected:
                 raise DeviceUnavailable("device connection lost; nothing was sent", point=name)
             client = conn.client
-            manager = client.transaction
+            manager = client.ctx  # the async client's TransactionManager
             saved = manager.retries
             manager.retries = 0  # sent once: pymodbus would re-send a timed-out request
             try:
