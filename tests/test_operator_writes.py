@@ -570,3 +570,18 @@ def test_bad_write_config_fails_at_start(stack, procs, tmp_path, device):
     assert p.proc.returncode == 2
     assert "max_stepp" in p.log() and "setpoint" in p.log()
     assert "Traceback" not in p.log()
+
+
+def test_grafana_annotations_of_writes(op, node, web_demo):
+    """``sisock web`` serves the node's writes as Grafana annotations (who set what)."""
+    import json
+
+    from conftest import http
+
+    op.set(NODE, "mode", 2, reason="annotation")
+    body = {"range": {"from": "2020-01-01T00:00:00Z", "to": "2100-01-01T00:00:00Z"},
+            "annotation": {"name": "writes", "query": f"{NODE}::write_point"}}
+    status, _, raw = http("POST", web_demo.url + "/annotations", body)
+    assert status == 200, raw
+    out = json.loads(raw)
+    assert any(a["text"].startswith("alice set mode = 2") for a in out), out[-3:]

@@ -287,3 +287,19 @@ def test_authz_operator_rule():
     assert authz.decide(base, f"{base}.operator.mb.set", "call").verdict == "deny"
     assert authz.decide(base, f"{base}.operator.", "register").verdict == "deny"
     assert authz.decide(base, f"{base}.consumer.mb.get_data", "register").verdict == "ask_owner"
+
+
+def test_grafana_write_annotations():
+    """Each write of the ``operator_writes`` timeline is one Grafana annotation."""
+    import numpy as np
+
+    from sisock.web.grafana import write_annotations
+
+    out = write_annotations({"name": "writes"}, "mb", np.array([10.0, 20.0]), {
+        "write_point": np.array(["setpoint", "pump_on"]),
+        "write_value": np.array([297.5, 0.0]),
+        "write_caller": np.array(["alice", "bob"]),
+        "write_status": np.array(["applied", "unverified"])})
+    assert [a["time"] for a in out] == [10000.0, 20000.0]
+    assert out[0]["text"] == "alice set setpoint = 297.5 (applied)"
+    assert "bob" in out[1]["tags"] and out[1]["annotation"] == {"name": "writes"}

@@ -410,6 +410,11 @@ class Api(resource.Resource):
 
     async def annotations(self, request, path) -> None:
         start, end, ann, node, fld = grafana.parse_annotation(self._body(request))
+        if fld in grafana.WRITE_FIELDS:  # a writable node's operator writes: who set what
+            result = await self.bridge.get_data(node, list(grafana.WRITE_FIELDS), start, end)
+            tl = result["timeline"].get(result["field_timeline"].get(fld))
+            return self._json(request, [] if tl is None else grafana.write_annotations(
+                ann, node, tl["t"], result["data"]))
         result = await self.bridge.get_data(node, [fld], start, end)
         tl = result["field_timeline"].get(fld)
         if tl not in result["timeline"]:
