@@ -183,7 +183,7 @@ class AuditLog:
         return rows[0] if rows else None
 
     def query(self, start: float, end: float, point: str | None = None,
-              caller: str | None = None, limit: int = 100_000) -> list[dict]:
+              caller: str | None = None, limit: int = 10_000) -> list[dict]:
         """Records with ``start <= t < end`` (UNIX seconds), oldest first.
 
         Parameters

@@ -486,6 +486,10 @@ class WriteCore:
     rate, burst : float, int, optional
         Writes per second per caller (default the side's ``write_rate`` or
         :data:`DEFAULT_RATE`) and the burst allowed.
+    busy_wait : float
+        Seconds a write waits for the node's previous write to finish
+        before it is refused as ``rate_limited`` (writes are serialised;
+        this bounds how long a worker thread waits).
     """
 
     side: Any
@@ -495,6 +499,7 @@ class WriteCore:
     sleep: Callable[[float], None] = time.sleep
     rate: float | None = None
     burst: int | None = None
+    busy_wait: float = 10.0
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -543,8 +548,15 @@ class WriteCore:
             One subclass per refusal, audited before it is raised.
         """
         t_received = self.clock()
-        with self._lock:
+        if not self._lock.acquire(timeout=self.busy_wait):
+            exc = RateLimited(f"another write to node {self.node!r} has been in progress for "
+                              f"{self.busy_wait:g} s (a long read-back settle?); nothing "
+                              "written, try again", call.request_id, call.point)
+            raise self._refuse(exc, call, caller_authid, caller_role, t_received)
+        try:
             return self._set(call, caller_authid, caller_role, t_received)
+        finally:
+            self._lock.release()
 
     # -- internals ------------------------------------------------------------
     def _authorize(self, authid: str | None, role: str | None, rid: str | None,

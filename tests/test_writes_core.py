@@ -303,3 +303,30 @@ def test_grafana_write_annotations():
     assert [a["time"] for a in out] == [10000.0, 20000.0]
     assert out[0]["text"] == "alice set setpoint = 297.5 (applied)"
     assert "bob" in out[1]["tags"] and out[1]["annotation"] == {"name": "writes"}
+
+
+def test_writes_are_serialised_and_bounded(tmp_path):
+    """A write waits for the node's write in progress, and is refused (audited) after
+    ``busy_wait`` instead of holding a worker thread for ever."""
+    import threading
+
+    side = FakeSide()
+    gate, entered = threading.Event(), threading.Event()
+    plain_write = side.write_point
+
+    def slow_write(name, value):
+        entered.set()
+        gate.wait(10)
+        plain_write(name, value)
+    side.write_point = slow_write
+    audit = AuditLog(tmp_path / "a.sqlite")
+    core = WriteCore(side, audit, "fake", clock=Clock(), sleep=lambda s: None, busy_wait=0.2)
+    first = threading.Thread(target=do_set, args=(core, "pump", False, "slow"))
+    first.start()
+    assert entered.wait(10)
+    with pytest.raises(RateLimited, match="in progress"):
+        do_set(core, "pump", True, "blocked")
+    gate.set()
+    first.join(10)
+    assert side.writes == [("pump", False)]
+    assert [r["status"] for r in audit.query(0, 2e9)] == ["applied", "rate_limited"]  # by intent
