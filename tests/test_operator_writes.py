@@ -585,3 +585,40 @@ def test_grafana_annotations_of_writes(op, node, web_demo):
     assert status == 200, raw
     out = json.loads(raw)
     assert any(a["text"].startswith("alice set mode = 2") for a in out), out[-3:]
+
+
+def test_command_line_set_and_audit(stack, operator, node, device):
+    """``sisock set`` writes (exit 0) or reports a refusal (exit 2, nothing written);
+    ``sisock audit`` prints the table; ``sisock credentials add --role operator`` works."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, SISOCK_USER=operator[0], SISOCK_SECRET=operator[1])
+
+    def sisock(*argv):
+        return subprocess.run([sys.executable, "-m", "sisock", *argv], env=env,
+                              capture_output=True, text=True, timeout=120)
+    before = device.writes
+    dry = sisock("set", NODE, "mode", "3", "--dry-run")
+    assert dry.returncode == 0 and dry.stdout.startswith("dry_run_ok"), dry.stdout + dry.stderr
+    ok = sisock("set", NODE, "mode", "3", "--reason", "from the shell")
+    assert ok.returncode == 0 and ok.stdout.startswith("applied"), ok.stdout + ok.stderr
+    bad = sisock("set", NODE, "mode", "7")
+    assert bad.returncode == 2 and "out_of_limits" in bad.stderr and "nothing" in bad.stderr
+    assert device.writes == before + 1
+    table = sisock("audit", NODE, "--since", "-3600")
+    assert table.returncode == 0, table.stderr
+    lines = table.stdout.splitlines()
+    assert lines[0].startswith("time (UTC)") and "caller" in lines[0]
+    assert any("alice" in ln and "mode" in ln and "from the shell" in ln for ln in lines)
+    assert any("out_of_limits" in ln for ln in lines)
+    anonymous = subprocess.run([sys.executable, "-m", "sisock", "set", NODE, "mode", "2"],
+                               env={k: v for k, v in env.items()
+                                    if k not in ("SISOCK_USER", "SISOCK_SECRET")},
+                               capture_output=True, text=True, timeout=120)
+    assert anonymous.returncode != 0 and "operator account" in anonymous.stderr
+    home = stack.home / "cli-accounts"
+    issued = sisock("credentials", "add", "carol", "--role", "operator", "--home", str(home))
+    assert issued.returncode == 0 and "SISOCK_SECRET=" in issued.stdout
+    assert accounts.read(home)["carol"]["role"] == "operator"
