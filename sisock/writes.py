@@ -36,11 +36,12 @@ Checks (all before anything reaches the device; a refusal never clips)
 3. Arguments are well-formed (:class:`WriteBadArgument`); the point is
    declared (:class:`UnknownPoint`).
 4. The caller's rate (:class:`RateLimited`), ``not_after``
-   (:class:`Expired`), the point's ``min_interval`` (:class:`RateLimited`).
+   (:class:`Expired`).
 5. The value: type (NaN, inf, a bool given as a number, a number given as a
    bool, strings: :class:`WriteBadArgument`), ``allowed``, ``min``/``max``
    and the register range (:class:`OutOfLimits`; a value that needs
-   rounding to fit the register is a :class:`WriteBadArgument`).
+   rounding to fit the register is a :class:`WriteBadArgument`); then the
+   point's ``min_interval`` (:class:`RateLimited`).
 6. The current value is read (:class:`DeviceUnavailable`); ``expected``
    must match it (:class:`Conflict`); the step from it must be at most
    ``max_step`` (:class:`OutOfLimits`).

@@ -321,7 +321,11 @@ class ModbusCore(ArchiveNode):
         """The point's current value, read from the device now."""
         if name not in self._points:
             raise DeviceUnavailable(f"node {self.name!r} has no point {name!r} to read")
-        return self._run(self._read, name)
+        try:
+            return self._run(self._read, name)
+        except TimeoutError:
+            raise DeviceUnavailable(f"reading {name!r} took too long; nothing was written",
+                                    point=name) from None
 
     async def _read(self, name: str) -> Any:
         from .decode import Request, decode_point
@@ -346,7 +350,10 @@ class ModbusCore(ArchiveNode):
 
     def write_point(self, name: str, value: Any) -> None:
         """Send one write of ``value`` (already checked) to the device, once."""
-        return self._run(self._write, name, value)
+        try:
+            return self._run(self._write, name, value)
+        except TimeoutError:
+            raise WriteUncertain("no outcome from the device connection in time") from None
 
     async def _write(self, name: str, value: Any) -> None:
         conn, p = self._connection(name)
