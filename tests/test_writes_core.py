@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+
+import numpy as np
 import sqlite3
 import subprocess
 import sys
@@ -330,3 +332,55 @@ def test_writes_are_serialised_and_bounded(tmp_path):
     first.join(10)
     assert side.writes == [("pump", False)]
     assert [r["status"] for r in audit.query(0, 2e9)] == ["applied", "rate_limited"]  # by intent
+
+
+class WritableCore(FakeSide):
+    """A minimal core (no data of its own) with the write side."""
+
+    name = "gen"
+    description = "a generic writable core"
+    max_samples = 1000
+    max_samples_streamed = 1000
+
+    def get_fields(self, start, end):
+        return {}, {}
+
+    def get_data(self, fields, start, end, min_stride=None, method="mean", *, streaming=False):
+        from sisock.protocol import Result
+
+        return Result(data={f: np.zeros(0) for f in fields})
+
+
+class _Component:
+    def on(self, *args):
+        pass
+
+
+def test_any_core_offers_writes_through_the_shell(tmp_path):
+    """NodeService gives a core with the write side the operator shell, an audit log
+    under SISOCK_HOME and the ``operator_writes`` timeline; a read-only core gets none (the weather and sensors
+    examples are read-only)."""
+    from sisock.core import DataCore
+    from sisock.node import NodeService
+    from sisock.operator import WritesTimeline
+    from sisock.settings import Settings
+
+    settings = Settings(home=tmp_path)
+    service = NodeService(WritableCore(), settings, component=_Component())
+    assert service.operator is not None and isinstance(service.node, WritesTimeline)
+    assert service.operator.uri("set") == "org.simonsobservatory.operator.gen.set"
+    assert (tmp_path / "audit" / "gen.sqlite").exists()
+    out = service.operator.core.set(parse_set(("pump", False, "g1"), {}), *OP)
+    assert out["status"] == "applied"
+    fields, timelines = service.node.get_fields(0, 4e9)
+    assert fields["write_point"]["timeline"] == "operator_writes"
+    r = service.node.get_data(["write_point", "write_caller", "nothing"], 0, 4e9)
+    assert list(r.data["write_point"]) == ["pump"] and list(r.data["write_caller"]) == ["alice"]
+    assert len(r.data["nothing"]) == 0
+    plain = NodeService(DataCore(), settings, component=_Component())
+    assert plain.operator is None
+    from sisock.servers.sensors import SensorsNode
+    from sisock.servers.weather import WeatherNode
+    from sisock.writes import offers_writes
+
+    assert not offers_writes(WeatherNode) and not offers_writes(SensorsNode)
