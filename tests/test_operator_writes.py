@@ -17,7 +17,7 @@ import uuid
 
 import pytest
 
-from conftest import free_port, wait_for, wait_port
+from conftest import free_port, wait_for
 from sisock import accounts
 from sisock.audit import AuditLog
 from sisock.servers.modbus.simulator import Simulator, encode
