@@ -603,6 +603,7 @@ class WriteCore:
 
     def _set(self, call: SetCall, authid: str | None, role: str | None,
              t: float) -> dict:
+        """Checks 1-8 of the module docstring, in order (the lock is held)."""
         rid, p = call.request_id, call.point
         try:
             self._authorize(authid, role, rid, p)
@@ -615,59 +616,78 @@ class WriteCore:
             except WriteBadArgument as exc:
                 raise self._refuse(exc, call, authid, role, t) from None
         try:
-            spec = self.specs.get(p)
-            if spec is None:
-                known = ", ".join(sorted(self.specs)) or "none"
-                raise UnknownPoint(f"node {self.node!r} has no writable point {p!r} "
-                                   f"(writable: {known})", rid, p)
-            wait = self.bucket.take(authid or "", t)
-            if wait > 0:
-                raise RateLimited(f"too many writes from {authid!r} to node {self.node!r} "
-                                  f"(at most {self.bucket.rate:g}/s, burst "
-                                  f"{self.bucket.burst:g}); retry in {wait:.2f} s", rid, p)
-            if call.not_after is not None and t > call.not_after:
-                raise Expired(f"not_after {call.not_after:.3f} has passed (received at "
-                              f"{t:.3f}); nothing written", rid, p)
-            value = check_value(spec, call.value, rid)
-            if spec.min_interval and not call.dry_run and p in self.last_write:
-                since = t - self.last_write[p]
-                if since < spec.min_interval:
-                    raise RateLimited(f"point {p!r} was written {since:.2f} s ago; "
-                                      f"min_interval is {spec.min_interval:g} s", rid, p)
+            spec, value = self._check_request(call, authid, t)
         except WriteRefused as exc:
             raise self._refuse(exc, call, authid, role, t) from None
         old = None
         try:
             old = _jsonable(self.side.read_point(p))
-            if call.expected is not None and not _matches(
-                    spec, old, call.expected, spec.readback.tolerance if spec.readback else 0.0):
-                raise Conflict(f"point {p!r} is {old!r}, not the expected {call.expected!r}; "
-                               "nothing written", rid, p)
-            if spec.max_step is not None and spec.type != "bool":
-                if old is None or not isinstance(old, (int, float)) or not math.isfinite(old):
-                    raise DeviceUnavailable(f"point {p!r}: current value unknown ({old!r}), "
-                                            "so max_step cannot be checked", rid, p)
-                if abs(value - old) > spec.max_step:
-                    raise OutOfLimits(f"point {p!r}: step from {old!r} to {value!r} is "
-                                      f"{abs(value - old):g}, more than max_step="
-                                      f"{spec.max_step:g} (refused, not clipped)", rid, p)
+            self._check_current(spec, call, value, old)
         except WriteRefused as exc:
             raise self._refuse(exc, call, authid, role, t, old) from None
         if call.dry_run:
+            message = "every check passed; nothing written"
+            t_done = self.clock()
             self.audit.record(request_id=rid, t=t, caller_authid=authid, caller_role=role,
                               point=p, old=old, requested=value, status="dry_run_ok",
                               reason=call.reason, dry_run=True, readback=old,
-                              message="every check passed; nothing written",
-                              t_done=self.clock())
+                              message=message, t_done=t_done)
             return {"request_id": rid, "status": "dry_run_ok", "point": p, "old": old,
                     "requested": value, "readback": old, "t_received": t,
-                    "t_done": self.clock(), "message": "every check passed; nothing written"}
+                    "t_done": t_done, "message": message}
+        return self._write(call, spec, value, old, authid, role, t)
+
+    def _check_request(self, call: SetCall, authid: str | None, t: float
+                       ) -> tuple[PointSpec, Any]:
+        """Point, rate, expiry, value and ``min_interval``: everything but the device."""
+        rid, p = call.request_id, call.point
+        spec = self.specs.get(p)
+        if spec is None:
+            known = ", ".join(sorted(self.specs)) or "none"
+            raise UnknownPoint(f"node {self.node!r} has no writable point {p!r} "
+                               f"(writable: {known})", rid, p)
+        wait = self.bucket.take(authid or "", t)
+        if wait > 0:
+            raise RateLimited(f"too many writes from {authid!r} to node {self.node!r} "
+                              f"(at most {self.bucket.rate:g}/s, burst "
+                              f"{self.bucket.burst:g}); retry in {wait:.2f} s", rid, p)
+        if call.not_after is not None and t > call.not_after:
+            raise Expired(f"not_after {call.not_after:.3f} has passed (received at "
+                          f"{t:.3f}); nothing written", rid, p)
+        value = check_value(spec, call.value, rid)
+        if spec.min_interval and not call.dry_run and p in self.last_write:
+            since = t - self.last_write[p]
+            if since < spec.min_interval:
+                raise RateLimited(f"point {p!r} was written {since:.2f} s ago; "
+                                  f"min_interval is {spec.min_interval:g} s", rid, p)
+        return spec, value
+
+    def _check_current(self, spec: PointSpec, call: SetCall, value: Any, old: Any) -> None:
+        """``expected`` (compare-and-set) and ``max_step`` against the value read now."""
+        rid, p = call.request_id, call.point
+        tolerance = spec.readback.tolerance if spec.readback else 0.0
+        if call.expected is not None and not _matches(spec, old, call.expected, tolerance):
+            raise Conflict(f"point {p!r} is {old!r}, not the expected {call.expected!r}; "
+                           "nothing written", rid, p)
+        if spec.max_step is not None and spec.type != "bool":
+            if old is None or not isinstance(old, (int, float)) or not math.isfinite(old):
+                raise DeviceUnavailable(f"point {p!r}: current value unknown ({old!r}), "
+                                        "so max_step cannot be checked", rid, p)
+            if abs(value - old) > spec.max_step:
+                raise OutOfLimits(f"point {p!r}: step from {old!r} to {value!r} is "
+                                  f"{abs(value - old):g}, more than max_step="
+                                  f"{spec.max_step:g} (refused, not clipped)", rid, p)
+
+    def _write(self, call: SetCall, spec: PointSpec, value: Any, old: Any,
+               authid: str | None, role: str | None, t: float) -> dict:
+        """Commit the intent, send once, then read back (:meth:`_finish`)."""
+        rid, p = call.request_id, call.point
         row_id = self.audit.record(request_id=rid, t=t, caller_authid=authid,
                                    caller_role=role, point=p, old=old, requested=value,
                                    status=INTENT, reason=call.reason)
         try:
             self.side.write_point(p, value)
-        except DeviceUnavailable as exc:
+        except DeviceUnavailable as exc:  # nothing was sent
             exc.request_id, exc.point = rid, p
             self.audit.finish(row_id, exc.kind, message=str(exc), t_done=self.clock())
             raise
