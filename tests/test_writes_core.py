@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import math
-
-import numpy as np
 import sqlite3
 import subprocess
 import sys
@@ -334,53 +332,64 @@ def test_writes_are_serialised_and_bounded(tmp_path):
     assert [r["status"] for r in audit.query(0, 2e9)] == ["applied", "rate_limited"]  # by intent
 
 
-class WritableCore(FakeSide):
-    """A minimal core (no data of its own) with the write side."""
+_SHELL_CHECK = """
+import sys
+import numpy as np
+sys.path.insert(0, {tests!r})
+from test_writes_core import FakeSide, OP
+from sisock.core import DataCore
+from sisock.node import NodeService
+from sisock.operator import WritesTimeline
+from sisock.protocol import Result
+from sisock.settings import Settings
+from sisock.writes import offers_writes, parse_set
 
+
+class WritableCore(FakeSide):
     name = "gen"
     description = "a generic writable core"
-    max_samples = 1000
-    max_samples_streamed = 1000
 
     def get_fields(self, start, end):
-        return {}, {}
+        return {{}}, {{}}
 
     def get_data(self, fields, start, end, min_stride=None, method="mean", *, streaming=False):
-        from sisock.protocol import Result
-
-        return Result(data={f: np.zeros(0) for f in fields})
+        return Result(data={{f: np.zeros(0) for f in fields}})
 
 
-class _Component:
+class Component:
     def on(self, *args):
         pass
 
 
+home = {home!r}
+service = NodeService(WritableCore(), Settings(home=home), component=Component())
+assert service.operator is not None and isinstance(service.node, WritesTimeline)
+assert service.operator.uri("set") == "org.simonsobservatory.operator.gen.set"
+out = service.operator.core.set(parse_set(("pump", False, "g1"), {{}}), *OP)
+assert out["status"] == "applied", out
+fields, timelines = service.node.get_fields(0, 4e9)
+assert fields["write_point"]["timeline"] == "operator_writes"
+r = service.node.get_data(["write_point", "write_caller", "nothing"], 0, 4e9)
+assert list(r.data["write_point"]) == ["pump"] and list(r.data["write_caller"]) == ["alice"]
+assert len(r.data["nothing"]) == 0
+plain = NodeService(DataCore(), Settings(home=home), component=Component())
+assert plain.operator is None
+from sisock.servers.sensors import SensorsNode
+from sisock.servers.weather import WeatherNode
+assert not offers_writes(WeatherNode) and not offers_writes(SensorsNode)
+print("ok")
+"""
+
+
 def test_any_core_offers_writes_through_the_shell(tmp_path):
     """NodeService gives a core with the write side the operator shell, an audit log
-    under SISOCK_HOME and the ``operator_writes`` timeline; a read-only core gets none (the weather and sensors
-    examples are read-only)."""
-    from sisock.core import DataCore
-    from sisock.node import NodeService
-    from sisock.operator import WritesTimeline
-    from sisock.settings import Settings
+    under SISOCK_HOME and the ``operator_writes`` timeline; a read-only core gets none
+    (the weather and sensors examples are read-only). Runs in a fresh interpreter
+    (the Twisted shell cannot be imported after the asyncio client)."""
+    from pathlib import Path
 
-    settings = Settings(home=tmp_path)
-    service = NodeService(WritableCore(), settings, component=_Component())
-    assert service.operator is not None and isinstance(service.node, WritesTimeline)
-    assert service.operator.uri("set") == "org.simonsobservatory.operator.gen.set"
+    script = _SHELL_CHECK.format(tests=str(Path(__file__).parent), home=str(tmp_path))
+    p = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                       timeout=120)
+    assert p.returncode == 0 and "ok" in p.stdout, p.stdout + p.stderr
     assert (tmp_path / "audit" / "gen.sqlite").exists()
-    out = service.operator.core.set(parse_set(("pump", False, "g1"), {}), *OP)
-    assert out["status"] == "applied"
-    fields, timelines = service.node.get_fields(0, 4e9)
-    assert fields["write_point"]["timeline"] == "operator_writes"
-    r = service.node.get_data(["write_point", "write_caller", "nothing"], 0, 4e9)
-    assert list(r.data["write_point"]) == ["pump"] and list(r.data["write_caller"]) == ["alice"]
-    assert len(r.data["nothing"]) == 0
-    plain = NodeService(DataCore(), settings, component=_Component())
-    assert plain.operator is None
-    from sisock.servers.sensors import SensorsNode
-    from sisock.servers.weather import WeatherNode
-    from sisock.writes import offers_writes
-
-    assert not offers_writes(WeatherNode) and not offers_writes(SensorsNode)
