@@ -12,8 +12,9 @@ answer leaves the node:
 - a write is recorded twice: its *intent* (status ``intent``) is committed
   before the device is touched, and its outcome replaces the status after;
 - an intent that a crash left without an outcome reads as ``unknown``
-  (:meth:`AuditLog.query`; :meth:`AuditLog.open` also rewrites such rows
-  left by an earlier process). Whether the device received that write
+  (:meth:`AuditLog.query`; opening the log also rewrites such rows left
+  by an earlier process, and only one process may have it open for
+  writing). Whether the device received that write
   cannot be known from here, so nothing is retried by itself;
 - refusals and dry runs are one row each, committed before the refusal or
   the dry-run answer is sent.
@@ -32,7 +33,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["AuditLog", "RECORD_KEYS", "INTENT", "UNKNOWN"]
+from .errors import SisockError
+
+__all__ = ["AuditLog", "AuditLogBusy", "RECORD_KEYS", "INTENT", "UNKNOWN"]
 
 #: Status of a row whose device write has started and not finished.
 INTENT = "intent"
@@ -82,6 +85,31 @@ def _load(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
 
+class AuditLogBusy(SisockError):
+    """Another process owns the audit log (another node of the same name?)."""
+
+    kind = "bad_argument"
+
+
+def _own(path: Path):
+    """Hold an exclusive lock on ``<path>.owner`` for this process's life.
+
+    One process writes a node's audit log; without this, a second one
+    opening it would mark the first one's write in progress ``unknown``.
+    The kernel releases the lock when the process dies, even by ``kill -9``.
+    """
+    import fcntl
+
+    f = open(path.with_name(path.name + ".owner"), "a")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.close()
+        raise AuditLogBusy(f"the audit log {path} is in use by another process (another "
+                           "node of the same name?); one process writes it") from None
+    return f
+
+
 class AuditLog:
     """An append-mostly SQLite audit log of one node's write attempts.
 
@@ -89,6 +117,8 @@ class AuditLog:
     ----------
     path : str or pathlib.Path
         The database file (created with its directory when missing).
+    readonly : bool
+        Only read (another process may own it); no recovery of intents.
 
     Attributes
     ----------
@@ -97,10 +127,17 @@ class AuditLog:
         ``unknown`` when this log was opened.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, readonly: bool = False) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
+        self.recovered = 0
+        self._owner = None
+        if readonly:
+            self._db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True,
+                                       check_same_thread=False, timeout=30.0)
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._owner = _own(self.path)
         self._db = sqlite3.connect(str(self.path), check_same_thread=False,
                                    isolation_level=None, timeout=30.0)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -119,9 +156,12 @@ class AuditLog:
         return cls(path)
 
     def close(self) -> None:
-        """Close the database."""
+        """Close the database (and let another process own it)."""
         with self._lock:
             self._db.close()
+            if self._owner is not None:
+                self._owner.close()
+                self._owner = None
 
     # -- writing -----------------------------------------------------------
     def record(self, *, request_id: str | None, t: float, caller_authid: str | None,

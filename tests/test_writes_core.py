@@ -393,3 +393,22 @@ def test_any_core_offers_writes_through_the_shell(tmp_path):
                        timeout=120)
     assert p.returncode == 0 and "ok" in p.stdout, p.stdout + p.stderr
     assert (tmp_path / "audit" / "gen.sqlite").exists()
+
+
+def test_one_process_owns_the_audit_log(tmp_path):
+    """A second writer of the same audit log is refused (it would turn the first one's
+    write in progress into ``unknown``); readers may open it meanwhile."""
+    from sisock.audit import INTENT, AuditLogBusy
+
+    path = tmp_path / "own.sqlite"
+    owner = AuditLog(path)
+    owner.record(request_id="w", t=1.0, caller_authid="alice", caller_role="operator",
+                 point="p", old=1, requested=2, status=INTENT)
+    with pytest.raises(AuditLogBusy, match="in use"):
+        AuditLog(path)
+    reader = AuditLog(path, readonly=True)
+    assert [r["status"] for r in reader.query(0, 10)] == ["unknown"]  # in flight: not known
+    owner.finish(1, "applied", readback=2)
+    assert [r["status"] for r in reader.query(0, 10)] == ["applied"]
+    owner.close()
+    assert AuditLog(path).recovered == 0
