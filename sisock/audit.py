@@ -42,7 +42,7 @@ INTENT = "intent"
 #: What an intent without an outcome reads as (after a crash).
 UNKNOWN = "unknown"
 
-#: Keys of one audit record, in order (DESIGN: operator writes).
+#: Keys of one audit record, in order (docs/operating.md, "The audit log").
 RECORD_KEYS = ("request_id", "t", "caller_authid", "caller_role", "point", "old",
                "requested", "readback", "status", "reason", "dry_run", "t_done", "message")
 

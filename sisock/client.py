@@ -88,7 +88,7 @@ class RemoteError(ClientError):
 class WriteRefused(RemoteError):
     """A node (or the router) refused an operator write; nothing was written.
 
-    One subclass per refusal (DESIGN: operator writes), raised by
+    One subclass per refusal (docs/operating.md), raised by
     :meth:`Client.set`.
 
     Attributes

@@ -75,7 +75,7 @@ __all__ = [
     "offers_writes", "parse_set", "check_value", "TokenBucket",
 ]
 
-#: The role whose callers may write (DESIGN: security model).
+#: The role whose callers may write (README, "Security model").
 OPERATOR_ROLE = "operator"
 #: Outcome statuses of a write that passed every check.
 STATUSES = ("applied", "unverified", "dry_run_ok")
@@ -246,7 +246,7 @@ class PointSpec:
     raw_integer: bool = False
 
     def describe(self) -> dict[str, Any]:
-        """The ``points`` entry of this point (DESIGN: operator writes)."""
+        """The ``points`` entry of this point (docs/operating.md)."""
         rb = None
         if self.readback is not None:
             rb = {"point": self.readback.point, "tolerance": self.readback.tolerance,
