@@ -19,7 +19,8 @@ COPY sisock ./sisock
 COPY hub ./hub
 COPY servers ./servers
 COPY crossbar ./crossbar
-RUN pip install --no-cache-dir '.[router]'
+# bjdata: optional UBJSON backend built for NumPy 1.x (a traceback in every log); unused
+RUN pip install --no-cache-dir '.[router,modbus,sensors]' && pip uninstall --yes bjdata
 COPY --from=dashboard /src/web/dist /opt/sisock/web
 ENV SISOCK_HOME=/var/lib/sisock \
     SISOCK_WEB_STATIC=/opt/sisock/web

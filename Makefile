@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install run test test-unit bench clean chromium
+.PHONY: install run test test-unit lint bench clean chromium
 
 install: $(STAMP)
 
@@ -15,6 +15,9 @@ $(STAMP): setup.py web/package-lock.json
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip wheel setuptools
 	$(PY) -m pip install --quiet -e '.[test]'
+	# bjdata (an optional UBJSON backend that crossbar pulls in) is built for
+	# NumPy 1.x and prints a traceback in every router log; sisock never uses it
+	$(PY) -m pip uninstall --quiet --yes bjdata
 	cd web && npm ci --no-audit --no-fund && npm run build
 	touch $(STAMP)
 
@@ -32,8 +35,13 @@ chromium:
 run: install web/dist/index.html
 	$(VENV)/bin/sisock demo
 
-test: install web/dist/index.html chromium
+test: install web/dist/index.html chromium lint
 	$(PY) -m pytest
+
+# ruff (lint) over the tree and mypy over the pure core; settings in pyproject.toml
+lint: install
+	$(PY) -m ruff check .
+	$(PY) -m mypy
 
 test-unit: install
 	$(PY) -m pytest -m unit

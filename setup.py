@@ -7,6 +7,22 @@ sub-packages ``sisock.hub`` and ``sisock.servers`` through ``package_dir``.
 
 from setuptools import setup
 
+#: The notebook client (asyncio autobahn, arrays, the progress bar).
+CLIENT = ["autobahn>=24.4", "numpy>=1.26", "msgpack>=1.0", "tqdm>=4.66"]
+#: Every Twisted process: data nodes, the hub, ``sisock web``.
+SERVER = ["autobahn[twisted]>=24.4", "twisted>=24.3"]
+#: HDF5 archives (``sisock serve hdf5``, ``sisock generate``).
+ARCHIVE = SERVER + ["h5py>=3.10", "hdf5plugin>=4.4"]
+#: ``sisock serve modbus`` and ``sisock sim modbus``.
+MODBUS = ARCHIVE + ["pymodbus>=3.8"]
+#: ``sisock serve sensors`` (this machine's load, memory, temperatures).
+SENSORS = SERVER + ["psutil>=5.9"]
+#: ``sisock router`` (Crossbar) and its development TLS certificates.
+ROUTER = SERVER + ["crossbar>=24.1", "cryptography>=42"]
+#: ``DataResult.to_pandas`` / ``to_xarray``, plots and the example notebook.
+NOTEBOOK = ["pandas>=2.1", "matplotlib>=3.8", "ipykernel>=6.29", "xarray>=2024.1"]
+ALL = sorted(set(MODBUS + SENSORS + ROUTER + NOTEBOOK))
+
 PACKAGES = [
     "sisock",
     "sisock.archive",
@@ -33,42 +49,42 @@ setup(
         "sisock.servers": "servers",
     },
     package_data={
-        "sisock.servers.weather": ["example_data/*.dat"],
         "sisock.servers.modbus": ["*.toml"],
     },
     data_files=[("share/sisock/crossbar", ["crossbar/config.json"])],
-    install_requires=[
-        "autobahn[twisted,serialization]>=24.4",
-        "twisted>=24.3",
-        "numpy>=1.26",
-        "h5py>=3.10",
-        "hdf5plugin>=4.4",
-        "pymodbus>=3.8",
-        "psutil>=5.9",
-        "msgpack>=1.0",
-        "cbor2>=5.4",
-        "tqdm>=4.66",
-        "cryptography>=42",
-    ],
+    # What ``pip install sisock`` gives: the notebook client and nothing else
+    # (no h5py, hdf5plugin, pymodbus, psutil or Twisted).
+    install_requires=CLIENT,
     extras_require={
-        "router": ["crossbar>=24.1"],
-        "notebook": ["pandas>=2.1", "matplotlib>=3.8", "ipykernel>=6.29"],
+        "server": SERVER,
+        "archive": ARCHIVE,
+        "modbus": MODBUS,
+        "sensors": SENSORS,
+        "router": ROUTER,
+        "notebook": NOTEBOOK,
+        "all": ALL,
         # peers that benchmarks/ measure sisock against; never needed to run sisock
         "bench": ["duckdb>=1.1", "chdb>=2.0", "pyarrow>=15", "tsdownsample>=0.1.3"],
-        "test": [
-            "crossbar>=24.1",
+        "test": ALL + [
             "pytest>=8",
             "pytest-timeout>=2.3",
             "hypothesis>=6.100",
-            "pandas>=2.1",
             "nbclient>=0.10",
             "nbformat>=5.10",
-            "ipykernel>=6.29",
-            "matplotlib>=3.8",
-            "xarray>=2024.1",
             "playwright>=1.40",
             "pyyaml>=6",
+            "ruff>=0.6",
+            "mypy>=1.10",
         ],
     },
-    entry_points={"console_scripts": ["sisock = sisock.cli:main"]},
+    entry_points={
+        "console_scripts": ["sisock = sisock.cli:main"],
+        # servers run by ``sisock serve NAME``; a site's package adds its own here
+        "sisock.servers": [
+            "weather = sisock.servers.weather",
+            "sensors = sisock.servers.sensors",
+            "hdf5 = sisock.servers.hdf5_archive",
+            "modbus = sisock.servers.modbus",
+        ],
+    },
 )

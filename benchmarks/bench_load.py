@@ -76,9 +76,12 @@ def main(argv: list[str] | None = None) -> int:
                 c.fields("load_arch", end - 86400, end)  # warm the catalog
             print(f"{args.sessions} sessions x {args.calls} calls, archive {arch} "
                   f"(a year ending {time.ctime(end)})")
+            def stats_lines() -> int:
+                return mb.log_path.read_text(errors="replace").count("sisock-modbus-stats ")
+
             for run in range(args.repeat):
-                mb.proc.send_signal(signal.SIGUSR1)
-                time.sleep(0.3)
+                mb.proc.send_signal(signal.SIGUSR1)  # answered by a stats line once zeroed
+                assert wait_until(lambda: stats_lines() > run, 30), "statistics not zeroed"
                 r = run_load(s.url, str(s.home), "load_arch", args.sessions, args.calls,
                              (end - 365 * 86400, end))
                 print(f"run {run + 1}:\n" + summary(r))

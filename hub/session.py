@@ -5,10 +5,18 @@ session as disclosed by the router (``details.caller``), and the
 ``session_id`` argument of ``data_node.add`` / ``data_node.subtract`` is
 only used if the router does not disclose callers.
 
-After a hub restart the registry is rebuilt from the router's own
-registrations (every ``{base}.consumer.<name>.get_data`` and its callee
-session), then ``{base}.hub.started`` is published so running nodes re-add
-themselves with their descriptions.
+Name ownership (``docs/security.md``): the registry is the one authority
+on who owns a name; the router's authorizer remembers only names the hub
+confirmed. Before a session stops owning a name (``data_node.subtract``)
+the hub tells the authorizer (``{base}.authorizer.release``), then looks
+at the router's registrations: a session still holding procedures under
+``{base}.consumer.<name>.`` or ``{base}.operator.<name>.`` keeps the name.
+
+After a hub restart the registry is rebuilt from the router: every session
+holding a registration under a name, and every name the authorizer
+remembers (``{base}.authorizer.owned``), so a name a node only publishes
+under is not handed to another session. Then ``{base}.hub.started`` is
+published so running nodes re-add themselves with their descriptions.
 """
 
 from __future__ import annotations
@@ -21,8 +29,10 @@ from autobahn.wamp.exception import ApplicationError
 from autobahn.wamp.types import RegisterOptions
 from twisted.logger import Logger
 
+from sisock.errors import SisockError
 from sisock.protocol import valid_name
 from sisock.settings import Settings
+from sisock.wamp import to_application_error
 
 from .registry import Registry
 
@@ -37,6 +47,9 @@ class Hub:
         self.uris = settings.uris
         self.registry = Registry()
         self.session = None
+        self._reg_uris: dict[int, str] = {}  # registration id -> URI (they never change)
+        self._rebuilding = False
+        self._left_while_rebuilding: set[int] = set()
 
     @staticmethod
     def _caller(details, claimed: object) -> object:
@@ -63,17 +76,74 @@ class Hub:
                                  {"name": name, "description": self.registry.description(name)})
         return True
 
-    def subtract(self, name, session_id=None, details=None) -> None:
-        """``data_node.subtract``: only the owning session may remove a name."""
+    async def subtract(self, name, session_id=None, details=None) -> None:
+        """``data_node.subtract``: only an owning session may remove a name.
+
+        The caller stops owning the name in this order: no claim of it is
+        granted meanwhile, the router's authorizer forgets it, then the
+        router's registrations are read. A caller still holding procedures
+        under the name keeps it (the name is only unlisted), so no other
+        session can be given a name whose procedures would still reach the
+        old owner. Otherwise the name is free (or stays with the other
+        replicas).
+        """
         if not valid_name(name):
             return None
         caller = self._caller(details, session_id)
-        entry = self.registry.subtract(name, caller)
+        if not self.registry.begin_release(name, caller):
+            if self.registry.owner(name) is not None:
+                log.warn("session {s} may not subtract {name!r}", s=caller, name=name)
+            return None
+        session = self.session
+        try:
+            await session.call(self.uris.authorizer_release, name, caller)
+            still = caller in await self.holders(session, name)
+        except Exception as exc:  # unsure what the router holds: keep the owner
+            log.error("subtract {name!r}: cannot ask the router ({exc}); session {s} keeps it",
+                      name=name, exc=exc, s=caller)
+            still = True
+        if session is not self.session:
+            return None  # the hub rejoined meanwhile and rebuilt its registry
+        entry = self.registry.finish_release(name, caller, still_registered=still)
+        if still:
+            log.warn("session {s} still serves procedures under {name!r}: it keeps the name "
+                     "(unregister them first)", s=caller, name=name)
         if entry is not None:
             log.info("subtracted data node {name!r}", name=name)
-            self.session.publish(self.uris.node_subtracted, entry.public())
-        elif self.registry.owner(name) is not None:
-            log.warn("session {s} may not subtract {name!r}", s=caller, name=name)
+            session.publish(self.uris.node_subtracted, entry.public())
+        return None
+
+    async def holders(self, session, name: str) -> set[int]:
+        """Sessions holding a registration under ``name`` (consumer or operator URIs).
+
+        Reads the router's registrations (``wamp.registration.list``); the
+        URI of each registration id is asked once and remembered.
+        """
+        prefixes = self.uris.owned_prefixes(name)
+        regs = await session.call("wamp.registration.list")
+        ids = [i for kind in ("exact", "prefix", "wildcard") for i in (regs or {}).get(kind, [])]
+        found: set[int] = set()
+        for reg_id in ids:
+            uri = await self._registration_uri(session, reg_id)
+            if uri is None or not uri.startswith(prefixes):
+                continue
+            try:
+                found.update(await session.call("wamp.registration.list_callees", reg_id))
+            except ApplicationError:  # gone since the list
+                continue
+        for gone in set(self._reg_uris) - set(ids):
+            del self._reg_uris[gone]
+        return found
+
+    async def _registration_uri(self, session, reg_id: int) -> str | None:
+        uri = self._reg_uris.get(reg_id)
+        if uri is None:
+            try:
+                info = await session.call("wamp.registration.get", reg_id)
+            except ApplicationError:  # gone since the list
+                return None
+            uri = self._reg_uris[reg_id] = (info or {}).get("uri", "")
+        return uri
 
     def claim(self, name, session=None, replica=False, authid=None, details=None) -> bool:
         """``data_node.claim``: reserve ``name`` without listing it.
@@ -102,6 +172,8 @@ class Hub:
 
     def on_leave(self, session_id) -> None:
         """``wamp.session.on_leave``: forget the names of a gone session."""
+        if self._rebuilding:
+            self._left_while_rebuilding.add(session_id)
         for entry in self.registry.drop_session(session_id):
             log.info("data node {name!r} left", name=entry.name)
             self.session.publish(self.uris.node_subtracted, entry.public())
@@ -115,8 +187,7 @@ class Hub:
         sig = inspect.signature(fn)
         shown = ", ".join(p for p in sig.parameters if p != "details")
 
-        @functools.wraps(fn)
-        def rpc(*args, **kwargs):
+        def bind(args, kwargs) -> None:
             try:
                 sig.bind(*args, **kwargs)
             except TypeError:
@@ -125,45 +196,104 @@ class Hub:
                     self.uris.error("bad_argument"),
                     f"{leaf} takes ({shown}), got {len(args)} positional argument(s)"
                     + (f" and keywords {sorted(given)}" if given else "")) from None
+
+        def failed(exc: Exception) -> ApplicationError:
+            if isinstance(exc, SisockError):
+                return to_application_error(exc, self.settings.base_uri)
+            log.failure("{leaf} failed", leaf=leaf)
+            return ApplicationError(self.uris.error("internal"),
+                                    f"{leaf} failed in the hub: {type(exc).__name__}: {exc}")
+
+        if inspect.iscoroutinefunction(fn):
+            @functools.wraps(fn)
+            async def rpc_async(*args, **kwargs):
+                bind(args, kwargs)
+                try:
+                    return await fn(*args, **kwargs)
+                except ApplicationError:
+                    raise
+                except Exception as exc:
+                    raise failed(exc) from exc
+            return rpc_async
+
+        @functools.wraps(fn)
+        def rpc(*args, **kwargs):
+            bind(args, kwargs)
             try:
                 return fn(*args, **kwargs)
             except ApplicationError:
                 raise
             except Exception as exc:
-                log.failure("{leaf} failed", leaf=leaf)
-                raise ApplicationError(self.uris.error("internal"),
-                                       f"{leaf} failed in the hub: {type(exc).__name__}: {exc}"
-                                       ) from exc
+                raise failed(exc) from exc
         return rpc
 
     # -- lifecycle --------------------------------------------------------
     async def rebuild(self, session) -> int:
-        """Recover names from the router's registrations.
+        """Recover names from the router; return how many are listed again.
 
-        A session serving ``<name>.get_data`` is listed again; one holding
-        any other procedure under ``<name>.`` keeps the name as claimed.
+        Every session holding a registration under ``{base}.consumer.<name>.``
+        or ``{base}.operator.<name>.``, and every session the authorizer
+        remembers for a name, owns it again; a name with ``get_data``
+        registered is listed, one served through shared registrations is
+        replicated. Sessions that cannot all own a name (only possible
+        after an inconsistency) keep the ``get_data`` callee's; the others
+        are released in the authorizer, so it never grants more than the
+        registry holds.
         """
         regs = await session.call("wamp.registration.list")
-        found = 0
-        for reg_id in regs.get("exact", []):
-            info = await session.call("wamp.registration.get", reg_id)
-            uri = (info or {}).get("uri", "")
-            name = self.uris.node_name(uri)
-            if name is None:
-                continue
-            callees = await session.call("wamp.registration.list_callees", reg_id)
-            if not callees:
-                continue
-            if uri.endswith(".get_data") and info.get("invoke", "single") != "single":
-                self.registry.restore_replicas(name, callees,
-                                               await self._authid(session, callees[0]))
-                found += 1
-            elif uri.endswith(".get_data"):
-                self.registry.restore(name, callees[0])
-                found += 1
-            else:
-                self.registry.claim(name, callees[0])
-        return found
+        holders: dict[str, dict[int, str | None]] = {}
+        shared: set[str] = set()
+        serving: dict[str, int] = {}
+        for kind in ("exact", "prefix", "wildcard"):
+            for reg_id in (regs or {}).get(kind, []):
+                try:
+                    info = await session.call("wamp.registration.get", reg_id)
+                    callees = await session.call("wamp.registration.list_callees", reg_id)
+                except ApplicationError:  # gone since the list
+                    continue
+                uri = (info or {}).get("uri", "")
+                self._reg_uris[reg_id] = uri
+                name = self.uris.owned_name(uri)
+                if name is None or not callees:
+                    continue
+                if info.get("invoke", "single") != "single":
+                    shared.add(name)
+                if uri == self.uris.get_data(name):
+                    serving[name] = callees[0]
+                for callee in callees:
+                    holders.setdefault(name, {})[callee] = None
+        callees_seen = {sid for sessions in holders.values() for sid in sessions}
+        alive: dict[int, bool] = {}
+        for sid, authid, name, replica in await session.call(self.uris.authorizer_owned):
+            if sid not in callees_seen:  # a session that left just now is not restored
+                if sid not in alive:
+                    alive[sid] = await self._alive(session, sid)
+                if not alive[sid]:
+                    continue
+            holders.setdefault(name, {})[sid] = authid
+            if replica:
+                shared.add(name)
+        for name, sessions in holders.items():
+            if name in shared:
+                for sid in sessions:
+                    if sessions[sid] is None:
+                        sessions[sid] = await self._authid(session, sid)
+            refused = self.registry.restore_members(name, sessions, replicable=name in shared,
+                                                    listed=name in serving,
+                                                    preferred=serving.get(name))
+            for sid in refused:
+                log.warn("session {s} also held {name!r}, owned by session {o}: released",
+                         s=sid, name=name, o=self.registry.owner(name))
+                await session.call(self.uris.authorizer_release, name, sid)
+        return len(serving)
+
+    @staticmethod
+    async def _alive(session, session_id: int) -> bool:
+        """True while the router knows the session (``wamp.session.get``)."""
+        try:
+            return bool(await session.call("wamp.session.get", session_id))
+        except ApplicationError:
+            return False
 
     @staticmethod
     async def _authid(session, session_id: int) -> str | None:
@@ -182,8 +312,16 @@ class Hub:
         """
         self.session = session
         self.registry = Registry()
+        self._reg_uris = {}
+        self._rebuilding = True
+        self._left_while_rebuilding = set()
         await session.subscribe(self.on_leave, "wamp.session.on_leave")
-        found = await self.rebuild(session)
+        try:
+            found = await self.rebuild(session)
+        finally:
+            self._rebuilding = False
+        for gone in self._left_while_rebuilding:  # left before rebuild saw them go
+            self.on_leave(gone)
         opts = RegisterOptions(details_arg="details")
         checked = self._checked
         await session.register(checked(self.add, "data_node.add"), self.uris.add, options=opts)

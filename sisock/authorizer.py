@@ -4,50 +4,104 @@ Crossbar starts :class:`Authorizer` inside the router worker (see
 ``crossbar/config.json``) before the transports open, so every decision for
 a data node goes through :func:`sisock.authz.decide` and, for names, through
 the hub's ``data_node.claim``.
+
+Name ownership (``docs/security.md``): the hub's registry is the one
+authority on who owns a name. The authorizer only remembers names the hub
+confirmed, so that a publish costs no hub round trip and live samples keep
+flowing while the hub restarts. That memory is always a subset of the hub's
+registry: it forgets a session's names when the session leaves, and the hub
+calls ``{base}.authorizer.release`` *before* a session stops owning a name
+(subtract, a replica withdrawing, a conflict found after a hub restart), so
+the very next register or publish of that session is asked of the hub
+again. A restarted hub reads the memory back with ``{base}.authorizer.owned``.
 """
 
 from __future__ import annotations
 
 from autobahn.twisted.wamp import ApplicationSession
+from autobahn.wamp.exception import ApplicationError
 from twisted.internet.defer import inlineCallbacks
 
 from .authz import decide
 from .protocol import DEFAULT_BASE_URI, Uris
 
+#: How often a grant is asked again when a release of the same name raced it.
+CLAIM_ATTEMPTS = 3
+
 
 class Authorizer(ApplicationSession):
-    """Registers ``{base}.authorize`` inside the router.
-
-    Names the hub confirmed for a session are remembered until that session
-    leaves or the name is subtracted, so a node keeps publishing its live
-    samples while the hub restarts, and a publish costs no hub round trip.
-    (Names never move between live sessions, so the memory cannot go stale.)
-    """
+    """Registers ``{base}.authorize`` (and the hub's ``authorizer.*``) inside the router."""
 
     @inlineCallbacks
     def onJoin(self, details):  # noqa: N802 (autobahn API)
-        """Register the authorizer procedure and follow departures."""
+        """Register the authorizer procedures and follow departures."""
         self._base = (self.config.extra or {}).get("base_uri", DEFAULT_BASE_URI)
         self._uris = Uris(self._base)
         self._owned: dict[int, set[str]] = {}
+        self._authids: dict[int, str | None] = {}
+        self._replicas: set[tuple[int, str]] = set()  # (session, name) granted as a replica
+        #: Per name, how many releases happened: a hub answer obtained before a
+        #: release of the same name must not be remembered after it.
+        self._releases: dict[str, int] = {}
         yield self.subscribe(self._on_leave, "wamp.session.on_leave")
-        yield self.subscribe(self._on_subtracted, self._uris.node_subtracted)
+        yield self.register(self.release, self._uris.authorizer_release)
+        yield self.register(self.owned, self._uris.authorizer_owned)
         yield self.register(self.authorize, self._uris.authorize)
         self.log.info("sisock authorizer ready for base URI {base}", base=self._base)
 
     def _on_leave(self, session_id, *args, **kwargs) -> None:
-        self._owned.pop(session_id, None)
+        for name in self._owned.pop(session_id, ()):
+            self._replicas.discard((session_id, name))
+        self._authids.pop(session_id, None)
 
-    def _on_subtracted(self, info, *args, **kwargs) -> None:
-        name = info.get("name") if isinstance(info, dict) else None
-        for names in self._owned.values():
-            names.discard(name)
+    def release(self, name: str, session: int) -> bool:
+        """``{base}.authorizer.release``: ``session`` no longer owns ``name``.
+
+        Called by the hub (the only role allowed to) before it lets the
+        name go; every later request of that session under the name is
+        asked of the hub again.
+
+        Parameters
+        ----------
+        name : str
+            The data-node name.
+        session : int
+            The WAMP session id that stops owning it.
+
+        Returns
+        -------
+        bool
+            True if the authorizer had remembered the name for that session.
+        """
+        self._releases[name] = self._releases.get(name, 0) + 1
+        self._replicas.discard((session, name))
+        names = self._owned.get(session)
+        if not names or name not in names:
+            return False
+        names.discard(name)
+        if not names:
+            del self._owned[session]
+        return True
+
+    def owned(self) -> list[list]:
+        """``{base}.authorizer.owned``: what the authorizer remembers now.
+
+        Returns
+        -------
+        list
+            ``[[session, authid, name, replica], ...]``; ``replica`` is True
+            when the name was granted to the session as one of its replicas.
+        """
+        return [[sid, self._authids.get(sid), name, (sid, name) in self._replicas]
+                for sid, names in self._owned.items() for name in sorted(names)]
 
     @inlineCallbacks
     def authorize(self, session, uri, action, options=None):
         """Crossbar dynamic-authorizer entry point.
 
-        Never returns ``cache: True``: the answer depends on the session.
+        Never returns ``cache: True``: the answer depends on the session. A
+        refusal of the hub for a bad argument (such as the limit on names
+        per session) is raised, so the node sees the hub's message.
         """
         match = (options or {}).get("match", "exact")
         decision = decide(self._base, uri, action, match)
@@ -58,23 +112,36 @@ class Authorizer(ApplicationSession):
         if decision.verdict == "deny":
             return {"allow": False, "disclose": False, "cache": False}
         sid = session["session"]
-        if decision.name in self._owned.get(sid, ()):
+        name = decision.name
+        if name in self._owned.get(sid, ()):
             return {"allow": True, "disclose": False, "cache": False}
         # A shared registration (invoke roundrobin/random...) asks to join the
         # name as a replica; the hub also checks the session's authid then.
         replica = action == "register" and (options or {}).get("invoke", "single") != "single"
-        try:
-            if replica:
-                ok = yield self.call(self._uris.claim, decision.name, sid, replica=True,
-                                     authid=session.get("authid"))
-            else:
-                ok = yield self.call(self._uris.claim, decision.name, sid)
-        except Exception as exc:  # hub not running: refuse, the node retries
-            self.log.warn(
-                "refusing {action} {uri}: cannot ask the hub ({exc})",
-                action=action, uri=uri, exc=exc,
-            )
-            ok = False
+        extra = {"replica": True, "authid": session.get("authid")} if replica else {}
+        ok = False
+        for _ in range(CLAIM_ATTEMPTS):
+            seen = self._releases.get(name, 0)
+            try:
+                ok = yield self.call(self._uris.claim, name, sid, **extra)
+            except ApplicationError as exc:
+                if exc.error == self._uris.error("bad_argument"):  # the hub says why
+                    raise
+                ok = self._hub_away(action, uri, exc)
+            except Exception as exc:
+                ok = self._hub_away(action, uri, exc)
+            if self._releases.get(name, 0) == seen:
+                break
+            ok = False  # released while we asked: ask again
         if ok:
-            self._owned.setdefault(sid, set()).add(decision.name)
+            self._owned.setdefault(sid, set()).add(name)
+            self._authids[sid] = session.get("authid")
+            if replica:
+                self._replicas.add((sid, name))
         return {"allow": bool(ok), "disclose": False, "cache": False}
+
+    def _hub_away(self, action: str, uri: str, exc: Exception) -> bool:
+        """No hub to ask: refuse (the node retries when the hub is back)."""
+        self.log.warn("refusing {action} {uri}: cannot ask the hub ({exc})",
+                      action=action, uri=uri, exc=exc)
+        return False

@@ -46,9 +46,10 @@ def decide(base_uri: str, uri: str, action: str, match: str = "exact") -> Decisi
 
     A data node may call ``data_node.add``, ``.subtract`` and ``.claim``
     (its session disclosed to the hub), subscribe to ``{base}.hub.started``,
-    register ``{base}.consumer.<name>.<leaf>`` (exact match only) and
-    publish ``{base}.consumer.<name>.live``, where ``<name>`` must belong to
-    the asking session (verdict ``ask_owner``). Nothing else.
+    register ``{base}.consumer.<name>.<leaf>`` and
+    ``{base}.operator.<name>.<leaf>`` (exact match only) and publish
+    ``{base}.consumer.<name>.live``, where ``<name>`` must belong to the
+    asking session (verdict ``ask_owner``). Nothing else.
 
     Parameters
     ----------
@@ -81,9 +82,14 @@ def decide(base_uri: str, uri: str, action: str, match: str = "exact") -> Decisi
     if action in ("register", "publish"):
         if match != "exact":
             return Decision("deny")
-        name = uris.node_name(uri)
-        if name is None or (action == "publish" and not uri.endswith(".live")):
-            return Decision("deny")
+        if action == "publish":
+            name = uris.node_name(uri)
+            if name is None or not uri.endswith(".live"):
+                return Decision("deny")
+        else:
+            name = uris.owned_name(uri)
+            if name is None:
+                return Decision("deny")
         return Decision("ask_owner", name)
     return Decision("deny")
 

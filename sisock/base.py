@@ -24,7 +24,8 @@ from twisted.internet.defer import inlineCallbacks
 from .settings import load_settings
 from .protocol import NODE_PROCEDURES, Uris, sisock_to_unix_time
 
-__all__ = ["DataNodeServer", "uri", "sisock_to_unix_time", "run",
+# the five 0.x constants are resolved lazily by the module's __getattr__ (PEP 562)
+__all__ = ["DataNodeServer", "uri", "sisock_to_unix_time", "run",  # noqa: F822
            "WAMP_USER", "WAMP_SECRET", "WAMP_URI", "REALM", "BASE_URI"]
 
 _CONSTANTS = {

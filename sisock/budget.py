@@ -38,6 +38,7 @@ from .protocol import (
     DEFAULT_MESSAGE_BYTES,
     MIN_MESSAGE_BYTES,
     MIN_STRIDE_RANGE,
+    values_per_bin,
     ROUTER_MESSAGE_BYTES,
     Result,
     check_max_message_bytes,
@@ -120,7 +121,7 @@ def upper_bound(reply: Mapping[str, Any]) -> int:
 def largest_size(payload: Any) -> tuple[int, str]:
     """``(bytes, serializer)`` of the largest encoding of ``payload``."""
     sizes = encoded_sizes(payload)
-    name = max(sizes, key=sizes.get)
+    name = max(sizes, key=lambda k: sizes[k])
     return sizes[name], name
 
 
@@ -195,7 +196,7 @@ def suggest_min_stride(result: Mapping[str, Any], start: float, end: float, limi
     print longer than raw values), rounded up to 3 significant digits.
     """
     costs, fixed = row_costs(result, encoding)
-    per_bin = 2 if method == "minmax" else 1
+    per_bin = values_per_bin(method)
     need = sum(bpr * per_bin * max(covered, (end - start) / max(n, 1))
                for bpr, n, covered in costs.values())
     room = max(limit - fixed, limit / 10)

@@ -8,9 +8,10 @@ right thing. Settings come from flags, then environment, then defaults.
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
+from collections.abc import Callable
 from pathlib import Path
-
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -121,6 +122,20 @@ def cmd_credentials(args) -> int:
     return accounts.run(args)
 
 
+def cmd_set(args) -> int:
+    """Change a writable point as an operator."""
+    from . import operator_cli
+
+    return operator_cli.run_set(args)
+
+
+def cmd_audit(args) -> int:
+    """Print a node's audit log of writes."""
+    from . import operator_cli
+
+    return operator_cli.run_audit(args)
+
+
 def cmd_demo(args) -> int:
     """Run the whole stack on this machine."""
     from . import demo
@@ -128,61 +143,98 @@ def cmd_demo(args) -> int:
     return demo.run(args)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The full ``sisock`` argument parser."""
-    from .web import app as web_app
-    from sisock.servers.modbus import simulator
+#: Every command: (path of names, help, ``"module:function"`` adding its
+#: arguments or None, handler, takes the connection flags). The argument
+#: adders are imported only for the command being run, so ``sisock --help``
+#: imports no server, no h5py and no pymodbus.
+COMMANDS: list[tuple[tuple[str, ...], str, str | None, Callable, bool]] = [
+    (("router",), "start the Crossbar router with the shipped config",
+     "sisock.router:add_arguments", cmd_router, True),
+    (("hub",), "run the hub (list of live data nodes)", None, cmd_hub, True),
+    (("sim", "modbus"), "a simulated Modbus TCP instrument",
+     "sisock.servers.modbus.simulator:add_arguments", cmd_sim_modbus, False),
+    (("archive", "reindex"), "rebuild an archive's index from its files (if lost or damaged)",
+     "sisock.cli:_reindex_arguments", cmd_archive_reindex, False),
+    (("generate",), "write a synthetic archive (demos, tests, benchmarks)",
+     "sisock.generate:add_arguments", cmd_generate, False),
+    (("web",), "HTTP bridge: dashboard, Grafana SimpleJSON, REST/CSV, live events",
+     "sisock.web.app:add_arguments", cmd_web, True),
+    (("demo",), "run router, hub and every example node on this machine",
+     "sisock.demo:add_arguments", cmd_demo, True),
+    (("credentials",), "issue, list or revoke per-node accounts (for the router)",
+     "sisock.accounts:add_arguments", cmd_credentials, False),
+    (("set",), "change a writable point of a node (operator account)",
+     "sisock.operator_cli:add_set_arguments", cmd_set, True),
+    (("audit",), "print a node's audit log of writes (operator account)",
+     "sisock.operator_cli:add_audit_arguments", cmd_audit, True),
+]
 
-    from . import accounts, demo, generate, operator_cli, router
-    from . import serve as servers
+#: Commands with sub-commands: name -> (help, dest of the sub-command).
+GROUPS = {
+    "serve": ("run a data-node server", "server"),
+    "sim": ("simulated instruments", "device"),
+    "archive": ("maintain an archive directory", "action"),
+}
 
+
+def _commands() -> list[tuple[tuple[str, ...], str, str | None, Callable, bool]]:
+    from .serve import servers
+
+    served = [(("serve", name), help_text or f"the {name} server ({module})",
+               f"{module}:add_arguments", cmd_serve, True)
+              for name, (module, help_text) in servers().items()]
+    return served + COMMANDS
+
+
+def _resolve(target: str) -> Callable[[argparse.ArgumentParser], None]:
+    module, attr = target.split(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def _chosen(argv: list[str]) -> list[str]:
+    """The command words of ``argv`` (the leading words that are not options)."""
+    words = []
+    for a in argv:
+        if a.startswith("-"):
+            break
+        words.append(a)
+    return words
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The ``sisock`` argument parser.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        The arguments about to be parsed: only the chosen command's own
+        arguments are added (and its module imported). None adds every
+        command's arguments.
+    """
+    chosen = None if argv is None else _chosen(argv)
     parser = argparse.ArgumentParser(
         prog="sisock", description="Serve instrument timestreams over WAMP.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    serve = sub.add_parser("serve", help="run a data-node server")
-    serve_sub = serve.add_subparsers(dest="server", required=True, metavar="SERVER")
-    sim = sub.add_parser("sim", help="simulated instruments")
-    sim_sub = sim.add_subparsers(dest="device", required=True, metavar="DEVICE")
-    archive = sub.add_parser("archive", help="maintain an archive directory")
-    archive_sub = archive.add_subparsers(dest="action", required=True, metavar="ACTION")
-    # (parent, name, help, add_arguments or None, handler, takes connection flags)
-    commands = [
-        (sub, "router", "start the Crossbar router with the shipped config",
-         router.add_arguments, cmd_router, True),
-        (sub, "hub", "run the hub (list of live data nodes)", None, cmd_hub, True),
-        *[(serve_sub, name, module.HELP, module.add_arguments, cmd_serve, True)
-          for name, module in ((n, servers.server_module(n)) for n in servers.SERVERS)],
-        (sim_sub, "modbus", "a simulated Modbus TCP instrument",
-         simulator.add_arguments, cmd_sim_modbus, False),
-        (archive_sub, "reindex", "rebuild an archive's index from its files (if lost or damaged)",
-         _reindex_arguments, cmd_archive_reindex, False),
-        (sub, "generate", "write a synthetic archive (demos, tests, benchmarks)",
-         generate.add_arguments, cmd_generate, False),
-        (sub, "web", "HTTP bridge: dashboard, Grafana SimpleJSON, REST/CSV, live events",
-         web_app.add_arguments, cmd_web, True),
-        (sub, "demo", "run router, hub and every example node on this machine",
-         demo.add_arguments, cmd_demo, True),
-        (sub, "credentials", "issue, list or revoke per-node accounts (for the router)",
-         accounts.add_arguments, cmd_credentials, False),
-        (sub, "set", "change a writable point of a node (operator account)",
-         operator_cli.add_set_arguments, operator_cli.run_set, True),
-        (sub, "audit", "print a node's audit log of writes (operator account)",
-         operator_cli.add_audit_arguments, operator_cli.run_audit, True),
-    ]
-    for parent, name, help_text, add_arguments, handler, connects in commands:
-        p = parent.add_parser(name, help=help_text, description=help_text)
-        if connects:
-            _common(p)
-        if add_arguments is not None:
-            add_arguments(p)
+    parents: dict[tuple[str, ...], argparse._SubParsersAction] = {(): sub}
+    for path, help_text, add_arguments, handler, connects in _commands():
+        if len(path) == 2 and (path[0],) not in parents:
+            group_help, dest = GROUPS[path[0]]
+            g = sub.add_parser(path[0], help=group_help, description=group_help)
+            parents[(path[0],)] = g.add_subparsers(dest=dest, required=True, metavar=dest.upper())
+        p = parents[path[:-1]].add_parser(path[-1], help=help_text, description=help_text)
+        if chosen is None or list(path) == chosen[:len(path)]:
+            if connects:
+                _common(p)
+            if add_arguments is not None:
+                _resolve(add_arguments)(p)
         p.set_defaults(func=handler)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``sisock`` console script."""
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     from .errors import SisockError
 

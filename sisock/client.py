@@ -25,7 +25,6 @@ import threading
 import time
 from typing import Any, Callable
 
-import numpy as np
 from autobahn.asyncio.component import Component
 from autobahn.wamp.exception import ApplicationError, TransportLost
 from autobahn.wamp.types import CallOptions
@@ -34,7 +33,7 @@ from . import wire
 from .client_writes import OperatorCalls
 from .protocol import OLD_NODE_ERRORS, Result, TimelineData
 from .settings import Settings, load_settings
-from .transport import RAWSOCKET_MAX_MESSAGE, WEBSOCKET_MAX_MESSAGE, transport_configs
+from .transport import WEBSOCKET_MAX_MESSAGE, message_limit, transport_configs
 
 __all__ = ["connect", "Client", "DataResult", "TimelineData", "ClientError",
            "RouterUnreachable", "AuthenticationFailed", "NodeUnknown", "RemoteError",
@@ -276,8 +275,7 @@ class Client(OperatorCalls):
             for uri, callback in list(self._subscriptions):  # resume after a reconnect
                 await session.subscribe(callback, uri)
             self._session = session
-            self._message_bytes = (RAWSOCKET_MAX_MESSAGE if transport["type"] == "rawsocket"
-                                   else WEBSOCKET_MAX_MESSAGE)
+            self._message_bytes = message_limit(transport["type"])
             if self._lost_at is not None:
                 self.rejoin_seconds.append(time.monotonic() - self._lost_at)
                 self._lost_at = None

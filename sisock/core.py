@@ -45,12 +45,21 @@ Optional write side
 
 from __future__ import annotations
 
+from typing import Protocol, runtime_checkable
+
 from .errors import TooMuchData
-from .protocol import Result
+from .protocol import Result, fitting_min_stride, values_per_bin
 
 
-class DataCore:
-    """Base class documenting the contract (subclassing it is optional).
+@runtime_checkable
+class DataCore(Protocol):
+    """The data-core contract as a :class:`typing.Protocol`.
+
+    Any object with these attributes and methods is a core
+    (``isinstance(obj, DataCore)`` checks their presence); subclassing is
+    optional and gives :meth:`limit` and the default limits.
+    ``tests/test_core_contract.py`` runs the same conformance checks against
+    every core shipped.
 
     Attributes
     ----------
@@ -100,10 +109,7 @@ def too_much_data(limit: int, values: int, nfields: int, start: float, end: floa
     method : str
         The downsampling method.
     """
-    per_bin = max(1, nfields) * (2 if method == "minmax" else 1)
-    bins = max(1, limit // per_bin - 1)
-    suggest = (end - start) / bins if end > start else 1.0
-    suggest = float(f"{suggest * 1.01:.3g}")
+    suggest = fitting_min_stride(end - start, max(1, nfields) * values_per_bin(method), limit)
     return TooMuchData(
         f"the result would hold {values} values ({nfields} field(s)), more than "
         f"max_samples={limit}; pass min_stride >= {suggest:g} s (or request a shorter "

@@ -37,14 +37,13 @@ share :func:`reduce_buckets` and :func:`finish`.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
 from .errors import BadArgument
-from .protocol import METHODS, check_method, check_min_stride
+from .protocol import check_method, check_min_stride
 
 #: Column names of one numeric field in a summary table, in storage order.
 STAT_NAMES = ("count", "sum", "min", "max", "first", "last", "min_first")
@@ -514,9 +513,10 @@ def downsample_columns(
         Shared output times and one output array per field.
     """
     check_method(method)
-    stride = check_min_stride(stride)
-    if stride is None:
+    checked = check_min_stride(stride)
+    if checked is None:
         raise BadArgument("argument 'min_stride' must be > 0 to downsample")
+    stride = checked
     t = np.asarray(t, dtype=np.float64)
     if t.size > 1 and (np.diff(t) < 0).any():
         raise BadArgument("times must be non-decreasing")

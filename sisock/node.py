@@ -153,11 +153,10 @@ class NodeService:
         larger reply and the caller would wait for its timeout. Runs in the
         worker thread; measures only replies that could be that large.
         """
-        session = self.session
-        connection = getattr(session, "transport", None)
-        if "rawsocket" not in type(connection).__module__:
+        from .transport import RAWSOCKET_MAX_MESSAGE, message_limit
+
+        if message_limit(getattr(self.session, "transport", None)) != RAWSOCKET_MAX_MESSAGE:
             return
-        from .transport import RAWSOCKET_MAX_MESSAGE
 
         values = sum(len(v) if isinstance(v, list) else 0 for v in reply["data"].values())
         values += sum(len(tl["t"]) if isinstance(tl["t"], list) else 0

@@ -124,6 +124,31 @@ class Uris:
             return None
         return parts[0]
 
+    def owned_prefixes(self, name: str) -> tuple[str, str]:
+        """URI prefixes that belong to whoever owns data-node ``name``.
+
+        ``{base}.consumer.<name>.`` (the node's RPCs and live topic) and
+        ``{base}.operator.<name>.`` (operator writes, DESIGN section 7).
+        """
+        return f"{self.base}.consumer.{name}.", f"{self.base}.operator.{name}."
+
+    def owned_name(self, uri: str) -> str | None:
+        """``<name>`` of ``{base}.consumer.<name>.<leaf>`` or ``{base}.operator.<name>.<leaf>``."""
+        name = self.node_name(uri)
+        if name is not None:
+            return name
+        prefix = f"{self.base}.operator."
+        if not uri.startswith(prefix):
+            return None
+        parts = uri[len(prefix):].split(".")
+        if len(parts) != 2 or not parts[1] or not valid_name(parts[0]):
+            return None
+        return parts[0]
+
+    def is_operator(self, uri: str) -> bool:
+        """True for a URI under ``{base}.operator.``."""
+        return uri.startswith(f"{self.base}.operator.")
+
     # hub procedures (nodes call them) and topics (consumers follow them)
     @property
     def add(self) -> str:
@@ -169,6 +194,16 @@ class Uris:
     def authorize(self) -> str:
         """The router-embedded dynamic authorizer's procedure."""
         return self("authorize")
+
+    @property
+    def authorizer_release(self) -> str:
+        """``authorizer.release(name, session) -> bool`` (hub only): forget an owner."""
+        return self("authorizer.release")
+
+    @property
+    def authorizer_owned(self) -> str:
+        """``authorizer.owned() -> [[session, authid, name, replica], ...]`` (hub only)."""
+        return self("authorizer.owned")
 
 
 # -- times -----------------------------------------------------------------
@@ -216,6 +251,18 @@ def check_interval(start: object, end: object, now: float | None = None) -> tupl
     """
     s = sisock_to_unix_time(check_time("start", start), now)
     e = sisock_to_unix_time(check_time("end", end), now)
+    return check_range(s, e)
+
+
+def check_range(start: object, end: object) -> tuple[float, float]:
+    """Validate absolute ``(start, end)`` in UNIX seconds (no "before now" conversion).
+
+    Raises
+    ------
+    BadArgument
+        If either is not a finite number, or ``end < start``.
+    """
+    s, e = check_time("start", start), check_time("end", end)
     if e < s:
         raise BadArgument(
             f"argument 'end' ({e:.3f}) is before 'start' ({s:.3f}); expected start <= end")
@@ -240,6 +287,13 @@ ENCODINGS = (None, "json", "binary")
 DEFAULT_MESSAGE_BYTES = 2**20
 ROUTER_MESSAGE_BYTES = 64 * 2**20
 MIN_MESSAGE_BYTES = 64 * 2**10
+#: RawSocket carries at most 16 MiB per message (its length prefix).
+RAWSOCKET_MESSAGE_BYTES = 2**24
+
+
+def transport_message_bytes(kind: str) -> int:
+    """The largest message a transport kind carries: ``"rawsocket"`` or ``"websocket"``."""
+    return RAWSOCKET_MESSAGE_BYTES if kind == "rawsocket" else ROUTER_MESSAGE_BYTES
 
 #: At most this many fields in one ``get_data`` call, each name at most
 #: :data:`MAX_FIELD_NAME` characters.
@@ -272,6 +326,32 @@ def check_min_stride(min_stride: object) -> float | None:
             f"argument 'min_stride' must be 0 or null (no downsampling) or between {lo:g} "
             f"and {hi:g} seconds, got {min_stride!r}")
     return float(min_stride)
+
+
+def values_per_bin(method: str | None) -> int:
+    """Values one downsampled bin gives per field: 2 for ``minmax``, else 1."""
+    return 2 if method == "minmax" else 1
+
+
+def downsampled_values(span: float, min_stride: float, values_per_bin: int) -> int:
+    """Most values a downsampled answer over ``span`` seconds can hold (bins at both edges
+    included), with ``values_per_bin`` values per bin summed over fields."""
+    return int((span / min_stride + 1) * max(1, values_per_bin))
+
+
+def fitting_min_stride(span: float, values_per_bin: int, limit: int) -> float:
+    """The ``min_stride`` to suggest when an answer is over ``limit`` values.
+
+    The one formula every refusal uses (data cores, the web bridge): the
+    smallest stride, rounded up to three significant digits, whose answer
+    over ``span`` seconds holds at most ``limit`` values when each bin gives
+    ``values_per_bin`` values (summed over fields; see :func:`values_per_bin`).
+    """
+    bins = max(1, limit // max(1, values_per_bin) - 1)
+    stride = span / bins if span > 0 else 1.0
+    stride = max(MIN_STRIDE_RANGE[0], stride * 1.01)
+    rounded = float(f"{stride:.3g}")
+    return rounded if rounded >= stride else float(f"{stride * 1.005:.3g}")
 
 
 def check_method(method: object) -> str:

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from . import credentials
+from .protocol import transport_message_bytes
 from .settings import Settings, load_settings
 
 
@@ -78,6 +79,8 @@ def render(template: dict, settings: Settings, creds: dict,
     }
     for sub in _wamp_transports(transport, settings.websocket_path):
         sub["auth"]["wampcra"]["users"] = copy.deepcopy(users)
+        # message limits come from the protocol's constants, not from the template
+        sub.setdefault("options", {})["max_message_size"] = transport_message_bytes(sub["type"])
     return config
 
 

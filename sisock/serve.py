@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Callable
@@ -31,13 +32,38 @@ from .core import DataCore
 from .protocol import Result
 from .settings import Settings
 
-#: ``sisock serve`` sub-command -> module (under ``sisock.servers``).
-SERVERS = {
-    "weather": "weather",
-    "sensors": "sensors",
-    "hdf5": "hdf5_archive",
-    "modbus": "modbus",
+#: Entry-point group through which packages offer servers: a site's own node
+#: package declares ``[project.entry-points."sisock.servers"] mynode =
+#: "mypackage.mynode"`` and ``sisock serve mynode`` runs it.
+ENTRY_POINT_GROUP = "sisock.servers"
+
+#: The servers shipped with sisock: ``sisock serve`` name -> (module, one-line help).
+#: They are declared as entry points too; this table keeps ``sisock --help``
+#: from importing any server (and so h5py or pymodbus) and works from a
+#: source checkout that was never installed.
+BUILTIN = {
+    "weather": ("sisock.servers.weather", "serve the example weather station (text files)"),
+    "sensors": ("sisock.servers.sensors", "serve this machine's load, memory and temperatures live"),
+    "hdf5": ("sisock.servers.hdf5_archive", "serve an HDF5 archive directory"),
+    "modbus": ("sisock.servers.modbus", "poll a Modbus TCP instrument, archive and serve it"),
 }
+
+
+def servers() -> dict[str, tuple[str, str | None]]:
+    """Every server ``sisock serve`` knows: name -> (module, help or None if unknown).
+
+    The built-in ones and those declared in the :data:`ENTRY_POINT_GROUP`
+    entry-point group by installed packages (nothing is imported here).
+    """
+    out: dict[str, tuple[str, str | None]] = dict(BUILTIN)
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name not in out:
+            out[ep.name] = (ep.value.split(":")[0], None)
+    return out
+
+
+#: ``sisock serve`` names (kept for callers that list them).
+SERVERS = tuple(BUILTIN)
 
 #: Publishes one result on the node's ``live`` topic; False while not connected.
 Publish = Callable[[Result], bool]
@@ -72,8 +98,8 @@ class Plan:
 
 
 def server_module(command: str) -> ModuleType:
-    """The module of the ``sisock serve <command>`` server."""
-    return importlib.import_module(f"sisock.servers.{SERVERS[command]}")
+    """The module of the ``sisock serve <command>`` server (imported now)."""
+    return importlib.import_module(servers()[command][0])
 
 
 def install_asyncio_reactor() -> None:

@@ -20,15 +20,33 @@ from __future__ import annotations
 
 from typing import Any
 
+from .protocol import RAWSOCKET_MESSAGE_BYTES, ROUTER_MESSAGE_BYTES, transport_message_bytes
 from .settings import Settings
 
 #: Seconds between reconnection attempts (constant, never grows).
 RETRY_DELAY = 0.5
 
 #: Largest message a RawSocket peer may send (the protocol's limit, 16 MiB).
-RAWSOCKET_MAX_MESSAGE = 2**24
-#: Largest WebSocket message we accept (the router allows the same).
-WEBSOCKET_MAX_MESSAGE = 64 * 2**20
+RAWSOCKET_MAX_MESSAGE = RAWSOCKET_MESSAGE_BYTES
+#: Largest WebSocket message we accept: the router's limit (one constant in
+#: :mod:`sisock.protocol`; ``sisock router`` writes it into the router config).
+WEBSOCKET_MAX_MESSAGE = ROUTER_MESSAGE_BYTES
+
+
+def message_limit(kind_or_connection: object) -> int:
+    """The largest message a transport carries.
+
+    Parameters
+    ----------
+    kind_or_connection : str or object
+        ``"rawsocket"`` / ``"websocket"`` (a transport config's ``type``), or
+        an autobahn session's connection object (``session.transport``).
+    """
+    if isinstance(kind_or_connection, str):
+        return transport_message_bytes(kind_or_connection)
+    # autobahn's RawSocket protocol classes live in autobahn.*.rawsocket
+    rawsocket = "rawsocket" in type(kind_or_connection).__module__
+    return transport_message_bytes("rawsocket" if rawsocket else "websocket")
 
 
 def transport_config(settings: Settings, serializers: list[str] | None = None,

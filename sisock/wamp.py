@@ -11,7 +11,6 @@ after a successful join (autobahn issue #1597), so the delay is pinned to
 
 from __future__ import annotations
 
-from typing import Any
 
 from autobahn.twisted.component import Component
 from autobahn.wamp.exception import ApplicationError

@@ -93,7 +93,7 @@ CHUNK_BYTES = 2**18
 
 def _envelope_slice(a: np.ndarray, i0: int, i1: int, zero_copy: bool = False) -> dict:
     part = np.ascontiguousarray(a[i0:i1], dtype=a.dtype.newbyteorder("<"))
-    data = memoryview(part).cast("B") if zero_copy else part.tobytes()
+    data = memoryview(part.data).cast("B") if zero_copy else part.tobytes()
     return {ENVELOPE_KEY: 1, "dtype": part.dtype.str, "shape": [i1 - i0],
             "data": data, "offset": i0, "total": int(a.shape[0])}
 

@@ -163,7 +163,8 @@ def kill9_trials(root: Path, trials: int, flush_interval: float = 0.5) -> list[d
             try:
                 # ingest running: samples newer than the previous trial's reach the archive
                 def newest():
-                    r = ArchiveReader(archive).read(["fast_ok"], last_end, 4e9)
+                    with ArchiveReader(archive) as reader:
+                        r = reader.read(["fast_ok"], last_end, 4e9)
                     tl = r["timeline"].get("fast")
                     return tl is not None and len(tl["t"]) > 10 and float(tl["t"][-1])
                 if not wait_until(newest, 60, 0.2):
@@ -187,8 +188,8 @@ def kill9_trials(root: Path, trials: int, flush_interval: float = 0.5) -> list[d
                         list(h.keys())
                 except OSError:
                     readable = False
-            r = ArchiveReader(archive).read(["fast_ok"], 0, 4e9)
-            t = r["timeline"]["fast"]["t"]
+            with ArchiveReader(archive) as reader:
+                t = reader.read(["fast_ok"], 0, 4e9)["timeline"]["fast"]["t"]
             out.append({"trial": i, "loss": t_kill - float(t[-1]), "files": len(files),
                         "readable": readable, "monotonic": bool(np.all(np.diff(t) > 0)),
                         "new_file": i == 0 or len(files) > out[-1]["files"]})

@@ -2,7 +2,9 @@
 
 Run as ``python tests/slow_node.py NAME``; ``get_fields`` answers at once.
 Used by the fault tests: a slow query must block neither other nodes, nor
-the hub, nor the node's own ``get_fields``.
+the hub, nor the node's own ``get_fields``. Each ``get_data`` call writes
+:data:`STARTED` to standard output (the test's log) when it begins, so a
+test can wait until the slow call is really running in the node.
 """
 
 import os
@@ -11,10 +13,9 @@ import time
 
 import numpy as np
 
-from sisock.node import NodeService, run_nodes
-from sisock.settings import load_settings
-
 SLOW_SECONDS = float(os.environ.get("SLOW_SECONDS", "30"))
+#: Line written when a ``get_data`` call begins (followed by the call's number).
+STARTED = "slow get_data started"
 
 
 class SlowNode:
@@ -32,8 +33,12 @@ class SlowNode:
                 {"tl": {"interval": 1.0, "field": ["x"]}})
 
     def get_data(self, fields, start, end, min_stride=None, method="mean", *, streaming=False):
-        """Sleep, then return three samples."""
+        """Announce the call on standard output, sleep, then return three samples."""
         self.calls += 1
+        out = sys.__stdout__  # Twisted redirects sys.stdout into its log
+        if out is not None:
+            out.write(f"{STARTED} {self.calls}\n")
+            out.flush()
         time.sleep(SLOW_SECONDS)
         t = np.array([start, start + 1.0, start + 2.0])
         return {"data": {f: np.arange(3.0) for f in fields if f == "x"},
@@ -41,4 +46,8 @@ class SlowNode:
 
 
 if __name__ == "__main__":
+    # imported here: the fault tests import STARTED without choosing a reactor
+    from sisock.node import NodeService, run_nodes
+    from sisock.settings import load_settings
+
     run_nodes([NodeService(SlowNode(sys.argv[1]), load_settings("server"))])

@@ -13,6 +13,7 @@ import time
 import numpy as np
 import pytest
 
+from conftest import wait_for
 from sisock.archive.catalog import parse_name
 from sisock.archive.lock import ArchiveLocked
 from sisock.archive.reader import ArchiveReader
@@ -203,19 +204,58 @@ WRITER_SCRIPT = textwrap.dedent("""
 
 
 def _start_writer(d, fi=0.2):
+    """Start :data:`WRITER_SCRIPT` on ``d`` without rotation; return it once it is ready.
+
+    Parameters
+    ----------
+    d : pathlib.Path
+        Archive directory.
+    fi : float
+        The writer's flush interval (seconds).
+
+    Returns
+    -------
+    subprocess.Popen
+        The writer process (appending 'live' samples until killed).
+    """
     p = subprocess.Popen([PY, "-c", WRITER_SCRIPT.format(root=ROOT, d=str(d), fi=fi, rotate=1e9)],
                          stdout=subprocess.PIPE, text=True)
     assert p.stdout.readline().strip() == "ready"
     return p
 
 
+def flushed(d, timeline="live") -> int:
+    """Samples of ``timeline`` a fresh reader finds in archive ``d`` (0 before any file).
+
+    The reader is closed before returning.
+
+    Parameters
+    ----------
+    d : pathlib.Path
+        Archive directory.
+    timeline : str
+        Timeline of field ``x``.
+
+    Returns
+    -------
+    int
+        Number of samples flushed so far.
+    """
+    if not archive_files(d):
+        return 0
+    with ArchiveReader(d) as r:
+        tl = r.read(["x"], 0, 2e9)["timeline"].get(timeline)
+    return 0 if tl is None else len(tl["t"])
+
+
+@pytest.mark.integration  # kills a writer process
 def test_kill_9_loses_at_most_flush_interval_and_restart_uses_new_file(tmp_path):
     """SIGKILL a writer: data up to ~flush_interval before the kill survives and is served;
     a new writer takes over the stale lock and continues in a new file."""
     fi = 0.2
     p = _start_writer(tmp_path, fi)
     try:
-        time.sleep(1.5)
+        wait_for(lambda: flushed(tmp_path) > 50, 30, "the writer flushed 50 samples or fewer")
         t_kill = time.time()
         os.kill(p.pid, signal.SIGKILL)
         p.wait(timeout=10)
@@ -224,7 +264,8 @@ def test_kill_9_loses_at_most_flush_interval_and_restart_uses_new_file(tmp_path)
             p.kill()
     names = archive_files(tmp_path)
     assert len(names) == 1 and names[0].endswith(".open.h5")
-    out = ArchiveReader(tmp_path).read(["x"], 0, 2e9)
+    with ArchiveReader(tmp_path) as r:
+        out = r.read(["x"], 0, 2e9)
     t = out["timeline"]["live"]["t"]
     assert t.size > 50
     assert t[-1] >= t_kill - fi - 0.3  # loss bounded by the flush interval (+ scheduling slack)
@@ -235,30 +276,33 @@ def test_kill_9_loses_at_most_flush_interval_and_restart_uses_new_file(tmp_path)
         w.append("live", np.array([t[-1] + 1]), {"x": np.array([1.0])})
     names = archive_files(tmp_path)
     assert len(names) == 2 and names[0].endswith(".crashed.h5") and ".open" not in names[1]
-    t2 = ArchiveReader(tmp_path).read(["x"], 0, 2e9)["timeline"]["live"]["t"]
+    with ArchiveReader(tmp_path) as r:
+        t2 = r.read(["x"], 0, 2e9)["timeline"]["live"]["t"]
     np.testing.assert_array_equal(t2, np.append(t, t[-1] + 1))
 
 
+@pytest.mark.integration  # starts a writer process
 def test_reader_concurrent_with_writer_process(tmp_path):
     """A reader follows a live writer in another process: data grows, stays ordered,
     finalized_until is set, and new files are picked up without restart."""
     p = _start_writer(tmp_path, 0.05)
     try:
-        r = ArchiveReader(tmp_path)
-        sizes = []
-        deadline = time.time() + 1.5
-        while time.time() < deadline:
-            out = r.read(["x"], 0, 2e9)
-            if "live" in out["timeline"]:
-                t = out["timeline"]["live"]["t"]
-                assert np.all(np.diff(t) > 0)
-                np.testing.assert_array_equal(out["data"]["x"], t)
-                fin = out["timeline"]["live"]["finalized_until"]
-                assert fin is not None and fin == t[-1]
-                sizes.append(t.size)
-            time.sleep(0.05)
-        assert len(sizes) > 5 and sizes[-1] > sizes[0]
-        ds = r.read(["x"], 0, 2e9, min_stride=0.5)["timeline"]["live"]
+        with ArchiveReader(tmp_path) as r:
+            sizes = []
+
+            def grown() -> bool:
+                out = r.read(["x"], 0, 2e9)
+                if "live" in out["timeline"]:
+                    t = out["timeline"]["live"]["t"]
+                    assert np.all(np.diff(t) > 0)
+                    np.testing.assert_array_equal(out["data"]["x"], t)
+                    fin = out["timeline"]["live"]["finalized_until"]
+                    assert fin is not None and fin == t[-1]
+                    sizes.append(t.size)
+                return len(sizes) > 5 and sizes[-1] > sizes[0]
+
+            wait_for(grown, 30, "the reader did not see the archive grow")
+            ds = r.read(["x"], 0, 2e9, min_stride=0.5)["timeline"]["live"]
         fin = ds["finalized_until"]  # start of the bin holding the last stored sample
         assert fin % 0.5 == 0 and ds["t"][-1] - 0.5 < fin <= ds["t"][-1] + 0.25
     finally:

@@ -244,6 +244,7 @@ def test_torn_index_record_is_cut(tmp_path):
 
 
 
+@pytest.mark.integration  # starts a writer process
 def test_reader_follows_writer_and_its_index(tmp_path):
     """Beside a writer process rotating files fast, a reader's answers stay whole and
     ordered, and closed files come to be described by the index."""
@@ -251,19 +252,19 @@ def test_reader_follows_writer_and_its_index(tmp_path):
                          stdout=subprocess.PIPE, text=True)
     try:
         assert p.stdout.readline().strip() == "ready"
-        r = ArchiveReader(tmp_path)
-        seen_index = []
+        with ArchiveReader(tmp_path) as r:
+            seen_index = []
 
-        def grown():
-            out = r.read(["x"], 0, 2e9)
-            if "live" in out["timeline"]:
-                t = out["timeline"]["live"]["t"]
-                assert np.all(np.diff(t) > 0)
-                np.testing.assert_array_equal(out["data"]["x"], t)
-            seen_index.append(r.files.from_index)
-            return r.files.from_index >= 5
+            def grown():
+                out = r.read(["x"], 0, 2e9)
+                if "live" in out["timeline"]:
+                    t = out["timeline"]["live"]["t"]
+                    assert np.all(np.diff(t) > 0)
+                    np.testing.assert_array_equal(out["data"]["x"], t)
+                seen_index.append(r.files.from_index)
+                return r.files.from_index >= 5
 
-        wait_for(grown, 60, "the reader never saw indexed files")
+            wait_for(grown, 60, "the reader never saw indexed files")
         closed = [n for n in archive_files(tmp_path) if parse_name(n)[1] == CLOSED]
         assert len(closed) >= 5
     finally:
@@ -305,6 +306,7 @@ def test_get_fields_not_blocked_by_a_long_read(tmp_path, monkeypatch):
         slow.join(30)
 
 
+@pytest.mark.integration  # runs `python -m sisock` in a child process
 def test_reindex_command_help():
     """``sisock archive reindex --help`` documents the command."""
     out = subprocess.run([PY, "-m", "sisock", "archive", "reindex", "--help"],

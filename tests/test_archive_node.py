@@ -46,9 +46,25 @@ def test_fields_and_types(archive_node, client):
 
 
 def data_end(archive, timeline: str, field: str) -> float:
-    """Time of the archive's last sample on ``timeline`` (the archive ends when generated)."""
-    return float(ArchiveReader(archive).read([field], time.time() - 4 * 3600, 4e9)
-                 ["timeline"][timeline]["t"][-1])
+    """Time of the archive's last sample on ``timeline`` (the archive ends when generated).
+
+    Parameters
+    ----------
+    archive : pathlib.Path
+        Archive directory (read with a reader closed before returning).
+    timeline : str
+        Timeline of ``field``.
+    field : str
+        A field on ``timeline``.
+
+    Returns
+    -------
+    float
+        Time of the last sample (Unix seconds).
+    """
+    with ArchiveReader(archive) as r:
+        return float(r.read([field], time.time() - 4 * 3600, 4e9)
+                     ["timeline"][timeline]["t"][-1])
 
 
 def test_dtypes_numbers_strings_bools(archive_node, archive, client):
@@ -88,7 +104,8 @@ def test_min_stride_through_router(archive_node, archive, client, method):
     """Downsampled replies equal the archive's own answer and respect the spacing rule."""
     end = data_end(archive, "fast", "az") - 30  # anchored to the data, not to the clock
     r = client.get_data(archive_node, ["az"], end - 1800, end, min_stride=10.0, method=method)
-    local = ArchiveReader(archive).read(["az"], end - 1800, end, 10.0, method)
+    with ArchiveReader(archive) as reader:
+        local = reader.read(["az"], end - 1800, end, 10.0, method)
     np.testing.assert_array_equal(r.data["az"], local["data"]["az"])
     t = r.timelines["fast"].t
     assert 150 <= len(t) / (2 if method == "minmax" else 1) <= 181

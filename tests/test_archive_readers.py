@@ -26,6 +26,7 @@ import numpy as np
 import pytest
 
 from conftest import wait_for
+from sisock.archive import h5io
 from sisock.archive import index as archive_index
 from sisock.archive.catalog import CLOSED, scan
 from sisock.archive.reader import ArchiveReader
@@ -33,6 +34,7 @@ from sisock.archive.writer import ArchiveWriter
 from sisock.protocol import FieldSpec
 
 PY = sys.executable
+FIELDS = [f"x{i}" for i in range(12)]
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 #: A writer process: 5 samples (1 ms apart) every 2.5 ms, a flush every 0.1 s
@@ -221,9 +223,10 @@ def test_rotation_is_quiet(tmp_path, caplog):
 
 
 def test_index_stays_valid_when_one_process_writes_and_reads(tmp_path):
-    """The Modbus node's case: a writer and a reader in one process, the reader
-    querying while the writer rotates; every index record matches its file, and a
-    restarted reader opens no file the index describes."""
+    """The Modbus node's case: a writer and readers in one process, querying while
+    the writer appends and rotates. No read sees a batch half written (within one
+    process HDF5 shows the writer's state as it is in memory), every index record
+    matches its file, and a restarted reader opens no file the index describes."""
     d = tmp_path / "archive"
     t0 = 1_700_000_000.0
     stop = threading.Event()
@@ -232,25 +235,25 @@ def test_index_stays_valid_when_one_process_writes_and_reads(tmp_path):
     def reads_beside() -> None:  # a second reader on another thread, as the node's clients
         with ArchiveReader(d) as other:
             while not stop.is_set():
-                out = other.read(["x"], t0, 2e9)
+                out = other.read(FIELDS, t0, 2e9)
                 tl = out["timeline"].get("tl")
                 t = tl["t"] if tl else np.zeros(0)
-                if not (np.all(np.diff(t) > 0) and np.array_equal(t, out["data"]["x"])
+                if not (np.all(np.diff(t) > 0) and all(np.array_equal(t, out["data"][k]) for k in FIELDS)
                         and (t.size == 0 or (t[0] == t0 and np.allclose(np.diff(t), 0.01, atol=1e-4)))):
                     bad.append(f"{t.size} samples: not ordered, a gap, or x != t")
 
     d.mkdir()
     beside = threading.Thread(target=reads_beside)
     with ArchiveWriter(d, rotate_seconds=10, flush_interval=1e9, chunk_rows=64) as w:
-        w.define_timeline("tl", {"x": FieldSpec()})
+        w.define_timeline("tl", {k: FieldSpec() for k in FIELDS})
         beside.start()
         try:
             with ArchiveReader(d) as r:
                 for i in range(60):  # 6 files of 10 s, 100 samples per second
                     t = t0 + i + np.arange(100) * 0.01
-                    w.append("tl", t, {"x": t})
+                    w.append("tl", t, {k: t for k in FIELDS})
                     w.flush()
-                    got = r.read(["x"], t0, 2e9)["timeline"]["tl"]["t"]
+                    got = r.read(["x0"], t0, 2e9)["timeline"]["tl"]["t"]
                     assert got.size == (i + 1) * 100 and got[-1] == t[-1]
         finally:
             stop.set()
@@ -267,8 +270,8 @@ def test_index_stays_valid_when_one_process_writes_and_reads(tmp_path):
         assert fresh.timelines()["tl"]["count"] == 6000
         assert fresh.file_opens == 0 and fresh.files.read_directly == 0
         assert fresh.files.from_index == len(closed)
-        out = fresh.read(["x"], t0, 2e9)
-    np.testing.assert_array_equal(out["timeline"]["tl"]["t"], out["data"]["x"])
+        out = fresh.read(["x0"], t0, 2e9)
+    np.testing.assert_array_equal(out["timeline"]["tl"]["t"], out["data"]["x0"])
     assert out["timeline"]["tl"]["t"].size == 6000
 
 
@@ -294,5 +297,82 @@ def test_readers_are_released_promptly(tmp_path):
     finally:
         if collecting:
             gc.enable()
-    from sisock.archive import handles
-    wait_for(lambda: handles.shared_pool().open_count == 0, timeout=10, message="every file released")
+    wait_for(lambda: h5io.pool().open_count == 0, timeout=10, message="every file released")
+
+
+def test_in_process_reader_never_sees_half_a_batch(tmp_path, monkeypatch):
+    """Within one process HDF5 shows a reader the writer's state as it is in memory.
+    A read that arrives while the writer has resized a field but not yet filled it
+    must wait for the batch, not return the fill values."""
+    from sisock.archive import h5io as io
+
+    d = tmp_path / "archive"
+    t0 = 1_700_000_000.0
+    paused, resume = threading.Event(), threading.Event()
+    real = io._extend
+
+    def slow_extend(ds, rows):  # pause once, between resizing field "y" and filling it
+        if ds.name.endswith("/f/y") and ds.shape[0] and not paused.is_set():
+            ds.resize(ds.shape[0] + len(rows), axis=0)
+            paused.set()
+            resume.wait(timeout=2)  # with the fix the reader waits for us: go on regardless
+            ds[ds.shape[0] - len(rows):] = rows
+            return
+        real(ds, rows)
+
+    monkeypatch.setattr(io, "_extend", slow_extend)
+    with ArchiveWriter(d, flush_interval=1e9) as w:
+        w.define_timeline("tl", {"x": FieldSpec(), "y": FieldSpec()})
+        t = t0 + np.arange(100.0)
+        w.append("tl", t, {"x": t, "y": t})
+        w.flush()
+        with ArchiveReader(d) as r:
+            assert r.read(["y"], t0, 2e9)["data"]["y"].size == 100
+            got: dict = {}
+
+            def read_during_the_batch() -> None:
+                paused.wait(timeout=60)
+                got.update(r.read(["x", "y"], t0, 2e9))
+                resume.set()
+
+            reader = threading.Thread(target=read_during_the_batch)
+            reader.start()
+            t2 = t0 + 100 + np.arange(100.0)
+            w.append("tl", t2, {"x": t2, "y": t2})
+            w.flush()
+            reader.join(timeout=60)
+    assert paused.is_set()
+    t = got["timeline"]["tl"]["t"]
+    np.testing.assert_array_equal(got["data"]["x"], t)
+    np.testing.assert_array_equal(got["data"]["y"], t)
+
+
+def test_file_renamed_during_a_query_is_found_under_its_new_name(tmp_path, monkeypatch):
+    """The writer renames the file it closes right after a query listed the directory:
+    the query meets the old name, lists again and answers from the new one."""
+    from sisock.archive import catalog
+    from sisock.archive.fileset import FileSet
+
+    d = tmp_path / "archive"
+    t0 = 1_700_000_000.0
+    w = ArchiveWriter(d, flush_interval=1e9)
+    w.define_timeline("tl", {"x": FieldSpec()})
+    t = t0 + np.arange(100.0)
+    w.append("tl", t, {"x": t})
+    w.flush()
+    with ArchiveReader(d) as r:
+        assert r.read(["x"], t0, 2e9)["data"]["x"].size == 100  # knows the .open.h5 file
+        real = FileSet.refresh
+
+        def refresh_then_rename(self):
+            snapshot = real(self)
+            if not w._closed:
+                for f in list(self._files.values()):  # not open (as when many files are
+                    self.handles.discard(f.path)      # used): the read opens it by name
+                w.close()  # renamed to .h5 between the listing and the read
+            return snapshot
+
+        monkeypatch.setattr(FileSet, "refresh", refresh_then_rename)
+        out = r.read(["x"], t0, 2e9)
+    np.testing.assert_array_equal(out["data"]["x"], t)
+    assert [n for n in os.listdir(d) if n.endswith(".h5")] == [catalog.file_name(t0, 1, catalog.CLOSED)]

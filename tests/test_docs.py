@@ -54,6 +54,7 @@ def test_documented_sisock_commands_parse():
     assert seen >= 10
 
 
+@pytest.mark.integration  # runs `sisock router` in child processes
 def test_router_print_config_with_proxies(tmp_path):
     """`sisock router --proxies 2 --print-config` (as documented) renders two proxy workers."""
     import json

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sisock.protocol import METHODS
 from sisock.downsample import (
-    METHODS,
     BucketStats,
     bin_index,
     downsample,

@@ -18,6 +18,7 @@ import pytest
 from conftest import REPO, free_port, listed, wait_for, wait_port
 from faults import kill9_trials, modbus_config, router_restarts, tmpfs, umount
 from sisock.client import ClientError, connect
+from slow_node import STARTED
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -61,8 +62,10 @@ def test_slow_node_blocks_nothing(stack, procs, client):
             slow_done.set()
 
     threading.Thread(target=slow_call, daemon=True).start()
-    time.sleep(1.0)  # let the slow call reach the node
-    assert not slow_done.is_set()
+    # the slow call is running inside the node (not lost, not refused, not queued)
+    wait_for(lambda: STARTED in slow.log() or slow_done.is_set(), 30,
+             "the slow get_data never reached the node:\n" + slow.log())
+    assert not slow_done.is_set(), "the slow call ended instead of running:\n" + slow.log()
     field, _ = client.fields("slow_f", -10, 0)
     assert "x" in field
     r = client.get_data("wx_slowtest", ["temperature"], -7200, 0)
@@ -165,7 +168,8 @@ def test_sink_low_space_injected(tmp_path, monkeypatch):
         wait_for(lambda: sink.appended > 100, 10, "did not resume")
     finally:
         sink.close()
-    t = ArchiveReader(tmp_path / "a").read(["x"], 0, 4e9)["timeline"]["g"]["t"]
+    with ArchiveReader(tmp_path / "a") as r:
+        t = r.read(["x"], 0, 4e9)["timeline"]["g"]["t"]
     assert (t < t0 + 10).sum() == 100, "samples archived before the outage are all kept"
     assert (t >= t0 + 200).sum() > 0 and sink.outages == 1
     assert ((t >= t0 + 100) & (t < t0 + 110)).sum() == 0, "nothing written while suspended"

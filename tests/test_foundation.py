@@ -137,10 +137,17 @@ def test_non_owner_cannot_subtract_or_forge(stack, procs, client):
     wait_for(lambda: "wx_own" in listed(client), 20, "wx_own never listed")
     owner = session_id_from_log(node)
     with server_client(stack) as sc:
+        def refusals() -> int:
+            return stack.hub.log_path.read_text(errors="replace").count(
+                "may not subtract 'wx_own'")
+
+        refused_before = refusals()
         sc.call("data_node.subtract", "wx_own", owner)   # forged: the owner's id
         sc.call("data_node.subtract", "wx_own", 12345)
         assert sc.call("data_node.add", "wx_own", "stolen", owner) is False
-        time.sleep(0.3)
+        # the hub answered both subtracts after handling them; its log says it refused them
+        wait_for(lambda: refusals() >= refused_before + 2, 10,
+                 "the hub did not refuse both forged subtracts:\n" + stack.hub.log())
         assert "wx_own" in listed(client)
         # nor may it register the owner's procedures
         with pytest.raises(ApplicationError) as err:

@@ -37,14 +37,26 @@ def test_concurrent_sessions_while_ingesting(stack, procs, tmp_path):
                str(tmp_path / "march"))
     with connect() as c:
         wait_for(lambda: {"load_arch", "load_modbus"} <= listed(c), 30, "nodes never listed")
+
+    def stats() -> list[dict]:
+        return [json.loads(line[len(STATS_PREFIX):]) for line in
+                mb.log_path.read_text(errors="replace").splitlines()
+                if line.startswith(STATS_PREFIX)]
+
     mb.proc.send_signal(signal.SIGUSR1)  # zero the poll statistics before the load
-    time.sleep(0.3)
+    # the node writes the figures it zeroes: the reset happened before the load starts
+    wait_for(lambda: len(stats()) == 1, 30, "the node did not zero its statistics:\n"
+             + mb.log())
+    t_load = time.monotonic()
     r = run_load(stack.url, str(stack.home), "load_arch", sessions=10, calls=12,
                  span=(end - 3 * 86400, end))
+    load_seconds = time.monotonic() - t_load
     mb.stop(signal.SIGTERM)
-    stats = [json.loads(line[len(STATS_PREFIX):]) for line in mb.log().splitlines()
-             if line.startswith(STATS_PREFIX)]
-    print("\nload (small):\n" + summary(r) + f"\n  modbus during the load: {stats[-1]}")
+    during = stats()
+    assert len(during) == 2, mb.log()
+    print("\nload (small):\n" + summary(r) + f"\n  modbus during the load: {during[-1]}")
     assert r["errors"] == [], r["errors"][:5]
     assert r["calls"] == 120
-    assert stats and stats[-1]["polls"] > 0 and stats[-1]["gaps"] == 0
+    # the figures cover the load: zeroed before it, written after it
+    assert during[-1]["seconds"] >= load_seconds
+    assert during[-1]["polls"] > 0 and during[-1]["gaps"] == 0

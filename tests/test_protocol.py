@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from sisock import serve, wire
-from sisock.errors import BadArgument
+from sisock.errors import BadArgument, TooMuchData
 from sisock.protocol import (
     MAX_FIELDS,
     MIN_STRIDE_RANGE,
@@ -182,6 +182,6 @@ def test_weather_plan_builds_a_core(tmp_path):
     r = plan.core.get_data(["temperature", "nope"], 0, 2e9, None, "mean", streaming=False)
     assert isinstance(r, Result) and r.field_timeline == {"temperature": "weather"}
     assert len(r.data["nope"]) == 0
-    with pytest.raises(Exception, match="min_stride"):
-        plan.core.max_samples = 10
+    plan.core.max_samples = 10
+    with pytest.raises(TooMuchData, match="min_stride"):
         plan.core.get_data(["temperature"], 0, 2e9, None, "mean", streaming=False)

@@ -22,7 +22,8 @@ from sisock.archive.summary import (
     split_table,
 )
 from sisock.archive.writer import ArchiveWriter
-from sisock.downsample import METHODS, bin_index, downsample_columns, reduce_buckets, sample_stats
+from sisock.downsample import bin_index, downsample_columns, reduce_buckets, sample_stats
+from sisock.protocol import METHODS
 
 T0 = 1_700_000_000.0
 SPECS = {"x": FieldSpec("number"), "y": FieldSpec("number"), "f": FieldSpec("bool")}

@@ -40,11 +40,13 @@ def browser():
 
 @pytest.fixture
 def page(browser):
-    """A fresh page; JavaScript errors fail the test."""
+    """A fresh page; JavaScript errors and Content-Security-Policy violations fail the test."""
     ctx = browser.new_context(viewport={"width": 1400, "height": 900}, accept_downloads=True)
     pg = ctx.new_page()
     errors: list[str] = []
     pg.on("pageerror", lambda e: errors.append(str(e)))
+    pg.on("console", lambda m: errors.append(m.text)
+          if "Content Security Policy" in m.text else None)
     yield pg
     ctx.close()
     assert not errors, f"JavaScript errors: {errors}"
@@ -55,7 +57,9 @@ def wait(page, condition: str, timeout: float = 60_000) -> None:
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
     try:
-        page.wait_for_function(condition, timeout=timeout)
+        # a function, not an expression: Playwright evaluates a bare expression with
+        # eval() inside the page, which the bridge's Content-Security-Policy forbids
+        page.wait_for_function(f"() => ({condition})", timeout=timeout)
     except PlaywrightTimeout:
         state = page.evaluate("window.sisock ? JSON.stringify({pending: window.sisock.pending, "
                               "errors: window.sisock.errors, requests: window.sisock.requests.length, "

@@ -254,7 +254,7 @@ def test_infinity_style_csv_and_json(web_demo):
 def test_live_events_relay_the_node(web_demo):
     """/api/live is an SSE stream of the node's live samples (get_data shape)."""
     with socket.create_connection(("127.0.0.1", web_demo.port), timeout=30) as s:
-        s.sendall(b"GET /api/live?node=websens HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n")
+        s.sendall(b"GET /api/live?node=websens HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n")
         buf = b""
         deadline = time.monotonic() + 30
         while buf.count(b"event: data") < 3 and time.monotonic() < deadline:

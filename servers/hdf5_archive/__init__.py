@@ -18,7 +18,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from sisock.archive.node import ArchiveNode
+from typing import Any
+
 from sisock.serve import Plan
 from sisock.settings import Settings
 
@@ -47,7 +48,17 @@ def build(args: argparse.Namespace, settings: Settings) -> Plan:
     """The archive core for parsed arguments; it loads its catalog in a thread at start."""
     if not args.archive.is_dir():
         raise SystemExit(f"sisock serve hdf5: --archive {args.archive} is not a directory")
+    from sisock.archive.node import ArchiveNode  # h5py only when serving
+
     core = ArchiveNode(args.archive, args.name,
                        args.description or f"HDF5 archive {args.archive.resolve()}",
                        args.max_samples, args.max_samples_streamed)
     return Plan(core, warm=[core.warm], replica=args.replica)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "ArchiveNode":  # kept importable from here, without importing h5py early
+        from sisock.archive.node import ArchiveNode
+
+        return ArchiveNode
+    raise AttributeError(name)

@@ -15,11 +15,13 @@ Wiring only; the parts live elsewhere:
 
 Each poll group is one timeline of the archive and of the node.
 
-Statistics: at shutdown the node writes ONE line to its standard output,
+Statistics: at shutdown the node writes one line to its standard output,
 ``sisock-modbus-stats {json}`` (see :func:`run_stats`): polls, missed
 ticks, gaps, requests, poll latency and archive append time since start or
 since the last SIGUSR1, which zeroes the counters (so a benchmark can skip
-the warm-up). ``benchmarks/bench_modbus.py`` reads it.
+the warm-up). SIGUSR1 also writes such a line, with the figures it zeroes,
+so whoever sent it can see that the reset happened; the line written at
+shutdown is always the last one. ``benchmarks/bench_modbus.py`` reads it.
 """
 
 from __future__ import annotations
@@ -140,6 +142,20 @@ def run_stats(poller: Poller, appends: AppendTimes, seconds: float) -> dict[str,
     return out
 
 
+def write_stats(stats: dict[str, object]) -> None:
+    """Write ``stats`` as one ``sisock-modbus-stats {json}`` line to standard output.
+
+    Parameters
+    ----------
+    stats : dict
+        Figures from :func:`run_stats`.
+    """
+    out = sys.__stdout__  # Twisted redirects sys.stdout into its log
+    if out is not None:
+        out.write(STATS_PREFIX + json.dumps(stats) + "\n")
+        out.flush()
+
+
 def reset_stats(poller: Poller, appends: AppendTimes) -> None:
     """Zero the poller's counters in place (call on the event loop) and the append times."""
     for s in poller.stats.values():
@@ -186,6 +202,7 @@ def build(args: argparse.Namespace, settings: Settings) -> Plan:
 
         def reset() -> None:
             nonlocal since
+            write_stats(run_stats(poller, appends, time.monotonic() - since))
             reset_stats(poller, appends)
             since = time.monotonic()
 
@@ -202,11 +219,7 @@ def build(args: argparse.Namespace, settings: Settings) -> Plan:
         sink.close()
         if poller is None:
             return
-        stats = run_stats(poller, appends, time.monotonic() - since)
-        out = sys.__stdout__  # Twisted redirects sys.stdout into its log
-        if out is not None:
-            out.write(STATS_PREFIX + json.dumps(stats) + "\n")
-            out.flush()
+        write_stats(run_stats(poller, appends, time.monotonic() - since))
 
     return Plan(core, warm=[core.warm], start=[start], stop=[stop])
 

@@ -1,17 +1,12 @@
-"""Argument checks of archive queries (times and ``min_stride`` as in :mod:`sisock.protocol`)."""
+"""Argument checks of archive queries (times and ``min_stride`` are checked by
+:mod:`sisock.protocol`, the one source of those rules)."""
 
 from __future__ import annotations
 
 from ..errors import BadArgument
-from ..protocol import check_time
+from ..protocol import check_range
 
-
-def check_range(start: object, end: object) -> tuple[float, float]:
-    """``(start, end)`` as floats; finite UNIX seconds with ``end >= start``."""
-    start, end = check_time("start", start), check_time("end", end)
-    if end < start:
-        raise BadArgument(f"argument 'end' ({end}) is before 'start' ({start})")
-    return start, end
+__all__ = ["check_range", "check_max_samples"]
 
 
 def check_max_samples(max_samples: object) -> int | None:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import catalog
+from . import catalog, h5io
 from . import index as archive_index
 from .datafile import ReadableFile
 from .handles import HandleCache
@@ -188,7 +188,7 @@ class FileSet:
                  table_cache_bytes: int = 64 * 2**20,
                  on_read: Callable[[int], None] | None = None) -> None:
         self.directory = directory
-        self.handles = HandleCache(max_open_files)
+        self.handles = HandleCache(h5io.pool(), max_open_files)
         self.tables = ByteLRU(table_cache_bytes)
         self._on_read = on_read
         self._catalog = catalog.Catalog(directory)

@@ -49,7 +49,7 @@ import h5py
 import numpy as np
 
 from ..protocol import FieldSpec
-from .handles import shared_pool
+from .handles import HandlePool
 from .summary import LEVELS, table_width
 
 log = logging.getLogger(__name__)
@@ -153,6 +153,10 @@ class WritableFile:
         Chunk rows of each summary level.
     min_levels : dict, optional
         Per timeline, index of the finest summary level to store (default 0).
+    lock : threading.RLock, optional
+        The lock the caller holds while it appends and flushes; readers of
+        this process hold it too while they read the file (:mod:`.handles`).
+        The caller calls ``pool().writer_closed(path)`` once the file is closed.
     """
 
     def __init__(
@@ -166,6 +170,7 @@ class WritableFile:
         chunk_rows: int | dict[str, int] = 4096,
         level_chunks: list[int] | None = None,
         min_levels: dict[str, int] | None = None,
+        lock: Any = None,
     ) -> None:
         self.path = path
         opts = compression_options(compression)
@@ -206,6 +211,8 @@ class WritableFile:
                     )
                 self._ds[tl] = d
             f.swmr_mode = True
+            if lock is not None:  # before any reader of this process can see the file
+                pool().writer_opened(creating, lock)
             os.rename(creating, path)
         except BaseException:
             f.close()
@@ -266,7 +273,7 @@ def open_readonly(path: str) -> h5py.File:
 class ReadHandle:
     """An open archive file with its datasets looked up once (path lookups cost ~50 us each).
 
-    Open through :func:`sisock.archive.handles.shared_pool` only (one handle
+    Open through :func:`pool` only (one handle
     per file per process).
 
     Parameters
@@ -308,6 +315,20 @@ class ReadHandle:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+_pool: HandlePool | None = None
+_pool_lock = threading.Lock()
+
+
+def pool() -> HandlePool:
+    """The process's one pool of archive file handles (:mod:`.handles`), made on first use."""
+    global _pool
+    if _pool is None:
+        with _pool_lock:
+            if _pool is None:
+                _pool = HandlePool(ReadHandle)
+    return _pool
 
 
 def read_layout(h: ReadHandle) -> dict[str, tuple[dict[str, FieldSpec], list[str], int]]:
@@ -363,7 +384,7 @@ def read_values(h: ReadHandle, timeline: str, name: str, ftype: str, i0: int, i1
 
 def read_root_attrs(path: str) -> dict[str, Any]:
     """Root attributes of a file (used by a restarting writer)."""
-    with shared_pool().borrow(path) as h:
+    with pool().borrow(path) as h:
         f = h.h5
         out = {k: f.attrs[k] for k in f.attrs}
         out["_t_last"] = {}
@@ -392,7 +413,7 @@ def describe(path: str, from_level: int) -> dict[str, dict[str, Any]]:
         stored table, levels ``>= max(from_level, min_level)``).
     """
     out: dict[str, dict[str, Any]] = {}
-    with shared_pool().borrow(path) as h:
+    with pool().borrow(path) as h:
         for tl, (specs, numeric, min_level) in read_layout(h).items():
             count, t_first, t_last = read_span(h, tl, refresh=False)
             tables = {i: read_level_table(h, tl, i, refresh=False)

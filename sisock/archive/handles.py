@@ -11,7 +11,7 @@ the first chunk's rows, for good.  Two readers in one process (or one
 reader dropped but not yet freed) were enough to return wrong data.
 
 So no archive code opens an archive file for reading except through the
-process's :class:`HandlePool` (:func:`shared_pool`):
+process's :class:`HandlePool` (:func:`sisock.archive.h5io.pool`):
 
 * files are keyed by ``(st_dev, st_ino)``, as HDF5 itself identifies them,
   so the same file under its ``.open.h5`` name and, after the writer's
@@ -22,6 +22,12 @@ process's :class:`HandlePool` (:func:`shared_pool`):
 * a handle first opened on a file that was still being written is
   ``live``: every read through it refreshes first (:mod:`.h5io`), so
   it never serves metadata older than the writer's close;
+* a writer in the same process registers the file it writes
+  (:meth:`HandlePool.writer_opened`) with a lock it holds while it changes
+  the file: within one process HDF5 shows a reader the writer's state as
+  it is in memory (SWMR's ordering only holds between processes), so a
+  read that ran while a batch was half appended saw a dataset already
+  resized but not yet filled.  Reads of that file hold the same lock;
 * :meth:`HandlePool.exclusive` lets a writer in the same process close a
   file for real: it waits for the reads in progress, closes the pool's
   handle and keeps new reads of that file waiting until the writer has
@@ -89,6 +95,7 @@ class HandlePool:
         self._paths: dict[str, Key] = {}
         self._opening: set[Key] = set()
         self._exclusive: dict[Key, int] = {}
+        self._writers: dict[Key, Any] = {}
         self._idle: OrderedDict[Key, None] = OrderedDict()
         self._users = itertools.count(1)
         #: Files opened so far.
@@ -97,6 +104,22 @@ class HandlePool:
     # ------------------------------------------------------------- reads
     @contextmanager
     def borrow(self, path: str, *, live: bool = False, user: int | None = None) -> Iterator[Any]:
+        """The handle of ``path``, open until the block ends (see :meth:`_borrow`).
+
+        While a writer of this process writes the file, the block holds the
+        writer's lock, so it never sees a batch half appended.
+        """
+        key = file_key(path)
+        writing = self._writers.get(key)
+        if writing is None:
+            with self._borrow(key, path, live, user) as h:
+                yield h
+            return
+        with writing, self._borrow(key, path, live, user) as h:
+            yield h
+
+    @contextmanager
+    def _borrow(self, key: Key, path: str, live: bool, user: int | None) -> Iterator[Any]:
         """The handle of ``path``, open until the block ends.
 
         Parameters
@@ -116,7 +139,6 @@ class HandlePool:
         FileNotFoundError
             ``path`` does not exist (e.g. renamed by the writer meanwhile).
         """
-        key = file_key(path)
         me = threading.get_ident()
         entry = None
         with self._cond:
@@ -211,6 +233,18 @@ class HandlePool:
                         self._close(entry)
 
     # ------------------------------------------------------------- writers
+    def writer_opened(self, path: str, lock: Any) -> None:
+        """A writer of this process writes ``path`` holding ``lock`` (an RLock)."""
+        key = file_key(path)
+        with self._cond:
+            self._writers[key] = lock
+
+    def writer_closed(self, path: str) -> None:
+        """The writer of ``path`` is done with it."""
+        key = file_key(path)
+        with self._cond:
+            self._writers.pop(key, None)
+
     @contextmanager
     def exclusive(self, path: str) -> Iterator[None]:
         """Keep every other thread of the process off ``path`` during the block.
@@ -254,35 +288,19 @@ class HandlePool:
             return len(self._entries)
 
 
-_pool: HandlePool | None = None
-_pool_lock = threading.Lock()
-
-
-def shared_pool() -> HandlePool:
-    """The process's pool of archive file handles (made on first use)."""
-    global _pool
-    if _pool is None:
-        with _pool_lock:
-            if _pool is None:
-                from .h5io import ReadHandle
-
-                _pool = HandlePool(ReadHandle)
-    return _pool
-
-
 class HandleCache:
     """One reader's view of the process's :class:`HandlePool`.
 
     Parameters
     ----------
+    pool : HandlePool
+        The process's pool (:func:`sisock.archive.h5io.pool`).
     max_open : int
         Handles the pool keeps open between reads (at least).
-    pool : HandlePool, optional
-        Default: :func:`shared_pool`.
     """
 
-    def __init__(self, max_open: int = 64, pool: HandlePool | None = None) -> None:
-        self.pool = pool if pool is not None else shared_pool()
+    def __init__(self, pool: HandlePool, max_open: int = 64) -> None:
+        self.pool = pool
         self.pool.reserve(max_open)
         self._user = self.pool.new_user()
         #: Files opened for this reader so far (the cost a reader tries to avoid).

@@ -59,7 +59,7 @@ from ..downsample import (
     sorted_bins,
 )
 from ..core import too_much_data
-from ..protocol import Result, check_min_stride, missing_values
+from ..protocol import check_min_stride, missing_values
 from .checks import check_max_samples, check_range
 from .datafile import ReadableFile
 from .fileset import FileSet, Snapshot

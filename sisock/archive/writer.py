@@ -50,6 +50,7 @@ import json
 import logging
 import math
 import os
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -59,8 +60,7 @@ import numpy as np
 from ..errors import BadArgument
 from . import catalog
 from . import index as archive_index
-from .h5io import WritableFile, creating_path, encode_strings, numeric_fields, read_root_attrs
-from .handles import shared_pool
+from .h5io import WritableFile, creating_path, encode_strings, numeric_fields, pool, read_root_attrs
 from .lock import DirectoryLock
 from ..protocol import FieldSpec, missing_values
 from .summary import LEVELS, WIDTHS, SummaryAccumulator
@@ -160,6 +160,9 @@ class ArchiveWriter:
             self._timelines: dict[str, _Timeline] = {}
             self._stored_last: dict[str, float] = {}
             self._file: _OpenFile | None = None
+            #: Held while HDF5 files are changed; readers of this process hold it
+            #: while they read the file being written (see sisock.archive.handles).
+            self._io_lock = threading.RLock()
             self._last_flush = clock()
             self._closed = False
             self._recover()
@@ -230,7 +233,8 @@ class ArchiveWriter:
         if old is not None and old.fields == specs:
             return
         if old is not None:
-            self._write_pending()
+            with self._io_lock:
+                self._write_pending()
         self._timelines[timeline] = _Timeline(
             specs, numeric_fields(specs),
             last=old.last if old else self._stored_last.get(timeline, -math.inf),
@@ -319,11 +323,12 @@ class ArchiveWriter:
     def flush(self) -> None:
         """Write every buffered sample and make it durable and visible."""
         self._check_open()
-        self._write_pending()
-        if self._file is not None:
-            self._file.wf.flush()
-            if self._file.wf.size() >= self.rotate_bytes:
-                self._close_file()
+        with self._io_lock:  # readers of this process never see a batch half written
+            self._write_pending()
+            if self._file is not None:
+                self._file.wf.flush()
+                if self._file.wf.size() >= self.rotate_bytes:
+                    self._close_file()
         self._last_flush = self._clock()
 
     def close(self) -> None:
@@ -331,8 +336,9 @@ class ArchiveWriter:
         if self._closed:
             return
         try:
-            self._write_pending()
-            self._close_file()
+            with self._io_lock:
+                self._write_pending()
+                self._close_file()
         finally:
             self._closed = True
             self._lock.release()
@@ -417,7 +423,8 @@ class ArchiveWriter:
                 ok = [i for i, w in enumerate(WIDTHS) if rate * w >= MIN_SAMPLES_PER_BUCKET]
                 min_levels[k] = ok[0] if ok else len(WIDTHS) - 1
         wf = WritableFile(path, seq, specs, dict(self._stored_last), compression=self.compression,
-                          chunk_rows=chunks, level_chunks=rows, min_levels=min_levels)
+                          chunk_rows=chunks, level_chunks=rows, min_levels=min_levels,
+                          lock=self._io_lock)
         log.info("archive: started %s", path)
         self._file = _OpenFile(wf, seq, stem_time, period_end, self._timelines)
         return self._file
@@ -437,7 +444,7 @@ class ArchiveWriter:
         final = catalog.with_state(f.wf.path, catalog.CLOSED)
         # readers of this process keep off the file meanwhile: our close is its real
         # close, so the size and mtime the index records are the file's final ones
-        with shared_pool().exclusive(f.wf.path):
+        with pool().exclusive(f.wf.path):
             f.wf.close()
             os.rename(f.wf.path, final)
             log.info("archive: closed %s", final)
@@ -447,6 +454,7 @@ class ArchiveWriter:
                     f.seq, catalog.CLOSED, final, st.st_size, st.st_mtime_ns)])
             except OSError as exc:  # the index is a cache: readers read the file directly
                 log.error("archive index: %s not recorded (%s)", final, exc)
+            pool().writer_closed(final)
 
 
 def _convert(timeline: str, name: str, ftype: str, v: np.ndarray) -> np.ndarray:

@@ -9,9 +9,14 @@ Modules, one idea each:
   queries, replies to ``timeserie``/``table``/annotations.
 * :mod:`~sisock.web.encode` -- pure response bodies: JSON, CSV and the
   dashboard's binary frame.
+* :mod:`~sisock.web.guard` -- pure request policy: the Host allowlist, the
+  checks on a request's head, token redaction and redirect, the headers
+  every answer carries.
+* :mod:`~sisock.web.limits` -- the fair limit on concurrent node calls.
 * :mod:`~sisock.web.consumer` -- thin WAMP shell: the consumer session,
   the hub's node list, calls to nodes, live-topic fan-out.
 * :mod:`~sisock.web.http` -- thin ``twisted.web`` shell: routes, token,
-  CORS, Server-Sent Events, static files.
+  CORS, Server-Sent Events, static files; the request and channel that
+  refuse before a body is read and put deadlines on slow clients.
 * :mod:`~sisock.web.app` -- the ``sisock web`` command.
 """

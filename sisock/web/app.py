@@ -4,6 +4,10 @@ Binds 127.0.0.1 unless ``--host`` says otherwise. ``--token`` (or
 ``SISOCK_WEB_TOKEN``) makes every endpoint require that token;
 ``--cors-origin`` (or ``SISOCK_WEB_CORS``, comma-separated) allows
 cross-origin browsers from those origins; otherwise CORS is off.
+Only requests whose ``Host`` is localhost, an IP address or a name given
+with ``--allowed-host`` (or
+``SISOCK_WEB_ALLOWED_HOSTS``, comma-separated) are answered.
+``--trust-proxy`` believes ``X-Forwarded-Proto`` from a reverse proxy.
 """
 
 from __future__ import annotations
@@ -44,6 +48,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="directory of the built dashboard (default: web/dist of the source tree)")
     parser.add_argument("--max-values", type=int, default=20_000_000,
                         help="most values one answer may hold (default 20000000)")
+    parser.add_argument("--allowed-host", action="append", default=None, metavar="NAME",
+                        help="also answer requests whose Host header is NAME (repeatable; "
+                             "SISOCK_WEB_ALLOWED_HOSTS, comma-separated; '*' for any). "
+                             "Default: localhost and IP addresses only (protection "
+                             "against DNS rebinding)")
+    parser.add_argument("--trust-proxy", action="store_true",
+                        default=os.environ.get("SISOCK_WEB_TRUST_PROXY", "") not in ("", "0"),
+                        help="believe X-Forwarded-Proto: https from a reverse proxy (the "
+                             "token cookie is then Secure); only behind a proxy that sets "
+                             "that header itself (SISOCK_WEB_TRUST_PROXY=1)")
 
 
 def dashboard_url(host: str, port: int) -> str:
@@ -70,8 +84,17 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
         raise BadArgument(f"--max-values must be at least 1, got {args.max_values}")
     static = args.static or default_static_dir()
+    hosts = args.allowed_host or [h.strip() for h in
+                                  os.environ.get("SISOCK_WEB_ALLOWED_HOSTS", "").split(",")
+                                  if h.strip()]
     bridge = Bridge(settings)
-    site, _ = make_site(bridge, WebConfig(token, origins, static, args.max_values))
+    try:
+        config = WebConfig(token, origins, static, args.max_values, hosts,
+                           getattr(args, "trust_proxy", False))
+    except ValueError as exc:
+        print(f"sisock web: {exc}", file=sys.stderr)
+        return 2
+    site, _ = make_site(bridge, config)
     try:
         reactor.listenTCP(args.port, site, interface=args.host)
     except Exception as exc:  # CannotListenError: say what, no traceback

@@ -25,11 +25,12 @@ from twisted.logger import Logger
 
 from .. import wire
 from ..protocol import OLD_NODE_ERRORS
-from ..transport import RAWSOCKET_MAX_MESSAGE, WEBSOCKET_MAX_MESSAGE
+from ..transport import message_limit
 from ..settings import Settings
 from ..wamp import make_component
 from .encode import _jsonable
 from .errors import WebError
+from .limits import FairLimiter
 
 log = Logger(namespace="sisock.web")
 
@@ -39,6 +40,12 @@ log = Logger(namespace="sisock.web")
 #: (``{"connected": bool}``).
 Listener = Callable[[str, dict], None]
 
+#: Calls to data nodes in flight at once, over every HTTP client.
+MAX_NODE_CALLS = 8
+#: Of which one HTTP request may hold at most this many.
+MAX_NODE_CALLS_PER_REQUEST = 3
+#: Whose turn a node call waits for: a client, or ``(client, request)``.
+Turn = str | tuple[str, object]
 #: Seconds the field-to-timeline map of a node is reused.
 FIELDS_TTL = 60.0
 #: Windows (seconds before now; None = all time) tried in turn to list a
@@ -58,10 +65,7 @@ def is_old_node_refusal(exc: ApplicationError) -> bool:
 
 def _message_limit(session) -> int:
     """The largest message ``session``'s transport takes (told to nodes)."""
-    connection = getattr(session, "transport", None)
-    if "rawsocket" in type(connection).__module__:
-        return RAWSOCKET_MAX_MESSAGE
-    return WEBSOCKET_MAX_MESSAGE
+    return message_limit(getattr(session, "transport", None))
 
 
 def live_json(payload: Any) -> dict:
@@ -86,14 +90,18 @@ class Bridge:
         Built with :func:`sisock.wamp.make_component` when omitted.
     call_timeout : float
         Seconds to wait for a node's answer.
+    max_calls : int
+        Calls to data nodes in flight at once; more wait, served in turn
+        per client (:class:`~sisock.web.limits.FairLimiter`).
     """
 
     def __init__(self, settings: Settings, component: Component | None = None,
-                 call_timeout: float = 60.0) -> None:
+                 call_timeout: float = 60.0, max_calls: int = MAX_NODE_CALLS) -> None:
         self.settings = settings
         self.uris = settings.uris
         self.component = component or make_component(settings)
         self.call_timeout = call_timeout
+        self.limiter = FairLimiter(max_calls, MAX_NODE_CALLS_PER_REQUEST)
         self.session = None
         self.nodes: dict[str, str] = {}
         self.hub_seen = False
@@ -159,6 +167,27 @@ class Bridge:
             self._fields.pop(info["name"], None)
             self._broadcast(info["name"], "gone", dict(info))
 
+    def check_known(self, node: str) -> None:
+        """Refuse a node the hub does not list, without asking the router.
+
+        The list is the hub's, kept current by its topics; without a hub
+        (sisock 0.x setups) every name is tried.
+
+        Raises
+        ------
+        WebError
+            404 ``not_found``.
+        """
+        if self.hub_seen and node not in self.nodes:
+            raise WebError("not_found", f"no data node named {node!r} (see /api/nodes)")
+
+    async def _node_call(self, client: Turn, uri: str, *args: Any, **kwargs: Any) -> Any:
+        """One call to a data node, inside :attr:`limiter`, in ``client``'s turn."""
+        session = self._need_session()
+        who, request = client if isinstance(client, tuple) else (client, None)
+        return await self.limiter.run(
+            who, lambda: self._timed(session.call(uri, *args, **kwargs)), request)
+
     def _need_session(self):
         if self.session is None:
             raise WebError("router_unavailable",
@@ -173,7 +202,8 @@ class Bridge:
         try:
             return await d
         except defer.TimeoutError:
-            raise WebError("timeout", f"no answer within {self.call_timeout if timeout is None else timeout:g} s") from None
+            waited = self.call_timeout if timeout is None else timeout
+            raise WebError("timeout", f"no answer within {waited:g} s") from None
         except TransportLost:
             raise WebError("router_unavailable", "the router connection was lost during the call") from None
 
@@ -193,18 +223,25 @@ class Bridge:
         return WebError("node_error", f"{rpc} on data node {node!r} failed: {message} [{exc.error}]")
 
     # -- calls ----------------------------------------------------------------
-    async def get_fields(self, node: str, start: float, end: float) -> tuple[dict, dict]:
-        """``get_fields`` of ``node``: ``(field, timeline)``."""
-        session = self._need_session()
+    async def get_fields(self, node: str, start: float, end: float,
+                         client: Turn = "") -> tuple[dict, dict]:
+        """``get_fields`` of ``node``: ``(field, timeline)``.
+
+        ``client`` is whose turn the call waits for: the HTTP caller's
+        address, or ``(address, request)``.
+        """
+        self.check_known(node)
+        self._need_session()
         try:
-            field, timeline = await self._timed(session.call(
-                self.uris.get_fields(node), start, end))
+            field, timeline = await self._node_call(client, self.uris.get_fields(node),
+                                                    start, end)
         except ApplicationError as exc:
             raise self._node_error(node, exc, "get_fields") from None
         self._fields[node] = (time.monotonic(), {**self._cached_fields(node), **field})
         return field, timeline
 
-    async def recent_fields(self, node: str) -> tuple[dict, dict, float, float]:
+    async def recent_fields(self, node: str,
+                            client: Turn = "") -> tuple[dict, dict, float, float]:
         """Fields of ``node`` over the shortest of :data:`RECENT_WINDOWS` that has any.
 
         Returns ``(field, timeline, start, end)``.
@@ -212,7 +249,7 @@ class Bridge:
         now = time.time()
         for window in RECENT_WINDOWS:
             start = 1.0 if window is None else now - window
-            field, timeline = await self.get_fields(node, start, now)
+            field, timeline = await self.get_fields(node, start, now, client)
             if field:
                 return field, timeline, start, now
         return {}, {}, 1.0, now
@@ -224,7 +261,7 @@ class Bridge:
         return entry[1]
 
     async def field_info(self, node: str, fields: list[str], start: float,
-                         end: float) -> dict[str, dict]:
+                         end: float, client: Turn = "") -> dict[str, dict]:
         """``get_fields`` info of ``fields`` (cached; fields never seen are left out).
 
         ``start`` and ``end`` are accepted for the signature's sake: the
@@ -233,7 +270,7 @@ class Bridge:
         known = self._cached_fields(node)
         if not all(f in known for f in fields):
             try:  # a field's type, units and timeline do not depend on the range
-                await self.recent_fields(node)
+                await self.recent_fields(node, client)
             except WebError as exc:
                 if exc.error in ("router_unavailable", "not_found"):
                     raise
@@ -242,7 +279,7 @@ class Bridge:
 
     async def get_data(self, node: str, fields: list[str], start: float, end: float,
                        min_stride: float | None = None, method: str | None = None,
-                       stream: bool | None = None) -> dict:
+                       stream: bool | None = None, client: Turn = "") -> dict:
         """Fetch samples as numpy arrays, in ``get_data`` shape.
 
         Binary arrays and (with ``stream``) progressive results are asked
@@ -253,6 +290,7 @@ class Bridge:
         """
         if stream is None:
             stream = min_stride is not None
+        self.check_known(node)
         session = self._need_session()
         uri = self.uris.get_data(node)
         kwargs: dict[str, Any] = {}
@@ -262,33 +300,33 @@ class Bridge:
         last = None
         try:
             if node in self._old_nodes:
-                asm.add(await self._timed(session.call(uri, fields, start, end, min_stride,
-                                                       **kwargs)))
+                asm.add(await self._node_call(client, uri, fields, start, end, min_stride,
+                                              **kwargs))
             else:
                 options = CallOptions(on_progress=lambda part, *a, **k: asm.add(part)) \
                     if stream else None
                 try:
-                    last = await self._timed(session.call(
-                        uri, fields, start, end, min_stride, encoding="binary",
-                        max_message_bytes=_message_limit(session), options=options, **kwargs))
+                    last = await self._node_call(
+                        client, uri, fields, start, end, min_stride, encoding="binary",
+                        max_message_bytes=_message_limit(session), options=options, **kwargs)
                 except ApplicationError as exc:
                     if not is_old_node_refusal(exc):
                         raise
                     self._old_nodes.add(node)
                     asm = wire.Assembler()
-                    last = await self._timed(session.call(uri, fields, start, end, min_stride,
-                                                          **kwargs))
+                    last = await self._node_call(client, uri, fields, start, end, min_stride,
+                                                 **kwargs)
                 asm.add(last)
         except ApplicationError as exc:
             raise self._node_error(node, exc, "get_data") from None
         reply = asm.reply()
         given = last.get("field_timeline") if isinstance(last, dict) else None
         reply["field_timeline"] = await self._field_timeline(
-            node, fields, start, end, reply, given if isinstance(given, dict) else {})
+            node, fields, start, end, reply, given if isinstance(given, dict) else {}, client)
         return reply
 
     async def _field_timeline(self, node, fields, start, end, reply,
-                              given: dict[str, str]) -> dict[str, str]:
+                              given: dict[str, str], client: Turn = "") -> dict[str, str]:
         """Which timeline each field is on: as the node says (sisock binary replies);
         for fields it does not name (0.x nodes), by length, else from ``get_fields``."""
         owner = wire.field_timelines({"data": reply["data"], "timeline": reply["timeline"]})
@@ -296,7 +334,7 @@ class Bridge:
         unsure = [f for f in fields if len(reply["data"].get(f, ())) and f not in owner]
         if unsure:
             try:
-                info = await self.field_info(node, unsure, start, end)
+                info = await self.field_info(node, unsure, start, end, client)
             except WebError:
                 info = {}
             for f in unsure:

@@ -10,11 +10,19 @@ Targets are ``node::field``. Differences from 0.x, on purpose:
 * ``/annotations`` turns the changes of a string or bool field into
   annotations (query ``node::field``); on a writable node's
   ``operator_writes`` fields (``node::write_point``...) each write is one
-  annotation saying who set what (:func:`write_annotations`).
+  annotation saying who set what (:func:`write_annotations`);
+* one body holds at most :data:`MAX_TARGETS` targets on at most
+  :data:`MAX_GROUPS` ``(node, method)`` pairs (each pair is one call to a
+  data node); more is a 400.
+
+Answers are encoded by :func:`timeserie_json` and :func:`table_json` in
+slices of :data:`SLICE` points, so that a big answer encoded in a thread
+lets the reactor thread run between slices.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
@@ -22,9 +30,17 @@ from typing import Any, Mapping
 import numpy as np
 
 from .errors import bad
-from .params import METHODS, MIN_STRIDE_RANGE, parse_duration, parse_node, parse_time
+from ..protocol import METHODS, MIN_STRIDE_RANGE
+from .params import parse_duration, parse_node, parse_time
 
 SEPARATOR = "::"
+#: Most targets in one ``/query`` body (a Grafana panel sends a few).
+MAX_TARGETS = 100
+#: Most ``(node, method)`` pairs in one ``/query`` body: each is one node call.
+MAX_GROUPS = 16
+#: Points encoded per :func:`json.dumps` call in :func:`timeserie_json`.
+SLICE = 1024
+_COMPACT = {"separators": (",", ":"), "allow_nan": False}
 
 
 @dataclass(frozen=True)
@@ -138,6 +154,9 @@ def parse_query(body: object, now: float | None = None) -> GrafanaQuery:
     targets = body.get("targets", [])
     if not isinstance(targets, list):
         raise bad("body member 'targets' must be a list of {\"target\": \"node::field\"}")
+    if len(targets) > MAX_TARGETS:
+        raise bad(f"body member 'targets' holds {len(targets)} targets; the limit is "
+                  f"{MAX_TARGETS} per request (split the panel)")
     q = GrafanaQuery(start, end, stride)
     for i, t in enumerate(targets):
         if not isinstance(t, Mapping):
@@ -154,6 +173,10 @@ def parse_query(body: object, now: float | None = None) -> GrafanaQuery:
             q.invalid[str(t["target"])] = str(exc)
             continue
         q.targets.append(Target(str(t.get("refId", "")), t["target"], node, fld, kind, method))
+    groups = q.by_node()
+    if len(groups) > MAX_GROUPS:
+        raise bad(f"the targets name {len(groups)} (node, method) pairs; the limit is "
+                  f"{MAX_GROUPS} per request (each pair is one call to a data node)")
     return q
 
 
@@ -190,6 +213,47 @@ def table(target: str, t: np.ndarray, values: np.ndarray, kind: str,
     if error:
         out["meta"] = {"error": error}
     return out
+
+
+def _pairs_json(first: np.ndarray, second: np.ndarray) -> str:
+    """``[a,b],[a,b],...`` (no outer brackets) for pairs of ``first`` and ``second``,
+    encoded :data:`SLICE` pairs at a time; non-finite floats become ``null``."""
+    parts = []
+    for i in range(0, len(first), SLICE):
+        a, b = first[i:i + SLICE], second[i:i + SLICE]
+        if _finite_numbers(a) and _finite_numbers(b):  # the common case, at C speed
+            pairs = np.column_stack((a.astype(float, copy=False),
+                                     b.astype(float, copy=False))).tolist()
+        else:
+            pairs = [[_value(x), _value(y)] for x, y in zip(a.tolist(), b.tolist())]
+        parts.append(json.dumps(pairs, **_COMPACT)[1:-1])
+    return ",".join(parts)
+
+
+def _finite_numbers(a: np.ndarray) -> bool:
+    """True for a float array without NaN or infinity (ints and bools keep their type)."""
+    return a.dtype.kind == "f" and bool(np.isfinite(a).all())
+
+
+def _meta_json(error: str | None) -> str:
+    return ',"meta":' + json.dumps({"error": error}, **_COMPACT) if error else ""
+
+
+def timeserie_json(target: str, t: np.ndarray, values: np.ndarray,
+                   error: str | None = None) -> str:
+    """:func:`timeserie` as compact JSON text, encoded in slices."""
+    ms = np.asarray(t, dtype=float) * 1000.0
+    return ('{"target":' + json.dumps(target, **_COMPACT) + ',"datapoints":['
+            + _pairs_json(np.asarray(values), ms) + "]" + _meta_json(error) + "}")
+
+
+def table_json(target: str, t: np.ndarray, values: np.ndarray, kind: str,
+               error: str | None = None) -> str:
+    """:func:`table` as compact JSON text, encoded in slices."""
+    head = table(target, np.zeros(0), np.zeros(0), kind)
+    ms = np.asarray(t, dtype=float) * 1000.0
+    return ('{"type":"table","columns":' + json.dumps(head["columns"], **_COMPACT)
+            + ',"rows":[' + _pairs_json(ms, np.asarray(values)) + "]" + _meta_json(error) + "}")
 
 
 def search(targets: list[str], term: object) -> list[str]:

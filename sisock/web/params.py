@@ -20,6 +20,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Mapping
 
+from ..errors import BadArgument
+from ..protocol import (METHODS, check_min_stride, downsampled_values, fitting_min_stride,
+                        valid_name, values_per_bin)
 from .errors import WebError, bad
 
 #: A time number above this is milliseconds (1e11 s is the year 5138).
@@ -27,10 +30,7 @@ MS_THRESHOLD = 1e11
 UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0,
          "w": 7 * 86400.0, "y": 365 * 86400.0}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?|\.\d+)\s*(ms|s|m|h|d|w|y)\s*$")
-METHODS = ("mean", "min", "max", "first", "last", "minmax")
 FORMATS = ("json", "csv", "binary")
-#: Accepted ``min_stride`` (seconds): as the data nodes accept it.
-MIN_STRIDE_RANGE = (1e-6, 1e10)
 #: At most this many fields in one request.
 MAX_FIELDS = 64
 
@@ -133,10 +133,10 @@ def parse_min_stride(text: object) -> float | None:
         value = float(s)
     except ValueError:
         value = parse_duration("min_stride", s)
-    if not math.isfinite(value) or not MIN_STRIDE_RANGE[0] <= value <= MIN_STRIDE_RANGE[1]:
-        raise bad(f"argument 'min_stride' must be between {MIN_STRIDE_RANGE[0]:g} and "
-                  f"{MIN_STRIDE_RANGE[1]:g} seconds (or 0 for none), got {text!r}")
-    return value
+    try:
+        return check_min_stride(value)  # the data nodes' own rule
+    except BadArgument as exc:
+        raise bad(str(exc)) from None
 
 
 def parse_choice(name: str, text: object, choices: tuple[str, ...], default: str | None) -> str | None:
@@ -182,14 +182,11 @@ def parse_data_query(args: Mapping[str, str], now: float | None = None) -> DataQ
     return DataQuery(node, fields, start, end, stride, method, fmt or "json")
 
 
-_NODE = re.compile(r"^[A-Za-z0-9_-]+$")
-
-
 def parse_node(text: object) -> str:
     """A data-node name (letters, digits, ``_``, ``-``)."""
     if text is None or not str(text):
         raise bad("argument 'node' is required: the name of a data node (see /api/nodes)")
-    if not _NODE.match(str(text)):
+    if not valid_name(str(text)):
         raise bad(f"argument 'node' must be a data-node name (letters, digits, '_' or '-'), "
                   f"got {str(text)!r:.80}")
     return str(text)
@@ -207,19 +204,30 @@ def check_budget(span: float, min_stride: float | None, nfields: int, method: st
     WebError
         413 ``too_much_data`` with the ``min_stride`` that fits.
     """
+    check_total_budget(span, min_stride, [(nfields, method)], limit)
+
+
+def check_total_budget(span: float, min_stride: float | None,
+                       groups: list[tuple[int, str | None]], limit: int) -> None:
+    """Refuse a request of several ``(number of fields, method)`` groups whose
+    answers together would exceed ``limit`` values (see :func:`check_budget`).
+
+    Raises
+    ------
+    WebError
+        413 ``too_much_data`` with the ``min_stride`` that fits the whole answer.
+    """
     if min_stride is None or span <= 0:
         return
-    per_bin = 2 if method == "minmax" else 1
-    n = (span / min_stride + 1) * per_bin * max(1, nfields)
+    weighted = sum(values_per_bin(method) * max(1, n) for n, method in groups)
+    n = downsampled_values(span, min_stride, weighted)
     if n > limit:
-        raise too_much(span, nfields, method, limit, int(n))
+        raise too_much(span, weighted, None, limit, n)
 
 
 def too_much(span: float, nfields: int, method: str | None, limit: int, n: int) -> WebError:
     """The 413 error for ``n`` values over ``limit``, suggesting a ``min_stride``."""
-    per_bin = 2 if method == "minmax" else 1
-    fits = max(MIN_STRIDE_RANGE[0], span * per_bin * max(1, nfields) / max(1, limit - nfields))
-    fits = float(f"{fits * 1.001:.3g}") if fits < 1e9 else fits
+    fits = fitting_min_stride(span, values_per_bin(method) * max(1, nfields), limit)
     return WebError("too_much_data",
                     f"the answer would hold about {n} values, over this server's limit of "
                     f"{limit}; pass min_stride >= {fits:g} seconds (or a shorter range)",
