@@ -183,7 +183,7 @@ class AuditLog:
                  _dump(requested), _dump(readback), status, reason or "", int(bool(dry_run)),
                  t_done if t_done is not None else (None if status == INTENT else time.time()),
                  message or ""))
-            return int(cur.lastrowid)
+            return int(cur.lastrowid or 0)
 
     def finish(self, row: int, status: str, *, readback: Any = None, message: str = "",
                t_done: float | None = None) -> None:

@@ -435,7 +435,8 @@ def parse_set(args: tuple, kwargs: Mapping[str, Any]) -> SetCall:
         reason = ""
     if not isinstance(reason, str) or len(reason) > MAX_REASON:
         raise bad(f"set: reason must be a string of at most {MAX_REASON} characters")
-    return SetCall(point, given["value"], rid, dry_run, given.get("expected"), not_after, reason)
+    return SetCall(str(point), given["value"], str(rid), dry_run, given.get("expected"),
+                   not_after, reason)
 
 
 class TokenBucket:
@@ -712,12 +713,11 @@ class WriteCore:
         else:
             if spec.readback.settle > 0:
                 self.sleep(spec.readback.settle)
+            error: str | None = None
             try:
                 readback = _jsonable(self.side.read_point(spec.readback.point))
             except WriteRefused as exc:
                 readback, error = None, str(exc)
-            else:
-                error = None
             if uncertain is not None:
                 status = "unverified"
                 message = f"the device's answer to the write was lost ({uncertain})"
