@@ -337,7 +337,6 @@ import sys
 import numpy as np
 sys.path.insert(0, {tests!r})
 from test_writes_core import FakeSide, OP
-from sisock.core import DataCore
 from sisock.node import NodeService
 from sisock.operator import WritesTimeline
 from sisock.protocol import Result
@@ -372,7 +371,18 @@ assert fields["write_point"]["timeline"] == "operator_writes"
 r = service.node.get_data(["write_point", "write_caller", "nothing"], 0, 4e9)
 assert list(r.data["write_point"]) == ["pump"] and list(r.data["write_caller"]) == ["alice"]
 assert len(r.data["nothing"]) == 0
-plain = NodeService(DataCore(), Settings(home=home), component=Component())
+class ReadOnly:
+    name = "ro"
+    description = "read only"
+
+    def get_fields(self, start, end):
+        return {{}}, {{}}
+
+    def get_data(self, fields, start, end, min_stride=None, method="mean", *, streaming=False):
+        return Result()
+
+
+plain = NodeService(ReadOnly(), Settings(home=home), component=Component())
 assert plain.operator is None
 from sisock.servers.sensors import SensorsNode
 from sisock.servers.weather import WeatherNode
