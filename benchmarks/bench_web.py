@@ -19,9 +19,18 @@ prints, from the same run:
 Each figure is the median (and best) of ``--repeat`` runs. Asserts
 nothing about time; the machine is shared, so run it twice.
 
+With ``--nodes N`` it measures a crowded page instead: N archive nodes
+serving the same archive (``--days``, 7 by default), N panels of 4 fields,
+and a second tab showing the same view: navigation -> every panel painted,
+zoom -> every panel repainted, data requests per zoom, and a live sample
+-> drawn with every node in a live view. ``--static DIR`` serves another
+build of the dashboard (an older one, to compare); a figure that never
+comes within the wait is reported as such.
+
 Usage::
 
     python benchmarks/bench_web.py [--dir DIR] [--days 365] [--repeat 5]
+    python benchmarks/bench_web.py --nodes 8 [--static OLD/web/dist] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -136,9 +145,14 @@ async ([mode, urls, body, width]) => {
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()) / "sisock-bench-web")
-    ap.add_argument("--days", type=int, default=365)
+    ap.add_argument("--days", type=int, default=None, help="archive length (365; 7 with --nodes)")
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--nodes", type=int, default=0, help="crowded page: this many archive nodes")
+    ap.add_argument("--static", type=Path, default=None, help="dashboard build to serve")
+    ap.add_argument("--one-tab", action="store_true", help="with --nodes: no second tab")
     args = ap.parse_args(argv)
+    if args.days is None:
+        args.days = 7 if args.nodes else 365
     from playwright.sync_api import sync_playwright
 
     t0, t1, built = build(args.dir / "archive", args.days)
@@ -156,19 +170,25 @@ def main(argv: list[str] | None = None) -> int:
             router = stack.start("router", "router", "--loglevel", "warn")
             wait_port(port, 60, router)
             stack.start("hub", "hub")
-            stack.start("bench", "serve", "hdf5", "--name", "bench", "--archive", str(args.dir / "archive"))
+            names = [f"bench{k}" for k in range(args.nodes)] if args.nodes else ["bench"]
+            for name in names:
+                stack.start(name, "serve", "hdf5", "--name", name, "--archive", str(args.dir / "archive"))
             stack.start("benchlive", "serve", "sensors", "--name", "benchlive", "--interval", "0.5")
-            web = stack.start("web", "web", "--port", str(web_port))
+            static = ["--static", str(args.static)] if args.static else []
+            web = stack.start("web", "web", "--port", str(web_port), *static)
             wait_port(web_port, 60, web)
-            wait_for_nodes(settings, {"bench", "benchlive"}, 120)
+            wait_for_nodes(settings, {*names, "benchlive"}, 120)
             url = f"http://127.0.0.1:{web_port}"
             # the archive node reads its catalog in a thread at start: wait for a first answer
-            q = (f"{url}/api/data?node=bench&fields={','.join(FIELDS)}&start={t0}&end={t1}"
+            q = (f"{url}/api/data?node={names[0]}&fields={','.join(FIELDS)}&start={t0}&end={t1}"
                  f"&min_stride={(t1 - t0) / 1000}&method=minmax&format=binary")
             began = time.perf_counter()
             urllib.request.urlopen(q, timeout=600).read()
             print(f"first (cold) year query through the bridge: {(time.perf_counter() - began) * 1e3:.0f} ms")
-            run_browser(sync_playwright, url, t0, t1, args.repeat)
+            if args.nodes:
+                run_crowded(sync_playwright, url, names, t0, t1, args.repeat, not args.one_tab)
+            else:
+                run_browser(sync_playwright, url, t0, t1, args.repeat)
         finally:
             stack.stop()
     return 0
@@ -254,6 +274,113 @@ def run_browser(sync_playwright, url: str, t0: float, t1: float, repeat: int) ->
     print(f"    /api/data binary frame, minmax as the dashboard ({pts_b} points):   {stats(base_b)}")
     print(f"    ratio /query / binary mean (medians): "
           f"{statistics.median(base_q) / statistics.median(base_m):.2f}x")
+
+
+WAIT_MS = 60_000
+
+
+def _within(page, condition: str, timeout: float = WAIT_MS) -> bool:
+    """Wait for a page condition; False if it never held within ``timeout`` ms."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        page.wait_for_function(f"() => ({condition})", timeout=timeout, polling=100)
+        return True
+    except PlaywrightTimeout:
+        return False
+
+
+def _goto(page, url: str) -> bool:
+    """Open ``url``; False if even the page never loaded (connections starved)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        page.goto(url, timeout=WAIT_MS)
+        return True
+    except PlaywrightTimeout:
+        return False
+
+
+def _figure(xs: list[float | None]) -> str:
+    done = [x for x in xs if x is not None]
+    never = len(xs) - len(done)
+    text = stats(done) if done else "never"
+    return text + (f" ({never} of {len(xs)} runs never, waited {WAIT_MS / 1000:.0f} s)" if never and done else "")
+
+
+def run_crowded(sync_playwright, url: str, names: list[str], t0: float, t1: float,
+                repeat: int, two_tabs: bool = True) -> None:
+    """A page of one panel per node (4 fields each) while a second tab shows it too."""
+    n = len(names)
+    panels = "|".join(",".join(f"{node}:{f}" for f in FIELDS) for node in names)
+    view = f"{url}/?panels={panels}&from={t0}&to={t1}&live=0"
+    live_view = f"{url}/?panels={panels}|benchlive:cpu_percent&range=15m"
+    painted = (f"[...Array({n}).keys()].every(k => window.sisock.paints.some("
+               "x => x.panel === k && x.reason === 'fetch'))")
+    nav, zoom, per_zoom, live = [], [], [], []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        try:
+            for i in range(repeat):
+                ctx = browser.new_context(viewport={"width": 1400, "height": 900})
+                if two_tabs:
+                    other = ctx.new_page()  # the second tab: same view, live, left open
+                    _goto(other, live_view)
+                    _within(other, "window.sisock && window.sisock.ready", 30_000)
+                page = ctx.new_page()
+                ok = _goto(page, view) and _within(page, f"window.sisock && window.sisock.ready && {painted}")
+                nav.append(page.evaluate(f"Math.max(...[...Array({n}).keys()].map(k => "
+                                         "window.sisock.paints.find(x => x.panel === k && "
+                                         "x.reason === 'fetch').at))") if ok else None)
+                if i == 0 and ok:
+                    page.screenshot(path=str(Path("artifacts") / "bench-web-crowded.png"), full_page=True)
+                if not ok:
+                    zoom.append(None)
+                    per_zoom.append(None)
+                    ctx.close()
+                    continue
+                _within(page, IDLE)
+                box = page.locator(".panel .u-over").first.bounding_box()
+                before = page.evaluate("window.sisock.requests.length")
+                m = page.evaluate("window.sisock.paints.length")
+                y = box["y"] + box["height"] / 2
+                x0 = box["x"] + box["width"] * (0.3 + 0.05 * i)
+                page.mouse.move(x0, y)
+                page.mouse.down()
+                page.mouse.move(x0 + box["width"] * 0.1, y, steps=4)
+                page.mouse.up()
+                ok = _within(page, f"{IDLE} && [...Array({n}).keys()].every(k => window.sisock.paints"
+                             f".slice({m}).some(x => x.panel === k && x.reason === 'fetch' && "
+                             "x.at > window.sisock.zoomAt))")
+                zoom.append(page.evaluate(
+                    f"Math.max(...[...Array({n}).keys()].map(k => window.sisock.paints.slice({m}).find("
+                    "x => x.panel === k && x.reason === 'fetch' && x.at > window.sisock.zoomAt).at))"
+                    " - window.sisock.zoomAt") if ok else None)
+                page.wait_for_timeout(1500)  # let any further query of the same zoom start
+                _within(page, IDLE)
+                per_zoom.append(page.evaluate("window.sisock.requests.length") - before)
+                ctx.close()
+            # live: every node in a live view, the second tab open on it too
+            ctx = browser.new_context(viewport={"width": 1400, "height": 900})
+            if two_tabs:
+                other = ctx.new_page()
+                _goto(other, live_view)
+            page = ctx.new_page()
+            if _goto(page, live_view) and \
+                    _within(page, "window.sisock && window.sisock.live && window.sisock.live.length >= 12"):
+                live = [(x["drawnAt"] - x["t"]) * 1e3 for x in page.evaluate("window.sisock.live")[2:]]
+            ctx.close()
+        finally:
+            browser.close()
+    tabs = "a second tab open on the same view" if two_tabs else "one tab"
+    print(f"\nheadless Chromium, {n} nodes x {len(FIELDS)} fields in {n} panels, {tabs}, {repeat} runs:")
+    print(f"  navigation -> {n} charts painted:          {_figure(nav)}")
+    print(f"  zoom -> {n} charts repainted:              {_figure(zoom)}")
+    done = [x for x in per_zoom if x is not None]
+    print(f"  data requests per zoom:                 {', '.join(map(str, done)) if done else 'never'}")
+    print("  live sample published -> drawn:         " + (
+        f"median {statistics.median(live):7.0f} ms, max {max(live):7.0f} ms ({len(live)} samples)"
+        if live else "never"))
 
 
 if __name__ == "__main__":

@@ -140,6 +140,19 @@ class Authorizer(ApplicationSession):
                 self._replicas.add((sid, name))
         return {"allow": bool(ok), "disclose": False, "cache": False}
 
+    def onUserError(self, fail, msg):  # noqa: N802 (autobahn API)
+        """Log a refusal the hub explained in one line; anything else with its traceback.
+
+        A register refused for a bad argument (e.g. over the limit of names
+        per session) is an answer, not a fault: a traceback in the router's
+        log would only make people think the router broke.
+        """
+        exc = getattr(fail, "value", fail)
+        if isinstance(exc, ApplicationError) and self._uris.is_error(exc.error):
+            self.log.info("refused: {why}", why=exc.args[0] if exc.args else exc.error)
+            return
+        super().onUserError(fail, msg)
+
     def _hub_away(self, action: str, uri: str, exc: Exception) -> bool:
         """No hub to ask: refuse (the node retries when the hub is back)."""
         self.log.warn("refusing {action} {uri}: cannot ask the hub ({exc})",

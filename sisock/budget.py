@@ -220,7 +220,8 @@ def too_much(result: Mapping[str, Any], size: int, serializer: str, limit: int, 
     return TooMuchData(
         f"the reply to {what} would be about {size} bytes encoded ({serializer}), more than "
         f"the message limit max_message_bytes={limit} of the caller{declare}; pass "
-        f"min_stride >= {stride:g} s (or request a shorter range or fewer fields{streaming})")
+        f"min_stride >= {stride:g} s (or request a shorter range or fewer fields{streaming})",
+        min_stride=stride, max_message_bytes=limit)
 
 
 def plan_reply(result: Mapping[str, Any], start: float, end: float, limit: int,

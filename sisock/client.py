@@ -29,9 +29,9 @@ from autobahn.asyncio.component import Component
 from autobahn.wamp.exception import ApplicationError, TransportLost
 from autobahn.wamp.types import CallOptions
 
-from . import wire
 from .client_writes import OperatorCalls
-from .protocol import OLD_NODE_ERRORS, Result, TimelineData
+from .consumer import DataCall, NodeVersions, Parts, remote_error
+from .protocol import Result, TimelineData
 from .settings import Settings, load_settings
 from .transport import WEBSOCKET_MAX_MESSAGE, message_limit, transport_configs
 
@@ -74,14 +74,39 @@ class RemoteError(ClientError):
     ----------
     uri : str
         The WAMP error URI, e.g. ``org.simonsobservatory.error.bad_argument``.
+    message : str
+        The node's explanation.
+    details : dict
+        What the node said for programs (the error's keyword arguments).
     """
 
-    def __init__(self, uri: str, message: str, kwargs: dict | None = None) -> None:
+    def __init__(self, uri: str, message: str, details: dict | None = None) -> None:
         super().__init__(f"{message} [{uri}]")
         self.uri = uri
         self.message = message
-        #: The error's keyword arguments (e.g. ``request_id`` and ``point`` of a refused write).
-        self.kwargs = dict(kwargs or {})
+        self.details = dict(details or {})
+
+
+class TooMuchDataError(RemoteError):
+    """The answer would be over the node's limit.
+
+    Attributes
+    ----------
+    min_stride : float or None
+        A ``min_stride`` (seconds) whose answer fits.
+    limit : int or None
+        The limit the answer went over (values, or bytes for a message limit).
+    """
+
+    @property
+    def min_stride(self) -> float | None:
+        """A ``min_stride`` whose answer fits (None if the node did not say)."""
+        return self.details.get("min_stride")
+
+    @property
+    def limit(self) -> int | None:
+        """The limit the answer went over."""
+        return self.details.get("limit", self.details.get("max_message_bytes"))
 
 
 class WriteRefused(RemoteError):
@@ -101,12 +126,12 @@ class WriteRefused(RemoteError):
     @property
     def request_id(self) -> str | None:
         """The refused request's id."""
-        return self.kwargs.get("request_id")
+        return self.details.get("request_id")
 
     @property
     def point(self) -> str | None:
         """The refused request's point."""
-        return self.kwargs.get("point")
+        return self.details.get("point")
 
 
 class NotAuthorized(WriteRefused):
@@ -247,7 +272,7 @@ class Client(OperatorCalls):
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever,
                                         name="sisock-client", daemon=True)
-        self._old_nodes: set[str] = set()
+        self._versions = NodeVersions()
         self._closing = False
         self._ready = threading.Event()  # set while a session is joined
         self._subscriptions: list[tuple[str, Callable[..., None]]] = []
@@ -465,7 +490,11 @@ class Client(OperatorCalls):
                         continue
                     raise NodeUnknown(f"no such procedure {full} (is the node running?)") from None
                 message = exc.args[0] if exc.args else str(exc)
-                raise RemoteError(exc.error, str(message), exc.kwargs) from None
+                typed = remote_error(self.uris.base, exc.error, exc.args, exc.kwargs)
+                cls = TooMuchDataError if typed is not None and typed.kind == "too_much_data" \
+                    else RemoteError
+                raise cls(exc.error, str(message), typed.details if typed is not None else None) \
+                    from None
 
     def _result(self, fut, session, deadline: float, wait: float, full: str):
         """Wait for a call's answer; raise :class:`_Resend` if its session was lost.
@@ -539,64 +568,54 @@ class Client(OperatorCalls):
         """
         if isinstance(fields, str):
             fields = [fields]
-        kwargs: dict[str, Any] = {}
-        if method is not None:
-            kwargs["method"] = method
         uri = self.uris.get_data(node)
-        old = node in self._old_nodes
-        binary = self.binary and not old
         # the largest message our transport takes; a node assumes 1 MiB otherwise
-        limit = {} if old else {"max_message_bytes": self._message_bytes}
-        parts = 1
-        try:
-            if binary and not stream:
-                reply = self.call(uri, fields, start, end, min_stride, timeout=timeout,
-                                  encoding="binary", **kwargs, **limit)
-            elif binary:
-                reply, parts = self._fetch_streamed(uri, fields, start, end, min_stride, timeout,
-                                                    progress, **kwargs, **limit)
-            else:
-                reply = self.call(uri, fields, start, end, min_stride, timeout=timeout,
-                                  **kwargs, **limit)
-        except NodeUnknown:
-            raise NodeUnknown(f"no data node named {node!r}") from None
-        except RemoteError as exc:
-            if not old and exc.uri in OLD_NODE_ERRORS:
-                self._old_nodes.add(node)  # sisock 0.x node: lists only
-                reply = self.call(uri, fields, start, end, min_stride, timeout=timeout, **kwargs)
-            else:
-                raise
-        return DataResult.from_reply(reply, parts)
+        call = self._versions.call(node, DataCall(fields, start, end, min_stride, method,
+                                                  binary=self.binary,
+                                                  max_message_bytes=self._message_bytes))
+        while True:
+            try:
+                parts = self._fetch(uri, call, timeout, progress, stream)
+                break
+            except NodeUnknown:
+                raise NodeUnknown(f"no data node named {node!r}") from None
+            except RemoteError as exc:
+                instead = self._versions.fallback(node, call, exc.uri)
+                if instead is None:
+                    raise
+                call = instead  # a sisock 0.x node: lists, no extensions
+        return DataResult.from_reply(parts.reply(), parts.count)
 
-    def _fetch_streamed(self, uri, fields, start, end, min_stride, timeout, progress, **kwargs):
-        asm = wire.Assembler()
+    def _fetch(self, uri: str, call: DataCall, timeout: float | None, progress: bool | None,
+               stream: bool) -> Parts:
+        """Send one ``get_data`` call; the answer's parts (streamed when allowed)."""
+        parts = Parts()
+        if not (stream and call.binary and not call.legacy):
+            parts.add(self.call(uri, *call.args, timeout=timeout, **call.kwargs))
+            return parts
         bar = None
         show = _interactive() if progress is None else progress
 
         def on_part(part, *args, **kw):
             nonlocal bar
-            before = asm.received
-            asm.add(part)
+            before = parts.received
+            parts.add(part)
             if show:
                 if bar is None:
                     from tqdm.auto import tqdm
 
-                    bar = tqdm(total=asm.expected, unit="sample", unit_scale=True,
+                    bar = tqdm(total=parts.expected, unit="sample", unit_scale=True,
                                desc=uri.rsplit(".", 2)[-2], leave=False)
-                bar.total = asm.expected
-                bar.update(asm.received - before)
+                bar.total = parts.expected
+                bar.update(parts.received - before)
 
         try:
-            last = self.call(uri, fields, start, end, min_stride, timeout=timeout,
-                             on_progress=on_part, encoding="binary", **kwargs)
-            asm.add(last)
+            parts.add(self.call(uri, *call.args, timeout=timeout, on_progress=on_part,
+                                **call.kwargs))
         finally:
             if bar is not None:
                 bar.close()
-        reply = asm.reply()
-        if isinstance(last, dict) and "field_timeline" in last:
-            reply["field_timeline"] = last["field_timeline"]
-        return reply, asm.parts
+        return parts
 
     def subscribe_uri(self, uri: str, callback: Callable[..., None]) -> None:
         """Subscribe ``callback(*args, **kwargs)`` to a topic (full or relative URI).

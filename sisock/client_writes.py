@@ -131,7 +131,7 @@ def _typed(exc: Any, node: str, request_id: str | None, args: tuple) -> Exceptio
     """The typed client error for a refusal (or ``exc`` itself)."""
     from . import client as c
 
-    kwargs = dict(exc.kwargs)
+    kwargs = dict(exc.details)
     if request_id is not None and not kwargs.get("request_id"):
         kwargs["request_id"] = request_id
     if exc.uri == "wamp.error.not_authorized":

@@ -113,4 +113,4 @@ def too_much_data(limit: int, values: int, nfields: int, start: float, end: floa
     return TooMuchData(
         f"the result would hold {values} values ({nfields} field(s)), more than "
         f"max_samples={limit}; pass min_stride >= {suggest:g} s (or request a shorter "
-        "range or fewer fields)")
+        "range or fewer fields)", min_stride=suggest, limit=limit)

@@ -12,18 +12,36 @@ This module has no reactor and no autobahn import so that pure cores
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class SisockError(Exception):
     """Base class for errors that travel to a caller as a WAMP error.
+
+    Parameters
+    ----------
+    message : str
+        What happened and what to do, for a person.
+    **details
+        Values a program acts on (e.g. ``min_stride`` and ``limit`` of a
+        ``too_much_data`` refusal); they travel as the WAMP error's keyword
+        arguments, which callers that do not read them never see. None
+        values are left out.
 
     Attributes
     ----------
     kind : str
         Last component of the error URI, e.g. ``"bad_argument"`` gives
         ``"{base}.error.bad_argument"``.
+    details : dict
+        The keyword arguments given.
     """
 
     kind = "internal"
+
+    def __init__(self, message: str = "", **details: Any) -> None:
+        super().__init__(message)
+        self.details = {k: v for k, v in details.items() if v is not None}
 
     def uri(self, base_uri: str) -> str:
         """Return the full WAMP error URI under ``base_uri``."""
@@ -40,3 +58,9 @@ class TooMuchData(SisockError):
     """A request would return more samples than the node allows."""
 
     kind = "too_much_data"
+
+
+class NotFound(SisockError):
+    """What was asked for does not exist (a node, a point)."""
+
+    kind = "not_found"

@@ -664,12 +664,5 @@ class Result:
 
 def _match_by_length(result: Result) -> dict[str, str]:
     """Field -> timeline where exactly one timeline has the field's length."""
-    by_len: dict[int, list[str]] = {}
-    for name, tl in result.timelines.items():
-        by_len.setdefault(len(tl.t), []).append(name)
-    out = {}
-    for f, v in result.data.items():
-        names = by_len.get(len(v), [])
-        if len(v) and len(names) == 1:
-            out[f] = names[0]
-    return out
+    return wire.match_by_length({f: len(v) for f, v in result.data.items()},
+                           {name: len(tl.t) for name, tl in result.timelines.items()})

@@ -50,7 +50,7 @@ def make_component(settings: Settings, *, serializers: list[str] | None = None,
 
 def to_application_error(exc: SisockError, base_uri: str) -> ApplicationError:
     """Turn a :class:`SisockError` into a WAMP error under ``{base}.error.``."""
-    return ApplicationError(exc.uri(base_uri), str(exc))
+    return ApplicationError(exc.uri(base_uri), str(exc), **getattr(exc, "details", {}))
 
 
 def run_components(components: list[Component], log_level: str = "info") -> None:

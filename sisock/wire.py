@@ -25,7 +25,8 @@ import numpy as np
 ENVELOPE_KEY = "__ndarray__"
 
 
-def _jsonable_list(a: np.ndarray) -> list:
+def jsonable_list(a: np.ndarray) -> list:
+    """An array as a JSON-ready list: NaN and inf as null (as 0.x consumers expect), text as str."""
     if a.dtype.kind == "f":
         # JSON has no NaN: send null, as sisock 0.x consumers expect
         return [None if not math.isfinite(x) else x for x in a.tolist()]
@@ -57,7 +58,7 @@ def encode_array(values: Any, encoding: str | None = None) -> Any:
             "shape": list(a.shape),
             "data": a.tobytes(),
         }
-    return _jsonable_list(a)
+    return jsonable_list(a)
 
 
 def decode_array(value: Any) -> np.ndarray:
@@ -120,15 +121,8 @@ def field_timelines(result: Mapping[str, Any]) -> dict[str, str]:
     given = result.get("field_timeline")
     if given:
         return dict(given)
-    lengths: dict[int, list[str]] = {}
-    for name, tl in result["timeline"].items():
-        lengths.setdefault(len(tl["t"]), []).append(name)
-    out = {}
-    for k, v in result["data"].items():
-        names = lengths.get(len(v), [])
-        if len(names) == 1:
-            out[k] = names[0]
-    return out
+    return match_by_length({k: len(v) for k, v in result["data"].items()},
+                           {name: len(tl["t"]) for name, tl in result["timeline"].items()})
 
 
 def chunk_reply(result: Mapping[str, Any], chunk_bytes: int = CHUNK_BYTES,
@@ -223,3 +217,23 @@ class Assembler:
     def reply(self) -> dict:
         """The assembled reply (numpy arrays in ``get_data`` shape)."""
         return {"data": self.data, "timeline": self.timeline}
+
+
+def match_by_length(fields: Mapping[str, int], timelines: Mapping[str, int]) -> dict[str, str]:
+    """The one guess of which timeline a field is on, for replies that do not say
+    (sisock 0.x nodes): the timeline with as many samples, when exactly one has.
+
+    Parameters
+    ----------
+    fields, timelines : mapping of str to int
+        Lengths of each field's values and of each timeline's times.
+    """
+    by_len: dict[int, list[str]] = {}
+    for name, n in timelines.items():
+        by_len.setdefault(n, []).append(name)
+    out = {}
+    for f, n in fields.items():
+        names = by_len.get(n, [])
+        if n and len(names) == 1:
+            out[f] = names[0]
+    return out

@@ -9,7 +9,7 @@ import pytest
 
 from conftest import listed, wait_for
 from sisock.archive.reader import ArchiveReader
-from sisock.client import CallTimeout, ClientError, NodeUnknown, RemoteError, connect
+from sisock.client import CallTimeout, ClientError, NodeUnknown, RemoteError, TooMuchDataError, connect
 from sisock.generate import generate
 
 pytestmark = pytest.mark.timeout(180)
@@ -123,6 +123,17 @@ def test_too_much_data_names_limit(archive_node, client):
     assert "min_stride" in err.value.message
     r = client.get_data(archive_node, ["az"], -1800, 0, min_stride=1.0)  # still serving
     assert len(r.data["az"]) > 1000
+
+
+def test_too_much_data_carries_min_stride_and_limit(archive_node, client):
+    """The refusal carries ``min_stride`` and ``limit`` as the error's keyword arguments;
+    the client raises TooMuchDataError with them, and the suggested stride fits."""
+    with pytest.raises(TooMuchDataError) as err:
+        client.get_data(archive_node, ["az", "el"], -1800, 0, stream=False)
+    assert err.value.limit == 100000 and err.value.min_stride > 0
+    r = client.get_data(archive_node, ["az", "el"], -1800, 0, min_stride=err.value.min_stride,
+                        stream=False)
+    assert 0 < len(r.data["az"]) + len(r.data["el"]) <= 100000
 
 
 def test_client_errors(archive_node, stack):

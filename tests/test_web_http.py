@@ -269,6 +269,33 @@ def test_live_events_relay_the_node(web_demo):
     assert len(doc["timeline"]["sensors"]["t"]) == len(doc["data"]["cpu_percent"]) >= 1
 
 
+def test_live_stream_multiplexes_nodes(web_demo):
+    """/api/live?nodes=a,b is one SSE stream over several nodes: data events name
+    their node, and a node the hub does not list gets a ``missing`` event."""
+    with socket.create_connection(("127.0.0.1", web_demo.port), timeout=30) as s:
+        s.sendall(b"GET /api/live?nodes=webarch,websens,ghostnode HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                  b"Accept: text/event-stream\r\n\r\n")
+        buf = b""
+        deadline = time.monotonic() + 30
+        while buf.count(b"event: data") < 3 and time.monotonic() < deadline:
+            buf += s.recv(65536)
+    head, _, stream = buf.partition(b"\r\n\r\n")
+    assert b" 200 " in head.split(b"\r\n")[0] and b"text/event-stream" in head
+    events = []
+    for block in stream.decode(errors="replace").split("\n\n"):
+        lines = [x for x in block.splitlines() if not x.startswith(":")]
+        name = [x[7:] for x in lines if x.startswith("event: ")]
+        data = [x[6:] for x in lines if x.startswith("data: ")]
+        if name and data:
+            events.append((name[0], json.loads(data[0])))
+    assert events[0] == ("hello", {"nodes": ["webarch", "websens", "ghostnode"],
+                                   "connected": True})
+    assert ("missing", {"name": "ghostnode"}) in events
+    data = [d for e, d in events if e == "data"]
+    assert len(data) >= 3 and {d["node"] for d in data} == {"websens"}
+    assert set(data[0]) == {"node", "data", "timeline"} and "cpu_percent" in data[0]["data"]
+
+
 def test_error_paths(web_demo):
     """Every error is JSON {error, message} with the right status, and the bridge keeps serving."""
     cases = [
@@ -282,6 +309,7 @@ def test_error_paths(web_demo):
         (("GET", "/api/data?node=webarch&fields=stage_temp&format=xml"), 400, "bad_argument", "'format'"),
         (("GET", "/api/data?node=nonode&fields=a"), 404, "not_found", "nonode"),
         (("GET", "/api/live?node=nonode"), 404, "not_found", "nonode"),
+        (("GET", "/api/live?nodes=,"), 400, "bad_argument", "nodes"),
         (("GET", "/nowhere"), 404, "not_found", "/nowhere"),
         (("DELETE", "/api/data"), 405, "method_not_allowed", "GET"),
         (("GET", "/query"), 405, "method_not_allowed", "POST"),
@@ -376,3 +404,30 @@ def test_router_away_then_back(stack, procs):
     wait_for(lambda: "webarch" in {n["name"] for n in json.loads(
         http("GET", url2 + "/api/nodes", timeout=5)[2] or b"[]")
         if isinstance(n, dict)}, 30, "nodes not listed again after the router restart")
+
+
+def test_saved_views_over_http(web_demo):
+    """POST /api/views saves a named view for everyone, GET lists and returns it
+    (the export format), a second POST replaces it, DELETE removes it; bad views
+    get 400 naming the member, unknown names 404."""
+    doc = {"name": "http view", "panels": [["webarch:stage_temp"], ["webwx:temperature"]],
+           "range": "7d", "live": True}
+    status, _, body = http("POST", web_demo.url + "/api/views", doc)
+    assert status == 200 and json.loads(body)["saved_at"] > 0
+    status, _, body = http("GET", web_demo.url + "/api/views")
+    assert {"name": "http view", "panels": 2} in [
+        {k: v for k, v in d.items() if k != "saved_at"} for d in json.loads(body)]
+    status, _, body = http("GET", web_demo.url + "/api/views/http%20view")
+    got = json.loads(body)
+    assert status == 200 and got["panels"] == doc["panels"] and got["range"] == "7d"
+    http("POST", web_demo.url + "/api/views", {**doc, "panels": [["webarch:az"]]})
+    _, _, body = http("GET", web_demo.url + "/api/views/http%20view")
+    assert json.loads(body)["panels"] == [["webarch:az"]]
+    status, _, _ = http("DELETE", web_demo.url + "/api/views/http%20view")
+    assert status == 200
+    got, err = error_of(http("GET", web_demo.url + "/api/views/http%20view"))
+    assert (got, err["error"]) == (404, "not_found") and "http view" in err["message"]
+    got, err = error_of(http("POST", web_demo.url + "/api/views", {"name": "x", "panels": [["bad"]]}))
+    assert (got, err["error"]) == (400, "bad_argument") and "node:field" in err["message"]
+    got, err = error_of(http("PUT", web_demo.url + "/api/views"))
+    assert got == 405

@@ -39,16 +39,16 @@ def test_duration_errors_name_the_argument(text):
     ("1700000000", 1700000000.0), ("1700000000.25", 1700000000.25), (1700000000, 1700000000.0),
     ("1700000000000", 1700000000.0),            # milliseconds (Grafana ${__from})
     ("0", NOW), ("-3600", NOW - 3600), ("now", NOW), ("now-15m", NOW - 900),
-    ("now-7d", NOW - 7 * 86400),
+    ("now-7d", NOW - 7 * 86400), ("-7d", NOW - 7 * 86400), ("-15m", NOW - 900),
     ("2023-11-14T22:13:20Z", 1700000000.0), ("2023-11-14T22:13:20.500Z", 1700000000.5),
     ("2023-11-14T22:13:20", 1700000000.0),      # no zone: UTC
     ("2023-11-15T00:13:20+02:00", 1700000000.0)])
 def test_time_forms(text, expected):
-    """UNIX seconds, milliseconds, <= 0 relative, now-<duration> and ISO 8601 all parse."""
+    """UNIX seconds, milliseconds, <= 0 relative, now-<duration>, -<duration> and ISO 8601 all parse."""
     assert params.parse_time("start", text, NOW) == pytest.approx(expected)
 
 
-@pytest.mark.parametrize("text", ["soon", "2023-13-01", "nan", "inf", "now+1h", True])
+@pytest.mark.parametrize("text", ["soon", "2023-13-01", "nan", "inf", "now+1h", "-7x", "-d", True])
 def test_time_errors(text):
     """A malformed time is a 400 naming the argument."""
     with pytest.raises(WebError) as err:
@@ -203,3 +203,128 @@ def test_json_body_has_nulls_not_nan():
 
     body = json.dumps(encode.to_json(_Q(), _result()), allow_nan=False)
     assert json.loads(body)["data"]["a"] == [1.0, None, 3.0]
+
+
+# -- live streams ---------------------------------------------------------------
+
+
+def _events(chunks: list[bytes]) -> list[tuple[str, dict]]:
+    """(event, payload) pairs of the SSE bytes written."""
+    import json
+
+    out = []
+    for block in b"".join(chunks).decode().split("\n\n"):
+        lines = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line
+                     and not line.startswith(":"))
+        if "event" in lines:
+            out.append((lines["event"], json.loads(lines["data"])))
+    return out
+
+
+def _sample(t0: float, n: int = 1) -> dict:
+    ts = [t0 + i for i in range(n)]
+    return {"data": {"x": [float(t) for t in ts], "on": [True] * n},
+            "timeline": {"tl": {"t": ts, "finalized_until": ts[-1]}}}
+
+
+def test_live_nodes_argument():
+    """``nodes=a,b`` is the multiplexed form (repeats removed); ``node=`` the old one."""
+    from sisock.web.live import parse_nodes
+
+    assert parse_nodes({"nodes": "a,b,a"}) == (["a", "b"], True)
+    assert parse_nodes({"node": "a"}) == (["a"], False)
+    for args in ({"nodes": ","}, {}, {"nodes": "a,b c"}):
+        with pytest.raises(WebError) as exc:
+            parse_nodes(args)
+        assert exc.value.status == 400 and "node" in exc.value.message
+
+
+def test_live_stream_names_nodes_only_when_multiplexed():
+    """Multiplexed ``data`` events carry ``node``; the single-node form is unchanged."""
+    from sisock.web.live import LiveStream
+
+    for multi in (True, False):
+        out: list[bytes] = []
+        s = LiveStream(out.append, ["a"], multi)
+        s.emit("a", "data", _sample(10))
+        [(event, doc)] = _events(out)
+        assert event == "data"
+        assert set(doc) == ({"node", "data", "timeline"} if multi else {"data", "timeline"})
+
+
+def test_live_stream_stalled_reader_is_bounded():
+    """While the connection is paused (reader stalls), samples are coalesced per node
+    up to the cap, the oldest dropped and counted; on resume one merged event per
+    node is written, then a ``dropped`` notice, and nothing else was buffered."""
+    from sisock.web.live import LiveStream
+
+    out: list[bytes] = []
+    s = LiveStream(out.append, ["a", "b"], True, cap=50)
+    s.pauseProducing()
+    for i in range(10_000):
+        s.emit("a", "data", _sample(1000 + 2 * i, 2))
+        if i % 100 == 0:
+            s.emit("b", "data", _sample(1000 + i))
+            s.emit("b", "router", {"connected": i % 200 == 0})
+        assert s.pending_samples() <= 2 * 50
+    assert out == [] and s.total_dropped == 20_000 - 50 + 100 - 50
+    s.resumeProducing()
+    events = _events(out)
+    data = {d["node"]: d for e, d in events if e == "data"}
+    assert len([e for e, _ in events if e == "data"]) == 2
+    a = data["a"]
+    assert a["timeline"]["tl"]["t"] == list(range(1000 + 20_000 - 50, 1000 + 20_000))
+    assert a["data"]["x"] == [float(t) for t in a["timeline"]["tl"]["t"]]
+    assert a["data"]["on"] == [True] * 50
+    assert [d for e, d in events if e == "router"] == [{"connected": False}]  # newest only
+    dropped = {d["node"]: d["samples"] for e, d in events if e == "dropped"}
+    assert dropped == {"a": 20_000 - 50, "b": 100 - 50}
+    out.clear()
+    s.emit("a", "data", _sample(99_999))  # flowing again: written at once
+    assert [e for e, _ in _events(out)] == ["data"]
+
+
+# -- saved views ------------------------------------------------------------------
+
+
+def test_saved_views_round_trip(tmp_path):
+    """Views are saved as files, listed for everyone by name, replaced by name, deleted."""
+    from sisock.web.views import ViewStore
+
+    store = ViewStore(tmp_path / "views")
+    assert store.list() == []
+    v = store.save({"name": "cryo week", "panels": [["a:x", "a:y"], ["b:s"]], "range": "7d",
+                    "extra": "dropped"})
+    assert v["range"] == "7d" and v["live"] is True and "extra" not in v and v["saved_at"] > 0
+    store.save({"name": "zoom: 2020", "panels": [["a:x"]], "range": None, "from": 10, "to": 20,
+                "live": False})
+    assert [d["name"] for d in store.list()] == ["cryo week", "zoom: 2020"]
+    assert store.get("zoom: 2020")["from"] == 10.0
+    store.save({"name": "cryo week", "panels": [["a:x"]], "range": "1d"})
+    assert store.get("cryo week")["panels"] == [["a:x"]] and len(store.list()) == 2
+    store.delete("cryo week")
+    with pytest.raises(WebError) as exc:
+        store.get("cryo week")
+    assert exc.value.status == 404 and "cryo week" in exc.value.message
+    assert not list((tmp_path / "views").glob("*.tmp"))
+
+
+@pytest.mark.parametrize("doc,needle", [
+    ([], "JSON object"),
+    ({"panels": []}, "'name'"),
+    ({"name": "../etc", "panels": []}, "'name'"),
+    ({"name": " x", "panels": []}, "'name'"),
+    ({"name": "x" * 81, "panels": []}, "80"),
+    ({"name": "x", "panels": "a:b"}, "'panels'"),
+    ({"name": "x", "panels": [["nofield"]]}, "node:field"),
+    ({"name": "x", "panels": [], "range": "2w"}, "'range'"),
+    ({"name": "x", "panels": [], "range": None, "from": 5, "to": 1}, "'from'"),
+    ({"name": "x", "panels": [], "range": "1h", "live": "yes"}, "'live'"),
+])
+def test_saved_view_errors_name_the_member(doc, needle):
+    """A bad view is refused with a 400 naming what is wrong."""
+    from sisock.web.views import check_view
+
+    with pytest.raises(WebError) as exc:
+        check_view(doc)
+    assert exc.value.status == 400 and needle in exc.value.message

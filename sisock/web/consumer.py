@@ -12,7 +12,6 @@ results and are reassembled with :class:`sisock.wire.Assembler`; a sisock
 
 from __future__ import annotations
 
-import re
 import time
 from typing import Any, Callable
 
@@ -24,11 +23,10 @@ from twisted.internet.defer import ensureDeferred
 from twisted.logger import Logger
 
 from .. import wire
-from ..protocol import OLD_NODE_ERRORS
+from ..consumer import DataCall, NodeVersions, Parts, remote_error
 from ..transport import message_limit
 from ..settings import Settings
 from ..wamp import make_component
-from .encode import _jsonable
 from .errors import WebError
 from .limits import FairLimiter
 
@@ -54,15 +52,6 @@ FIELDS_TTL = 60.0
 RECENT_WINDOWS = (86400.0, 30 * 86400.0, None)
 
 
-def is_old_node_refusal(exc: ApplicationError) -> bool:
-    """True if a node refused ``encoding=`` because it predates it (sisock 0.x).
-
-    A sisock node sends only ``{base}.error.*``; autobahn's generic errors
-    (:data:`sisock.protocol.OLD_NODE_ERRORS`) come from a 0.x node.
-    """
-    return exc.error in OLD_NODE_ERRORS
-
-
 def _message_limit(session) -> int:
     """The largest message ``session``'s transport takes (told to nodes)."""
     return message_limit(getattr(session, "transport", None))
@@ -72,7 +61,7 @@ def live_json(payload: Any) -> dict:
     """A ``live`` topic payload (lists or binary envelopes) as JSON-ready lists."""
     if not isinstance(payload, dict):
         return {"data": {}, "timeline": {}}
-    data = {k: _jsonable(wire.decode_array(v)) for k, v in payload.get("data", {}).items()}
+    data = {k: wire.jsonable_list(wire.decode_array(v)) for k, v in payload.get("data", {}).items()}
     timeline = {name: {"t": [float(x) for x in wire.decode_array(tl.get("t", []))],
                        "finalized_until": tl.get("finalized_until")}
                 for name, tl in payload.get("timeline", {}).items()}
@@ -107,7 +96,7 @@ class Bridge:
         self.hub_seen = False
         self._listeners: dict[str, set[Listener]] = {}
         self._subs: dict[str, Any] = {}
-        self._old_nodes: set[str] = set()
+        self._versions = NodeVersions()
         self._fields: dict[str, tuple[float, dict[str, dict]]] = {}
         self.component.on("join", lambda s, d: ensureDeferred(self._on_join(s, d)))
         self.component.on("leave", self._on_leave)
@@ -208,19 +197,20 @@ class Bridge:
             raise WebError("router_unavailable", "the router connection was lost during the call") from None
 
     def _node_error(self, node: str, exc: ApplicationError, rpc: str) -> WebError:
-        message = str(exc.args[0]) if exc.args else exc.error
         if exc.error == "wamp.error.no_such_procedure":
             return WebError("not_found", f"no data node named {node!r} (see /api/nodes)")
-        kind = exc.error.rsplit(".", 1)[-1] if self.uris.is_error(exc.error) else None
-        if kind == "bad_argument":
-            return WebError("bad_argument", f"data node {node!r} refused the request: {message}")
-        if kind == "too_much_data":
-            found = re.search(r"min_stride\s*>=?\s*([0-9.eE+-]+)", message)
-            extra = {"min_stride": float(found.group(1))} if found else {}
-            return WebError("too_much_data", f"data node {node!r}: {message}", **extra)
-        if kind == "not_found":
-            return WebError("not_found", f"data node {node!r}: {message}")
-        return WebError("node_error", f"{rpc} on data node {node!r} failed: {message} [{exc.error}]")
+        err = remote_error(self.uris.base, exc.error, exc.args, exc.kwargs)
+        message = str(exc.args[0]) if exc.args else exc.error
+        if err is None:
+            return WebError("node_error", f"{rpc} on data node {node!r} failed: {message} [{exc.error}]")
+        if err.kind == "bad_argument":
+            return WebError("bad_argument", f"data node {node!r} refused the request: {err}")
+        if err.kind == "too_much_data":
+            return WebError("too_much_data", f"data node {node!r}: {err}",
+                            **{k: v for k, v in err.details.items() if k in ("min_stride", "limit")})
+        if err.kind == "not_found":
+            return WebError("not_found", f"data node {node!r}: {err}")
+        return WebError("node_error", f"{rpc} on data node {node!r} failed: {err} [{exc.error}]")
 
     # -- calls ----------------------------------------------------------------
     async def get_fields(self, node: str, start: float, end: float,
@@ -293,36 +283,29 @@ class Bridge:
         self.check_known(node)
         session = self._need_session()
         uri = self.uris.get_data(node)
-        kwargs: dict[str, Any] = {}
-        if method is not None:
-            kwargs["method"] = method
-        asm = wire.Assembler()
-        last = None
+        call = self._versions.call(node, DataCall(
+            fields, start, end, min_stride, method,
+            max_message_bytes=_message_limit(session)))
+        parts = Parts()
         try:
-            if node in self._old_nodes:
-                asm.add(await self._node_call(client, uri, fields, start, end, min_stride,
-                                              **kwargs))
-            else:
-                options = CallOptions(on_progress=lambda part, *a, **k: asm.add(part)) \
-                    if stream else None
+            while True:
+                options = (CallOptions(on_progress=lambda part, *a, **k: parts.add(part))
+                           if stream and not call.legacy else None)
                 try:
-                    last = await self._node_call(
-                        client, uri, fields, start, end, min_stride, encoding="binary",
-                        max_message_bytes=_message_limit(session), options=options, **kwargs)
+                    parts.add(await self._node_call(client, uri, *call.args, options=options,
+                                                    **call.kwargs))
+                    break
                 except ApplicationError as exc:
-                    if not is_old_node_refusal(exc):
+                    instead = self._versions.fallback(node, call, exc.error)
+                    if instead is None:
                         raise
-                    self._old_nodes.add(node)
-                    asm = wire.Assembler()
-                    last = await self._node_call(client, uri, fields, start, end, min_stride,
-                                                 **kwargs)
-                asm.add(last)
+                    call, parts = instead, Parts()  # a sisock 0.x node: lists, no extensions
         except ApplicationError as exc:
             raise self._node_error(node, exc, "get_data") from None
-        reply = asm.reply()
-        given = last.get("field_timeline") if isinstance(last, dict) else None
+        reply = parts.reply()
+        given = reply.pop("field_timeline", None) or {}
         reply["field_timeline"] = await self._field_timeline(
-            node, fields, start, end, reply, given if isinstance(given, dict) else {}, client)
+            node, fields, start, end, reply, given, client)
         return reply
 
     async def _field_timeline(self, node, fields, start, end, reply,

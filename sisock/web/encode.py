@@ -47,20 +47,14 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from ..wire import jsonable_list
+
 MAGIC = b"SISOCKF1"
 BINARY_TYPE = "application/vnd.sisock.frame"
 
 
 def _is_numeric(a: np.ndarray) -> bool:
     return a.dtype.kind in "biuf"
-
-
-def _jsonable(a: np.ndarray) -> list:
-    if a.dtype.kind == "f":
-        return [x if math.isfinite(x) else None for x in a.tolist()]
-    if a.dtype.kind in "SUO":
-        return [x.decode() if isinstance(x, bytes) else x for x in a.tolist()]
-    return a.tolist()
 
 
 def meta(query: Any) -> dict:
@@ -73,7 +67,7 @@ def to_json(query: Any, result: Mapping[str, Any]) -> dict:
     """The ``json`` body (a dict ready for :func:`json.dumps`)."""
     return {**meta(query),
             "field_timeline": dict(result.get("field_timeline", {})),
-            "data": {f: _jsonable(np.asarray(v)) for f, v in result["data"].items()},
+            "data": {f: jsonable_list(np.asarray(v)) for f, v in result["data"].items()},
             "timeline": {name: {"t": np.asarray(tl["t"], dtype=float).tolist(),
                                 "finalized_until": tl.get("finalized_until")}
                          for name, tl in result["timeline"].items()}}
@@ -149,7 +143,7 @@ def to_binary(query: Any, result: Mapping[str, Any]) -> bytes:
             at, n = add(a.astype(float))
             entry.update(offset=at, length=n)
         else:
-            entry["values"] = _jsonable(a)
+            entry["values"] = jsonable_list(a)
         header["fields"][f] = entry
     head = json.dumps(header, separators=(",", ":"), allow_nan=False).encode()
     head += b" " * (-len(head) % 8)

@@ -16,7 +16,10 @@ Routes (README, "Web dashboard and Grafana"; every JSON error is ``{"error", "me
 ``GET /api/nodes/N/fields`` ``{"field": {...}, "timeline": {...}}`` (``get_fields``;
                             no range: the last day, else 30 days, else all time)
 ``GET /api/data``           ``?node=&fields=a,b&start=&end=&min_stride=&method=&format=json|csv|binary``
-``GET /api/live?node=N``    Server-Sent Events relaying ``{base}.consumer.N.live``
+``GET /api/live?nodes=a,b`` Server-Sent Events relaying ``{base}.consumer.N.live``
+                            of every node named, one stream (:mod:`.live`);
+                            ``?node=N`` is the single-node form
+``/api/views[/NAME]``       saved dashboard views (:mod:`.views`)
 ``GET /assets/...``         the dashboard's built files
 ==========================  ==================================================
 
@@ -47,12 +50,11 @@ from urllib.parse import unquote
 
 from twisted.internet import threads
 from twisted.internet.defer import DeferredSemaphore, ensureDeferred
-from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.web import http as twhttp
 from twisted.web import resource, server
 
-from . import encode, grafana, guard
+from . import encode, grafana, guard, live, views
 from .consumer import Bridge
 from .errors import WebError, bad
 from .guard import MAX_BODY
@@ -61,8 +63,6 @@ from .params import (check_budget, check_total_budget, parse_data_query, parse_n
 
 log = Logger(namespace="sisock.web")
 
-#: Seconds between SSE keep-alive comments (proxies drop idle streams).
-KEEPALIVE = 15.0
 COOKIE = "sisock_token"
 #: Seconds a request has, from its first byte, to send its whole head.
 HEAD_TIMEOUT = 10.0
@@ -328,13 +328,12 @@ class Api(resource.Resource):
         super().__init__()
         self.bridge = bridge
         self.config = config
-        self.streams: set = set()
-        self._keepalive = LoopingCall(self._ping)
+        self.live = live.LiveStreams(bridge)
+        self.views = views.ViewStore(Path(bridge.settings.home) / "views")
 
     def start(self) -> None:
         """Start the SSE keep-alive timer (call once the reactor runs)."""
-        if not self._keepalive.running:
-            self._keepalive.start(KEEPALIVE, now=False)
+        self.live.start()
 
     # -- plumbing ---------------------------------------------------------
     def _cors(self, request) -> None:
@@ -453,6 +452,8 @@ class Api(resource.Resource):
         if key.startswith("/api/nodes/") and key.endswith("/fields"):
             key = "/api/nodes/*/fields"
             table[key] = {"GET": self.api_fields}
+        if key == "/api/views" or key.startswith("/api/views/"):
+            table[key] = dict.fromkeys(("GET", "POST", "DELETE"), self.api_views)
         if key.startswith("/assets/") or key in ("/index.html", "/favicon.ico"):
             table[key] = {"GET": self.static}
         methods = table.get(key)
@@ -548,41 +549,14 @@ class Api(resource.Resource):
             lambda: json.dumps(encode.to_json(q, result), separators=(",", ":")).encode())
         self._send(request, 200, body, "application/json")
 
+    async def api_views(self, request, path) -> None:
+        body = self._body(request) if request.method == b"POST" else None
+        status, doc = self.views.handle(request.method.decode(), path, body)
+        self._json(request, doc, status)
+
     # -- live (Server-Sent Events) ----------------------------------------------
     async def api_live(self, request, path) -> None:
-        node = parse_node(_args(request).get("node"))
-        if not self.bridge.connected:
-            raise WebError("router_unavailable", "not connected to the router; retry later")
-        if self.bridge.hub_seen and node not in self.bridge.nodes:
-            await self.bridge.refresh()
-            if node not in self.bridge.nodes:
-                raise WebError("not_found", f"no data node named {node!r} (see /api/nodes)")
-        request.setResponseCode(200)
-        request.setHeader("content-type", "text/event-stream; charset=utf-8")
-        request.setHeader("cache-control", "no-store")
-        request.setHeader("x-accel-buffering", "no")  # nginx: do not buffer the stream
-
-        def send(event: str, payload: dict) -> None:
-            if request._sisock_gone:
-                return
-            data = json.dumps(payload, separators=(",", ":"), allow_nan=False)
-            request.write(f"event: {event}\ndata: {data}\n\n".encode())
-
-        stop = await self.bridge.listen(node, send)
-        self.streams.add(request)
-
-        def closed(_):
-            stop()
-            self.streams.discard(request)
-
-        request.notifyFinish().addBoth(closed)
-        request.write(b"retry: 2000\n\n")
-        send("hello", {"node": node, "connected": self.bridge.connected})
-
-    def _ping(self) -> None:
-        for request in list(self.streams):
-            if not request._sisock_gone:
-                request.write(b": keep-alive\n\n")
+        await self.live.serve(request, _args(request))
 
     # -- Grafana SimpleJSON -----------------------------------------------------
     def _targets(self) -> list[str]:

@@ -5,7 +5,8 @@ Times (``start``, ``end``, Grafana's ``range``) may be given as
 * UNIX seconds (``1700000000``, ``1700000000.25``); a number above
   :data:`MS_THRESHOLD` is taken as milliseconds (Grafana's ``${__from}``);
 * zero or a negative number: that many seconds before now (sisock);
-* ``now`` or ``now-<duration>`` (``now-15m``, ``now-7d``);
+* ``now`` or ``now-<duration>`` (``now-15m``, ``now-7d``), or Grafana's
+  short form ``-<duration>`` (``-15m``, ``-7d``);
 * ISO 8601 (``2026-11-28T10:00:00Z``; no zone means UTC).
 
 Durations use Grafana's units: ``ms s m h d w y`` (a year is 365 days).
@@ -73,6 +74,8 @@ def parse_time(name: str, text: object, now: float | None = None) -> float:
             return now
         if s.lower().startswith("now-"):
             return now - parse_duration(name, s[4:])
+        if s.startswith("-") and s[-1:].isalpha():  # "-7d", "-15m": before now
+            return now - parse_duration(name, s[1:])
         try:
             value = float(s)
         except ValueError:
@@ -91,7 +94,7 @@ def _parse_iso(name: str, s: str) -> float:
         dt = datetime.fromisoformat(s.replace("z", "Z"))
     except ValueError:
         raise bad(f"argument '{name}' must be UNIX seconds, <= 0 for seconds before now, "
-                  f"'now-<duration>' or ISO 8601 (e.g. 2026-11-28T10:00:00Z), got {s!r}") from None
+                  f"'now-<duration>', '-<duration>' or ISO 8601 (e.g. 2026-11-28T10:00:00Z), got {s!r}") from None
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=timezone.utc)
     return dt.timestamp()

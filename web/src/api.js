@@ -36,6 +36,21 @@ export async function getJSON(url, what) {
   return resp.json();
 }
 
+export async function sendJSON(method, url, body, what) {
+  let resp;
+  try {
+    resp = await fetch(url, {
+      method, credentials: "same-origin",
+      headers: body === undefined ? {} : { "content-type": "application/json" },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  } catch (e) {
+    throw new ApiError(what, 0, "network", "the web bridge did not answer (" + e.message + ")");
+  }
+  if (!resp.ok) throw await failure(what, resp);
+  return resp.json();
+}
+
 const MAGIC = "SISOCKF1";
 
 export function parseFrame(buf) {
@@ -77,12 +92,19 @@ export function dataUrl(node, fields, start, end, minStride, method, format = "b
   return "api/data?" + p.toString();
 }
 
-// One EventSource per node; handlers get (event, payload).
-export function openLive(node, onEvent) {
-  const es = new EventSource("api/live?node=" + encodeURIComponent(node));
-  for (const ev of ["hello", "data", "gone", "added", "router"]) {
-    es.addEventListener(ev, (m) => onEvent(ev, JSON.parse(m.data)));
+// One EventSource for the whole page, multiplexed over the given nodes
+// (a browser allows six connections per host, counted across its tabs).
+// Handlers get (node, event, payload); events about the stream itself
+// ("hello", "router", "error") get node null.
+export function openLive(nodes, onEvent) {
+  const es = new EventSource("api/live?nodes=" + nodes.map(encodeURIComponent).join(","));
+  for (const ev of ["hello", "data", "gone", "missing", "added", "router", "dropped"]) {
+    es.addEventListener(ev, (m) => {
+      const d = JSON.parse(m.data);
+      const node = ev === "data" || ev === "dropped" ? d.node : ev === "gone" || ev === "missing" || ev === "added" ? d.name : null;
+      onEvent(node, ev, d);
+    });
   }
-  es.onerror = () => onEvent("error", { readyState: es.readyState });
+  es.onerror = () => onEvent(null, "error", { readyState: es.readyState });
   return es;
 }

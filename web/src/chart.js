@@ -63,70 +63,198 @@ function fmtNumber(v) {
   return String(Math.round(v * 1e6) / 1e6);
 }
 
+// Time-axis ticks in ISO 8601, 24-hour, UTC: the date under the first tick
+// and wherever the day changes; dates alone when ticks are days apart.
+export function isoTicks(u, splits, ax, space, incr) {
+  let prevDay = null;
+  return splits.map((v) => {
+    if (v === null || v === undefined) return "";
+    const s = new Date(v * 1000).toISOString();
+    const day = s.slice(0, 10);
+    let out;
+    if (incr >= 28 * 86400) out = s.slice(0, 7);
+    else if (incr >= 86400) out = day;
+    else {
+      const tm = incr < 1 ? s.slice(11, 23) : incr < 60 ? s.slice(11, 19) : s.slice(11, 16);
+      out = day !== prevDay ? `${tm}\n${day}` : tm;
+    }
+    prevDay = day;
+    return out;
+  });
+}
+
+//: Colours of states: bool off/on, then string categories in order of appearance.
+const STATE_COLORS = ["#73bf69", "#f2cc0c", "#5794f2", "#ff9830", "#b877d9", "#f2495c", "#8ab8ff", "#fade2a", "#37872d", "#c4162a"];
+const OFF = [0xc7, 0xd0, 0xd9];
+const ON = [0x37, 0x87, 0x2d];
+export function stateColor(info, v) {
+  if (info.type === "bool") { // v: the fraction of the bin that is true
+    const f = Math.max(0, Math.min(1, v));
+    return `rgb(${OFF.map((c, i) => Math.round(c + (ON[i] - c) * f)).join(",")})`;
+  }
+  return STATE_COLORS[v % STATE_COLORS.length];
+}
+
+// A bool's value in words: on, off, or the share of the time it was on.
+export function boolText(v) {
+  if (v >= 0.995) return "on";
+  if (v <= 0.005) return "off";
+  return `on ${Math.round(v * 100)} %`;
+}
+
+// Draws the panel's bool/string fields as state timelines: one row per field
+// (rows at the bottom of the plot), a coloured band per run of one value,
+// labelled where the band is wide enough, as Grafana's state-timeline panel.
+export function drawStates(u, panel, states) {
+  if (!states.length) return;
+  const ctx = u.ctx;
+  const { left, top, width, height } = u.bbox;
+  const dpr = uPlot.pxRatio;
+  const xs = u.data[0];
+  const xmin = u.scales.x.min;
+  const xmax = u.scales.x.max;
+  ctx.save();
+  ctx.beginPath();
+  ctx.rect(left, top, width, height);
+  ctx.clip();
+  ctx.font = `${Math.round(11 * dpr)}px system-ui, sans-serif`;
+  ctx.textBaseline = "middle";
+  ctx.textAlign = "left";
+  for (const st of states) {
+    const ys = u.data[st.idx];
+    const y0 = Math.round(u.valToPos(st.row + 0.92, "state", true));
+    const y1 = Math.round(u.valToPos(st.row + 0.08, "state", true));
+    const h = Math.max(1, y1 - y0);
+    const isBool = st.info.type === "bool";
+    // bools are bin fractions: runs of the same shade (quarters) merge
+    const norm = (v) => (isBool ? Math.round(v * 4) / 4 : v);
+    const label = (v) => (isBool ? boolText(v) : (panel.cats[st.key] || [])[v] ?? "");
+    const runs = [];
+    let cur = null;
+    for (let i = 0; i < xs.length; i++) {
+      const v = ys[i];
+      if (v === undefined) continue; // another field's sample
+      if (v === null) { if (cur) { cur.x1 = xs[i]; runs.push(cur); cur = null; } continue; }
+      const nv = norm(v);
+      if (cur && cur.v === nv) continue;
+      if (cur) { cur.x1 = xs[i]; runs.push(cur); }
+      cur = { v: nv, x0: xs[i], x1: null };
+    }
+    if (cur) { cur.x1 = Math.max(xmax, cur.x0); runs.push(cur); }
+    for (const r of runs) {
+      if (r.x1 < xmin || r.x0 > xmax) continue;
+      const a = Math.max(left, u.valToPos(r.x0, "x", true));
+      const b = Math.min(left + width, u.valToPos(r.x1, "x", true));
+      const w = Math.max(1, b - a);
+      ctx.fillStyle = stateColor(st.info, r.v);
+      ctx.fillRect(a, y0, w, h);
+      const text = label(r.v);
+      const tw = ctx.measureText(text).width;
+      if (tw + 8 * dpr < w && h > 12 * dpr) {
+        ctx.fillStyle = "#111";
+        ctx.fillText(text, a + 4 * dpr, y0 + h / 2);
+      }
+    }
+    // the row's name at its left edge
+    const name = st.key.split(":").slice(1).join(":");
+    ctx.font = `600 ${Math.round(11 * dpr)}px system-ui, sans-serif`;
+    const nw = ctx.measureText(name).width;
+    ctx.fillStyle = "rgba(255,255,255,0.85)";
+    ctx.fillRect(left, y0, nw + 8 * dpr, Math.min(h, 16 * dpr));
+    ctx.fillStyle = "#333";
+    ctx.fillText(name, left + 4 * dpr, y0 + Math.min(h, 16 * dpr) / 2);
+    ctx.font = `${Math.round(11 * dpr)}px system-ui, sans-serif`;
+  }
+  ctx.restore();
+}
+
 export function scaleOf(info) {
   if (info.type === "bool") return "bool";
   if (info.type === "string") return "state:" + info.key;
   return "u:" + (info.units || "");
 }
 
+const AXIS = 60;
+
+// hooks.slots: how many value axes to reserve on each side ({left, right}),
+// the most any panel needs, so every panel's time axis lines up.
 export function makeOptions(panel, width, height, hooks) {
+  const slots = hooks.slots || { left: 1, right: 0 };
   const infos = panel.fields.map((f) => ({ key: keyOf(f), ...(panel.info[keyOf(f)] || {}) }));
+  const stateInfos = infos.filter((i) => i.type === "bool" || i.type === "string");
+  const numeric = infos.length - stateInfos.length;
+  const frac = stateInfos.length === 0 ? 0 : numeric === 0 ? 1 : Math.min(0.5, 0.14 * stateInfos.length + 0.06);
   const scales = { x: { time: true } };
-  const axes = [{ stroke: "#444", grid: { stroke: "#eee" }, ticks: { stroke: "#ddd" } }];
+  const axes = [{ stroke: "#444", grid: { stroke: "#eee" }, ticks: { stroke: "#ddd" }, values: isoTicks, size: 44, space: 70 }];
   const series = [{ label: "time (UTC)", value: (u, v) => (v == null ? "–" : new Date(v * 1000).toISOString().replace("T", " ").replace("Z", "")) }];
+  const states = [];
+  if (stateInfos.length) {
+    const rows = stateInfos.length;
+    scales.state = { auto: false, range: () => [0, rows / frac] };
+  }
   const seen = [];
+  const floor = {}; // lowest value of each numeric scale's data range (state rows sit below)
+  let placed = { left: 0, right: 0 };
   infos.forEach((info, i) => {
-    const scale = scaleOf(info);
     const state = info.type === "bool" || info.type === "string";
-    if (!seen.includes(scale)) {
+    const scale = state ? "state" : scaleOf(info);
+    if (state) {
+      states.push({ idx: i + 1, row: stateInfos.length - 1 - states.length, key: info.key, info });
+    } else if (!seen.includes(scale)) {
       seen.push(scale);
-      if (info.type === "bool") scales[scale] = { range: [-0.1, 1.1] };
-      else if (info.type === "string") scales[scale] = { range: (u, mn, mx) => [-0.2, Math.max(1, (panel.cats[info.key] || []).length - 0.8)] };
-      else scales[scale] = { auto: true };
-      const axis = {
+      scales[scale] = frac > 0
+        ? { auto: true, range: (u, mn, mx) => {
+          if (mn === null || mx === null) return [0, 1];
+          const [a, b] = uPlot.rangeNum(mn, mx, 0.1, true);
+          floor[scale] = a;
+          return [a - (b - a) * (frac / (1 - frac)), b];
+        } }
+        : { auto: true };
+      const left = seen.length % 2 === 1;
+      placed[left ? "left" : "right"] += 1;
+      axes.push({
         scale,
-        side: seen.length === 1 ? 3 : 1,
-        label: state ? info.key.split(":")[1] : (info.units || ""),
+        side: left ? 3 : 1,
+        label: info.units || "",
         labelSize: 20,
-        stroke: "#444",
+        stroke: color(i),
         grid: { show: seen.length === 1, stroke: "#eee" },
         ticks: { stroke: "#ddd" },
-        size: 60,
-        show: seen.length <= 2,
-      };
-      if (!state) {
-        axis.values = (u, splits, ax, space, incr) => {
+        size: AXIS,
+        values: (u, splits, ax, space, incr) => {
           const d = Math.max(0, Math.min(12, Math.ceil(-Math.log10(incr || 1) + 1e-9)));
-          return splits.map((v) => (v === null ? "" : Math.abs(v) >= 1e6 ? v.toExponential(2) : v.toFixed(d)));
-        };
-      }
-      if (info.type === "bool") {
-        axis.splits = () => [0, 1];
-        axis.values = (u, splits) => splits.map((s) => (s === 1 ? "on" : s === 0 ? "off" : ""));
-      } else if (info.type === "string") {
-        axis.splits = () => (panel.cats[info.key] || []).map((_, k) => k);
-        axis.values = (u, splits) => splits.map((s) => (panel.cats[info.key] || [])[s] ?? "");
-      }
-      axes.push(axis);
+          return splits.map((v) => (v === null || v < (floor[scale] ?? -Infinity) ? "" : Math.abs(v) >= 1e6 ? v.toExponential(2) : v.toFixed(d)));
+        },
+      });
     }
     const units = info.units ? " " + info.units : "";
     series.push({
       label: info.key + (units ? ` [${info.units}]` : ""),
       scale,
-      stroke: color(i),
-      width: state ? 2 : 1.25,
+      stroke: state ? stateColor(info, 1) : color(i),
+      width: state ? 0 : 1.25,
       spanGaps: false,
       points: { show: false },
-      paths: state ? uPlot.paths.stepped({ align: 1 }) : undefined,
-      fill: state ? color(i) + "33" : undefined,
+      paths: state ? () => null : undefined,
       value: (u, v) => {
         if (v === null || v === undefined) return "–";
-        if (info.type === "bool") return v >= 0.5 ? "on" : "off";
+        if (info.type === "bool") return boolText(v);
         if (info.type === "string") return (panel.cats[info.key] || [])[v] ?? "–";
         return fmtNumber(v) + units;
       },
     });
   });
+  // empty axes fill the sides up to the slots every panel shares
+  const spacer = (side) => ({ scale: seen[0] || (states.length ? "state" : "x"), side, size: AXIS, labelSize: 20, stroke: "transparent",
+    grid: { show: false }, ticks: { stroke: "transparent" }, values: (u, splits) => splits.map(() => ""), label: " " });
+  if (!seen.length && states.length) {
+    placed.left += 1;
+    axes.push({ ...spacer(3), scale: "state" });
+  }
+  for (let k = placed.left; k < slots.left; k++) axes.push(spacer(3));
+  for (let k = placed.right; k < slots.right; k++) axes.push(spacer(1));
+  const uhooks = { ...(hooks.uplot || {}) };
+  if (states.length) uhooks.draw = [...(uhooks.draw || []), (u) => drawStates(u, panel, states)];
   return {
     width,
     height,
@@ -142,6 +270,6 @@ export function makeOptions(panel, width, height, hooks) {
       bind: hooks.bind,
     },
     select: { show: true },
-    hooks: hooks.uplot,
+    hooks: uhooks,
   };
 }

@@ -4,6 +4,7 @@
 //   &range=1h                          a preset (15m 1h 1d 7d 30d 1y all)
 //   &from=<unix s>&to=<unix s>         or an absolute range
 //   &live=0                            live tail off (default on for presets)
+//   &view=<name>                       the saved view this one was opened from
 
 export const PRESETS = { "15m": 900, "1h": 3600, "1d": 86400, "7d": 7 * 86400, "30d": 30 * 86400, "1y": 365 * 86400, all: null };
 
@@ -17,7 +18,7 @@ export function parseView(search) {
       return { node: x.slice(0, i), field: x.slice(i + 1) };
     }));
   // no "panels" at all: the dashboard shows a default view; "panels=" is empty on purpose
-  const view = { panels, chosen: p.has("panels"), range: "1h", from: null, to: null, live: p.get("live") !== "0" };
+  const view = { panels, chosen: p.has("panels"), range: "1h", from: null, to: null, live: p.get("live") !== "0", name: p.get("view") || null };
   const from = parseFloat(p.get("from"));
   const to = parseFloat(p.get("to"));
   if (isFinite(from) && isFinite(to) && to > from) {
@@ -40,7 +41,6 @@ export function viewQuery(view) {
     p.set("to", String(Math.round(view.to * 1000) / 1000));
   }
   if (!view.live) p.set("live", "0");
-  const token = new URLSearchParams(location.search).get("token");
-  if (token) p.set("token", token);
+  if (view.name) p.set("view", view.name);
   return "?" + p.toString().replace(/%3A/g, ":").replace(/%2C/g, ",").replace(/%7C/g, "|");
 }
