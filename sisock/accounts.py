@@ -7,6 +7,8 @@ name only accepts replicas running under the authid of its first replica).
 Accounts live in ``$SISOCK_HOME/users.json`` (mode 0600) on the router's
 machine as ``{authid: {"role", "secret"}}``; ``sisock router`` adds them to
 the WAMP-CRA users it renders, so restart the router after a change.
+Role ``operator`` is for people who may change an instrument: issue one
+account per person, so the audit log of every node names who wrote.
 
 ``add`` prints the new secret once, as ``SISOCK_USER=`` / ``SISOCK_SECRET=``
 lines for an environment file on the node's machine (or writes that file,
@@ -25,7 +27,7 @@ from pathlib import Path
 from .protocol import NAME_PATTERN
 
 FILENAME = "users.json"
-ROLES = ("server", "consumer", "hub")
+ROLES = ("server", "consumer", "hub", "operator")
 #: Authids of the generated role accounts, which an issued account may not shadow.
 RESERVED = ("hub", "server", "consumer", "authorizer")
 

@@ -13,7 +13,7 @@ from typing import Literal
 
 from .protocol import Uris, valid_name
 
-__all__ = ["Decision", "decide", "node_name", "valid_name"]
+__all__ = ["Decision", "decide", "node_name", "operator_decision", "valid_name"]
 
 Verdict = Literal["allow", "allow_disclose", "deny", "ask_owner"]
 
@@ -67,6 +67,9 @@ def decide(base_uri: str, uri: str, action: str, match: str = "exact") -> Decisi
     -------
     Decision
     """
+    operator = operator_decision(base_uri, uri, action, match)
+    if operator is not None:
+        return operator
     uris = Uris(base_uri)
     if action == "call":
         if uri in (uris.add, uris.subtract, uris.claim):
@@ -89,3 +92,36 @@ def decide(base_uri: str, uri: str, action: str, match: str = "exact") -> Decisi
                 return Decision("deny")
         return Decision("ask_owner", name)
     return Decision("deny")
+
+
+#: Procedures a writable data node registers under ``{base}.operator.<name>.``.
+OPERATOR_LEAVES = ("points", "set", "audit")
+
+
+def operator_decision(base_uri: str, uri: str, action: str,
+                      match: str = "exact") -> Decision | None:
+    """The ``server`` role's rule for ``{base}.operator.`` URIs; None for other URIs.
+
+    A data node may register ``{base}.operator.<its own name>.points``,
+    ``.set`` and ``.audit`` (exact match; ``ask_owner``), and do nothing
+    else under ``{base}.operator.``: it may not call, publish, subscribe,
+    nor register another node's procedures.
+
+    Parameters
+    ----------
+    base_uri, uri, action, match
+        As for :func:`decide`.
+
+    Returns
+    -------
+    Decision or None
+    """
+    prefix = f"{base_uri}.operator."
+    if not (uri.startswith(prefix) or uri == prefix[:-1]):
+        return None
+    if action != "register" or match != "exact":
+        return Decision("deny")
+    parts = uri[len(prefix):].split(".")
+    if len(parts) != 2 or parts[1] not in OPERATOR_LEAVES or not valid_name(parts[0]):
+        return Decision("deny")
+    return Decision("ask_owner", parts[0])

@@ -122,6 +122,20 @@ def cmd_credentials(args) -> int:
     return accounts.run(args)
 
 
+def cmd_set(args) -> int:
+    """Change a writable point as an operator."""
+    from . import operator_cli
+
+    return operator_cli.run_set(args)
+
+
+def cmd_audit(args) -> int:
+    """Print a node's audit log of writes."""
+    from . import operator_cli
+
+    return operator_cli.run_audit(args)
+
+
 def cmd_demo(args) -> int:
     """Run the whole stack on this machine."""
     from . import demo
@@ -149,6 +163,10 @@ COMMANDS: list[tuple[tuple[str, ...], str, str | None, Callable, bool]] = [
      "sisock.demo:add_arguments", cmd_demo, True),
     (("credentials",), "issue, list or revoke per-node accounts (for the router)",
      "sisock.accounts:add_arguments", cmd_credentials, False),
+    (("set",), "change a writable point of a node (operator account)",
+     "sisock.operator_cli:add_set_arguments", cmd_set, True),
+    (("audit",), "print a node's audit log of writes (operator account)",
+     "sisock.operator_cli:add_audit_arguments", cmd_audit, True),
 ]
 
 #: Commands with sub-commands: name -> (help, dest of the sub-command).

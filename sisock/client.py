@@ -29,6 +29,7 @@ from autobahn.asyncio.component import Component
 from autobahn.wamp.exception import ApplicationError, TransportLost
 from autobahn.wamp.types import CallOptions
 
+from .client_writes import OperatorCalls
 from .consumer import DataCall, NodeVersions, Parts, remote_error
 from .protocol import Result, TimelineData
 from .settings import Settings, load_settings
@@ -36,7 +37,8 @@ from .transport import WEBSOCKET_MAX_MESSAGE, message_limit, transport_configs
 
 __all__ = ["connect", "Client", "DataResult", "TimelineData", "ClientError",
            "RouterUnreachable", "AuthenticationFailed", "NodeUnknown", "RemoteError",
-           "CallTimeout"]
+           "CallTimeout", "WriteRefused", "NotAuthorized", "UnknownPoint", "OutOfLimits",
+           "Conflict", "Expired", "RateLimited", "DeviceUnavailable", "WriteBadArgument"]
 
 
 #: Seconds between attempts to rejoin after the connection was lost.
@@ -107,6 +109,71 @@ class TooMuchDataError(RemoteError):
         return self.details.get("limit", self.details.get("max_message_bytes"))
 
 
+class WriteRefused(RemoteError):
+    """A node (or the router) refused an operator write; nothing was written.
+
+    One subclass per refusal (docs/operating.md), raised by
+    :meth:`Client.set`.
+
+    Attributes
+    ----------
+    request_id, point : str or None
+        The refused request and its point.
+    """
+
+    kind = ""
+
+    @property
+    def request_id(self) -> str | None:
+        """The refused request's id."""
+        return self.details.get("request_id")
+
+    @property
+    def point(self) -> str | None:
+        """The refused request's point."""
+        return self.details.get("point")
+
+
+class NotAuthorized(WriteRefused):
+    """Not an operator (refused by the router or the node)."""
+    kind = "not_authorized"
+
+
+class UnknownPoint(WriteRefused):
+    """The point is not declared writable."""
+    kind = "unknown_point"
+
+
+class OutOfLimits(WriteRefused):
+    """Outside min/max, not allowed, overflowing the register, or a step over max_step."""
+    kind = "out_of_limits"
+
+
+class Conflict(WriteRefused):
+    """``expected`` did not match the current value."""
+    kind = "conflict"
+
+
+class Expired(WriteRefused):
+    """``not_after`` had passed."""
+    kind = "expired"
+
+
+class RateLimited(WriteRefused):
+    """Too many writes, or sooner than the point's ``min_interval``."""
+    kind = "rate_limited"
+
+
+class DeviceUnavailable(WriteRefused):
+    """The device is down; nothing was sent or queued."""
+    kind = "device_unavailable"
+
+
+class WriteBadArgument(WriteRefused):
+    """A malformed write (type, NaN, inf, a bool for a number...)."""
+    kind = "bad_argument"
+
+
 class CallTimeout(ClientError, TimeoutError):
     """No answer within the timeout."""
 
@@ -169,7 +236,7 @@ class DataResult(Result):
         return xr.Dataset(variables, coords=coords)
 
 
-class Client:
+class Client(OperatorCalls):
     """A session that reconnects by itself; create with :func:`connect`.
 
     After the router goes away the client rejoins every
@@ -591,7 +658,9 @@ def connect(url: str | None = None, realm: str | None = None, user: str | None =
     """Connect to a sisock router and return a :class:`Client`.
 
     Parameters default to ``SISOCK_*`` environment variables, then to the
-    consumer role's generated credentials in ``SISOCK_HOME``.
+    consumer role's generated credentials in ``SISOCK_HOME``. Give an
+    operator account's ``user`` and ``secret`` (or ``SISOCK_USER`` /
+    ``SISOCK_SECRET``) to change instruments with :meth:`Client.set`.
 
     Raises
     ------

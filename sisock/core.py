@@ -33,6 +33,14 @@ the two kinds shipped. Every core answers the same questions the same way:
     time.
 
 Methods run in a worker thread; a core that keeps mutable state guards it.
+
+Optional write side
+    A core that also has ``write_points()``, ``read_point(name)`` and
+    ``write_point(name, value)`` offers operator writes: the node shell
+    then registers ``{base}.operator.<name>.points/set/audit`` and applies
+    the checks, idempotency and audit log of :mod:`sisock.writes`
+    (contract there; :mod:`sisock.operator` is the shell). Cores without
+    them are served exactly as before.
 """
 
 from __future__ import annotations

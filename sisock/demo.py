@@ -208,6 +208,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"    - {node['name']}: {node['description']}")
         print("  try:     .venv/bin/python -c \"from sisock.client import connect; "
               "print(connect().nodes())\"", flush=True)
+        print("  writes:   sisock credentials add NAME --role operator (then restart the demo), "
+              "and with its SISOCK_USER/SISOCK_SECRET: sisock set modbus_sim setpoint 297.5; "
+              "sisock audit modbus_sim (docs/operating.md)", flush=True)
         if args.check:
             return 0
         print("Press Ctrl-C to stop.", flush=True)

@@ -35,6 +35,7 @@ from .errors import SisockError, TooMuchData
 from .protocol import GetData, Result
 from .settings import Settings
 from .wamp import make_component, to_application_error
+from .writes import offers_writes
 
 log = Logger(namespace="sisock.node")
 
@@ -76,6 +77,12 @@ class NodeService:
         #: Limit of one live publication (subscribers' clients may be ApplicationRunners).
         self.live_message_bytes = budget.DEFAULT_MESSAGE_BYTES
         self._live_too_big_logged = False
+        #: Operator writes (``{base}.operator.<name>.*``) when the core offers them.
+        self.operator = None
+        if not replica and offers_writes(node):
+            from .operator import OperatorService
+
+            self.operator = OperatorService(self)
         self.component.on("join", lambda s, d: ensureDeferred(self._on_join(s, d)))
         self.component.on("leave", self._on_leave)
 
@@ -286,6 +293,8 @@ class NodeService:
                     return False
                 taken_for += 0.25
             await sleep(0.25)
+        if self.operator is not None:
+            await self.operator.register(session)
         while True:
             ok = await self.add(session)
             if ok is not None:

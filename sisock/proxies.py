@@ -30,7 +30,7 @@ from pathlib import Path
 SOCKET_NAME = "router.sock"
 
 #: Roles whose sessions come through the proxies (the authorizer is embedded).
-PROXIED_ROLES = ("hub", "server", "consumer")
+PROXIED_ROLES = ("hub", "server", "consumer", "operator")
 
 
 def max_message_size(transport: object) -> int:

@@ -57,7 +57,7 @@ def test_with_proxies_rewrites_the_config(tmp_path):
         assert {k: v for k, v in t.items() if k != "endpoint"} == \
             {k: v for k, v in public.items() if k != "endpoint"}
         assert p["routes"] == {"sisock": {"hub": "router", "server": "router",
-                                          "consumer": "router"}}
+                                          "consumer": "router", "operator": "router"}}
         conn = p["connections"]["router"]["transport"]
         assert conn["endpoint"]["path"] == backend["endpoint"]["path"]
     assert len({p["id"] for p in proxies}) == 3

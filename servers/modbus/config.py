@@ -55,6 +55,8 @@ Rules
 - Addresses of one kind may not overlap anywhere in the node, and
   ``address + width - 1`` must be within 0..65535.
 - ``interval`` > 0; unknown keys are errors (they are usually typos).
+- Writable points are declared in ``[[write]]`` tables (and ``[writes]``);
+  see :mod:`.writing`.
 """
 
 from __future__ import annotations
@@ -291,6 +293,8 @@ class NodeConfig:
     description: str
     device: DeviceConfig
     groups: tuple[GroupConfig, ...]
+    #: Writable points (:class:`.writing.WriteConfig`), None when none are declared.
+    writes: Any = None
 
     def field_specs(self) -> dict[str, dict[str, FieldSpec]]:
         """Timeline name -> field name -> :class:`FieldSpec`."""
@@ -343,7 +347,7 @@ def parse_config(data: dict[str, Any]) -> NodeConfig:
     """
     if not isinstance(data, dict):
         raise ConfigError("configuration must be a table")
-    _no_unknown(data, {"node", "device", "group"}, "top level")
+    _no_unknown(data, {"node", "device", "group", "write", "writes"}, "top level")
     node = _table(data, "node", "top level", required=True)
     _no_unknown(node, {"name", "description"}, "[node]")
     name = _str(node, "name", "[node]", required=True)
@@ -360,7 +364,14 @@ def parse_config(data: dict[str, Any]) -> NodeConfig:
     groups = tuple(_parse_group(g, i) for i, g in enumerate(groups_raw))
     _check_names(groups)
     _check_overlaps(groups)
-    return NodeConfig(name=name, description=description, device=device, groups=groups)
+    config = NodeConfig(name=name, description=description, device=device, groups=groups)
+    from .writing import parse_writes  # writable points: see .writing
+
+    writes = parse_writes(data, config)
+    if writes is None:
+        return config
+    return NodeConfig(name=name, description=description, device=device, groups=groups,
+                      writes=writes)
 
 
 def _parse_device(d: dict[str, Any]) -> DeviceConfig:

@@ -182,7 +182,12 @@ def build(args: argparse.Namespace, settings: Settings) -> Plan:
     sink = ThreadedArchiveSink(archive, config.field_specs(), args.flush_interval,
                                on_append=appends,  # a locked archive fails here
                                min_free_bytes=int(args.min_free_mb * 2**20)).start()
-    core = ArchiveNode(archive, config.name, config.description)
+    if config.writes is not None:  # writable points: the core also writes (see .writing)
+        from .writing import ModbusCore
+
+        core = ModbusCore(archive, config.name, config.description, config, config.writes)
+    else:
+        core = ArchiveNode(archive, config.name, config.description)
     since = time.monotonic()
     poller: Poller | None = None
 
@@ -202,6 +207,8 @@ def build(args: argparse.Namespace, settings: Settings) -> Plan:
             since = time.monotonic()
 
         poller = Poller(config, on_poll)
+        if hasattr(core, "attach"):
+            core.attach(poller, asyncio.get_event_loop())
         if hasattr(signal, "SIGUSR1"):  # the reset runs on the loop, between polls
             signal.signal(signal.SIGUSR1, lambda *_: reactor.callFromThread(reset))
         Deferred.fromFuture(asyncio.ensure_future(poller.run()))

@@ -179,6 +179,9 @@ class _Connection:
         self._inflight: set[asyncio.Task] = set()
         self._dropped = False
         self._connect_lock = asyncio.Lock()
+        #: Held by a poll for its whole cycle and by an operator write, so the
+        #: two never interleave on this connection.
+        self.lock = asyncio.Lock()
 
     def _on_connect(self, up: bool) -> None:
         if not up:  # connection lost: fail the requests waiting for an answer now
@@ -347,6 +350,10 @@ class Poller:
         for t in self._tasks:
             t.cancel()
 
+    def connection(self, group: str) -> "_Connection | None":
+        """The connection group ``group`` polls on (None before :meth:`run`)."""
+        return self._conns.get(group)
+
     def summary(self) -> dict[str, dict[str, float | int]]:
         """Group name -> :meth:`GroupStats.as_dict`."""
         return {name: s.as_dict() for name, s in self.stats.items()}
@@ -379,11 +386,12 @@ class Poller:
         start = time.perf_counter()
         failure: tuple[str, str] | None = None  # (outage key, reason)
         try:
-            await conn.ensure()
-            raws = []
-            for req in decoder.requests:
-                stats.requests += 1
-                raws.append(await conn.read(req))
+            async with conn.lock:  # a write waits for the whole poll, and the reverse
+                await conn.ensure()
+                raws = []
+                for req in decoder.requests:
+                    stats.requests += 1
+                    raws.append(await conn.read(req))
             values = decoder.decode(raws)
         except _DeviceError as exc:
             failure = (f"group {group.name!r}", str(exc))

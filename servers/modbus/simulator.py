@@ -16,10 +16,10 @@ input       10       energy counter (kWh), always increasing      float64
 input       14       uptime (s)                                   uint32
 input       16       model name "SIMOD-01"                        string (4)
 holding     0        status word: bit 0 running, 1 heater, 2 alarm uint16
-holding     1        thermostat set point, raw = K * 10           int16
+holding     1        thermostat set point, raw = K * 10 (writable) int16
 holding     2        heater power (mW)                            int32
 coil        0        heater on (driven by the thermostat)         bool
-coil        1        pump on                                      bool
+coil        1        pump on; off stops the flow (writable)       bool
 discrete    0        door closed                                  bool
 discrete    1        flow ok (flow > 5 l/min)                     bool
 ==========  =======  ===========================================  =============
@@ -180,6 +180,13 @@ class Simulator:
         self.update_period = update_period
         #: Read requests seen, per function code.
         self.request_count: collections.Counter[int] = collections.Counter()
+        #: Write requests received, per function code (5, 6, 15, 16).
+        self.write_count: collections.Counter[int] = collections.Counter()
+        #: The last 10000 write requests as ``(function_code, address, values)``.
+        self.write_log: collections.deque[tuple[int, int, list]] = collections.deque(maxlen=10000)
+        #: The last 10000 requests of every kind, in arrival order, as
+        #: ``(function_code, address, count)`` (count: values written for a write).
+        self.pdu_log: collections.deque[tuple[int, int, int]] = collections.deque(maxlen=10000)
         #: The last 10000 requests as ``(function_code, address, count)``.
         self.request_log: collections.deque[tuple[int, int, int]] = collections.deque(maxlen=10000)
         self._server: ModbusTcpServer | None = None
@@ -242,13 +249,29 @@ class Simulator:
         """Forget the requests counted so far."""
         self.request_count.clear()
         self.request_log.clear()
+        self.write_count.clear()
+        self.write_log.clear()
+        self.pdu_log.clear()
 
     # ------------------------------------------------------------- pymodbus hooks
     def _trace(self, sending: bool, pdu):  # noqa: ANN001, ANN202 (pymodbus hook)
+        if not sending and pdu.function_code in (1, 2, 3, 4, 5, 6, 15, 16):
+            n = pdu.count if pdu.function_code <= 4 else len(
+                getattr(pdu, "registers", None) or getattr(pdu, "bits", None) or [0])
+            self.pdu_log.append((pdu.function_code, pdu.address, n))
         if not sending and pdu.function_code in (1, 2, 3, 4):
             self.request_count[pdu.function_code] += 1
             self.request_log.append((pdu.function_code, pdu.address, pdu.count))
+        elif not sending and pdu.function_code in (5, 6, 15, 16):
+            self.write_count[pdu.function_code] += 1
+            values = list(getattr(pdu, "registers", None) or getattr(pdu, "bits", None) or [])
+            self.write_log.append((pdu.function_code, pdu.address, values))
         return pdu
+
+    @property
+    def writes(self) -> int:
+        """Write requests received so far (all write function codes)."""
+        return sum(self.write_count.values())
 
     async def _action(self, fc: int, start: int, address: int, count: int,
                       registers: list[int], values) -> None:  # noqa: ANN001
@@ -303,7 +326,7 @@ class Simulator:
         s["energy"] += power * dt / 3.6e6
         p_in = 1500.0 + 5.0 * math.sin(2 * math.pi * t / 300.0) + 0.5 * noise[2]
         p_out = p_in - 120.0 - 0.5 * abs(noise[3])
-        flow = 12.0 + 0.3 * noise[4]
+        flow = (12.0 if self.bits["coil"][1] else 0.0) + 0.3 * noise[4]  # the pump coil
         t_stage = 4.0 + 0.01 * noise[5]
         alarm = s["t_out"] > setpoint + 3.0
 

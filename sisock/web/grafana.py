@@ -8,7 +8,9 @@ Targets are ``node::field``. Differences from 0.x, on purpose:
 * an unknown node gives an empty series whose ``meta.error`` says why,
   not a 500 for the whole panel;
 * ``/annotations`` turns the changes of a string or bool field into
-  annotations (query ``node::field``);
+  annotations (query ``node::field``); on a writable node's
+  ``operator_writes`` fields (``node::write_point``...) each write is one
+  annotation saying who set what (:func:`write_annotations`);
 * one body holds at most :data:`MAX_TARGETS` targets on at most
   :data:`MAX_GROUPS` ``(node, method)`` pairs (each pair is one call to a
   data node); more is a 400.
@@ -286,4 +288,26 @@ def annotations(annotation: Mapping[str, Any], node: str, fld: str, t: np.ndarra
                         "title": f"{node}::{fld}", "text": f"{fld} = {v}",
                         "tags": [node, fld]})
             prev = v
+    return out
+
+
+#: The fields of a writable node's ``operator_writes`` timeline (sisock.operator).
+WRITE_FIELDS = ("write_point", "write_value", "write_caller", "write_status")
+
+
+def write_annotations(annotation: Mapping[str, Any], node: str, t: np.ndarray,
+                      data: Mapping[str, np.ndarray]) -> list[dict]:
+    """One annotation per operator write: who set which point to what, and the outcome.
+
+    ``data`` holds the :data:`WRITE_FIELDS` arrays of the node's
+    ``operator_writes`` timeline, ``t`` its times.
+    """
+    out = []
+    cols = [np.asarray(data.get(f, np.zeros(0))).tolist() for f in WRITE_FIELDS]
+    for i, ti in enumerate(np.asarray(t, dtype=float).tolist()):
+        point, value, caller, status = (c[i] if i < len(c) else None for c in cols)
+        out.append({"annotation": dict(annotation), "time": ti * 1000.0,
+                    "title": f"{node}: {caller} set {point}",
+                    "text": f"{caller} set {point} = {_value(value)} ({status})",
+                    "tags": [node, "operator_write", str(point), str(caller)]})
     return out

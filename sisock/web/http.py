@@ -651,6 +651,16 @@ class Api(resource.Resource):
 
     async def annotations(self, request, path) -> None:
         start, end, ann, node, fld = grafana.parse_annotation(self._body(request))
+        if fld in grafana.WRITE_FIELDS:  # a writable node's operator writes: who set what
+            result = await self.bridge.get_data(node, list(grafana.WRITE_FIELDS), start, end,
+                                                client=_client(request))
+            n = encode.count_values(result)
+            if n > self.config.max_values:
+                raise too_much(end - start, len(grafana.WRITE_FIELDS), None,
+                               self.config.max_values, n)
+            tl = result["timeline"].get(result["field_timeline"].get(fld))
+            return self._json(request, [] if tl is None else grafana.write_annotations(
+                ann, node, tl["t"], result["data"]))
         result = await self.bridge.get_data(node, [fld], start, end, client=_client(request))
         n = encode.count_values(result)
         if n > self.config.max_values:
