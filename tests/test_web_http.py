@@ -43,7 +43,9 @@ def error_of(status_headers_body):
 def window(client, node="webarch", field="stage_temp", hours=3):
     """An absolute range ending at the node's newest sample of ``field``."""
     r = client.get_data(node, [field], -86400 * 3, 0, min_stride=3600, method="last")
-    last_hour = float(max(tl.t[-1] for tl in r.timelines.values())) - 1800  # bin start
+    # the last bin's stamp is its centre, and summary levels round the stride up (to
+    # 3712 s here): one whole rounded bin before the stamp is before the newest sample
+    last_hour = float(max(tl.t[-1] for tl in r.timelines.values())) - 2 * 3600
     raw = client.get_data(node, [field], last_hour, 0)
     end = float(max(tl.t[-1] for tl in raw.timelines.values()))
     return end - hours * 3600, end
