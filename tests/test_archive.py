@@ -377,3 +377,22 @@ def test_bad_arguments(tmp_path):
         r.read(["temp"], 10, 5)
     with pytest.raises(BadArgument, match="timeline name"):
         ArchiveWriter(tmp_path / "x").define_timeline("a/b", SPECS)
+
+
+def test_too_much_data_counts_every_field_asked(tmp_path):
+    """A refusal counts the fields of the whole request (not those of one timeline) and
+    suggests a min_stride that fits them all."""
+    t = 1_700_000_000.0 + np.arange(1000.0)
+    with ArchiveWriter(tmp_path) as w:
+        w.define_timeline("a", {f"x{i}": FieldSpec() for i in range(5)})
+        w.define_timeline("b", {f"y{i}": FieldSpec() for i in range(5)})
+        w.append("a", t, {f"x{i}": t for i in range(5)})
+        w.append("b", t, {f"y{i}": t for i in range(5)})
+    fields = [f"x{i}" for i in range(5)] + [f"y{i}" for i in range(5)]
+    with ArchiveReader(tmp_path) as r:
+        with pytest.raises(TooMuchData) as err:
+            r.read(fields, t[0], t[-1] + 1, max_samples=7000)
+        assert "(10 field(s))" in str(err.value)
+        fits = err.value.details["min_stride"]
+        out = r.read(fields, t[0], t[-1] + 1, min_stride=fits, max_samples=7000)
+    assert sum(len(v) for v in out["data"].values()) <= 7000

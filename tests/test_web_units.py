@@ -328,3 +328,14 @@ def test_saved_view_errors_name_the_member(doc, needle):
     with pytest.raises(WebError) as exc:
         check_view(doc)
     assert exc.value.status == 400 and needle in exc.value.message
+
+
+def test_node_too_much_advice_fits_http():
+    """A node's too_much_data refusal becomes a 413 whose advice an HTTP caller can follow
+    (no streamed binary reply), with the min_stride and limit the node sent."""
+    from sisock.web.errors import too_much_from_node
+
+    err = too_much_from_node("arch", {"min_stride": 2.5, "limit": 100000})
+    assert err.status == 413 and err.error == "too_much_data"
+    assert "min_stride >= 2.5" in err.message and "100000" in err.message
+    assert "stream" not in err.message and "binary" not in err.message

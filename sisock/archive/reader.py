@@ -266,7 +266,8 @@ class ArchiveReader:
                 continue
             overlapping = _Overlap(snapshot.arrays.get(tl), lo, hi, growing)
             if min_stride is None:
-                t, cols = self._read_raw(overlapping, tl, names, types, start, end, budget)
+                t, cols = self._read_raw(overlapping, tl, names, types, start, end, budget,
+                                         (max_samples, len(fields)))
                 stride = None
             else:
                 stride, level = choose_stride(min_stride)
@@ -278,9 +279,10 @@ class ArchiveReader:
                                                  end, stride, level, method)
             if t.size == 0:
                 continue
-            if budget is not None:
-                if t.size * len(names) > budget:
-                    raise too_much_data(max_samples, t.size * len(names), len(names), start, end, method)
+            if budget is not None and max_samples is not None:
+                if t.size * len(names) > budget:  # counted over the whole request
+                    raise too_much_data(max_samples, max_samples - budget + t.size * len(names),
+                                        len(fields), start, end, method)
                 budget -= t.size * len(names)
             data.update(cols)
             timelines[tl] = {"t": t, "finalized_until": finalized_until(
@@ -289,14 +291,22 @@ class ArchiveReader:
         return {"data": data, "timeline": timelines, "field_timeline": owner}
 
     def _read_raw(self, overlapping: _Overlap, tl: str, names: list[str],
-                  types: dict[str, str], start: float, end: float, budget: int | None
+                  types: dict[str, str], start: float, end: float, budget: int | None,
+                  request: tuple[int | None, int] = (None, 0)
                   ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """Raw samples of ``names`` in ``[start, end)``, after checking the budget."""
+        """Raw samples of ``names`` in ``[start, end)``, after checking the budget.
+
+        ``request`` is the whole request's ``(max_samples, fields asked)``, for
+        the refusal's message (``budget`` is what is left of ``max_samples``).
+        """
         spans = [(f, f.index(tl, start), f.index(tl, end)) for f in overlapping.files()]
         if budget is not None:
             total = sum(i1 - i0 for _, i0, i1 in spans) * len(names)
             if total > budget:
-                raise too_much_data(budget, total, len(names), start, end, "mean")
+                limit, asked = request
+                limit = budget if limit is None else limit
+                raise too_much_data(limit, limit - budget + total, max(asked, len(names)),
+                                    start, end, "mean")
         ts: list[np.ndarray] = []
         cols: dict[str, list[np.ndarray]] = {k: [] for k in names}
         for f, i0, i1 in spans:

@@ -27,7 +27,7 @@ from ..consumer import DataCall, NodeVersions, Parts, remote_error
 from ..transport import message_limit
 from ..settings import Settings
 from ..wamp import make_component
-from .errors import WebError
+from .errors import WebError, too_much_from_node
 from .limits import FairLimiter
 
 log = Logger(namespace="sisock.web")
@@ -206,8 +206,7 @@ class Bridge:
         if err.kind == "bad_argument":
             return WebError("bad_argument", f"data node {node!r} refused the request: {err}")
         if err.kind == "too_much_data":
-            return WebError("too_much_data", f"data node {node!r}: {err}",
-                            **{k: v for k, v in err.details.items() if k in ("min_stride", "limit")})
+            return too_much_from_node(node, err.details)
         if err.kind == "not_found":
             return WebError("not_found", f"data node {node!r}: {err}")
         return WebError("node_error", f"{rpc} on data node {node!r} failed: {err} [{exc.error}]")

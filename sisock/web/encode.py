@@ -89,6 +89,25 @@ def _cell(x: Any) -> str:
     return str(x)
 
 
+def bools_as_bools(result: Mapping[str, Any], bools: list[str], min_stride: float | None,
+                   method: str | None) -> None:
+    """Give downsampled bool fields back as true/false where every value is 0 or 1.
+
+    A node aggregates bools as 0/1: ``min``, ``max``, ``first``, ``last`` and
+    ``minmax`` bins are each a value the field took, so they travel as bools;
+    ``mean`` is the fraction of time true and stays a number.
+    """
+    if min_stride is None or (method or "mean") == "mean":
+        return
+    for f in bools:
+        v = result["data"].get(f)
+        if v is None:
+            continue
+        a = np.asarray(v)
+        if a.dtype.kind == "f" and a.size and np.isin(a, (0.0, 1.0)).all():
+            result["data"][f] = a.astype(bool)
+
+
 def to_csv(fields: list[str], result: Mapping[str, Any]) -> str:
     """The ``csv`` body (see the module docstring)."""
     owner = result.get("field_timeline", {})

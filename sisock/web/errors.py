@@ -14,6 +14,7 @@ STATUS = {
     "bad_argument": 400,
     "unauthorized": 401,
     "not_found": 404,
+    "unknown_field": 404,
     "method_not_allowed": 405,
     "request_timeout": 408,
     "host_not_allowed": 421,
@@ -58,3 +59,19 @@ class WebError(Exception):
 def bad(message: str) -> WebError:
     """A 400 ``bad_argument`` error."""
     return WebError("bad_argument", message)
+
+
+def too_much_from_node(node: str, details: dict[str, Any]) -> WebError:
+    """413 for a node's ``too_much_data`` refusal, with advice an HTTP caller can follow.
+
+    The node's own message may suggest a streamed binary reply, which an
+    HTTP request cannot ask for; this one names the ``min_stride`` that fits
+    (from the refusal's details) and the limit.
+    """
+    fits = details.get("min_stride")
+    limit = details.get("limit")
+    over = f" of {limit} values" if limit else ""
+    advice = (f"pass min_stride >= {fits:g} seconds, a shorter range or fewer fields"
+              if fits else "pass a min_stride, a shorter range or fewer fields")
+    return WebError("too_much_data", f"the answer would be over data node {node!r}'s limit{over}; "
+                    f"{advice}", **{k: v for k, v in details.items() if k in ("min_stride", "limit")})

@@ -533,6 +533,22 @@ class Api(resource.Resource):
         check_budget(q.end - q.start, q.min_stride, len(q.fields), q.method, limit)
         result = await self.bridge.get_data(q.node, q.fields, q.start, q.end,
                                             q.min_stride, q.method, client=_client(request))
+        empty = [f for f in q.fields if not len(result["data"].get(f, ()))]
+        if empty:  # no data, or no such field: tell which
+            known, _ = await self.bridge.get_fields(q.node, 1.0, time.time() + 86400,
+                                                    _client(request))
+            unknown = [f for f in empty if f not in known]
+            if unknown:
+                listed = ", ".join(sorted(known)[:50]) + (" ..." if len(known) > 50 else "")
+                raise WebError("unknown_field",
+                               f"data node {q.node!r} has no field(s) {', '.join(unknown)}; "
+                               f"its fields: {listed or '(none)'}", fields=unknown)
+            bools = [f for f in q.fields if known.get(f, {}).get("type") == "bool"]
+        else:
+            bools = [f for f, i in (await self.bridge.field_info(
+                q.node, q.fields, q.start, q.end, _client(request))).items()
+                if i.get("type") == "bool"]
+        encode.bools_as_bools(result, bools, q.min_stride, q.method)
         n = encode.count_values(result)
         if n > limit:
             raise too_much(q.end - q.start, len(q.fields), q.method, limit, n)
