@@ -28,12 +28,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 def settings_for(args: argparse.Namespace, role: str | None):
     """Resolve :class:`~sisock.settings.Settings` from parsed flags."""
-    from .settings import load_settings
+    from .settings import settings_from_args
 
-    return load_settings(role, router_url=args.router_url, realm=args.realm,
-                         base_uri=args.base_uri, user=getattr(args, "user", None),
-                         secret=getattr(args, "secret", None),
-                         tls_ca=getattr(args, "tls_ca", None), home=args.home)
+    return settings_from_args(args, role)
 
 
 def _require_credentials(settings, role: str) -> None:

@@ -16,6 +16,8 @@ answers it from its audit log and the device receives one write.
 
 from __future__ import annotations
 
+from . import client_errors as c
+
 import uuid
 from typing import Any
 
@@ -31,8 +33,6 @@ class OperatorCalls:
     """The write calls of :class:`sisock.client.Client` (see the module docstring)."""
 
     def _operator_call(self, node: str, leaf: str, *args: Any, **kwargs: Any) -> Any:
-        from . import client as c
-
         uri = operator_uri(self.uris.base, node, leaf)
         try:
             return self.call(uri, *args, **kwargs)
@@ -103,8 +103,6 @@ class OperatorCalls:
 
     def _set(self, node: str, point: str, value: Any, rid: str, timeout: float | None,
              kwargs: dict) -> dict:
-        from . import client as c
-
         uri = operator_uri(self.uris.base, node, "set")
         try:
             return self.call(uri, point, value, rid, timeout=timeout, **kwargs)
@@ -129,8 +127,6 @@ class OperatorCalls:
 
 def _typed(exc: Any, node: str, request_id: str | None, args: tuple) -> Exception:
     """The typed client error for a refusal (or ``exc`` itself)."""
-    from . import client as c
-
     kwargs = dict(exc.details)
     if request_id is not None and not kwargs.get("request_id"):
         kwargs["request_id"] = request_id

@@ -86,7 +86,7 @@ def add_audit_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _connect(args: argparse.Namespace, timeout: float = 30.0):
-    from .cli import settings_for
+    from .settings import settings_from_args as settings_for
     from .client import Client
 
     settings = settings_for(args, None)

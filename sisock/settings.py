@@ -7,6 +7,8 @@ import.
 
 from __future__ import annotations
 
+from typing import Any
+
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -191,3 +193,11 @@ def load_settings(
     if role is not None:
         settings = settings.with_role(role)
     return settings
+
+
+def settings_from_args(args: Any, role: str | None) -> Settings:
+    """:class:`Settings` from a command's parsed connection flags (flags > environment > defaults)."""
+    return load_settings(role, router_url=args.router_url, realm=args.realm,
+                         base_uri=args.base_uri, user=getattr(args, "user", None),
+                         secret=getattr(args, "secret", None),
+                         tls_ca=getattr(args, "tls_ca", None), home=args.home)

@@ -68,8 +68,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from sisock.protocol import FieldSpec
 from sisock.errors import BadArgument
+from sisock.writes import PointSpec, Readback
 
 from .expr import Expression, ExpressionError, compile_expression
 
@@ -365,13 +368,180 @@ def parse_config(data: dict[str, Any]) -> NodeConfig:
     _check_names(groups)
     _check_overlaps(groups)
     config = NodeConfig(name=name, description=description, device=device, groups=groups)
-    from .writing import parse_writes  # writable points: see .writing
-
     writes = parse_writes(data, config)
     if writes is None:
         return config
     return NodeConfig(name=name, description=description, device=device, groups=groups,
                       writes=writes)
+
+
+# --------------------------------------------------------------- writable points
+
+WRITABLE_KINDS = ("holding", "coil")
+
+_RAW_RANGE = {
+    "uint16": (0, 2**16 - 1), "int16": (-2**15, 2**15 - 1),
+    "uint32": (0, 2**32 - 1), "int32": (-2**31, 2**31 - 1),
+    "uint64": (0, 2**64 - 1), "int64": (-2**63, 2**63 - 1),
+    "float32": (-float(np.finfo(np.float32).max), float(np.finfo(np.float32).max)),
+    "float64": (-float(np.finfo(np.float64).max), float(np.finfo(np.float64).max)),
+}
+
+_WRITE_KEYS = {"point", "min", "max", "allowed", "max_step", "min_interval", "readback",
+               "tolerance", "settle", "description"}
+
+
+@dataclass(frozen=True)
+class WriteConfig:
+    """The write declarations of a node.
+
+    Attributes
+    ----------
+    points : dict of str to PointSpec
+        Writable points by name.
+    targets : dict of str to PointConfig
+        The polled point each writable point writes.
+    rate : float
+        Writes per second per operator.
+    burst : int
+        Writes allowed at once.
+    audit : pathlib.Path or None
+        The audit database (None: the default under ``SISOCK_HOME``).
+    """
+
+    points: dict
+    targets: dict
+    rate: float = 10.0
+    burst: int = 20
+    audit: Path | None = None
+
+
+def point_spec(p: PointConfig, w: dict[str, Any], where: str,
+               points: dict[str, PointConfig]) -> PointSpec:
+    """Check one ``[[write]]`` table against its point; return its :class:`PointSpec`."""
+    if p.kind not in WRITABLE_KINDS:
+        raise ConfigError(f"{where}: point {p.name!r} is a {p.kind}, which Modbus cannot "
+                          f"write; writable kinds: {', '.join(WRITABLE_KINDS)}")
+    if p.type == "string":
+        raise ConfigError(f"{where}: point {p.name!r} is a string; strings are not writable")
+    if p.bit is not None:
+        raise ConfigError(f"{where}: point {p.name!r} is bit {p.bit} of a register; writing "
+                          "one bit needs a read-modify-write of the whole register, which is "
+                          "not offered: declare the whole register (uint16) instead")
+    is_bool = p.type == "bool"
+    integer = not is_bool and p.type in _RAW_RANGE and not p.type.startswith("float")
+    if is_bool:
+        ptype = "bool"
+    elif integer and p.scale == 1.0 and p.offset == 0.0:
+        ptype = "integer"
+    else:
+        ptype = "number"
+    limits: dict[str, float | None] = {}
+    for key in ("min", "max", "max_step", "min_interval", "tolerance", "settle"):
+        if key in w:
+            if is_bool and key in ("min", "max", "max_step", "tolerance"):
+                raise ConfigError(f"{where}: {key!r} does not apply to the bool point {p.name!r}")
+            v = _float(w, key, where, 0.0)
+            if not math.isfinite(v):
+                raise ConfigError(f"{where}: {key} must be a finite number, got {v}")
+            limits[key] = v
+        else:
+            limits[key] = None
+    for key in ("max_step", "min_interval", "tolerance", "settle"):
+        if limits[key] is not None and limits[key] < 0:
+            raise ConfigError(f"{where}: {key} must be >= 0, got {limits[key]}")
+    if limits["max_step"] == 0:
+        raise ConfigError(f"{where}: max_step must be > 0 (omit it for no step limit)")
+    if limits["settle"] is not None and limits["settle"] > 60:
+        raise ConfigError(f"{where}: settle must be at most 60 seconds, got {limits['settle']}")
+    lo, hi = limits["min"], limits["max"]
+    if lo is not None and hi is not None and lo > hi:
+        raise ConfigError(f"{where}: min ({lo}) is above max ({hi})")
+    allowed = None
+    if "allowed" in w:
+        raw_allowed = w["allowed"]
+        if not isinstance(raw_allowed, list) or not raw_allowed:
+            raise ConfigError(f"{where}: allowed must be a non-empty array of values")
+        for v in raw_allowed:
+            ok = isinstance(v, bool) if is_bool else (
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v))
+            if not ok:
+                raise ConfigError(f"{where}: allowed value {v!r} is not a "
+                                  f"{'bool' if is_bool else 'finite number'}")
+        allowed = tuple(raw_allowed)
+    rb_name = _str(w, "readback", where) or p.name
+    if rb_name not in points:
+        raise ConfigError(f"{where}: readback {rb_name!r} is not a point of this node")
+    if points[rb_name].type == "string":
+        raise ConfigError(f"{where}: readback {rb_name!r} is a string point")
+    readback = Readback(rb_name, limits["tolerance"] or 0.0, limits["settle"] or 0.0)
+    raw_min = raw_max = None
+    if not is_bool:
+        raw_min, raw_max = _RAW_RANGE[p.type]
+        if p.scale == 0:
+            raise ConfigError(f"{where}: point {p.name!r} has scale 0 and cannot be written")
+        ends = sorted(((raw_min * p.scale + p.offset), (raw_max * p.scale + p.offset)))
+        for key, v in (("min", lo), ("max", hi)):
+            if v is not None and not ends[0] <= v <= ends[1]:
+                raise ConfigError(f"{where}: {key} = {v} does not fit point {p.name!r} "
+                                  f"({p.type}, scale {p.scale:g}, offset {p.offset:g}: "
+                                  f"{ends[0]:g}..{ends[1]:g})")
+    description = _str(w, "description", where) or p.description
+    return PointSpec(name=p.name, type=ptype, units=p.units, description=description,
+                     min=lo, max=hi, allowed=allowed, max_step=limits["max_step"],
+                     min_interval=limits["min_interval"], readback=readback,
+                     scale=p.scale, offset=p.offset, raw_min=raw_min, raw_max=raw_max,
+                     raw_integer=integer)
+
+
+def parse_writes(data: dict[str, Any], config: NodeConfig) -> WriteConfig | None:
+    """Check the ``[writes]`` table and the ``[[write]]`` tables of a parsed TOML file.
+
+    Returns
+    -------
+    WriteConfig or None
+        None when the file declares no writable point.
+
+    Raises
+    ------
+    ConfigError
+        Naming the ``[[write]]`` entry and the key.
+    """
+    raw = data.get("write")
+    node = data.get("writes", {})
+    if raw is None and not node:
+        return None
+    if not isinstance(node, dict):
+        raise ConfigError("writes must be a table ([writes])")
+    _no_unknown(node, {"rate", "burst", "audit"}, "[writes]")
+    rate = _float(node, "rate", "[writes]", 10.0)
+    if not 0 < rate < math.inf:
+        raise ConfigError(f"[writes]: rate must be > 0 writes per second, got {rate}")
+    burst = _int(node, "burst", "[writes]", 20, 1, 10_000)
+    audit = _str(node, "audit", "[writes]")
+    if raw is None:
+        raw = []
+    if not isinstance(raw, list):
+        raise ConfigError("write must be an array of tables ([[write]])")
+    points = {p.name: p for g in config.groups for p in g.points}
+    specs: dict[str, PointSpec] = {}
+    targets: dict[str, PointConfig] = {}
+    for i, w in enumerate(raw):
+        where = f"write #{i + 1}"
+        if not isinstance(w, dict):
+            raise ConfigError(f"{where}: must be a table")
+        name = _str(w, "point", where, required=True)
+        where = f"write {name!r}"
+        _no_unknown(w, _WRITE_KEYS, where)
+        if name not in points:
+            raise ConfigError(f"{where}: point {name!r} is not a point of any [[group]] "
+                              "(a writable point must also be read)")
+        if name in specs:
+            raise ConfigError(f"{where}: point {name!r} is declared writable twice")
+        specs[name] = point_spec(points[name], w, where, points)
+        targets[name] = points[name]
+    return WriteConfig(specs, targets, rate, burst, Path(audit).expanduser() if audit else None)
+
 
 
 def _parse_device(d: dict[str, Any]) -> DeviceConfig:
