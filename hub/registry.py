@@ -108,6 +108,9 @@ class Registry:
     def __init__(self, max_names: int = MAX_NAMES_PER_SESSION,
                  max_description: int = MAX_DESCRIPTION) -> None:
         self._entries: dict[str, Entry] = {}
+        #: Per session, the names it gave up (subtract): never granted to it again, so
+        #: its next register or publish under them is refused (until it leaves).
+        self._given_up: dict[int, set[str]] = {}
         self.max_names = max_names
         self.max_description = max_description
 
@@ -130,6 +133,10 @@ class Registry:
 
     def _check_room(self, session: int) -> None:
         """Raise :class:`BadArgument` when ``session`` owns ``max_names`` names already."""
+        if len(self._given_up.get(session, ())) >= 32 * self.max_names:
+            raise BadArgument(
+                f"name: this session gave up {32 * self.max_names} data node names already, "
+                "the limit per session; use another session")
         if len(self.names_of(session)) >= self.max_names:
             raise BadArgument(
                 f"name: this session owns {self.max_names} data node names already, the "
@@ -160,6 +167,8 @@ class Registry:
         BadArgument
             When the session already owns :attr:`max_names` names.
         """
+        if name in self._given_up.get(session, ()):
+            return False
         entry = self._entries.get(name)
         if entry is None:
             self._check_room(session)
@@ -193,6 +202,8 @@ class Registry:
         """
         description = description or ""
         self._check_description(description)
+        if name in self._given_up.get(session, ()):
+            return False, False
         entry = self._entries.get(name)
         if entry is not None and not self._is_member(entry, session):
             return False, False
@@ -247,6 +258,7 @@ class Registry:
                 entry.listed = False
                 return entry
             return None
+        self._given_up.setdefault(session, set()).add(name)
         if not entry._leave(session):
             return None
         del self._entries[name]
@@ -265,6 +277,7 @@ class Registry:
 
     def drop_session(self, session: int) -> list[Entry]:
         """Remove every name of a session that left; return the listed ones."""
+        self._given_up.pop(session, None)
         gone = [e for e in self._entries.values()
                 if self._is_member(e, session) and e._leave(session)]
         for e in gone:

@@ -429,3 +429,17 @@ def test_operator_uris_belong_to_the_name_owner() -> None:
     assert decide(BASE, f"{BASE}.operator.wx.live", "publish").verdict == "deny"
     assert decide(BASE, f"{BASE}.operator.wx.set", "call").verdict == "deny"
     assert Uris(BASE).owned_prefixes("wx") == (f"{BASE}.consumer.wx.", f"{BASE}.operator.wx.")
+
+
+def test_subtracted_name_not_reclaimed_by_its_old_session(stack, client, sessions) -> None:
+    """A session that subtracted a name may not take it back by publishing or registering
+    under it (before, its next publish silently re-claimed the name and kept it from the
+    node that should serve it); another session can then have it."""
+    a, b = sessions(), sessions()
+    assert a.call("data_node.add", "own_given_up", "mine", 0) is True
+    a.call("data_node.subtract", "own_given_up", 0)
+    assert refused(lambda: a.publish(consumer_uri("own_given_up", "live"),
+                                     {"data": {"t": [1.0]}, "timeline": {}}))
+    assert refused(lambda: a.register(consumer_uri("own_given_up", "get_data")))
+    assert a.call("data_node.add", "own_given_up", "again", 0) is False
+    assert b.call("data_node.add", "own_given_up", "the real node", 0) is True
