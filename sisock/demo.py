@@ -168,6 +168,30 @@ def plan(stack: Stack) -> list[tuple[str, list[str]]]:
     ]
 
 
+#: Processes the stack cannot do without: when one exits the demo stops. A data
+#: node or the simulator that exits is reported and the rest keeps running (a
+#: node stopped for maintenance, as at a site).
+ESSENTIAL = ("router", "hub", "web")
+
+
+def supervise(stack: Stack, log_dir: Path, poll: float = 1.0) -> int:
+    """Watch the children until an essential one exits (returns 1) or Ctrl-C (raises)."""
+    reported: set[str] = set()
+    while True:
+        for name, proc in list(stack.procs.items()):
+            if proc.poll() is None or name in reported:
+                continue
+            reported.add(name)
+            print(f"sisock demo: {name} exited with code {proc.returncode}; "
+                  f"see {log_dir / (name + '.log')}", flush=True)
+            if name in ESSENTIAL:
+                print("sisock demo: stopping the stack", flush=True)
+                return 1
+            print(f"sisock demo: the rest keeps running; start {name} again by hand "
+                  "(see the log for its command) or restart the demo", flush=True)
+        time.sleep(poll)
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the demo stack."""
     settings = load_settings(router_url=args.router_url, realm=args.realm,
@@ -214,13 +238,7 @@ def run(args: argparse.Namespace) -> int:
         if args.check:
             return 0
         print("Press Ctrl-C to stop.", flush=True)
-        while True:
-            for name, proc in stack.procs.items():
-                if proc.poll() is not None:
-                    print(f"sisock demo: {name} exited with code {proc.returncode}; "
-                          f"see {log_dir / (name + '.log')}", flush=True)
-                    return 1
-            time.sleep(1)
+        return supervise(stack, log_dir)
     except KeyboardInterrupt:
         return 0
     finally:
