@@ -454,3 +454,27 @@ def test_rest_consistency(web_demo, client):
                           start=start, end=end, min_stride=600, method="minmax")
     values = json.loads(body)["data"]["compressor_on"]
     assert values and all(isinstance(v, bool) for v in values)
+
+
+def test_saved_views_refuse_cross_site_writes(web_demo):
+    """A page on another origin cannot save, replace or delete a shared view: a "simple"
+    text/plain POST (no CORS preflight) and a JSON POST naming a foreign Origin are both
+    refused with 403, and nothing is stored; the dashboard's own JSON POST still works."""
+    doc = {"name": "csrf target", "panels": [["webarch:stage_temp"]], "range": "1h"}
+    assert http("POST", web_demo.url + "/api/views", doc)[0] == 200
+    forged = {"name": "csrf target", "panels": [["webwx:humidity"]], "range": "1y"}
+    got, err = error_of(http("POST", web_demo.url + "/api/views", json.dumps(forged).encode(),
+                             headers={"Content-Type": "text/plain",
+                                      "Origin": "http://localhost:18099"}))
+    assert (got, err["error"]) == (403, "forbidden")
+    got, err = error_of(http("POST", web_demo.url + "/api/views", forged,
+                             headers={"Origin": "http://evil.example"}))
+    assert got == 403 and "evil.example" in err["message"]
+    got, _ = error_of(http("DELETE", web_demo.url + "/api/views/csrf%20target",
+                           headers={"Origin": "http://evil.example"}))
+    assert got == 403
+    status, _, body = http("GET", web_demo.url + "/api/views/csrf%20target")
+    assert status == 200 and json.loads(body)["panels"] == doc["panels"]  # untouched
+    own = web_demo.url.split("/")[2]
+    assert http("POST", web_demo.url + "/api/views", {**doc, "range": "1d"},
+                headers={"Origin": f"http://{own}"})[0] == 200

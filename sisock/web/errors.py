@@ -13,6 +13,7 @@ from typing import Any
 STATUS = {
     "bad_argument": 400,
     "unauthorized": 401,
+    "forbidden": 403,
     "not_found": 404,
     "unknown_field": 404,
     "method_not_allowed": 405,

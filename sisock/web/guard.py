@@ -297,3 +297,27 @@ def cors_headers(origin: str | None, origins: tuple[str, ...]) -> dict[str, str]
                 "access-control-allow-headers": "Authorization, Content-Type",
                 "access-control-max-age": "600"})
     return out
+
+
+def write_allowed(method: str, content_type: str | None, origin: str | None, host: str | None,
+                  origins: tuple[str, ...]) -> str | None:
+    """Why a request that changes state on the bridge (e.g. saving a view) is refused, or None.
+
+    Cross-site request forgery: any page a user opens can send a "simple"
+    cross-origin POST (``text/plain``, no preflight) with no token to steal.
+    So a write must be JSON (a cross-origin JSON request needs a CORS
+    preflight, which the bridge grants only to configured origins) and,
+    when the browser names its origin, come from the bridge's own origin or
+    a configured one.
+    """
+    if method not in ("POST", "DELETE"):  # (other methods get 405 from the route)
+        return None
+    if method != "DELETE" and (content_type or "").split(";")[0].strip().lower() != "application/json":
+        return "a write must send Content-Type: application/json"
+    if origin and origin != "null":
+        own = {f"http://{host}", f"https://{host}"} if host else set()
+        if origin not in own and "*" not in origins and origin not in origins:
+            return f"a write from origin {origin!r} is refused (cross-site request)"
+    elif origin == "null":
+        return "a write from an opaque origin is refused (cross-site request)"
+    return None

@@ -566,6 +566,11 @@ class Api(resource.Resource):
         self._send(request, 200, body, "application/json")
 
     async def api_views(self, request, path) -> None:
+        why = guard.write_allowed(request.method.decode(), request.getHeader("content-type"),
+                                  request.getHeader("origin"), request.getHeader("host"),
+                                  tuple(self.config.policy.cors_origins))
+        if why:
+            raise WebError("forbidden", why)
         body = self._body(request) if request.method == b"POST" else None
         status, doc = self.views.handle(request.method.decode(), path, body)
         self._json(request, doc, status)
