@@ -386,6 +386,10 @@ def test_foreign_host_refused(web_demo, guarded):
     assert temp_files(guarded.pid, guarded.tmpdir) == []
     reply = exchange(port, b"GET /api/nodes HTTP/1.0\r\n\r\n")
     assert reply is not None and reply.status == 421, "a request without Host is answered"
+    two = (b"GET /api/nodes HTTP/1.1\r\nHost: attacker.example\r\nHost: localhost:%d\r\n"
+           b"Connection: close\r\n\r\n" % port)
+    reply = exchange(port, two)
+    assert reply is not None and reply.status == 421, "two Host headers: judged by the last"
 
 
 def test_allowed_host_option_and_proxy_https(stack, web_demo, tmp_path):

@@ -139,9 +139,20 @@ def _wants_html(request) -> bool:
 
 
 def _headers(request) -> dict[str, str]:
-    """The request's headers, lower-case names, last value of each."""
-    return {k.decode("latin-1").lower(): v[-1].decode("latin-1")
-            for k, v in request.requestHeaders.getAllRawHeaders() if v}
+    """The request's headers, lower-case names, last value of each (all of ``Host``)."""
+    out = {k.decode("latin-1").lower(): v[-1].decode("latin-1")
+           for k, v in request.requestHeaders.getAllRawHeaders() if v}
+    host = _host(request)
+    if host is not None:
+        out["host"] = host
+    return out
+
+
+def _host(request) -> str | None:
+    """The ``Host`` header; several are joined with commas, which no allowlist matches
+    (a request naming two hosts is refused rather than judged by one of them)."""
+    values = request.requestHeaders.getRawHeaders(b"host") or []
+    return ",".join(v.decode("latin-1") for v in values) if values else None
 
 
 def _client(request) -> tuple[str, int]:
@@ -388,7 +399,7 @@ class Api(resource.Resource):
         self._cors(request)
         method = request.method.decode(errors="replace")
         path = unquote(request.path.decode(errors="replace"))
-        host = request.getHeader("host")
+        host = _host(request)
         refused = None
         if not guard.host_allowed(host, self.config.policy.allowed_hosts):
             refused = guard.host_error(host)
