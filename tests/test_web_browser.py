@@ -373,6 +373,9 @@ def test_empty_panels_say_why(web_demo, page):
     assert "ghostnode" in texts[1] and "down" in texts[1], texts[1]
     assert "no data in this range" in texts[2], texts[2]
     assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d", texts[2]), texts[2]  # ISO, 24-hour
+    boxes = [page.locator(".panel .u-over").nth(k).bounding_box() for k in range(3)]
+    assert len({round(b["x"]) for b in boxes}) == 1, boxes  # empty panels keep the time axis in line
+    assert len({round(b["width"]) for b in boxes}) == 1, boxes
     shot(page, "web-empty-panels")
     page.locator(".panel").nth(2).locator("button.go").click()
     wait(page, IDLE + " && window.sisock.panels[2].data[0].length > 10")

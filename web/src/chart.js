@@ -184,7 +184,9 @@ export function makeOptions(panel, width, height, hooks) {
   const stateInfos = infos.filter((i) => i.type === "bool" || i.type === "string");
   const numeric = infos.length - stateInfos.length;
   const frac = stateInfos.length === 0 ? 0 : numeric === 0 ? 1 : Math.min(0.5, 0.14 * stateInfos.length + 0.06);
-  const scales = { x: { time: true } };
+  // "pad": a scale with a fixed range for spacer axes and fields the node lacks, so an
+  // axis never disappears for want of data (uPlot hides axes whose scale has no range)
+  const scales = { x: { time: true }, pad: { auto: false, range: () => [0, 1] } };
   const axes = [{ stroke: "#444", grid: { stroke: "#eee" }, ticks: { stroke: "#ddd" }, values: isoTicks, size: 44, space: 70 }];
   const series = [{ label: "time (UTC)", value: (u, v) => (v == null ? "–" : new Date(v * 1000).toISOString().replace("T", " ").replace("Z", "")) }];
   const states = [];
@@ -197,9 +199,10 @@ export function makeOptions(panel, width, height, hooks) {
   let placed = { left: 0, right: 0 };
   infos.forEach((info, i) => {
     const state = info.type === "bool" || info.type === "string";
-    const scale = state ? "state" : scaleOf(info);
-    if (state) {
-      states.push({ idx: i + 1, row: stateInfos.length - 1 - states.length, key: info.key, info });
+    const unknown = info.type === undefined; // the node has no such field: no axis of its own
+    const scale = state ? "state" : unknown ? "pad" : scaleOf(info);
+    if (state || unknown) {
+      if (state) states.push({ idx: i + 1, row: stateInfos.length - 1 - states.length, key: info.key, info });
     } else if (!seen.includes(scale)) {
       seen.push(scale);
       scales[scale] = frac > 0
@@ -209,7 +212,7 @@ export function makeOptions(panel, width, height, hooks) {
           floor[scale] = a;
           return [a - (b - a) * (frac / (1 - frac)), b];
         } }
-        : { auto: true };
+        : { auto: true, range: (u, mn, mx) => (mn === null || mx === null ? [0, 1] : uPlot.rangeNum(mn, mx, 0.1, true)) };
       const left = seen.length % 2 === 1;
       placed[left ? "left" : "right"] += 1;
       axes.push({
@@ -245,7 +248,7 @@ export function makeOptions(panel, width, height, hooks) {
     });
   });
   // empty axes fill the sides up to the slots every panel shares
-  const spacer = (side) => ({ scale: seen[0] || (states.length ? "state" : "x"), side, size: AXIS, labelSize: 20, stroke: "transparent",
+  const spacer = (side) => ({ scale: "pad", side, size: AXIS, labelSize: 20, stroke: "transparent",
     grid: { show: false }, ticks: { stroke: "transparent" }, values: (u, splits) => splits.map(() => ""), label: " " });
   if (!seen.length && states.length) {
     placed.left += 1;

@@ -493,7 +493,20 @@ async function fetchPanels(panels) {
       probe.requests.push(req);
       const key = `data:${g.node}:${g.kind}`;
       try {
-        const frame = await getFrame(url, `Loading ${g.fields.map((f) => g.node + ":" + f).join(", ")}`);
+        const what = `Loading ${g.fields.map((f) => g.node + ":" + f).join(", ")}`;
+        let frame;
+        try {
+          frame = await getFrame(url, what);
+        } catch (e) {
+          // fields the node lacks: their panels say so; ask again for the others
+          if (e.error !== "unknown_field" || !Array.isArray(e.extra.fields)) throw e;
+          const missing = new Set(e.extra.fields);
+          for (const f of missing) answers.set(`${g.node}:${f}`, { t: [], v: [] });
+          g.fields = g.fields.filter((f) => !missing.has(f));
+          frame = g.fields.length
+            ? await getFrame(dataUrl(g.node, g.fields, start, end, stride, method), what)
+            : { fields: {}, times: {}, bytes: 0 };
+        }
         req.doneAt = performance.now();
         req.bytes = frame.bytes;
         clearError(key);
