@@ -51,7 +51,7 @@ from .errors import WebError, bad
 
 log = Logger(namespace="sisock.web.operator")
 
-#: The session cookie (scoped to ``/api/operator/``).
+#: The session cookie (scoped by the browser to ``/api/operator/``).
 COOKIE = "sisock_operator"
 #: The header every POST must carry.
 CSRF_HEADER = "x-sisock-csrf"
@@ -440,9 +440,11 @@ class OperatorRoutes:
     def _cookie(self, request, value: str, max_age: int | None) -> None:
         from . import guard
 
+        # no Path (as the token cookie): the browser scopes it to the directory of
+        # the sign-in URL, /api/operator/ here and under a proxy's prefix behind one
         attrs = guard.cookie_attributes(self._https(request))
-        request.addCookie(COOKIE, value, path=self.PREFIX.rstrip("/"),
-                          max_age=None if max_age is None else str(max_age), **attrs)
+        request.addCookie(COOKIE, value, max_age=None if max_age is None else str(max_age),
+                          **attrs)
 
     async def handle(self, request, method: str, path: str) -> None:
         parts = path[len(self.PREFIX):].strip("/").split("/")
