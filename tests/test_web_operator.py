@@ -211,17 +211,37 @@ def test_dashboard_signed_out_has_no_controls(opweb, page):
     shot(page, "operator-signed-out")
 
 
-def test_dashboard_signed_in_dry_run_set_audit(opweb, accts, page, device):
-    """Sign in, open the set dialog, dry run, set: the read-back is shown, the audit
-    table lists the write, the device received exactly one write."""
+SETPOINT = f'.op-panel[data-node="{NODE}"] [data-point="setpoint"]'
+
+
+def browser_sign_in(page, url: str, secret: str) -> None:
+    page.goto(url + "/")
+    wait(page, "window.sisock && window.sisock.operator && window.sisock.operator.checked")
+    page.click("#op-signin-open")
+    page.fill("#op-authid", OPERATOR)
+    page.fill("#op-secret", secret)
+    page.click("#op-signin-submit")
+    wait(page, f"document.querySelector({SETPOINT + ' .op-set:not([disabled])'!r})")
+
+
+def test_dashboard_wrong_secret_shows_refusal(opweb, page):
+    """A wrong secret leaves the page signed out, with the bridge's message."""
     page.goto(opweb["url"] + "/")
     wait(page, "window.sisock && window.sisock.operator && window.sisock.operator.checked")
     page.click("#op-signin-open")
     page.fill("#op-authid", OPERATOR)
-    page.fill("#op-secret", accts[OPERATOR])
+    page.fill("#op-secret", "not-the-secret")
     page.click("#op-signin-submit")
-    wait(page, f"document.querySelector('.op-panel[data-node=\"{NODE}\"] "
-               "[data-point=\"setpoint\"] .op-set:not([disabled])')")
+    wait(page, "document.querySelector('#op-signin-error').textContent.includes('refused')")
+    assert not page.evaluate("window.sisock.operator.signedIn")
+    assert page.input_value("#op-secret") == ""
+    assert page.locator(".op-panel").count() == 0
+
+
+def test_dashboard_signed_in_dry_run_set_audit(opweb, accts, page, device):
+    """Sign in, open the set dialog, dry run, set: the read-back is shown, the audit
+    table lists the write, the device received exactly one write."""
+    browser_sign_in(page, opweb["url"], accts[OPERATOR])
     assert accts[OPERATOR] not in page.content()
     shot(page, "operator-points")
     row = page.locator(f'.op-panel[data-node="{NODE}"] [data-point="setpoint"]')
@@ -251,3 +271,18 @@ def test_dashboard_signed_in_dry_run_set_audit(opweb, accts, page, device):
     assert device.writes == before + 1
     page.click("#op-signout")
     wait(page, "document.querySelectorAll('.op-panel').length === 0")
+
+
+def test_dashboard_controls_disabled_while_device_down(opweb, accts, page, device):
+    """With the device down the node's set buttons are disabled and the panel says so;
+    they come back with the device."""
+    browser_sign_in(page, opweb["url"], accts[OPERATOR])
+    device.run(device.sim.stop())
+    try:
+        wait(page, f"document.querySelector({SETPOINT + ' .op-set[disabled]'!r}) && "
+                   "document.querySelector('.op-panel.down')")
+        assert "not answering" in page.locator(".op-panel .op-state").inner_text()
+        shot(page, "operator-device-down")
+    finally:
+        device.run(device.sim.start())
+    wait(page, f"document.querySelector({SETPOINT + ' .op-set:not([disabled])'!r})")

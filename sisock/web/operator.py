@@ -227,6 +227,8 @@ def last_values(reply: dict, points: list[str], fields: dict) -> dict[str, dict]
         ok_values = list(data.get(f"{tl}_ok", [])) if tl else []
         value = _plain(values[-1]) if values and t else None
         ok = bool(ok_values[-1]) if ok_values else value is not None
+        if not ok:
+            value = None  # a failed poll's placeholder (NaN, "" or False), not a reading
         out[p] = {"value": value, "t": float(t[-1]) if t else None, "ok": ok}
     return out
 
