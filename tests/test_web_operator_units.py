@@ -77,5 +77,7 @@ def test_last_values():
     reply = {"data": {"sp": [1.0, 2.0], "fast_ok": [True, False]},
              "timeline": {"fast": {"t": [10.0, 11.0]}}, "field_timeline": {"sp": "fast"}}
     got = op.last_values(reply, ["sp", "gone"], {"sp": {"timeline": "fast"}})
-    assert got["sp"] == {"value": 2.0, "t": 11.0, "ok": False}
+    assert got["sp"] == {"value": None, "t": 11.0, "ok": False}  # a failed poll: no reading
+    reply["data"]["fast_ok"] = [False, True]
+    assert op.last_values(reply, ["sp"], {})["sp"] == {"value": 2.0, "t": 11.0, "ok": True}
     assert got["gone"] == {"value": None, "t": None, "ok": False}
