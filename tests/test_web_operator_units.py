@@ -81,3 +81,17 @@ def test_last_values():
     reply["data"]["fast_ok"] = [False, True]
     assert op.last_values(reply, ["sp"], {})["sp"] == {"value": 2.0, "t": 11.0, "ok": True}
     assert got["gone"] == {"value": None, "t": None, "ok": False}
+
+
+def test_throttle_failed_signins():
+    now = [0.0]
+    t = op.Throttle(clock=lambda: now[0])
+    for _ in range(op.MAX_FAILURES):
+        t.check("1.2.3.4")
+        t.failed("1.2.3.4")
+    with pytest.raises(WebError) as info:
+        t.check("1.2.3.4")
+    assert info.value.status == 429
+    t.check("5.6.7.8")  # another address is not held up
+    now[0] += op.FAIL_WINDOW
+    t.check("1.2.3.4")

@@ -63,6 +63,11 @@ LIFETIME = 12 * 3600.0
 MAX_SESSIONS = 256
 #: Seconds a sign-in waits for the router.
 SIGNIN_TIMEOUT = 15.0
+#: Failed sign-ins one client address may make per :data:`FAIL_WINDOW` seconds.
+MAX_FAILURES = 10
+FAIL_WINDOW = 60.0
+#: Sign-ins in progress at once (each opens a router connection).
+MAX_SIGNINS = 4
 #: Seconds between two sweeps of expired sessions.
 SWEEP = 30.0
 
@@ -134,6 +139,33 @@ class SessionStore:
 
     def of(self, authid: str) -> list[Session]:
         return [s for s in self.sessions.values() if s.authid == authid]
+
+
+@dataclass
+class Throttle:
+    """Failed sign-ins per client address: at most :data:`MAX_FAILURES` per
+    :data:`FAIL_WINDOW` seconds (guessing secrets through the bridge is slow)."""
+
+    clock: Callable[[], float] = time.time
+    failures: dict[str, list[float]] = field(default_factory=dict)
+
+    def check(self, who: str) -> None:
+        now = self.clock()
+        recent = [t for t in self.failures.get(who, []) if now - t < FAIL_WINDOW]
+        if recent:
+            self.failures[who] = recent
+        else:
+            self.failures.pop(who, None)
+        if len(recent) >= MAX_FAILURES:
+            wait = FAIL_WINDOW - (now - recent[0])
+            raise WebError("too_many_requests", f"{len(recent)} failed sign-ins from this "
+                           f"address: try again in {wait:.0f} s")
+
+    def failed(self, who: str) -> None:
+        self.failures.setdefault(who, []).append(self.clock())
+        if len(self.failures) > 10_000:  # many addresses: forget the oldest
+            for k in list(self.failures)[:5_000]:
+                del self.failures[k]
 
 
 def csrf_error(method: str, headers: dict[str, str], expected: str | None,
@@ -272,6 +304,8 @@ class OperatorGate:
         self.settings = bridge.settings
         self.connect = connect or make_component
         self.store = SessionStore()
+        self.throttle = Throttle()
+        self.signing_in = 0
         self.conns: dict[str, _Conn] = {}
         self._sweeper = None
 
@@ -288,8 +322,25 @@ class OperatorGate:
             self._release(s.authid)
 
     # -- WAMP -------------------------------------------------------------------
-    async def sign_in(self, authid: str, secret: str) -> Session:
-        """Join the router as ``authid``; a new browser session when it is an operator."""
+    async def sign_in(self, authid: str, secret: str, who: str = "") -> Session:
+        """Join the router as ``authid``; a new browser session when it is an operator.
+
+        ``who`` (the client's address) is throttled after failed attempts.
+        """
+        self.throttle.check(who)
+        if self.signing_in >= MAX_SIGNINS:
+            raise WebError("too_many_requests", "other sign-ins are in progress; try again")
+        self.signing_in += 1
+        try:
+            return await self._sign_in(authid, secret)
+        except WebError as exc:
+            if exc.status == 403:
+                self.throttle.failed(who)
+            raise
+        finally:
+            self.signing_in -= 1
+
+    async def _sign_in(self, authid: str, secret: str) -> Session:
         from twisted.internet import reactor
 
         if len(self.store.sessions) >= MAX_SESSIONS:
@@ -462,7 +513,9 @@ class OperatorRoutes:
             old = self._session(request)
             if old is not None:
                 self.gate.sign_out(old.sid)
-            s = await self.gate.sign_in(authid, secret)
+            from .http import _client
+
+            s = await self.gate.sign_in(authid, secret, _client(request)[0])
             self._cookie(request, s.sid, int(LIFETIME))
             return api._json(request, self._describe(s))
         if parts == ["session"] and method == "GET":
