@@ -142,6 +142,24 @@ def test_signin_cookie_flags_and_signout(opweb, accts):
     assert status == 401, body
 
 
+def test_cookie_secure_over_https(stack, opweb, accts):
+    """Behind a trusted TLS proxy (--trust-proxy, X-Forwarded-Proto: https) the session
+    cookie is also Secure, as the token cookie."""
+    port = free_port()
+    web = stack.start("opweb-tls", "web", "--port", str(port), "--trust-proxy")
+    try:
+        wait_port(port, 30, web.proc)
+        url = f"http://127.0.0.1:{port}"
+        status, headers, body = sign_in(url, OPERATOR, accts[OPERATOR],
+                                        {"X-Forwarded-Proto": "https",
+                                         "Origin": f"https://127.0.0.1:{port}"})
+        assert status == 200, body
+        flags = [f.strip().lower() for f in headers["set-cookie"].split(";")]
+        assert "secure" in flags and "httponly" in flags and "samesite=strict" in flags
+    finally:
+        web.stop()
+
+
 def test_signin_needs_csrf_proof(opweb, accts):
     """A sign-in without the custom header, from another origin, or as a form, is refused."""
     url = opweb["url"]
