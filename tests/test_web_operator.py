@@ -58,8 +58,13 @@ def opweb(stack, accts, device, tmp_path_factory):
     audit = tmp / "audit.sqlite"
     cfg = tmp / "wopw.toml"
     cfg.write_text(node_config(device.sim.port, NODE, str(audit)))
-    node = stack.start("wopw", "serve", "modbus", "--config", str(cfg),
-                       "--archive", str(tmp / "archive"))
+    nodes = []
+
+    def start_node():
+        nodes.append(stack.start("wopw", "serve", "modbus", "--config", str(cfg),
+                                 "--archive", str(tmp / "archive")))
+        return nodes[-1]
+    node = start_node()
     port = free_port()
     web = stack.start("opweb", "web", "--port", str(port))
     url = f"http://127.0.0.1:{port}"
@@ -78,10 +83,11 @@ def opweb(stack, accts, device, tmp_path_factory):
             status, _, body = http("GET", url + "/api/nodes", timeout=5)
             return status == 200 and NODE in {n["name"] for n in json.loads(body)}
         wait_for(listed, 60, f"the bridge never listed the node:\n{web.log()}")
-        yield {"url": url, "audit": audit, "web": web, "node": node}
+        yield {"url": url, "audit": audit, "web": web, "node": node, "start_node": start_node}
     finally:
         web.stop()
-        node.stop()
+        for n in nodes:
+            n.stop()
 
 
 def origin(url: str) -> dict:
@@ -303,4 +309,19 @@ def test_dashboard_controls_disabled_while_device_down(opweb, accts, page, devic
         shot(page, "operator-device-down")
     finally:
         device.run(device.sim.start())
+    wait(page, f"document.querySelector({SETPOINT + ' .op-set:not([disabled])'!r})")
+
+
+def test_dashboard_controls_disabled_while_node_down(opweb, accts, page):
+    """With the node stopped its panel says so and its set buttons are disabled; they
+    come back with the node."""
+    browser_sign_in(page, opweb["url"], accts[OPERATOR])
+    wait(page, "document.querySelectorAll('#op-audit tbody tr').length > 0")
+    opweb["node"].stop()
+    wait(page, f"document.querySelector({SETPOINT + ' .op-set[disabled]'!r}) && "
+               "document.querySelector('.op-panel.down .op-state').textContent"
+               ".includes('node down')")
+    assert page.locator("#op-audit tbody tr").count() > 0  # the audit read before stays
+    shot(page, "operator-node-down")
+    opweb["node"] = opweb["start_node"]()
     wait(page, f"document.querySelector({SETPOINT + ' .op-set:not([disabled])'!r})")

@@ -155,11 +155,13 @@ async function refresh() {
 
 async function loadAudit() {
   const rows = [];
-  await Promise.all(Object.keys(O.nodes).filter((n) => !O.nodes[n].down).map(async (node) => {
+  await Promise.all(Object.keys(O.nodes).map(async (node) => {
+    const kept = () => rows.push(...O.audit.filter((r) => r.node === node)); // as last read
+    if (O.nodes[node].down) { kept(); return; }
     try {
       const recs = await call("GET", opUrl(node, "audit") + "?start=-86400&end=0", undefined, `Audit of ${node}`);
       for (const r of recs) rows.push({ node, ...r });
-    } catch (_) { /* the node's panel says it is down */ }
+    } catch (_) { kept(); /* the node's panel says it is down */ }
   }));
   rows.sort((a, b) => b.t - a.t);
   O.audit = rows.slice(0, AUDIT_ROWS);
