@@ -14,6 +14,7 @@ import pytest
 
 from conftest import free_port, http, wait_for, wait_port
 from sisock import accounts
+from sisock.servers.modbus.simulator import encode
 from test_operator_writes import Device, node_config
 
 pytestmark = pytest.mark.timeout(300)
@@ -295,6 +296,26 @@ def test_dashboard_signed_in_dry_run_set_audit(opweb, accts, page, device):
     assert device.writes == before + 1
     page.click("#op-signout")
     wait(page, "document.querySelectorAll('.op-panel').length === 0")
+
+
+def test_dashboard_conflict_when_changed_meanwhile(opweb, accts, page, device):
+    """The dialog's write carries the value it showed as ``expected``: when the device's
+    value changed meanwhile, the write is refused as a conflict and nothing is written."""
+    browser_sign_in(page, opweb["url"], accts[OPERATOR])
+    row = page.locator(SETPOINT)
+    old = float(row.locator(".op-value").inner_text().split()[0])
+    row.locator(".op-set").click()
+    assert page.is_checked("#op-cas")
+    meanwhile = round(old * 10) + (10 if old < 300 else -10)
+    device.sim.set_registers("holding", 1, encode("int16", meanwhile))
+    before = device.writes
+    page.fill("#op-new", str(meanwhile / 10 + 0.5))
+    page.click("#op-submit")
+    wait(page, "document.querySelector('#op-result').dataset.status === 'conflict'")
+    assert "refused" in page.locator("#op-result").inner_text()
+    shot(page, "operator-conflict")
+    assert device.writes == before
+    assert device.sim.registers["holding"][1] == meanwhile
 
 
 def test_dashboard_controls_disabled_while_device_down(opweb, accts, page, device):

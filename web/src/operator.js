@@ -226,7 +226,7 @@ function openSignIn() {
 
 function openDialog(node, point) {
   const p = O.nodes[node].points[point];
-  O.dialog = { node, point };
+  O.dialog = { node, point, old: p.value };
   const d = $("#op-dialog");
   const input = p.type === "bool"
     ? el("select", { id: "op-new" }, el("option", { value: "true" }, "true"), el("option", { value: "false" }, "false"))
@@ -241,6 +241,9 @@ function openDialog(node, point) {
       input, el("span", {}, p.units ? " " + p.units : "")),
     el("p", { class: "op-limits" }, "limits: " + limitsText(p)),
     el("label", {}, "reason ", el("input", { id: "op-reason", type: "text", maxlength: "200", placeholder: "why (for the audit log)" })),
+    el("label", { title: "compare-and-set: refused (conflict) if someone changed it since it was read" },
+      el("input", { id: "op-cas", type: "checkbox", checked: p.value !== null, disabled: p.value === null }),
+      ` only if it is still ${fmt(p.value, p.units)}`),
     el("div", { class: "op-buttons" },
       el("button", { id: "op-dry-run", type: "button", onclick: () => submit(true) }, "dry run"),
       el("button", { id: "op-submit", type: "button", class: "primary", onclick: () => submit(false) }, "set"),
@@ -271,6 +274,7 @@ async function submit(dryRun) {
   const value = parseValue(p);
   if (value === null) { out.dataset.status = "bad_input"; out.textContent = "type a number"; return; }
   const body = { point, value, request_id: uuid(), dry_run: dryRun, reason: $("#op-reason").value };
+  if ($("#op-cas").checked && O.dialog.old !== null) body.expected = O.dialog.old;
   for (const b of ["#op-dry-run", "#op-submit"]) $(b).disabled = true;
   out.dataset.status = "pending";
   out.textContent = dryRun ? "checking…" : "writing…";
