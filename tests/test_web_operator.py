@@ -205,7 +205,7 @@ def test_write_without_csrf_refused_nothing_written(opweb, accts, device):
     cases = [({"point": "nope", "value": 1}, 404, "unknown_point"),
              ({"point": "setpoint", "value": 400.0}, 422, "out_of_limits"),
              ({"point": "setpoint", "value": 296.0, "expected": 280.0}, 409, "conflict"),
-             ({"point": "setpoint", "value": "hot"}, 400, "bad_argument")]
+             ({"point": "setpoint", "value": "hot"}, 422, "bad_argument")]
     for case, code, error in cases:
         rid = str(uuid.uuid4())
         status, _, answer = http("POST", url + setp, {**case, "request_id": rid}, ok)
@@ -217,6 +217,8 @@ def test_write_without_csrf_refused_nothing_written(opweb, accts, device):
     rows = json.loads(answer)
     assert any(r["request_id"] == write["request_id"] and r["caller_authid"] == OPERATOR
                for r in rows)
+    assert {"unknown_point", "out_of_limits", "conflict", "bad_argument"} <= \
+        {r["status"] for r in rows}  # every refusal is in the node's audit log
 
 
 # -- the dashboard --------------------------------------------------------------------
