@@ -20,6 +20,7 @@ Routes (README, "Web dashboard and Grafana"; every JSON error is ``{"error", "me
                             of every node named, one stream (:mod:`.live`);
                             ``?node=N`` is the single-node form
 ``/api/views[/NAME]``       saved dashboard views (:mod:`.views`)
+``/api/operator/...``       operator sign-in and writes (:mod:`.operator`)
 ``GET /assets/...``         the dashboard's built files
 ==========================  ==================================================
 
@@ -55,6 +56,7 @@ from twisted.web import http as twhttp
 from twisted.web import resource, server
 
 from . import encode, grafana, guard, live, views
+from .operator import OperatorGate, OperatorRoutes
 from .consumer import Bridge
 from .errors import WebError, bad
 from .guard import MAX_BODY
@@ -341,13 +343,18 @@ class Api(resource.Resource):
         self.config = config
         self.live = live.LiveStreams(bridge)
         self.views = views.ViewStore(Path(bridge.settings.home) / "views")
+        self.operator = OperatorRoutes(self, OperatorGate(bridge))
 
     def start(self) -> None:
-        """Start the SSE keep-alive timer (call once the reactor runs)."""
+        """Start the SSE keep-alive timer and the operator sessions' sweep (call once
+        the reactor runs)."""
         self.live.start()
+        self.operator.gate.start()
 
     # -- plumbing ---------------------------------------------------------
     def _cors(self, request) -> None:
+        if request.path.startswith(OperatorRoutes.PREFIX.encode()):
+            return  # operator routes: same origin only
         for k, v in guard.cors_headers(request.getHeader("origin"),
                                        self.config.policy.cors_origins).items():
             request.setHeader(k, v)
@@ -465,6 +472,8 @@ class Api(resource.Resource):
             table[key] = {"GET": self.api_fields}
         if key == "/api/views" or key.startswith("/api/views/"):
             table[key] = dict.fromkeys(("GET", "POST", "DELETE"), self.api_views)
+        if key.startswith(OperatorRoutes.PREFIX):
+            table[key] = dict.fromkeys(("GET", "POST"), self._operator)
         if key.startswith("/assets/") or key in ("/index.html", "/favicon.ico"):
             table[key] = {"GET": self.static}
         methods = table.get(key)
@@ -575,6 +584,9 @@ class Api(resource.Resource):
             n,
             lambda: json.dumps(encode.to_json(q, result), separators=(",", ":")).encode())
         self._send(request, 200, body, "application/json")
+
+    async def _operator(self, request, path) -> None:
+        await self.operator.handle(request, request.method.decode(), path)
 
     async def api_views(self, request, path) -> None:
         why = guard.write_allowed(request.method.decode(), request.getHeader("content-type"),

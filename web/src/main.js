@@ -4,6 +4,7 @@ import "uplot/dist/uPlot.min.css";
 import "./style.css";
 import { ApiError, dataUrl, getFrame, getJSON, openLive, sendJSON } from "./api.js";
 import { color, gapOf, joinTables, keyOf, makeOptions, seriesTable } from "./chart.js";
+import { operatorProbe, startOperator } from "./operator.js";
 import { PRESETS, parseView, viewQuery } from "./view.js";
 
 const $ = (sel) => document.querySelector(sel);
@@ -57,6 +58,7 @@ const probe = {
   },
 };
 probe.uPlot = uPlot; // for the benchmark's baseline (same plotting engine)
+probe.operator = operatorProbe;
 window.sisock = probe;
 
 // ---------------------------------------------------------------- errors
@@ -955,6 +957,7 @@ async function main() {
   $("#export-view").addEventListener("click", exportView);
   $("#import-view").addEventListener("change", (e) => { if (e.target.files[0]) importView(e.target.files[0]); e.target.value = ""; });
   S.viewName = S.view.name || "";
+  startOperator();
   window.addEventListener("resize", () => { for (const p of S.panels) if (p.u) p.u.setSize({ width: panelWidth(), height: 220 }); refetchSoon(); });
   await loadNodes();
   if (!S.view.chosen) S.view.panels = defaultPanels();
