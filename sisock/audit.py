@@ -27,6 +27,7 @@ I/O and knows nothing of WAMP.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -136,8 +137,13 @@ class AuditLog:
             self._db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True,
                                        check_same_thread=False, timeout=30.0)
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # who changed what and why is for the node's own account only (0700 / 0600;
+        # SQLite gives the -wal and -shm files the database file's mode)
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._owner = _own(self.path)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        os.close(fd)
+        os.chmod(self.path, 0o600)
         self._db = sqlite3.connect(str(self.path), check_same_thread=False,
                                    isolation_level=None, timeout=30.0)
         self._db.execute("PRAGMA journal_mode=WAL")

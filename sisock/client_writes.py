@@ -104,13 +104,24 @@ class OperatorCalls:
     def _set(self, node: str, point: str, value: Any, rid: str, timeout: float | None,
              kwargs: dict) -> dict:
         uri = operator_uri(self.uris.base, node, "set")
+        if isinstance(value, int) and not isinstance(value, bool) and not -2**63 <= value < 2**64:
+            raise c.WriteBadArgument(f"{self.uris.base}.error.bad_argument",
+                                     f"value {value} cannot travel (integers are 64-bit); "
+                                     "nothing was sent", {"request_id": rid, "point": point})
         try:
-            return self.call(uri, point, value, rid, timeout=timeout, **kwargs)
+            out = self.call(uri, point, value, rid, timeout=timeout, **kwargs)
         except c.NodeUnknown:
             raise c.NodeUnknown(f"node {node!r} offers no operator writes (or is not "
                                 "running)") from None
         except c.RemoteError as exc:
             raise _typed(exc, node, rid, (point,)) from None
+        if not (isinstance(out, dict) and out.get("request_id") == rid and out.get("point") == point):
+            # whoever answered did not handle this request: never report it as done
+            raise c.ClientError(
+                f"node {node!r} answered set({point!r}) with an outcome for another request "
+                f"({out.get('request_id') if isinstance(out, dict) else out!r}); do not trust "
+                "this node (is another session serving its name?)")
+        return out
 
     def audit(self, node: str, start: float = -86400, end: float = 0,
               point: str | None = None, caller: str | None = None) -> list[dict]:

@@ -583,7 +583,11 @@ class WriteCore:
                           t_done=self.clock())
         return exc
 
-    def _replay(self, row: dict, call: SetCall) -> dict:
+    def _replay(self, row: dict, call: SetCall, authid: str | None = None) -> dict:
+        if row.get("caller_authid") != authid:  # an id is its maker's: no one else replays it
+            raise WriteBadArgument(
+                f"request_id {call.request_id!r} belongs to another caller's request; make a "
+                "new one", call.request_id, call.point)
         same = (row["point"] == call.point and row["dry_run"] == call.dry_run
                 and _same(row["requested"], _jsonable(call.value)))
         if not same:
@@ -613,7 +617,7 @@ class WriteCore:
         row = self.audit.find(rid)
         if row is not None:
             try:
-                return self._replay(row, call)
+                return self._replay(row, call, authid)
             except WriteBadArgument as exc:
                 raise self._refuse(exc, call, authid, role, t) from None
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import sqlite3
 import subprocess
 import sys
@@ -422,3 +423,25 @@ def test_one_process_owns_the_audit_log(tmp_path):
     assert [r["status"] for r in reader.query(0, 10)] == ["applied"]
     owner.close()
     assert AuditLog(path).recovered == 0
+
+
+def test_request_id_belongs_to_its_caller(env):
+    """Another operator replaying someone's request_id is refused and audited under
+    their own name (before, they got the first caller's outcome and left no trace)."""
+    side, audit, core, clock = env
+    do_set(core, "setpoint", 296.0, "alices-id")
+    with pytest.raises(WriteBadArgument, match="another caller"):
+        do_set(core, "setpoint", 296.0, "alices-id", caller=("bob", "operator"))
+    assert len(side.writes) == 1
+    rows = [r for r in audit.query(0, 2e9) if r["request_id"] == "alices-id"]
+    assert {r["caller_authid"] for r in rows} == {"alice", "bob"}
+
+
+def test_audit_log_is_private(tmp_path):
+    """The audit log (who changed what, and why) is readable by the node's account only."""
+    import stat
+
+    log = AuditLog(tmp_path / "audit" / "node.sqlite")
+    log.close()
+    assert stat.S_IMODE(os.stat(tmp_path / "audit").st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(tmp_path / "audit" / "node.sqlite").st_mode) == 0o600

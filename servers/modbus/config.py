@@ -420,7 +420,7 @@ def point_spec(p: PointConfig, w: dict[str, Any], where: str,
                points: dict[str, PointConfig]) -> PointSpec:
     """Check one ``[[write]]`` table against its point; return its :class:`PointSpec`."""
     if p.kind not in WRITABLE_KINDS:
-        raise ConfigError(f"{where}: point {p.name!r} is a {p.kind}, which Modbus cannot "
+        raise ConfigError(f"{where}: point {p.name!r} is of kind {p.kind!r}, which Modbus cannot "
                           f"write; writable kinds: {', '.join(WRITABLE_KINDS)}")
     if p.type == "string":
         raise ConfigError(f"{where}: point {p.name!r} is a string; strings are not writable")

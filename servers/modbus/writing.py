@@ -169,7 +169,7 @@ class ModbusCore(ArchiveNode):
         await self._locked(conn)
         try:
             if not conn.client.connected:
-                raise DeviceUnavailable("device connection lost; nothing was sent", point=name)
+                raise DeviceUnavailable("device connection lost; could not read", point=name)
             try:
                 raw = await conn.read(Request(p.kind, p.address, p.width, (p,)))
             except _DeviceError as exc:
