@@ -38,12 +38,13 @@ export function gapOf(t, stride) {
   if (t.length < 3) return 0;
   const steps = [];
   const every = Math.max(1, Math.floor(t.length / 200));
-  // minmax puts two samples in each bin: look at the steps between bins only
+  // minmax puts two samples in each bin, half a stride apart: steps shorter than the
+  // stride say nothing about gaps (with only those, the stride itself is the step)
   for (let i = 1; i < t.length; i += every) {
     const d = t[i] - t[i - 1];
     if (!stride || d >= stride * 0.99) steps.push(d);
   }
-  if (steps.length === 0) return 0;
+  if (steps.length === 0) return stride ? 3 * stride : 0;
   steps.sort((a, b) => a - b);
   const median = steps[Math.floor(steps.length / 2)];
   return 3 * Math.max(median, stride || 0);
