@@ -892,8 +892,11 @@ function applyAbsolute() {
   const parse = (v) => Date.parse(v.trim().replace(" ", "T") + "Z") / 1000;
   const from = parse($("#from").value);
   const to = parse($("#to").value);
-  if (!(isFinite(from) && isFinite(to) && to > from)) {
-    showError("range", new Error("Absolute range: 'to' must be after 'from' (UTC, YYYY-MM-DD HH:MM:SS)"));
+  const bad = !isFinite(from) ? `'from' is not a time: ${JSON.stringify($("#from").value)}`
+    : !isFinite(to) ? `'to' is not a time: ${JSON.stringify($("#to").value)}`
+    : to > from ? null : "'to' must be after 'from'";
+  if (bad) {
+    showError("range", new Error(`Absolute range: ${bad} (UTC, YYYY-MM-DD HH:MM:SS)`));
     return;
   }
   clearError("range");
