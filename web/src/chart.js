@@ -96,6 +96,13 @@ export function stateColor(info, v) {
   return STATE_COLORS[v % STATE_COLORS.length];
 }
 
+// The colour of a string state: from its text, the same in every view and panel.
+export function textColor(text) {
+  let h = 0;
+  for (let i = 0; i < text.length; i++) h = (h * 31 + text.charCodeAt(i)) >>> 0;
+  return STATE_COLORS[h % STATE_COLORS.length];
+}
+
 // A bool's value in words: on, off, or the share of the time it was on.
 export function boolText(v) {
   if (v >= 0.995) return "on";
@@ -147,11 +154,13 @@ export function drawStates(u, panel, states) {
       const a = Math.max(left, u.valToPos(r.x0, "x", true));
       const b = Math.min(left + width, u.valToPos(r.x1, "x", true));
       const w = Math.max(1, b - a);
-      ctx.fillStyle = stateColor(st.info, r.v);
-      ctx.fillRect(a, y0, w, h);
       const text = label(r.v);
+      // a string's colour follows its text, so a state keeps its colour in every view
+      ctx.fillStyle = isBool ? stateColor(st.info, r.v) : textColor(text);
+      ctx.fillRect(a, y0, w, h);
+      ctx.font = `${Math.round(Math.min(11 * dpr, h - 2 * dpr))}px system-ui, sans-serif`;
       const tw = ctx.measureText(text).width;
-      if (tw + 8 * dpr < w && h > 12 * dpr) {
+      if (tw + 8 * dpr < w && h > 8 * dpr) {
         ctx.fillStyle = "#111";
         ctx.fillText(text, a + 4 * dpr, y0 + h / 2);
       }
