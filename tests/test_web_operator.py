@@ -290,6 +290,18 @@ def test_dashboard_signed_in_dry_run_set_audit(opweb, accts, page, device):
     shot(page, "operator-applied")
     assert device.writes == before + 1
     assert device.sim.registers["holding"][1] == round(new * 10)
+    # the same dialog starts from the value just written: a second set is not a conflict
+    again = new + 0.5
+    page.fill("#op-new", f"{again:g}")
+    page.click("#op-submit")
+    wait(page, "['applied', 'conflict', 'min_interval', 'rate_limited', 'out_of_limits']"
+               ".includes(document.querySelector('#op-result').dataset.status) && "
+               "document.querySelector('#op-result').dataset.status !== 'pending'")
+    status = page.evaluate("document.querySelector('#op-result').dataset.status")
+    assert status != "conflict", page.locator("#op-result").inner_text()
+    if status == "applied":
+        new = again
+        before += 1
     page.click("#op-close")
     wait(page, f"[...document.querySelectorAll('#op-audit tbody tr')].some(tr => "
                f"tr.textContent.includes('applied') && tr.textContent.includes('{new:g}') "

@@ -28,6 +28,7 @@ const O = {
   authid: null,
   csrf: null,
   nodes: {}, // node -> {points, device_ok, down, message}
+  readOnly: new Set(), // nodes that answered 404: no operator writes
   audit: [], // newest first
   dialog: null, // {node, point}
   timer: null,
@@ -141,11 +142,15 @@ async function refresh() {
     names = Object.keys(O.nodes);
   }
   for (const n of Object.keys(O.nodes)) if (!names.includes(n)) names.push(n);
+  // a node that offers no writes (404) is not asked again until it leaves the hub's list
+  for (const n of [...O.readOnly]) if (!names.includes(n)) O.readOnly.delete(n);
+  names = names.filter((n) => !O.readOnly.has(n));
   await Promise.all(names.map(async (node) => {
     try {
       const doc = await call("GET", opUrl(node, "points"), undefined, `Points of ${node}`);
       O.nodes[node] = { points: doc.points, device_ok: doc.device_ok, down: false, message: "" };
     } catch (e) {
+      if (e.status === 404 && !O.nodes[node]) { O.readOnly.add(node); return; }
       if (O.nodes[node]) { O.nodes[node].down = true; O.nodes[node].message = e.detail || e.message; }
     }
   }));
@@ -288,6 +293,15 @@ async function submit(dryRun) {
     if (r.status !== "dry_run_ok") lines.push(`read back ${fmt(r.readback, p.units)}`);
     if (r.message) lines.push(r.message);
     out.replaceChildren(...lines.map((l) => el("div", {}, l)));
+    if (r.status !== "dry_run_ok" && O.dialog) {
+      // the point now holds what was read back: the next set from this dialog starts there
+      const now = r.readback ?? r.requested;
+      O.dialog.old = now;
+      p.value = now;
+      $("#op-dialog .op-old").textContent = fmt(now, p.units);
+      const cas = $("#op-cas");
+      if (cas && cas.parentElement) cas.parentElement.lastChild.textContent = ` only if it is still ${fmt(now, p.units)}`;
+    }
   } catch (e) {
     out.dataset.status = e.error;
     out.replaceChildren(el("div", { class: "refused" }, `refused (${e.error})`), el("div", {}, e.detail || e.message));
