@@ -48,6 +48,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from .errors import WebError, bad
+from .request import _args, _client, _headers
 
 log = Logger(namespace="sisock.web.operator")
 
@@ -468,7 +469,6 @@ class OperatorRoutes:
 
     def _https(self, request) -> bool:
         from . import guard
-        from .http import _headers
 
         return guard.is_https(request.isSecure(), _headers(request),
                               self.api.config.policy.trust_proxy)
@@ -478,7 +478,6 @@ class OperatorRoutes:
         return self.gate.store.get(raw.decode("latin-1") if raw else None)
 
     def _check(self, request, method: str, expected: str | None) -> None:
-        from .http import _headers
 
         exc = csrf_error(method, _headers(request), expected, request.getHeader("host"),
                          self._https(request))
@@ -508,7 +507,6 @@ class OperatorRoutes:
             old = self._session(request)
             if old is not None:
                 self.gate.sign_out(old.sid)
-            from .http import _client
 
             s = await self.gate.sign_in(authid, secret, _client(request)[0])
             self._cookie(request, s.sid, int(LIFETIME))
@@ -537,7 +535,6 @@ class OperatorRoutes:
         if leaf == "points":
             return api._json(request, await self.gate.points(s, node))
         if leaf == "audit":
-            from .http import _args
 
             args = _args(request)
             start, end = parse_range(args.get("start") or "-86400", args.get("end") or "0",
