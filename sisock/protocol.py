@@ -128,7 +128,7 @@ class Uris:
         """URI prefixes that belong to whoever owns data-node ``name``.
 
         ``{base}.consumer.<name>.`` (the node's RPCs and live topic) and
-        ``{base}.operator.<name>.`` (operator writes, DESIGN section 7).
+        ``{base}.operator.<name>.`` (operator writes, docs/operating.md).
         """
         return f"{self.base}.consumer.{name}.", f"{self.base}.operator.{name}."
 

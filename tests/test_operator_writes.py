@@ -452,7 +452,10 @@ def test_device_down_then_back(op, node, device, client):
     n = len(live)
     wait_for(lambda: any("fast_ok" in s.data and s.data["fast_ok"][-1] for s in live[n:]),
              30, "polling did not resume")
-    time.sleep(2.0)  # anything queued would have been sent by now
+    # 20 more good polls (2 s at 10 Hz) went through the connection a queued write shares
+    m = len(live)
+    wait_for(lambda: sum(1 for s in live[m:] if "fast_ok" in s.data and s.data["fast_ok"][-1]) >= 20,
+             60, "polling stopped after the device came back")
     assert device.writes == before
 
 
@@ -497,12 +500,17 @@ def test_polls_never_interleave_with_writes(op, node, device):
     for i in range(20):
         op.set(NODE, "setpoint", base + (0.5 if i % 2 == 0 else 0.0))
         writes += 1
-        time.sleep(0.2)
+        time.sleep(0.2)  # paces the writes at 5/s
+
+    def poll_starts(log: list) -> list[int]:
+        """Where polls of "fast" begin: a holding read of 1..21, then an input read."""
+        return [i for i, (fc, addr, n) in enumerate(log) if fc == 3 and addr == 1 and n > 1]
+
+    wait_for(lambda: len(poll_starts(list(device.sim.pdu_log))) >= 21, 60,
+             "fewer than 21 polls while writing")
     log = list(device.sim.pdu_log)
     assert sum(1 for fc, *_ in log if fc in (5, 6, 15, 16)) == writes
-    # a poll of "fast" is one holding read of addresses 1..21 then one input read
-    polls = [i for i, (fc, addr, n) in enumerate(log) if fc == 3 and addr == 1 and n > 1]
-    assert len(polls) >= 20
+    polls = poll_starts(log)
     for i in polls[:-1]:
         assert log[i + 1][0] == 4, f"request {log[i + 1]} inside a poll: {log[i - 2:i + 4]}"
 

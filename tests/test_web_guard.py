@@ -162,9 +162,8 @@ def test_declared_body_over_limit_refused_before_stored(guarded):
     with socket.create_connection(("127.0.0.1", guarded.port), timeout=30) as s:
         s.sendall(head)
         s.sendall(b"[" + b" " * (256 << 10))  # part of the body: what old code stored
-        time.sleep(0.5)
-        held = temp_files(guarded.pid, guarded.tmpdir)
-        reply = read_reply(s, 20)
+        reply = read_reply(s, 20)  # a bridge that reads the body first answers nothing
+        held = temp_files(guarded.pid, guarded.tmpdir)  # (while the request is still open)
     assert held == [], f"the bridge stored the body in {held}"
     assert reply is not None, "no answer before the body was sent: the body is read first"
     assert reply.status == 413 and reply.json()["error"] == "body_too_large"
@@ -179,9 +178,8 @@ def test_unauthenticated_body_refused_before_stored(guarded):
     with socket.create_connection(("127.0.0.1", guarded.port), timeout=30) as s:
         s.sendall(head)
         s.sendall(b"{" + b" " * (200 << 10))
-        time.sleep(0.5)
-        held = temp_files(guarded.pid, guarded.tmpdir)
         reply = read_reply(s, 20)
+        held = temp_files(guarded.pid, guarded.tmpdir)
     assert held == [], f"the bridge stored an unauthenticated body in {held}"
     assert reply is not None, "no answer before the body was sent"
     assert reply.status == 401 and reply.json()["error"] == "unauthorized"
@@ -202,14 +200,13 @@ def test_chunked_body_cut_at_limit(guarded):
         s.sendall(head)
         for _ in range(8):  # 512 KiB: under the limit
             s.sendall(chunk)
-        time.sleep(0.5)
-        held = temp_files(guarded.pid, guarded.tmpdir)
         try:
             for _ in range(12):  # past 1 MiB; never the final 0-chunk
                 s.sendall(chunk)
         except ConnectionError:
             pass
-        reply = read_reply(s, 20)
+        reply = read_reply(s, 20)  # a bridge waiting for the body's end answers nothing
+        held = temp_files(guarded.pid, guarded.tmpdir)
     assert held == [], f"the bridge stored a chunked body in {held}"
     assert reply is not None, "no answer until the chunked body ends"
     assert reply.status == 413 and reply.json()["error"] == "body_too_large"
