@@ -568,7 +568,9 @@ class Api(resource.Resource):
         if why:
             raise WebError("forbidden", why)
         body = self._body(request) if request.method == b"POST" else None
-        status, doc = self.views.handle(request.method.decode(), path, body)
+        # the views are files: read and written off the reactor thread
+        status, doc = await threads.deferToThread(self.views.handle, request.method.decode(),
+                                                  path, body)
         self._json(request, doc, status)
 
     # -- live (Server-Sent Events) ----------------------------------------------

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -110,6 +111,9 @@ class ViewStore:
 
     def __init__(self, directory: Path) -> None:
         self.directory = Path(directory)
+        #: Requests run in worker threads: one at a time (the count limit and the
+        #: temporary file name assume it).
+        self._lock = threading.Lock()
 
     def _path(self, name: str) -> Path:
         return self.directory / (quote(check_name(name), safe=" -_.()") + ".json")
@@ -168,6 +172,10 @@ class ViewStore:
         body : Any
             The parsed JSON body (``POST``).
         """
+        with self._lock:
+            return self._handle(method, path, body)
+
+    def _handle(self, method: str, path: str, body: Any) -> tuple[int, Any]:
         rest = path.rstrip("/")[len("/api/views"):].lstrip("/")
         if not rest:
             if method == "GET":
