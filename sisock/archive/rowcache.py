@@ -149,7 +149,11 @@ class RunCache:
             ``load(seqs) -> RunRows`` reads the rows of some files.
         """
         want0, want1 = (int(x) for x in np.searchsorted(complete_seqs, [first_seq, last_seq]))
-        run: RunRows | None = self._runs.pop(key)
+        # the cached run stays in place while this query reads or extends it: other
+        # threads asking for the same rows meanwhile find it (a run takes tens of
+        # milliseconds to load; an extended run replaces it when done)
+        cached: RunRows | None = self._runs.get(key)
+        run = cached
         if run is not None:
             have0, have1 = (int(x) for x in np.searchsorted(complete_seqs, [run.seqs[0], run.seqs[-1]]))
             still_valid = (have1 < complete_seqs.size
@@ -163,5 +167,6 @@ class RunCache:
                 run = RunRows.join(load(complete_seqs[want0:have0]), run)
             if want1 > have1:
                 run = RunRows.join(run, load(complete_seqs[have1 + 1:want1 + 1]))
-        self._runs.put(key, run, run.nbytes)
+        if run is not cached:
+            self._runs.put(key, run, run.nbytes)
         return run.rows_of(first_seq, last_seq)

@@ -1,0 +1,72 @@
+"""The run cache of concatenated summary rows, as several query threads use it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sisock.archive.rowcache import RunCache, RunRows
+from sisock.downsample import sample_stats
+
+pytestmark = pytest.mark.unit
+
+
+def rows_of(seqs: np.ndarray) -> RunRows:
+    """Two summary rows per file, bucket numbers ``2 * seq`` and ``2 * seq + 1``."""
+    seqs = np.asarray(seqs, np.int64)
+    bucket = np.repeat(2 * seqs, 2) + np.tile([0, 1], seqs.size)
+    return RunRows(seqs, np.arange(seqs.size + 1, dtype=np.int64) * 2, bucket,
+                   sample_stats(bucket.astype(float)))
+
+
+def test_cached_run_is_found_while_another_query_extends_it():
+    """A query that extends the cached run leaves it in place while it loads.
+
+    Another thread asking meanwhile for rows the run already holds gets them
+    without loading anything (loading a year's run takes tens of
+    milliseconds; under concurrent load every such miss was a slow call).
+    """
+    cache = RunCache(2**20)
+    key = ("tl", 2, ("x",))
+    complete = np.arange(1, 11, dtype=np.int64)
+    loads: list[tuple[int, int]] = []
+
+    def load(seqs):
+        loads.append((int(seqs[0]), int(seqs[-1])))
+        return rows_of(seqs)
+
+    bucket, _ = cache.rows(key, complete, 1, 5, load)
+    assert loads == [(1, 5)]
+    assert bucket.tolist() == list(range(2, 12))
+
+    seen_meanwhile = {}
+
+    def load_extension(seqs):
+        # runs while the first query extends the run: a second query arrives
+        bucket, _ = cache.rows(key, complete, 2, 4, load)
+        seen_meanwhile["bucket"] = bucket.tolist()
+        return load(seqs)
+
+    bucket, _ = cache.rows(key, complete, 1, 8, load_extension)
+    assert seen_meanwhile["bucket"] == list(range(4, 10))
+    assert loads == [(1, 5), (6, 8)], "the second query loaded rows the cache held"
+    assert bucket.tolist() == list(range(2, 18))
+    # the extended run replaced the shorter one
+    bucket, _ = cache.rows(key, complete, 7, 8, load)
+    assert loads == [(1, 5), (6, 8)]
+    assert bucket.tolist() == [14, 15, 16, 17]
+
+
+def test_stale_run_is_loaded_again():
+    """A run whose files are no longer the complete ones is not served."""
+    cache = RunCache(2**20)
+    key = ("tl", 2, ("x",))
+    loads = []
+
+    def load(seqs):
+        loads.append(seqs.tolist())
+        return rows_of(seqs)
+
+    cache.rows(key, np.array([1, 2, 3]), 1, 3, load)
+    cache.rows(key, np.array([1, 3, 4]), 1, 3, load)  # file 2 vanished
+    assert loads == [[1, 2, 3], [1, 3]]
