@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 
@@ -70,3 +72,39 @@ def test_stale_run_is_loaded_again():
     cache.rows(key, np.array([1, 2, 3]), 1, 3, load)
     cache.rows(key, np.array([1, 3, 4]), 1, 3, load)  # file 2 vanished
     assert loads == [[1, 2, 3], [1, 3]]
+
+
+def test_concurrent_queries_load_a_cold_run_once():
+    """Queries for the same rows while one loads them wait for that load.
+
+    A cold cache under many identical dashboard queries (a node just
+    started) loads the run once instead of once per worker thread.
+    """
+    cache = RunCache(2**20)
+    key = ("tl", 2, ("x",))
+    complete = np.arange(1, 6, dtype=np.int64)
+    loads = []
+    second_done = threading.Event()
+    results = {}
+
+    def load(seqs):
+        loads.append(threading.current_thread().name)
+        return rows_of(seqs)
+
+    def slow_load(seqs):
+        loads.append(threading.current_thread().name)
+        second.start()
+        # the second query must not answer (nor load) before this load is done;
+        # returning after the wait is the fallback if it never answers
+        second_done.wait(2)
+        return rows_of(seqs)
+
+    def ask_second():
+        results["second"] = cache.rows(key, complete, 1, 5, load)[0].tolist()
+        second_done.set()
+
+    second = threading.Thread(target=ask_second, name="second")
+    first, _ = cache.rows(key, complete, 1, 5, slow_load)
+    second.join(30)
+    assert loads == ["MainThread"], "the second query loaded the rows too"
+    assert results["second"] == first.tolist() == list(range(2, 12))

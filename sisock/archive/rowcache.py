@@ -129,8 +129,14 @@ class RunCache:
         Memory budget of all runs together.
     """
 
+    #: Locks striping the keys: one query at a time loads or extends the run of a key,
+    #: while the others asking for it wait and then find it (a cold cache under
+    #: concurrent identical queries loads each run once, not once per thread).
+    STRIPES = 64
+
     def __init__(self, max_bytes: int) -> None:
         self._runs = ByteLRU(max_bytes)
+        self._locks = [threading.RLock() for _ in range(self.STRIPES)]
 
     def rows(self, key: Hashable, complete_seqs: np.ndarray, first_seq: int, last_seq: int,
              load) -> tuple[np.ndarray, BucketStats]:
@@ -148,10 +154,14 @@ class RunCache:
         load : callable
             ``load(seqs) -> RunRows`` reads the rows of some files.
         """
+        with self._locks[hash(key) % self.STRIPES]:
+            return self._rows(key, complete_seqs, first_seq, last_seq, load)
+
+    def _rows(self, key: Hashable, complete_seqs: np.ndarray, first_seq: int, last_seq: int,
+              load) -> tuple[np.ndarray, BucketStats]:
         want0, want1 = (int(x) for x in np.searchsorted(complete_seqs, [first_seq, last_seq]))
-        # the cached run stays in place while this query reads or extends it: other
-        # threads asking for the same rows meanwhile find it (a run takes tens of
-        # milliseconds to load; an extended run replaces it when done)
+        # the cached run stays in the cache while this query reads or extends it (a
+        # run takes tens of milliseconds to load; an extended run replaces it when done)
         cached: RunRows | None = self._runs.get(key)
         run = cached
         if run is not None:
