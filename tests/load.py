@@ -22,7 +22,8 @@ MIX = ("downsampled", "hour", "fields")
 
 async def _session(url: str, realm: str, user: str, secret: str, node: str, calls: int,
                    span: tuple[float, float], hour_field: str, offset: int,
-                   latencies: dict, errors: list, start_gate: asyncio.Event) -> None:
+                   latencies: dict, errors: list, start_gate: asyncio.Event,
+                   mix: tuple[str, ...] = MIX) -> None:
     from autobahn.asyncio.component import Component
     from autobahn.wamp.types import CallOptions
 
@@ -38,7 +39,7 @@ async def _session(url: str, realm: str, user: str, secret: str, node: str, call
     async def joined(session, details):
         await start_gate.wait()
         for i in range(calls):
-            kind = MIX[(i + offset) % len(MIX)]
+            kind = mix[(i + offset) % len(mix)]
             t = time.perf_counter()
             try:
                 if kind == "downsampled":
@@ -66,7 +67,8 @@ async def _session(url: str, realm: str, user: str, secret: str, node: str, call
 
 
 def run_load(url: str, home: str, node: str, sessions: int, calls: int,
-             span: tuple[float, float], hour_field: str = "az") -> dict:
+             span: tuple[float, float], hour_field: str = "az",
+             mix: tuple[str, ...] = MIX) -> dict:
     """Run the load; return latencies per kind (seconds), errors and wall time."""
     settings = load_settings("consumer", router_url=url, home=home)
     creds = credentials.read(home)["consumer"]
@@ -77,7 +79,7 @@ def run_load(url: str, home: str, node: str, sessions: int, calls: int,
         gate = asyncio.Event()
         tasks = [asyncio.ensure_future(_session(url, settings.realm, creds["authid"],
                                                 creds["secret"], node, calls, span, hour_field,
-                                                i, latencies, errors, gate))
+                                                i, latencies, errors, gate, mix))
                  for i in range(sessions)]
         await asyncio.sleep(0.5)
         t = time.perf_counter()
