@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from sisock.archive.rowcache import RunCache, RunRows
-from sisock.downsample import sample_stats
+from sisock.core.downsample import sample_stats
 
 pytestmark = pytest.mark.unit
 
