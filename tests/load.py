@@ -50,8 +50,9 @@ def check_reply(kind: str, reply, parts: list, hour_field: str) -> str | None:
     if kind == "downsampled" and values > 2001:
         return f"{values} points for a year downsampled to about 2000"
     if kind == "hour":
-        last = reply["data"].get(name) or next(p["data"][name] for p in parts)
-        total = last.get("total", values) if isinstance(last, dict) else values
+        announced = [p["data"][name]["total"] for p in every
+                     if isinstance(p.get("data", {}).get(name), dict) and "total" in p["data"][name]]
+        total = announced[0] if announced else values
         if total != values:
             return f"{values} of the {total} values announced for {name} arrived"
     return None
