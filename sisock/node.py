@@ -139,7 +139,7 @@ class NodeService:
         result = Result.coerce(self.node.get_data(
             call.fields, call.start, call.end, call.min_stride, call.method,
             streaming=streaming))
-        reply, part = budget.plan_reply(_arrays(result), call.start, call.end,
+        reply, part = budget.plan_reply(result, call.start, call.end,
                                         call.max_message_bytes, call.encoding, streaming,
                                         call.method, self.chunk_bytes)
         if reply is not None:
@@ -177,26 +177,33 @@ class NodeService:
     async def _stream(self, result: Result, progress, chunk_bytes: int | None = None) -> dict:
         """Send all but the last part as progressive results; return the last.
 
-        A part is sent only when the connection's write buffer has drained
-        (a Twisted push producer), so the node holds about one part beyond
-        the result, and the buffer never has to join megabytes at once.
-        With msgpack the parts point into the result's arrays instead of
-        copying them.
+        A progressive result (raw archive rows still being read) is read in
+        a worker thread while the parts already read are sent: reading and
+        sending overlap, and the first part leaves as soon as its rows are
+        in place. A part is sent only when the connection's write buffer
+        has drained (a Twisted push producer), so the buffer never has to
+        join megabytes at once. With msgpack the parts point into the
+        result's arrays instead of copying them.
         """
         session = self.session
         details = getattr(session, "session_details", None)
         zero_copy = str(getattr(details, "serializer", "") or "").startswith("msgpack")
         gate = self._write_gate(session)
-        last = None
-        for part in wire.chunk_reply(_arrays(result), chunk_bytes or self.chunk_bytes,
-                                     zero_copy=zero_copy):
-            if last is not None:
-                progress(last)
+        reading = _Reading(result)
+        try:
+            ranges, rest = wire.split_plan(result, chunk_bytes or self.chunk_bytes)
+            for r in ranges[:-1]:
+                await reading.until(r.timeline, r.i1)
+                progress(wire.make_part(result, r, zero_copy))
                 if gate is not None and gate.paused:
                     await gate.wait()
                 else:
                     await sleep(0)  # let the reactor flush the socket between parts
-            last = part
+            await reading.until_complete()
+        finally:
+            await reading.stop()
+        last = wire.finish_last(result, wire.make_part(result, ranges[-1], zero_copy)
+                                if ranges else None, rest)
         last["field_timeline"] = dict(result.field_timeline)
         return last
 
@@ -222,8 +229,7 @@ class NodeService:
         if self.session is None or not self.listed:
             return False
         try:
-            for payload in budget.split_live(_arrays(Result.coerce(result)),
-                                             self.live_message_bytes):
+            for payload in budget.split_live(Result.coerce(result), self.live_message_bytes):
                 self.session.publish(self.uri("live"), payload)
         except SisockError as exc:
             if not self._live_too_big_logged:
@@ -327,11 +333,52 @@ class NodeService:
         self.listed = False
 
 
-def _arrays(result: Result) -> dict:
-    """``result`` as the mapping of numpy arrays that :mod:`sisock.wire` streams."""
-    return {"data": result.data, "field_timeline": result.field_timeline,
-            "timeline": {k: {"t": v.t, "finalized_until": v.finalized_until}
-                         for k, v in result.timelines.items()}}
+class _Reading:
+    """Reads a progressive result in a worker thread, always one step ahead.
+
+    The next step starts as soon as the previous one ends, so the disk
+    keeps reading while the reactor sends what is already in place.
+    """
+
+    def __init__(self, result: Result) -> None:
+        self.result = result
+        self._step: Deferred | None = None
+        self._stopped = False
+
+    def _next(self) -> Deferred:
+        if self._step is None:
+            self._step = threads.deferToThread(self.result.step)
+        return self._step
+
+    async def _advance(self) -> bool:
+        try:
+            more = await self._next()
+        finally:
+            self._step = None
+        if more and not self._stopped:
+            self._next()  # read ahead while the caller sends
+        return bool(more)
+
+    async def until(self, timeline: str, rows: int) -> None:
+        """Wait until the first ``rows`` rows of ``timeline`` are in place."""
+        while self.result.pending is not None and self.result.rows_ready(timeline) < rows:
+            if not await self._advance():
+                return
+
+    async def until_complete(self) -> None:
+        """Wait until every row is in place."""
+        while self.result.pending is not None:
+            if not await self._advance():
+                return
+
+    async def stop(self) -> None:
+        """Stop reading ahead (the stream ended or failed); wait for the step under way."""
+        self._stopped = True
+        if self._step is not None:
+            try:
+                await self._step
+            except Exception:  # noqa: BLE001 - the stream's own error is what the caller sees
+                pass
 def _envelopes(reply: dict):
     """The binary envelopes of a ``get_data`` reply."""
     for v in list(reply["data"].values()) + [tl["t"] for tl in reply["timeline"].values()]:

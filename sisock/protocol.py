@@ -31,7 +31,7 @@ import math
 import re
 import time
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 
@@ -566,6 +566,16 @@ class TimelineData:
     t: np.ndarray
     finalized_until: float | None = None
 
+    def __getitem__(self, key: str) -> Any:
+        """``tl["t"]``, ``tl["finalized_until"]``: the ``get_data`` reply's keys."""
+        if key not in ("t", "finalized_until"):
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """As :meth:`dict.get` over the reply's keys."""
+        return getattr(self, key) if key in ("t", "finalized_until") else default
+
 
 @dataclass
 class Result:
@@ -584,6 +594,56 @@ class Result:
     data: dict[str, np.ndarray] = field(default_factory=dict)
     timelines: dict[str, TimelineData] = field(default_factory=dict)
     field_timeline: dict[str, str] = field(default_factory=dict)
+    #: A progressive result (a raw archive read served as a stream): rows of
+    #: some timelines are still being read into arrays already at their final
+    #: length. ``filled[timeline]`` is how many leading rows of that timeline
+    #: (its times and every field on it) are in place; a timeline absent from
+    #: it is complete.
+    filled: dict[str, int] = field(default_factory=dict, repr=False, compare=False)
+    #: Each step of this iterator reads more rows (blocking disk work: run it
+    #: in a worker thread) and updates :attr:`filled`; None once complete.
+    pending: Iterator[Any] | None = field(default=None, repr=False, compare=False)
+
+    # -- progressive results
+    def rows_ready(self, timeline: str) -> int:
+        """Leading rows of ``timeline`` whose times and values are in place."""
+        return self.filled.get(timeline, len(self.timelines[timeline].t))
+
+    def step(self) -> bool:
+        """Read the next rows of a progressive result (blocking); False when complete."""
+        if self.pending is None:
+            return False
+        try:
+            next(self.pending)
+            return True
+        except StopIteration:
+            self.pending = None
+            self.filled.clear()
+            return False
+
+    def complete(self) -> Result:
+        """Read every row still pending (blocking); return self."""
+        while self.step():
+            pass
+        return self
+
+    # -- the reply's keys, for code written against the get_data dict
+    def __getitem__(self, key: str) -> Any:
+        """``result["data"]``, ``result["timeline"]``, ``result["field_timeline"]``."""
+        if key == "data":
+            return self.data
+        if key == "timeline":
+            return self.timelines
+        if key == "field_timeline":
+            return self.field_timeline
+        raise KeyError(key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """As :meth:`dict.get` over the reply's keys."""
+        try:
+            return self[key]
+        except KeyError:
+            return default
 
     def add(self, timeline: str, t: np.ndarray, values: Mapping[str, np.ndarray],
             finalized_until: float | None = None) -> None:
@@ -612,8 +672,9 @@ class Result:
 
         Only callers that asked for ``encoding="binary"`` (a sisock extension)
         get the ``field_timeline`` key, so a 0.x caller sees exactly the 0.x
-        shape.
+        shape. A progressive result is completed first.
         """
+        self.complete()
         reply = {
             "data": {k: wire.encode_array(v, encoding) for k, v in self.data.items()},
             "timeline": {
