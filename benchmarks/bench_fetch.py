@@ -158,7 +158,7 @@ def tiled_python(venv: Path) -> Path:
 def bench_tiled(venv: Path, files: list[str], sizes: list[int], repeat: int,
                 tmp: Path) -> dict[int, list[float]]:
     """Seconds per fetch of the last n times and values from a tiled server."""
-    from sisock.ports import free_port, wait_port
+    from sisock.site.ports import free_port, wait_port
 
     python = tiled_python(venv)
     (tmp / "tiled_server.py").write_text(TILED_SERVER)
@@ -230,7 +230,7 @@ def main() -> int:
     silence_bjdata()
     from sisock.archive import ArchiveReader
     from sisock.client import connect
-    from sisock.ports import free_port, wait_port
+    from sisock.site.ports import free_port, wait_port
 
     sizes = [int(s) for s in args.samples.split(",")]
     print(f"load average before: {loadavg()}", flush=True)
