@@ -27,6 +27,7 @@ from autobahn.wamp.exception import ApplicationError
 from autobahn.wamp.types import RegisterOptions
 from twisted.internet import threads
 from twisted.internet.defer import Deferred, ensureDeferred, succeed
+from twisted.python.failure import Failure
 from twisted.logger import Logger
 
 from sisock.core import budget, protocol, wire
@@ -214,6 +215,12 @@ class NodeService:
         if transport is None or not hasattr(transport, "registerProducer"):
             return None
         if self._gate is None or self._gate.transport is not transport:
+            # Parts leave as soon as their rows are read, with pauses between
+            # them: without TCP_NODELAY the tail of each part would wait for
+            # the router's delayed ACK (40 ms) before it leaves (Nagle).
+            set_nodelay = getattr(transport, "setTcpNoDelay", None)
+            if set_nodelay is not None:
+                set_nodelay(True)
             try:
                 self._gate = _WriteGate(transport)
             except RuntimeError:  # someone else produces on this connection
@@ -334,51 +341,75 @@ class NodeService:
 
 
 class _Reading:
-    """Reads a progressive result in a worker thread, always one step ahead.
+    """Reads a progressive result in one worker-thread task while the reactor sends.
 
-    The next step starts as soon as the previous one ends, so the disk
-    keeps reading while the reactor sends what is already in place.
+    The thread reads every remaining step in a row; the reactor is woken
+    (``callFromThread``) only while it waits for rows not read yet, so a
+    fetch costs a few thread hand-offs rather than one per step.
     """
 
     def __init__(self, result: Result) -> None:
+        from twisted.internet import reactor
+
         self.result = result
-        self._step: Deferred | None = None
+        self._reactor = reactor
+        self._waiter: Deferred | None = None
         self._stopped = False
+        self._error: BaseException | None = None
+        self._done: Deferred | None = None
+        if result.pending is not None:
+            self._done = threads.deferToThread(self._read_all)
+            self._done.addBoth(self._finished)
 
-    def _next(self) -> Deferred:
-        if self._step is None:
-            self._step = threads.deferToThread(self.result.step)
-        return self._step
+    def _read_all(self) -> None:
+        """Worker thread: read step after step; wake the reactor if it waits."""
+        while not self._stopped and self.result.step():
+            if self._waiter is not None:
+                self._reactor.callFromThread(self._wake)
 
-    async def _advance(self) -> bool:
-        try:
-            more = await self._next()
-        finally:
-            self._step = None
-        if more and not self._stopped:
-            self._next()  # read ahead while the caller sends
-        return bool(more)
+    def _finished(self, outcome) -> None:
+        if isinstance(outcome, Failure):
+            self._error = outcome.value
+        self._done = None
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None:
+            waiter.callback(None)
+
+    async def _wait_for(self, ready) -> None:
+        while not ready():
+            if self._error is not None:
+                raise self._error
+            if self._done is None:  # nothing more will come
+                return
+            self._waiter = Deferred()
+            if ready():  # the reader may have finished the step just before
+                self._waiter = None
+                return
+            await self._waiter
 
     async def until(self, timeline: str, rows: int) -> None:
         """Wait until the first ``rows`` rows of ``timeline`` are in place."""
-        while self.result.pending is not None and self.result.rows_ready(timeline) < rows:
-            if not await self._advance():
-                return
+        await self._wait_for(lambda: self.result.pending is None
+                             or self.result.rows_ready(timeline) >= rows)
 
     async def until_complete(self) -> None:
         """Wait until every row is in place."""
-        while self.result.pending is not None:
-            if not await self._advance():
-                return
+        await self._wait_for(lambda: self.result.pending is None)
+        if self._error is not None:
+            raise self._error
 
     async def stop(self) -> None:
-        """Stop reading ahead (the stream ended or failed); wait for the step under way."""
+        """Stop reading (the stream ended or failed); wait for the step under way."""
         self._stopped = True
-        if self._step is not None:
-            try:
-                await self._step
-            except Exception:  # noqa: BLE001 - the stream's own error is what the caller sees
-                pass
+        if self._done is not None:
+            done: Deferred = Deferred()
+            self._done.addBoth(lambda r: done.callback(None) or r)
+            await done
+
+
 def _envelopes(reply: dict):
     """The binary envelopes of a ``get_data`` reply."""
     for v in list(reply["data"].values()) + [tl["t"] for tl in reply["timeline"].values()]:
