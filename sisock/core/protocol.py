@@ -674,35 +674,29 @@ class Result:
         get the ``field_timeline`` key, so a 0.x caller sees exactly the 0.x
         shape. A progressive result is completed first.
         """
-        self.complete()
-        reply = {
-            "data": {k: wire.encode_array(v, encoding) for k, v in self.data.items()},
-            "timeline": {
-                name: {"t": wire.encode_array(np.asarray(tl.t, dtype=np.float64), encoding),
-                       "finalized_until": tl.finalized_until}
-                for name, tl in self.timelines.items()},
-        }
-        if encoding == "binary":
-            reply["field_timeline"] = dict(self.field_timeline)
-        return reply
+        from .encoders import WAMP_ENCODINGS, encode  # the registry encodes Results
+
+        return encode(WAMP_ENCODINGS[encoding], self)
 
     @classmethod
     def from_wire(cls, reply: Mapping[str, Any]) -> Result:
         """Decode a reply (lists or binary envelopes, any sisock version).
 
-        Without ``field_timeline`` (sisock 0.x nodes), a field is put on the
-        one timeline with as many samples, when there is exactly one.
+        A field is on the timeline the reply's ``field_timeline`` names
+        (sisock binary replies); a field it does not name (sisock 0.x nodes
+        send none) is put on the one timeline with as many samples, when
+        there is exactly one (:meth:`guess_field_timeline`).
         """
         out = cls(data={k: wire.decode_array(v) for k, v in reply.get("data", {}).items()},
                   timelines={name: TimelineData(np.asarray(wire.decode_array(tl["t"]),
                                                            dtype=np.float64),
                                                 tl.get("finalized_until"))
                              for name, tl in reply.get("timeline", {}).items()})
+        out.field_timeline = out.guess_field_timeline()
         given = reply.get("field_timeline")
         if isinstance(given, Mapping):
-            out.field_timeline = {k: v for k, v in given.items() if k in out.data}
-        else:
-            out.field_timeline = _match_by_length(out)
+            out.field_timeline.update({k: v for k, v in given.items()
+                                       if k in out.data and v in out.timelines})
         return out
 
     @classmethod
@@ -719,11 +713,18 @@ class Result:
                                                 tl.get("finalized_until"))
                              for name, tl in value["timeline"].items()})
         given = value.get("field_timeline")
-        out.field_timeline = dict(given) if given else _match_by_length(out)
+        out.field_timeline = dict(given) if given else out.guess_field_timeline()
         return out
 
-
-def _match_by_length(result: Result) -> dict[str, str]:
-    """Field -> timeline where exactly one timeline has the field's length."""
-    return wire.match_by_length({f: len(v) for f, v in result.data.items()},
-                           {name: len(tl.t) for name, tl in result.timelines.items()})
+    def guess_field_timeline(self) -> dict[str, str]:
+        """The one guess of which timeline a field is on, for replies that do not say
+        (sisock 0.x nodes): the timeline with as many samples, when exactly one has."""
+        by_len: dict[int, list[str]] = {}
+        for name, tl in self.timelines.items():
+            by_len.setdefault(len(tl.t), []).append(name)
+        out = {}
+        for f, v in self.data.items():
+            names = by_len.get(len(v), [])
+            if len(v) and len(names) == 1:
+                out[f] = names[0]
+        return out

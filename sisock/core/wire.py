@@ -238,23 +238,3 @@ class Assembler:
     def reply(self) -> dict:
         """The assembled reply (numpy arrays in ``get_data`` shape)."""
         return {"data": self.data, "timeline": self.timeline}
-
-
-def match_by_length(fields: Mapping[str, int], timelines: Mapping[str, int]) -> dict[str, str]:
-    """The one guess of which timeline a field is on, for replies that do not say
-    (sisock 0.x nodes): the timeline with as many samples, when exactly one has.
-
-    Parameters
-    ----------
-    fields, timelines : mapping of str to int
-        Lengths of each field's values and of each timeline's times.
-    """
-    by_len: dict[int, list[str]] = {}
-    for name, n in timelines.items():
-        by_len.setdefault(n, []).append(name)
-    out = {}
-    for f, n in fields.items():
-        names = by_len.get(n, [])
-        if n and len(names) == 1:
-            out[f] = names[0]
-    return out
