@@ -21,6 +21,8 @@ same archive share one name and the router balances calls between them.
 
 from __future__ import annotations
 
+import struct
+
 from autobahn.twisted.component import Component
 from autobahn.twisted.util import sleep
 from autobahn.wamp.exception import ApplicationError
@@ -221,6 +223,7 @@ class NodeService:
             set_nodelay = getattr(transport, "setTcpNoDelay", None)
             if set_nodelay is not None:
                 set_nodelay(True)
+            _DirectSend.install(connection, transport)
             try:
                 self._gate = _WriteGate(transport)
             except RuntimeError:  # someone else produces on this connection
@@ -415,6 +418,54 @@ def _envelopes(reply: dict):
     for v in list(reply["data"].values()) + [tl["t"] for tl in reply["timeline"].values()]:
         if isinstance(v, dict) and v.get(wire.ENVELOPE_KEY):
             yield v
+
+
+class _DirectSend:
+    """``sendString`` of a RawSocket connection over plain TCP that writes to the kernel itself.
+
+    Twisted's ``Int32StringReceiver.sendString`` joins the 4-byte length
+    prefix to the message (a copy of every part), the transport's write
+    buffer joins what is queued before sending (another copy) and hands the
+    kernel at most 128 KiB per reactor turn. When nothing is queued, this
+    sends prefix and message with one ``sendmsg`` (scatter-gather, no copy)
+    and queues only what the kernel did not take, so ordering and Twisted's
+    flow control (:class:`_WriteGate`) are unchanged. TLS and WebSocket
+    connections keep Twisted's path.
+    """
+
+    def __init__(self, connection, transport) -> None:
+        self.connection = connection
+        self.transport = transport
+        self.socket = transport.socket
+
+    @classmethod
+    def install(cls, connection, transport) -> None:
+        """Use direct sends on ``connection`` when it is RawSocket over a plain TCP socket."""
+        from twisted.internet.tcp import Connection
+        from twisted.protocols.basic import Int32StringReceiver
+
+        if (isinstance(connection, Int32StringReceiver) and isinstance(transport, Connection)
+                and not getattr(transport, "TLS", False) and hasattr(transport, "socket")
+                and "sendString" not in vars(connection)):
+            connection.sendString = cls(connection, transport)
+
+    def __call__(self, string: bytes) -> None:
+        t = self.transport
+        if t._tempDataBuffer or len(t.dataBuffer) > t.offset or not t.connected \
+                or t.disconnecting or len(string) < 65536:
+            return type(self.connection).sendString(self.connection, string)
+        head = struct.pack("!I", len(string))
+        try:
+            sent = self.socket.sendmsg([head, string])
+        except BlockingIOError:
+            sent = 0
+        except OSError:  # let Twisted meet the error and close the connection its way
+            return type(self.connection).sendString(self.connection, string)
+        if sent < 4:
+            t.write(head[sent:])
+            t.write(string)
+        elif sent < 4 + len(string):
+            t.write(string[sent - 4:])
 
 
 class _WriteGate:
