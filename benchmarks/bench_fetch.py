@@ -17,10 +17,10 @@ numpy. Beside it, in the same run and on the same arrays:
   the benchmark says why and prints the other rows.
 
 Each cell is the best of ``--repeat`` fetches after one warm-up (ms and MB
-of arrays per second). The CPU line sums the user + system CPU the router,
-the node and the client spent on the least costly sisock fetch, which
-depends much less than the wall time on how busy the machine is. The load
-average is printed before and after.
+of arrays per second). The CPU lines give the user + system CPU the router
+(its worker processes included), the node and the client spent per sisock
+fetch (mean over the repeats), which depends much less than the wall time
+on how busy the machine is. The load average is printed before and after.
 
 Run: ``.venv/bin/python benchmarks/bench_fetch.py [--samples 100000,1000000,10000000]
 [--repeat 7] [--no-tiled]``. It starts its own router, hub and node in a
@@ -60,7 +60,7 @@ def loadavg() -> str:
 
 def generate(directory: Path, samples: int, end: float) -> None:
     """``sisock generate`` with a ``fast`` timeline of at least ``samples`` samples."""
-    from sisock.generate import generate as make
+    from sisock.cli.generate import generate as make
 
     hours = samples / RATE / 3600 + 0.5
     make(str(directory), days=max(hours / 24 + 0.05, 0.5), end=end, fast_hours=hours,
@@ -197,19 +197,20 @@ def cpu_seconds(pids: list[int]) -> float:
     return total
 
 
-def best_of(fn, repeat: int, pids: list[int] = ()) -> tuple[list[float], float]:
-    """Wall seconds of ``repeat`` calls of ``fn`` (after one warm-up) and the
-    least CPU seconds one call cost ``pids`` plus this process."""
+def best_of(fn, repeat: int, pids: dict[str, int] | None = None
+            ) -> tuple[list[float], dict[str, float]]:
+    """Wall seconds of ``repeat`` calls of ``fn`` (after one warm-up), and the mean
+    CPU seconds one call cost each of ``pids`` (name -> pid; ``client`` is this
+    process)."""
     fn()
-    pids = [os.getpid(), *pids]
-    times, cpus = [], []
+    pids = {**(pids or {}), "client": os.getpid()}
+    times = []
+    c0 = {k: cpu_seconds([p]) for k, p in pids.items()}
     for _ in range(repeat):
-        c0 = cpu_seconds(pids)
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
-        cpus.append(cpu_seconds(pids) - c0)
-    return times, min(cpus)
+    return times, {k: (cpu_seconds([p]) - c0[k]) / repeat for k, p in pids.items()}
 
 
 def main() -> int:
@@ -235,7 +236,7 @@ def main() -> int:
     sizes = [int(s) for s in args.samples.split(",")]
     print(f"load average before: {loadavg()}", flush=True)
     rows: dict[str, dict[int, list[float]]] = {}
-    cpu: dict[int, float] = {}
+    cpu: dict[int, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         end = float(np.floor(time.time()))
@@ -272,7 +273,8 @@ def main() -> int:
                             r = c.get_data(NODE, [FIELD], t0, end + 1, progress=False)
                             assert len(r.data[FIELD]) == n == len(r.timelines["fast"].t), \
                                 (len(r.data[FIELD]), n)
-                        rows[label][n], cpu[n] = best_of(fetch, args.repeat, [router, node.pid])
+                        rows[label][n], cpu[n] = best_of(fetch, args.repeat,
+                                                         {"router": router, "node": node.pid})
                         print(f"  sisock {n:>10,}: {min(rows[label][n]) * 1e3:8.1f} ms", flush=True)
             finally:
                 sender.terminate()
@@ -293,8 +295,9 @@ def main() -> int:
         cells = "".join(f" {min(by_n[n]) * 1e3:13.1f} {16 * n / min(by_n[n]) / 1e6:6.0f}"
                         for n in sizes)
         print(f"  {label:48s}{cells}")
-    print(f"  {'sisock CPU ms per fetch (router+node+client)':48s}"
-          + "".join(f" {cpu[n] * 1e3:13.0f} {'':6s}" for n in sizes))
+    for who in ("router", "node", "client"):
+        print(f"  {'sisock CPU ms per fetch, ' + who:48s}"
+              + "".join(f" {cpu[n][who] * 1e3:13.1f} {'':6s}" for n in sizes))
     print(f"load average after: {loadavg()}")
     return 0
 

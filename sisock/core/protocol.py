@@ -19,10 +19,14 @@ Calls
     Times (:func:`check_interval`) and ``min_stride``
     (:func:`check_min_stride`) have one validator each.
 Results
-    :class:`Result` is what a data core returns from ``get_data``: numpy
-    arrays per field, times per timeline and which timeline each field is
-    on. :meth:`Result.to_wire` and :meth:`Result.from_wire` convert it to
-    and from the reply dict that travels.
+    :class:`Result` is what a data core returns from ``get_data``, and the
+    one shape of an answer until it is encoded: numpy arrays per field,
+    times per timeline and which timeline each field is on, possibly still
+    being read (a *progressive* result: :attr:`Result.pending`).
+    :meth:`Result.to_wire` encodes it through the registry of
+    :mod:`sisock.core.encoders`; :meth:`Result.from_wire` decodes a reply
+    of any sisock version, and :meth:`Result.guess_field_timeline` is the
+    one rule for a reply that does not say which timeline a field is on.
 """
 
 from __future__ import annotations

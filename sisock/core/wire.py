@@ -1,7 +1,7 @@
 """Wire shapes of the sisock protocol (pure, no reactor).
 
-Data cores return numpy arrays; this module turns them into what travels
-over WAMP:
+Arrays as they travel over WAMP (the registry of
+:mod:`sisock.core.encoders` applies them to whole results):
 
 * JSON-compatible lists (sisock 0.x, the default), or
 * with ``encoding="binary"``, a small envelope per array::
@@ -12,6 +12,9 @@ over WAMP:
   raw C-order buffer. Strings and objects have no fixed-width binary form
   and stay lists. With msgpack or cbor the bytes travel raw; with JSON the
   router base64-encodes them.
+
+It also cuts a binary reply into streamed parts (:func:`split_plan`,
+:func:`make_part`) and rebuilds them on the client (:class:`Assembler`).
 """
 
 from __future__ import annotations
