@@ -21,12 +21,15 @@ same archive share one name and the router balances calls between them.
 
 from __future__ import annotations
 
+import struct
+
 from autobahn.twisted.component import Component
 from autobahn.twisted.util import sleep
 from autobahn.wamp.exception import ApplicationError
 from autobahn.wamp.types import RegisterOptions
 from twisted.internet import threads
 from twisted.internet.defer import Deferred, ensureDeferred, succeed
+from twisted.python.failure import Failure
 from twisted.logger import Logger
 
 from sisock.core import budget, protocol, wire
@@ -139,7 +142,7 @@ class NodeService:
         result = Result.coerce(self.node.get_data(
             call.fields, call.start, call.end, call.min_stride, call.method,
             streaming=streaming))
-        reply, part = budget.plan_reply(_arrays(result), call.start, call.end,
+        reply, part = budget.plan_reply(result, call.start, call.end,
                                         call.max_message_bytes, call.encoding, streaming,
                                         call.method, self.chunk_bytes)
         if reply is not None:
@@ -177,26 +180,33 @@ class NodeService:
     async def _stream(self, result: Result, progress, chunk_bytes: int | None = None) -> dict:
         """Send all but the last part as progressive results; return the last.
 
-        A part is sent only when the connection's write buffer has drained
-        (a Twisted push producer), so the node holds about one part beyond
-        the result, and the buffer never has to join megabytes at once.
-        With msgpack the parts point into the result's arrays instead of
-        copying them.
+        A progressive result (raw archive rows still being read) is read in
+        a worker thread while the parts already read are sent: reading and
+        sending overlap, and the first part leaves as soon as its rows are
+        in place. A part is sent only when the connection's write buffer
+        has drained (a Twisted push producer), so the buffer never has to
+        join megabytes at once. With msgpack the parts point into the
+        result's arrays instead of copying them.
         """
         session = self.session
         details = getattr(session, "session_details", None)
         zero_copy = str(getattr(details, "serializer", "") or "").startswith("msgpack")
         gate = self._write_gate(session)
-        last = None
-        for part in wire.chunk_reply(_arrays(result), chunk_bytes or self.chunk_bytes,
-                                     zero_copy=zero_copy):
-            if last is not None:
-                progress(last)
+        reading = _Reading(result)
+        try:
+            ranges, rest = wire.split_plan(result, chunk_bytes or self.chunk_bytes)
+            for r in ranges[:-1]:
+                await reading.until(r.timeline, r.i1)
+                progress(wire.make_part(result, r, zero_copy))
                 if gate is not None and gate.paused:
                     await gate.wait()
                 else:
                     await sleep(0)  # let the reactor flush the socket between parts
-            last = part
+            await reading.until_complete()
+        finally:
+            await reading.stop()
+        last = wire.finish_last(result, wire.make_part(result, ranges[-1], zero_copy)
+                                if ranges else None, rest)
         last["field_timeline"] = dict(result.field_timeline)
         return last
 
@@ -207,6 +217,13 @@ class NodeService:
         if transport is None or not hasattr(transport, "registerProducer"):
             return None
         if self._gate is None or self._gate.transport is not transport:
+            # Parts leave as soon as their rows are read, with pauses between
+            # them: without TCP_NODELAY the tail of each part would wait for
+            # the router's delayed ACK (40 ms) before it leaves (Nagle).
+            set_nodelay = getattr(transport, "setTcpNoDelay", None)
+            if set_nodelay is not None:
+                set_nodelay(True)
+            _DirectSend.install(connection, transport)
             try:
                 self._gate = _WriteGate(transport)
             except RuntimeError:  # someone else produces on this connection
@@ -222,8 +239,7 @@ class NodeService:
         if self.session is None or not self.listed:
             return False
         try:
-            for payload in budget.split_live(_arrays(Result.coerce(result)),
-                                             self.live_message_bytes):
+            for payload in budget.split_live(Result.coerce(result), self.live_message_bytes):
                 self.session.publish(self.uri("live"), payload)
         except SisockError as exc:
             if not self._live_too_big_logged:
@@ -327,16 +343,129 @@ class NodeService:
         self.listed = False
 
 
-def _arrays(result: Result) -> dict:
-    """``result`` as the mapping of numpy arrays that :mod:`sisock.core.wire` streams."""
-    return {"data": result.data, "field_timeline": result.field_timeline,
-            "timeline": {k: {"t": v.t, "finalized_until": v.finalized_until}
-                         for k, v in result.timelines.items()}}
+class _Reading:
+    """Reads a progressive result in one worker-thread task while the reactor sends.
+
+    The thread reads every remaining step in a row; the reactor is woken
+    (``callFromThread``) only while it waits for rows not read yet, so a
+    fetch costs a few thread hand-offs rather than one per step.
+    """
+
+    def __init__(self, result: Result) -> None:
+        from twisted.internet import reactor
+
+        self.result = result
+        self._reactor = reactor
+        self._waiter: Deferred | None = None
+        self._stopped = False
+        self._error: BaseException | None = None
+        self._done: Deferred | None = None
+        if result.pending is not None:
+            self._done = threads.deferToThread(self._read_all)
+            self._done.addBoth(self._finished)
+
+    def _read_all(self) -> None:
+        """Worker thread: read step after step; wake the reactor if it waits."""
+        while not self._stopped and self.result.step():
+            if self._waiter is not None:
+                self._reactor.callFromThread(self._wake)
+
+    def _finished(self, outcome) -> None:
+        if isinstance(outcome, Failure):
+            self._error = outcome.value
+        self._done = None
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None:
+            waiter.callback(None)
+
+    async def _wait_for(self, ready) -> None:
+        while not ready():
+            if self._error is not None:
+                raise self._error
+            if self._done is None:  # nothing more will come
+                return
+            self._waiter = Deferred()
+            if ready():  # the reader may have finished the step just before
+                self._waiter = None
+                return
+            await self._waiter
+
+    async def until(self, timeline: str, rows: int) -> None:
+        """Wait until the first ``rows`` rows of ``timeline`` are in place."""
+        await self._wait_for(lambda: self.result.pending is None
+                             or self.result.rows_ready(timeline) >= rows)
+
+    async def until_complete(self) -> None:
+        """Wait until every row is in place."""
+        await self._wait_for(lambda: self.result.pending is None)
+        if self._error is not None:
+            raise self._error
+
+    async def stop(self) -> None:
+        """Stop reading (the stream ended or failed); wait for the step under way."""
+        self._stopped = True
+        if self._done is not None:
+            done: Deferred = Deferred()
+            self._done.addBoth(lambda r: done.callback(None) or r)
+            await done
+
+
 def _envelopes(reply: dict):
     """The binary envelopes of a ``get_data`` reply."""
     for v in list(reply["data"].values()) + [tl["t"] for tl in reply["timeline"].values()]:
         if isinstance(v, dict) and v.get(wire.ENVELOPE_KEY):
             yield v
+
+
+class _DirectSend:
+    """``sendString`` of a RawSocket connection over plain TCP that writes to the kernel itself.
+
+    Twisted's ``Int32StringReceiver.sendString`` joins the 4-byte length
+    prefix to the message (a copy of every part), the transport's write
+    buffer joins what is queued before sending (another copy) and hands the
+    kernel at most 128 KiB per reactor turn. When nothing is queued, this
+    sends prefix and message with one ``sendmsg`` (scatter-gather, no copy)
+    and queues only what the kernel did not take, so ordering and Twisted's
+    flow control (:class:`_WriteGate`) are unchanged. TLS and WebSocket
+    connections keep Twisted's path.
+    """
+
+    def __init__(self, connection, transport) -> None:
+        self.connection = connection
+        self.transport = transport
+        self.socket = transport.socket
+
+    @classmethod
+    def install(cls, connection, transport) -> None:
+        """Use direct sends on ``connection`` when it is RawSocket over a plain TCP socket."""
+        from twisted.internet.tcp import Connection
+        from twisted.protocols.basic import Int32StringReceiver
+
+        if (isinstance(connection, Int32StringReceiver) and isinstance(transport, Connection)
+                and not getattr(transport, "TLS", False) and hasattr(transport, "socket")
+                and "sendString" not in vars(connection)):
+            connection.sendString = cls(connection, transport)
+
+    def __call__(self, string: bytes) -> None:
+        t = self.transport
+        if t._tempDataBuffer or len(t.dataBuffer) > t.offset or not t.connected \
+                or t.disconnecting or len(string) < 65536:
+            return type(self.connection).sendString(self.connection, string)
+        head = struct.pack("!I", len(string))
+        try:
+            sent = self.socket.sendmsg([head, string])
+        except BlockingIOError:
+            sent = 0
+        except OSError:  # let Twisted meet the error and close the connection its way
+            return type(self.connection).sendString(self.connection, string)
+        if sent < 4:
+            t.write(head[sent:])
+            t.write(string)
+        elif sent < 4 + len(string):
+            t.write(string[sent - 4:])
 
 
 class _WriteGate:
