@@ -167,4 +167,4 @@ def test_reduced_rows_equal_reducing_the_rows_bit_for_bit():
             for name in names - {"sum"}:  # sums: the halves are added, then their totals
                 assert np.array_equal(getattr(joined, name), getattr(want, name),
                                       equal_nan=True), f"{context}, halves: {name}"
-    assert len(run.reductions) <= 8  # a run keeps a few reductions only
+    assert len(run.reductions) <= 4  # a run keeps a few reductions only

@@ -188,8 +188,12 @@ class RunRows:
         return red
 
 
-#: Reductions (strides x methods) a run keeps, most recently made first.
-REDUCTIONS_KEPT = 8
+#: Reductions (strides x methods) a run keeps, the most recently made.  A
+#: summary level answers a stride only when it holds at least 16 buckets per
+#: output bin (:func:`~sisock.archive.summary.choose_stride`), so a reduction
+#: has at most 1/16 of the run's rows: together they add at most a quarter
+#: to the run's memory.
+REDUCTIONS_KEPT = 4
 
 
 @dataclass
