@@ -10,13 +10,16 @@ offering one small surface:
     asyncio loop (Twisted then runs on it).
 ``add_arguments(parser)``
     Its command-line options.
-``build(args, settings) -> Plan``
+``build(args, settings) -> Plan | list[Plan]``
     Its core (:mod:`sisock.core.contract`) and what to start beside it
-    (:class:`sisock.core.plan.Plan`). Called before anything connects, so
-    configuration errors stop the command at once.
+    (:class:`sisock.core.plan.Plan`); a list serves several nodes from
+    this one process (e.g. several archives, several Modbus devices).
+    Called before anything connects, so configuration errors stop the
+    command at once.
 
-:func:`run` wires a :class:`Plan` to a :class:`~sisock.wamp.service.NodeService`
-and runs the reactor. Writing a new server means writing those four names
+:func:`run` wires each :class:`Plan` to a :class:`~sisock.wamp.service.NodeService`
+(:mod:`sisock.wamp.host` keeps their faults apart) and runs the reactor.
+Writing a new server means writing those four names
 (``servers/weather`` is the shortest example).
 """
 
@@ -88,26 +91,20 @@ def install_asyncio_reactor() -> None:
 
 def run(module: ModuleType, args: argparse.Namespace, settings: Settings,
         log_level: str = "info") -> int:
-    """Build the server of ``module`` and serve it until stopped.
+    """Build the server of ``module`` and serve its node(s) until stopped.
+
+    ``build`` returns one :class:`Plan` or a list of them (several nodes in
+    this process, see :mod:`sisock.wamp.host`).
 
     Returns
     -------
     int
-        0, or 3 when the node's name is served by another session.
+        0, or 3 when a node's name is served by another session.
     """
     if module.REACTOR == "asyncio":
         install_asyncio_reactor()
-    plan = module.build(args, settings)
-    from twisted.internet import reactor, threads
+    built = module.build(args, settings)
+    plans = list(built) if isinstance(built, (list, tuple)) else [built]
+    from sisock.wamp.host import NodeHost
 
-    from sisock.wamp.service import NodeService, run_nodes
-
-    service = NodeService(plan.core, settings, replica=plan.replica)
-    for work in plan.warm:
-        reactor.callWhenRunning(threads.deferToThread, work)
-    for start in plan.start:
-        reactor.callWhenRunning(start, service.publish_live)
-    for stop in plan.stop:
-        reactor.addSystemEventTrigger("before", "shutdown", stop)
-    run_nodes([service], log_level)
-    return 3 if service.failed else 0
+    return NodeHost(plans, settings).run(log_level)

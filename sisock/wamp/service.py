@@ -59,10 +59,16 @@ class NodeService:
         Built with :func:`sisock.wamp.shell.make_component` when omitted.
     replica : bool
         Serve the name as one of several replicas (shared registration).
+    threadpool : twisted.python.threadpool.ThreadPool, optional
+        Where the core's blocking calls run (default: the reactor's pool).
+        A process hosting several nodes gives each its own
+        (:mod:`sisock.wamp.host`), so a core that blocks holds up only
+        its own calls.
     """
 
     def __init__(self, node: DataCore, settings: Settings,
-                 component: Component | None = None, replica: bool = False) -> None:
+                 component: Component | None = None, replica: bool = False,
+                 threadpool=None) -> None:
         protocol.check_name(node.name)
         self.node = node
         self.uris = settings.uris
@@ -73,6 +79,7 @@ class NodeService:
         self.failed = False
         self.chunk_bytes = wire.CHUNK_BYTES
         self.replica = replica
+        self.threadpool = threadpool
         self._gate: _WriteGate | None = None
         #: Limit of one live publication (subscribers' clients may be ApplicationRunners).
         self.live_message_bytes = budget.DEFAULT_MESSAGE_BYTES
@@ -90,6 +97,14 @@ class NodeService:
         """``{base}.consumer.<name>.<leaf>``."""
         return self.uris.node(self.node.name, leaf)
 
+    def in_thread(self, fn, *args, **kwargs) -> Deferred:
+        """Run ``fn(*args, **kwargs)`` in this node's thread pool (a Deferred of its result)."""
+        if self.threadpool is None:
+            return threads.deferToThread(fn, *args, **kwargs)
+        from twisted.internet import reactor
+
+        return threads.deferToThreadPool(reactor, self.threadpool, fn, *args, **kwargs)
+
     # -- RPCs -------------------------------------------------------------
     def _wamp_error(self, exc: Exception, rpc: str) -> ApplicationError:
         """Every failure leaves as ``{base}.error.*`` with a readable message."""
@@ -104,7 +119,7 @@ class NodeService:
         """``get_fields(start, end) -> [field, timeline]``."""
         try:
             start, end = protocol.parse_get_fields(args, kwargs)
-            field, timeline = await threads.deferToThread(self.node.get_fields, start, end)
+            field, timeline = await self.in_thread(self.node.get_fields, start, end)
             return [field, timeline]
         except Exception as exc:
             raise self._wamp_error(exc, "get_fields") from exc
@@ -121,7 +136,7 @@ class NodeService:
             call = protocol.parse_get_data(args, kwargs)
             streaming = call.encoding == "binary" and details is not None and bool(
                 getattr(details, "progress", None))
-            result, reply, part = await threads.deferToThread(self._query, call, streaming)
+            result, reply, part = await self.in_thread(self._query, call, streaming)
             if reply is None:
                 return await self._stream(result, details.progress, part)
             return reply
