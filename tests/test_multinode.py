@@ -119,6 +119,14 @@ def test_devices_file(tmp_path):
 
 
 @pytest.mark.unit
+def test_shipped_devices_file():
+    """servers/modbus/devices.toml reads: two devices; own groups drop the included writes."""
+    a, b = load_nodes(REPO / "servers" / "modbus" / "devices.toml")
+    assert (a.name, a.device.port, b.name, b.device.port) == ("cryostat_a", 5020, "cryostat_b", 5021)
+    assert [g.name for g in b.groups] == ["slow"] and list(b.writes.points) == ["setpoint"]
+
+
+@pytest.mark.unit
 def test_one_device_file_unchanged():
     """A one-device file reads as before: one node, the same configuration."""
     assert load_nodes(EXAMPLE) == [load_config(EXAMPLE)]

@@ -40,6 +40,16 @@ File layout (see ``example.toml`` next to this module for a full example)::
     expr = "{p_in} - {p_out}"      # over points of the same group
     units = "mbar"
 
+Several devices
+---------------
+A file may instead hold one ``[[device]]`` table per device, each its own
+data node polled from the same process (``devices.toml`` next to this
+module documents it): the table carries the ``[node]`` and ``[device]``
+keys (``name``, ``description``, ``host``, ``port``, ...), its own
+``[[device.group]]``, ``[[device.write]]`` and ``[device.writes]``
+tables, an optional ``archive`` directory, and an optional ``include``
+of a one-device file to start from (:func:`parse_nodes`).
+
 Rules
 -----
 - Names of points, derived points and the per-group status field
@@ -415,7 +425,8 @@ def parse_nodes(data: dict[str, Any], base: Path | None = None) -> list[NodeConf
     ``[device.writes]`` tables, an optional ``archive`` directory, and an
     optional ``include``: a one-device file whose ``[device]`` settings,
     groups and writes the table starts from (its own keys win; its own
-    groups, writes or ``[device.writes]`` replace the included ones).
+    groups replace the included groups and writes, its own writes the
+    included writes).
 
     Parameters
     ----------
@@ -482,6 +493,9 @@ def _parse_entry(entry: dict[str, Any], base: Path | None) -> NodeConfig:
     node = {k: entry[k] for k in ("name", "description") if k in entry}
     if "name" not in node:
         raise ConfigError("name (the data-node name) is required")
+    if "group" in entry:  # own groups: the included writes (naming included points) go too
+        single.pop("write", None)
+        single.pop("writes", None)
     for key in ("group", "write", "writes"):
         if key in entry:
             single[key] = entry[key]
