@@ -174,12 +174,17 @@ GROUPS = {
 }
 
 
-def _commands() -> list[tuple[tuple[str, ...], str, str | None, Callable, bool]]:
-    from .serve import servers
+def _commands(chosen: list[str] | None = None
+              ) -> list[tuple[tuple[str, ...], str, str | None, Callable, bool]]:
+    from .serve import BUILTIN, servers
 
+    # installed servers are looked up (importlib.metadata, tens of ms) only when
+    # the command line may name one: not for a built-in server nor another command
+    known = chosen is not None and len(chosen) > 0 and (
+        chosen[0] != "serve" or (len(chosen) > 1 and chosen[1] in BUILTIN))
     served = [(("serve", name), help_text or f"the {name} server ({module})",
                f"{module}:add_arguments", cmd_serve, True)
-              for name, (module, help_text) in servers().items()]
+              for name, (module, help_text) in servers(installed=not known).items()]
     return served + COMMANDS
 
 
@@ -213,7 +218,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
         prog="sisock", description="Serve instrument timestreams over WAMP.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     parents: dict[tuple[str, ...], argparse._SubParsersAction] = {(): sub}
-    for path, help_text, add_arguments, handler, connects in _commands():
+    for path, help_text, add_arguments, handler, connects in _commands(chosen):
         if len(path) == 2 and (path[0],) not in parents:
             group_help, dest = GROUPS[path[0]]
             g = sub.add_parser(path[0], help=group_help, description=group_help)

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.metadata
 from types import ModuleType
 
 from sisock.core.plan import Plan, Publish  # noqa: F401 (the server contract, re-exported)
@@ -50,13 +49,18 @@ BUILTIN = {
 }
 
 
-def servers() -> dict[str, tuple[str, str | None]]:
+def servers(installed: bool = True) -> dict[str, tuple[str, str | None]]:
     """Every server ``sisock serve`` knows: name -> (module, help or None if unknown).
 
-    The built-in ones and those declared in the :data:`ENTRY_POINT_GROUP`
-    entry-point group by installed packages (nothing is imported here).
+    The built-in ones and (``installed``) those declared in the
+    :data:`ENTRY_POINT_GROUP` entry-point group by installed packages
+    (nothing is imported here).
     """
     out: dict[str, tuple[str, str | None]] = dict(BUILTIN)
+    if not installed:
+        return out
+    import importlib.metadata
+
     for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
         if ep.name not in out:
             out[ep.name] = (ep.value.split(":")[0], None)
@@ -68,7 +72,8 @@ SERVERS = tuple(BUILTIN)
 
 def server_module(command: str) -> ModuleType:
     """The module of the ``sisock serve <command>`` server (imported now)."""
-    return importlib.import_module(servers()[command][0])
+    module = BUILTIN[command][0] if command in BUILTIN else servers()[command][0]
+    return importlib.import_module(module)
 
 
 def install_asyncio_reactor() -> None:
@@ -101,10 +106,14 @@ def run(module: ModuleType, args: argparse.Namespace, settings: Settings,
     int
         0, or 3 when a node's name is served by another session.
     """
+    from .lean import skip_tls_libraries, start_warming
+
+    skip_tls_libraries(settings.router_url)
     if module.REACTOR == "asyncio":
         install_asyncio_reactor()
     built = module.build(args, settings)
     plans = list(built) if isinstance(built, (list, tuple)) else [built]
+    start_warming(plans)  # while Twisted and autobahn import
     from sisock.wamp.host import NodeHost
 
     return NodeHost(plans, settings).run(log_level)

@@ -30,12 +30,11 @@ from twisted.internet.defer import Deferred, ensureDeferred, succeed
 from twisted.logger import Logger
 
 from sisock.core import budget, protocol, wire
-from sisock.core.contract import DataCore
+from sisock.core.contract import DataCore, offers_writes
 from sisock.core.errors import SisockError, TooMuchData
 from sisock.core.protocol import GetData, Result
 from sisock.site.settings import Settings
 from .shell import make_component, to_application_error
-from sisock.writes.rules import offers_writes
 
 log = Logger(namespace="sisock.wamp.service")
 

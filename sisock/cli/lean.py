@@ -1,0 +1,94 @@
+"""What ``sisock serve`` leaves unimported, so that a node starts sooner.
+
+A data node restarts often (deployments, crashes, a router restart is
+not one), and consumers wait for it: its time to the first answer is
+mostly the interpreter importing libraries. Two costs are avoided:
+
+* TLS libraries, when the router is reached without TLS (``ws://``,
+  ``rs://``): Twisted's reactor and autobahn import pyOpenSSL when it is
+  installed (it is: crossbar needs it), and with it cryptography's X.509
+  and ``service_identity``, about a fifth of a node's import time.
+  :func:`skip_tls_libraries` makes ``import OpenSSL`` fail cleanly before
+  Twisted is imported; Twisted and autobahn then run without TLS support,
+  which such a process never uses. A ``wss://`` or ``rss://`` router URL
+  leaves everything as it is.
+* Entry points of installed packages (``importlib.metadata``) are looked
+  up only when the command names no built-in server
+  (:func:`sisock.cli.main.build_parser`).
+
+The warm-up of each node (e.g. loading an archive's index) starts in
+threads before Twisted and autobahn are imported (:func:`start_warming`),
+so the two overlap.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from urllib.parse import urlsplit
+
+log = logging.getLogger(__name__)
+
+#: Router URL schemes that need TLS.
+TLS_SCHEMES = ("wss", "rss")
+
+#: Threads that warm nodes at once (more would only compete for the same cores).
+WARM_THREADS = 2
+
+
+def skip_tls_libraries(router_url: str) -> bool:
+    """Keep pyOpenSSL unimported in this process if ``router_url`` needs no TLS.
+
+    Call it before Twisted is imported. Returns True when the libraries
+    are skipped; a later ``import OpenSSL`` then raises ImportError.
+    """
+    if urlsplit(router_url).scheme in TLS_SCHEMES:
+        return False
+    if "OpenSSL" in sys.modules or "twisted.internet.reactor" in sys.modules:
+        return False  # too late: already imported or already chosen
+    sys.modules["OpenSSL"] = None  # type: ignore[assignment]
+    return True
+
+
+class Warming:
+    """Warm-up hooks running in a few background threads.
+
+    Parameters
+    ----------
+    work : sequence of (name, callable)
+        The node's name (for the log) and its blocking warm-up.
+    threads : int
+        Threads running them.
+    """
+
+    def __init__(self, work: Sequence[tuple[str, Callable[[], object]]],
+                 threads: int = WARM_THREADS) -> None:
+        self._work = list(work)
+        self._lock = threading.Lock()
+        self.threads = [threading.Thread(target=self._run, name=f"warm {i}", daemon=True)
+                        for i in range(min(threads, len(self._work)))]
+        for t in self.threads:
+            t.start()
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                if not self._work:
+                    return
+                name, work = self._work.pop(0)
+            try:
+                work()
+            except Exception:  # the node serves anyway, loading on its first call
+                log.exception("node %r: warm-up failed; it serves anyway and loads what it "
+                              "needs on the first call", name)
+
+
+def start_warming(plans: Sequence) -> Warming:
+    """Start every plan's warm-up hooks now (and take them off the plans)."""
+    work = []
+    for plan in plans:
+        work += [(plan.core.name, w) for w in plan.warm]
+        plan.warm = []
+    return Warming(work)
