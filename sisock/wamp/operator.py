@@ -1,7 +1,7 @@
 """The WAMP shell of operator writes: ``{base}.operator.<name>.points/set/audit``.
 
 A data core that offers the write side of the contract
-(:func:`sisock.writes.rules.offers_writes`) gets, beside its read procedures:
+(:func:`sisock.core.contract.offers_writes`) gets, beside its read procedures:
 
 ``{base}.operator.<name>.points() -> {point: {...}}``
 ``{base}.operator.<name>.set(point, value, request_id, dry_run=False, expected=None,
