@@ -138,7 +138,7 @@ def row(what: str, layout: str, n: int, processes: int, mem: dict[str, float],
 
 
 def bench_archives(stack: BenchStack, root: Path, counts: list[int], settle: float,
-                   max_separate: int) -> None:
+                   max_separate: int, separate_only: bool = False) -> None:
     dirs = archives(root, max(counts))
     one: dict[str, float] | None = None
     for n in counts:
@@ -149,6 +149,8 @@ def bench_archives(stack: BenchStack, root: Path, counts: list[int], settle: flo
                           [["serve", "hdf5", "--archive", str(d), "--name", name]
                            for name, d in pairs], names, "stage_temp", settle)
             row("hdf5", "separate", n, n, mem)
+        if separate_only:
+            continue
         argv = ["serve", "hdf5"]
         for name, d in pairs:
             argv += ["--archive", str(d), "--name", name]
@@ -160,7 +162,7 @@ def bench_archives(stack: BenchStack, root: Path, counts: list[int], settle: flo
 
 
 def bench_devices(stack: BenchStack, root: Path, counts: list[int], settle: float,
-                  max_separate: int) -> None:
+                  max_separate: int, separate_only: bool = False) -> None:
     from sisock.servers.modbus.server import example_config
 
     ports = [free_port() for _ in range(max(counts))]
@@ -184,6 +186,8 @@ def bench_devices(stack: BenchStack, root: Path, counts: list[int], settle: floa
                               [["serve", "modbus", "--config", str(f)] for f in files],
                               names, "t_inlet", settle)
                 row("modbus", "separate", n, n, mem)
+            if separate_only:
+                continue
             devices = root / f"devices-{n}.toml"
             devices.write_text("".join(f'[[device]]\nname = "{names[i]}"\n'
                                        f'include = "{files[i].name}"\n\n' for i in range(n)))
@@ -207,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="seconds the nodes run after the queries before memory is read")
     ap.add_argument("--max-separate", type=int, default=50,
                     help="largest count also run as one process per node")
+    ap.add_argument("--separate-only", action="store_true",
+                    help="measure one node per process only (e.g. with an older sisock)")
     args = ap.parse_args(argv)
     counts = [int(x) for x in args.archives.split(",") if x]
     devices = [int(x) for x in args.devices.split(",") if x]
@@ -218,9 +224,11 @@ def main(argv: list[str] | None = None) -> int:
         (root / "home").mkdir()
         with BenchStack(root / "home") as stack:
             if counts:
-                bench_archives(stack, root, counts, args.settle, args.max_separate)
+                bench_archives(stack, root, counts, args.settle, args.max_separate,
+                               args.separate_only)
             if devices:
-                bench_devices(stack, root, devices, args.settle, args.max_separate)
+                bench_devices(stack, root, devices, args.settle, args.max_separate,
+                              args.separate_only)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     print(f"load average at end: {open('/proc/loadavg').read().strip()}")

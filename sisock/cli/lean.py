@@ -1,28 +1,37 @@
 """What ``sisock serve`` leaves unimported, so that a node starts sooner.
 
-A data node restarts often (deployments, crashes, a router restart is
-not one), and consumers wait for it: its time to the first answer is
-mostly the interpreter importing libraries. Two costs are avoided:
+Consumers wait for a data node that restarts (a deployment, a crash),
+and most of its time to the first answer is the interpreter importing
+libraries. Three costs are avoided:
 
 * TLS libraries, when the router is reached without TLS (``ws://``,
   ``rs://``): Twisted's reactor and autobahn import pyOpenSSL when it is
   installed (it is: crossbar needs it), and with it cryptography's X.509
-  and ``service_identity``, about a fifth of a node's import time.
+  and ``service_identity`` (70 modules, tens of milliseconds).
   :func:`skip_tls_libraries` makes ``import OpenSSL`` fail cleanly before
   Twisted is imported; Twisted and autobahn then run without TLS support,
   which such a process never uses. A ``wss://`` or ``rss://`` router URL
   leaves everything as it is.
+* autobahn's C declarations: its compiled WebSocket helpers are reached
+  through modules that parse C at import (:mod:`sisock.wamp.nvx` loads
+  them without that).
 * Entry points of installed packages (``importlib.metadata``) are looked
   up only when the command names no built-in server
   (:func:`sisock.cli.main.build_parser`).
 
 The warm-up of each node (e.g. loading an archive's index) starts in
 threads before Twisted and autobahn are imported (:func:`start_warming`),
-so the two overlap.
+so the two overlap. The cyclic garbage collector stays off while the
+command starts (:func:`sisock.cli.main.main`): imports allocate much and
+free little, and collections during them cost a tenth of the start-up;
+:func:`collect_from_now` turns it back on, after moving every object made
+so far out of its reach (``gc.freeze``: modules, classes and functions
+live as long as the process).
 """
 
 from __future__ import annotations
 
+import gc
 import logging
 import sys
 import threading
@@ -36,6 +45,14 @@ TLS_SCHEMES = ("wss", "rss")
 
 #: Threads that warm nodes at once (more would only compete for the same cores).
 WARM_THREADS = 2
+
+
+def prepare(router_url: str) -> None:
+    """Everything to do before Twisted and autobahn are imported (see above)."""
+    from sisock.wamp import nvx
+
+    skip_tls_libraries(router_url)
+    nvx.install()
 
 
 def skip_tls_libraries(router_url: str) -> bool:
@@ -92,3 +109,9 @@ def start_warming(plans: Sequence) -> Warming:
         work += [(plan.core.name, w) for w in plan.warm]
         plan.warm = []
     return Warming(work)
+
+
+def collect_from_now() -> None:
+    """Freeze what start-up made and turn the cyclic collector (back) on."""
+    gc.freeze()
+    gc.enable()

@@ -106,9 +106,9 @@ def run(module: ModuleType, args: argparse.Namespace, settings: Settings,
     int
         0, or 3 when a node's name is served by another session.
     """
-    from .lean import skip_tls_libraries, start_warming
+    from .lean import collect_from_now, prepare, start_warming
 
-    skip_tls_libraries(settings.router_url)
+    prepare(settings.router_url)  # before Twisted and autobahn are imported
     if module.REACTOR == "asyncio":
         install_asyncio_reactor()
     built = module.build(args, settings)
@@ -116,4 +116,6 @@ def run(module: ModuleType, args: argparse.Namespace, settings: Settings,
     start_warming(plans)  # while Twisted and autobahn import
     from sisock.wamp.host import NodeHost
 
-    return NodeHost(plans, settings).run(log_level)
+    host = NodeHost(plans, settings)
+    collect_from_now()
+    return host.run(log_level)
