@@ -411,3 +411,43 @@ def test_modbus_devices_in_one_process_fault_kept_apart(stack, procs, client, tm
             assert field, f"{name} answered get_fields with nothing"
         assert node.alive(), node.log()
         assert names <= listed(client)
+
+
+def test_simulator_serves_several_devices(stack, procs):
+    """``sisock sim modbus --devices 3`` answers on three consecutive ports, each its own device."""
+    from sisock.servers.modbus.poller import Poller
+
+    base = free_port()
+    ports = [base, base + 1, base + 2]
+    sim = procs("sims", "sim", "modbus", "--port", str(base), "--devices", "3")
+    for port in ports:
+        wait_port(port, 30, sim.proc)
+
+    got: dict[int, list[float]] = {}
+
+    async def poll(port: int) -> None:
+        (config,) = parse_nodes(tomllib_loads(example_config(port)))
+        values: list[float] = []
+        poller = Poller(config, lambda g, t, v: values.append(float(v["t_inlet"][0]))
+                        if g == "fast" and v["fast_ok"][0] else None)
+        task = asyncio.ensure_future(poller.run())
+        deadline = time.monotonic() + 30
+        while len(values) < 3 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        poller.stop()
+        await task
+        got[port] = values
+
+    async def main() -> None:
+        await asyncio.gather(*(poll(p) for p in ports))
+
+    asyncio.run(main())
+    assert all(len(got[p]) >= 3 for p in ports), got
+    assert len({round(got[p][-1], 6) for p in ports}) == 3, "devices share their signals"
+
+
+def tomllib_loads(text: str) -> dict:
+    """Parse TOML text."""
+    import tomllib
+
+    return tomllib.loads(text)

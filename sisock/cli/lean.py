@@ -19,32 +19,26 @@ libraries. Three costs are avoided:
   up only when the command names no built-in server
   (:func:`sisock.cli.main.build_parser`).
 
-The warm-up of each node (e.g. loading an archive's index) starts in
-threads before Twisted and autobahn are imported (:func:`start_warming`),
-so the two overlap. The cyclic garbage collector stays off while the
-command starts (:func:`sisock.cli.main.main`): imports allocate much and
-free little, and collections during them cost a tenth of the start-up;
+The cyclic garbage collector stays off while the command starts
+(:func:`sisock.cli.main.main`): imports allocate much and free little,
+and collections during them cost a tenth of the start-up;
 :func:`collect_from_now` turns it back on, after moving every object made
 so far out of its reach (``gc.freeze``: modules, classes and functions
 live as long as the process).
+
+Starting the nodes' warm-up (e.g. an archive's index) in a thread while
+Twisted and autobahn import was tried: on two busy cores it made the node
+listed later and saved nothing, so warm-ups start with the reactor.
 """
 
 from __future__ import annotations
 
 import gc
-import logging
 import sys
-import threading
-from collections.abc import Callable, Sequence
 from urllib.parse import urlsplit
-
-log = logging.getLogger(__name__)
 
 #: Router URL schemes that need TLS.
 TLS_SCHEMES = ("wss", "rss")
-
-#: Threads that warm nodes at once (more would only compete for the same cores).
-WARM_THREADS = 2
 
 
 def prepare(router_url: str) -> None:
@@ -67,48 +61,6 @@ def skip_tls_libraries(router_url: str) -> bool:
         return False  # too late: already imported or already chosen
     sys.modules["OpenSSL"] = None  # type: ignore[assignment]
     return True
-
-
-class Warming:
-    """Warm-up hooks running in a few background threads.
-
-    Parameters
-    ----------
-    work : sequence of (name, callable)
-        The node's name (for the log) and its blocking warm-up.
-    threads : int
-        Threads running them.
-    """
-
-    def __init__(self, work: Sequence[tuple[str, Callable[[], object]]],
-                 threads: int = WARM_THREADS) -> None:
-        self._work = list(work)
-        self._lock = threading.Lock()
-        self.threads = [threading.Thread(target=self._run, name=f"warm {i}", daemon=True)
-                        for i in range(min(threads, len(self._work)))]
-        for t in self.threads:
-            t.start()
-
-    def _run(self) -> None:
-        while True:
-            with self._lock:
-                if not self._work:
-                    return
-                name, work = self._work.pop(0)
-            try:
-                work()
-            except Exception:  # the node serves anyway, loading on its first call
-                log.exception("node %r: warm-up failed; it serves anyway and loads what it "
-                              "needs on the first call", name)
-
-
-def start_warming(plans: Sequence) -> Warming:
-    """Start every plan's warm-up hooks now (and take them off the plans)."""
-    work = []
-    for plan in plans:
-        work += [(plan.core.name, w) for w in plan.warm]
-        plan.warm = []
-    return Warming(work)
 
 
 def collect_from_now() -> None:

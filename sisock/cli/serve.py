@@ -106,14 +106,13 @@ def run(module: ModuleType, args: argparse.Namespace, settings: Settings,
     int
         0, or 3 when a node's name is served by another session.
     """
-    from .lean import collect_from_now, prepare, start_warming
+    from .lean import collect_from_now, prepare
 
     prepare(settings.router_url)  # before Twisted and autobahn are imported
     if module.REACTOR == "asyncio":
         install_asyncio_reactor()
     built = module.build(args, settings)
     plans = list(built) if isinstance(built, (list, tuple)) else [built]
-    start_warming(plans)  # while Twisted and autobahn import
     from sisock.wamp.host import NodeHost
 
     host = NodeHost(plans, settings)
