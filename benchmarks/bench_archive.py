@@ -314,7 +314,7 @@ class Stack:
 
 
 def listed(client, name: str) -> bool:
-    from sisock.wamp.client import ClientError
+    from sisock.client import ClientError
 
     try:
         return name in {n["name"] for n in client.nodes()}
@@ -326,7 +326,7 @@ def restart_to_first_answer(stack: Stack, directory: str, start: float, end: flo
                             stride: float) -> tuple[float, subprocess.Popen, int, float]:
     """Seconds from starting a node process to its first whole-range answer via a fresh client,
     the process, the samples returned and the CPU seconds the node used until then."""
-    from sisock.wamp.client import connect
+    from sisock.client import connect
 
     with connect(timeout=120) as watcher:
         while not _hub_up(watcher):
@@ -347,7 +347,7 @@ def restart_to_first_answer(stack: Stack, directory: str, start: float, end: flo
 
 
 def _hub_up(client) -> bool:
-    from sisock.wamp.client import ClientError
+    from sisock.client import ClientError
 
     try:
         client.nodes()
@@ -422,7 +422,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"    (node CPU until that answer: best {min(cpus) * 1e3:.0f} ms, median "
                   f"{statistics.median(cpus) * 1e3:.0f} ms of {len(cpus)} starts; wall time "
                   "follows the machine's load)")
-            from sisock.wamp.client import connect
+            from sisock.client import connect
 
             with connect(timeout=300) as c:
                 fields = median_time(lambda: c.fields("bench", start, end), args.repeat)
