@@ -25,9 +25,11 @@ class Reading:
     The thread reads every remaining step in a row; the reactor is woken
     (``callFromThread``) only while it waits for rows not read yet, so a
     fetch costs a few thread hand-offs rather than one per step.
+    ``in_thread`` runs the task (default: the reactor's thread pool; a node
+    passes its own, :meth:`sisock.wamp.service.NodeService.in_thread`).
     """
 
-    def __init__(self, result: Result) -> None:
+    def __init__(self, result: Result, in_thread=None) -> None:
         from twisted.internet import reactor
 
         self.result = result
@@ -37,7 +39,7 @@ class Reading:
         self._error: BaseException | None = None
         self._done: Deferred | None = None
         if result.pending is not None:
-            self._done = threads.deferToThread(self._read_all)
+            self._done = (in_thread or threads.deferToThread)(self._read_all)
             self._done.addBoth(self._finished)
 
     def _read_all(self) -> None:

@@ -27,17 +27,16 @@ from autobahn.twisted.util import sleep
 from autobahn.wamp.exception import ApplicationError
 from autobahn.wamp.types import RegisterOptions
 from twisted.internet import threads
-from twisted.internet.defer import ensureDeferred
+from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.logger import Logger
 
 from sisock.core import budget, protocol, wire
-from sisock.core.contract import DataCore
+from sisock.core.contract import DataCore, offers_writes
 from sisock.core.errors import SisockError, TooMuchData
 from sisock.core.protocol import GetData, Result
 from sisock.site.settings import Settings
 from .sending import DirectSend, Reading, WriteGate
 from .shell import make_component, to_application_error
-from sisock.writes.rules import offers_writes
 
 log = Logger(namespace="sisock.wamp.service")
 
@@ -61,10 +60,16 @@ class NodeService:
         Built with :func:`sisock.wamp.shell.make_component` when omitted.
     replica : bool
         Serve the name as one of several replicas (shared registration).
+    threadpool : twisted.python.threadpool.ThreadPool, optional
+        Where the core's blocking calls run (default: the reactor's pool).
+        A process hosting several nodes gives each its own
+        (:mod:`sisock.wamp.host`), so a core that blocks holds up only
+        its own calls.
     """
 
     def __init__(self, node: DataCore, settings: Settings,
-                 component: Component | None = None, replica: bool = False) -> None:
+                 component: Component | None = None, replica: bool = False,
+                 threadpool=None) -> None:
         protocol.check_name(node.name)
         self.node = node
         self.uris = settings.uris
@@ -75,6 +80,7 @@ class NodeService:
         self.failed = False
         self.chunk_bytes = wire.CHUNK_BYTES
         self.replica = replica
+        self.threadpool = threadpool
         self._gate: WriteGate | None = None
         #: Limit of one live publication (subscribers' clients may be ApplicationRunners).
         self.live_message_bytes = budget.DEFAULT_MESSAGE_BYTES
@@ -92,6 +98,14 @@ class NodeService:
         """``{base}.consumer.<name>.<leaf>``."""
         return self.uris.node(self.node.name, leaf)
 
+    def in_thread(self, fn, *args, **kwargs) -> Deferred:
+        """Run ``fn(*args, **kwargs)`` in this node's thread pool (a Deferred of its result)."""
+        if self.threadpool is None:
+            return threads.deferToThread(fn, *args, **kwargs)
+        from twisted.internet import reactor
+
+        return threads.deferToThreadPool(reactor, self.threadpool, fn, *args, **kwargs)
+
     # -- RPCs -------------------------------------------------------------
     def _wamp_error(self, exc: Exception, rpc: str) -> ApplicationError:
         """Every failure leaves as ``{base}.error.*`` with a readable message."""
@@ -106,7 +120,7 @@ class NodeService:
         """``get_fields(start, end) -> [field, timeline]``."""
         try:
             start, end = protocol.parse_get_fields(args, kwargs)
-            field, timeline = await threads.deferToThread(self.node.get_fields, start, end)
+            field, timeline = await self.in_thread(self.node.get_fields, start, end)
             return [field, timeline]
         except Exception as exc:
             raise self._wamp_error(exc, "get_fields") from exc
@@ -123,7 +137,7 @@ class NodeService:
             call = protocol.parse_get_data(args, kwargs)
             streaming = call.encoding == "binary" and details is not None and bool(
                 getattr(details, "progress", None))
-            result, reply, part = await threads.deferToThread(self._query, call, streaming)
+            result, reply, part = await self.in_thread(self._query, call, streaming)
             if reply is None:
                 return await self._stream(result, details.progress, part)
             return reply
@@ -191,7 +205,7 @@ class NodeService:
         details = getattr(session, "session_details", None)
         zero_copy = str(getattr(details, "serializer", "") or "").startswith("msgpack")
         gate = self._write_gate(session)
-        reading = Reading(result)
+        reading = Reading(result, self.in_thread)
         try:
             ranges, rest = wire.split_plan(result, chunk_bytes or self.chunk_bytes)
             for r in ranges[:-1]:
