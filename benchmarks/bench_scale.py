@@ -1,0 +1,654 @@
+"""200 data nodes on one router, one hub and one ``sisock web``: what it costs, how fast it heals.
+
+Starts a private stack (``sisock router``, ``sisock hub``, ``sisock web``)
+and ``--live`` live nodes publishing at 1-10 Hz plus ``--archive`` archive
+nodes (small archives made by ``sisock generate``), spread over at most
+``--procs`` processes (``scale_nodes.py``: several ``NodeService`` in one
+process). Then, in this order, it measures and prints:
+
+* idle router CPU with the archive nodes only, then the router's, hub's,
+  bridge's and node processes' CPU at steady state (psutil over
+  ``--seconds``), and router CPU per 1,000 publications/s;
+* ``GET /api/nodes`` latency with every node listed (and the hub's own
+  ``get_data_node`` as the peer);
+* live samples of ``--follow`` nodes: publish -> Server-Sent Event at an HTTP
+  client, and publish -> drawn in headless Chromium (``--no-browser`` skips);
+* the dashboard with every node: page ready, a search keystroke rendered;
+* a node joining and leaving under that load (time until listed and
+  unlisted; errors seen meanwhile by other consumers);
+* the hub restarted: time until it lists every node again;
+* the router restarted: time until the hub, then the bridge list every
+  node again, and until live samples flow again.
+
+Every phase has a deadline, so the run stops by itself (about 4-6 minutes
+with the defaults); the load average is printed with the figures.
+
+    .venv/bin/python benchmarks/bench_scale.py [--live 150] [--archive 50] [--procs 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from benchstack import BenchStack  # noqa: E402
+from scale_nodes import rates_for  # noqa: E402
+
+from sisock._quiet import silence_bjdata  # noqa: E402
+from sisock.ports import free_port, wait_port  # noqa: E402
+
+silence_bjdata()
+
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+#: Longest wait of any phase, seconds.
+PHASE_TIMEOUT = 90.0
+
+
+def loadavg() -> str:
+    """``/proc/loadavg``'s three averages."""
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def pct(xs: list[float], q: float) -> float:
+    """The ``q`` quantile (0-1) of ``xs`` (nearest rank)."""
+    s = sorted(xs)
+    return s[min(len(s) - 1, int(q * len(s)))] if s else float("nan")
+
+
+def dist(xs: list[float], unit: str = "ms") -> str:
+    """median / p95 / max of ``xs`` (already in ``unit``)."""
+    if not xs:
+        return "no samples"
+    return (f"median {statistics.median(xs):.1f} {unit}, p95 {pct(xs, 0.95):.1f}, "
+            f"max {max(xs):.1f} (n={len(xs)})")
+
+
+class Stack(BenchStack):
+    """The benchmark's processes: router, hub, bridge and node hosts."""
+
+    def __init__(self, home: Path) -> None:
+        super().__init__(home)
+        self.web_port = free_port()
+        self.web_url = f"http://127.0.0.1:{self.web_port}"
+        self.router: subprocess.Popen | None = None
+        self.hub: subprocess.Popen | None = None
+        self.web: subprocess.Popen | None = None
+        self.joined: dict[str, float] = {}  # node -> time its session joined (host's report)
+
+    def start(self) -> "Stack":
+        self.router = self.spawn("router", "--loglevel", "warn")
+        wait_port(self.port, 60, self.router)
+        self.hub = self.spawn("hub")
+        self.wait(lambda c: c.nodes() is not None, "hub")
+        self.web = self.spawn("web", "--port", str(self.web_port))
+        wait_port(self.web_port, 60, self.web)
+        return self
+
+    def host(self, *argv: str) -> subprocess.Popen:
+        """Start ``scale_nodes.py ARGV``; its join reports land in :attr:`joined`."""
+        log = open(self.home / f"{len(self.procs)}-nodes.log", "ab")
+        p = subprocess.Popen([sys.executable, str(HERE / "scale_nodes.py"), *argv],
+                             env=self.env, stdout=subprocess.PIPE, stderr=log,
+                             start_new_session=True, text=True)
+        self.procs.append(p)
+
+        def read() -> None:
+            for line in p.stdout:  # type: ignore[union-attr]
+                try:
+                    event = json.loads(line)
+                except ValueError:
+                    continue
+                self.joined[event["joined"]] = event["t"]
+        threading.Thread(target=read, daemon=True).start()
+        return p
+
+    def restart(self, which: str) -> tuple[float, subprocess.Popen]:
+        """Stop the router or the hub and start it again; return (time started, process)."""
+        old = getattr(self, which)
+        t_stop = time.time()
+        self.stop_proc(old)
+        self.stopped_in = time.time() - t_stop
+        self.procs.remove(old)
+        if which == "router":
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline and _port_open(self.port):
+                time.sleep(0.05)
+        t0 = time.time()
+        new = self.spawn("router", "--loglevel", "warn") if which == "router" else self.spawn("hub")
+        # keep the start order (router first) for stop()
+        self.procs.remove(new)
+        self.procs.insert(0 if which == "router" else 1, new)
+        setattr(self, which, new)
+        return t0, new
+
+
+def _port_open(port: int) -> bool:
+    import socket
+
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+# -- watching ----------------------------------------------------------------------
+
+
+class Watch:
+    """A consumer session polling the hub, plus the hub's topics with arrival times."""
+
+    def __init__(self) -> None:
+        from sisock.client import connect
+
+        self.client = connect(timeout=30)
+        self.added: dict[str, float] = {}
+        self.subtracted: dict[str, float] = {}
+        self.client.subscribe_uri("consumer.data_node_added",
+                                  lambda info, *a, **k: self.added.__setitem__(
+                                      info["name"], time.time()))
+        self.client.subscribe_uri("consumer.data_node_subtracted",
+                                  lambda info, *a, **k: self.subtracted.__setitem__(
+                                      info["name"], time.time()))
+
+    def listed(self) -> dict[str, str]:
+        """``{name: description}`` the hub lists now ({} while it cannot say)."""
+        from sisock.client import ClientError
+
+        try:
+            return {n["name"]: n["description"] for n in self.client.nodes()}
+        except ClientError:
+            return {}
+
+    def until(self, predicate, timeout: float = PHASE_TIMEOUT, every: float = 0.02) -> float | None:
+        """Poll ``predicate(listed)``; the time.time() it first held, or None."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate(self.listed()):
+                return time.time()
+            time.sleep(every)
+        return None
+
+
+def web_nodes(url: str) -> set[str] | None:
+    """Names ``GET /api/nodes`` lists (None on an error answer)."""
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", int(url.rsplit(":", 1)[1]), timeout=10)
+        conn.request("GET", "/api/nodes")
+        r = conn.getresponse()
+        body = r.read()
+        conn.close()
+        return {n["name"] for n in json.loads(body)} if r.status == 200 else None
+    except (OSError, ValueError):
+        return None
+
+
+def web_until(url: str, predicate, timeout: float = PHASE_TIMEOUT) -> float | None:
+    """Poll ``GET /api/nodes`` until ``predicate(names)``; the time it held, or None."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        names = web_nodes(url)
+        if names is not None and predicate(names):
+            return time.time()
+        time.sleep(0.05)
+    return None
+
+
+class SSE(threading.Thread):
+    """An HTTP client following ``GET /api/live?nodes=...``: arrival minus publish times."""
+
+    def __init__(self, url: str, nodes: list[str]) -> None:
+        super().__init__(daemon=True)
+        self.port = int(url.rsplit(":", 1)[1])
+        self.nodes = nodes
+        self.latency: list[tuple[float, float]] = []  # (arrival, ms)
+        self.events: list[tuple[float, str, str]] = []  # (arrival, event, node) but data
+        self.stop = False
+        self.conn: http.client.HTTPConnection | None = None
+
+    def run(self) -> None:
+        while not self.stop:
+            try:
+                self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+                self.conn.request("GET", "/api/live?nodes=" + ",".join(self.nodes),
+                                  headers={"accept": "text/event-stream"})
+                r = self.conn.getresponse()
+                event = None
+                while not self.stop:
+                    line = r.readline()
+                    if not line:
+                        break
+                    line = line.decode().rstrip("\n")
+                    if line.startswith("event: "):
+                        event = line[7:]
+                    elif line.startswith("data: "):
+                        self._on(event, json.loads(line[6:]))
+            except (OSError, http.client.HTTPException, ValueError):
+                pass
+            if not self.stop:
+                self.events.append((time.time(), "reconnect", ""))
+                time.sleep(0.5)
+
+    def _on(self, event: str | None, d: dict) -> None:
+        now = time.time()
+        if event == "data":
+            ts = [t for tl in d.get("timeline", {}).values() for t in tl.get("t", [])]
+            for t in ts:
+                self.latency.append((now, (now - t) * 1e3))
+        else:
+            self.events.append((now, event or "", d.get("name", d.get("node", ""))))
+
+    def since(self, t: float) -> list[float]:
+        return [ms for at, ms in self.latency if at >= t]
+
+    def close(self) -> None:
+        self.stop = True
+        if self.conn is not None:
+            try:
+                self.conn.sock.shutdown(2)  # type: ignore[union-attr]
+            except OSError:
+                pass
+
+
+class Caller(threading.Thread):
+    """A consumer calling ``get_data`` on archive nodes in a loop; counts errors."""
+
+    def __init__(self, nodes: list[str]) -> None:
+        super().__init__(daemon=True)
+        self.nodes = nodes
+        self.ok = 0
+        self.errors: list[str] = []
+        self.stop = False
+
+    def run(self) -> None:
+        from sisock.client import ClientError, connect
+
+        with connect(timeout=30) as c:
+            k = 0
+            while not self.stop:
+                node = self.nodes[k % len(self.nodes)]
+                k += 1
+                try:
+                    c.get_data(node, ["stage_temp"], -3600, 0, progress=False)
+                    self.ok += 1
+                except ClientError as exc:
+                    self.errors.append(f"{node}: {exc}")
+                time.sleep(0.05)
+
+
+# -- CPU -----------------------------------------------------------------------------
+
+
+def tree(p: subprocess.Popen) -> list:
+    """psutil processes of ``p`` and its children (Crossbar runs its router in a child)."""
+    import psutil
+
+    try:
+        root = psutil.Process(p.pid)
+        return [root] + root.children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+def cpu_of(groups: dict[str, list], seconds: float) -> dict[str, float]:
+    """CPU use (fraction of one core) of each group of processes over ``seconds``."""
+    import psutil
+
+    def total(procs) -> float:
+        s = 0.0
+        for q in procs:
+            try:
+                t = q.cpu_times()
+                s += t.user + t.system
+            except psutil.NoSuchProcess:
+                pass
+        return s
+
+    before = {k: total(v) for k, v in groups.items()}
+    t0 = time.monotonic()
+    time.sleep(seconds)
+    dt = time.monotonic() - t0
+    return {k: (total(v) - before[k]) / dt for k, v in groups.items()}
+
+
+# -- browser ---------------------------------------------------------------------------
+
+
+def browser_phase(url: str, follow: list[str], seconds: float, all_nodes: list[str]) -> dict:
+    """Live samples drawn in headless Chromium, and the picker with every node."""
+    from playwright.sync_api import sync_playwright
+
+    out: dict = {}
+    panels = "|".join(",".join(f"{n}:x" for n in follow[i:i + 5]) for i in range(0, len(follow), 5))
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        try:
+            ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
+            page = ctx.new_page()
+            t0 = time.time()
+            page.goto(f"{url}/?panels={panels}&range=15m", timeout=PHASE_TIMEOUT * 1000)
+            page.wait_for_function("() => window.sisock && window.sisock.ready",
+                                   timeout=PHASE_TIMEOUT * 1000, polling=100)
+            out["page_ready_s"] = time.time() - t0
+            page.wait_for_function("() => window.sisock.live.length > 5",
+                                   timeout=PHASE_TIMEOUT * 1000, polling=100)
+            n0 = page.evaluate("window.sisock.live.length")
+            time.sleep(seconds)
+            live = page.evaluate(f"window.sisock.live.slice({n0})")
+            out["pixel_ms"] = [(x["drawnAt"] - x["t"]) * 1e3 for x in live]
+            # the picker: every node listed, a search keystroke rendered
+            page.wait_for_function(
+                f"() => document.querySelectorAll('#nodes .node').length >= {len(all_nodes)}",
+                timeout=PHASE_TIMEOUT * 1000, polling=200)
+            out["picker_nodes"] = page.evaluate("document.querySelectorAll('#nodes .node').length")
+            # a name no other name starts with (lvK_15: there is no lvK_150)
+            target = next((n for n in all_nodes if n.endswith("_15")), all_nodes[-1])
+            ms = []
+            for _ in range(3):
+                page.fill("#search", "")
+                page.wait_for_timeout(300)
+                ms.append(page.evaluate(
+                    """(q) => new Promise((done) => {
+                        const s = document.querySelector('#search');
+                        const t0 = performance.now();
+                        s.value = q;
+                        s.dispatchEvent(new Event('input'));
+                        const check = () => {
+                          const shown = [...document.querySelectorAll('#nodes .node')];
+                          if (shown.length === 1) requestAnimationFrame(() => done(performance.now() - t0));
+                          else setTimeout(check, 5);
+                        };
+                        check();
+                    })""", target))
+            out["search_ms"] = ms
+            ctx.close()
+        finally:
+            browser.close()
+    return out
+
+
+# -- the run -----------------------------------------------------------------------------
+
+
+def make_archives(root: Path, n: int) -> list[Path]:
+    """``n`` copies of one small generated archive (half a day, 0.2 Hz)."""
+    first = root / "arch0"
+    subprocess.run([sys.executable, "-m", "sisock", "generate", str(first), "--days", "0.5",
+                    "--fast-hours", "0", "--burst-rate", "0", "--mid-rate", "0.2",
+                    "--slow-rate", "0.02", "--rotate-seconds", "86400", "--overwrite"],
+                   check=True, capture_output=True)
+    out = [first]
+    for i in range(1, n):
+        shutil.copytree(first, root / f"arch{i}")
+        out.append(root / f"arch{i}")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run every phase once and print the table."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--live", type=int, default=150, help="live nodes (1-10 Hz)")
+    ap.add_argument("--archive", type=int, default=50, help="archive nodes")
+    ap.add_argument("--procs", type=int, default=8, help="node processes (at most 10)")
+    ap.add_argument("--follow", type=int, default=20, help="live nodes the dashboard follows")
+    ap.add_argument("--seconds", type=float, default=15.0, help="length of each steady interval")
+    ap.add_argument("--no-browser", action="store_true", help="skip headless Chromium")
+    ap.add_argument("--json", type=Path, help="also write the figures to this file")
+    args = ap.parse_args(argv)
+    if not 1 <= args.procs <= 10:
+        ap.error(f"--procs must be between 1 and 10, got {args.procs}")
+    res: dict = {"load_start": loadavg()}
+    t_begin = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="sisock-scale-") as tmp:
+        root = Path(tmp)
+        home = root / "home"
+        home.mkdir()
+        archives = make_archives(root, args.archive) if args.archive else []
+        stack = Stack(home)
+        try:
+            run(stack, args, archives, res)
+        finally:
+            stack.stop()
+    res["load_end"] = loadavg()
+    res["wall_s"] = time.monotonic() - t_begin
+    report(res, args)
+    if args.json:
+        args.json.write_text(json.dumps(res, indent=1, default=float))
+    return 0
+
+
+def run(stack: Stack, args, archives: list[Path], res: dict) -> None:
+    """The phases, in order (see the module docstring)."""
+    stack.start()
+    w = Watch()
+    archive_procs = max(1, round(args.procs * args.archive / max(1, args.live + args.archive))) \
+        if args.archive else 0
+    live_procs = args.procs - archive_procs
+    names: list[str] = []
+    rates: dict[str, float] = {}
+    # archive nodes first: the router's idle cost with sessions that do not publish
+    t0 = time.time()
+    for k in range(archive_procs):
+        dirs = archives[k::archive_procs]
+        stack.host("archive", "--prefix", f"ar{k}", *map(str, dirs))
+        names += [f"ar{k}_{i}" for i in range(len(dirs))]
+    if archive_procs:
+        w.until(lambda ls: set(names) <= set(ls), PHASE_TIMEOUT * 2)
+        time.sleep(2)
+        res["router_idle_cpu"] = cpu_of({"router": tree(stack.router)}, args.seconds / 2)["router"]
+    live_names: list[str] = []
+    for k in range(live_procs):
+        count = args.live // live_procs + (1 if k < args.live % live_procs else 0)
+        stack.host("live", "--prefix", f"lv{k}", "--count", str(count), "--seed", str(k))
+        for i, r in enumerate(rates_for(count, 1, 10, k)):
+            rates[f"lv{k}_{i}"] = r
+            live_names.append(f"lv{k}_{i}")
+    names += live_names
+    t_all = w.until(lambda ls: set(names) <= set(ls), PHASE_TIMEOUT * 2)
+    res["start_all_listed_s"] = None if t_all is None else t_all - t0
+    res["nodes"] = len(names)
+    res["publish_hz"] = sum(rates.values())
+    follow = sorted(live_names, key=lambda n: -rates[n])[: args.follow]
+    res["follow_hz"] = sum(rates[n] for n in follow)
+    time.sleep(3)
+
+    # steady state: CPU and the SSE latency over the same interval
+    sse = SSE(stack.web_url, follow)
+    sse.start()
+    deadline = time.monotonic() + 30
+    while not sse.latency and time.monotonic() < deadline:
+        time.sleep(0.1)
+    t_sse = time.time()
+    hosts = [p for p in stack.procs if p not in (stack.router, stack.hub, stack.web)]
+    groups = {"router": tree(stack.router), "hub": tree(stack.hub), "web": tree(stack.web),
+              "nodes": [q for h in hosts for q in tree(h)]}
+    res["load_steady"] = loadavg()
+    res["cpu"] = cpu_of(groups, args.seconds)
+    res["sse_ms"] = sse.since(t_sse)
+    res["sse_rate"] = len(res["sse_ms"]) / args.seconds
+
+    # GET /api/nodes, and the hub's get_data_node as the peer
+    conn = http.client.HTTPConnection("127.0.0.1", stack.web_port, timeout=30)
+    api = []
+    for _ in range(60):
+        t = time.perf_counter()
+        conn.request("GET", "/api/nodes")
+        r = conn.getresponse()
+        body = r.read()
+        api.append((time.perf_counter() - t) * 1e3)
+    conn.close()
+    res["api_nodes_ms"] = api
+    res["api_nodes_count"] = len(json.loads(body))
+    hub_ms = []
+    for _ in range(60):
+        t = time.perf_counter()
+        w.client.nodes()
+        hub_ms.append((time.perf_counter() - t) * 1e3)
+    res["hub_list_ms"] = hub_ms
+
+    # the dashboard
+    if not args.no_browser:
+        try:
+            res["browser"] = browser_phase(stack.web_url, follow, args.seconds, names)
+        except Exception as exc:  # noqa: BLE001 - report, keep measuring the rest
+            res["browser"] = {"error": f"{type(exc).__name__}: {exc}"}
+
+    # a node joining and leaving under load; other consumers must see no error
+    caller = Caller([n for n in names if n.startswith("ar")] or names[:5])
+    caller.start()
+    for how in ("SIGTERM", "SIGKILL"):
+        name = f"joiner{how[3:].lower()}_0"
+        t_spawn = time.time()
+        p = stack.host("live", "--prefix", name[:-2], "--count", "1", "--rates", "5,5")
+        t_listed = w.until(lambda ls: name in ls)
+        t_web = web_until(stack.web_url, lambda ns: name in ns)
+        joined = stack.joined.get(name)
+        res[f"join_{how}"] = {
+            "spawn_to_listed_s": None if t_listed is None else t_listed - t_spawn,
+            "joined_to_added_event_ms": None if joined is None or name not in w.added
+            else (w.added[name] - joined) * 1e3,
+            "joined_to_web_ms": None if joined is None or t_web is None else (t_web - joined) * 1e3,
+        }
+        time.sleep(1)
+        t_kill = time.time()
+        os.killpg(p.pid, getattr(signal, how))
+        t_gone = w.until(lambda ls: name not in ls)
+        t_web_gone = web_until(stack.web_url, lambda ns: name not in ns)
+        res[f"leave_{how}"] = {
+            "kill_to_unlisted_ms": None if t_gone is None else (t_gone - t_kill) * 1e3,
+            "kill_to_event_ms": None if name not in w.subtracted
+            else (w.subtracted[name] - t_kill) * 1e3,
+            "kill_to_web_ms": None if t_web_gone is None else (t_web_gone - t_kill) * 1e3,
+        }
+        p.wait(10)
+        stack.procs.remove(p)
+    caller.stop = True
+    caller.join(30)
+    res["join_leave_caller"] = {"ok": caller.ok, "errors": caller.errors[:5],
+                                "n_errors": len(caller.errors)}
+    res["sse_events_during_join_leave"] = [e for e in sse.events if e[1] not in ("hello",)]
+
+    # the hub restarted
+    everyone = set(names)
+    t0, _ = stack.restart("hub")
+    t_names = w.until(lambda ls: everyone <= set(ls))
+    t_desc = w.until(lambda ls: everyone <= set(ls) and all(ls[n] for n in everyone))
+    res["hub_restart"] = {"to_all_listed_s": None if t_names is None else t_names - t0,
+                          "to_all_described_s": None if t_desc is None else t_desc - t0}
+
+    # the router restarted: the hub and the bridge list everyone again, samples flow again
+    n_events = len(sse.events)
+    t0, proc = stack.restart("router")
+    wait_port(stack.port, 60, proc)
+    t_port = time.time()
+    t_names = w.until(lambda ls: everyone <= set(ls))
+    t_web = web_until(stack.web_url, lambda ns: everyone <= ns)
+    t_sse = None
+    deadline = time.monotonic() + PHASE_TIMEOUT
+    while time.monotonic() < deadline:
+        back = [at for at, _ in sse.latency if at > t_port]
+        if back:
+            t_sse = back[0]
+            break
+        time.sleep(0.05)
+    res["router_restart"] = {
+        "stop_s": stack.stopped_in,
+        "start_to_port_s": t_port - t0,
+        "port_to_hub_lists_all_s": None if t_names is None else t_names - t_port,
+        "port_to_web_lists_all_s": None if t_web is None else t_web - t_port,
+        "port_to_first_live_sample_s": None if t_sse is None else t_sse - t_port,
+    }
+    time.sleep(3)
+    res["sse_events_router_restart"] = sorted({e[1] for e in sse.events[n_events:]})
+    sse.close()
+    w.client.close()
+    hub_log = next(iter(sorted(stack.home.glob("*-hub.log"))), None)
+    router_logs = sorted(stack.home.glob("*-router.log"))
+    res["router_log_warnings"] = sum(
+        f.read_text(errors="replace").count("refusing") for f in router_logs)
+    res["hub_log"] = str(hub_log)
+
+
+def report(res: dict, args) -> None:
+    """Print the figures as a table."""
+    def s(x, fmt="{:.2f}"):
+        return "n/a" if x is None else fmt.format(x)
+
+    cpu = res.get("cpu", {})
+    rate = res.get("publish_hz", 0.0)
+    router_busy = cpu.get("router", 0.0) - res.get("router_idle_cpu", 0.0)
+    rows = [
+        ("nodes listed at start (cold)", f"{res.get('nodes')} nodes in "
+         f"{s(res.get('start_all_listed_s'))} s"),
+        ("publications/s (sum of node rates)", f"{rate:.0f}"),
+        ("router CPU, 50 archive nodes idle", f"{100 * res.get('router_idle_cpu', 0):.1f} %"),
+        ("router CPU, steady state", f"{100 * cpu.get('router', 0):.1f} % of a core"),
+        ("router CPU per 1,000 publications/s", f"{1000 * router_busy / max(rate, 1) * 100:.1f} % "
+         "of a core (over idle)"),
+        ("hub CPU, steady state", f"{100 * cpu.get('hub', 0):.1f} %"),
+        ("web bridge CPU, steady state", f"{100 * cpu.get('web', 0):.1f} % "
+         f"({args.follow} nodes followed, {res.get('follow_hz', 0):.0f} samples/s)"),
+        ("node processes CPU, together", f"{100 * cpu.get('nodes', 0):.1f} %"),
+        ("GET /api/nodes", dist(res.get("api_nodes_ms", [])) +
+         f" [{res.get('api_nodes_count')} nodes]"),
+        ("  peer: hub get_data_node via client", dist(res.get("hub_list_ms", []))),
+        ("publish -> SSE at HTTP client", dist(res.get("sse_ms", []))),
+    ]
+    b = res.get("browser", {})
+    if "error" in b:
+        rows.append(("browser", b["error"]))
+    elif b:
+        rows += [("publish -> drawn in Chromium", dist(b.get("pixel_ms", []))),
+                 ("dashboard ready (200 nodes)", s(b.get("page_ready_s")) + " s"),
+                 ("search keystroke -> picker rendered", dist(b.get("search_ms", [])))]
+    for how in ("SIGTERM", "SIGKILL"):
+        j, lv = res.get(f"join_{how}", {}), res.get(f"leave_{how}", {})
+        rows += [(f"join ({how} run): spawn -> listed", s(j.get("spawn_to_listed_s")) + " s"),
+                 ("  session joined -> added event / web",
+                  f"{s(j.get('joined_to_added_event_ms'), '{:.0f}')} / "
+                  f"{s(j.get('joined_to_web_ms'), '{:.0f}')} ms"),
+                 (f"leave by {how}: -> unlisted / event / web",
+                  f"{s(lv.get('kill_to_unlisted_ms'), '{:.0f}')} / "
+                  f"{s(lv.get('kill_to_event_ms'), '{:.0f}')} / "
+                  f"{s(lv.get('kill_to_web_ms'), '{:.0f}')} ms")]
+    c = res.get("join_leave_caller", {})
+    rows.append(("other consumers during join/leave",
+                 f"{c.get('ok')} get_data ok, {c.get('n_errors')} errors; SSE events "
+                 f"{[e[1] for e in res.get('sse_events_during_join_leave', [])]}"))
+    h = res.get("hub_restart", {})
+    rows.append(("hub restart -> all listed / described",
+                 f"{s(h.get('to_all_listed_s'))} / {s(h.get('to_all_described_s'))} s"))
+    r = res.get("router_restart", {})
+    rows += [("router restart: SIGTERM -> exited", s(r.get("stop_s")) + " s"),
+             ("  started -> port open", s(r.get("start_to_port_s")) + " s"),
+             ("  port open -> hub lists all", s(r.get("port_to_hub_lists_all_s")) + " s"),
+             ("  port open -> /api/nodes lists all", s(r.get("port_to_web_lists_all_s")) + " s"),
+             ("  port open -> first live sample (SSE)",
+              s(r.get("port_to_first_live_sample_s")) + " s"),
+             ("  SSE events seen", str(res.get("sse_events_router_restart"))),
+             ("router log 'refusing' lines", str(res.get("router_log_warnings")))]
+    print(f"\nbench_scale: {res.get('nodes')} nodes ({args.live} live, {args.archive} archive) in "
+          f"{args.procs} processes; load average start {res['load_start']}, steady "
+          f"{res.get('load_steady')}, end {res['load_end']}; {res['wall_s']:.0f} s\n")
+    width = max(len(k) for k, _ in rows)
+    for k, v in rows:
+        print(f"  {k:<{width}}  {v}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
