@@ -25,6 +25,12 @@ ALL = sorted(set(MODBUS + SENSORS + ROUTER + NOTEBOOK))
 
 PACKAGES = [
     "sisock",
+    "sisock.core",
+    "sisock.consumer",
+    "sisock.writes",
+    "sisock.wamp",
+    "sisock.site",
+    "sisock.cli",
     "sisock.archive",
     "sisock.web",
     "sisock.hub",
@@ -78,7 +84,7 @@ setup(
         ],
     },
     entry_points={
-        "console_scripts": ["sisock = sisock.cli:main"],
+        "console_scripts": ["sisock = sisock.cli.main:main"],
         # servers run by ``sisock serve NAME``; a site's package adds its own here
         "sisock.servers": [
             "weather = sisock.servers.weather",

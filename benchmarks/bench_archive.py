@@ -18,7 +18,7 @@ peer and the ratio sisock / peer (below 1: sisock is faster):
    min_stride=range/2000)`` with a fresh client; peer: a fresh Python
    process opening the DuckDB file and querying the rollup table;
 2. ``get_fields`` over the whole range through the client (node warm);
-3. reader catalog at start (``ArchiveNode(dir).warm()`` in process);
+3. reader catalog at start (``ArchiveCore(dir).warm()`` in process);
 4. warm whole-range downsample, ``mean`` and ``minmax`` (in process);
 5. one day at full resolution (86,400 samples) into numpy (in process).
 
@@ -54,8 +54,8 @@ from sisock._quiet import silence_bjdata  # noqa: E402
 silence_bjdata()
 
 from sisock.archive import index as archive_index  # noqa: E402
-from sisock.archive.node import ArchiveNode  # noqa: E402
-from sisock.protocol import FieldSpec  # noqa: E402
+from sisock.archive.core import ArchiveCore  # noqa: E402
+from sisock.core.protocol import FieldSpec  # noqa: E402
 from sisock.archive.summary import choose_stride  # noqa: E402
 from sisock.archive.writer import ArchiveWriter  # noqa: E402
 
@@ -312,7 +312,7 @@ class Stack:
 
 
 def listed(client, name: str) -> bool:
-    from sisock.client import ClientError
+    from sisock.wamp.client import ClientError
 
     try:
         return name in {n["name"] for n in client.nodes()}
@@ -323,7 +323,7 @@ def listed(client, name: str) -> bool:
 def restart_to_first_answer(stack: Stack, directory: str, start: float, end: float,
                             stride: float) -> tuple[float, subprocess.Popen, int]:
     """Seconds from starting a node process to its first whole-range answer via a fresh client."""
-    from sisock.client import connect
+    from sisock.wamp.client import connect
 
     with connect(timeout=120) as watcher:
         while not _hub_up(watcher):
@@ -341,7 +341,7 @@ def restart_to_first_answer(stack: Stack, directory: str, start: float, end: flo
 
 
 def _hub_up(client) -> bool:
-    from sisock.client import ClientError
+    from sisock.wamp.client import ClientError
 
     try:
         client.nodes()
@@ -411,7 +411,7 @@ def main(argv: list[str] | None = None) -> int:
                     [sys.executable, "-c", DUCK_COLD, os.path.join(peer_dir, "bench.duckdb"), duck_sql],
                     capture_output=True, text=True, check=True).stdout) for _ in range(3))
             row(f"restart -> first answer ({npts} pts)", best, "DuckDB + rollup, cold process", cold)
-            from sisock.client import connect
+            from sisock.wamp.client import connect
 
             with connect(timeout=300) as c:
                 fields = median_time(lambda: c.fields("bench", start, end), args.repeat)
@@ -428,7 +428,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # 3: catalog at start
     t0, cpu0 = time.perf_counter(), time.process_time()
-    node = ArchiveNode(directory)  # what a node does at start
+    node = ArchiveCore(directory)  # what a node does at start
     node.warm()
     reader = node.reader
     catalog, cpu = time.perf_counter() - t0, time.process_time() - cpu0

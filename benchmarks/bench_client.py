@@ -49,7 +49,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sisock.ports import free_port, wait_port
+from sisock.site.ports import free_port, wait_port
 
 HERE = Path(__file__).resolve()
 RATE = 100.0  # samples per second in the benchmark archive
@@ -65,7 +65,7 @@ def make_arrays(n: int) -> tuple[np.ndarray, np.ndarray, float]:
 
 def write_archive(d: Path, t: np.ndarray, x: np.ndarray) -> None:
     """One timeline ``tl`` with one field ``x`` in one file."""
-    from sisock.protocol import FieldSpec
+    from sisock.core.protocol import FieldSpec
     from sisock.archive.writer import ArchiveWriter
 
     with ArchiveWriter(d, rotate_seconds=1e9, rotate_bytes=2**40) as w:
@@ -77,11 +77,11 @@ def write_archive(d: Path, t: np.ndarray, x: np.ndarray) -> None:
 
 def serve_node(archive: Path, name: str, part_bytes: int, max_samples: int) -> None:
     """Run one archive node whose streamed parts are ``part_bytes`` long."""
-    from sisock.node import NodeService, run_nodes
-    from sisock.servers.hdf5_archive import ArchiveNode
-    from sisock.settings import load_settings
+    from sisock.wamp.service import NodeService, run_nodes
+    from sisock.servers.hdf5_archive import ArchiveCore
+    from sisock.site.settings import load_settings
 
-    core = ArchiveNode(archive, name, f"benchmark node {name}", max_samples, 4 * max_samples)
+    core = ArchiveCore(archive, name, f"benchmark node {name}", max_samples, 4 * max_samples)
     service = NodeService(core, load_settings("server"))
     service.chunk_bytes = part_bytes
     run_nodes([service], "warn")
@@ -251,8 +251,8 @@ def main() -> int:
     from sisock._quiet import silence_bjdata
 
     silence_bjdata()
-    from sisock.client import ClientError, connect
-    from sisock.wire import CHUNK_BYTES
+    from sisock.wamp.client import ClientError, connect
+    from sisock.core.wire import CHUNK_BYTES
 
     n = args.samples
     payload = 16 * n

@@ -38,8 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--get-fields", type=int, default=500, help="get_fields calls per node")
     ap.add_argument("--hub", type=int, default=1000, help="calls to the hub's procedures")
     args = ap.parse_args(argv)
-    from sisock import credentials
-    from sisock.generate import generate
+    from sisock.site import credentials
+    from sisock.cli.generate import generate
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

@@ -33,7 +33,7 @@ from privstack import PrivateStack  # noqa: E402
 
 def year_archive(directory: Path) -> tuple[Path, float]:
     """A generated year (0.1 Hz cryo, 10 Hz fast for the last 2 h), built once."""
-    from sisock.generate import generate
+    from sisock.cli.generate import generate
 
     stamp = directory / "year.end"
     arch = directory / "year"

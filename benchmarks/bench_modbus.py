@@ -42,9 +42,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from sisock.ports import free_port, wait_port
+from sisock.site.ports import free_port, wait_port
 
-STATS_PREFIX = "sisock-modbus-stats "  # = sisock.servers.modbus.node.STATS_PREFIX
+STATS_PREFIX = "sisock-modbus-stats "  # = sisock.servers.modbus.server.STATS_PREFIX
 NODE_NAME = "modbus_bench"
 
 
@@ -99,7 +99,7 @@ def core_main(args: argparse.Namespace) -> None:
     """Run the poller core for ``args.seconds``; print one stats line (plus CPU)."""
     from sisock.servers.modbus.archiving import ThreadedArchiveSink
     from sisock.servers.modbus.config import parse_config
-    from sisock.servers.modbus.node import AppendTimes, reset_stats, run_stats
+    from sisock.servers.modbus.server import AppendTimes, reset_stats, run_stats
     from sisock.servers.modbus.poller import Poller
 
     cfg = parse_config(build_config(args.port, args.registers, args.rate, args.groups,
@@ -179,7 +179,7 @@ def wait_listed(name: str, proc: subprocess.Popen, timeout: float = 30.0) -> flo
     """Block until the hub lists ``name``; return the seconds waited."""
     import txaio
 
-    from sisock.client import ClientError, connect
+    from sisock.wamp.client import ClientError, connect
 
     txaio.set_global_log_level("error")  # no "trying transport" chatter from this client
     t0 = time.monotonic()

@@ -50,12 +50,12 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from sisock import credentials  # noqa: E402
-from sisock.protocol import FieldSpec  # noqa: E402
+from sisock.site import credentials  # noqa: E402
+from sisock.core.protocol import FieldSpec  # noqa: E402
 from sisock.archive.writer import ArchiveWriter  # noqa: E402
-from sisock.demo import Stack, wait_for_nodes  # noqa: E402
-from sisock.ports import free_port, wait_port  # noqa: E402
-from sisock.settings import load_settings  # noqa: E402
+from sisock.cli.demo import Stack, wait_for_nodes  # noqa: E402
+from sisock.site.ports import free_port, wait_port  # noqa: E402
+from sisock.site.settings import load_settings  # noqa: E402
 
 DAY = 86400
 FIELDS = ["temp_a", "temp_b", "pressure", "flow"]

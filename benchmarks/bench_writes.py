@@ -41,15 +41,15 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchstack import BenchStack  # noqa: E402
 
-from sisock.ports import free_port, wait_port  # noqa: E402
+from sisock.site.ports import free_port, wait_port  # noqa: E402
 
-STATS_PREFIX = "sisock-modbus-stats "  # = sisock.servers.modbus.node.STATS_PREFIX
+STATS_PREFIX = "sisock-modbus-stats "  # = sisock.servers.modbus.server.STATS_PREFIX
 NODE = "modbus_sim"
 
 
 def bench_config(port: int, settle: float, audit: Path) -> str:
     """The shipped example pointed at the simulator, tuned for a write benchmark."""
-    from sisock.servers.modbus.node import example_config
+    from sisock.servers.modbus.server import example_config
 
     text = example_config(port)
     text = re.sub(r"(?m)^min_interval = 1\.0.*$", "", text, count=1)
@@ -67,8 +67,8 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds before measuring")
     args = parser.parse_args()
 
-    from sisock import accounts
-    from sisock.client import connect
+    from sisock.site import accounts
+    from sisock.wamp.client import connect
 
     with tempfile.TemporaryDirectory(prefix="bench-writes-") as tmp_dir:
         tmp = Path(tmp_dir)

@@ -15,13 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
-from sisock.ports import free_port, wait_port
+from sisock.site.ports import free_port, wait_port
 
 
 def write_archive(directory: Path, n: int, rate: float = 100.0) -> tuple[float, float]:
     """Write one timeline ``tl`` with a float field ``x`` of ``n`` samples; return (start, end)."""
     from sisock.archive.writer import ArchiveWriter
-    from sisock.protocol import FieldSpec
+    from sisock.core.protocol import FieldSpec
 
     start = float(np.floor(time.time() - n / rate - 60))
     t = start + np.arange(n) / rate
@@ -77,7 +77,7 @@ class BenchStack:
 
     def wait(self, predicate, what: str, timeout: float = 60) -> None:
         """Poll ``predicate(client)`` until true."""
-        from sisock.client import ClientError, connect
+        from sisock.wamp.client import ClientError, connect
 
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

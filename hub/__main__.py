@@ -1,5 +1,5 @@
 """``python -m sisock.hub``: same as ``sisock hub``."""
 
-from sisock.cli import main
+from sisock.cli.main import main
 
 raise SystemExit(main(["hub"]))

@@ -26,14 +26,14 @@ it (``docs/security.md``, "Name ownership").
 
 Limits per session: :attr:`Registry.max_names` names, descriptions of at
 most :attr:`Registry.max_description` characters; going past either raises
-:class:`~sisock.errors.BadArgument` naming the argument and the limit.
+:class:`~sisock.core.errors.BadArgument` naming the argument and the limit.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sisock.errors import BadArgument
+from sisock.core.errors import BadArgument
 
 #: Names one session may own at once (listed or only claimed).
 MAX_NAMES_PER_SESSION = 32

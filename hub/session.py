@@ -29,10 +29,10 @@ from autobahn.wamp.exception import ApplicationError
 from autobahn.wamp.types import RegisterOptions
 from twisted.logger import Logger
 
-from sisock.errors import SisockError
-from sisock.protocol import valid_name
-from sisock.settings import Settings
-from sisock.wamp import to_application_error
+from sisock.core.errors import SisockError
+from sisock.core.protocol import valid_name
+from sisock.site.settings import Settings
+from sisock.wamp.shell import to_application_error
 
 from .registry import Registry
 

@@ -2,6 +2,6 @@
 
 import sys
 
-from sisock.cli import main
+from sisock.cli.main import main
 
 sys.exit(main())

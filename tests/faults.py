@@ -21,7 +21,7 @@ import numpy as np
 from conftest import free_port, wait_port
 from privstack import PrivateStack
 from sisock.archive.reader import ArchiveReader
-from sisock.servers.modbus.node import example_config
+from sisock.servers.modbus.server import example_config
 
 NODES = ("weather_f", "sensors_f", "archive_f", "modbus_f")
 
@@ -48,7 +48,7 @@ def modbus_config(path: Path, port: int, name: str) -> Path:
 
 def full_stack(root: Path) -> PrivateStack:
     """A private stack with a hub and one node of every kind, all listed."""
-    from sisock.generate import generate
+    from sisock.cli.generate import generate
 
     s = PrivateStack(root)
     s.start_router()
@@ -136,7 +136,7 @@ def kill9_trials(root: Path, trials: int, flush_interval: float = 0.5) -> list[d
     Returns, per trial, the loss (seconds between the kill and the last
     archived sample), whether every file was readable, and the file count.
     """
-    from sisock import credentials
+    from sisock.site import credentials
 
     port = free_port()
     archive = root / "archive"

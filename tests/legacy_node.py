@@ -5,7 +5,7 @@ Run as ``python tests/legacy_node.py NAME``; used by the compatibility tests.
 
 import sys
 
-from sisock.base import DataNodeServer, run
+from sisock.wamp.legacy import DataNodeServer, run
 
 
 class LegacyNode(DataNodeServer):

@@ -14,8 +14,8 @@ import time
 
 import numpy as np
 
-from sisock import credentials
-from sisock.settings import load_settings
+from sisock.site import credentials
+from sisock.site.settings import load_settings
 
 MIX = ("downsampled", "hour", "fields")
 

@@ -20,7 +20,7 @@ from autobahn.wamp.serializer import (CBORSerializer, JsonSerializer,
                                       MsgPackSerializer)
 from autobahn.wamp.types import CallOptions
 
-from sisock.settings import load_settings
+from sisock.site.settings import load_settings
 
 SERIALIZERS = {"json": JsonSerializer, "msgpack": MsgPackSerializer, "cbor": CBORSerializer}
 settings = load_settings("consumer")

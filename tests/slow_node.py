@@ -47,7 +47,7 @@ class SlowNode:
 
 if __name__ == "__main__":
     # imported here: the fault tests import STARTED without choosing a reactor
-    from sisock.node import NodeService, run_nodes
-    from sisock.settings import load_settings
+    from sisock.wamp.service import NodeService, run_nodes
+    from sisock.site.settings import load_settings
 
     run_nodes([NodeService(SlowNode(sys.argv[1]), load_settings("server"))])

@@ -7,8 +7,8 @@ import stat
 
 import pytest
 
-from sisock import accounts, router
-from sisock.settings import load_settings
+from sisock.site import accounts, router
+from sisock.site.settings import load_settings
 
 
 def test_add_list_remove(tmp_path):
@@ -76,7 +76,7 @@ def test_router_renders_issued_accounts(tmp_path):
 
 def test_cli_add_prints_env_lines(tmp_path, capsys):
     """`sisock credentials add` prints SISOCK_USER/SISOCK_SECRET; list shows no secret."""
-    from sisock.cli import main
+    from sisock.cli.main import main
 
     assert main(["credentials", "add", "node-b", "--role", "consumer", "--home",
                  str(tmp_path)]) == 0

@@ -17,9 +17,9 @@ from conftest import wait_for
 from sisock.archive.catalog import parse_name
 from sisock.archive.lock import ArchiveLocked
 from sisock.archive.reader import ArchiveReader
-from sisock.protocol import FieldSpec
+from sisock.core.protocol import FieldSpec
 from sisock.archive.writer import ArchiveWriter
-from sisock.errors import BadArgument, TooMuchData
+from sisock.core.errors import BadArgument, TooMuchData
 
 T0 = 1_700_000_000.0
 SPECS = {
@@ -192,7 +192,7 @@ WRITER_SCRIPT = textwrap.dedent("""
     import sys, time, numpy as np
     sys.path.insert(0, {root!r})
     from sisock.archive.writer import ArchiveWriter
-    from sisock.protocol import FieldSpec
+    from sisock.core.protocol import FieldSpec
     w = ArchiveWriter({d!r}, flush_interval={fi}, rotate_seconds={rotate})
     w.define_timeline("live", {{"x": FieldSpec()}})
     print("ready", flush=True)

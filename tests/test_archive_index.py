@@ -17,12 +17,12 @@ from sisock.archive import h5io
 from sisock.archive import index as archive_index
 from sisock.archive.catalog import CLOSED, parse_name
 from sisock.archive.datafile import ReadableFile
-from sisock.archive.node import ArchiveNode
+from sisock.archive.core import ArchiveCore
 from sisock.archive.reader import ArchiveReader
-from sisock.protocol import FieldSpec
+from sisock.core.protocol import FieldSpec
 from sisock.archive.summary import choose_stride
 from sisock.archive.writer import ArchiveWriter
-from sisock.downsample import downsample_columns
+from sisock.core.downsample import downsample_columns
 
 T0 = 1_700_006_400.0  # a midnight UTC
 DAY = 86400.0
@@ -81,7 +81,7 @@ def test_restart_does_no_per_file_work(month, opens):
     """A restarted node learns the month from the index without opening a file; the
     whole-month downsampled answer and get_fields open only the two edge files."""
     assert len(archive_files(month)) == 720
-    node = ArchiveNode(month, "m")
+    node = ArchiveCore(month, "m")
     assert node.warm() == 1
     assert opens == [] and node.reader.files.from_index == 720 and node.reader.files.read_directly == 0
     t, y = month_samples()
@@ -135,7 +135,7 @@ def whole(reader, t):
 def test_lost_index_is_rebuilt(tmp_path, opens):
     """Without its index a reader reads every file directly (same answers);
     ``sisock archive reindex`` and the next writer both rebuild it."""
-    from sisock.cli import main
+    from sisock.cli.main import main
 
     t, y = write_days(tmp_path, 0.5)
     n_files = len(archive_files(tmp_path))
@@ -276,7 +276,7 @@ def test_get_fields_not_blocked_by_a_long_read(tmp_path, monkeypatch):
     """While one caller's read is stuck inside the archive, another caller's
     get_fields and get_data are answered."""
     write_days(tmp_path, 0.25)
-    node = ArchiveNode(tmp_path, "n")
+    node = ArchiveCore(tmp_path, "n")
     node.warm()
     entered, release = threading.Event(), threading.Event()
     real = ReadableFile.read_t

@@ -31,7 +31,7 @@ from sisock.archive import index as archive_index
 from sisock.archive.catalog import CLOSED, scan
 from sisock.archive.reader import ArchiveReader
 from sisock.archive.writer import ArchiveWriter
-from sisock.protocol import FieldSpec
+from sisock.core.protocol import FieldSpec
 
 PY = sys.executable
 FIELDS = [f"x{i}" for i in range(12)]
@@ -44,7 +44,7 @@ WRITER = textwrap.dedent("""
     import json, os, sys, time, numpy as np
     sys.path.insert(0, {root!r})
     from sisock.archive.writer import ArchiveWriter
-    from sisock.protocol import FieldSpec
+    from sisock.core.protocol import FieldSpec
     d, marker = {d!r}, {marker!r}
     w = ArchiveWriter(d, flush_interval=1e9, rotate_seconds={rotate}, chunk_rows=64)
     w.define_timeline("live", {{"x": FieldSpec("number", "s", "the sample's own time")}})

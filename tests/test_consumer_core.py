@@ -1,4 +1,4 @@
-"""The consumer core (``sisock.consumer``): call arguments, the 0.x fallback, streamed
+"""The consumer core (``sisock.consumer.calls``): call arguments, the 0.x fallback, streamed
 parts and typed errors, without a router."""
 
 from __future__ import annotations
@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sisock import wire
-from sisock.consumer import DataCall, NodeVersions, Parts, remote_error
-from sisock.errors import BadArgument, NotFound, SisockError, TooMuchData
-from sisock.protocol import Result
+from sisock.core import wire
+from sisock.consumer.calls import DataCall, NodeVersions, Parts, remote_error
+from sisock.core.errors import BadArgument, NotFound, SisockError, TooMuchData
+from sisock.core.protocol import Result
 
 pytestmark = pytest.mark.unit
 BASE = "org.simonsobservatory"

@@ -1,4 +1,4 @@
-"""Every data core shipped answers the data-core contract (``sisock.core.DataCore``)
+"""Every data core shipped answers the data-core contract (``sisock.core.contract.DataCore``)
 the same way: the same checks run against each of them."""
 
 from __future__ import annotations
@@ -8,25 +8,25 @@ import time
 import numpy as np
 import pytest
 
-from sisock.core import DataCore
-from sisock.errors import TooMuchData
-from sisock.protocol import FIELD_TYPES, Result
+from sisock.core.contract import DataCore
+from sisock.core.errors import TooMuchData
+from sisock.core.protocol import FIELD_TYPES, Result
 
 pytestmark = pytest.mark.unit
 
 
 def weather_core(tmp_path):
     """The weather example (in-memory timelines from text files)."""
-    from sisock.servers.weather import WeatherNode, load_directory, make_example
+    from sisock.servers.weather import WeatherCore, load_directory, make_example
 
-    return WeatherNode(load_directory(make_example(tmp_path / "weather")))
+    return WeatherCore(load_directory(make_example(tmp_path / "weather")))
 
 
 def sensors_core(tmp_path):
     """The sensors example (a ring buffer), with a minute of samples."""
-    from sisock.servers.sensors import SensorsNode
+    from sisock.servers.sensors import SensorsCore
 
-    core = SensorsNode(interval=1.0)
+    core = SensorsCore(interval=1.0)
     now = time.time()
     for i in range(60):
         core.sample(now - 60 + i)
@@ -38,13 +38,13 @@ _ARCHIVES: dict[str, str] = {}
 
 def archive_core(tmp_path):
     """The HDF5 archive core over a small generated archive (generated once per session)."""
-    from sisock.archive.node import ArchiveNode
-    from sisock.generate import generate
+    from sisock.archive.core import ArchiveCore
+    from sisock.cli.generate import generate
 
     if "dir" not in _ARCHIVES:
         _ARCHIVES["dir"] = str(tmp_path / "archive")
         generate(_ARCHIVES["dir"], days=0.5, fast_hours=0.1, fast_rate=10.0, progress=False)
-    return ArchiveNode(_ARCHIVES["dir"])
+    return ArchiveCore(_ARCHIVES["dir"])
 
 
 CORES = {"weather": weather_core, "sensors": sensors_core, "archive": archive_core}

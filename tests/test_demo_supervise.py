@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from sisock import demo
+from sisock.cli import demo
 
 pytestmark = pytest.mark.unit
 

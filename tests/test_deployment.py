@@ -15,8 +15,8 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from sisock.cli import build_parser
-from sisock.settings import DEFAULT_ROUTER_URL
+from sisock.cli.main import build_parser
+from sisock.site.settings import DEFAULT_ROUTER_URL
 
 REPO = Path(__file__).resolve().parent.parent
 SYSTEMD = REPO / "docs" / "systemd"
@@ -66,7 +66,7 @@ def test_compose_services_commands_ports_and_volumes(compose):
     services = compose["services"]
     commands = {name: s["command"] for name, s in services.items()}
     verbs = {tuple(c[1:3]) if c[1] in ("serve", "sim") else (c[1],) for c in commands.values()}
-    from sisock.serve import SERVERS
+    from sisock.cli.serve import SERVERS
 
     expected = {("router",), ("hub",), ("web",), ("sim", "modbus")} | {
         ("serve", s) for s in SERVERS}
@@ -96,7 +96,7 @@ def test_compose_services_commands_ports_and_volumes(compose):
 def test_compose_modbus_matches_the_simulator(compose):
     """The Modbus node's config is the shipped example pointed at the simulator service."""
     from sisock.servers.modbus.config import load_config
-    from sisock.servers.modbus.node import example_config
+    from sisock.servers.modbus.server import example_config
     from sisock.servers.modbus.simulator import DEFAULT_PORT
 
     sim = compose["services"]["modbus-sim"]["command"]

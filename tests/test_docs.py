@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import listed, wait_for
-from sisock.cli import build_parser
+from sisock.cli.main import build_parser
 
 REPO = Path(__file__).resolve().parent.parent
 DOCS = sorted((REPO / "docs").glob("*.md"))

@@ -1,4 +1,4 @@
-"""Tests of sisock.downsample against a plain brute-force reference."""
+"""Tests of sisock.core.downsample against a plain brute-force reference."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sisock.protocol import METHODS
-from sisock.downsample import (
+from sisock.core.protocol import METHODS
+from sisock.core.downsample import (
     BucketStats,
     bin_index,
     downsample,
@@ -19,8 +19,8 @@ from sisock.downsample import (
     reduce_buckets,
     sample_stats,
 )
-from sisock.errors import BadArgument
-from sisock.protocol import check_method, check_min_stride
+from sisock.core.errors import BadArgument
+from sisock.core.protocol import check_method, check_min_stride
 
 
 def ref_bin(t: float, s: float) -> int:

@@ -17,7 +17,7 @@ import pytest
 
 from conftest import REPO, free_port, listed, wait_for, wait_port
 from faults import kill9_trials, modbus_config, router_restarts, tmpfs, umount
-from sisock.client import ClientError, connect
+from sisock.wamp.client import ClientError, connect
 from slow_node import STARTED
 
 pytestmark = pytest.mark.timeout(300)
@@ -144,7 +144,7 @@ def test_sink_low_space_injected(tmp_path, monkeypatch):
     """Without a small filesystem: injected low free space suspends and resumes the sink."""
     from servers.modbus.archiving import ThreadedArchiveSink
     from sisock.archive.reader import ArchiveReader
-    from sisock.protocol import FieldSpec
+    from sisock.core.protocol import FieldSpec
 
     free = {"bytes": 10**12}
     monkeypatch.setattr(ThreadedArchiveSink, "free_bytes", lambda self: free["bytes"])

@@ -17,9 +17,9 @@ import pytest
 from conftest import listed, wait_for
 from autobahn.wamp.exception import ApplicationError
 
-from sisock import credentials
-from sisock.client import AuthenticationFailed, Client, ClientError, RemoteError, connect
-from sisock.settings import Settings
+from sisock.site import credentials
+from sisock.wamp.client import AuthenticationFailed, Client, ClientError, RemoteError, connect
+from sisock.site.settings import Settings
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -1,4 +1,4 @@
-"""Tests of ``sisock generate`` (sisock.generate)."""
+"""Tests of ``sisock generate`` (sisock.cli.generate)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from sisock import generate as gen
+from sisock.cli import generate as gen
 from sisock.archive.reader import ArchiveReader
 
 END = 1_750_000_000.0

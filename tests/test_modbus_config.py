@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from sisock.errors import BadArgument
+from sisock.core.errors import BadArgument
 from sisock.servers.modbus.config import ConfigError, load_config, parse_config
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "servers" / "modbus" / "example.toml"

@@ -10,7 +10,7 @@ import pytest
 
 from conftest import free_port, listed, wait_for, wait_port
 from sisock.archive.reader import ArchiveReader
-from sisock.servers.modbus.node import example_config
+from sisock.servers.modbus.server import example_config
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -150,7 +150,7 @@ def test_router_restart_loses_no_samples(stack, instrument, client):
              "nothing archived before the restart")
     t0 = time.time()
     stack.restart_router()
-    from sisock.client import connect
+    from sisock.wamp.client import connect
     with connect() as c:
         wait_for(lambda: "modbus_sim" in listed(c), 30, "node not back after router restart")
     t1 = time.time()

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sisock.ports import free_port
+from sisock.site.ports import free_port
 
 from sisock.servers.modbus.config import load_config, parse_config
 from sisock.servers.modbus.poller import Poller

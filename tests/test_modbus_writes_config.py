@@ -8,7 +8,7 @@ import pytest
 
 from sisock.servers.modbus.config import ConfigError, load_config, parse_config
 from sisock.servers.modbus.decode import decode_point
-from sisock.servers.modbus.node import example_config
+from sisock.servers.modbus.server import example_config
 from sisock.servers.modbus.writing import encode_registers
 
 pytestmark = pytest.mark.unit

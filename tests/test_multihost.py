@@ -25,8 +25,8 @@ import pytest
 
 import netns
 from conftest import REPO, Proc, free_port, wait_for
-from sisock import credentials
-from sisock.generate import generate
+from sisock.site import credentials
+from sisock.cli.generate import generate
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(420)]
 

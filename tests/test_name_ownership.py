@@ -21,8 +21,8 @@ from autobahn.wamp.exception import ApplicationError
 from autobahn.wamp.types import PublishOptions, RegisterOptions
 
 from conftest import listed, wait_for
-from sisock import credentials
-from sisock.client import Client, ClientError, RemoteError, connect
+from sisock.site import credentials
+from sisock.wamp.client import Client, ClientError, RemoteError, connect
 from sisock.hub.registry import MAX_DESCRIPTION, MAX_NAMES_PER_SESSION, Registry
 
 pytestmark = pytest.mark.timeout(240)
@@ -401,7 +401,7 @@ def test_release_of_a_replica_and_a_departure_midway() -> None:
 
 def test_limits_and_restore_conflicts() -> None:
     """Limits raise bad_argument; a restore keeps one owner and reports the others."""
-    from sisock.errors import BadArgument
+    from sisock.core.errors import BadArgument
 
     r = Registry(max_names=2, max_description=5)
     assert r.claim("a", 1) and r.claim("b", 1)
@@ -419,8 +419,8 @@ def test_limits_and_restore_conflicts() -> None:
 
 def test_operator_uris_belong_to_the_name_owner() -> None:
     """``{base}.operator.<name>.<leaf>`` may be registered by the owner only; never published."""
-    from sisock.authz import decide
-    from sisock.protocol import Uris
+    from sisock.site.access import decide
+    from sisock.core.protocol import Uris
 
     d = decide(BASE, f"{BASE}.operator.wx.set", "register")
     assert d.verdict == "ask_owner" and d.name == "wx"

@@ -8,7 +8,7 @@ import pytest
 from nbclient import NotebookClient
 
 from conftest import REPO, listed, wait_for
-from sisock.generate import generate
+from sisock.cli.generate import generate
 
 pytestmark = pytest.mark.timeout(240)
 

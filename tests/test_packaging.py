@@ -10,7 +10,7 @@ import textwrap
 
 import pytest
 
-from sisock import cli, serve
+from sisock.cli import main as cli, serve
 
 HEAVY = ("h5py", "hdf5plugin", "pymodbus", "psutil", "twisted", "crossbar")
 
@@ -36,7 +36,7 @@ def run_blocked(code: str) -> subprocess.CompletedProcess:
 def test_client_needs_no_server_library():
     """``import sisock.client`` and building a result work without h5py, pymodbus,
     psutil, Twisted or Crossbar (what ``pip install sisock`` installs)."""
-    out = run_blocked("import sisock.client, sisock.protocol; print('ok')")
+    out = run_blocked("import sisock.client, sisock.core.protocol; print('ok')")
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
 
 
@@ -44,7 +44,7 @@ def test_client_needs_no_server_library():
 def test_help_imports_no_server_library(argv):
     """``sisock --help`` (and the help of commands that need none) imports no h5py or pymodbus."""
     out = run_blocked(textwrap.dedent(f"""
-        from sisock.cli import main
+        from sisock.cli.main import main
         try:
             main({argv!r})
         except SystemExit as exc:

@@ -8,9 +8,10 @@ import math
 import numpy as np
 import pytest
 
-from sisock import serve, wire
-from sisock.errors import BadArgument, TooMuchData
-from sisock.protocol import (
+from sisock.cli import serve
+from sisock.core import wire
+from sisock.core.errors import BadArgument, TooMuchData
+from sisock.core.protocol import (
     MAX_FIELDS,
     MIN_STRIDE_RANGE,
     FieldSpec,
@@ -170,7 +171,7 @@ def test_every_server_offers_the_plugin_surface(command):
 
 def test_weather_plan_builds_a_core(tmp_path):
     """A server's build() returns a Plan whose core answers the data-core contract."""
-    from sisock.settings import Settings
+    from sisock.site.settings import Settings
 
     module = serve.server_module("weather")
     parser = argparse.ArgumentParser()

@@ -13,11 +13,11 @@ import psutil
 import pytest
 
 from conftest import REPO, Proc, free_port, wait_for, wait_port
-from sisock import credentials
-from sisock.client import AuthenticationFailed, ClientError, connect
-from sisock.proxies import SOCKET_NAME, with_proxies
-from sisock.router import render, template_path
-from sisock.settings import load_settings
+from sisock.site import credentials
+from sisock.wamp.client import AuthenticationFailed, ClientError, connect
+from sisock.site.proxies import SOCKET_NAME, with_proxies
+from sisock.site.router import render, template_path
+from sisock.site.settings import load_settings
 
 pytestmark = pytest.mark.timeout(240)
 

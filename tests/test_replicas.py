@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from conftest import listed, wait_for
-from sisock import credentials
-from sisock.client import connect
-from sisock.generate import generate
+from sisock.site import credentials
+from sisock.wamp.client import connect
+from sisock.cli.generate import generate
 
 pytestmark = pytest.mark.timeout(240)
 

@@ -3,7 +3,7 @@
 The root cause these tests pin down: autobahn's ``ApplicationRunner`` (how
 sisock 0.x consumers connect) drops its own connection on any WebSocket
 message over 1 MiB, which neither node nor router can see. Nodes therefore
-budget replies in encoded bytes (:mod:`sisock.budget`).
+budget replies in encoded bytes (:mod:`sisock.core.budget`).
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 
 from conftest import REPO, listed, wait_for
-from sisock import budget, wire
-from sisock.client import RemoteError, connect
-from sisock.errors import BadArgument, TooMuchData
-from sisock.generate import generate
+from sisock.core import budget, wire
+from sisock.wamp.client import RemoteError, connect
+from sisock.core.errors import BadArgument, TooMuchData
+from sisock.cli.generate import generate
 
 pytestmark = pytest.mark.timeout(240)
 

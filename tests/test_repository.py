@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from sisock import credentials
+from sisock.site import credentials
 
 REPO = Path(__file__).resolve().parent.parent
 

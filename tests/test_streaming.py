@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from conftest import listed, wait_for
-from sisock.protocol import FieldSpec
+from sisock.core.protocol import FieldSpec
 from sisock.archive.writer import ArchiveWriter
-from sisock.client import RemoteError, connect
+from sisock.wamp.client import RemoteError, connect
 
 pytestmark = pytest.mark.timeout(300)
 

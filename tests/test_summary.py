@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sisock.archive.reader import ArchiveReader
-from sisock.protocol import FieldSpec
+from sisock.core.protocol import FieldSpec
 from sisock.archive.summary import (
     LEVELS,
     MIN_BUCKETS_PER_BIN,
@@ -22,8 +22,8 @@ from sisock.archive.summary import (
     split_table,
 )
 from sisock.archive.writer import ArchiveWriter
-from sisock.downsample import bin_index, downsample_columns, reduce_buckets, sample_stats
-from sisock.protocol import METHODS
+from sisock.core.downsample import bin_index, downsample_columns, reduce_buckets, sample_stats
+from sisock.core.protocol import METHODS
 
 T0 = 1_700_000_000.0
 SPECS = {"x": FieldSpec("number"), "y": FieldSpec("number"), "f": FieldSpec("bool")}

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, Proc, free_port, wait_for, wait_port
-from sisock.client import ClientError, RouterUnreachable, connect
+from sisock.wamp.client import ClientError, RouterUnreachable, connect
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -123,7 +123,7 @@ def test_demo_stops_everything_on_sigterm(tmp_path):
 def test_demo_archive_is_rewritten_when_stale(tmp_path, monkeypatch):
     """The demo archive is written on first use, kept while fresh, rewritten once stale
     (so the dashboard's last-hour default view shows it on every `make run`)."""
-    from sisock import demo, generate
+    from sisock.cli import demo, generate
 
     calls = []
 

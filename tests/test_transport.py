@@ -6,11 +6,11 @@ import msgpack
 import numpy as np
 import pytest
 
-from sisock import wire
-from sisock.errors import BadArgument
-from sisock.router import prepare
-from sisock.settings import load_settings
-from sisock.transport import RAWSOCKET_MAX_MESSAGE, transport_configs
+from sisock.core import wire
+from sisock.core.errors import BadArgument
+from sisock.site.router import prepare
+from sisock.site.settings import load_settings
+from sisock.wamp.transport import RAWSOCKET_MAX_MESSAGE, transport_configs
 
 
 def kinds(configs: list[dict]) -> list[str]:
@@ -95,8 +95,8 @@ def test_client_falls_back_to_websocket_on_a_websocket_only_router(tmp_path, mon
     import subprocess
 
     from conftest import free_port, wait_port
-    from sisock.client import NodeUnknown, connect
-    from sisock.router import command
+    from sisock.wamp.client import NodeUnknown, connect
+    from sisock.site.router import command
 
     port = free_port()
     url = f"ws://127.0.0.1:{port}/ws"

@@ -9,13 +9,14 @@ import stat
 import numpy as np
 import pytest
 
-from sisock import credentials, wire
-from sisock.authz import decide, node_name
-from sisock.errors import BadArgument
+from sisock.site import credentials
+from sisock.core import wire
+from sisock.site.access import decide, node_name
+from sisock.core.errors import BadArgument
 from sisock.hub.registry import Registry
-from sisock.router import render, template_path
-from sisock.settings import load_settings
-from sisock.protocol import check_encoding, check_interval, check_min_stride, sisock_to_unix_time
+from sisock.site.router import render, template_path
+from sisock.site.settings import load_settings
+from sisock.core.protocol import check_encoding, check_interval, check_min_stride, sisock_to_unix_time
 
 BASE = "org.simonsobservatory"
 

@@ -10,9 +10,9 @@ import sys
 
 import pytest
 
-from sisock import authz
-from sisock.audit import AuditLog
-from sisock.writes import (
+from sisock.site import access
+from sisock.writes.audit import AuditLog
+from sisock.writes.rules import (
     Conflict, DeviceUnavailable, Expired, NotAuthorized, OutOfLimits, PointSpec, RateLimited,
     Readback, TokenBucket, UnknownPoint, WriteBadArgument, WriteCore, WriteUncertain,
     check_value, offers_writes, parse_set,
@@ -264,7 +264,7 @@ def test_intent_without_outcome_reads_unknown(tmp_path):
     path = tmp_path / "crash.sqlite"
     code = (
         "import os, signal\n"
-        "from sisock.audit import AuditLog, INTENT\n"
+        "from sisock.writes.audit import AuditLog, INTENT\n"
         f"a = AuditLog({str(path)!r})\n"
         "a.record(request_id='k', t=1.0, caller_authid='alice', caller_role='operator',"
         " point='setpoint', old=1, requested=2, status=INTENT)\n"
@@ -281,13 +281,13 @@ def test_intent_without_outcome_reads_unknown(tmp_path):
 def test_authz_operator_rule():
     """A server may register only its own ``operator.<name>.points/set/audit``, exactly."""
     base = "org.simonsobservatory"
-    d = authz.decide(base, f"{base}.operator.mb.set", "register", "exact")
+    d = access.decide(base, f"{base}.operator.mb.set", "register", "exact")
     assert d.verdict == "ask_owner" and d.name == "mb"
-    assert authz.decide(base, f"{base}.operator.mb.set", "register", "prefix").verdict == "deny"
-    assert authz.decide(base, f"{base}.operator.mb.other", "register").verdict == "deny"
-    assert authz.decide(base, f"{base}.operator.mb.set", "call").verdict == "deny"
-    assert authz.decide(base, f"{base}.operator.", "register").verdict == "deny"
-    assert authz.decide(base, f"{base}.consumer.mb.get_data", "register").verdict == "ask_owner"
+    assert access.decide(base, f"{base}.operator.mb.set", "register", "prefix").verdict == "deny"
+    assert access.decide(base, f"{base}.operator.mb.other", "register").verdict == "deny"
+    assert access.decide(base, f"{base}.operator.mb.set", "call").verdict == "deny"
+    assert access.decide(base, f"{base}.operator.", "register").verdict == "deny"
+    assert access.decide(base, f"{base}.consumer.mb.get_data", "register").verdict == "ask_owner"
 
 
 def test_grafana_write_annotations():
@@ -338,11 +338,11 @@ import sys
 import numpy as np
 sys.path.insert(0, {tests!r})
 from test_writes_core import FakeSide, OP
-from sisock.node import NodeService
-from sisock.operator import WritesTimeline
-from sisock.protocol import Result
-from sisock.settings import Settings
-from sisock.writes import offers_writes, parse_set
+from sisock.wamp.service import NodeService
+from sisock.wamp.operator import WritesTimeline
+from sisock.core.protocol import Result
+from sisock.site.settings import Settings
+from sisock.writes.rules import offers_writes, parse_set
 
 
 class WritableCore(FakeSide):
@@ -385,9 +385,9 @@ class ReadOnly:
 
 plain = NodeService(ReadOnly(), Settings(home=home), component=Component())
 assert plain.operator is None
-from sisock.servers.sensors import SensorsNode
-from sisock.servers.weather import WeatherNode
-assert not offers_writes(WeatherNode) and not offers_writes(SensorsNode)
+from sisock.servers.sensors import SensorsCore
+from sisock.servers.weather import WeatherCore
+assert not offers_writes(WeatherCore) and not offers_writes(SensorsCore)
 print("ok")
 """
 
@@ -409,7 +409,7 @@ def test_any_core_offers_writes_through_the_shell(tmp_path):
 def test_one_process_owns_the_audit_log(tmp_path):
     """A second writer of the same audit log is refused (it would turn the first one's
     write in progress into ``unknown``); readers may open it meanwhile."""
-    from sisock.audit import INTENT, AuditLogBusy
+    from sisock.writes.audit import INTENT, AuditLogBusy
 
     path = tmp_path / "own.sqlite"
     owner = AuditLog(path)

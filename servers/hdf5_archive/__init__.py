@@ -1,14 +1,14 @@
 """``hdf5``: a data node serving an HDF5 archive directory.
 
 ``sisock serve hdf5 --name N --archive DIR`` serves the directory with
-:class:`sisock.archive.node.ArchiveNode` (see there for how queries are
+:class:`sisock.archive.core.ArchiveCore` (see there for how queries are
 answered and limited).  This module holds the command's arguments and
 :func:`build`.
 
 Limits: a reply that travels as one message is capped at
 ``--max-samples`` values (default 2 000 000, which keeps JSON replies
 under the router's message limit); a streamed binary reply (progressive
-results, see :mod:`sisock.wire`) at ``--max-samples-streamed`` (default
+results, see :mod:`sisock.core.wire`) at ``--max-samples-streamed`` (default
 200 000 000). Beyond them the caller gets ``{base}.error.too_much_data``
 with a ``min_stride`` suggestion.
 """
@@ -20,13 +20,13 @@ from pathlib import Path
 
 from typing import Any
 
-from sisock.serve import Plan
-from sisock.settings import Settings
+from sisock.core.plan import Plan
+from sisock.site.settings import Settings
 
 HELP = "serve an HDF5 archive directory"
 REACTOR = "default"
 
-__all__ = ["ArchiveNode", "HELP", "REACTOR", "add_arguments", "build"]
+__all__ = ["ArchiveCore", "HELP", "REACTOR", "add_arguments", "build"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -48,17 +48,17 @@ def build(args: argparse.Namespace, settings: Settings) -> Plan:
     """The archive core for parsed arguments; it loads its catalog in a thread at start."""
     if not args.archive.is_dir():
         raise SystemExit(f"sisock serve hdf5: --archive {args.archive} is not a directory")
-    from sisock.archive.node import ArchiveNode  # h5py only when serving
+    from sisock.archive.core import ArchiveCore  # h5py only when serving
 
-    core = ArchiveNode(args.archive, args.name,
+    core = ArchiveCore(args.archive, args.name,
                        args.description or f"HDF5 archive {args.archive.resolve()}",
                        args.max_samples, args.max_samples_streamed)
     return Plan(core, warm=[core.warm], replica=args.replica)
 
 
 def __getattr__(name: str) -> Any:
-    if name == "ArchiveNode":  # kept importable from here, without importing h5py early
-        from sisock.archive.node import ArchiveNode
+    if name == "ArchiveCore":  # kept importable from here, without importing h5py early
+        from sisock.archive.core import ArchiveCore
 
-        return ArchiveNode
+        return ArchiveCore
     raise AttributeError(name)

@@ -38,7 +38,7 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-from sisock.protocol import FieldSpec
+from sisock.core.protocol import FieldSpec
 
 log = logging.getLogger(__name__)
 

@@ -70,9 +70,9 @@ from typing import Any
 
 import numpy as np
 
-from sisock.protocol import FieldSpec
-from sisock.errors import BadArgument
-from sisock.writes import PointSpec, Readback
+from sisock.core.protocol import FieldSpec
+from sisock.core.errors import BadArgument
+from sisock.writes.rules import PointSpec, Readback
 
 from .expr import Expression, ExpressionError, compile_expression
 

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sisock.errors import BadArgument
+from sisock.core.errors import BadArgument
 
 __all__ = ["ExpressionError", "Expression", "compile_expression", "FUNCTIONS"]
 

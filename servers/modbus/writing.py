@@ -50,8 +50,8 @@ from typing import Any
 
 import numpy as np
 
-from sisock.archive.node import ArchiveNode
-from sisock.writes import DeviceUnavailable, PointSpec, WriteUncertain
+from sisock.archive.core import ArchiveCore
+from sisock.writes.rules import DeviceUnavailable, PointSpec, WriteUncertain
 
 from .config import WRITABLE_KINDS, WriteConfig, parse_writes, point_spec  # noqa: F401 (re-exported)
 from .config import NodeConfig, PointConfig
@@ -76,13 +76,13 @@ def encode_registers(p: PointConfig, raw: float) -> list[int]:
     return out
 
 
-class ModbusCore(ArchiveNode):
+class ModbusCore(ArchiveCore):
     """The Modbus node's core: reads from the archive, writes through the poller.
 
     Parameters
     ----------
     directory, name, description
-        As for :class:`~sisock.archive.node.ArchiveNode`.
+        As for :class:`~sisock.archive.core.ArchiveCore`.
     config : NodeConfig
         The node configuration.
     writes : WriteConfig

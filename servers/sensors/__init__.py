@@ -1,8 +1,8 @@
 """``sensors``: a live data node sampling this machine (load, memory, temperatures).
 
-Every ``interval`` seconds :meth:`SensorsNode.sample` reads the load
+Every ``interval`` seconds :meth:`SensorsCore.sample` reads the load
 average, CPU and memory use and any temperature sensors psutil can see,
-appends them to a bounded :class:`~sisock.memory.RingBuffer`, and returns
+appends them to a bounded :class:`~sisock.core.timelines.RingBuffer`, and returns
 the new sample so the WAMP shell can publish it on the node's ``live``
 topic.
 """
@@ -17,11 +17,11 @@ import time
 import numpy as np
 import psutil
 
-from sisock.core import DataCore
-from sisock.memory import RingBuffer, query_data, query_fields
-from sisock.protocol import FieldSpec, Result
-from sisock.serve import Plan, Publish
-from sisock.settings import Settings
+from sisock.core.contract import DataCore
+from sisock.core.timelines import RingBuffer, query_data, query_fields
+from sisock.core.protocol import FieldSpec, Result
+from sisock.core.plan import Plan, Publish
+from sisock.site.settings import Settings
 
 HELP = "live example: this machine's load and memory"
 REACTOR = "default"
@@ -42,7 +42,7 @@ def _temperatures() -> dict[str, tuple[FieldSpec, float]]:
     return out
 
 
-class SensorsNode(DataCore):
+class SensorsCore(DataCore):
     """Node core: this machine's sensors in a ring buffer.
 
     Parameters
@@ -112,7 +112,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def build(args: argparse.Namespace, settings: Settings) -> Plan:
     """The sensors core, and a loop that samples and publishes every ``--interval`` s."""
-    core = SensorsNode(args.name, args.interval, args.capacity)
+    core = SensorsCore(args.name, args.interval, args.capacity)
 
     def start(publish: Publish) -> None:
         from twisted.internet.task import LoopingCall

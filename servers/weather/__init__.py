@@ -24,12 +24,12 @@ from pathlib import Path
 
 import numpy as np
 
-from sisock.core import DataCore
-from sisock.errors import BadArgument
-from sisock.memory import Timeline, query_data, query_fields
-from sisock.protocol import FieldSpec, Result
-from sisock.serve import Plan
-from sisock.settings import Settings
+from sisock.core.contract import DataCore
+from sisock.core.errors import BadArgument
+from sisock.core.timelines import Timeline, query_data, query_fields
+from sisock.core.protocol import FieldSpec, Result
+from sisock.core.plan import Plan
+from sisock.site.settings import Settings
 
 HELP = "historical example: text files of 'time value'"
 REACTOR = "default"
@@ -115,7 +115,7 @@ def make_example(directory: Path, days: float = 7.0, step: float = 300.0,
     return directory
 
 
-class WeatherNode(DataCore):
+class WeatherCore(DataCore):
     """Node core serving the files of one directory (loaded once)."""
 
     def __init__(self, timelines: dict[str, Timeline], name: str = "weather",
@@ -155,4 +155,4 @@ def build(args: argparse.Namespace, settings: Settings) -> Plan:
     directory = args.directory
     if directory is None:
         directory = make_example(Path(settings.home) / "examples" / "weather")
-    return Plan(WeatherNode(load_directory(directory), args.name, args.description))
+    return Plan(WeatherCore(load_directory(directory), args.name, args.description))

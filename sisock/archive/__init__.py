@@ -15,10 +15,10 @@ Modules, one idea each:
 * ``rowcache`` — byte-bounded caches of summary rows;
 * ``checks`` — argument checks and error text of queries;
 * ``reader`` — the queries (``timelines``, ``fields``, ``read``);
-* ``node`` — the archive as a data-node core (:class:`ArchiveNode`).
+* ``node`` — the archive as a data-node core (:class:`ArchiveCore`).
 
-Field metadata (:class:`~sisock.protocol.FieldSpec`) and the missing value of
-each type live in :mod:`sisock.protocol`. Names are exported lazily so that
+Field metadata (:class:`~sisock.core.protocol.FieldSpec`) and the missing value of
+each type live in :mod:`sisock.core.protocol`. Names are exported lazily so that
 importing this package does not import h5py.
 """
 
@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["ArchiveNode", "ArchiveReader", "ArchiveWriter", "ArchiveLocked", "FieldSpec"]
+__all__ = ["ArchiveCore", "ArchiveReader", "ArchiveWriter", "ArchiveLocked", "FieldSpec"]
 
 
 def __getattr__(name: str) -> Any:
@@ -34,10 +34,10 @@ def __getattr__(name: str) -> Any:
         from .reader import ArchiveReader
 
         return ArchiveReader
-    if name == "ArchiveNode":
-        from .node import ArchiveNode
+    if name == "ArchiveCore":
+        from .core import ArchiveCore
 
-        return ArchiveNode
+        return ArchiveCore
     if name == "ArchiveWriter":
         from .writer import ArchiveWriter
 
@@ -47,7 +47,7 @@ def __getattr__(name: str) -> Any:
 
         return ArchiveLocked
     if name == "FieldSpec":
-        from ..protocol import FieldSpec
+        from sisock.core.protocol import FieldSpec
 
         return FieldSpec
     raise AttributeError(name)

@@ -1,10 +1,10 @@
 """Argument checks of archive queries (times and ``min_stride`` are checked by
-:mod:`sisock.protocol`, the one source of those rules)."""
+:mod:`sisock.core.protocol`, the one source of those rules)."""
 
 from __future__ import annotations
 
-from ..errors import BadArgument
-from ..protocol import check_range
+from sisock.core.errors import BadArgument
+from sisock.core.protocol import check_range
 
 __all__ = ["check_range", "check_max_samples"]
 

@@ -20,10 +20,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..downsample import BucketStats
+from sisock.core.downsample import BucketStats
 from . import h5io
 from .handles import HandleCache
-from ..protocol import FieldSpec, missing_values
+from sisock.core.protocol import FieldSpec, missing_values
 from .summary import LEVELS, WIDTHS, split_table
 
 

@@ -33,7 +33,7 @@ from . import index as archive_index
 from .datafile import ReadableFile
 from .handles import HandleCache
 from .rowcache import ByteLRU
-from ..protocol import FieldSpec
+from sisock.core.protocol import FieldSpec
 
 log = logging.getLogger(__name__)
 

@@ -48,7 +48,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from ..protocol import FieldSpec
+from sisock.core.protocol import FieldSpec
 from .handles import HandlePool
 from .summary import LEVELS, table_width
 

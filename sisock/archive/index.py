@@ -58,7 +58,7 @@ import numpy as np
 from . import catalog
 from .datafile import TimelineInfo
 from .h5io import describe, specs_from_json, specs_to_json
-from ..protocol import FieldSpec
+from sisock.core.protocol import FieldSpec
 from .summary import LEVELS
 
 log = logging.getLogger(__name__)

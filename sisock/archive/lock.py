@@ -11,7 +11,7 @@ from __future__ import annotations
 import fcntl
 import os
 
-from ..errors import SisockError
+from sisock.core.errors import SisockError
 
 LOCK_NAME = ".writer.lock"
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..downsample import bin_index
+from sisock.core.downsample import bin_index
 from .datafile import ReadableFile
 from .fileset import TimelineFiles
 

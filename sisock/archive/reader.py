@@ -46,7 +46,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from ..downsample import (
+from sisock.core.downsample import (
     NEEDS,
     BucketStats,
     bin_index,
@@ -58,8 +58,8 @@ from ..downsample import (
     sample_stats,
     sorted_bins,
 )
-from ..core import too_much_data
-from ..protocol import check_min_stride, missing_values
+from sisock.core.contract import too_much_data
+from sisock.core.protocol import check_min_stride, missing_values
 from .checks import check_max_samples, check_range
 from .datafile import ReadableFile
 from .fileset import FileSet, Snapshot
@@ -201,7 +201,7 @@ class ArchiveReader:
             UNIX seconds, half-open range.
         min_stride : float, optional
             Downsample so that successive samples are at least this far
-            apart (see :mod:`sisock.downsample`, :mod:`sisock.archive.summary`).
+            apart (see :mod:`sisock.core.downsample`, :mod:`sisock.archive.summary`).
         method : str
             Downsampling method (ignored without ``min_stride``).
         max_samples : int, optional
@@ -212,7 +212,7 @@ class ArchiveReader:
         dict
             ``{"data": {field: array}, "timeline": {name: {"t": array,
             "finalized_until": float or None}}, "field_timeline": {field: name}}``
-            (:meth:`sisock.protocol.Result.coerce` takes it as it is).
+            (:meth:`sisock.core.protocol.Result.coerce` takes it as it is).
 
         Raises
         ------

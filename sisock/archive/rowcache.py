@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ..downsample import BucketStats
+from sisock.core.downsample import BucketStats
 
 
 class ByteLRU:

@@ -9,7 +9,7 @@ bucket holding at least one sample *of that file*::
     column 1        n, samples in the bucket (NaN included)
     columns 2..     per numeric or bool field, in the timeline's field order:
                     count, sum, min, max, first, last, min_first
-                    (see :class:`sisock.downsample.BucketStats`)
+                    (see :class:`sisock.core.downsample.BucketStats`)
 
 Rows are written by the writer as soon as a bucket is complete (a later
 sample arrived), so the growing file is kept incrementally; when a file is
@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..downsample import BucketStats, bin_index, reduce_buckets, sample_stats
+from sisock.core.downsample import BucketStats, bin_index, reduce_buckets, sample_stats
 
 #: Level exponents: bucket widths are ``2**p`` seconds.
 LEVELS = (4, 6, 8, 10, 12, 14)

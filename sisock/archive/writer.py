@@ -57,12 +57,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import BadArgument
+from sisock.core.errors import BadArgument
 from . import catalog
 from . import index as archive_index
 from .h5io import WritableFile, creating_path, encode_strings, numeric_fields, pool, read_root_attrs
 from .lock import DirectoryLock
-from ..protocol import FieldSpec, missing_values
+from sisock.core.protocol import FieldSpec, missing_values
 from .summary import LEVELS, WIDTHS, SummaryAccumulator
 
 log = logging.getLogger(__name__)

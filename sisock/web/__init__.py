@@ -13,7 +13,7 @@ Modules, one idea each:
   checks on a request's head, token redaction and redirect, the headers
   every answer carries.
 * :mod:`~sisock.web.limits` -- the fair limit on concurrent node calls.
-* :mod:`~sisock.web.consumer` -- thin WAMP shell: the consumer session,
+* :mod:`~sisock.web.session` -- thin WAMP shell: the consumer session,
   the hub's node list, calls to nodes, live-topic fan-out.
 * :mod:`~sisock.web.http` -- thin ``twisted.web`` shell: routes, token,
   CORS, Server-Sent Events, static files; the request and channel that

@@ -17,7 +17,7 @@ import os
 import sys
 from pathlib import Path
 
-from ..settings import Settings
+from sisock.site.settings import Settings
 
 
 def default_static_dir() -> Path | None:
@@ -72,15 +72,15 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     """Serve until interrupted."""
     from twisted.internet import reactor
 
-    from ..wamp import run_components
-    from .consumer import Bridge
+    from sisock.wamp.shell import run_components
+    from .session import Bridge
     from .http import WebConfig, make_site
 
     token = args.token or os.environ.get("SISOCK_WEB_TOKEN") or None
     origins = args.cors_origin or [o.strip() for o in
                                    os.environ.get("SISOCK_WEB_CORS", "").split(",") if o.strip()]
     if args.max_values < 1:
-        from ..errors import BadArgument
+        from sisock.core.errors import BadArgument
 
         raise BadArgument(f"--max-values must be at least 1, got {args.max_values}")
     static = args.static or default_static_dir()

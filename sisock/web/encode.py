@@ -47,7 +47,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..wire import jsonable_list
+from sisock.core.wire import jsonable_list
 
 MAGIC = b"SISOCKF1"
 BINARY_TYPE = "application/vnd.sisock.frame"

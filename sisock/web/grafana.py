@@ -30,7 +30,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from .errors import bad
-from ..protocol import METHODS, MIN_STRIDE_RANGE
+from sisock.core.protocol import METHODS, MIN_STRIDE_RANGE
 from .params import parse_duration, parse_node, parse_time
 
 SEPARATOR = "::"
@@ -291,7 +291,7 @@ def annotations(annotation: Mapping[str, Any], node: str, fld: str, t: np.ndarra
     return out
 
 
-#: The fields of a writable node's ``operator_writes`` timeline (sisock.operator).
+#: The fields of a writable node's ``operator_writes`` timeline (sisock.wamp.operator).
 WRITE_FIELDS = ("write_point", "write_value", "write_caller", "write_status")
 
 

@@ -57,7 +57,7 @@ from twisted.web import resource, server
 
 from . import encode, grafana, guard, live, views
 from .operator import OperatorGate, OperatorRoutes
-from .consumer import Bridge
+from .session import Bridge
 from .errors import WebError, bad
 from .guard import MAX_BODY
 from .request import _args, _client, _headers, _host

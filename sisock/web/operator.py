@@ -290,11 +290,11 @@ class OperatorGate:
         The consumer bridge (its settings name the router; its session reads
         the points' latest values).
     connect : callable, optional
-        ``connect(settings) -> component`` (default :func:`sisock.wamp.make_component`).
+        ``connect(settings) -> component`` (default :func:`sisock.wamp.shell.make_component`).
     """
 
     def __init__(self, bridge: Any, connect: Callable | None = None) -> None:
-        from ..wamp import make_component
+        from sisock.wamp.shell import make_component
 
         self.bridge = bridge
         self.settings = bridge.settings
@@ -415,7 +415,7 @@ class OperatorGate:
     async def call(self, s: Session, node: str, leaf: str, *args: Any, **kwargs: Any) -> Any:
         from autobahn.wamp.exception import ApplicationError
 
-        from ..client_writes import operator_uri
+        from sisock.consumer.writes import operator_uri
 
         conn = self.conns.get(s.authid)
         if conn is None or conn.session is None:

@@ -21,9 +21,15 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Mapping
 
-from ..errors import BadArgument
-from ..protocol import (METHODS, check_min_stride, downsampled_values, fitting_min_stride,
-                        valid_name, values_per_bin)
+from sisock.core.errors import BadArgument
+from sisock.core.protocol import (
+    METHODS,
+    check_min_stride,
+    downsampled_values,
+    fitting_min_stride,
+    valid_name,
+    values_per_bin,
+)
 from .errors import WebError, bad
 
 #: A time number above this is milliseconds (1e11 s is the year 5138).

@@ -1,0 +1,188 @@
+"""sisock 0.x API: ``DataNodeServer``, ``uri``, ``sisock_to_unix_time``.
+
+Servers written for sisock 0.x import from here and keep working:
+
+* subclass :class:`DataNodeServer`, set ``name`` and ``description``, and
+  override ``get_fields`` / ``get_data`` or their blocking variants
+  ``_get_fields_blocking`` / ``_get_data_blocking`` (run in a thread);
+* run it with ``ApplicationRunner(url=WAMP_URI, realm=REALM).run(cls)``
+  or, better, :func:`run` (reconnects).
+
+The constants ``WAMP_USER``, ``WAMP_SECRET``, ``WAMP_URI``, ``REALM`` and
+``BASE_URI`` are read from the settings (environment and the generated
+credentials file, role ``server``) when first accessed, not at import, and
+no secret has a default in code.
+"""
+
+from __future__ import annotations
+
+from autobahn import wamp
+from autobahn.twisted.wamp import ApplicationRunner, ApplicationSession
+from twisted.internet import threads
+from twisted.internet.defer import inlineCallbacks
+
+from sisock.site.settings import load_settings
+from sisock.core.protocol import NODE_PROCEDURES, Uris, sisock_to_unix_time
+
+# the five 0.x constants are resolved lazily by the module's __getattr__ (PEP 562)
+__all__ = ["DataNodeServer", "uri", "sisock_to_unix_time", "run",  # noqa: F822
+           "WAMP_USER", "WAMP_SECRET", "WAMP_URI", "REALM", "BASE_URI"]
+
+_CONSTANTS = {
+    "WAMP_USER": lambda s: s.user,
+    "WAMP_SECRET": lambda s: s.secret,
+    "WAMP_URI": lambda s: s.router_url,
+    "REALM": lambda s: s.realm,
+    "BASE_URI": lambda s: s.base_uri,
+}
+
+
+def __getattr__(name: str):
+    """Resolve the 0.x constants lazily from the settings (PEP 562)."""
+    if name in _CONSTANTS:
+        return _CONSTANTS[name](load_settings("server"))
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def uri(s: str) -> str:
+    """Compose a full URI: ``"%s.%s" % (BASE_URI, s)``."""
+    return Uris(load_settings().base_uri)(s)
+
+
+class DataNodeServer(ApplicationSession):
+    """Parent class of sisock 0.x data node servers.
+
+    Attributes
+    ----------
+    name : str
+        Unique name of the node; the hub refuses duplicates.
+    description : str
+        Human-readable description for consumers.
+    """
+
+    name: str | None = None
+    description: str | None = None
+
+    def _settings(self):
+        if not hasattr(self, "_sisock_settings"):
+            self._sisock_settings = load_settings("server")
+        return self._sisock_settings
+
+    def onConnect(self):  # noqa: N802 (autobahn API)
+        """Join the realm with WAMP-CRA as the ``server`` user."""
+        self.log.info("Client session connected.")
+        self.join(self.config.realm, ["wampcra"], self._settings().user)
+
+    def onChallenge(self, challenge):  # noqa: N802
+        """Answer the WAMP-CRA challenge with the ``server`` secret."""
+        if challenge.method == "wampcra":
+            return wamp.auth.compute_wcs(self._settings().secret,
+                                         challenge.extra["challenge"])
+        raise Exception("Invalid authmethod {}".format(challenge.method))
+
+    @inlineCallbacks
+    def onJoin(self, details):  # noqa: N802
+        """Register ``get_fields``/``get_data``, then ask the hub to add us.
+
+        Registrations refused now (e.g. no hub yet to vouch for our name)
+        are retried whenever the hub announces ``{base}.hub.started``.
+        """
+        self.log.info("Successfully joined WAMP.")
+        self._sisock_registered = set()
+        yield self._register_procedures()
+        yield self._add(details.session)
+        yield self.subscribe(lambda *a, **k: self._on_hub_started(details.session),
+                             self._settings().uris.hub_started)
+        self.after_onJoin(details)
+
+    @inlineCallbacks
+    def _register_procedures(self):
+        uris = self._settings().uris
+        for leaf in NODE_PROCEDURES:
+            if leaf in self._sisock_registered:
+                continue
+            fn = getattr(self, leaf)
+            proc = uris.node(self.name, leaf)
+            try:
+                yield self.register(fn, proc)
+                self._sisock_registered.add(leaf)
+                self.log.info("Registered procedure {p}.", p=proc)
+            except Exception as e:
+                self.log.error("Could not register procedure: {e}.", e=e)
+
+    @inlineCallbacks
+    def _on_hub_started(self, session_id):
+        yield self._register_procedures()
+        if len(self._sisock_registered) == len(NODE_PROCEDURES):
+            yield self._add(session_id)
+
+    @inlineCallbacks
+    def _add(self, session_id):
+        try:
+            res = yield self.call(self._settings().uris.add,
+                                  self.name, self.description, session_id)
+            if not res:
+                self.log.warn("Request to add data node denied.")
+            else:
+                self.log.info("Data node registered as \"{n}\".", n=self.name)
+        except Exception as e:
+            self.log.error("Call error: {e}.", e=e)
+
+    def after_onJoin(self, details):  # noqa: N802
+        """Hook for subclasses; called at the end of :meth:`onJoin`."""
+
+    def get_fields(self, start, end):
+        """Return ``[field, timeline]``; runs :meth:`_get_fields_blocking` in a thread."""
+        return threads.deferToThread(self._get_fields_blocking,
+                                     sisock_to_unix_time(start), sisock_to_unix_time(end))
+
+    def get_data(self, field, start, end, min_stride=None):
+        """Return ``{"data", "timeline"}``; runs :meth:`_get_data_blocking` in a thread.
+
+        A reply larger than a caller's default message limit (1 MiB, see
+        :mod:`sisock.core.budget`) is refused with ``{base}.error.too_much_data``
+        instead of dropping the caller's connection.
+        """
+        return threads.deferToThread(self._get_data_budgeted, field,
+                                     sisock_to_unix_time(start), sisock_to_unix_time(end),
+                                     min_stride)
+
+    def _get_data_budgeted(self, field, start, end, min_stride=None):
+        from sisock.core import budget
+        from sisock.core.errors import TooMuchData
+        from .shell import to_application_error
+
+        result = self._get_data_blocking(field, start, end, min_stride)
+        try:
+            budget.check_fits(result, start, end)
+        except TooMuchData as exc:
+            raise to_application_error(exc, self._settings().base_uri) from None
+        return result
+
+    def _get_fields_blocking(self, start, end):
+        """Override: blocking ``get_fields`` with UNIX times."""
+        raise RuntimeError("This method must be overriden.")
+
+    def _get_data_blocking(self, field, start, end, min_stride=None):
+        """Override: blocking ``get_data`` with UNIX times.
+
+        Defaults to ``get_data_blocking`` for servers written against the
+        oldest 0.x releases.
+        """
+        legacy = getattr(self, "get_data_blocking", None)
+        if legacy is not None:
+            return legacy(field, start, end, min_stride)
+        raise RuntimeError("This method must be overriden.")
+
+
+def run(cls: type[DataNodeServer]) -> None:
+    """Run a :class:`DataNodeServer` subclass, reconnecting when the router restarts."""
+    settings = load_settings("server")
+    ssl = None
+    if settings.is_tls and settings.tls_ca:
+        from twisted.internet.ssl import Certificate, optionsForClientTLS
+
+        with open(settings.tls_ca) as f:
+            ssl = optionsForClientTLS(settings.host, trustRoot=Certificate.loadPEM(f.read()))
+    runner = ApplicationRunner(url=settings.router_url, realm=settings.realm, ssl=ssl)
+    runner.run(cls, auto_reconnect=True)
