@@ -49,7 +49,7 @@ from benchstack import BenchStack  # noqa: E402
 from scale_nodes import rates_for  # noqa: E402
 
 from sisock._quiet import silence_bjdata  # noqa: E402
-from sisock.ports import free_port, wait_port  # noqa: E402
+from sisock.site.ports import free_port, wait_port  # noqa: E402
 
 silence_bjdata()
 
@@ -162,6 +162,9 @@ class Watch:
         self.client.subscribe_uri("consumer.data_node_added",
                                   lambda info, *a, **k: self.added.__setitem__(
                                       info["name"], time.time()))
+        self.hub_started: list[float] = []
+        self.client.subscribe_uri("hub.started",
+                                  lambda *a, **k: self.hub_started.append(time.time()))
         self.client.subscribe_uri("consumer.data_node_subtracted",
                                   lambda info, *a, **k: self.subtracted.__setitem__(
                                       info["name"], time.time()))
@@ -351,6 +354,16 @@ def browser_phase(url: str, follow: list[str], seconds: float, all_nodes: list[s
             time.sleep(seconds)
             live = page.evaluate(f"window.sisock.live.slice({n0})")
             out["pixel_ms"] = [(x["drawnAt"] - x["t"]) * 1e3 for x in live]
+            # every field list loaded (the picker's own count, where the page has one)
+            t_f = time.time()
+            try:
+                page.wait_for_function(
+                    f"() => window.sisock.picker && window.sisock.picker.loaded >= {len(all_nodes)}",
+                    timeout=PHASE_TIMEOUT * 1000, polling=100)
+                out["fields_loaded_s"] = time.time() - t0
+            except Exception:  # noqa: BLE001 - a page without the count loads them before ready
+                out["fields_loaded_s"] = None
+            out["fields_wait_s"] = time.time() - t_f
             # the picker: every node listed, a search keystroke rendered
             page.wait_for_function(
                 f"() => document.querySelectorAll('#nodes .node').length >= {len(all_nodes)}",
@@ -408,6 +421,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--follow", type=int, default=20, help="live nodes the dashboard follows")
     ap.add_argument("--seconds", type=float, default=15.0, help="length of each steady interval")
     ap.add_argument("--no-browser", action="store_true", help="skip headless Chromium")
+    ap.add_argument("--restarts-only", action="store_true",
+                    help="only the start, the steady CPU and the two restarts")
     ap.add_argument("--json", type=Path, help="also write the figures to this file")
     args = ap.parse_args(argv)
     if not 1 <= args.procs <= 10:
@@ -491,9 +506,16 @@ def run(stack: Stack, args, archives: list[Path], res: dict) -> None:
         r = conn.getresponse()
         body = r.read()
         api.append((time.perf_counter() - t) * 1e3)
-    conn.close()
     res["api_nodes_ms"] = api
     res["api_nodes_count"] = len(json.loads(body))
+    status = []  # the bridge's own answer, no call to the hub: its floor under this load
+    for _ in range(60):
+        t = time.perf_counter()
+        conn.request("GET", "/api/status")
+        conn.getresponse().read()
+        status.append((time.perf_counter() - t) * 1e3)
+    res["api_status_ms"] = status
+    conn.close()
     hub_ms = []
     for _ in range(60):
         t = time.perf_counter()
@@ -502,7 +524,7 @@ def run(stack: Stack, args, archives: list[Path], res: dict) -> None:
     res["hub_list_ms"] = hub_ms
 
     # the dashboard
-    if not args.no_browser:
+    if not args.no_browser and not args.restarts_only:
         try:
             res["browser"] = browser_phase(stack.web_url, follow, args.seconds, names)
         except Exception as exc:  # noqa: BLE001 - report, keep measuring the rest
@@ -511,7 +533,7 @@ def run(stack: Stack, args, archives: list[Path], res: dict) -> None:
     # a node joining and leaving under load; other consumers must see no error
     caller = Caller([n for n in names if n.startswith("ar")] or names[:5])
     caller.start()
-    for how in ("SIGTERM", "SIGKILL"):
+    for how in () if args.restarts_only else ("SIGTERM", "SIGKILL"):
         name = f"joiner{how[3:].lower()}_0"
         t_spawn = time.time()
         p = stack.host("live", "--prefix", name[:-2], "--count", "1", "--rates", "5,5")
@@ -566,6 +588,14 @@ def run(stack: Stack, args, archives: list[Path], res: dict) -> None:
             t_sse = back[0]
             break
         time.sleep(0.05)
+    joined = [t - t_port for n, t in stack.joined.items() if n in everyone and t > t_port]
+    added = [t - t_port for n, t in w.added.items() if n in everyone and t > t_port]
+    hub_up = [t - t_port for t in w.hub_started if t > t_port]
+    res["router_restart_nodes"] = {
+        "port_to_hub_started_s": hub_up[0] if hub_up else None,
+        "port_to_session_joined_s": [pct(joined, q) for q in (0.5, 0.9, 1.0)] if joined else None,
+        "port_to_added_event_s": [pct(added, q) for q in (0.5, 0.9, 1.0)] if added else None,
+    }
     res["router_restart"] = {
         "stop_s": stack.stopped_in,
         "start_to_port_s": t_port - t0,
@@ -607,6 +637,7 @@ def report(res: dict, args) -> None:
         ("GET /api/nodes", dist(res.get("api_nodes_ms", [])) +
          f" [{res.get('api_nodes_count')} nodes]"),
         ("  peer: hub get_data_node via client", dist(res.get("hub_list_ms", []))),
+        ("  peer: GET /api/status (no hub call)", dist(res.get("api_status_ms", []))),
         ("publish -> SSE at HTTP client", dist(res.get("sse_ms", []))),
     ]
     b = res.get("browser", {})
@@ -615,6 +646,7 @@ def report(res: dict, args) -> None:
     elif b:
         rows += [("publish -> drawn in Chromium", dist(b.get("pixel_ms", []))),
                  ("dashboard ready (200 nodes)", s(b.get("page_ready_s")) + " s"),
+                 ("  every field list loaded", s(b.get("fields_loaded_s")) + " s"),
                  ("search keystroke -> picker rendered", dist(b.get("search_ms", [])))]
     for how in ("SIGTERM", "SIGKILL"):
         j, lv = res.get(f"join_{how}", {}), res.get(f"leave_{how}", {})
@@ -641,6 +673,14 @@ def report(res: dict, args) -> None:
              ("  port open -> first live sample (SSE)",
               s(r.get("port_to_first_live_sample_s")) + " s"),
              ("  SSE events seen", str(res.get("sse_events_router_restart"))),
+             ("  port open -> hub announced itself",
+              s(res.get("router_restart_nodes", {}).get("port_to_hub_started_s")) + " s"),
+             ("  port open -> node sessions joined (p50/p90/max)",
+              " / ".join(s(x) for x in res.get("router_restart_nodes", {})
+                         .get("port_to_session_joined_s") or []) + " s"),
+             ("  port open -> nodes re-added (p50/p90/max)",
+              " / ".join(s(x) for x in res.get("router_restart_nodes", {})
+                         .get("port_to_added_event_s") or []) + " s"),
              ("router log 'refusing' lines", str(res.get("router_log_warnings")))]
     print(f"\nbench_scale: {res.get('nodes')} nodes ({args.live} live, {args.archive} archive) in "
           f"{args.procs} processes; load average start {res['load_start']}, steady "

@@ -1,8 +1,8 @@
 """Many data nodes in one process, for ``bench_scale.py``: live nodes or archive nodes.
 
-Each node is its own :class:`~sisock.node.NodeService` (its own WAMP
+Each node is its own :class:`~sisock.wamp.service.NodeService` (its own WAMP
 session), built with the public node API and run together with
-:func:`sisock.node.run_nodes`. Live nodes keep a small ring buffer of one
+:func:`sisock.wamp.service.run_nodes`. Live nodes keep a small ring buffer of one
 field ``x`` and publish every sample on their ``live`` topic at their own
 rate; the sample's time stamp is the publish time, so a subscriber's clock
 minus it is the publish-to-arrival latency (same machine, same clock).
@@ -24,9 +24,9 @@ import time
 import numpy as np
 
 from sisock._quiet import silence_bjdata
-from sisock.core import DataCore
-from sisock.memory import RingBuffer, query_data, query_fields
-from sisock.protocol import FieldSpec, Result
+from sisock.core.contract import DataCore
+from sisock.core.timelines import RingBuffer, query_data, query_fields
+from sisock.core.protocol import FieldSpec, Result
 
 silence_bjdata()
 
@@ -101,8 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     from twisted.internet import reactor
     from twisted.internet.task import LoopingCall
 
-    from sisock.node import NodeService, run_nodes
-    from sisock.settings import load_settings
+    from sisock.wamp.service import NodeService, run_nodes
+    from sisock.site.settings import load_settings
 
     settings = load_settings("server")
     services: list[NodeService] = []
@@ -121,10 +121,10 @@ def main(argv: list[str] | None = None) -> int:
     else:
         from twisted.internet import threads
 
-        from sisock.archive.node import ArchiveNode
+        from sisock.archive.core import ArchiveCore
 
         for i, directory in enumerate(args.directories):
-            core = ArchiveNode(directory, f"{args.prefix}_{i}", f"benchmark archive {i}")
+            core = ArchiveCore(directory, f"{args.prefix}_{i}", f"benchmark archive {i}")
             services.append(NodeService(core, settings))
             reactor.callWhenRunning(threads.deferToThread, core.warm)
 

@@ -363,15 +363,17 @@ class Hub:
             self.on_leave(gone)
         opts = RegisterOptions(details_arg="details")
         checked = self._checked
-        await session.register(checked(self.add, "data_node.add"), self.uris.add, options=opts)
-        await session.register(checked(self.subtract, "data_node.subtract"), self.uris.subtract,
-                               options=opts)
-        await session.register(checked(self.claim, "data_node.claim"), self.uris.claim,
-                               options=opts)
-        await session.register(checked(self.get_data_node, "consumer.get_data_node"),
-                               self.uris.list_nodes)
-        await session.register(checked(self.get_replicas, "consumer.get_replicas"),
-                               self.uris.list_replicas)
+        # asked together: after a router restart the router is busy admitting every
+        # node again, and each round trip waits its turn
+        procedures = [(checked(self.add, "data_node.add"), self.uris.add, opts),
+                      (checked(self.subtract, "data_node.subtract"), self.uris.subtract, opts),
+                      (checked(self.claim, "data_node.claim"), self.uris.claim, opts),
+                      (checked(self.get_data_node, "consumer.get_data_node"),
+                       self.uris.list_nodes, None),
+                      (checked(self.get_replicas, "consumer.get_replicas"),
+                       self.uris.list_replicas, None)]
+        await _ask_all(range(len(procedures)), lambda i: session.register(
+            procedures[i][0], procedures[i][1], options=procedures[i][2]))
         session.publish(self.uris.hub_started, {"session": details.session})
         log.info("hub ready (session {s}); {n} running data node(s) recovered",
                  s=details.session, n=found)
