@@ -348,12 +348,6 @@ def browser_phase(url: str, follow: list[str], seconds: float, all_nodes: list[s
             page.wait_for_function("() => window.sisock && window.sisock.ready",
                                    timeout=PHASE_TIMEOUT * 1000, polling=100)
             out["page_ready_s"] = time.time() - t0
-            page.wait_for_function("() => window.sisock.live.length > 5",
-                                   timeout=PHASE_TIMEOUT * 1000, polling=100)
-            n0 = page.evaluate("window.sisock.live.length")
-            time.sleep(seconds)
-            live = page.evaluate(f"window.sisock.live.slice({n0})")
-            out["pixel_ms"] = [(x["drawnAt"] - x["t"]) * 1e3 for x in live]
             # every field list loaded (the picker's own count, where the page has one)
             t_f = time.time()
             try:
@@ -364,6 +358,12 @@ def browser_phase(url: str, follow: list[str], seconds: float, all_nodes: list[s
             except Exception:  # noqa: BLE001 - a page without the count loads them before ready
                 out["fields_loaded_s"] = None
             out["fields_wait_s"] = time.time() - t_f
+            page.wait_for_function("() => window.sisock.live.length > 5",
+                                   timeout=PHASE_TIMEOUT * 1000, polling=100)
+            n0 = page.evaluate("window.sisock.live.length")
+            time.sleep(seconds)
+            live = page.evaluate(f"window.sisock.live.slice({n0})")
+            out["pixel_ms"] = [(x["drawnAt"] - x["t"]) * 1e3 for x in live]
             # the picker: every node listed, a search keystroke rendered
             page.wait_for_function(
                 f"() => document.querySelectorAll('#nodes .node').length >= {len(all_nodes)}",
@@ -371,23 +371,28 @@ def browser_phase(url: str, follow: list[str], seconds: float, all_nodes: list[s
             out["picker_nodes"] = page.evaluate("document.querySelectorAll('#nodes .node').length")
             # a name no other name starts with (lvK_15: there is no lvK_150)
             target = next((n for n in all_nodes if n.endswith("_15")), all_nodes[-1])
-            ms = []
-            for _ in range(3):
+            ms, sync = [], []
+            for _ in range(10):
                 page.fill("#search", "")
-                page.wait_for_timeout(300)
-                ms.append(page.evaluate(
+                page.wait_for_timeout(200)
+                # (the keystroke's own handler, the next frame painted)
+                a, b = page.evaluate(
                     """(q) => new Promise((done) => {
                         const s = document.querySelector('#search');
                         const t0 = performance.now();
                         s.value = q;
                         s.dispatchEvent(new Event('input'));
+                        const t1 = performance.now();
                         const check = () => {
                           const shown = [...document.querySelectorAll('#nodes .node')];
-                          if (shown.length === 1) requestAnimationFrame(() => done(performance.now() - t0));
+                          if (shown.length === 1) requestAnimationFrame(() => done([t1 - t0, performance.now() - t0]));
                           else setTimeout(check, 5);
                         };
                         check();
-                    })""", target))
+                    })""", target)
+                sync.append(a)
+                ms.append(b)
+            out["search_sync_ms"] = sync
             out["search_ms"] = ms
             ctx.close()
         finally:
@@ -456,6 +461,10 @@ def run(stack: Stack, args, archives: list[Path], res: dict) -> None:
     live_procs = args.procs - archive_procs
     names: list[str] = []
     rates: dict[str, float] = {}
+    # the router's cost per publication, one publisher at a time, no subscriber:
+    # a node on its own live topic (the router asks the authorizer each time), and
+    # the hub's account on a topic its static permission allows (no authorizer)
+    res["publish_cost"] = publish_cost(stack, args.seconds / 2)
     # archive nodes first: the router's idle cost with sessions that do not publish
     t0 = time.time()
     for k in range(archive_procs):
@@ -614,12 +623,29 @@ def run(stack: Stack, args, archives: list[Path], res: dict) -> None:
     res["hub_log"] = str(hub_log)
 
 
+PEER_RATE = 1000.0
+
+
+def publish_cost(stack: Stack, seconds: float) -> dict:
+    """Router CPU (fraction of a core) idle, then with one 1,000/s publisher of each kind."""
+    out = {"idle": cpu_of({"r": tree(stack.router)}, seconds)["r"]}
+    for role in ("server", "hub"):
+        p = stack.host("publisher", "--role", role, "--rate", str(PEER_RATE),
+                       "--name", f"pub_{role}")
+        time.sleep(4)  # joined, listed and publishing
+        out[role] = cpu_of({"r": tree(stack.router)}, seconds)["r"]
+        stack.stop_proc(p)
+        stack.procs.remove(p)
+    return out
+
+
 def report(res: dict, args) -> None:
     """Print the figures as a table."""
     def s(x, fmt="{:.2f}"):
         return "n/a" if x is None else fmt.format(x)
 
     cpu = res.get("cpu", {})
+    pc = res.get("publish_cost", {})
     rate = res.get("publish_hz", 0.0)
     router_busy = cpu.get("router", 0.0) - res.get("router_idle_cpu", 0.0)
     rows = [
@@ -628,6 +654,12 @@ def report(res: dict, args) -> None:
         ("publications/s (sum of node rates)", f"{rate:.0f}"),
         ("router CPU, 50 archive nodes idle", f"{100 * res.get('router_idle_cpu', 0):.1f} %"),
         ("router CPU, steady state", f"{100 * cpu.get('router', 0):.1f} % of a core"),
+        ("  peer: 1,000 publications/s by one node",
+         f"{100 * (pc.get('server', 0) - pc.get('idle', 0)):.1f} % of a core over idle "
+         "(authorizer asked each time; no subscriber)"),
+        ("  peer: 1,000 publications/s, static permission",
+         f"{100 * (pc.get('hub', 0) - pc.get('idle', 0)):.1f} % of a core over idle "
+         "(hub account; no subscriber)"),
         ("router CPU per 1,000 publications/s", f"{1000 * router_busy / max(rate, 1) * 100:.1f} % "
          "of a core (over idle)"),
         ("hub CPU, steady state", f"{100 * cpu.get('hub', 0):.1f} %"),
@@ -647,7 +679,8 @@ def report(res: dict, args) -> None:
         rows += [("publish -> drawn in Chromium", dist(b.get("pixel_ms", []))),
                  ("dashboard ready (200 nodes)", s(b.get("page_ready_s")) + " s"),
                  ("  every field list loaded", s(b.get("fields_loaded_s")) + " s"),
-                 ("search keystroke -> picker rendered", dist(b.get("search_ms", [])))]
+                 ("search keystroke -> picker rendered", dist(b.get("search_ms", []))),
+                 ("  of which the input handler", dist(b.get("search_sync_ms", [])))]
     for how in ("SIGTERM", "SIGKILL"):
         j, lv = res.get(f"join_{how}", {}), res.get(f"leave_{how}", {})
         rows += [(f"join ({how} run): spawn -> listed", s(j.get("spawn_to_listed_s")) + " s"),

@@ -84,6 +84,57 @@ def rates_for(count: int, low: float, high: float, seed: int) -> list[float]:
     return [float(x) for x in r]
 
 
+def publisher(args: argparse.Namespace) -> int:
+    """Publish one-sample payloads at ``args.rate`` per second, in 10 ms bursts."""
+    from twisted.internet import reactor
+    from twisted.internet.task import LoopingCall
+
+    from sisock.site.settings import load_settings
+    from sisock.wamp.service import NodeService, run_nodes
+    from sisock.wamp.shell import make_component
+
+    core = LiveCore(args.name, args.rate)
+    settings = load_settings(args.role)
+    if args.role == "server":
+        service = NodeService(core, settings)
+        component = service.component
+
+        def publish() -> None:
+            service.publish_live(core.sample())
+    else:
+        component = make_component(settings)
+        topic = settings.uris.full("consumer.data_node_bench")
+        state: dict = {}
+        component.on("join", lambda session, details: state.update(session=session))
+        component.on("leave", lambda session, details: state.pop("session", None))
+
+        def publish() -> None:
+            now = time.time()
+            if "session" in state:
+                state["session"].publish(topic, {"data": {"x": [float(now % 7)]},
+                                                 "timeline": {"live": {"t": [now],
+                                                                       "finalized_until": now}}})
+    t0 = [0.0]
+    sent = [0]
+
+    def burst() -> None:
+        if not t0[0]:
+            t0[0] = time.monotonic()
+        due = int(args.rate * (time.monotonic() - t0[0]))
+        while sent[0] < due:
+            publish()
+            sent[0] += 1
+
+    reactor.callWhenRunning(lambda: LoopingCall(burst).start(0.01, now=False))
+    if args.role == "server":
+        run_nodes([service], "warn")
+    else:
+        from sisock.wamp.shell import run_components
+
+        run_components([component], "warn")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Build the services and run them until killed."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -93,6 +144,13 @@ def main(argv: list[str] | None = None) -> int:
     lv.add_argument("--count", type=int, default=25)
     lv.add_argument("--rates", default="1,10", help="LOW,HIGH Hz (default 1,10)")
     lv.add_argument("--seed", type=int, default=0)
+    pb = sub.add_parser("publisher", help="one session publishing at a high rate (router cost)")
+    pb.add_argument("--role", choices=("server", "hub"), required=True,
+                    help="server: a live node on its own live topic (the router asks the "
+                         "authorizer each time); hub: the hub's account on a topic its static "
+                         "permission allows (no authorizer)")
+    pb.add_argument("--rate", type=float, default=1000.0)
+    pb.add_argument("--name", default="pub_0")
     ar = sub.add_parser("archive", help="one archive node per directory")
     ar.add_argument("--prefix", required=True)
     ar.add_argument("directories", nargs="+")
@@ -106,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
 
     settings = load_settings("server")
     services: list[NodeService] = []
+    if args.kind == "publisher":
+        return publisher(args)
     if args.kind == "live":
         low, high = (float(x) for x in args.rates.split(","))
         for i, rate in enumerate(rates_for(args.count, low, high, args.seed)):

@@ -133,10 +133,11 @@ function loadAllFields() {
   fieldQueue.want(S.nodes.map((n) => n.name).filter((n) => !S.fields[n]));
 }
 
-// Renders caused by arriving field lists are coalesced (one per 100 ms).
+// Renders caused by arriving field lists are coalesced (one per 250 ms): the
+// page's live charts keep the main thread while hundreds of lists arrive.
 let pickerTimer = null;
 function renderPickerSoon() {
-  if (!pickerTimer) pickerTimer = setTimeout(() => { pickerTimer = null; renderPicker(); }, 100);
+  if (!pickerTimer) pickerTimer = setTimeout(() => { pickerTimer = null; renderPicker(); }, 250);
 }
 
 function toggleNode(name, expanded) {
