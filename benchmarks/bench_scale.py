@@ -89,6 +89,7 @@ class Stack(BenchStack):
         self.hub: subprocess.Popen | None = None
         self.web: subprocess.Popen | None = None
         self.joined: dict[str, float] = {}  # node -> time its session joined (host's report)
+        self.counts: dict[int, int] = {}  # subscriber pid -> events received so far
 
     def start(self) -> "Stack":
         self.router = self.spawn("router", "--loglevel", "warn")
@@ -113,7 +114,10 @@ class Stack(BenchStack):
                     event = json.loads(line)
                 except ValueError:
                     continue
-                self.joined[event["joined"]] = event["t"]
+                if "joined" in event:
+                    self.joined[event["joined"]] = event["t"]
+                else:
+                    self.counts[p.pid] = event["events"]
         threading.Thread(target=read, daemon=True).start()
         return p
 
@@ -329,6 +333,19 @@ def cpu_of(groups: dict[str, list], seconds: float) -> dict[str, float]:
     return {k: (total(v) - before[k]) / dt for k, v in groups.items()}
 
 
+def rss_mib(procs: list) -> float:
+    """Resident memory of ``procs`` together, MiB."""
+    import psutil
+
+    total = 0
+    for q in procs:
+        try:
+            total += q.memory_info().rss
+        except psutil.NoSuchProcess:
+            pass
+    return total / 2**20
+
+
 # -- browser ---------------------------------------------------------------------------
 
 
@@ -503,8 +520,20 @@ def run(stack: Stack, args, archives: list[Path], res: dict) -> None:
               "nodes": [q for h in hosts for q in tree(h)]}
     res["load_steady"] = loadavg()
     res["cpu"] = cpu_of(groups, args.seconds)
+    res["rss_mib"] = {k: rss_mib(v) for k, v in groups.items()}
+    res["live_procs"] = live_procs
+    res["archive_procs"] = archive_procs
     res["sse_ms"] = sse.since(t_sse)
     res["sse_rate"] = len(res["sse_ms"]) / args.seconds
+
+    # the same, with one more consumer subscribed to every live topic (an archiver):
+    # now every publication is authorized and delivered
+    archiver = Archiver(stack)
+    n0, t0 = archiver.received(), time.monotonic()
+    res["cpu_all_delivered"] = cpu_of(groups, args.seconds)
+    time.sleep(1.2)  # the archiver's next report
+    res["all_delivered_hz"] = (archiver.received() - n0) / (time.monotonic() - t0)
+    archiver.stop()
 
     # GET /api/nodes, and the hub's get_data_node as the peer
     conn = http.client.HTTPConnection("127.0.0.1", stack.web_port, timeout=30)
@@ -626,16 +655,45 @@ def run(stack: Stack, args, archives: list[Path], res: dict) -> None:
 PEER_RATE = 1000.0
 
 
+class Archiver:
+    """A child process subscribed to every live topic (``scale_nodes.py subscriber``)."""
+
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+        self.proc = stack.host("subscriber")
+        deadline = time.monotonic() + 30
+        while self.proc.pid not in stack.counts and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(2)  # joined and subscribed
+
+    def received(self) -> int:
+        """Events received so far (reported every second)."""
+        return self.stack.counts.get(self.proc.pid, 0)
+
+    def stop(self) -> None:
+        self.stack.stop_proc(self.proc)
+        self.stack.procs.remove(self.proc)
+
+
 def publish_cost(stack: Stack, seconds: float) -> dict:
-    """Router CPU (fraction of a core) idle, then with one 1,000/s publisher of each kind."""
-    out = {"idle": cpu_of({"r": tree(stack.router)}, seconds)["r"]}
-    for role in ("server", "hub"):
-        p = stack.host("publisher", "--role", role, "--rate", str(PEER_RATE),
-                       "--name", f"pub_{role}")
-        time.sleep(4)  # joined, listed and publishing
-        out[role] = cpu_of({"r": tree(stack.router)}, seconds)["r"]
-        stack.stop_proc(p)
-        stack.procs.remove(p)
+    """Router CPU (fraction of a core) idle, then with one 1,000/s publisher of each kind,
+    each publication delivered to one subscriber (a publication nobody subscribes to
+    is dropped by the router before it is even authorized)."""
+    archiver = Archiver(stack)
+    try:
+        out: dict = {"idle": cpu_of({"r": tree(stack.router)}, seconds)["r"]}
+        for role in ("server", "hub"):
+            p = stack.host("publisher", "--role", role, "--rate", str(PEER_RATE),
+                           "--name", f"pub_{role}")
+            time.sleep(4)  # joined, listed and publishing
+            n0, t0 = archiver.received(), time.monotonic()
+            out[role] = cpu_of({"r": tree(stack.router)}, seconds)["r"]
+            time.sleep(1.2)  # the archiver's next report
+            out[role + "_delivered_hz"] = (archiver.received() - n0) / (time.monotonic() - t0)
+            stack.stop_proc(p)
+            stack.procs.remove(p)
+    finally:
+        archiver.stop()
     return out
 
 
@@ -646,6 +704,7 @@ def report(res: dict, args) -> None:
 
     cpu = res.get("cpu", {})
     pc = res.get("publish_cost", {})
+    all_cpu = res.get("cpu_all_delivered", {}).get("router", 0.0)
     rate = res.get("publish_hz", 0.0)
     router_busy = cpu.get("router", 0.0) - res.get("router_idle_cpu", 0.0)
     rows = [
@@ -656,13 +715,21 @@ def report(res: dict, args) -> None:
         ("router CPU, steady state", f"{100 * cpu.get('router', 0):.1f} % of a core"),
         ("  peer: 1,000 publications/s by one node",
          f"{100 * (pc.get('server', 0) - pc.get('idle', 0)):.1f} % of a core over idle "
-         "(authorizer asked each time; no subscriber)"),
+         f"(authorizer asked each time; {pc.get('server_delivered_hz', 0):.0f}/s delivered)"),
         ("  peer: 1,000 publications/s, static permission",
          f"{100 * (pc.get('hub', 0) - pc.get('idle', 0)):.1f} % of a core over idle "
-         "(hub account; no subscriber)"),
+         f"(hub account, no authorizer; {pc.get('hub_delivered_hz', 0):.0f}/s delivered)"),
         ("router CPU per 1,000 publications/s", f"{1000 * router_busy / max(rate, 1) * 100:.1f} % "
-         "of a core (over idle)"),
+         f"of a core (over idle; {res.get('follow_hz', 0):.0f}/s of them have a subscriber)"),
+        ("router CPU, every publication also to an archiver",
+         f"{100 * all_cpu:.1f} % of a core "
+         f"({res.get('all_delivered_hz', 0):.0f} events/s received) = "
+         f"{100 * 1000 * (all_cpu - res.get('router_idle_cpu', 0)) / max(rate, 1):.1f} "
+         "% per 1,000 publications/s"),
         ("hub CPU, steady state", f"{100 * cpu.get('hub', 0):.1f} %"),
+        ("resident memory: router / hub / web / nodes",
+         " / ".join(f"{res.get('rss_mib', {}).get(k, 0):.0f}" for k in ("router", "hub", "web", "nodes"))
+         + f" MiB ({res.get('live_procs')} live + {res.get('archive_procs')} archive processes)"),
         ("web bridge CPU, steady state", f"{100 * cpu.get('web', 0):.1f} % "
          f"({args.follow} nodes followed, {res.get('follow_hz', 0):.0f} samples/s)"),
         ("node processes CPU, together", f"{100 * cpu.get('nodes', 0):.1f} %"),

@@ -84,6 +84,37 @@ def rates_for(count: int, low: float, high: float, seed: int) -> list[float]:
     return [float(x) for x in r]
 
 
+def subscriber() -> int:
+    """Subscribe to ``{base}.consumer.`` (prefix) with consumer credentials; count events."""
+    from autobahn.wamp.types import SubscribeOptions
+    from twisted.internet.task import LoopingCall
+
+    from sisock.site.settings import load_settings
+    from sisock.wamp.shell import make_component, run_components
+
+    settings = load_settings("consumer")
+    component = make_component(settings)
+    count = [0]
+
+    def on_event(*a, **k) -> None:
+        count[0] += 1
+
+    async def joined(session, details) -> None:
+        await session.subscribe(on_event, settings.uris.full("consumer."),
+                                options=SubscribeOptions(match="prefix"))
+
+    def report() -> None:
+        sys.__stdout__.write(json.dumps({"events": count[0], "t": time.time()}) + "\n")
+        sys.__stdout__.flush()
+
+    component.on("join", joined)
+    from twisted.internet import reactor
+
+    reactor.callWhenRunning(lambda: LoopingCall(report).start(1.0))
+    run_components([component], "warn")
+    return 0
+
+
 def publisher(args: argparse.Namespace) -> int:
     """Publish one-sample payloads at ``args.rate`` per second, in 10 ms bursts."""
     from twisted.internet import reactor
@@ -151,6 +182,8 @@ def main(argv: list[str] | None = None) -> int:
                          "permission allows (no authorizer)")
     pb.add_argument("--rate", type=float, default=1000.0)
     pb.add_argument("--name", default="pub_0")
+    sub.add_parser("subscriber", help="a consumer subscribed to every live topic "
+                   "(an archiver); prints its count every second")
     ar = sub.add_parser("archive", help="one archive node per directory")
     ar.add_argument("--prefix", required=True)
     ar.add_argument("directories", nargs="+")
@@ -166,6 +199,8 @@ def main(argv: list[str] | None = None) -> int:
     services: list[NodeService] = []
     if args.kind == "publisher":
         return publisher(args)
+    if args.kind == "subscriber":
+        return subscriber()
     if args.kind == "live":
         low, high = (float(x) for x in args.rates.split(","))
         for i, rate in enumerate(rates_for(args.count, low, high, args.seed)):
