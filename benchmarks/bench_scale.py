@@ -446,6 +446,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--restarts-only", action="store_true",
                     help="only the start, the steady CPU and the two restarts")
     ap.add_argument("--json", type=Path, help="also write the figures to this file")
+    ap.add_argument("--keep", type=Path, metavar="DIR",
+                    help="work in DIR (made fresh) and keep it: logs of every process")
     args = ap.parse_args(argv)
     if not 1 <= args.procs <= 10:
         ap.error(f"--procs must be between 1 and 10, got {args.procs}")
@@ -453,6 +455,10 @@ def main(argv: list[str] | None = None) -> int:
     t_begin = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="sisock-scale-") as tmp:
         root = Path(tmp)
+        if args.keep:
+            shutil.rmtree(args.keep, ignore_errors=True)
+            args.keep.mkdir(parents=True)
+            root = args.keep
         home = root / "home"
         home.mkdir()
         archives = make_archives(root, args.archive) if args.archive else []
@@ -481,6 +487,7 @@ def run(stack: Stack, args, archives: list[Path], res: dict) -> None:
     # the router's cost per publication, one publisher at a time, no subscriber:
     # a node on its own live topic (the router asks the authorizer each time), and
     # the hub's account on a topic its static permission allows (no authorizer)
+    res["router_rss_start_mib"] = rss_mib(tree(stack.router))
     res["publish_cost"] = publish_cost(stack, args.seconds / 2)
     # archive nodes first: the router's idle cost with sessions that do not publish
     t0 = time.time()
@@ -608,8 +615,10 @@ def run(stack: Stack, args, archives: list[Path], res: dict) -> None:
     t0, _ = stack.restart("hub")
     t_names = w.until(lambda ls: everyone <= set(ls))
     t_desc = w.until(lambda ls: everyone <= set(ls) and all(ls[n] for n in everyone))
+    announced = [t for t in w.hub_started if t > t0]
     res["hub_restart"] = {"to_all_listed_s": None if t_names is None else t_names - t0,
-                          "to_all_described_s": None if t_desc is None else t_desc - t0}
+                          "to_all_described_s": None if t_desc is None else t_desc - t0,
+                          "to_announced_s": announced[0] - t0 if announced else None}
 
     # the router restarted: the hub and the bridge list everyone again, samples flow again
     n_events = len(sse.events)
@@ -727,6 +736,7 @@ def report(res: dict, args) -> None:
          f"{100 * 1000 * (all_cpu - res.get('router_idle_cpu', 0)) / max(rate, 1):.1f} "
          "% per 1,000 publications/s"),
         ("hub CPU, steady state", f"{100 * cpu.get('hub', 0):.1f} %"),
+        ("router resident memory before the nodes", f"{res.get('router_rss_start_mib', 0):.0f} MiB"),
         ("resident memory: router / hub / web / nodes",
          " / ".join(f"{res.get('rss_mib', {}).get(k, 0):.0f}" for k in ("router", "hub", "web", "nodes"))
          + f" MiB ({res.get('live_procs')} live + {res.get('archive_procs')} archive processes)"),
@@ -765,6 +775,8 @@ def report(res: dict, args) -> None:
     h = res.get("hub_restart", {})
     rows.append(("hub restart -> all listed / described",
                  f"{s(h.get('to_all_listed_s'))} / {s(h.get('to_all_described_s'))} s"))
+    rows.append(("  hub restart -> announced (start, rebuild, register)",
+                 s(h.get("to_announced_s")) + " s"))
     r = res.get("router_restart", {})
     rows += [("router restart: SIGTERM -> exited", s(r.get("stop_s")) + " s"),
              ("  started -> port open", s(r.get("start_to_port_s")) + " s"),

@@ -28,7 +28,7 @@ RETRY_DELAY = 0.5
 #: The hub's delay: after a router restart it should be back before the
 #: hundreds of nodes that need it to get their names (a refused attempt is
 #: one cheap TCP connection).
-HUB_RETRY_DELAY = 0.1
+HUB_RETRY_DELAY = 0.2
 
 #: Largest message a RawSocket peer may send (the protocol's limit, 16 MiB).
 RAWSOCKET_MAX_MESSAGE = RAWSOCKET_MESSAGE_BYTES
