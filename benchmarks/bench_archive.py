@@ -312,7 +312,7 @@ class Stack:
 
 
 def listed(client, name: str) -> bool:
-    from sisock.wamp.client import ClientError
+    from sisock.client import ClientError
 
     try:
         return name in {n["name"] for n in client.nodes()}
@@ -323,7 +323,7 @@ def listed(client, name: str) -> bool:
 def restart_to_first_answer(stack: Stack, directory: str, start: float, end: float,
                             stride: float) -> tuple[float, subprocess.Popen, int]:
     """Seconds from starting a node process to its first whole-range answer via a fresh client."""
-    from sisock.wamp.client import connect
+    from sisock.client import connect
 
     with connect(timeout=120) as watcher:
         while not _hub_up(watcher):
@@ -341,7 +341,7 @@ def restart_to_first_answer(stack: Stack, directory: str, start: float, end: flo
 
 
 def _hub_up(client) -> bool:
-    from sisock.wamp.client import ClientError
+    from sisock.client import ClientError
 
     try:
         client.nodes()
@@ -411,7 +411,7 @@ def main(argv: list[str] | None = None) -> int:
                     [sys.executable, "-c", DUCK_COLD, os.path.join(peer_dir, "bench.duckdb"), duck_sql],
                     capture_output=True, text=True, check=True).stdout) for _ in range(3))
             row(f"restart -> first answer ({npts} pts)", best, "DuckDB + rollup, cold process", cold)
-            from sisock.wamp.client import connect
+            from sisock.client import connect
 
             with connect(timeout=300) as c:
                 fields = median_time(lambda: c.fields("bench", start, end), args.repeat)

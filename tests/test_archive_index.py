@@ -279,15 +279,15 @@ def test_get_fields_not_blocked_by_a_long_read(tmp_path, monkeypatch):
     node = ArchiveCore(tmp_path, "n")
     node.warm()
     entered, release = threading.Event(), threading.Event()
-    real = ReadableFile.read_t
+    real = ReadableFile.read_into  # raw rows of immutable files are read straight into place
 
-    def slow_read_t(self, *args):
+    def slow_read_into(self, *args):
         if threading.current_thread().name == "slow":
             entered.set()
             release.wait(60)
         return real(self, *args)
 
-    monkeypatch.setattr(ReadableFile, "read_t", slow_read_t)
+    monkeypatch.setattr(ReadableFile, "read_into", slow_read_into)
     slow = threading.Thread(target=node.get_data, args=(["x"], T0, T0 + 3600), name="slow")
     slow.start()
     try:

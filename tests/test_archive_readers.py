@@ -332,7 +332,7 @@ def test_in_process_reader_never_sees_half_a_batch(tmp_path, monkeypatch):
 
             def read_during_the_batch() -> None:
                 paused.wait(timeout=60)
-                got.update(r.read(["x", "y"], t0, 2e9))
+                got["result"] = r.read(["x", "y"], t0, 2e9)
                 resume.set()
 
             reader = threading.Thread(target=read_during_the_batch)
@@ -342,9 +342,10 @@ def test_in_process_reader_never_sees_half_a_batch(tmp_path, monkeypatch):
             w.flush()
             reader.join(timeout=60)
     assert paused.is_set()
-    t = got["timeline"]["tl"]["t"]
-    np.testing.assert_array_equal(got["data"]["x"], t)
-    np.testing.assert_array_equal(got["data"]["y"], t)
+    result = got["result"]
+    t = result.timelines["tl"].t
+    np.testing.assert_array_equal(result.data["x"], t)
+    np.testing.assert_array_equal(result.data["y"], t)
 
 
 def test_file_renamed_during_a_query_is_found_under_its_new_name(tmp_path, monkeypatch):

@@ -12,6 +12,8 @@ import math
 import numpy as np
 import pytest
 
+from sisock.core import encoders
+from sisock.core.protocol import Result
 from sisock.web import encode, grafana, params
 from sisock.web.errors import WebError
 
@@ -166,16 +168,18 @@ class _Q:
 
 
 def _result():
-    return {"data": {"a": np.array([1.0, math.nan, 3.0]), "s": np.array(["x", "y", "z"], dtype=object),
+    return Result.coerce({"data": {"a": np.array([1.0, math.nan, 3.0]), "s": np.array(["x", "y", "z"], dtype=object),
                      "b": np.array([True, False]), "e": np.zeros(0)},
             "timeline": {"one": {"t": np.array([1.0, 2.0, 3.0]), "finalized_until": 3.0},
                          "two": {"t": np.array([2.0, 4.0]), "finalized_until": None}},
-            "field_timeline": {"a": "one", "s": "one", "b": "two"}}
+            "field_timeline": {"a": "one", "s": "one", "b": "two"}})
 
 
 def test_csv_rows_merge_timelines():
     """CSV: one row per distinct time; empty cells for no sample or NaN; exact times."""
-    rows = list(csv.reader(io.StringIO(encode.to_csv(["a", "b", "s", "e"], _result()))))
+    q = _Q()
+    q.fields = ["a", "b", "s", "e"]
+    rows = list(csv.reader(io.StringIO(encoders.encode(encoders.CSV, _result(), q))))
     assert rows[0] == ["time", "t", "a", "b", "s", "e"]
     assert rows[1] == ["1970-01-01T00:00:01.000Z", "1.0", "1.0", "", "x", ""]
     assert rows[2] == ["1970-01-01T00:00:02.000Z", "2.0", "", "true", "y", ""]
@@ -185,7 +189,7 @@ def test_csv_rows_merge_timelines():
 
 def test_binary_frame_round_trip():
     """The binary frame decodes back to the same arrays, aligned for Float64Array."""
-    frame = encode.to_binary(_Q(), _result())
+    frame = encoders.encode(encoders.FRAME, _result(), _Q())
     assert frame[:8] == encode.MAGIC
     head_len = int.from_bytes(frame[8:12], "little")
     assert (16 + head_len) % 8 == 0
@@ -201,7 +205,7 @@ def test_json_body_has_nulls_not_nan():
     """The JSON body is strict JSON: NaN becomes null."""
     import json
 
-    body = json.dumps(encode.to_json(_Q(), _result()), allow_nan=False)
+    body = json.dumps(encoders.encode(encoders.JSON, _result(), _Q()), allow_nan=False)
     assert json.loads(body)["data"]["a"] == [1.0, None, 3.0]
 
 

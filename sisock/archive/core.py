@@ -75,5 +75,5 @@ class ArchiveCore(DataCore):
     def get_data(self, fields, start, end, min_stride=None, method="mean", *,
                  streaming: bool = False) -> Result:
         """Samples of ``fields`` in ``[start, end)``, downsampled if asked."""
-        return Result.coerce(self.reader.read(fields, start, end, min_stride, method,
-                                              max_samples=self.limit(streaming)))
+        return self.reader.read(fields, start, end, min_stride, method,
+                                max_samples=self.limit(streaming), progressive=streaming)

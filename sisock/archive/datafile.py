@@ -186,6 +186,23 @@ class ReadableFile:
         with self._handles.borrow(self.path, live=not self.immutable) as h:
             return h5io.read_values(h, timeline, name, ftype, i0, i1, not self.immutable)
 
+    def read_into(self, timeline: str, name: str | None, i0: int, i1: int,
+                  out: np.ndarray) -> None:
+        """Times (``name`` None) or a number/bool field's values ``[i0, i1)`` into ``out``.
+
+        ``out`` is a C-contiguous slice of the result array (float64 for
+        times and numbers, bool for bools); nothing else is allocated for
+        times and numbers.
+        """
+        if i1 <= i0:
+            return
+        if name is not None and self.timelines[timeline].fields[name].type != "number":
+            out[:] = self.read_field(timeline, name, i0, i1)
+            return
+        self._mark()
+        with self._handles.borrow(self.path, live=not self.immutable) as h:
+            h5io.read_into(h, timeline, name, i0, i1, out, not self.immutable)
+
     def index(self, timeline: str, x: float) -> int:
         """Number of samples with ``t < x`` (binary search guided by the finest level)."""
         info = self.timelines[timeline]

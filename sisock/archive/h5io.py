@@ -382,6 +382,20 @@ def read_values(h: ReadHandle, timeline: str, name: str, ftype: str, i0: int, i1
     return raw.astype(np.float64, copy=False)
 
 
+def read_into(h: ReadHandle, timeline: str, name: str | None, i0: int, i1: int,
+              out: np.ndarray, refresh: bool) -> None:
+    """Rows ``[i0, i1)`` of a float64 column (times when ``name`` is None, else a
+    number field) read straight into ``out`` (float64, C-contiguous, ``i1 - i0`` long).
+
+    Saves the allocation of a new array and its later concatenation: the
+    reader places every file's rows into one array that is already its
+    final size.
+    """
+    key = f"{timeline}/t" if name is None else f"{timeline}/f/{name}"
+    with h.lock:
+        _fresh(h, key, refresh and name is not None).read_direct(out, np.s_[i0:i1])
+
+
 def read_root_attrs(path: str) -> dict[str, Any]:
     """Root attributes of a file (used by a restarting writer)."""
     with pool().borrow(path) as h:

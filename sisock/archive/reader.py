@@ -42,7 +42,7 @@ from __future__ import annotations
 import math
 import os
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 
@@ -59,7 +59,7 @@ from sisock.core.downsample import (
     sorted_bins,
 )
 from sisock.core.contract import too_much_data
-from sisock.core.protocol import check_min_stride, missing_values
+from sisock.core.protocol import Result, TimelineData, check_min_stride, missing_values
 from .checks import check_max_samples, check_range
 from .datafile import ReadableFile
 from .fileset import FileSet, Snapshot
@@ -190,8 +190,9 @@ class ArchiveReader:
         min_stride: float | None = None,
         method: str = "mean",
         max_samples: int | None = None,
-    ) -> dict:
-        """Data of ``fields`` in ``[start, end)`` (get_data shape, numpy arrays).
+        progressive: bool = False,
+    ) -> Result:
+        """Data of ``fields`` in ``[start, end)`` (numpy arrays).
 
         Parameters
         ----------
@@ -206,13 +207,19 @@ class ArchiveReader:
             Downsampling method (ignored without ``min_stride``).
         max_samples : int, optional
             Limit on the number of values returned (all fields together).
+        progressive : bool
+            Return before the raw samples of immutable files are read: their
+            arrays are allocated at full length and each step of
+            :attr:`Result.pending <sisock.protocol.Result.pending>` reads a
+            slab of rows into place (run the steps in a worker thread), so a
+            caller can send the first rows while the next are read. Without
+            it every row is read before returning.
 
         Returns
         -------
-        dict
-            ``{"data": {field: array}, "timeline": {name: {"t": array,
-            "finalized_until": float or None}}, "field_timeline": {field: name}}``
-            (:meth:`sisock.core.protocol.Result.coerce` takes it as it is).
+        Result
+            One array per field, the times of each timeline with data,
+            ``finalized_until`` and ``field_timeline``.
 
         Raises
         ------
@@ -229,7 +236,8 @@ class ArchiveReader:
         fields = list(dict.fromkeys(fields))
         self._reads.touched = touched = set()
         try:
-            out = self._retry(self._read, fields, start, end, min_stride, method, max_samples)
+            out = self._retry(self._read, fields, start, end, min_stride, method, max_samples,
+                              progressive)
         finally:
             self._reads.touched = None
         self.last_files_read = touched
@@ -246,7 +254,7 @@ class ArchiveReader:
                 self.files.invalidate()
 
     def _read(self, fields: list[str], start: float, end: float, min_stride: float | None,
-              method: str, max_samples: int | None) -> dict:
+              method: str, max_samples: int | None, progressive: bool = False) -> Result:
         snapshot = self.files.refresh()
         specs, files = snapshot.current()
         data: dict[str, np.ndarray] = {}
@@ -257,7 +265,8 @@ class ArchiveReader:
                 data[name] = missing_values(specs[name][1].type, 0)
             else:
                 data[name] = np.zeros(0)
-        timelines: dict[str, dict] = {}
+        result = Result()
+        fills: list[tuple[str, Iterator[int]]] = []
         budget = max_samples
         for tl, names in by_tl.items():
             types = {k: specs[k][1].type for k in names}
@@ -265,14 +274,16 @@ class ArchiveReader:
             if hi <= lo and not growing:
                 continue
             overlapping = _Overlap(snapshot.arrays.get(tl), lo, hi, growing)
+            fill = None
             if min_stride is None:
-                t, cols = self._read_raw(overlapping, tl, names, types, start, end, budget,
-                                         (max_samples, len(fields)))
+                t, cols, fill = self._read_raw(overlapping, tl, names, types, start, end, budget,
+                                               (max_samples, len(fields)))
                 stride = None
             else:
                 stride, level = choose_stride(min_stride)
                 if level is None:
-                    t, cols = self._read_raw(overlapping, tl, names, types, start, end, None)
+                    t, cols, _ = self._read_raw(overlapping, tl, names, types, start, end, None,
+                                                lazy=False)
                     t, cols = downsample_columns(t, cols, stride, method, (start, end))
                 else:
                     t, cols = self._read_summary(snapshot, overlapping, tl, names, types, start,
@@ -285,19 +296,36 @@ class ArchiveReader:
                                         len(fields), start, end, method)
                 budget -= t.size * len(names)
             data.update(cols)
-            timelines[tl] = {"t": t, "finalized_until": finalized_until(
-                files[tl], tl, end, stride, snapshot.writer_active)}
-        owner = {name: tl for tl, names in by_tl.items() if tl in timelines for name in names}
-        return {"data": data, "timeline": timelines, "field_timeline": owner}
+            result.timelines[tl] = TimelineData(t, finalized_until(
+                files[tl], tl, end, stride, snapshot.writer_active))
+            if fill is not None:
+                fills.append((tl, fill))
+        result.data = data
+        result.field_timeline = {name: tl for tl, names in by_tl.items()
+                                 if tl in result.timelines for name in names}
+        if fills:
+            result.filled.update((tl, 0) for tl, _ in fills)
+            result.pending = _fill_in_turn(result.filled, fills)
+            if not progressive:
+                result.complete()
+        return result
 
     def _read_raw(self, overlapping: _Overlap, tl: str, names: list[str],
                   types: dict[str, str], start: float, end: float, budget: int | None,
-                  request: tuple[int | None, int] = (None, 0)
-                  ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+                  request: tuple[int | None, int] = (None, 0), lazy: bool = True
+                  ) -> tuple[np.ndarray, dict[str, np.ndarray], Iterator[int] | None]:
         """Raw samples of ``names`` in ``[start, end)``, after checking the budget.
 
         ``request`` is the whole request's ``(max_samples, fields asked)``, for
         the refusal's message (``budget`` is what is left of ``max_samples``).
+
+        Returns ``(t, columns, fill)``. The arrays have their final length;
+        with ``fill`` not None, the rows of immutable files are still to be
+        read: each step of ``fill`` reads up to :data:`FILL_BYTES` of them
+        into place and yields how many leading rows are complete. Rows of a
+        growing file are read at once (it may hold fewer rows of a field
+        than of times), and so is everything when a field holds strings
+        (no fixed width to allocate) or ``lazy`` is False.
         """
         spans = [(f, f.index(tl, start), f.index(tl, end)) for f in overlapping.files()]
         if budget is not None:
@@ -307,23 +335,59 @@ class ArchiveReader:
                 limit = budget if limit is None else limit
                 raise too_much_data(limit, limit - budget + total, max(asked, len(names)),
                                     start, end, "mean")
+        spans = [s for s in spans if s[2] > s[1]]
+        if any(types[k] == "string" for k in names):
+            return (*self._read_joined(spans, tl, names, types), None)
+        pieces: list[tuple[ReadableFile, int, int, tuple | None]] = []
+        for f, i0, i1 in spans:
+            if f.immutable:
+                self._reads.note(f.seq)
+                pieces.append((f, i0, i1, None))
+            else:  # read now, at the length every column really has
+                t, part = self._read_rows(f, tl, names, types, i0, i1)
+                pieces.append((f, i0, i0 + t.size, (t, part)))
+        total = sum(i1 - i0 for _, i0, i1, _ in pieces)
+        t_out = np.empty(total)
+        cols = {k: np.empty(total, dtype=missing_values(types[k], 0).dtype) for k in names}
+        at = 0
+        for _, i0, i1, eager in pieces:
+            if eager is not None:
+                t_out[at:at + i1 - i0] = eager[0]
+                for k in names:
+                    cols[k][at:at + i1 - i0] = eager[1][k]
+            at += i1 - i0
+        fill = _fill(pieces, tl, names, types, t_out, cols)
+        if not lazy or total == 0:
+            for _ in fill:
+                pass
+            return t_out, cols, None
+        return t_out, cols, fill
+
+    @staticmethod
+    def _read_rows(f: ReadableFile, tl: str, names: list[str], types: dict[str, str],
+                   i0: int, i1: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Rows ``[i0, i1)`` of one file as new arrays, cut to the shortest column."""
+        t = f.read_t(tl, i0, i1)
+        info = f.timelines[tl]
+        part = {}
+        for k in names:
+            if k in info.fields and info.fields[k].type == types[k]:
+                part[k] = f.read_field(tl, k, i0, i1)
+            else:
+                part[k] = missing_values(types[k], t.size)
+        n = min([t.size] + [v.size for v in part.values()])  # growing file: lengths may differ
+        return t[:n], {k: v[:n] for k, v in part.items()}
+
+    def _read_joined(self, spans: list, tl: str, names: list[str], types: dict[str, str]
+                     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Every file's rows read, then joined (string fields: no fixed width)."""
         ts: list[np.ndarray] = []
         cols: dict[str, list[np.ndarray]] = {k: [] for k in names}
         for f, i0, i1 in spans:
-            if i1 <= i0:
-                continue
-            t = f.read_t(tl, i0, i1)
-            info = f.timelines[tl]
-            part = {}
+            t, part = self._read_rows(f, tl, names, types, i0, i1)
+            ts.append(t)
             for k in names:
-                if k in info.fields and info.fields[k].type == types[k]:
-                    part[k] = f.read_field(tl, k, i0, i1)
-                else:
-                    part[k] = missing_values(types[k], t.size)
-            n = min([t.size] + [v.size for v in part.values()])  # growing file: lengths may differ
-            ts.append(t[:n])
-            for k in names:
-                cols[k].append(part[k][:n])
+                cols[k].append(part[k])
         if not ts:
             return np.zeros(0), {k: missing_values(types[k], 0) for k in names}
         return np.concatenate(ts), {k: np.concatenate(v) for k, v in cols.items()}
@@ -387,7 +451,8 @@ class ArchiveReader:
                          types: dict[str, str], start: float, end: float, stride: float,
                          method: str, out_bins: np.ndarray) -> dict[str, np.ndarray]:
         """String fields (no summaries): raw samples picked per output bin."""
-        t_raw, raw = self._read_raw(overlapping, tl, strs, types, start, end, None)
+        t_raw, raw, _ = self._read_raw(overlapping, tl, strs, types, start, end, None,
+                                       lazy=False)
         raw_bins, starts = sorted_bins(t_raw, stride)
         pos = np.clip(np.searchsorted(raw_bins, out_bins), 0, max(raw_bins.size - 1, 0))
         hit = ((pos < raw_bins.size) & (raw_bins[pos] == out_bins) if raw_bins.size
@@ -465,6 +530,46 @@ class _Overlap:
         """Every overlapping file, in order."""
         head = self.arrays.files[self.lo:self.hi] if self.arrays is not None else []
         return head + self.growing
+
+
+#: Bytes of rows (times and values) one step of a progressive read fills.
+FILL_BYTES = 2**20
+
+
+def _fill(pieces: list, tl: str, names: list[str], types: dict[str, str], t_out: np.ndarray,
+          cols: dict[str, np.ndarray]) -> Iterator[int]:
+    """Read the rows of immutable files into ``t_out`` and ``cols``, a slab at a time.
+
+    Yields the number of leading rows complete after each slab.
+    """
+    row_bytes = 8 + sum(cols[k].dtype.itemsize for k in names)
+    step = max(1, FILL_BYTES // row_bytes)
+    at = 0
+    for f, i0, i1, eager in pieces:
+        if eager is None:
+            info = f.timelines[tl]
+            for a in range(i0, i1, step):
+                b = min(i1, a + step)
+                o0, o1 = at + a - i0, at + b - i0
+                f.read_into(tl, None, a, b, t_out[o0:o1])
+                for k in names:
+                    if k in info.fields and info.fields[k].type == types[k]:
+                        f.read_into(tl, k, a, b, cols[k][o0:o1])
+                    else:
+                        cols[k][o0:o1] = missing_values(types[k], 1)[0]
+                yield o1
+        at += i1 - i0
+    yield at
+
+
+def _fill_in_turn(filled: dict[str, int], fills: list[tuple[str, Iterator[int]]]
+                  ) -> Iterator[None]:
+    """Run each timeline's fill in turn, recording its complete rows in ``filled``."""
+    for tl, fill in fills:
+        for rows in fill:
+            filled[tl] = rows
+            yield None
+        filled.pop(tl, None)
 
 
 __all__ = ["ArchiveReader", "LEVELS"]

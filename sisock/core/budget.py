@@ -41,11 +41,12 @@ from sisock.core.protocol import (
     values_per_bin,
     ROUTER_MESSAGE_BYTES,
     Result,
+    TimelineData,
     check_max_message_bytes,
 )
 
 __all__ = ["DEFAULT_MESSAGE_BYTES", "MIN_MESSAGE_BYTES", "ROUTER_MESSAGE_BYTES", "check_limit",
-           "plan_reply", "split_live", "check_fits"]
+           "plan_reply", "split_live"]
 
 # Limits of a caller's messages (the ``max_message_bytes`` extension):
 # DEFAULT_MESSAGE_BYTES is autobahn ``ApplicationRunner``'s
@@ -140,25 +141,31 @@ def part_bytes(limit: int, chunk_bytes: int = wire.CHUNK_BYTES) -> int:
     return max(4096, min(chunk_bytes, (limit - 8 * ENVELOPE_BYTES) * 3 // 4))
 
 
-def _rows(result: Mapping[str, Any]) -> dict[str, int]:
-    return {name: len(tl["t"]) for name, tl in result["timeline"].items()}
+def _rows(result: Result) -> dict[str, int]:
+    return {name: len(tl.t) for name, tl in result.timelines.items()}
 
 
 #: Rows per timeline encoded to estimate the bytes per row of a large reply.
 SAMPLE_ROWS = 20_000
 
 
-def _sample(result: Mapping[str, Any], tl: str, owner: Mapping[str, str], k: int) -> dict:
-    """Timeline ``tl`` of ``result`` and its fields, ``k`` rows evenly picked."""
-    t = np.asarray(result["timeline"][tl]["t"])
+def _sample(result: Result, tl: str, k: int) -> Result:
+    """Timeline ``tl`` of ``result`` and its fields, ``k`` rows evenly picked.
+
+    Reads a progressive result to the end first (only large one-message
+    replies are sampled, and those are read whole anyway).
+    """
+    result.complete()
+    t = result.timelines[tl].t
     idx = np.linspace(0, len(t) - 1, k).astype(np.int64) if len(t) > k else slice(None)
-    return {"data": {f: np.asarray(v)[idx] for f, v in result["data"].items()
-                     if owner.get(f) == tl and len(v) == len(t)},
-            "timeline": {tl: {"t": t[idx],
-                              "finalized_until": result["timeline"][tl].get("finalized_until")}}}
+    out = Result()
+    out.add(tl, t[idx], {f: v[idx] for f, v in result.data.items()
+                         if result.field_timeline.get(f) == tl and len(v) == len(t)},
+            result.timelines[tl].finalized_until)
+    return out
 
 
-def row_costs(result: Mapping[str, Any], encoding: str | None = None
+def row_costs(result: Result | Mapping[str, Any], encoding: str | None = None
               ) -> tuple[dict[str, tuple[float, int, float]], int]:
     """Encoded bytes per row of each timeline, estimated from a sample.
 
@@ -169,24 +176,24 @@ def row_costs(result: Mapping[str, Any], encoding: str | None = None
         largest serializer; ``fixed`` is the bytes of everything that does
         not grow with rows (envelope, empty or unowned arrays).
     """
-    owner = wire.field_timelines(result)
+    result = Result.coerce(result)
     costs = {}
     for tl, n in _rows(result).items():
         if n == 0:
             continue
-        sub = _sample(result, tl, owner, SAMPLE_ROWS)
-        k = len(sub["timeline"][tl]["t"])
-        t = np.asarray(result["timeline"][tl]["t"])
-        costs[tl] = (largest_size(Result.coerce(sub).to_wire(encoding))[0] / k, n,
+        sub = _sample(result, tl, SAMPLE_ROWS)
+        k = len(sub.timelines[tl].t)
+        t = result.timelines[tl].t
+        costs[tl] = (largest_size(sub.to_wire(encoding))[0] / k, n,
                      float(t[-1] - t[0]) if n > 1 else 0.0)
     fixed = ENVELOPE_BYTES
-    orphans = {k: v for k, v in result["data"].items() if k not in owner}
+    orphans = {k: v for k, v in result.data.items() if k not in result.field_timeline}
     if orphans:
-        fixed += largest_size(Result.coerce({"data": orphans, "timeline": {}}).to_wire(encoding))[0]
+        fixed += largest_size(Result(data=orphans).to_wire(encoding))[0]
     return costs, fixed
 
 
-def suggest_min_stride(result: Mapping[str, Any], start: float, end: float, limit: int,
+def suggest_min_stride(result: Result | Mapping[str, Any], start: float, end: float, limit: int,
                        encoding: str | None = None, method: str | None = None) -> float:
     """The ``min_stride`` (seconds) whose reply would fit ``limit``.
 
@@ -206,7 +213,7 @@ def suggest_min_stride(result: Mapping[str, Any], start: float, end: float, limi
     return math.ceil(s / digits) * digits
 
 
-def too_much(result: Mapping[str, Any], size: int, serializer: str, limit: int, start: float,
+def too_much(result: Result | Mapping[str, Any], size: int, serializer: str, limit: int, start: float,
              end: float, encoding: str | None, method: str | None, what: str = "get_data",
              extensions: bool = True) -> TooMuchData:
     """The error for a reply of ``size`` bytes over ``limit``.
@@ -224,15 +231,17 @@ def too_much(result: Mapping[str, Any], size: int, serializer: str, limit: int, 
         min_stride=stride, max_message_bytes=limit)
 
 
-def plan_reply(result: Mapping[str, Any], start: float, end: float, limit: int,
+def plan_reply(result: Result | Mapping[str, Any], start: float, end: float, limit: int,
                encoding: str | None, streaming: bool, method: str | None = None,
                chunk_bytes: int = wire.CHUNK_BYTES) -> tuple[dict | None, int]:
     """Decide how a core result travels: one message, streamed, or refused.
 
     Parameters
     ----------
-    result : mapping
-        Core ``get_data`` result (numpy arrays).
+    result : Result
+        What the core returned (a ``get_data``-shaped mapping is taken too).
+        A progressive result stays unread when it is to be streamed, and is
+        read to the end when it travels as one message.
     start, end : float
         The query range (UNIX seconds), for the ``min_stride`` suggestion.
     limit : int
@@ -256,6 +265,7 @@ def plan_reply(result: Mapping[str, Any], start: float, end: float, limit: int,
     TooMuchData
         Neither fits; the message names the limit and a ``min_stride``.
     """
+    result = Result.coerce(result)
     part = part_bytes(limit, chunk_bytes)
     if streaming:
         rest = _unsplit(result)
@@ -270,7 +280,7 @@ def plan_reply(result: Mapping[str, Any], start: float, end: float, limit: int,
         if estimate > 1.5 * limit:  # clearly too big: spare the full encoding
             raise too_much(result, estimate, "the largest of json, msgpack, cbor", limit, start, end,
                            encoding, method)
-    reply = Result.coerce(result).to_wire(encoding)
+    reply = result.to_wire(encoding)
     if upper_bound(reply) <= limit:
         return reply, part
     size, ser = largest_size(reply)
@@ -281,40 +291,14 @@ def plan_reply(result: Mapping[str, Any], start: float, end: float, limit: int,
     raise too_much(result, size, ser, limit, start, end, encoding, method)
 
 
-def check_fits(reply: Any, start: float, end: float,
-               limit: int = DEFAULT_MESSAGE_BYTES) -> None:
-    """Raise :class:`TooMuchData` if an already encoded ``get_data`` reply
-    (lists, as sisock 0.x node classes return) exceeds ``limit``.
-
-    Replies of an unexpected shape are let through unchecked.
-    """
-    if not (isinstance(reply, Mapping) and isinstance(reply.get("data"), Mapping)
-            and isinstance(reply.get("timeline"), Mapping)):
-        return
-    try:
-        if upper_bound(reply) <= limit:
-            return
-        size, ser = largest_size(reply)
-    except Exception:  # noqa: BLE001 - an odd legacy reply: leave it to the serializer
-        return
-    if size + ENVELOPE_BYTES > limit:
-        raise too_much(reply, size, ser, limit, start, end, None, None, extensions=False)
-
-
-def _unsplit(result: Mapping[str, Any]) -> dict | None:
+def _unsplit(result: Result) -> dict | None:
     """The arrays that streaming cannot split (strings, unowned), as one reply."""
-    owner = wire.field_timelines(result)
-    rest = {}
-    for k, v in result["data"].items():
-        a = np.asarray(v)
-        tl = owner.get(k)
-        if a.dtype.kind in "biuf" and tl is not None and len(a) == len(result["timeline"][tl]["t"]):
-            continue
-        rest[k] = wire.encode_array(a, "binary")
-    return {"data": rest, "timeline": {}} if rest else None
+    _, rest = wire.split_plan(result)
+    return {"data": {k: wire.encode_array(result.data[k], "binary") for k in rest},
+            "timeline": {}} if rest else None
 
 
-def split_live(result: Mapping[str, Any], limit: int, encoding: str | None = None
+def split_live(result: Result | Mapping[str, Any], limit: int, encoding: str | None = None
                ) -> Iterator[dict]:
     """Encoded live payloads of ``result``, each within ``limit`` bytes.
 
@@ -322,30 +306,30 @@ def split_live(result: Mapping[str, Any], limit: int, encoding: str | None = Non
     does; a single row that does not fit is dropped (yields nothing) and
     :class:`TooMuchData` is raised after the rest is yielded.
     """
-    reply = Result.coerce(result).to_wire(encoding)
+    result = Result.coerce(result)
+    reply = result.to_wire(encoding)
     if fits(reply, limit):
         yield reply
         return
     rows = _rows(result)
     if max(rows.values(), default=0) <= 1:
         raise TooMuchData(f"one live sample is larger than the message limit of {limit} bytes")
-    owner = wire.field_timelines(result)
+    owner = result.field_timeline
     for half in (0, 1):
-        part: dict = {"data": {}, "timeline": {}}
-        for k, v in result["data"].items():
+        part = Result()
+        for k, v in result.data.items():
             tl = owner.get(k)
-            if tl is None:
+            if tl is None or tl not in rows:
                 if half == 1:
-                    part["data"][k] = v
+                    part.data[k] = v
                 continue
             n = rows[tl]
-            sl = slice(0, n // 2) if half == 0 else slice(n // 2, n)
-            part["data"][k] = np.asarray(v)[sl]
-        for tl, info in result["timeline"].items():
+            part.data[k] = v[:n // 2] if half == 0 else v[n // 2:]
+            part.field_timeline[k] = tl
+        for tl, info in result.timelines.items():
             n = rows[tl]
-            sl = slice(0, n // 2) if half == 0 else slice(n // 2, n)
-            t = np.asarray(info["t"])[sl]
+            t = info.t[:n // 2] if half == 0 else info.t[n // 2:]
             if len(t):
-                part["timeline"][tl] = {"t": t, "finalized_until": info.get("finalized_until")}
-        if part["timeline"] or part["data"]:
+                part.timelines[tl] = TimelineData(t, info.finalized_until)
+        if part.timelines or part.data:
             yield from split_live(part, limit, encoding)

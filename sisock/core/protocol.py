@@ -19,10 +19,14 @@ Calls
     Times (:func:`check_interval`) and ``min_stride``
     (:func:`check_min_stride`) have one validator each.
 Results
-    :class:`Result` is what a data core returns from ``get_data``: numpy
-    arrays per field, times per timeline and which timeline each field is
-    on. :meth:`Result.to_wire` and :meth:`Result.from_wire` convert it to
-    and from the reply dict that travels.
+    :class:`Result` is what a data core returns from ``get_data``, and the
+    one shape of an answer until it is encoded: numpy arrays per field,
+    times per timeline and which timeline each field is on, possibly still
+    being read (a *progressive* result: :attr:`Result.pending`).
+    :meth:`Result.to_wire` encodes it through the registry of
+    :mod:`sisock.core.encoders`; :meth:`Result.from_wire` decodes a reply
+    of any sisock version, and :meth:`Result.guess_field_timeline` is the
+    one rule for a reply that does not say which timeline a field is on.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ import math
 import re
 import time
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 
@@ -566,6 +570,16 @@ class TimelineData:
     t: np.ndarray
     finalized_until: float | None = None
 
+    def __getitem__(self, key: str) -> Any:
+        """``tl["t"]``, ``tl["finalized_until"]``: the ``get_data`` reply's keys."""
+        if key not in ("t", "finalized_until"):
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """As :meth:`dict.get` over the reply's keys."""
+        return getattr(self, key) if key in ("t", "finalized_until") else default
+
 
 @dataclass
 class Result:
@@ -584,6 +598,56 @@ class Result:
     data: dict[str, np.ndarray] = field(default_factory=dict)
     timelines: dict[str, TimelineData] = field(default_factory=dict)
     field_timeline: dict[str, str] = field(default_factory=dict)
+    #: A progressive result (a raw archive read served as a stream): rows of
+    #: some timelines are still being read into arrays already at their final
+    #: length. ``filled[timeline]`` is how many leading rows of that timeline
+    #: (its times and every field on it) are in place; a timeline absent from
+    #: it is complete.
+    filled: dict[str, int] = field(default_factory=dict, repr=False, compare=False)
+    #: Each step of this iterator reads more rows (blocking disk work: run it
+    #: in a worker thread) and updates :attr:`filled`; None once complete.
+    pending: Iterator[Any] | None = field(default=None, repr=False, compare=False)
+
+    # -- progressive results
+    def rows_ready(self, timeline: str) -> int:
+        """Leading rows of ``timeline`` whose times and values are in place."""
+        return self.filled.get(timeline, len(self.timelines[timeline].t))
+
+    def step(self) -> bool:
+        """Read the next rows of a progressive result (blocking); False when complete."""
+        if self.pending is None:
+            return False
+        try:
+            next(self.pending)
+            return True
+        except StopIteration:
+            self.pending = None
+            self.filled.clear()
+            return False
+
+    def complete(self) -> Result:
+        """Read every row still pending (blocking); return self."""
+        while self.step():
+            pass
+        return self
+
+    # -- the reply's keys, for code written against the get_data dict
+    def __getitem__(self, key: str) -> Any:
+        """``result["data"]``, ``result["timeline"]``, ``result["field_timeline"]``."""
+        if key == "data":
+            return self.data
+        if key == "timeline":
+            return self.timelines
+        if key == "field_timeline":
+            return self.field_timeline
+        raise KeyError(key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """As :meth:`dict.get` over the reply's keys."""
+        try:
+            return self[key]
+        except KeyError:
+            return default
 
     def add(self, timeline: str, t: np.ndarray, values: Mapping[str, np.ndarray],
             finalized_until: float | None = None) -> None:
@@ -612,36 +676,31 @@ class Result:
 
         Only callers that asked for ``encoding="binary"`` (a sisock extension)
         get the ``field_timeline`` key, so a 0.x caller sees exactly the 0.x
-        shape.
+        shape. A progressive result is completed first.
         """
-        reply = {
-            "data": {k: wire.encode_array(v, encoding) for k, v in self.data.items()},
-            "timeline": {
-                name: {"t": wire.encode_array(np.asarray(tl.t, dtype=np.float64), encoding),
-                       "finalized_until": tl.finalized_until}
-                for name, tl in self.timelines.items()},
-        }
-        if encoding == "binary":
-            reply["field_timeline"] = dict(self.field_timeline)
-        return reply
+        from .encoders import WAMP_ENCODINGS, encode  # the registry encodes Results
+
+        return encode(WAMP_ENCODINGS[encoding], self)
 
     @classmethod
     def from_wire(cls, reply: Mapping[str, Any]) -> Result:
         """Decode a reply (lists or binary envelopes, any sisock version).
 
-        Without ``field_timeline`` (sisock 0.x nodes), a field is put on the
-        one timeline with as many samples, when there is exactly one.
+        A field is on the timeline the reply's ``field_timeline`` names
+        (sisock binary replies); a field it does not name (sisock 0.x nodes
+        send none) is put on the one timeline with as many samples, when
+        there is exactly one (:meth:`guess_field_timeline`).
         """
         out = cls(data={k: wire.decode_array(v) for k, v in reply.get("data", {}).items()},
                   timelines={name: TimelineData(np.asarray(wire.decode_array(tl["t"]),
                                                            dtype=np.float64),
                                                 tl.get("finalized_until"))
                              for name, tl in reply.get("timeline", {}).items()})
+        out.field_timeline = out.guess_field_timeline()
         given = reply.get("field_timeline")
         if isinstance(given, Mapping):
-            out.field_timeline = {k: v for k, v in given.items() if k in out.data}
-        else:
-            out.field_timeline = _match_by_length(out)
+            out.field_timeline.update({k: v for k, v in given.items()
+                                       if k in out.data and v in out.timelines})
         return out
 
     @classmethod
@@ -658,11 +717,18 @@ class Result:
                                                 tl.get("finalized_until"))
                              for name, tl in value["timeline"].items()})
         given = value.get("field_timeline")
-        out.field_timeline = dict(given) if given else _match_by_length(out)
+        out.field_timeline = dict(given) if given else out.guess_field_timeline()
         return out
 
-
-def _match_by_length(result: Result) -> dict[str, str]:
-    """Field -> timeline where exactly one timeline has the field's length."""
-    return wire.match_by_length({f: len(v) for f, v in result.data.items()},
-                           {name: len(tl.t) for name, tl in result.timelines.items()})
+    def guess_field_timeline(self) -> dict[str, str]:
+        """The one guess of which timeline a field is on, for replies that do not say
+        (sisock 0.x nodes): the timeline with as many samples, when exactly one has."""
+        by_len: dict[int, list[str]] = {}
+        for name, tl in self.timelines.items():
+            by_len.setdefault(len(tl.t), []).append(name)
+        out = {}
+        for f, v in self.data.items():
+            names = by_len.get(len(v), [])
+            if len(v) and len(names) == 1:
+                out[f] = names[0]
+        return out

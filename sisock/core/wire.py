@@ -1,7 +1,7 @@
 """Wire shapes of the sisock protocol (pure, no reactor).
 
-Data cores return numpy arrays; this module turns them into what travels
-over WAMP:
+Arrays as they travel over WAMP (the registry of
+:mod:`sisock.core.encoders` applies them to whole results):
 
 * JSON-compatible lists (sisock 0.x, the default), or
 * with ``encoding="binary"``, a small envelope per array::
@@ -12,11 +12,15 @@ over WAMP:
   raw C-order buffer. Strings and objects have no fixed-width binary form
   and stay lists. With msgpack or cbor the bytes travel raw; with JSON the
   router base64-encodes them.
+
+It also cuts a binary reply into streamed parts (:func:`split_plan`,
+:func:`make_part`) and rebuilds them on the client (:class:`Assembler`).
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 import numpy as np
@@ -99,40 +103,81 @@ def _envelope_slice(a: np.ndarray, i0: int, i1: int, zero_copy: bool = False) ->
             "data": data, "offset": i0, "total": int(a.shape[0])}
 
 
-def reply_nbytes(result: Mapping[str, Any]) -> int:
-    """Bytes of all numeric arrays of a core result (strings not counted)."""
-    n = 0
-    for v in result["data"].values():
-        a = np.asarray(v)
-        if a.dtype.kind in "biuf":
-            n += a.nbytes
-    for tl in result["timeline"].values():
-        n += np.asarray(tl["t"]).nbytes
-    return n
+def _as_result(result: Any) -> Any:
+    """A :class:`~sisock.protocol.Result` from a Result or a ``get_data``-shaped mapping."""
+    from .protocol import Result  # protocol encodes through this module
+
+    return Result.coerce(result)
 
 
-def field_timelines(result: Mapping[str, Any]) -> dict[str, str]:
-    """Which timeline each field of a core result belongs to.
+def reply_nbytes(result: Any) -> int:
+    """Bytes of all numeric arrays of a result (strings not counted)."""
+    result = _as_result(result)
+    n = sum(a.nbytes for a in result.data.values() if np.asarray(a).dtype.kind in "biuf")
+    return n + sum(tl.t.nbytes for tl in result.timelines.values())
 
-    Uses ``result["field_timeline"]`` when the core provides it, else
-    matches array lengths (a field whose length fits several timelines is
-    left out, and then travels unsplit).
+
+@dataclass(frozen=True)
+class PartRange:
+    """Rows ``[i0, i1)`` of one timeline (its times and ``fields``): one streamed part."""
+
+    timeline: str
+    fields: tuple[str, ...]
+    i0: int
+    i1: int
+
+
+def split_plan(result: Any, chunk_bytes: int = CHUNK_BYTES) -> tuple[list[PartRange], list[str]]:
+    """How a result is cut into parts of about ``chunk_bytes`` raw bytes.
+
+    Returns
+    -------
+    (ranges, rest)
+        The parts in sending order (timeline by timeline, as
+        :attr:`Result.timelines <sisock.protocol.Result.timelines>` lists them),
+        and the fields that travel whole in the last part (strings, empty
+        fields, fields on no timeline).
     """
-    given = result.get("field_timeline")
-    if given:
-        return dict(given)
-    return match_by_length({k: len(v) for k, v in result["data"].items()},
-                           {name: len(tl["t"]) for name, tl in result["timeline"].items()})
+    result = _as_result(result)
+    streamed: set[str] = set()
+    ranges: list[PartRange] = []
+    for name, tl in result.timelines.items():
+        n = len(tl.t)
+        fields = tuple(f for f, v in result.data.items()
+                       if v.dtype.kind in "biuf" and result.field_timeline.get(f) == name
+                       and len(v) == n)
+        streamed.update(fields)
+        row_bytes = 8 + sum(result.data[f].dtype.itemsize for f in fields)
+        step = max(1, chunk_bytes // row_bytes)
+        ranges.extend(PartRange(name, fields, i0, min(n, i0 + step))
+                      for i0 in range(0, max(n, 1), step))
+    return ranges, [k for k in result.data if k not in streamed]
 
 
-def chunk_reply(result: Mapping[str, Any], chunk_bytes: int = CHUNK_BYTES,
-                zero_copy: bool = False):
-    """Split a core result into parts of about ``chunk_bytes`` each.
+def make_part(result: Any, r: PartRange, zero_copy: bool = False) -> dict:
+    """The ``get_data``-shaped part holding the rows of ``r`` (binary envelopes)."""
+    tl = result.timelines[r.timeline]
+    return {"data": {f: _envelope_slice(result.data[f], r.i0, r.i1, zero_copy) for f in r.fields},
+            "timeline": {r.timeline: {"t": _envelope_slice(tl.t, r.i0, r.i1, zero_copy),
+                                      "finalized_until": tl.finalized_until}}}
+
+
+def finish_last(result: Any, last: dict | None, rest: list[str]) -> dict:
+    """The last part: ``last`` (or an empty reply) plus the fields sent whole."""
+    last = last if last is not None else {"data": {}, "timeline": {}}
+    for k in rest:
+        last["data"][k] = encode_array(result.data[k], "binary")
+    return last
+
+
+def chunk_reply(result: Any, chunk_bytes: int = CHUNK_BYTES, zero_copy: bool = False):
+    """Split a result into parts of about ``chunk_bytes`` each.
 
     Parameters
     ----------
-    result : mapping
-        Core ``get_data`` result with numpy arrays.
+    result : Result or mapping
+        A :class:`~sisock.protocol.Result` (or the ``get_data`` dict of one),
+        complete: a progressive result is read to the end first.
     chunk_bytes : int
         Target size of one part.
     zero_copy : bool
@@ -147,32 +192,11 @@ def chunk_reply(result: Mapping[str, Any], chunk_bytes: int = CHUNK_BYTES,
         Parts in ``get_data`` shape; the last one also carries every
         array that was not split (strings, empty fields).
     """
-    data = {k: np.asarray(v) for k, v in result["data"].items()}
-    owner = field_timelines(result)
-    streamed: set[str] = set()
-    pending: dict | None = None
-    for name, tl in result["timeline"].items():
-        t = np.asarray(tl["t"], dtype=np.float64)
-        fields = [f for f, v in data.items()
-                  if v.dtype.kind in "biuf" and owner.get(f) == name and len(v) == len(t)]
-        streamed.update(fields)
-        row_bytes = 8 + sum(data[f].dtype.itemsize for f in fields)
-        step = max(1, chunk_bytes // row_bytes)
-        for i0 in range(0, max(len(t), 1), step):
-            i1 = min(len(t), i0 + step)
-            part = {
-                "data": {f: _envelope_slice(data[f], i0, i1, zero_copy) for f in fields},
-                "timeline": {name: {"t": _envelope_slice(t, i0, i1, zero_copy),
-                                    "finalized_until": tl.get("finalized_until")}},
-            }
-            if pending is not None:
-                yield pending
-            pending = part
-    last = pending if pending is not None else {"data": {}, "timeline": {}}
-    for k, v in data.items():
-        if k not in streamed:
-            last["data"][k] = encode_array(v, "binary")
-    yield last
+    result = _as_result(result).complete()
+    ranges, rest = split_plan(result, chunk_bytes)
+    for r in ranges[:-1]:
+        yield make_part(result, r, zero_copy)
+    yield finish_last(result, make_part(result, ranges[-1], zero_copy) if ranges else None, rest)
 
 
 class Assembler:
@@ -217,23 +241,3 @@ class Assembler:
     def reply(self) -> dict:
         """The assembled reply (numpy arrays in ``get_data`` shape)."""
         return {"data": self.data, "timeline": self.timeline}
-
-
-def match_by_length(fields: Mapping[str, int], timelines: Mapping[str, int]) -> dict[str, str]:
-    """The one guess of which timeline a field is on, for replies that do not say
-    (sisock 0.x nodes): the timeline with as many samples, when exactly one has.
-
-    Parameters
-    ----------
-    fields, timelines : mapping of str to int
-        Lengths of each field's values and of each timeline's times.
-    """
-    by_len: dict[int, list[str]] = {}
-    for name, n in timelines.items():
-        by_len.setdefault(n, []).append(name)
-    out = {}
-    for f, n in fields.items():
-        names = by_len.get(n, [])
-        if n and len(names) == 1:
-            out[f] = names[0]
-    return out

@@ -21,6 +21,7 @@ same archive share one name and the router balances calls between them.
 
 from __future__ import annotations
 
+
 from autobahn.twisted.component import Component
 from autobahn.twisted.util import sleep
 from autobahn.wamp.exception import ApplicationError
@@ -34,6 +35,7 @@ from sisock.core.contract import DataCore
 from sisock.core.errors import SisockError, TooMuchData
 from sisock.core.protocol import GetData, Result
 from sisock.site.settings import Settings
+from .sending import DirectSend, Reading, WriteGate
 from .shell import make_component, to_application_error
 from sisock.writes.rules import offers_writes
 
@@ -77,7 +79,7 @@ class NodeService:
         self.failed = False
         self.chunk_bytes = wire.CHUNK_BYTES
         self.replica = replica
-        self._gate: _WriteGate | None = None
+        self._gate: WriteGate | None = None
         #: ``hub.started`` announcements seen, and who waits for the next one.
         self._hub_starts = 0
         self._hub_waiters: list[Deferred] = []
@@ -146,7 +148,7 @@ class NodeService:
         result = Result.coerce(self.node.get_data(
             call.fields, call.start, call.end, call.min_stride, call.method,
             streaming=streaming))
-        reply, part = budget.plan_reply(_arrays(result), call.start, call.end,
+        reply, part = budget.plan_reply(result, call.start, call.end,
                                         call.max_message_bytes, call.encoding, streaming,
                                         call.method, self.chunk_bytes)
         if reply is not None:
@@ -184,38 +186,52 @@ class NodeService:
     async def _stream(self, result: Result, progress, chunk_bytes: int | None = None) -> dict:
         """Send all but the last part as progressive results; return the last.
 
-        A part is sent only when the connection's write buffer has drained
-        (a Twisted push producer), so the node holds about one part beyond
-        the result, and the buffer never has to join megabytes at once.
-        With msgpack the parts point into the result's arrays instead of
-        copying them.
+        A progressive result (raw archive rows still being read) is read in
+        a worker thread while the parts already read are sent: reading and
+        sending overlap, and the first part leaves as soon as its rows are
+        in place. A part is sent only when the connection's write buffer
+        has drained (a Twisted push producer), so the buffer never has to
+        join megabytes at once. With msgpack the parts point into the
+        result's arrays instead of copying them.
         """
         session = self.session
         details = getattr(session, "session_details", None)
         zero_copy = str(getattr(details, "serializer", "") or "").startswith("msgpack")
         gate = self._write_gate(session)
-        last = None
-        for part in wire.chunk_reply(_arrays(result), chunk_bytes or self.chunk_bytes,
-                                     zero_copy=zero_copy):
-            if last is not None:
-                progress(last)
+        reading = Reading(result)
+        try:
+            ranges, rest = wire.split_plan(result, chunk_bytes or self.chunk_bytes)
+            for r in ranges[:-1]:
+                await reading.until(r.timeline, r.i1)
+                progress(wire.make_part(result, r, zero_copy))
                 if gate is not None and gate.paused:
                     await gate.wait()
                 else:
                     await sleep(0)  # let the reactor flush the socket between parts
-            last = part
+            await reading.until_complete()
+        finally:
+            await reading.stop()
+        last = wire.finish_last(result, wire.make_part(result, ranges[-1], zero_copy)
+                                if ranges else None, rest)
         last["field_timeline"] = dict(result.field_timeline)
         return last
 
-    def _write_gate(self, session) -> "_WriteGate | None":
+    def _write_gate(self, session) -> "WriteGate | None":
         """The flow-control gate of ``session``'s connection (one per connection)."""
         connection = getattr(session, "transport", None)
         transport = getattr(connection, "transport", None)
         if transport is None or not hasattr(transport, "registerProducer"):
             return None
         if self._gate is None or self._gate.transport is not transport:
+            # Parts leave as soon as their rows are read, with pauses between
+            # them: without TCP_NODELAY the tail of each part would wait for
+            # the router's delayed ACK (40 ms) before it leaves (Nagle).
+            set_nodelay = getattr(transport, "setTcpNoDelay", None)
+            if set_nodelay is not None:
+                set_nodelay(True)
+            DirectSend.install(connection, transport)
             try:
-                self._gate = _WriteGate(transport)
+                self._gate = WriteGate(transport)
             except RuntimeError:  # someone else produces on this connection
                 return None
         return self._gate
@@ -229,8 +245,7 @@ class NodeService:
         if self.session is None or not self.listed:
             return False
         try:
-            for payload in budget.split_live(_arrays(Result.coerce(result)),
-                                             self.live_message_bytes):
+            for payload in budget.split_live(Result.coerce(result), self.live_message_bytes):
                 self.session.publish(self.uri("live"), payload)
         except SisockError as exc:
             if not self._live_too_big_logged:
@@ -366,52 +381,11 @@ class NodeService:
         self.listed = False
 
 
-def _arrays(result: Result) -> dict:
-    """``result`` as the mapping of numpy arrays that :mod:`sisock.core.wire` streams."""
-    return {"data": result.data, "field_timeline": result.field_timeline,
-            "timeline": {k: {"t": v.t, "finalized_until": v.finalized_until}
-                         for k, v in result.timelines.items()}}
 def _envelopes(reply: dict):
     """The binary envelopes of a ``get_data`` reply."""
     for v in list(reply["data"].values()) + [tl["t"] for tl in reply["timeline"].values()]:
         if isinstance(v, dict) and v.get(wire.ENVELOPE_KEY):
             yield v
-
-
-class _WriteGate:
-    """Twisted push producer telling streams when a connection can take more.
-
-    Twisted pauses a registered producer when the connection's write buffer
-    holds more than its ``bufferSize`` and resumes it once the buffer has
-    been handed to the kernel. Streams wait on :meth:`wait` between parts.
-    """
-
-    def __init__(self, transport) -> None:
-        self.transport = transport
-        self.paused = False
-        self._waiting: list[Deferred] = []
-        transport.registerProducer(self, True)
-
-    def wait(self) -> Deferred:
-        """A Deferred that fires when the connection takes more data."""
-        if not self.paused:
-            return succeed(None)
-        d: Deferred = Deferred()
-        self._waiting.append(d)
-        return d
-
-    def pauseProducing(self) -> None:
-        self.paused = True
-
-    def resumeProducing(self) -> None:
-        self.paused = False
-        waiting, self._waiting = self._waiting, []
-        for d in waiting:
-            d.callback(None)
-
-    def stopProducing(self) -> None:
-        # connection closing: release the streams (their next send fails)
-        self.resumeProducing()
 
 
 def run_nodes(services: list[NodeService], log_level: str = "info") -> None:

@@ -7,8 +7,9 @@ Modules, one idea each:
   parameters: times, durations, fields, ``min_stride``, ``method``, format.
 * :mod:`~sisock.web.grafana` -- pure Grafana SimpleJSON: request bodies to
   queries, replies to ``timeserie``/``table``/annotations.
-* :mod:`~sisock.web.encode` -- pure response bodies: JSON, CSV and the
-  dashboard's binary frame.
+* :mod:`~sisock.web.encode` -- pure web-only helpers around the encoder
+  registry (:mod:`sisock.core.encoders` makes the JSON, CSV and binary
+  frame bodies): bools back as bools, value counts, the frame reader.
 * :mod:`~sisock.web.guard` -- pure request policy: the Host allowlist, the
   checks on a request's head, token redaction and redirect, the headers
   every answer carries.

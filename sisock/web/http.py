@@ -55,6 +55,8 @@ from twisted.logger import Logger
 from twisted.web import http as twhttp
 from twisted.web import resource, server
 
+from sisock.core import encoders
+
 from . import encode, grafana, guard, live, views
 from .operator import OperatorGate, OperatorRoutes
 from .session import Bridge
@@ -526,7 +528,7 @@ class Api(resource.Resource):
         check_budget(q.end - q.start, q.min_stride, len(q.fields), q.method, limit)
         result = await self.bridge.get_data(q.node, q.fields, q.start, q.end,
                                             q.min_stride, q.method, client=_client(request))
-        empty = [f for f in q.fields if not len(result["data"].get(f, ()))]
+        empty = [f for f in q.fields if not len(result.data.get(f, ()))]
         if empty:  # no data, or no such field: tell which
             known, _ = await self.bridge.get_fields(q.node, 1.0, time.time() + 86400,
                                                     _client(request))
@@ -545,18 +547,19 @@ class Api(resource.Resource):
         n = encode.count_values(result)
         if n > limit:
             raise too_much(q.end - q.start, len(q.fields), q.method, limit, n)
-        if q.format == "binary":
-            body = await _in_thread(n, encode.to_binary, q, result)
-            return self._send(request, 200, body, encode.BINARY_TYPE)
-        if q.format == "csv":
-            text = await _in_thread(n, encode.to_csv, q.fields, result)
+        media_type = encoders.WEB_FORMATS[q.format]
+        if media_type == encoders.FRAME:
+            body = await _in_thread(n, encoders.encode, media_type, result, q)
+            return self._send(request, 200, body, media_type)
+        if media_type == encoders.CSV:
+            text = await _in_thread(n, encoders.encode, media_type, result, q)
             name = f"{q.node}_{int(q.start)}_{int(q.end)}.csv"
             return self._send(request, 200, text.encode(), "text/csv; charset=utf-8",
                               {"content-disposition": f'attachment; filename="{name}"'})
         body = await _in_thread(
-            n,
-            lambda: json.dumps(encode.to_json(q, result), separators=(",", ":")).encode())
-        self._send(request, 200, body, "application/json")
+            n, lambda: json.dumps(encoders.encode(media_type, result, q),
+                                  separators=(",", ":")).encode())
+        self._send(request, 200, body, media_type)
 
     async def _operator(self, request, path) -> None:
         await self.operator.handle(request, request.method.decode(), path)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Mapping
 
+from sisock.core.encoders import WEB_FORMATS
 from sisock.core.errors import BadArgument
 from sisock.core.protocol import (
     METHODS,
@@ -37,7 +38,7 @@ MS_THRESHOLD = 1e11
 UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0,
          "w": 7 * 86400.0, "y": 365 * 86400.0}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?|\.\d+)\s*(ms|s|m|h|d|w|y)\s*$")
-FORMATS = ("json", "csv", "binary")
+FORMATS = tuple(WEB_FORMATS)  # the registry's web formats (sisock.core.encoders)
 #: At most this many fields in one request.
 MAX_FIELDS = 64
 

@@ -6,7 +6,7 @@ it follows the hub's topics (``data_node_added`` / ``_subtracted`` /
 ``hub.started``) and re-subscribes the ``live`` topics someone listens
 to; while the router is away :attr:`Bridge.connected` is False and calls
 fail fast with a 503. Node calls ask for binary arrays and progressive
-results and are reassembled with :class:`sisock.core.wire.Assembler`; a sisock
+results and are reassembled into one :class:`~sisock.core.protocol.Result`; a sisock
 0.x node that refuses ``encoding=`` is asked again with plain lists.
 """
 
@@ -22,7 +22,8 @@ from twisted.internet import defer
 from twisted.internet.defer import ensureDeferred
 from twisted.logger import Logger
 
-from sisock.core import wire
+from sisock.core import encoders
+from sisock.core.protocol import Result
 from sisock.consumer.calls import DataCall, NodeVersions, Parts, remote_error
 from sisock.wamp.transport import message_limit
 from sisock.site.settings import Settings
@@ -64,11 +65,8 @@ def live_json(payload: Any) -> dict:
     """A ``live`` topic payload (lists or binary envelopes) as JSON-ready lists."""
     if not isinstance(payload, dict):
         return {"data": {}, "timeline": {}}
-    data = {k: wire.jsonable_list(wire.decode_array(v)) for k, v in payload.get("data", {}).items()}
-    timeline = {name: {"t": [float(x) for x in wire.decode_array(tl.get("t", []))],
-                       "finalized_until": tl.get("finalized_until")}
-                for name, tl in payload.get("timeline", {}).items()}
-    return {"data": data, "timeline": timeline}
+    return encoders.lists(Result.from_wire({"data": payload.get("data", {}),
+                                            "timeline": payload.get("timeline", {})}))
 
 
 class Bridge:
@@ -312,8 +310,8 @@ class Bridge:
 
     async def get_data(self, node: str, fields: list[str], start: float, end: float,
                        min_stride: float | None = None, method: str | None = None,
-                       stream: bool | None = None, client: Turn = "") -> dict:
-        """Fetch samples as numpy arrays, in ``get_data`` shape.
+                       stream: bool | None = None, client: Turn = "") -> Result:
+        """Fetch samples as a :class:`~sisock.core.protocol.Result` (numpy arrays).
 
         Binary arrays and (with ``stream``) progressive results are asked
         for; the parts are reassembled in place. ``stream`` defaults to
@@ -345,19 +343,20 @@ class Bridge:
                     call, parts = instead, Parts()  # a sisock 0.x node: lists, no extensions
         except ApplicationError as exc:
             raise self._node_error(node, exc, "get_data") from None
-        reply = parts.reply()
-        given = reply.pop("field_timeline", None) or {}
-        reply["field_timeline"] = await self._field_timeline(
-            node, fields, start, end, reply, given, client)
-        return reply
+        result = parts.result()
+        await self._place_unsure(node, fields, start, end, result, client)
+        return result
 
-    async def _field_timeline(self, node, fields, start, end, reply,
-                              given: dict[str, str], client: Turn = "") -> dict[str, str]:
-        """Which timeline each field is on: as the node says (sisock binary replies);
-        for fields it does not name (0.x nodes), by length, else from ``get_fields``."""
-        owner = wire.field_timelines({"data": reply["data"], "timeline": reply["timeline"]})
-        owner.update({f: tl for f, tl in given.items() if tl in reply["timeline"]})
-        unsure = [f for f in fields if len(reply["data"].get(f, ())) and f not in owner]
+    async def _place_unsure(self, node, fields, start, end, result: Result,
+                            client: Turn = "") -> None:
+        """Complete ``result.field_timeline`` from ``get_fields``.
+
+        The node says which timeline each field is on (sisock binary
+        replies), or :meth:`Result.from_wire <sisock.core.protocol.Result.from_wire>`
+        matched lengths (0.x nodes); a field neither placed is looked up in
+        the node's field list.
+        """
+        unsure = [f for f in fields if len(result.data.get(f, ())) and f not in result.field_timeline]
         if unsure:
             try:
                 info = await self.field_info(node, unsure, start, end, client)
@@ -365,9 +364,8 @@ class Bridge:
                 info = {}
             for f in unsure:
                 tl = info.get(f, {}).get("timeline")
-                if tl in reply["timeline"]:
-                    owner[f] = tl
-        return owner
+                if tl in result.timelines:
+                    result.field_timeline[f] = tl
 
     # -- live -------------------------------------------------------------------
     async def listen(self, node: str, listener: Listener) -> Callable[[], None]:
