@@ -333,6 +333,17 @@ def cpu_of(groups: dict[str, list], seconds: float) -> dict[str, float]:
     return {k: (total(v) - before[k]) / dt for k, v in groups.items()}
 
 
+def stuck(stack: Stack) -> None:
+    """Say what the web bridge is doing (it did not answer within 30 s)."""
+    print("the web bridge did not answer GET /api/nodes within 30 s", flush=True)
+    print("  CPU over 2 s:", cpu_of({"web": tree(stack.web)}, 2.0), flush=True)
+    print("  /api/status:", web_nodes(stack.web_url) is not None, flush=True)
+    spy = Path(sys.executable).parent / "py-spy"
+    if spy.exists():
+        print(subprocess.run([str(spy), "dump", "--pid", str(stack.web.pid)],  # type: ignore[union-attr]
+                             capture_output=True, text=True).stdout, flush=True)
+
+
 def rss_mib(procs: list) -> float:
     """Resident memory of ``procs`` together, MiB."""
     import psutil
@@ -547,9 +558,13 @@ def run(stack: Stack, args, archives: list[Path], res: dict) -> None:
     api = []
     for _ in range(60):
         t = time.perf_counter()
-        conn.request("GET", "/api/nodes")
-        r = conn.getresponse()
-        body = r.read()
+        try:
+            conn.request("GET", "/api/nodes")
+            r = conn.getresponse()
+            body = r.read()
+        except TimeoutError:
+            stuck(stack)
+            raise
         api.append((time.perf_counter() - t) * 1e3)
     res["api_nodes_ms"] = api
     res["api_nodes_count"] = len(json.loads(body))
