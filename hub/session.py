@@ -24,9 +24,12 @@ from __future__ import annotations
 import functools
 import inspect
 
+from typing import Any, Awaitable, Callable, Iterable, TypeVar
+
 from autobahn.twisted.component import Component
 from autobahn.wamp.exception import ApplicationError
 from autobahn.wamp.types import RegisterOptions
+from twisted.internet.defer import DeferredSemaphore, FirstError, ensureDeferred, gatherResults
 from twisted.logger import Logger
 
 from sisock.core.errors import SisockError
@@ -37,6 +40,30 @@ from sisock.wamp.shell import to_application_error
 from .registry import Registry
 
 log = Logger(namespace="sisock.hub")
+
+#: Meta-API calls the hub keeps in flight at once while reading the router
+#: (a rebuild asks two questions per registration: hundreds with 200 nodes).
+META_CALLS_IN_FLIGHT = 64
+
+K = TypeVar("K")
+
+
+async def _ask_all(keys: Iterable[K], ask: Callable[[K], Awaitable[Any]],
+                   limit: int = META_CALLS_IN_FLIGHT) -> dict[K, Any]:
+    """``{key: await ask(key)}`` with at most ``limit`` questions in flight.
+
+    One round trip per question in turn would cost a rebuild of 200 nodes
+    seconds; the router answers them concurrently. ``ask`` handles its own
+    expected errors; any other failure propagates.
+    """
+    keys = list(keys)
+    sem = DeferredSemaphore(limit)
+    try:
+        answers = await gatherResults(
+            [sem.run(lambda k=k: ensureDeferred(ask(k))) for k in keys], consumeErrors=True)
+    except FirstError as exc:  # the first failure as itself (e.g. TransportLost)
+        exc.subFailure.raiseException()
+    return dict(zip(keys, answers))
 
 
 class Hub:
@@ -117,20 +144,24 @@ class Hub:
         """Sessions holding a registration under ``name`` (consumer or operator URIs).
 
         Reads the router's registrations (``wamp.registration.list``); the
-        URI of each registration id is asked once and remembered.
+        URI of each registration id is asked once and remembered, the
+        questions asked concurrently.
         """
         prefixes = self.uris.owned_prefixes(name)
         regs = await session.call("wamp.registration.list")
         ids = [i for kind in ("exact", "prefix", "wildcard") for i in (regs or {}).get(kind, [])]
-        found: set[int] = set()
-        for reg_id in ids:
-            uri = await self._registration_uri(session, reg_id)
-            if uri is None or not uri.startswith(prefixes):
-                continue
+        uris = await _ask_all(ids, lambda i: self._registration_uri(session, i))
+        mine = [i for i in ids if uris[i] is not None and uris[i].startswith(prefixes)]
+
+        async def callees(reg_id: int) -> list:
             try:
-                found.update(await session.call("wamp.registration.list_callees", reg_id))
+                return await session.call("wamp.registration.list_callees", reg_id)
             except ApplicationError:  # gone since the list
-                continue
+                return []
+
+        found: set[int] = set()
+        for sessions in (await _ask_all(mine, callees)).values():
+            found.update(sessions or ())
         for gone in set(self._reg_uris) - set(ids):
             del self._reg_uris[gone]
         return found
@@ -244,40 +275,48 @@ class Hub:
         holders: dict[str, dict[int, str | None]] = {}
         shared: set[str] = set()
         serving: dict[str, int] = {}
-        for kind in ("exact", "prefix", "wildcard"):
-            for reg_id in (regs or {}).get(kind, []):
-                try:
-                    info = await session.call("wamp.registration.get", reg_id)
-                    callees = await session.call("wamp.registration.list_callees", reg_id)
-                except ApplicationError:  # gone since the list
-                    continue
-                uri = (info or {}).get("uri", "")
-                self._reg_uris[reg_id] = uri
-                name = self.uris.owned_name(uri)
-                if name is None or not callees:
-                    continue
-                if info.get("invoke", "single") != "single":
-                    shared.add(name)
-                if uri == self.uris.get_data(name):
-                    serving[name] = callees[0]
-                for callee in callees:
-                    holders.setdefault(name, {})[callee] = None
+
+        async def describe(reg_id: int) -> tuple[dict, list] | None:
+            try:
+                info = await session.call("wamp.registration.get", reg_id)
+                callees = await session.call("wamp.registration.list_callees", reg_id)
+            except ApplicationError:  # gone since the list
+                return None
+            return info or {}, callees or []
+
+        ids = [i for kind in ("exact", "prefix", "wildcard") for i in (regs or {}).get(kind, [])]
+        for reg_id, found in (await _ask_all(ids, describe)).items():
+            if found is None:
+                continue
+            info, callees = found
+            uri = info.get("uri", "")
+            self._reg_uris[reg_id] = uri
+            name = self.uris.owned_name(uri)
+            if name is None or not callees:
+                continue
+            if info.get("invoke", "single") != "single":
+                shared.add(name)
+            if uri == self.uris.get_data(name):
+                serving[name] = callees[0]
+            for callee in callees:
+                holders.setdefault(name, {})[callee] = None
         callees_seen = {sid for sessions in holders.values() for sid in sessions}
-        alive: dict[int, bool] = {}
-        for sid, authid, name, replica in await session.call(self.uris.authorizer_owned):
-            if sid not in callees_seen:  # a session that left just now is not restored
-                if sid not in alive:
-                    alive[sid] = await self._alive(session, sid)
-                if not alive[sid]:
-                    continue
+        owned = await session.call(self.uris.authorizer_owned)
+        unsure = {sid for sid, _, _, _ in owned if sid not in callees_seen}
+        alive = await _ask_all(unsure, lambda sid: self._alive(session, sid))
+        for sid, authid, name, replica in owned:
+            if sid in unsure and not alive[sid]:
+                continue  # a session that left just now is not restored
             holders.setdefault(name, {})[sid] = authid
             if replica:
                 shared.add(name)
+        missing = {sid for name in shared for sid, a in holders.get(name, {}).items() if a is None}
+        authids = await _ask_all(missing, lambda sid: self._authid(session, sid))
+        for name in shared:
+            for sid in holders.get(name, {}):
+                if holders[name][sid] is None:
+                    holders[name][sid] = authids.get(sid)
         for name, sessions in holders.items():
-            if name in shared:
-                for sid in sessions:
-                    if sessions[sid] is None:
-                        sessions[sid] = await self._authid(session, sid)
             refused = self.registry.restore_members(name, sessions, replicable=name in shared,
                                                     listed=name in serving,
                                                     preferred=serving.get(name))
@@ -324,15 +363,17 @@ class Hub:
             self.on_leave(gone)
         opts = RegisterOptions(details_arg="details")
         checked = self._checked
-        await session.register(checked(self.add, "data_node.add"), self.uris.add, options=opts)
-        await session.register(checked(self.subtract, "data_node.subtract"), self.uris.subtract,
-                               options=opts)
-        await session.register(checked(self.claim, "data_node.claim"), self.uris.claim,
-                               options=opts)
-        await session.register(checked(self.get_data_node, "consumer.get_data_node"),
-                               self.uris.list_nodes)
-        await session.register(checked(self.get_replicas, "consumer.get_replicas"),
-                               self.uris.list_replicas)
+        # asked together: after a router restart the router is busy admitting every
+        # node again, and each round trip waits its turn
+        procedures = [(checked(self.add, "data_node.add"), self.uris.add, opts),
+                      (checked(self.subtract, "data_node.subtract"), self.uris.subtract, opts),
+                      (checked(self.claim, "data_node.claim"), self.uris.claim, opts),
+                      (checked(self.get_data_node, "consumer.get_data_node"),
+                       self.uris.list_nodes, None),
+                      (checked(self.get_replicas, "consumer.get_replicas"),
+                       self.uris.list_replicas, None)]
+        await _ask_all(range(len(procedures)), lambda i: session.register(
+            procedures[i][0], procedures[i][1], options=procedures[i][2]))
         session.publish(self.uris.hub_started, {"session": details.session})
         log.info("hub ready (session {s}); {n} running data node(s) recovered",
                  s=details.session, n=found)

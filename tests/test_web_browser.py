@@ -462,3 +462,71 @@ def test_saved_views_save_open_export_import(web_demo, page, tmp_path):
          "document.querySelector('#views option[value=\"imported\"]') !== null")
     assert page.evaluate("window.sisock.panels[0].fields") == ["webwx:temperature"]
     shot(page, "web-saved-views")
+
+
+def test_picker_with_many_nodes(web_demo, procs, page):
+    """With 120 more nodes the page is ready before their field lists arrive, loads
+    them a few at a time, and a search finds the one matching field among hundreds
+    (filtered in the same task as the keystroke, a bounded number of rows); a node
+    joining later costs one field list, not all of them again."""
+    import sys
+
+    many = procs("many", sys.executable, str(REPO / "tests" / "many_nodes.py"), "pick", "120",
+                 module="")
+    names = {f"pick{i:03d}" for i in range(120)}
+    wait_for(lambda: names <= web_demo.nodes(), 120,
+             f"the 120 nodes were never listed:\n{many.log()}")
+    in_flight, most, asked = [0], [0], []
+
+    def started(r):
+        if "/fields" in r.url:
+            in_flight[0] += 1
+            most[0] = max(most[0], in_flight[0])
+            asked.append(r.url)
+
+    def ended(r):
+        if "/fields" in r.url:
+            in_flight[0] -= 1
+
+    page.on("request", started)
+    page.on("requestfinished", ended)
+    page.on("requestfailed", ended)
+    page.goto(web_demo.url + "/?panels=&range=1h")
+    wait(page, "window.sisock && window.sisock.ready")
+    # the page did not wait for 123 field lists
+    assert page.evaluate("window.sisock.fieldsAtReady") < 20
+    # every node is listed (collapsed) at once
+    wait(page, "document.querySelectorAll('#nodes .node-name').length >= 123")
+    # the search: filtered synchronously, whatever is still loading
+    wait(page, "window.sisock.picker && window.sisock.picker.loaded >= 123", timeout=120_000)
+    assert most[0] <= 3, f"{most[0]} field lists were asked for at once"
+    shown = page.evaluate("""() => {
+        const s = document.querySelector('#search');
+        s.value = 'bolometer';
+        s.dispatchEvent(new Event('input'));
+        return [...document.querySelectorAll('#nodes .field')].map(b => b.dataset.key);
+    }""")
+    assert shown == ["pick007:bolometer_bias"]
+    shot(page, "web-picker-search")
+    page.press("#search", "Enter")  # the only field shown goes into a panel
+    wait(page, IDLE + " && window.sisock.panels.length === 1 && "
+         "window.sisock.panels[0].fields[0] === 'pick007:bolometer_bias' && "
+         "window.sisock.panels[0].data[0].length > 0")
+    # a node name finds the node, its fields expanded
+    page.fill("#search", "pick042")
+    wait(page, "document.querySelectorAll('#nodes .field').length === 2")
+    assert page.evaluate("[...document.querySelectorAll('#nodes .node-name')]"
+                         ".map(b => b.dataset.node)") == ["pick042"]
+    # an empty search shows every node again, collapsed: rows stay few
+    page.fill("#search", "")
+    rows = page.evaluate("document.querySelectorAll('#nodes .node-name, #nodes .field').length")
+    assert 123 <= rows <= 130, rows
+    # a node joining: one more field list, not every list again
+    before = len(asked)
+    procs("late", sys.executable, str(REPO / "tests" / "many_nodes.py"), "late", "1",
+          module="")
+    wait(page, "document.querySelector('#nodes [data-node=\"late000\"]') !== null",
+         timeout=60_000)
+    wait(page, "window.sisock.picker.loaded >= 124")
+    assert [u for u in asked[before:]] == [u for u in asked[before:] if "late000" in u], \
+        asked[before:]

@@ -50,7 +50,9 @@ def cmd_hub(args) -> int:
 
     settings = settings_for(args, "hub")
     _require_credentials(settings, "hub")
-    component = make_component(settings)
+    from sisock.wamp.transport import HUB_RETRY_DELAY
+
+    component = make_component(settings, retry_delay=HUB_RETRY_DELAY)
     make_hub_component(component, settings)
     run_components([component], args.log_level)
     return 0

@@ -18,6 +18,8 @@ again. A restarted hub reads the memory back with ``{base}.authorizer.owned``.
 
 from __future__ import annotations
 
+import time
+
 from autobahn.twisted.wamp import ApplicationSession
 from autobahn.wamp.exception import ApplicationError
 from twisted.internet.defer import inlineCallbacks
@@ -27,6 +29,10 @@ from sisock.core.protocol import DEFAULT_BASE_URI, Uris
 
 #: How often a grant is asked again when a release of the same name raced it.
 CLAIM_ATTEMPTS = 3
+
+#: Seconds between two log lines about refusals while no hub answers (a
+#: router restart brings hundreds of nodes back, often before the hub).
+HUB_AWAY_LOG_SECONDS = 10.0
 
 
 class Authorizer(ApplicationSession):
@@ -43,6 +49,8 @@ class Authorizer(ApplicationSession):
         #: Per name, how many releases happened: a hub answer obtained before a
         #: release of the same name must not be remembered after it.
         self._releases: dict[str, int] = {}
+        #: (when the last "cannot ask the hub" line was logged, refusals since)
+        self._away_log: tuple[float | None, int] = (None, 0)
         yield self.subscribe(self._on_leave, "wamp.session.on_leave")
         yield self.register(self.release, self._uris.authorizer_release)
         yield self.register(self.owned, self._uris.authorizer_owned)
@@ -154,7 +162,19 @@ class Authorizer(ApplicationSession):
         super().onUserError(fail, msg)
 
     def _hub_away(self, action: str, uri: str, exc: Exception) -> bool:
-        """No hub to ask: refuse (the node retries when the hub is back)."""
-        self.log.warn("refusing {action} {uri}: cannot ask the hub ({exc})",
-                      action=action, uri=uri, exc=exc)
+        """No hub to ask: refuse (the node retries when the hub is back).
+
+        Logged once per :data:`HUB_AWAY_LOG_SECONDS`, with the number of
+        refusals since the last line.
+        """
+        now = time.monotonic()
+        last, count = self._away_log
+        if last is not None and now - last < HUB_AWAY_LOG_SECONDS:
+            self._away_log = (last, count + 1)
+            return False
+        more = f" (and {count} more refusals in the last {now - last:.0f} s)" \
+            if last is not None and count else ""
+        self.log.warn("refusing {action} {uri}: cannot ask the hub ({exc}){more}",
+                      action=action, uri=uri, exc=exc, more=more)
+        self._away_log = (now, 0)
         return False

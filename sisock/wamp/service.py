@@ -27,7 +27,7 @@ from autobahn.twisted.util import sleep
 from autobahn.wamp.exception import ApplicationError
 from autobahn.wamp.types import RegisterOptions
 from twisted.internet import threads
-from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.defer import Deferred, ensureDeferred, succeed
 from twisted.logger import Logger
 
 from sisock.core import budget, protocol, wire
@@ -42,6 +42,10 @@ log = Logger(namespace="sisock.wamp.service")
 
 #: How long a node keeps asking for a name held by another session.
 ADD_RETRY_SECONDS = 5.0
+
+#: While no hub runs, how often a node asks again if it missed the hub's
+#: ``hub.started`` announcement (it normally retries as soon as the hub says so).
+HUB_POLL_SECONDS = 2.0
 
 #: The router's invocation policy for replicas' shared registrations.
 REPLICA_INVOKE = "roundrobin"
@@ -82,6 +86,9 @@ class NodeService:
         self.replica = replica
         self.threadpool = threadpool
         self._gate: WriteGate | None = None
+        #: ``hub.started`` announcements seen, and who waits for the next one.
+        self._hub_starts = 0
+        self._hub_waiters: list[Deferred] = []
         #: Limit of one live publication (subscribers' clients may be ApplicationRunners).
         self.live_message_bytes = budget.DEFAULT_MESSAGE_BYTES
         self._live_too_big_logged = False
@@ -292,6 +299,12 @@ class NodeService:
         the hub directly (without being listed), wait for the hub if it is
         absent, and give up after
         ``ADD_RETRY_SECONDS`` if the name stays taken.
+
+        Without a hub the node waits for its ``hub.started`` announcement
+        (asking again every :data:`HUB_POLL_SECONDS` in case it missed
+        it) instead of retrying four times a second: after a router restart
+        hundreds of nodes may be back before the hub, and each retry costs
+        the router an authorization and a refusal.
         """
         taken_for = 0.0
         hub_missing_logged = False
@@ -301,6 +314,7 @@ class NodeService:
                        RegisterOptions(details_arg="details", invoke=invoke))]
         done: set[str] = set()  # registered already (a retry must not repeat them)
         while True:
+            starts = self._hub_starts
             try:
                 for fn, leaf, options in procedures:
                     if leaf not in done:
@@ -317,7 +331,9 @@ class NodeService:
                 if not hub_missing_logged:
                     log.warn("no hub is running yet; waiting for it")
                     hub_missing_logged = True
-            elif not ok:
+                await self._hub_started_since(starts)
+                continue
+            if not ok:
                 if taken_for >= ADD_RETRY_SECONDS:
                     return False
                 taken_for += 0.25
@@ -325,14 +341,37 @@ class NodeService:
         if self.operator is not None:
             await self.operator.register(session)
         while True:
+            starts = self._hub_starts
             ok = await self.add(session)
             if ok is not None:
                 return ok
-            await sleep(0.25)
+            await self._hub_started_since(starts)
+
+    def _hub_started_since(self, starts: int) -> Deferred:
+        """Fires when the hub announced itself after ``starts`` announcements,
+        or after :data:`HUB_POLL_SECONDS` at the latest."""
+        if self._hub_starts != starts:
+            return succeed(None)
+        from twisted.internet import reactor
+
+        d: Deferred = Deferred()
+        self._hub_waiters.append(d)
+        timer = reactor.callLater(HUB_POLL_SECONDS, lambda: d.called or d.callback(None))
+        d.addBoth(lambda r: (timer.active() and timer.cancel(), r)[1])
+        return d
+
+    def _on_hub_started(self, session) -> Deferred:
+        """``hub.started``: wake whoever waits for a hub, and re-add our name."""
+        self._hub_starts += 1
+        waiters, self._hub_waiters = self._hub_waiters, []
+        for d in waiters:
+            if not d.called:
+                d.callback(None)
+        return ensureDeferred(self._readd(session))
 
     async def _on_join(self, session, details) -> None:
         self.session = session
-        await session.subscribe(lambda *a, **k: ensureDeferred(self._readd(session)),
+        await session.subscribe(lambda *a, **k: self._on_hub_started(session),
                                 self.uris.hub_started)
         if not await self._register(session):
             log.error("data node name {name!r} is already served by another session; "

@@ -21,7 +21,8 @@ from .transport import RETRY_DELAY, transport_config, transport_configs  # noqa:
 
 
 def make_component(settings: Settings, *, serializers: list[str] | None = None,
-                   max_retries: int = -1, streams_big_replies: bool = False) -> Component:
+                   max_retries: int = -1, streams_big_replies: bool = False,
+                   retry_delay: float = RETRY_DELAY) -> Component:
     """Create a reconnecting, authenticating component for ``settings``.
 
     Parameters
@@ -36,13 +37,16 @@ def make_component(settings: Settings, *, serializers: list[str] | None = None,
         True for a data node: with ``SISOCK_ROUTER_RAWSOCKET=auto`` it then
         speaks RawSocket to a local router that offers it (see
         :func:`sisock.wamp.transport.use_rawsocket`).
+    retry_delay : float
+        Seconds between reconnection attempts (the hub uses a shorter one).
     """
     authentication = None
     if settings.user and settings.secret:
         authentication = {"wampcra": {"authid": settings.user, "secret": settings.secret}}
     return Component(
         transports=transport_configs(settings, serializers, max_retries,
-                                     streams_big_replies=streams_big_replies),
+                                     streams_big_replies=streams_big_replies,
+                                     retry_delay=retry_delay),
         realm=settings.realm,
         authentication=authentication,
     )

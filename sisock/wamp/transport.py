@@ -25,6 +25,10 @@ from sisock.site.settings import Settings
 
 #: Seconds between reconnection attempts (constant, never grows).
 RETRY_DELAY = 0.5
+#: The hub's delay: after a router restart it should be back before the
+#: hundreds of nodes that need it to get their names (a refused attempt is
+#: one cheap TCP connection).
+HUB_RETRY_DELAY = 0.2
 
 #: Largest message a RawSocket peer may send (the protocol's limit, 16 MiB).
 RAWSOCKET_MAX_MESSAGE = RAWSOCKET_MESSAGE_BYTES
@@ -51,7 +55,7 @@ def message_limit(kind_or_connection: object) -> int:
 
 def transport_config(settings: Settings, serializers: list[str] | None = None,
                      max_retries: int = -1, timeout: float | None = None,
-                     kind: str | None = None) -> dict:
+                     kind: str | None = None, retry_delay: float = RETRY_DELAY) -> dict:
     """The autobahn transport dict for ``settings.router_url``.
 
     Parameters
@@ -68,6 +72,8 @@ def transport_config(settings: Settings, serializers: list[str] | None = None,
         Seconds to wait for the TCP (and TLS) connection.
     kind : {"websocket", "rawsocket"}, optional
         Override the URL's scheme (same host, port and TLS).
+    retry_delay : float
+        Seconds between reconnection attempts.
     """
     serializers = serializers or ["msgpack", "cbor", "json"]
     kind = kind or ("rawsocket" if settings.is_rawsocket else "websocket")
@@ -82,9 +88,9 @@ def transport_config(settings: Settings, serializers: list[str] | None = None,
     config: dict[str, Any] = {
         "endpoint": endpoint,
         "max_retries": max_retries,
-        "initial_retry_delay": RETRY_DELAY,
+        "initial_retry_delay": retry_delay,
         "retry_delay_growth": 1.0,
-        "max_retry_delay": 1.0,
+        "max_retry_delay": max(1.0, retry_delay),
         "retry_delay_jitter": 0.1,
     }
     if kind == "rawsocket":
@@ -133,13 +139,16 @@ def use_rawsocket(settings: Settings, streams_big_replies: bool = False) -> bool
 
 def transport_configs(settings: Settings, serializers: list[str] | None = None,
                       max_retries: int = -1, timeout: float | None = None,
-                      streams_big_replies: bool = False) -> list[dict]:
+                      streams_big_replies: bool = False,
+                      retry_delay: float = RETRY_DELAY) -> list[dict]:
     """The transports to try, in order: RawSocket first when
     :func:`use_rawsocket` says so (with WebSocket as the fallback for a
     ``ws(s)://`` URL), else WebSocket only. Arguments as
     :func:`transport_config` and :func:`use_rawsocket`."""
-    websocket = transport_config(settings, serializers, max_retries, timeout, "websocket")
+    websocket = transport_config(settings, serializers, max_retries, timeout, "websocket",
+                                 retry_delay)
     if not use_rawsocket(settings, streams_big_replies):
         return [websocket]
-    rawsocket = transport_config(settings, serializers, max_retries, timeout, "rawsocket")
+    rawsocket = transport_config(settings, serializers, max_retries, timeout, "rawsocket",
+                                 retry_delay)
     return [rawsocket] if settings.is_rawsocket else [rawsocket, websocket]

@@ -509,7 +509,7 @@ class Api(resource.Resource):
 
     # -- REST -----------------------------------------------------------------
     async def api_nodes(self, request, path) -> None:
-        self._json(request, await self.bridge.refresh())
+        self._json(request, await self.bridge.listed())
 
     async def api_fields(self, request, path) -> None:
         node = parse_node(path.strip("/").split("/")[2])

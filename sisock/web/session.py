@@ -45,6 +45,9 @@ MAX_NODE_CALLS = 8
 MAX_NODE_CALLS_PER_REQUEST = 3
 #: Whose turn a node call waits for: a client, or ``(client, request)``.
 Turn = str | tuple[str, object]
+#: Seconds the hub's node list is served without asking the hub again; its
+#: ``data_node_added`` / ``_subtracted`` topics keep the list current meanwhile.
+NODES_TTL = 5.0
 #: Seconds the field-to-timeline map of a node is reused.
 FIELDS_TTL = 60.0
 #: Windows (seconds before now; None = all time) tried in turn to list a
@@ -92,6 +95,8 @@ class Bridge:
         self.session = None
         self.nodes: dict[str, str] = {}
         self.hub_seen = False
+        self._listed_at: float | None = None  # monotonic time of the hub's last answer
+        self._asking: list[defer.Deferred] | None = None  # callers sharing the call in flight
         self._listeners: dict[str, set[Listener]] = {}
         self._subs: dict[str, Any] = {}
         self._versions = NodeVersions()
@@ -109,8 +114,10 @@ class Bridge:
         self.session = session
         await session.subscribe(self._on_added, self.uris.node_added)
         await session.subscribe(self._on_subtracted, self.uris.node_subtracted)
-        await session.subscribe(lambda *a, **k: ensureDeferred(self.refresh()),
-                                self.uris.hub_started)
+        # a restarted hub: ask it afresh (not an answer already in flight from before)
+        await session.subscribe(
+            lambda *a, **k: ensureDeferred(self._ask_hub()).addErrback(lambda _: None),
+            self.uris.hub_started)
         self._subs.clear()
         for node in list(self._listeners):
             await self._subscribe_live(node)
@@ -124,11 +131,46 @@ class Bridge:
     def _on_leave(self, session, details) -> None:
         if self.session is session:
             self.session = None
+            self._listed_at = None  # topics may be missed while away: ask on return
             self._subs.clear()
             self._broadcast_all("router", {"connected": False})
 
+    async def listed(self, max_age: float = NODES_TTL) -> list[dict]:
+        """The listed nodes, sorted: the hub's answer, asked again when older than ``max_age`` s.
+
+        Between two answers the hub's topics keep the list current, so a
+        dashboard's or a script's ``GET /api/nodes`` costs no round trip
+        to the hub however many ask.
+        """
+        self._need_session()
+        if (self.hub_seen and self._listed_at is not None
+                and time.monotonic() - self._listed_at <= max_age):
+            return [{"name": k, "description": v} for k, v in sorted(self.nodes.items())]
+        return await self.refresh()
+
     async def refresh(self) -> list[dict]:
-        """Ask the hub for its node list (kept in :attr:`nodes`)."""
+        """Ask the hub for its node list (kept in :attr:`nodes`).
+
+        Callers arriving while a call is in flight share its answer.
+        """
+        if self._asking is not None:
+            d: defer.Deferred = defer.Deferred()
+            self._asking.append(d)
+            return list(await d)
+        self._asking = []
+        try:
+            answer = await self._ask_hub()
+        except Exception as exc:
+            waiting, self._asking = self._asking, None
+            for d in waiting:
+                d.errback(exc)
+            raise
+        waiting, self._asking = self._asking, None
+        for d in waiting:
+            d.callback(answer)
+        return answer
+
+    async def _ask_hub(self) -> list[dict]:
         session = self._need_session()
         try:
             listed = await self._timed(session.call(self.uris.list_nodes), 10)
@@ -140,6 +182,8 @@ class Bridge:
                                "is unknown (start 'sisock hub')") from None
             raise
         self.hub_seen = True
+        if session is self.session:
+            self._listed_at = time.monotonic()
         self.nodes = {n["name"]: n.get("description", "") for n in listed}
         return [{"name": k, "description": v} for k, v in sorted(self.nodes.items())]
 

@@ -5,6 +5,7 @@ import "./style.css";
 import { ApiError, dataUrl, getFrame, getJSON, openLive, sendJSON } from "./api.js";
 import { color, gapOf, joinTables, keyOf, makeOptions, seriesTable } from "./chart.js";
 import { operatorProbe, startOperator } from "./operator.js";
+import { FieldQueue, pickerModel } from "./picker.js";
 import { PRESETS, parseView, viewQuery } from "./view.js";
 
 const $ = (sel) => document.querySelector(sel);
@@ -24,6 +25,9 @@ const S = {
   view: parseView(location.search),
   nodes: [],
   fields: {}, // node -> {field: info}
+  open: new Set(), // picker: nodes the user expanded
+  fieldsFailed: new Map(), // node -> when its field list last failed to load
+  closed: new Set(), // picker: nodes the user collapsed
   panels: [], // {fields, info, cats, raw, u, box, stride, gen}
   active: 0,
   range: [0, 1],
@@ -41,6 +45,7 @@ const probe = {
   requests: [], // {url, node, fields, min_stride, method, start, end, at}
   paints: [], // {panel, at, reason}
   live: [], // {node, t, drawnAt}
+  picker: null, // {nodes, matched, hidden, waiting, at}: the picker's last render
   get view() { return S.view; },
   get range() { return S.range; },
   get pending() { return S.pending; },
@@ -89,6 +94,8 @@ function saveView() {
 }
 
 // ---------------------------------------------------------------- picker
+// The hub's node list; field lists load separately (a few at a time, see
+// picker.js), so a site with hundreds of nodes gets its page at once.
 async function loadNodes() {
   try {
     S.nodes = await getJSON("api/nodes", "Listing data nodes");
@@ -98,8 +105,7 @@ async function loadNodes() {
     showError("nodes", e);
     return;
   }
-  await Promise.all(S.nodes.map((n) => loadFields(n.name)));
-  renderPicker();
+  renderPickerSoon();
 }
 
 async function loadFields(node) {
@@ -107,28 +113,79 @@ async function loadFields(node) {
     const r = await getJSON(`api/nodes/${encodeURIComponent(node)}/fields`, `Fields of ${node}`);
     S.fields[node] = r.field;
     clearError("fields:" + node);
+    return true;
   } catch (e) {
-    showError("fields:" + node, e);
+    S.fieldsFailed.set(node, Date.now());
+    // said for the nodes on screen; the others' lists are asked again when wanted
+    if (S.open.has(node) || S.panels.some((p) => p.fields.some((f) => f.node === node)) || S.nodes.length <= 12) showError("fields:" + node, e);
+    return false;
+  } finally {
+    renderPickerSoon();
   }
 }
 
+// Three field lists in flight at most: the browser has six connections per
+// host and the live stream and the panels' queries need theirs.
+const fieldQueue = new FieldQueue(loadFields, 3);
+
+// Field lists of listed nodes not loaded yet, in the background.
+function loadAllFields() {
+  fieldQueue.want(S.nodes.map((n) => n.name).filter((n) => !S.fields[n]));
+}
+
+// Renders caused by arriving field lists are coalesced (one per 250 ms): the
+// page's live charts keep the main thread while hundreds of lists arrive.
+let pickerTimer = null;
+function renderPickerSoon() {
+  if (!pickerTimer) pickerTimer = setTimeout(() => { pickerTimer = null; renderPicker(); }, 250);
+}
+
+function toggleNode(name, expanded) {
+  if (expanded) { S.open.delete(name); S.closed.add(name); }
+  else { S.closed.delete(name); S.open.add(name); }
+  renderPicker();
+}
+
 function renderPicker() {
-  const q = $("#search").value.trim().toLowerCase();
+  clearTimeout(pickerTimer);
+  pickerTimer = null;
+  const query = $("#search").value;
+  const m = pickerModel(S.nodes, S.fields, query, S.open, S.closed);
   const inView = new Set((S.panels[S.active]?.fields || []).map(keyOf));
-  const groups = S.nodes.map((n) => {
-    const fields = Object.entries(S.fields[n.name] || {}).filter(([f, info]) =>
-      !q || `${n.name}:${f} ${info.description || ""} ${info.units || ""}`.toLowerCase().includes(q));
-    if (q && fields.length === 0) return null;
-    return el("div", { class: "node" },
-      el("div", { class: "node-name", title: n.description }, n.name),
-      ...fields.sort().map(([f, info]) => el("button", {
+  const groups = m.groups.map((g) => {
+    const n = g.node;
+    const head = el("button", {
+      class: "node-name" + (g.expanded ? " open" : "") + (S.down.has(n.name) ? " down" : ""),
+      "data-node": n.name,
+      title: n.description || n.name,
+      "aria-expanded": String(g.expanded),
+      onclick: () => toggleNode(n.name, g.expanded),
+    }, el("span", { class: "caret" }, g.expanded ? "▾" : "▸"), el("span", { class: "nname" }, n.name),
+    el("small", {}, g.loaded ? String(g.total) : ""));
+    const rows = !g.expanded ? [] : !g.loaded ? [el("div", { class: "empty" }, "loading fields…")]
+      : g.fields.map(([f, info]) => el("button", {
         class: "field" + (inView.has(`${n.name}:${f}`) ? " on" : ""),
         "data-key": `${n.name}:${f}`,
         title: info.description || f,
         onclick: () => toggleField(n.name, f),
-      }, el("span", {}, f), el("small", {}, info.type === "number" ? (info.units || "") : info.type))));
-  }).filter(Boolean);
-  $("#nodes").replaceChildren(...(groups.length ? groups : [el("div", { class: "empty" }, S.nodes.length ? "no field matches" : "no data nodes")]));
+      }, el("span", {}, f), el("small", {}, info.type === "number" ? (info.units || "") : info.type)));
+    return el("div", { class: "node" }, head, ...rows);
+  });
+  const loading = fieldQueue.waiting;
+  if (!groups.length) {
+    groups.push(el("div", { class: "empty" }, !S.nodes.length ? "no data nodes"
+      : loading ? `no match yet: fields of ${loading} nodes are loading…` : "no field matches"));
+  }
+  if (m.hidden) groups.push(el("div", { class: "empty more" }, `${m.hidden} more nodes match: refine the search`));
+  const q = query.trim();
+  $("#picker-count").textContent = S.nodes.length <= 1 ? ""
+    : (q ? `${m.matched} of ${S.nodes.length} nodes match` : `${S.nodes.length} nodes`)
+      + (loading ? ` · loading fields of ${loading}` : "");
+  $("#nodes").replaceChildren(...groups);
+  // expanded nodes show their fields: load those first
+  const need = m.groups.filter((g) => g.expanded && !g.loaded && !(Date.now() - (S.fieldsFailed.get(g.node.name) || 0) < 5000)).map((g) => g.node.name);
+  if (need.length) fieldQueue.want(need, true);
+  probe.picker = { nodes: m.groups.length, matched: m.matched, hidden: m.hidden, waiting: loading, loaded: S.nodes.filter((n) => S.fields[n.name]).length, at: performance.now() };
 }
 
 function toggleField(node, field) {
@@ -926,7 +983,8 @@ async function nodesBack(names) {
   for (const n of [...S.down]) {
     if (names.has(n)) { S.down.delete(n); clearError("node:" + n); changed = true; }
   }
-  if ([...names].some((n) => !S.nodes.some((x) => x.name === n))) { await loadNodes(); changed = true; }
+  const known = new Set(S.nodes.map((x) => x.name));
+  if ([...names].some((n) => !known.has(n))) { await loadNodes(); loadAllFields(); changed = true; }
   if (!changed) return;
   for (const p of S.panels) renderWhy(p);
   syncLive();
@@ -949,6 +1007,11 @@ function defaultPanels() {
 async function main() {
   $("#presets").replaceChildren(...Object.keys(PRESETS).map((r) => el("button", { "data-range": r, onclick: () => setPreset(r) }, r)));
   $("#search").addEventListener("input", renderPicker);
+  $("#search").addEventListener("keydown", (e) => { // Enter picks the only field shown
+    if (e.key !== "Enter") return;
+    const shown = document.querySelectorAll("#nodes .field");
+    if (shown.length === 1) shown[0].click();
+  });
   $("#add-panel").addEventListener("click", () => { addPanel([]); rebuildPanel(S.panels[S.active]); S.panels.forEach((x, k) => x.box.classList.toggle("active", k === S.active)); renderPicker(); });
   $("#live").addEventListener("change", (e) => { S.view.live = e.target.checked; if (e.target.checked && S.view.range === null) { setPreset("1h"); return; } saveView(); syncLive(); });
   $("#apply").addEventListener("click", applyAbsolute);
@@ -963,12 +1026,18 @@ async function main() {
   startOperator();
   window.addEventListener("resize", () => { for (const p of S.panels) if (p.u) p.u.setSize({ width: panelWidth(), height: 220 }); refetchSoon(); });
   await loadNodes();
-  if (!S.view.chosen) S.view.panels = defaultPanels();
+  // first the fields of the nodes in view (their types and units shape the panels)
+  const listed = new Set(S.nodes.map((n) => n.name));
+  if (S.view.chosen) await fieldQueue.want([...new Set(S.view.panels.flat().map((f) => f.node))].filter((n) => listed.has(n)), true);
+  else {
+    await fieldQueue.want(S.nodes.slice(0, 8).map((n) => n.name), true);
+    S.view.panels = defaultPanels();
+  }
   for (const fields of S.view.panels) addPanel(fields.slice());
   await resolveRange();
   refreshSlots();
   for (const p of S.panels) rebuildPanel(p, false);
-  fetchAll(); // one query per node for every panel
+  fetchAll().finally(loadAllFields); // one query per node for every panel; then the picker's fields
   S.active = 0;
   S.panels.forEach((x, k) => x.box.classList.toggle("active", k === 0));
   renderPicker();
@@ -977,6 +1046,7 @@ async function main() {
   pollStatus();
   setInterval(pollStatus, 5000);
   loadViews();
+  probe.fieldsAtReady = Object.keys(S.fields).length;
   probe.ready = true;
 }
 
