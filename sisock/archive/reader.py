@@ -356,7 +356,7 @@ class ArchiveReader:
                 for k in names:
                     cols[k][at:at + i1 - i0] = eager[1][k]
             at += i1 - i0
-        fill = _fill(pieces, tl, names, types, t_out, cols)
+        fill = _fill(pieces, tl, names, types, t_out, cols, self.files.handles)
         if not lazy or total == 0:
             for _ in fill:
                 pass
@@ -537,10 +537,12 @@ FILL_BYTES = 2**20
 
 
 def _fill(pieces: list, tl: str, names: list[str], types: dict[str, str], t_out: np.ndarray,
-          cols: dict[str, np.ndarray]) -> Iterator[int]:
+          cols: dict[str, np.ndarray], handles) -> Iterator[int]:
     """Read the rows of immutable files into ``t_out`` and ``cols``, a slab at a time.
 
-    Yields the number of leading rows complete after each slab.
+    Yields the number of leading rows complete after each slab. Raises
+    :class:`RuntimeError` if the reader (``handles``) was closed before
+    the rows were read: a file opened then would stay open for good.
     """
     row_bytes = 8 + sum(cols[k].dtype.itemsize for k in names)
     step = max(1, FILL_BYTES // row_bytes)
@@ -549,14 +551,18 @@ def _fill(pieces: list, tl: str, names: list[str], types: dict[str, str], t_out:
         if eager is None:
             info = f.timelines[tl]
             for a in range(i0, i1, step):
+                if handles.closed:
+                    raise RuntimeError("the archive reader was closed before this progressive "
+                                       "result was read to the end")
                 b = min(i1, a + step)
                 o0, o1 = at + a - i0, at + b - i0
-                f.read_into(tl, None, a, b, t_out[o0:o1])
+                columns: list[tuple[str | None, np.ndarray]] = [(None, t_out[o0:o1])]
                 for k in names:
                     if k in info.fields and info.fields[k].type == types[k]:
-                        f.read_into(tl, k, a, b, cols[k][o0:o1])
+                        columns.append((k, cols[k][o0:o1]))
                     else:
                         cols[k][o0:o1] = missing_values(types[k], 1)[0]
+                f.read_into(tl, columns, a, b)
                 yield o1
         at += i1 - i0
     yield at
