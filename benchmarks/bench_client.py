@@ -251,7 +251,7 @@ def main() -> int:
     from sisock._quiet import silence_bjdata
 
     silence_bjdata()
-    from sisock.wamp.client import ClientError, connect
+    from sisock.client import ClientError, connect
     from sisock.core.wire import CHUNK_BYTES
 
     n = args.samples

@@ -179,7 +179,7 @@ def wait_listed(name: str, proc: subprocess.Popen, timeout: float = 30.0) -> flo
     """Block until the hub lists ``name``; return the seconds waited."""
     import txaio
 
-    from sisock.wamp.client import ClientError, connect
+    from sisock.client import ClientError, connect
 
     txaio.set_global_log_level("error")  # no "trying transport" chatter from this client
     t0 = time.monotonic()

@@ -37,7 +37,7 @@ NAME = "bench"
 
 def worker(fetches: int, start: float, end: float, t_begin: float, samples: int) -> None:
     """Fetch the whole range ``fetches`` times from ``t_begin``; print the durations."""
-    from sisock.wamp.client import connect
+    from sisock.client import connect
 
     with connect(timeout=120) as c:
         while time.time() < t_begin:

@@ -41,7 +41,7 @@ def worker(sessions: int, start: float, end: float, t_begin: float, t_end: float
     """Run ``sessions`` consumers from ``t_begin`` to ``t_end``; print counts and latencies."""
     import random
 
-    from sisock.wamp.client import connect
+    from sisock.client import connect
 
     clients = [connect(timeout=60) for _ in range(sessions)]
     done: list[float] = []

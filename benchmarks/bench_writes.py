@@ -68,7 +68,7 @@ def main() -> int:
     args = parser.parse_args()
 
     from sisock.site import accounts
-    from sisock.wamp.client import connect
+    from sisock.client import connect
 
     with tempfile.TemporaryDirectory(prefix="bench-writes-") as tmp_dir:
         tmp = Path(tmp_dir)

@@ -77,7 +77,7 @@ class BenchStack:
 
     def wait(self, predicate, what: str, timeout: float = 60) -> None:
         """Poll ``predicate(client)`` until true."""
-        from sisock.wamp.client import ClientError, connect
+        from sisock.client import ClientError, connect
 
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

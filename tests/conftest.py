@@ -145,7 +145,7 @@ def stack(tmp_path_factory):
 
 
 def _hub_up() -> bool:
-    from sisock.wamp.client import ClientError, connect
+    from sisock.client import ClientError, connect
 
     try:
         with connect(timeout=3) as c:
@@ -169,7 +169,7 @@ def wait_for(predicate, timeout: float, message: str, interval: float = 0.05):
 @pytest.fixture
 def client(stack):
     """A consumer-role client connected to the session router."""
-    from sisock.wamp.client import connect
+    from sisock.client import connect
 
     with connect(timeout=10) as c:
         yield c
@@ -192,7 +192,7 @@ def procs(stack):
 
 def listed(client) -> set[str]:
     """Names the hub lists right now (empty if the hub is down)."""
-    from sisock.wamp.client import ClientError
+    from sisock.client import ClientError
 
     try:
         return {n["name"] for n in client.nodes()}

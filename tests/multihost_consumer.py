@@ -15,7 +15,7 @@ import json
 import sys
 import time
 
-from sisock.wamp.client import ClientError, connect
+from sisock.client import ClientError, connect
 
 
 def main(name: str, seconds: float) -> int:

@@ -75,7 +75,7 @@ class PrivateStack:
 
     def connect(self, **kw):
         """A consumer client of this stack."""
-        from sisock.wamp.client import connect
+        from sisock.client import connect
 
         return connect(self.url, home=str(self.home), **kw)
 

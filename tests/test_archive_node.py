@@ -9,7 +9,7 @@ import pytest
 
 from conftest import listed, wait_for
 from sisock.archive.reader import ArchiveReader
-from sisock.wamp.client import CallTimeout, ClientError, NodeUnknown, RemoteError, TooMuchDataError, connect
+from sisock.client import CallTimeout, ClientError, NodeUnknown, RemoteError, TooMuchDataError, connect
 from sisock.cli.generate import generate
 
 pytestmark = pytest.mark.timeout(180)

@@ -7,13 +7,13 @@ import struct
 
 import pytest
 
-from sisock.wamp.service import _DirectSend
+from sisock.wamp.sending import DirectSend
 
 pytestmark = pytest.mark.unit
 
 
 class _Transport:
-    """What :class:`_DirectSend` reads of a Twisted TCP transport, writes recorded."""
+    """What :class:`DirectSend` reads of a Twisted TCP transport, writes recorded."""
 
     def __init__(self, sock: socket.socket) -> None:
         self.socket = sock
@@ -63,7 +63,7 @@ def test_what_the_kernel_does_not_take_is_queued_in_order():
     try:
         t = _Transport(a)
         message = bytes(range(256)) * 4096  # 1 MiB
-        _DirectSend(_Connection(), t)(message)
+        DirectSend(_Connection(), t)(message)
         got = _drain(b) + b"".join(t._tempDataBuffer)
         assert t._tempDataBuffer, "the socket buffer should not take 1 MiB at once"
         assert got == struct.pack("!I", len(message)) + message
@@ -80,9 +80,9 @@ def test_queued_data_keeps_twisteds_path():
         t = _Transport(a)
         t._tempDataBuffer.append(b"earlier")
         _Connection.sent = []
-        _DirectSend(_Connection(), t)(b"x" * 100_000)
+        DirectSend(_Connection(), t)(b"x" * 100_000)
         t._tempDataBuffer.clear()
-        _DirectSend(_Connection(), t)(b"small")
+        DirectSend(_Connection(), t)(b"small")
         assert _Connection.sent == [b"x" * 100_000, b"small"]
         assert _drain(b) == b""
     finally:
@@ -94,5 +94,5 @@ def test_only_plain_tcp_rawsocket_connections_are_changed():
     """A connection that is not RawSocket over a plain TCP transport keeps its sendString."""
     conn = _Connection()
     with socket.socket() as sock:
-        _DirectSend.install(conn, _Transport(sock))
+        DirectSend.install(conn, _Transport(sock))
     assert "sendString" not in vars(conn)

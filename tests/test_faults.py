@@ -17,7 +17,7 @@ import pytest
 
 from conftest import REPO, free_port, listed, wait_for, wait_port
 from faults import kill9_trials, modbus_config, router_restarts, tmpfs, umount
-from sisock.wamp.client import ClientError, connect
+from sisock.client import ClientError, connect
 from slow_node import STARTED
 
 pytestmark = pytest.mark.timeout(300)

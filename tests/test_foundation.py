@@ -18,7 +18,7 @@ from conftest import listed, wait_for
 from autobahn.wamp.exception import ApplicationError
 
 from sisock.site import credentials
-from sisock.wamp.client import AuthenticationFailed, Client, ClientError, RemoteError, connect
+from sisock.client import AuthenticationFailed, Client, ClientError, RemoteError, TooMuchDataError, connect
 from sisock.site.settings import Settings
 
 pytestmark = pytest.mark.timeout(120)
@@ -193,6 +193,32 @@ def test_legacy_subclass_served(stack, procs, client):
     assert list(r.data["counter"]) == [0.0, 1.0, 2.0, 3.0, 4.0]
     assert len(r.timelines["legacy_tl"].t) == 5
     assert r.timelines["legacy_tl"].t[0] == pytest.approx(time.time() - 10, abs=2)
+
+
+def test_legacy_node_served_through_the_core_contract(stack, procs, client):
+    """A 0.x node's replies go through the checks and reply budget of every node.
+
+    Bad arguments get a named error instead of reaching the 0.x code; a reply
+    over the caller's message limit is refused with ``too_much_data`` carrying
+    a ``min_stride`` that fits (and that ``min_stride`` then answers); binary
+    arrays are served; a 0.x caller (JSON lists, no extensions) sees lists.
+    """
+    procs("legacy", sys.executable, "tests/legacy_node.py", "legacy_c", module=None)
+    wait_for(lambda: "legacy_c" in listed(client), 20, "legacy node never listed")
+    with pytest.raises(RemoteError, match="min_stride"):
+        client.call("consumer.legacy_c.get_data", ["counter"], -10, 0, min_stride=-1)
+    with pytest.raises(RemoteError, match="method"):
+        client.call("consumer.legacy_c.get_data", ["counter"], -10, 0, method="max")
+    with pytest.raises(TooMuchDataError) as too_much:
+        client.call("consumer.legacy_c.get_data", ["big"], -200_000, 0)
+    stride = too_much.value.min_stride
+    assert stride and stride > 1
+    fitting = client.get_data("legacy_c", ["big"], -200_000, 0, min_stride=stride)
+    assert 0 < len(fitting.data["big"]) <= 200_000 / stride + 1
+    with connect(serializer="json", binary=False) as old:
+        lists = old.call("consumer.legacy_c.get_data", ["counter"], -10, 0)
+    assert lists["data"]["counter"] == [0.0, 1.0, 2.0, 3.0, 4.0]
+    assert isinstance(lists["timeline"]["legacy_tl"]["t"], list)
 
 
 def test_hub_restart_relists_running_nodes(stack, procs, client):

@@ -18,7 +18,7 @@ from faults import modbus_config
 from fuzz_calls import (BASE, HUB_CONSUMER, HUB_SERVER, fuzz_target, get_data_calls,
                         get_fields_calls, hub_calls)
 from sisock.site import credentials
-from sisock.wamp.client import connect
+from sisock.client import connect
 from sisock.cli.generate import generate
 
 pytestmark = pytest.mark.timeout(300)

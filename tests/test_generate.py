@@ -54,15 +54,16 @@ def test_same_seed_same_values(tmp_path):
 
 
 @pytest.mark.integration  # writes a whole demo week
-def test_cli_default_is_a_week_with_fast_data_and_quick(tmp_path, capsys):
-    """The default command writes ~a week ending now with >=100 Hz data for the last 2 h, quickly."""
+def test_cli_default_is_a_week_with_fast_data(tmp_path, capsys):
+    """The default command writes ~a week ending now with >=100 Hz data for the last 2 h.
+
+    How long it takes is printed (and measured in the benchmarks), not asserted:
+    a busy machine may take any time.
+    """
     parser = argparse.ArgumentParser()
     gen.add_arguments(parser)
     args = parser.parse_args([str(tmp_path / "demo")])
-    t0 = time.monotonic()
     assert gen.run(args) == 0
-    elapsed = time.monotonic() - t0
-    assert elapsed < 60
     assert "fast" in capsys.readouterr().out
     r = ArchiveReader(tmp_path / "demo")
     spans = r.timelines()

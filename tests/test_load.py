@@ -16,7 +16,7 @@ import pytest
 from conftest import free_port, listed, wait_for, wait_port
 from faults import modbus_config
 from load import run_load, summary
-from sisock.wamp.client import connect
+from sisock.client import connect
 from sisock.cli.generate import generate
 from sisock.servers.modbus.server import STATS_PREFIX
 

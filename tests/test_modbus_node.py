@@ -150,7 +150,7 @@ def test_router_restart_loses_no_samples(stack, instrument, client):
              "nothing archived before the restart")
     t0 = time.time()
     stack.restart_router()
-    from sisock.wamp.client import connect
+    from sisock.client import connect
     with connect() as c:
         wait_for(lambda: "modbus_sim" in listed(c), 30, "node not back after router restart")
     t1 = time.time()

@@ -22,7 +22,7 @@ from autobahn.wamp.types import PublishOptions, RegisterOptions
 
 from conftest import listed, wait_for
 from sisock.site import credentials
-from sisock.wamp.client import Client, ClientError, RemoteError, connect
+from sisock.client import Client, ClientError, RemoteError, connect
 from sisock.hub.registry import MAX_DESCRIPTION, MAX_NAMES_PER_SESSION, Registry
 
 pytestmark = pytest.mark.timeout(240)

@@ -226,7 +226,7 @@ def operator(stack):
     """An operator account ``alice`` (router restarted to load it): ``(user, secret)``."""
     secret = accounts.add(stack.home, "alice", "operator")
     stack.restart_router()
-    from sisock.wamp.client import ClientError, connect
+    from sisock.client import ClientError, connect
 
     def up():
         try:
@@ -262,7 +262,7 @@ def node(stack, operator, device, tmp_path_factory):
         procs.append(p)
         return p
     info = {"proc": start(), "audit": audit, "config": cfg, "start": start, "procs": procs}
-    from sisock.wamp.client import connect
+    from sisock.client import connect
 
     with connect(user=operator[0], secret=operator[1]) as c:
         wait_for(lambda: _points(c, NODE), 60, f"node never offered writes:\n"
@@ -273,7 +273,7 @@ def node(stack, operator, device, tmp_path_factory):
 
 
 def _points(c, node):
-    from sisock.wamp.client import ClientError
+    from sisock.client import ClientError
 
     try:
         return c.points(node)
@@ -284,7 +284,7 @@ def _points(c, node):
 @pytest.fixture
 def op(operator, node):
     """A client signed in as the operator."""
-    from sisock.wamp.client import connect
+    from sisock.client import connect
 
     with connect(user=operator[0], secret=operator[1], timeout=30) as c:
         yield c
@@ -327,7 +327,7 @@ def test_points_happy_path_with_readback(op, node, device, client):
 
 def test_consumer_refused_by_router(client, node, device):
     """A consumer calling ``operator.*`` is refused by the router; nothing is written."""
-    from sisock.wamp.client import NotAuthorized
+    from sisock.client import NotAuthorized
 
     before = device.writes
     rows_before = len(AuditLog(node["audit"], readonly=True).query(0, 4e9))
@@ -387,7 +387,7 @@ def test_refusals_audited_nothing_written(op, node, device, case, point, value, 
 
 def test_min_interval(op, node, device):
     """A second write sooner than ``min_interval`` is rate_limited, audited, not written."""
-    from sisock.wamp.client import RateLimited
+    from sisock.client import RateLimited
 
     assert op.set(NODE, "limited", 7)["status"] == "applied"
     before = device.writes
@@ -412,7 +412,7 @@ def test_replayed_request_id_writes_once(op, node, device):
 
 def test_dry_run(op, node, device):
     """A dry run checks everything, reads the current value and writes nothing."""
-    from sisock.wamp.client import OutOfLimits
+    from sisock.client import OutOfLimits
 
     before = device.writes
     current = _current_setpoint(device)
@@ -435,7 +435,7 @@ def test_readback_mismatch_unverified(op, node, device):
 def test_device_down_then_back(op, node, device, client):
     """Device down: ``device_unavailable``, nothing queued; after it returns nothing is
     written."""
-    from sisock.wamp.client import DeviceUnavailable
+    from sisock.client import DeviceUnavailable
 
     live = []
     client.subscribe(NODE, live.append)
@@ -464,7 +464,7 @@ def test_node_cannot_register_another_nodes_operator_uris(stack, node, op):
     leaf but points/set/audit); the owner's registrations keep working."""
     from autobahn.wamp.exception import ApplicationError
 
-    from sisock.wamp.client import Client
+    from sisock.client import Client
     from sisock.site.settings import load_settings
 
     s = load_settings("server")
@@ -517,7 +517,7 @@ def test_polls_never_interleave_with_writes(op, node, device):
 
 def test_lost_reply_unverified(stack, operator, device, tmp_path):
     """A write the device applied but whose answer was lost reads ``unverified``."""
-    from sisock.wamp.client import connect
+    from sisock.client import connect
 
     port = device.start_proxy()
     cfg = tmp_path / "p.toml"

@@ -14,7 +14,7 @@ import pytest
 
 from conftest import REPO, Proc, free_port, wait_for, wait_port
 from sisock.site import credentials
-from sisock.wamp.client import AuthenticationFailed, ClientError, connect
+from sisock.client import AuthenticationFailed, ClientError, connect
 from sisock.site.proxies import SOCKET_NAME, with_proxies
 from sisock.site.router import render, template_path
 from sisock.site.settings import load_settings

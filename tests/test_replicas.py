@@ -9,7 +9,7 @@ import pytest
 
 from conftest import listed, wait_for
 from sisock.site import credentials
-from sisock.wamp.client import connect
+from sisock.client import connect
 from sisock.cli.generate import generate
 
 pytestmark = pytest.mark.timeout(240)

@@ -13,7 +13,7 @@ import pytest
 from conftest import listed, wait_for
 from sisock.core.protocol import FieldSpec
 from sisock.archive.writer import ArchiveWriter
-from sisock.wamp.client import RemoteError, connect
+from sisock.client import RemoteError, connect
 
 pytestmark = pytest.mark.timeout(300)
 

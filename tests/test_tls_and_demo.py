@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, Proc, free_port, wait_for, wait_port
-from sisock.wamp.client import ClientError, RouterUnreachable, connect
+from sisock.client import ClientError, RouterUnreachable, connect
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -95,7 +95,7 @@ def test_client_falls_back_to_websocket_on_a_websocket_only_router(tmp_path, mon
     import subprocess
 
     from conftest import free_port, wait_port
-    from sisock.wamp.client import NodeUnknown, connect
+    from sisock.client import NodeUnknown, connect
     from sisock.site.router import command
 
     port = free_port()

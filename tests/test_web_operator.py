@@ -27,7 +27,7 @@ CONSUMER = "carl"
 @pytest.fixture(scope="module")
 def accts(stack):
     """An operator and a consumer account (router restarted to load them)."""
-    from sisock.wamp.client import ClientError, connect
+    from sisock.client import ClientError, connect
 
     op = accounts.add(stack.home, OPERATOR, "operator")
     cons = accounts.add(stack.home, CONSUMER, "consumer")
@@ -71,7 +71,7 @@ def opweb(stack, accts, device, tmp_path_factory):
     url = f"http://127.0.0.1:{port}"
     try:
         wait_port(port, 30, web.proc)
-        from sisock.wamp.client import ClientError, connect
+        from sisock.client import ClientError, connect
 
         def offered():
             try:

@@ -40,6 +40,16 @@ File layout (see ``example.toml`` next to this module for a full example)::
     expr = "{p_in} - {p_out}"      # over points of the same group
     units = "mbar"
 
+Several devices
+---------------
+A file may instead hold one ``[[device]]`` table per device, each its own
+data node polled from the same process (``devices.toml`` next to this
+module documents it): the table carries the ``[node]`` and ``[device]``
+keys (``name``, ``description``, ``host``, ``port``, ...), its own
+``[[device.group]]``, ``[[device.write]]`` and ``[device.writes]``
+tables, an optional ``archive`` directory, and an optional ``include``
+of a one-device file to start from (:func:`parse_nodes`).
+
 Rules
 -----
 - Names of points, derived points and the per-group status field
@@ -62,9 +72,10 @@ Rules
 from __future__ import annotations
 
 import math
+import os
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +96,8 @@ __all__ = [
     "NodeConfig",
     "load_config",
     "parse_config",
+    "load_nodes",
+    "parse_nodes",
     "KINDS",
     "REGISTER_KINDS",
     "BIT_KINDS",
@@ -298,6 +311,8 @@ class NodeConfig:
     groups: tuple[GroupConfig, ...]
     #: Writable points (:class:`.writing.WriteConfig`), None when none are declared.
     writes: Any = None
+    #: Archive directory given in the file (``archive`` of a ``[[device]]``), or None.
+    archive: Path | None = None
 
     def field_specs(self) -> dict[str, dict[str, FieldSpec]]:
         """Timeline name -> field name -> :class:`FieldSpec`."""
@@ -322,13 +337,7 @@ def load_config(path: str | Path) -> NodeConfig:
         If the file cannot be read, is not TOML, or fails a check.
     """
     path = Path(path)
-    try:
-        with path.open("rb") as fh:
-            data = tomllib.load(fh)
-    except OSError as exc:
-        raise ConfigError(f"cannot read Modbus config {str(path)!r}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    data = _read_toml(path)
     try:
         return parse_config(data)
     except ConfigError as exc:
@@ -373,6 +382,159 @@ def parse_config(data: dict[str, Any]) -> NodeConfig:
         return config
     return NodeConfig(name=name, description=description, device=device, groups=groups,
                       writes=writes)
+
+
+# --------------------------------------------------------------- several devices
+
+#: Keys of a ``[[device]]`` table besides those of ``[device]`` (DeviceConfig).
+_ENTRY_KEYS = {"name", "description", "include", "archive", "group", "write", "writes"}
+
+
+def load_nodes(path: str | Path) -> list[NodeConfig]:
+    """Read a file declaring one device (``[node]`` + ``[device]``) or several (``[[device]]``).
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The TOML file. ``include`` paths in it are relative to its directory.
+
+    Returns
+    -------
+    list of NodeConfig
+        One per device, in file order.
+
+    Raises
+    ------
+    ConfigError
+        Naming the file, the device and what is wrong.
+    """
+    path = Path(path)
+    data = _read_toml(path)
+    try:
+        return parse_nodes(data, path.parent)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def parse_nodes(data: dict[str, Any], base: Path | None = None) -> list[NodeConfig]:
+    """Validate a parsed file of one device or of several ``[[device]]`` tables.
+
+    A ``[[device]]`` table holds what a one-device file spreads over
+    ``[node]`` and ``[device]`` (``name``, ``description``, ``host``,
+    ``port``, ...), its own ``[[device.group]]``, ``[[device.write]]`` and
+    ``[device.writes]`` tables, an optional ``archive`` directory, and an
+    optional ``include``: a one-device file whose ``[device]`` settings,
+    groups and writes the table starts from (its own keys win; its own
+    groups replace the included groups and writes, its own writes the
+    included writes).
+
+    Parameters
+    ----------
+    data : dict
+        The parsed TOML.
+    base : pathlib.Path, optional
+        Directory that ``include`` and ``archive`` paths are relative to.
+
+    Raises
+    ------
+    ConfigError
+        Naming the device (``device #i`` or ``device 'name'``) and the key.
+    """
+    if not isinstance(data, dict):
+        raise ConfigError("configuration must be a table")
+    entries = data.get("device")
+    if not isinstance(entries, list):  # a one-device file: [device] is a table
+        return [parse_config(data)]
+    stray = sorted(set(data) - {"device"})
+    if stray:
+        raise ConfigError(f"top level: {', '.join(map(repr, stray))} next to [[device]] tables; "
+                          "a file of several devices declares everything inside each "
+                          "[[device]] (e.g. [[device.group]]), or includes a one-device file")
+    if not entries:
+        raise ConfigError("at least one [[device]] is required")
+    out: list[NodeConfig] = []
+    names: dict[str, int] = {}
+    for i, entry in enumerate(entries):
+        where = f"device #{i + 1}"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{where}: must be a table")
+        name = entry.get("name")
+        if isinstance(name, str):
+            where = f"device #{i + 1} ({name!r})"
+        try:
+            config = _parse_entry(entry, base)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+        if config.name in names:
+            raise ConfigError(f"{where}: name {config.name!r} is also device "
+                              f"#{names[config.name] + 1}'s; every device needs its own name")
+        names[config.name] = i
+        out.append(config)
+    _check_distinct(out)
+    return out
+
+
+def _parse_entry(entry: dict[str, Any], base: Path | None) -> NodeConfig:
+    """One ``[[device]]`` table -> its node, through :func:`parse_config`."""
+    device_keys = set(DeviceConfig.__dataclass_fields__)
+    _no_unknown(entry, _ENTRY_KEYS | device_keys, "[[device]]")
+    single: dict[str, Any] = {}
+    include = _str(entry, "include", "[[device]]")
+    if include is not None:
+        path = Path(include).expanduser()
+        if base is not None and not path.is_absolute():
+            path = base / path
+        single = _read_toml(path)
+        if not isinstance(single.get("device", {}), dict):
+            raise ConfigError(f"include {include!r}: a one-device file ([node], [device], "
+                              "[[group]]) is expected, not one with [[device]] tables")
+    device = dict(single.get("device") or {})
+    device.update({k: v for k, v in entry.items() if k in device_keys})
+    node = {k: entry[k] for k in ("name", "description") if k in entry}
+    if "name" not in node:
+        raise ConfigError("name (the data-node name) is required")
+    if "group" in entry:  # own groups: the included writes (naming included points) go too
+        single.pop("write", None)
+        single.pop("writes", None)
+    for key in ("group", "write", "writes"):
+        if key in entry:
+            single[key] = entry[key]
+    single["node"], single["device"] = node, device
+    config = parse_config(single)
+    archive = _str(entry, "archive", "[[device]]")
+    if archive is None:
+        return config
+    directory = Path(archive).expanduser()
+    if base is not None and not directory.is_absolute():
+        directory = base / directory
+    return replace(config, archive=directory)
+
+
+def _check_distinct(configs: list[NodeConfig]) -> None:
+    """Archive directories and audit databases given in the file are not shared."""
+    for attr, what in ((lambda c: c.archive, "archive directory"),
+                       (lambda c: c.writes.audit if c.writes is not None else None,
+                        "audit database")):
+        seen: dict[Path, str] = {}
+        for c in configs:
+            p = attr(c)
+            if p is None:
+                continue
+            key = Path(os.path.abspath(p))
+            if key in seen:
+                raise ConfigError(f"device {c.name!r}: its {what} {str(p)!r} is also device "
+                                  f"{seen[key]!r}'s; give each device its own")
+            seen[key] = c.name
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except OSError as exc:
+        raise ConfigError(f"cannot read Modbus config {str(path)!r}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
 
 
 # --------------------------------------------------------------- writable points

@@ -403,6 +403,9 @@ class Poller:
         except (ValueError, TypeError, AttributeError) as exc:  # malformed reply
             conn.drop()
             failure = (conn.label, f"unusable reply: {exc}")
+        except Exception as exc:  # noqa: BLE001 - anything else must not end this group's polls
+            conn.drop()
+            failure = (conn.label, f"unusable reply: {type(exc).__name__}: {exc}")
         if failure is None:
             stats.latencies.append(time.perf_counter() - start)
             conn.succeeded()

@@ -1,5 +1,11 @@
 """``sisock serve modbus --config FILE``: one data node per Modbus instrument.
 
+A file declares one device (``example.toml``) or several (``[[device]]``
+tables, ``devices.toml``); ``--config`` may be repeated. Every device is
+its own data node (own name, session, poller, connection, archive and
+writer thread), all polled from this one process (see
+:mod:`sisock.wamp.host` for what keeps their faults apart).
+
 Wiring only; the parts live elsewhere:
 
 * :mod:`.config` reads and checks the TOML file before anything connects;
@@ -15,13 +21,14 @@ Wiring only; the parts live elsewhere:
 
 Each poll group is one timeline of the archive and of the node.
 
-Statistics: at shutdown the node writes one line to its standard output,
-``sisock-modbus-stats {json}`` (see :func:`run_stats`): polls, missed
-ticks, gaps, requests, poll latency and archive append time since start or
-since the last SIGUSR1, which zeroes the counters (so a benchmark can skip
-the warm-up). SIGUSR1 also writes such a line, with the figures it zeroes,
-so whoever sent it can see that the reset happened; the line written at
-shutdown is always the last one. ``benchmarks/bench_modbus.py`` reads it.
+Statistics: at shutdown each node writes one line to standard output,
+``sisock-modbus-stats {json}`` (see :func:`run_stats`, plus ``node``, its
+name): polls, missed ticks, gaps, requests, poll latency and archive
+append time since start or since the last SIGUSR1, which zeroes the
+counters of every node (so a benchmark can skip the warm-up). SIGUSR1 also
+writes such a line per node, with the figures it zeroes, so whoever sent it
+can see that the reset happened; the lines written at shutdown are always
+the last ones. ``benchmarks/bench_modbus.py`` reads them.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import signal
 import sys
 import time
@@ -42,7 +50,7 @@ from sisock.core.protocol import Result
 from sisock.core.plan import Plan, Publish
 from sisock.site.settings import Settings
 
-from .config import load_config
+from .config import ConfigError, NodeConfig, load_nodes
 
 HELP = "poll a Modbus TCP instrument, archive and serve it"
 REACTOR = "asyncio"
@@ -53,14 +61,19 @@ if TYPE_CHECKING:
 #: Prefix of the statistics line written at shutdown.
 STATS_PREFIX = "sisock-modbus-stats "
 
+log = logging.getLogger(__name__)
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``sisock serve modbus``."""
-    parser.add_argument("--config", type=Path, required=True,
-                        help="TOML file describing the device and its points "
-                             "(see servers/modbus/example.toml)")
+    parser.add_argument("--config", type=Path, required=True, action="append",
+                        help="TOML file describing a device and its points "
+                             "(servers/modbus/example.toml), or several devices in "
+                             "[[device]] tables (servers/modbus/devices.toml); repeat it "
+                             "to poll the devices of several files from this process")
     parser.add_argument("--archive", type=Path, default=None,
-                        help="archive directory (default $SISOCK_HOME/archives/<node name>)")
+                        help="archive directory of a lone device (default: the device's "
+                             "'archive' key, else $SISOCK_HOME/archives/<node name>)")
     parser.add_argument("--flush-interval", type=float, default=0.5,
                         help="seconds between archive flushes at most; a crash loses at "
                              "most about this much (default 0.5)")
@@ -164,19 +177,81 @@ def reset_stats(poller: Poller, appends: AppendTimes) -> None:
     appends.reset()
 
 
-def build(args: argparse.Namespace, settings: Settings) -> Plan:
-    """Poll, archive, publish and serve: the archive core and the poller beside it.
+def configs(args: argparse.Namespace) -> list[NodeConfig]:
+    """Every device of every ``--config`` file, checked (names unique across files).
+
+    Raises
+    ------
+    ConfigError
+        Naming the file, the device and the key; or ``--archive`` given for
+        several devices.
+    """
+    out: list[NodeConfig] = []
+    where: dict[str, Path] = {}
+    for path in args.config:
+        for config in load_nodes(path):
+            if config.name in where:
+                raise ConfigError(f"{path}: device {config.name!r} is also declared in "
+                                  f"{where[config.name]}; every device needs its own name")
+            where[config.name] = path
+            out.append(config)
+    if args.archive is not None and len(out) > 1:
+        raise ConfigError(f"--archive names one directory but --config declares {len(out)} "
+                          "devices: set 'archive' in each [[device]] table, or leave it to "
+                          "the default $SISOCK_HOME/archives/<name>")
+    return out
+
+
+def build(args: argparse.Namespace, settings: Settings) -> list[Plan]:
+    """One node per device: the archive core and the poller beside it.
 
     The configuration is read here, so its errors stop the command before
     anything connects.
     """
+    nodes = configs(args)
+    stats = _Statistics()
+    plans = []
+    for config in nodes:
+        archive = args.archive or config.archive or Path(settings.home) / "archives" / config.name
+        plans.append(device_plan(config, archive, args, stats))
+    stats.install()
+    return plans
+
+
+class _Statistics:
+    """The ``sisock-modbus-stats`` lines of every device of the process.
+
+    SIGUSR1 writes and zeroes the figures of every device (one line each,
+    with its ``node`` name), on the loop, between polls.
+    """
+
+    def __init__(self) -> None:
+        self.resets: list = []
+
+    def install(self) -> None:
+        if not hasattr(signal, "SIGUSR1"):
+            return
+
+        def reset_all() -> None:
+            for reset in self.resets:
+                reset()
+
+        def on_signal(*_: object) -> None:
+            from twisted.internet import reactor
+
+            reactor.callFromThread(reset_all)
+
+        signal.signal(signal.SIGUSR1, on_signal)
+
+
+def device_plan(config: NodeConfig, archive: Path, args: argparse.Namespace,
+                stats: _Statistics) -> Plan:
+    """Poll, archive, publish and serve one device."""
     from sisock.archive.core import ArchiveCore
 
     from .archiving import ThreadedArchiveSink
     from .poller import Poller
 
-    config = load_config(args.config)
-    archive = args.archive or Path(settings.home) / "archives" / config.name
     archive.mkdir(parents=True, exist_ok=True)
     appends = AppendTimes()
     sink = ThreadedArchiveSink(archive, config.field_specs(), args.flush_interval,
@@ -191,27 +266,32 @@ def build(args: argparse.Namespace, settings: Settings) -> Plan:
     since = time.monotonic()
     poller: Poller | None = None
 
+    def figures() -> dict[str, object]:
+        assert poller is not None
+        return {"node": config.name, **run_stats(poller, appends, time.monotonic() - since)}
+
+    def reset() -> None:
+        nonlocal since
+        if poller is None:
+            return
+        write_stats(figures())
+        reset_stats(poller, appends)
+        since = time.monotonic()
+
     def start(publish: Publish) -> None:
         nonlocal poller
-        from twisted.internet import reactor
         from twisted.internet.defer import Deferred
 
         def on_poll(group: str, t: np.ndarray, values: dict) -> None:
             sink(group, t, values)
             publish(live_payload(group, t, values))
 
-        def reset() -> None:
-            nonlocal since
-            write_stats(run_stats(poller, appends, time.monotonic() - since))
-            reset_stats(poller, appends)
-            since = time.monotonic()
-
         poller = Poller(config, on_poll)
         if hasattr(core, "attach"):
             core.attach(poller, asyncio.get_event_loop())
-        if hasattr(signal, "SIGUSR1"):  # the reset runs on the loop, between polls
-            signal.signal(signal.SIGUSR1, lambda *_: reactor.callFromThread(reset))
-        Deferred.fromFuture(asyncio.ensure_future(poller.run()))
+        polling = Deferred.fromFuture(asyncio.ensure_future(poller.run()))
+        polling.addErrback(lambda f: log.error("%s: polling stopped: %s", config.name,
+                                               f.getTraceback()))
 
     def stop() -> None:
         if poller is not None:
@@ -219,8 +299,9 @@ def build(args: argparse.Namespace, settings: Settings) -> Plan:
         sink.close()
         if poller is None:
             return
-        write_stats(run_stats(poller, appends, time.monotonic() - since))
+        write_stats(figures())
 
+    stats.resets.append(reset)
     return Plan(core, warm=[core.warm], start=[start], stop=[stop])
 
 

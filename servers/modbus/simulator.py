@@ -385,17 +385,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"expose N extra holding registers of mixed types from "
                              f"address {EXTRA_BASE} (for benchmarks; default: 0)")
     parser.add_argument("--seed", type=int, default=0, help="noise seed (default: 0)")
+    parser.add_argument("--devices", type=int, default=1, metavar="N",
+                        help="simulate N devices, on ports PORT .. PORT+N-1, each with its "
+                             "own signals (seeds SEED .. SEED+N-1), from this one process "
+                             "(default: 1)")
 
 
 async def _serve(args: argparse.Namespace) -> None:
-    sim = Simulator(args.host, args.port, device_id=args.device_id,
-                    extra_registers=args.registers, seed=args.seed)
+    sims = [Simulator(args.host, args.port + i, device_id=args.device_id,
+                      extra_registers=args.registers, seed=args.seed + i)
+            for i in range(args.devices)]
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    async with sim:
+    started = []
+    try:
+        for sim in sims:
+            await sim.start()
+            started.append(sim)
         await stop.wait()
+    finally:
+        for sim in started:
+            await sim.stop()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -405,10 +417,15 @@ def run(args: argparse.Namespace) -> int:
     if not 0 <= args.registers <= 60000:
         log.error("--registers must be in 0..60000, got %d", args.registers)
         return 2
+    if not 1 <= args.devices <= 1000 or args.port + args.devices - 1 > 65535:
+        log.error("--devices must be in 1..1000 with --port + --devices - 1 <= 65535, got "
+                  "--devices %d from --port %d", args.devices, args.port)
+        return 2
     try:
         asyncio.run(_serve(args))
     except RuntimeError as exc:  # pymodbus: "Could not start listen"
-        log.error("cannot serve on %s:%d: %s", args.host, args.port, exc)
+        log.error("cannot serve on %s:%d..%d: %s", args.host, args.port,
+                  args.port + args.devices - 1, exc)
         return 1
     return 0
 

@@ -8,6 +8,7 @@ right thing. Settings come from flags, then environment, then defaults.
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 import sys
 from collections.abc import Callable
@@ -59,9 +60,12 @@ def cmd_serve(args) -> int:
     """Run the data-node server named by ``sisock serve <server>``."""
     from . import serve
 
-    settings = settings_for(args, "server")
-    _require_credentials(settings, "server")
-    return serve.run(serve.server_module(args.server), args, settings, args.log_level)
+    try:
+        settings = settings_for(args, "server")
+        _require_credentials(settings, "server")
+        return serve.run(serve.server_module(args.server), args, settings, args.log_level)
+    finally:
+        gc.enable()  # main() left it off for the start-up; serve.run turns it on when serving
 
 
 def cmd_sim_modbus(args) -> int:
@@ -174,12 +178,17 @@ GROUPS = {
 }
 
 
-def _commands() -> list[tuple[tuple[str, ...], str, str | None, Callable, bool]]:
-    from .serve import servers
+def _commands(chosen: list[str] | None = None
+              ) -> list[tuple[tuple[str, ...], str, str | None, Callable, bool]]:
+    from .serve import BUILTIN, servers
 
+    # installed servers are looked up (importlib.metadata, tens of ms) only when
+    # the command line may name one: not for a built-in server nor another command
+    known = chosen is not None and len(chosen) > 0 and (
+        chosen[0] != "serve" or (len(chosen) > 1 and chosen[1] in BUILTIN))
     served = [(("serve", name), help_text or f"the {name} server ({module})",
                f"{module}:add_arguments", cmd_serve, True)
-              for name, (module, help_text) in servers().items()]
+              for name, (module, help_text) in servers(installed=not known).items()]
     return served + COMMANDS
 
 
@@ -213,7 +222,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
         prog="sisock", description="Serve instrument timestreams over WAMP.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     parents: dict[tuple[str, ...], argparse._SubParsersAction] = {(): sub}
-    for path, help_text, add_arguments, handler, connects in _commands():
+    for path, help_text, add_arguments, handler, connects in _commands(chosen):
         if len(path) == 2 and (path[0],) not in parents:
             group_help, dest = GROUPS[path[0]]
             g = sub.add_parser(path[0], help=group_help, description=group_help)
@@ -231,8 +240,20 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``sisock`` console script."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    parser = build_parser(argv)
-    args = parser.parse_args(argv)
+    # Start-up allocates a lot and frees little: cyclic collections then are
+    # wasted time (a tenth of a data node's start). ``sisock serve`` turns the
+    # collector back on once its imports are done (sisock.cli.lean).
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        parser = build_parser(argv)
+        args = parser.parse_args(argv)
+    except BaseException:
+        if collecting:
+            gc.enable()
+        raise
+    if collecting and args.func is not cmd_serve:
+        gc.enable()
     from sisock.core.errors import SisockError
 
     try:

@@ -10,13 +10,16 @@ offering one small surface:
     asyncio loop (Twisted then runs on it).
 ``add_arguments(parser)``
     Its command-line options.
-``build(args, settings) -> Plan``
+``build(args, settings) -> Plan | list[Plan]``
     Its core (:mod:`sisock.core.contract`) and what to start beside it
-    (:class:`sisock.core.plan.Plan`). Called before anything connects, so
-    configuration errors stop the command at once.
+    (:class:`sisock.core.plan.Plan`); a list serves several nodes from
+    this one process (e.g. several archives, several Modbus devices).
+    Called before anything connects, so configuration errors stop the
+    command at once.
 
-:func:`run` wires a :class:`Plan` to a :class:`~sisock.wamp.service.NodeService`
-and runs the reactor. Writing a new server means writing those four names
+:func:`run` wires each :class:`Plan` to a :class:`~sisock.wamp.service.NodeService`
+(:mod:`sisock.wamp.host` keeps their faults apart) and runs the reactor.
+Writing a new server means writing those four names
 (``servers/weather`` is the shortest example).
 """
 
@@ -24,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.metadata
 from types import ModuleType
 
 from sisock.core.plan import Plan, Publish  # noqa: F401 (the server contract, re-exported)
@@ -47,13 +49,18 @@ BUILTIN = {
 }
 
 
-def servers() -> dict[str, tuple[str, str | None]]:
+def servers(installed: bool = True) -> dict[str, tuple[str, str | None]]:
     """Every server ``sisock serve`` knows: name -> (module, help or None if unknown).
 
-    The built-in ones and those declared in the :data:`ENTRY_POINT_GROUP`
-    entry-point group by installed packages (nothing is imported here).
+    The built-in ones and (``installed``) those declared in the
+    :data:`ENTRY_POINT_GROUP` entry-point group by installed packages
+    (nothing is imported here).
     """
     out: dict[str, tuple[str, str | None]] = dict(BUILTIN)
+    if not installed:
+        return out
+    import importlib.metadata
+
     for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
         if ep.name not in out:
             out[ep.name] = (ep.value.split(":")[0], None)
@@ -65,7 +72,8 @@ SERVERS = tuple(BUILTIN)
 
 def server_module(command: str) -> ModuleType:
     """The module of the ``sisock serve <command>`` server (imported now)."""
-    return importlib.import_module(servers()[command][0])
+    module = BUILTIN[command][0] if command in BUILTIN else servers()[command][0]
+    return importlib.import_module(module)
 
 
 def install_asyncio_reactor() -> None:
@@ -88,26 +96,25 @@ def install_asyncio_reactor() -> None:
 
 def run(module: ModuleType, args: argparse.Namespace, settings: Settings,
         log_level: str = "info") -> int:
-    """Build the server of ``module`` and serve it until stopped.
+    """Build the server of ``module`` and serve its node(s) until stopped.
+
+    ``build`` returns one :class:`Plan` or a list of them (several nodes in
+    this process, see :mod:`sisock.wamp.host`).
 
     Returns
     -------
     int
-        0, or 3 when the node's name is served by another session.
+        0, or 3 when a node's name is served by another session.
     """
+    from .lean import collect_from_now, prepare
+
+    prepare(settings.router_url)  # before Twisted and autobahn are imported
     if module.REACTOR == "asyncio":
         install_asyncio_reactor()
-    plan = module.build(args, settings)
-    from twisted.internet import reactor, threads
+    built = module.build(args, settings)
+    plans = list(built) if isinstance(built, (list, tuple)) else [built]
+    from sisock.wamp.host import NodeHost
 
-    from sisock.wamp.service import NodeService, run_nodes
-
-    service = NodeService(plan.core, settings, replica=plan.replica)
-    for work in plan.warm:
-        reactor.callWhenRunning(threads.deferToThread, work)
-    for start in plan.start:
-        reactor.callWhenRunning(start, service.publish_live)
-    for stop in plan.stop:
-        reactor.addSystemEventTrigger("before", "shutdown", stop)
-    run_nodes([service], log_level)
-    return 3 if service.failed else 0
+    host = NodeHost(plans, settings)
+    collect_from_now()
+    return host.run(log_level)

@@ -46,7 +46,7 @@ from sisock.core.protocol import (
 )
 
 __all__ = ["DEFAULT_MESSAGE_BYTES", "MIN_MESSAGE_BYTES", "ROUTER_MESSAGE_BYTES", "check_limit",
-           "plan_reply", "split_live", "check_fits"]
+           "plan_reply", "split_live"]
 
 # Limits of a caller's messages (the ``max_message_bytes`` extension):
 # DEFAULT_MESSAGE_BYTES is autobahn ``ApplicationRunner``'s
@@ -289,26 +289,6 @@ def plan_reply(result: Result | Mapping[str, Any], start: float, end: float, lim
     if streaming:
         return None, part
     raise too_much(result, size, ser, limit, start, end, encoding, method)
-
-
-def check_fits(reply: Any, start: float, end: float,
-               limit: int = DEFAULT_MESSAGE_BYTES) -> None:
-    """Raise :class:`TooMuchData` if an already encoded ``get_data`` reply
-    (lists, as sisock 0.x node classes return) exceeds ``limit``.
-
-    Replies of an unexpected shape are let through unchecked.
-    """
-    if not (isinstance(reply, Mapping) and isinstance(reply.get("data"), Mapping)
-            and isinstance(reply.get("timeline"), Mapping)):
-        return
-    try:
-        if upper_bound(reply) <= limit:
-            return
-        size, ser = largest_size(reply)
-    except Exception:  # noqa: BLE001 - an odd legacy reply: leave it to the serializer
-        return
-    if size + ENVELOPE_BYTES > limit:
-        raise too_much(reply, size, ser, limit, start, end, None, None, extensions=False)
 
 
 def _unsplit(result: Result) -> dict | None:

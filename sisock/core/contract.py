@@ -114,3 +114,9 @@ def too_much_data(limit: int, values: int, nfields: int, start: float, end: floa
         f"the result would hold {values} values ({nfields} field(s)), more than "
         f"max_samples={limit}; pass min_stride >= {suggest:g} s (or request a shorter "
         "range or fewer fields)", min_stride=suggest, limit=limit)
+
+
+def offers_writes(core: object) -> bool:
+    """True when ``core`` has the write side of the data-core contract."""
+    return all(callable(getattr(core, m, None))
+               for m in ("write_points", "read_point", "write_point"))

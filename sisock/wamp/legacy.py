@@ -22,7 +22,10 @@ from twisted.internet import threads
 from twisted.internet.defer import inlineCallbacks
 
 from sisock.site.settings import load_settings
-from sisock.core.protocol import NODE_PROCEDURES, Uris, sisock_to_unix_time
+from sisock.core import protocol
+from sisock.core.contract import DataCore
+from sisock.core.errors import BadArgument, SisockError
+from sisock.core.protocol import NODE_PROCEDURES, Result, Uris, sisock_to_unix_time
 
 # the five 0.x constants are resolved lazily by the module's __getattr__ (PEP 562)
 __all__ = ["DataNodeServer", "uri", "sisock_to_unix_time", "run",  # noqa: F822
@@ -132,32 +135,46 @@ class DataNodeServer(ApplicationSession):
         """Hook for subclasses; called at the end of :meth:`onJoin`."""
 
     def get_fields(self, start, end):
-        """Return ``[field, timeline]``; runs :meth:`_get_fields_blocking` in a thread."""
-        return threads.deferToThread(self._get_fields_blocking,
-                                     sisock_to_unix_time(start), sisock_to_unix_time(end))
+        """Return ``[field, timeline]``; the blocking work runs in a thread.
 
-    def get_data(self, field, start, end, min_stride=None):
-        """Return ``{"data", "timeline"}``; runs :meth:`_get_data_blocking` in a thread.
-
-        A reply larger than a caller's default message limit (1 MiB, see
-        :mod:`sisock.core.budget`) is refused with ``{base}.error.too_much_data``
-        instead of dropping the caller's connection.
+        Checked and answered as every sisock node answers
+        (:func:`sisock.core.protocol.parse_get_fields`), through
+        :class:`LegacyCore`.
         """
-        return threads.deferToThread(self._get_data_budgeted, field,
-                                     sisock_to_unix_time(start), sisock_to_unix_time(end),
-                                     min_stride)
+        return threads.deferToThread(self._answer, "get_fields", (start, end), {})
 
-    def _get_data_budgeted(self, field, start, end, min_stride=None):
+    def get_data(self, field, start, end, min_stride=None, **ext):
+        """Return ``{"data", "timeline"}``; the blocking work runs in a thread.
+
+        The call is checked and the reply planned as every sisock node does
+        (:mod:`sisock.core.protocol`, :func:`sisock.core.budget.plan_reply`):
+        a reply larger than the caller's message limit (1 MiB unless the
+        caller says more) is refused with ``{base}.error.too_much_data``
+        naming a ``min_stride`` that fits, instead of dropping the caller's
+        connection; ``encoding="binary"`` is served too. A 0.x caller sees
+        the lists it always saw.
+        """
+        return threads.deferToThread(self._answer, "get_data",
+                                     (field, start, end, min_stride), ext)
+
+    def _answer(self, rpc: str, args: tuple, kwargs: dict):
+        """Worker thread: the call through the data-core contract and the reply budget."""
         from sisock.core import budget
-        from sisock.core.errors import TooMuchData
+
         from .shell import to_application_error
 
-        result = self._get_data_blocking(field, start, end, min_stride)
+        core = LegacyCore(self)
         try:
-            budget.check_fits(result, start, end)
-        except TooMuchData as exc:
+            if rpc == "get_fields":
+                start, end = protocol.parse_get_fields(args, kwargs)
+                return list(core.get_fields(start, end))
+            call = protocol.parse_get_data(args, kwargs)
+            result = core.get_data(call.fields, call.start, call.end, call.min_stride, call.method)
+            reply, _ = budget.plan_reply(result, call.start, call.end, call.max_message_bytes,
+                                         call.encoding, False, call.method)
+            return reply
+        except SisockError as exc:
             raise to_application_error(exc, self._settings().base_uri) from None
-        return result
 
     def _get_fields_blocking(self, start, end):
         """Override: blocking ``get_fields`` with UNIX times."""
@@ -173,6 +190,48 @@ class DataNodeServer(ApplicationSession):
         if legacy is not None:
             return legacy(field, start, end, min_stride)
         raise RuntimeError("This method must be overriden.")
+
+
+class LegacyCore(DataCore):
+    """A 0.x :class:`DataNodeServer` seen through the data-core contract.
+
+    The server's own blocking methods answer (``_get_fields_blocking``,
+    ``_get_data_blocking``, with UNIX times); their 0.x-shaped replies become
+    a :class:`~sisock.core.protocol.Result`, so the node's replies go
+    through the same checks and reply budget as every other node's
+    (:mod:`sisock.core.contract`).
+    """
+
+    def __init__(self, server: DataNodeServer) -> None:
+        self._server = server
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        """The server's ``name``."""
+        return str(self._server.name)
+
+    @property
+    def description(self) -> str:  # type: ignore[override]
+        """The server's ``description``."""
+        return str(self._server.description or "")
+
+    def get_fields(self, start: float, end: float) -> tuple[dict, dict]:
+        """``(field, timeline)`` from the server's ``_get_fields_blocking``."""
+        field, timeline = self._server._get_fields_blocking(start, end)
+        return field, timeline
+
+    def get_data(self, fields: list[str], start: float, end: float,
+                 min_stride: float | None = None, method: str = "mean", *,
+                 streaming: bool = False) -> Result:
+        """The server's ``_get_data_blocking`` reply as a :class:`Result`.
+
+        A 0.x node downsamples its own way, so only the default ``method``
+        is accepted.
+        """
+        if method != "mean":
+            raise BadArgument(f"method={method!r}: node {self.name!r} is a sisock 0.x node and "
+                              "downsamples its own way; leave 'method' out")
+        return Result.coerce(self._server._get_data_blocking(fields, start, end, min_stride))
 
 
 def run(cls: type[DataNodeServer]) -> None:

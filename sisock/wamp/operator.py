@@ -1,7 +1,7 @@
 """The WAMP shell of operator writes: ``{base}.operator.<name>.points/set/audit``.
 
 A data core that offers the write side of the contract
-(:func:`sisock.writes.rules.offers_writes`) gets, beside its read procedures:
+(:func:`sisock.core.contract.offers_writes`) gets, beside its read procedures:
 
 ``{base}.operator.<name>.points() -> {point: {...}}``
 ``{base}.operator.<name>.set(point, value, request_id, dry_run=False, expected=None,
@@ -178,6 +178,7 @@ class OperatorService:
                      "stopped during the write): marked 'unknown' in {path}",
                      n=self.audit.recovered, name=self.name, path=str(path))
         self.core = WriteCore(core, self.audit, self.name)
+        self.in_thread = getattr(service, "in_thread", threads.deferToThread)
         service.node = WritesTimeline(core, self.audit)
 
     def uri(self, leaf: str) -> str:
@@ -226,7 +227,7 @@ class OperatorService:
         reason="")``."""
         authid, role = _caller(details)
         try:
-            return await threads.deferToThread(self._set, args, kwargs, authid, role)
+            return await self.in_thread(self._set, args, kwargs, authid, role)
         except Exception as exc:
             raise self._error(exc, "set") from exc
 
@@ -250,7 +251,7 @@ class OperatorService:
         try:
             if args or kwargs:
                 raise WriteBadArgument("audit takes (start, end, point=None, caller=None)")
-            return await threads.deferToThread(self.core.audit_records, start, end, point,
+            return await self.in_thread(self.core.audit_records, start, end, point,
                                                caller, authid, role)
         except Exception as exc:
             raise self._error(exc, "audit") from exc

@@ -21,24 +21,22 @@ same archive share one name and the router balances calls between them.
 
 from __future__ import annotations
 
-import struct
 
 from autobahn.twisted.component import Component
 from autobahn.twisted.util import sleep
 from autobahn.wamp.exception import ApplicationError
 from autobahn.wamp.types import RegisterOptions
 from twisted.internet import threads
-from twisted.internet.defer import Deferred, ensureDeferred, succeed
-from twisted.python.failure import Failure
+from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.logger import Logger
 
 from sisock.core import budget, protocol, wire
-from sisock.core.contract import DataCore
+from sisock.core.contract import DataCore, offers_writes
 from sisock.core.errors import SisockError, TooMuchData
 from sisock.core.protocol import GetData, Result
 from sisock.site.settings import Settings
+from .sending import DirectSend, Reading, WriteGate
 from .shell import make_component, to_application_error
-from sisock.writes.rules import offers_writes
 
 log = Logger(namespace="sisock.wamp.service")
 
@@ -62,10 +60,16 @@ class NodeService:
         Built with :func:`sisock.wamp.shell.make_component` when omitted.
     replica : bool
         Serve the name as one of several replicas (shared registration).
+    threadpool : twisted.python.threadpool.ThreadPool, optional
+        Where the core's blocking calls run (default: the reactor's pool).
+        A process hosting several nodes gives each its own
+        (:mod:`sisock.wamp.host`), so a core that blocks holds up only
+        its own calls.
     """
 
     def __init__(self, node: DataCore, settings: Settings,
-                 component: Component | None = None, replica: bool = False) -> None:
+                 component: Component | None = None, replica: bool = False,
+                 threadpool=None) -> None:
         protocol.check_name(node.name)
         self.node = node
         self.uris = settings.uris
@@ -76,7 +80,8 @@ class NodeService:
         self.failed = False
         self.chunk_bytes = wire.CHUNK_BYTES
         self.replica = replica
-        self._gate: _WriteGate | None = None
+        self.threadpool = threadpool
+        self._gate: WriteGate | None = None
         #: Limit of one live publication (subscribers' clients may be ApplicationRunners).
         self.live_message_bytes = budget.DEFAULT_MESSAGE_BYTES
         self._live_too_big_logged = False
@@ -93,6 +98,14 @@ class NodeService:
         """``{base}.consumer.<name>.<leaf>``."""
         return self.uris.node(self.node.name, leaf)
 
+    def in_thread(self, fn, *args, **kwargs) -> Deferred:
+        """Run ``fn(*args, **kwargs)`` in this node's thread pool (a Deferred of its result)."""
+        if self.threadpool is None:
+            return threads.deferToThread(fn, *args, **kwargs)
+        from twisted.internet import reactor
+
+        return threads.deferToThreadPool(reactor, self.threadpool, fn, *args, **kwargs)
+
     # -- RPCs -------------------------------------------------------------
     def _wamp_error(self, exc: Exception, rpc: str) -> ApplicationError:
         """Every failure leaves as ``{base}.error.*`` with a readable message."""
@@ -107,7 +120,7 @@ class NodeService:
         """``get_fields(start, end) -> [field, timeline]``."""
         try:
             start, end = protocol.parse_get_fields(args, kwargs)
-            field, timeline = await threads.deferToThread(self.node.get_fields, start, end)
+            field, timeline = await self.in_thread(self.node.get_fields, start, end)
             return [field, timeline]
         except Exception as exc:
             raise self._wamp_error(exc, "get_fields") from exc
@@ -124,7 +137,7 @@ class NodeService:
             call = protocol.parse_get_data(args, kwargs)
             streaming = call.encoding == "binary" and details is not None and bool(
                 getattr(details, "progress", None))
-            result, reply, part = await threads.deferToThread(self._query, call, streaming)
+            result, reply, part = await self.in_thread(self._query, call, streaming)
             if reply is None:
                 return await self._stream(result, details.progress, part)
             return reply
@@ -192,7 +205,7 @@ class NodeService:
         details = getattr(session, "session_details", None)
         zero_copy = str(getattr(details, "serializer", "") or "").startswith("msgpack")
         gate = self._write_gate(session)
-        reading = _Reading(result)
+        reading = Reading(result, self.in_thread)
         try:
             ranges, rest = wire.split_plan(result, chunk_bytes or self.chunk_bytes)
             for r in ranges[:-1]:
@@ -210,7 +223,7 @@ class NodeService:
         last["field_timeline"] = dict(result.field_timeline)
         return last
 
-    def _write_gate(self, session) -> "_WriteGate | None":
+    def _write_gate(self, session) -> "WriteGate | None":
         """The flow-control gate of ``session``'s connection (one per connection)."""
         connection = getattr(session, "transport", None)
         transport = getattr(connection, "transport", None)
@@ -223,9 +236,9 @@ class NodeService:
             set_nodelay = getattr(transport, "setTcpNoDelay", None)
             if set_nodelay is not None:
                 set_nodelay(True)
-            _DirectSend.install(connection, transport)
+            DirectSend.install(connection, transport)
             try:
-                self._gate = _WriteGate(transport)
+                self._gate = WriteGate(transport)
             except RuntimeError:  # someone else produces on this connection
                 return None
         return self._gate
@@ -343,165 +356,11 @@ class NodeService:
         self.listed = False
 
 
-class _Reading:
-    """Reads a progressive result in one worker-thread task while the reactor sends.
-
-    The thread reads every remaining step in a row; the reactor is woken
-    (``callFromThread``) only while it waits for rows not read yet, so a
-    fetch costs a few thread hand-offs rather than one per step.
-    """
-
-    def __init__(self, result: Result) -> None:
-        from twisted.internet import reactor
-
-        self.result = result
-        self._reactor = reactor
-        self._waiter: Deferred | None = None
-        self._stopped = False
-        self._error: BaseException | None = None
-        self._done: Deferred | None = None
-        if result.pending is not None:
-            self._done = threads.deferToThread(self._read_all)
-            self._done.addBoth(self._finished)
-
-    def _read_all(self) -> None:
-        """Worker thread: read step after step; wake the reactor if it waits."""
-        while not self._stopped and self.result.step():
-            if self._waiter is not None:
-                self._reactor.callFromThread(self._wake)
-
-    def _finished(self, outcome) -> None:
-        if isinstance(outcome, Failure):
-            self._error = outcome.value
-        self._done = None
-        self._wake()
-
-    def _wake(self) -> None:
-        waiter, self._waiter = self._waiter, None
-        if waiter is not None:
-            waiter.callback(None)
-
-    async def _wait_for(self, ready) -> None:
-        while not ready():
-            if self._error is not None:
-                raise self._error
-            if self._done is None:  # nothing more will come
-                return
-            self._waiter = Deferred()
-            if ready():  # the reader may have finished the step just before
-                self._waiter = None
-                return
-            await self._waiter
-
-    async def until(self, timeline: str, rows: int) -> None:
-        """Wait until the first ``rows`` rows of ``timeline`` are in place."""
-        await self._wait_for(lambda: self.result.pending is None
-                             or self.result.rows_ready(timeline) >= rows)
-
-    async def until_complete(self) -> None:
-        """Wait until every row is in place."""
-        await self._wait_for(lambda: self.result.pending is None)
-        if self._error is not None:
-            raise self._error
-
-    async def stop(self) -> None:
-        """Stop reading (the stream ended or failed); wait for the step under way."""
-        self._stopped = True
-        if self._done is not None:
-            done: Deferred = Deferred()
-            self._done.addBoth(lambda r: done.callback(None) or r)
-            await done
-
-
 def _envelopes(reply: dict):
     """The binary envelopes of a ``get_data`` reply."""
     for v in list(reply["data"].values()) + [tl["t"] for tl in reply["timeline"].values()]:
         if isinstance(v, dict) and v.get(wire.ENVELOPE_KEY):
             yield v
-
-
-class _DirectSend:
-    """``sendString`` of a RawSocket connection over plain TCP that writes to the kernel itself.
-
-    Twisted's ``Int32StringReceiver.sendString`` joins the 4-byte length
-    prefix to the message (a copy of every part), the transport's write
-    buffer joins what is queued before sending (another copy) and hands the
-    kernel at most 128 KiB per reactor turn. When nothing is queued, this
-    sends prefix and message with one ``sendmsg`` (scatter-gather, no copy)
-    and queues only what the kernel did not take, so ordering and Twisted's
-    flow control (:class:`_WriteGate`) are unchanged. TLS and WebSocket
-    connections keep Twisted's path.
-    """
-
-    def __init__(self, connection, transport) -> None:
-        self.connection = connection
-        self.transport = transport
-        self.socket = transport.socket
-
-    @classmethod
-    def install(cls, connection, transport) -> None:
-        """Use direct sends on ``connection`` when it is RawSocket over a plain TCP socket."""
-        from twisted.internet.tcp import Connection
-        from twisted.protocols.basic import Int32StringReceiver
-
-        if (isinstance(connection, Int32StringReceiver) and isinstance(transport, Connection)
-                and not getattr(transport, "TLS", False) and hasattr(transport, "socket")
-                and "sendString" not in vars(connection)):
-            connection.sendString = cls(connection, transport)
-
-    def __call__(self, string: bytes) -> None:
-        t = self.transport
-        if t._tempDataBuffer or len(t.dataBuffer) > t.offset or not t.connected \
-                or t.disconnecting or len(string) < 65536:
-            return type(self.connection).sendString(self.connection, string)
-        head = struct.pack("!I", len(string))
-        try:
-            sent = self.socket.sendmsg([head, string])
-        except BlockingIOError:
-            sent = 0
-        except OSError:  # let Twisted meet the error and close the connection its way
-            return type(self.connection).sendString(self.connection, string)
-        if sent < 4:
-            t.write(head[sent:])
-            t.write(string)
-        elif sent < 4 + len(string):
-            t.write(string[sent - 4:])
-
-
-class _WriteGate:
-    """Twisted push producer telling streams when a connection can take more.
-
-    Twisted pauses a registered producer when the connection's write buffer
-    holds more than its ``bufferSize`` and resumes it once the buffer has
-    been handed to the kernel. Streams wait on :meth:`wait` between parts.
-    """
-
-    def __init__(self, transport) -> None:
-        self.transport = transport
-        self.paused = False
-        self._waiting: list[Deferred] = []
-        transport.registerProducer(self, True)
-
-    def wait(self) -> Deferred:
-        """A Deferred that fires when the connection takes more data."""
-        if not self.paused:
-            return succeed(None)
-        d: Deferred = Deferred()
-        self._waiting.append(d)
-        return d
-
-    def pauseProducing(self) -> None:
-        self.paused = True
-
-    def resumeProducing(self) -> None:
-        self.paused = False
-        waiting, self._waiting = self._waiting, []
-        for d in waiting:
-            d.callback(None)
-
-    def stopProducing(self) -> None:
-        # connection closing: release the streams (their next send fails)
-        self.resumeProducing()
 
 
 def run_nodes(services: list[NodeService], log_level: str = "info") -> None:

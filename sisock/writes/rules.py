@@ -65,6 +65,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Protocol, runtime_checkable
 
 from .audit import INTENT, UNKNOWN, AuditLog
+from sisock.core.contract import offers_writes  # noqa: F401 (re-exported)
 from sisock.core.errors import BadArgument, SisockError
 from sisock.core.protocol import check_interval
 
@@ -273,12 +274,6 @@ class WriteSide(Protocol):
 
     def write_point(self, name: str, value: Any) -> None:
         """Send one write (once)."""
-
-
-def offers_writes(core: object) -> bool:
-    """True when ``core`` has the write side of the data-core contract."""
-    return all(callable(getattr(core, m, None))
-               for m in ("write_points", "read_point", "write_point"))
 
 
 # -- checks ------------------------------------------------------------------------
