@@ -60,3 +60,38 @@ def test_concurrent_sessions_while_ingesting(stack, procs, tmp_path):
     # the figures cover the load: zeroed before it, written after it
     assert during[-1]["seconds"] >= load_seconds
     assert during[-1]["polls"] > 0 and during[-1]["gaps"] == 0
+
+
+def _envelope(n: int, total: int | None = None) -> dict:
+    """A binary envelope of ``n`` float64 values (a slice of ``total`` when streamed)."""
+    import numpy as np
+
+    from sisock.core import wire
+
+    env = wire.encode_array(np.zeros(n), "binary")
+    if total is not None:
+        env.update(offset=0, total=total)
+    return env
+
+
+@pytest.mark.unit
+def test_load_generator_checks_every_kind_of_reply():
+    """The load generator counts a short, mismatched or incomplete reply as an error."""
+    from load import check_reply
+
+    def reply(n, total=None):
+        return {"data": {"az": _envelope(n, total)},
+                "timeline": {"fast": {"t": _envelope(n, total), "finalized_until": None}}}
+
+    parts = [reply(100, 300), reply(100, 300)]
+    assert check_reply("hour", reply(100, 300), parts, "az") is None
+    assert "announced" in check_reply("hour", reply(100, 300), parts[:1], "az")
+    assert check_reply("hour", {"data": {}, "timeline": {}}, [], "az")
+    down = {"data": {"stage_temp": _envelope(2000)},
+            "timeline": {"cryo": {"t": _envelope(2000), "finalized_until": None}}}
+    assert check_reply("downsampled", down, [], "az") is None
+    down["timeline"]["cryo"]["t"] = _envelope(1999)
+    assert "times" in check_reply("downsampled", down, [], "az")
+    listing = ({"stage_temp": {}, "az": {}}, {})
+    assert check_reply("fields", listing, [], "az") is None
+    assert "az" in check_reply("fields", ({"stage_temp": {}}, {}), [], "az")

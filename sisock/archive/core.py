@@ -6,7 +6,8 @@ writer (e.g. the Modbus node) adds them, reads only the files that overlap
 a query, and uses the archive's summary levels when ``min_stride`` is
 large.  Queries run in the node's worker threads, several at once: the
 reader is thread-safe and holds no lock while it reads, so a long query
-does not hold up a ``get_fields`` call.
+does not hold up a ``get_fields`` call.  Field listings of ranges asked
+before are kept while the archive does not change (:mod:`.listings`).
 
 Limits: a reply that travels as one message is capped at ``max_samples``
 values; a streamed binary reply (progressive results, see
@@ -21,6 +22,7 @@ import os
 
 from sisock.core.contract import DataCore
 from sisock.core.protocol import Result
+from .listings import ListingCache
 from .reader import ArchiveReader
 
 
@@ -45,6 +47,7 @@ class ArchiveCore(DataCore):
         self.name = name
         self.description = description
         self.reader = ArchiveReader(directory)
+        self.listings = ListingCache(self.reader.files)
         self.max_samples = max_samples
         self.max_samples_streamed = max_samples_streamed
 
@@ -69,8 +72,9 @@ class ArchiveCore(DataCore):
         return count
 
     def get_fields(self, start: float, end: float) -> tuple[dict, dict]:
-        """Fields with data in ``[start, end)``."""
-        return self.reader.fields(start, end)
+        """Fields with data in ``[start, end)`` (the same range again, while no
+        writer appends and no file changes, from :mod:`.listings`)."""
+        return self.listings.get(start, end, self.reader.fields)
 
     def get_data(self, fields, start, end, min_stride=None, method="mean", *,
                  streaming: bool = False) -> Result:

@@ -408,11 +408,12 @@ class ArchiveReader:
                  else [Edge(f) for f in overlapping.growing])
         for step in steps:
             if not isinstance(step, Edge):
-                bucket, stats = self._runs.rows(
+                bins, stats = self._runs.reduced(
                     (tl, level, tuple(nums)), snapshot.complete_seqs[tl],
                     int(arrays.seq[step.lo]), int(arrays.seq[step.hi - 1]),
-                    lambda seqs: self._load_run(snapshot, tl, nums, level, seqs))
-                bins_parts.append(np.floor_divide(bucket, int(round(stride / WIDTHS[level]))))
+                    lambda seqs: self._load_run(snapshot, tl, nums, level, seqs),
+                    int(round(stride / WIDTHS[level])), NEEDS[method])
+                bins_parts.append(bins)
                 stat_parts.append(stats)
                 continue
             f = step.file
