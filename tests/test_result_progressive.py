@@ -74,11 +74,23 @@ def test_streamed_parts_of_a_progressive_result(tmp_path):
     with ArchiveReader(tmp_path) as r:
         lazy = r.read(["x"], T0, T0 + 7200, progressive=True)
         whole = r.read(["x"], T0, T0 + 7200)
-    asm = wire.Assembler()
-    for part in wire.chunk_reply(lazy, 2**16):
-        asm.add(part)
+        asm = wire.Assembler()
+        for part in wire.chunk_reply(lazy, 2**16):
+            asm.add(part)
     np.testing.assert_array_equal(asm.data["x"], whole.data["x"])
     np.testing.assert_array_equal(asm.timeline["tl"]["t"], whole.timelines["tl"].t)
+
+
+def test_progressive_result_after_its_reader_closed(tmp_path):
+    """Rows still pending when the reader closes are refused, and no file is left open."""
+    from sisock.archive import h5io
+
+    _archive(tmp_path, hours=2)
+    with ArchiveReader(tmp_path) as r:
+        lazy = r.read(["x"], T0, T0 + 7200, progressive=True)
+    with pytest.raises(RuntimeError, match="closed before"):
+        lazy.complete()
+    assert h5io.pool().open_count == 0
 
 
 def test_budget_and_streaming_take_the_result_itself():

@@ -186,22 +186,26 @@ class ReadableFile:
         with self._handles.borrow(self.path, live=not self.immutable) as h:
             return h5io.read_values(h, timeline, name, ftype, i0, i1, not self.immutable)
 
-    def read_into(self, timeline: str, name: str | None, i0: int, i1: int,
-                  out: np.ndarray) -> None:
-        """Times (``name`` None) or a number/bool field's values ``[i0, i1)`` into ``out``.
+    def read_into(self, timeline: str, columns: list[tuple[str | None, np.ndarray]],
+                  i0: int, i1: int) -> None:
+        """Rows ``[i0, i1)`` of several columns into place, the file borrowed once.
 
-        ``out`` is a C-contiguous slice of the result array (float64 for
-        times and numbers, bool for bools); nothing else is allocated for
-        times and numbers.
+        ``columns`` pairs a name (None for the times, else a number or bool
+        field of this file) with ``out``, a C-contiguous slice of the result
+        array (float64 for times and numbers, bool for bools); nothing else
+        is allocated for times and numbers.
         """
         if i1 <= i0:
             return
-        if name is not None and self.timelines[timeline].fields[name].type != "number":
-            out[:] = self.read_field(timeline, name, i0, i1)
-            return
+        fields = self.timelines[timeline].fields
         self._mark()
         with self._handles.borrow(self.path, live=not self.immutable) as h:
-            h5io.read_into(h, timeline, name, i0, i1, out, not self.immutable)
+            for name, out in columns:
+                if name is None or fields[name].type == "number":
+                    h5io.read_into(h, timeline, name, i0, i1, out, not self.immutable)
+                else:
+                    out[:] = h5io.read_values(h, timeline, name, fields[name].type, i0, i1,
+                                              not self.immutable)
 
     def index(self, timeline: str, x: float) -> int:
         """Number of samples with ``t < x`` (binary search guided by the finest level)."""

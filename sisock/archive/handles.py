@@ -324,3 +324,8 @@ class HandleCache:
     def close(self) -> None:
         """Release every file of this reader (idempotent)."""
         self._finalizer()
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` ran (or the reader was freed)."""
+        return not self._finalizer.alive
