@@ -38,9 +38,10 @@ run: install web/dist/index.html
 test: install web/dist/index.html chromium lint
 	$(PY) -m pytest
 
-# ruff (lint) over the tree and mypy over the pure core; settings in pyproject.toml
+# ruff (lint and format check) over the tree and mypy over the pure core; settings in pyproject.toml
 lint: install
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 	$(PY) -m mypy
 
 test-unit: install

@@ -70,9 +70,15 @@ setup(
         "notebook": NOTEBOOK,
         "all": ALL,
         # peers that benchmarks/ measure sisock against; never needed to run sisock
-        "bench": ["duckdb>=1.1", "chdb>=2.0", "pyarrow>=15", "tsdownsample>=0.1.3",
-                  "py-spy>=0.3"],  # py-spy: bench_scale says where a stuck process is
-        "test": ALL + [
+        "bench": [
+            "duckdb>=1.1",
+            "chdb>=2.0",
+            "pyarrow>=15",
+            "tsdownsample>=0.1.3",
+            "py-spy>=0.3",
+        ],  # py-spy: bench_scale says where a stuck process is
+        "test": ALL
+        + [
             "pytest>=8",
             "pytest-timeout>=2.3",
             "hypothesis>=6.100",

@@ -51,7 +51,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from sisock._quiet import silence_bjdata  # noqa: E402
+from sisock._quiet import silence_bjdata
 
 silence_bjdata()
 
@@ -120,8 +120,8 @@ def build_peers(peer_dir: str, days: int) -> None:
         schema = pa.schema([("t", pa.float64()), ("x", pa.float64())])
         with pq.ParquetWriter(parquet, schema) as pw:
             for d, (t, y) in enumerate(days_of_samples(days)):
-                ft[d * DAY:(d + 1) * DAY] = t
-                fx[d * DAY:(d + 1) * DAY] = y
+                ft[d * DAY : (d + 1) * DAY] = t
+                fx[d * DAY : (d + 1) * DAY] = y
                 pw.write_table(pa.table({"t": t, "x": y}, schema=schema))
     con = duckdb.connect(os.path.join(peer_dir, "bench.duckdb"))
     con.execute(f"CREATE TABLE samples AS SELECT * FROM read_parquet('{parquet}') ORDER BY t")
@@ -184,7 +184,8 @@ class Peers:
         agg = "avg(x)" if method == "mean" else "min(x), max(x)"
         return self.duck.execute(
             f"SELECT floor(t / {stride}) AS k, {agg} FROM samples WHERE t >= {start} AND t < {end} "
-            "GROUP BY k ORDER BY k").fetchnumpy()
+            "GROUP BY k ORDER BY k"
+        ).fetchnumpy()
 
     def duck_rollup(self, start, end, stride, method):
         agg = "sum(s) / sum(n)" if method == "mean" else "min(lo), max(hi)"
@@ -192,22 +193,23 @@ class Peers:
         return self.duck.execute(
             f"SELECT floor(k / {factor}) AS kk, {agg} FROM rollup "
             f"WHERE k >= {int(np.ceil(start / ROLLUP))} AND k < {int(np.floor(end / ROLLUP))} "
-            "GROUP BY kk ORDER BY kk").fetchnumpy()
+            "GROUP BY kk ORDER BY kk"
+        ).fetchnumpy()
 
     def chdb_table(self, start, end, stride, method):
         agg = "avg(x)" if method == "mean" else "min(x), max(x)"
         return self.ch.query(
             f"SELECT floor(t / {stride}) AS k, {agg} FROM samples WHERE t >= {start} AND t < {end} "
-            "GROUP BY k ORDER BY k", "ArrowTable")
+            "GROUP BY k ORDER BY k",
+            "ArrowTable",
+        )
 
     def duck_raw(self, start, end):
-        r = self.duck.execute(f"SELECT t, x FROM samples WHERE t >= {start} AND t < {end} ORDER BY t"
-                              ).fetchnumpy()
+        r = self.duck.execute(f"SELECT t, x FROM samples WHERE t >= {start} AND t < {end} ORDER BY t").fetchnumpy()
         return np.asarray(r["t"]), np.asarray(r["x"])
 
     def chdb_raw(self, start, end):
-        r = self.ch.query(f"SELECT t, x FROM samples WHERE t >= {start} AND t < {end} ORDER BY t",
-                          "ArrowTable")
+        r = self.ch.query(f"SELECT t, x FROM samples WHERE t >= {start} AND t < {end} ORDER BY t", "ArrowTable")
         return r.column("t").to_numpy(), r.column("x").to_numpy()
 
     def close(self):
@@ -292,9 +294,13 @@ class Stack:
         self.spawn("hub")
 
     def spawn(self, *argv: str) -> subprocess.Popen:
-        p = subprocess.Popen([sys.executable, "-m", "sisock", *argv], env=self.env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                             start_new_session=True)
+        p = subprocess.Popen(
+            [sys.executable, "-m", "sisock", *argv],
+            env=self.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         self.procs.append(p)
         return p
 
@@ -322,8 +328,9 @@ def listed(client, name: str) -> bool:
         return False  # hub still starting
 
 
-def restart_to_first_answer(stack: Stack, directory: str, start: float, end: float,
-                            stride: float) -> tuple[float, subprocess.Popen, int, float]:
+def restart_to_first_answer(
+    stack: Stack, directory: str, start: float, end: float, stride: float
+) -> tuple[float, subprocess.Popen, int, float]:
     """Seconds from starting a node process to its first whole-range answer via a fresh client,
     the process, the samples returned and the CPU seconds the node used until then."""
     from sisock.client import connect
@@ -373,8 +380,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat-slow", type=int, default=3, help="repetitions of full scans")
     ap.add_argument("--restarts", type=int, default=2, help="node restarts timed (best is shown)")
     ap.add_argument("--no-router", action="store_true", help="skip the rows through the router")
-    ap.add_argument("--no-peers", action="store_true",
-                    help="measure sisock only (e.g. for --days 3650, whose peer copies are large)")
+    ap.add_argument(
+        "--no-peers",
+        action="store_true",
+        help="measure sisock only (e.g. for --days 3650, whose peer copies are large)",
+    )
     args = ap.parse_args(argv)
     directory = os.path.join(args.dir, f"{args.days}d-3600s-none")
     peer_dir = os.path.join(args.dir, f"{args.days}d-peers")
@@ -385,15 +395,19 @@ def main(argv: list[str] | None = None) -> int:
     size = sum(os.path.getsize(p) for p in files)
     index_size = os.path.getsize(archive_index.index_path(directory))
     n = args.days * DAY
-    print(f"  {n:,} samples, {len(files):,} files, {size / 2**20:.1f} MiB ({size / n:.2f} bytes/sample), "
-          f"index {index_size / 2**20:.1f} MiB" + (f", built in {built:.1f} s" if built else " (cached)"))
+    print(
+        f"  {n:,} samples, {len(files):,} files, {size / 2**20:.1f} MiB ({size / n:.2f} bytes/sample), "
+        f"index {index_size / 2**20:.1f} MiB" + (f", built in {built:.1f} s" if built else " (cached)")
+    )
     if not args.no_peers:
         build_peers(peer_dir, args.days)
     start, end = T0, T0 + n
     min_stride = (end - start) / 2000
     stride = choose_stride(min_stride)[0]  # the peers bin with the stride the archive uses
-    print(f"  whole range: {args.days} days, min_stride = range/2000 = {min_stride:.0f} s "
-          f"(binned at {stride:.0f} s, a multiple of the {ROLLUP} s rollup)")
+    print(
+        f"  whole range: {args.days} days, min_stride = range/2000 = {min_stride:.0f} s "
+        f"(binned at {stride:.0f} s, a multiple of the {ROLLUP} s rollup)"
+    )
     peers = None if args.no_peers else Peers(peer_dir)
     print("\nwhat a user does                           sisock        best peer, same samples")
 
@@ -406,22 +420,33 @@ def main(argv: list[str] | None = None) -> int:
             for _ in range(args.restarts):
                 if proc is not None:
                     stack.stop(proc)
-                elapsed, proc, npts, cpu = restart_to_first_answer(stack, directory, start, end,
-                                                                   min_stride)
+                elapsed, proc, npts, cpu = restart_to_first_answer(stack, directory, start, end, min_stride)
                 best = elapsed if best is None else min(best, elapsed)
                 cpus.append(cpu)
             cold = None
             if peers is not None:
-                duck_sql = (f"SELECT floor(k / {stride / ROLLUP}) AS kk, sum(s) / sum(n) FROM rollup "
-                            f"WHERE k >= {int(start // ROLLUP)} AND k < {int(end // ROLLUP)} "
-                            "GROUP BY kk ORDER BY kk")
-                cold = min(float(subprocess.run(
-                    [sys.executable, "-c", DUCK_COLD, os.path.join(peer_dir, "bench.duckdb"), duck_sql],
-                    capture_output=True, text=True, check=True).stdout) for _ in range(3))
+                duck_sql = (
+                    f"SELECT floor(k / {stride / ROLLUP}) AS kk, sum(s) / sum(n) FROM rollup "
+                    f"WHERE k >= {int(start // ROLLUP)} AND k < {int(end // ROLLUP)} "
+                    "GROUP BY kk ORDER BY kk"
+                )
+                cold = min(
+                    float(
+                        subprocess.run(
+                            [sys.executable, "-c", DUCK_COLD, os.path.join(peer_dir, "bench.duckdb"), duck_sql],
+                            capture_output=True,
+                            text=True,
+                            check=True,
+                        ).stdout
+                    )
+                    for _ in range(3)
+                )
             row(f"restart -> first answer ({npts} pts)", best, "DuckDB + rollup, cold process", cold)
-            print(f"    (node CPU until that answer: best {min(cpus) * 1e3:.0f} ms, median "
-                  f"{statistics.median(cpus) * 1e3:.0f} ms of {len(cpus)} starts; wall time "
-                  "follows the machine's load)")
+            print(
+                f"    (node CPU until that answer: best {min(cpus) * 1e3:.0f} ms, median "
+                f"{statistics.median(cpus) * 1e3:.0f} ms of {len(cpus)} starts; wall time "
+                "follows the machine's load)"
+            )
             from sisock.client import connect
 
             with connect(timeout=300) as c:
@@ -444,17 +469,20 @@ def main(argv: list[str] | None = None) -> int:
     reader = node.reader
     catalog, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     row(f"reader catalog at start ({len(files)} files)", catalog, "DuckDB/chDB keep metadata", None)
-    print(f"    ({cpu:.2f} s of CPU; {reader.files.from_index} files from the index, "
-          f"{reader.files.read_directly} read directly, {reader.file_opens} HDF5 opens)")
+    print(
+        f"    ({cpu:.2f} s of CPU; {reader.files.from_index} files from the index, "
+        f"{reader.files.read_directly} read directly, {reader.file_opens} HDF5 opens)"
+    )
 
     # 4: warm whole-range downsample
-    print(f"\nwarm whole-range downsample ({args.days} days, median of {args.repeat}; "
-          f"full scans median of {args.repeat_slow})")
+    print(
+        f"\nwarm whole-range downsample ({args.days} days, median of {args.repeat}; "
+        f"full scans median of {args.repeat_slow})"
+    )
     for method in ("mean", "minmax"):
         out = reader.read(["x"], start, end, min_stride=min_stride, method=method)
         npts = out["data"]["x"].size
-        ours = median_time(lambda: reader.read(["x"], start, end, min_stride=min_stride, method=method),
-                           args.repeat)
+        ours = median_time(lambda: reader.read(["x"], start, end, min_stride=min_stride, method=method), args.repeat)
         if peers is None:
             row(f"{method} ({npts} points)", ours, "(peers not measured)", None)
             continue
@@ -490,16 +518,21 @@ def main(argv: list[str] | None = None) -> int:
     else:
         ref_t, _ = peers.duck_raw(d0, d0 + DAY)
         assert np.array_equal(out["timeline"]["tl"]["t"], ref_t)
-        row("1 day, values + times", ours, "chDB MergeTree",
-            median_time(lambda: peers.chdb_raw(d0, d0 + DAY), args.repeat))
+        row(
+            "1 day, values + times",
+            ours,
+            "chDB MergeTree",
+            median_time(lambda: peers.chdb_raw(d0, d0 + DAY), args.repeat),
+        )
         row("", ours, "DuckDB table", median_time(lambda: peers.duck_raw(d0, d0 + DAY), args.repeat))
         row("", ours, "one flat HDF5 file", median_time(lambda: peers.flat_raw(d0, d0 + DAY), args.repeat))
     if node_rss is not None:
         print(f"\nnode resident memory after the queries: {node_rss:.0f} MiB")
     import resource
 
-    print(f"this process (reader + peers) peak RSS: "
-          f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+    print(
+        f"this process (reader + peers) peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB"
+    )
     if peers is not None:
         peers.close()
     return 0

@@ -75,6 +75,7 @@ def write_archive(d: Path, t: np.ndarray, x: np.ndarray) -> None:
 
 # -- child roles ------------------------------------------------------------
 
+
 def serve_node(archive: Path, name: str, part_bytes: int, max_samples: int) -> None:
     """Run one archive node whose streamed parts are ``part_bytes`` long."""
     from sisock.wamp.service import NodeService, run_nodes
@@ -156,11 +157,9 @@ def tiled_python(venv: Path) -> Path:
     if not python.exists():
         print(f"creating {venv} and installing tiled[all] (first run only)...", flush=True)
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    probe = subprocess.run([str(python), "-c", "import tiled.server, tiled.client, uvicorn"],
-                           capture_output=True)
+    probe = subprocess.run([str(python), "-c", "import tiled.server, tiled.client, uvicorn"], capture_output=True)
     if probe.returncode != 0:
-        subprocess.run([str(python), "-m", "pip", "install", "--quiet", "tiled[all]"],
-                       check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "--quiet", "tiled[all]"], check=True)
     return python
 
 
@@ -171,13 +170,21 @@ def bench_tiled(venv: Path, files: list[str], n: int, repeat: int, tmp: Path) ->
     (tmp / "tiled_client.py").write_text(TILED_CLIENT)
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("TILED_")}
-    server = subprocess.Popen([str(python), str(tmp / "tiled_server.py"), *files, str(port)],
-                              env=env, stdout=subprocess.DEVNULL,
-                              stderr=open(tmp / "tiled_server.log", "w"))
+    server = subprocess.Popen(
+        [str(python), str(tmp / "tiled_server.py"), *files, str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=open(tmp / "tiled_server.log", "w"),
+    )
     try:
         wait_port(port, 120)
-        out = subprocess.run([str(python), str(tmp / "tiled_client.py"), str(port), str(n),
-                              str(repeat)], env=env, capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            [str(python), str(tmp / "tiled_client.py"), str(port), str(n), str(repeat)],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         return json.loads(out.stdout.strip().splitlines()[-1])["times"]
     finally:
         server.terminate()
@@ -230,14 +237,18 @@ def main() -> int:
     ap.add_argument("--samples", type=int, default=10_000_000)
     ap.add_argument("--json-samples", type=int, default=1_000_000)
     ap.add_argument("--repeat", type=int, default=5)
-    ap.add_argument("--parts", default="262144,1048576",  # CHUNK_BYTES and the old default
-                    help="comma-separated part sizes in bytes (default 262144,1048576)")
+    ap.add_argument(
+        "--parts",
+        default="262144,1048576",  # CHUNK_BYTES and the old default
+        help="comma-separated part sizes in bytes (default 262144,1048576)",
+    )
     ap.add_argument("--no-tiled", action="store_true", help="skip the tiled peer")
-    ap.add_argument("--tiled-venv", type=Path,
-                    default=Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-                    / "sisock-bench" / "tiled-venv")
-    ap.add_argument("--serve-node", nargs=4, metavar=("ARCHIVE", "NAME", "PART", "MAX"),
-                    help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--tiled-venv",
+        type=Path,
+        default=Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "sisock-bench" / "tiled-venv",
+    )
+    ap.add_argument("--serve-node", nargs=4, metavar=("ARCHIVE", "NAME", "PART", "MAX"), help=argparse.SUPPRESS)
     ap.add_argument("--tcp-sender", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.serve_node:
@@ -273,17 +284,18 @@ def main() -> int:
         ws_url, rs_url = f"ws://127.0.0.1:{port}/ws", f"rs://127.0.0.1:{port}"
         env = {k: v for k, v in os.environ.items() if not k.startswith(("SISOCK_", "WAMP_"))}
         # every program's transport is chosen by its URL here, not by default
-        env.update(SISOCK_HOME=str(tmp / "home"), SISOCK_ROUTER_URL=ws_url,
-                   SISOCK_ROUTER_RAWSOCKET="no")
-        os.environ.update(SISOCK_HOME=env["SISOCK_HOME"], SISOCK_ROUTER_URL=ws_url,
-                          SISOCK_ROUTER_RAWSOCKET="no")
+        env.update(SISOCK_HOME=str(tmp / "home"), SISOCK_ROUTER_URL=ws_url, SISOCK_ROUTER_RAWSOCKET="no")
+        os.environ.update(SISOCK_HOME=env["SISOCK_HOME"], SISOCK_ROUTER_URL=ws_url, SISOCK_ROUTER_RAWSOCKET="no")
         procs: list[subprocess.Popen] = []
 
         def spawn(argv, extra_env=None) -> int:
-            procs.append(subprocess.Popen(argv, env={**env, **(extra_env or {})},
-                                          stdout=subprocess.DEVNULL,
-                                          stderr=subprocess.DEVNULL))
+            procs.append(
+                subprocess.Popen(
+                    argv, env={**env, **(extra_env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+                )
+            )
             return procs[-1].pid
+
         try:
             router = spawn([sys.executable, "-m", "sisock", "router", "--loglevel", "warn"])
             wait_port(port)
@@ -292,8 +304,10 @@ def main() -> int:
             for node_url, kind in ((ws_url, "ws"), (rs_url, "rs")):
                 for part in parts:
                     name = f"{kind}_{part // 1024}k"
-                    pid = spawn([sys.executable, str(HERE), "--serve-node", str(tmp / "archive"),
-                                 name, str(part), str(n)], {"SISOCK_ROUTER_URL": node_url})
+                    pid = spawn(
+                        [sys.executable, str(HERE), "--serve-node", str(tmp / "archive"), name, str(part), str(n)],
+                        {"SISOCK_ROUTER_URL": node_url},
+                    )
                     nodes.append((name, kind, part, pid))
             tcp_port = free_port()
             sender = spawn([sys.executable, str(HERE), "--tcp-sender", str(tcp_port), *files])
@@ -314,36 +328,42 @@ def main() -> int:
             # raw loopback TCP: the wire's limit
             wait_port(tcp_port)
             label = "raw loopback TCP, 2 Python processes"
-            rows.append((label, timed(lambda: tcp_fetch(tcp_port, n), args.repeat, label,
-                                      [sender]), payload))
+            rows.append((label, timed(lambda: tcp_fetch(tcp_port, n), args.repeat, label, [sender]), payload))
 
             # sisock, every combination
             for client_kind, url in (("ws", ws_url), ("rs", rs_url)):
                 for ser in ("msgpack", "cbor"):
                     with connect(url, timeout=120, serializer=ser) as c:
                         for name, kind, part, pid in nodes:
+
                             def fetch(c=c, name=name):
                                 r = c.get_data(name, ["x"], start, end, progress=False)
                                 assert len(r.data["x"]) == n == len(r.timelines["tl"].t)
+
                             fetch()  # warm the page cache and the field cache
-                            default = (kind == client_kind == "rs" and ser == "msgpack"
-                                       and part == CHUNK_BYTES)
-                            label = (f"sisock node {kind} -> client {client_kind} {ser:7s} "
-                                     f"parts {part // 1024:4d} KiB"
-                                     + (" (default)" if default else ""))
-                            rows.append((label, timed(fetch, args.repeat, label, [router, pid]),
-                                         payload))
-                            print(f"  {label}  {payload / min(rows[-1][1]) / 1e6:6.0f} MB/s",
-                                  flush=True)
+                            default = kind == client_kind == "rs" and ser == "msgpack" and part == CHUNK_BYTES
+                            label = (
+                                f"sisock node {kind} -> client {client_kind} {ser:7s} "
+                                f"parts {part // 1024:4d} KiB" + (" (default)" if default else "")
+                            )
+                            rows.append((label, timed(fetch, args.repeat, label, [router, pid]), payload))
+                            print(f"  {label}  {payload / min(rows[-1][1]) / 1e6:6.0f} MB/s", flush=True)
 
             # sisock 0.x: JSON lists, fewer samples
             nj = min(args.json_samples, n)
             with connect(ws_url, serializer="json", binary=False, timeout=300) as c:
+
                 def fetch_json():
                     r = c.get_data(nodes[0][0], ["x"], start, start + nj / RATE - 0.5 / RATE)
                     assert len(r.data["x"]) == nj, len(r.data["x"])
-                rows.append((f"sisock 0.x style: JSON lists ({nj:,} samples)",
-                             timed(fetch_json, max(1, min(args.repeat, 2))), 16 * nj))
+
+                rows.append(
+                    (
+                        f"sisock 0.x style: JSON lists ({nj:,} samples)",
+                        timed(fetch_json, max(1, min(args.repeat, 2))),
+                        16 * nj,
+                    )
+                )
         finally:
             for p in reversed(procs):
                 p.terminate()
@@ -355,33 +375,45 @@ def main() -> int:
 
         if not args.no_tiled:
             try:
-                rows.append(("tiled[all] (HTTP, from memory) -> tiled.client .read()",
-                             bench_tiled(args.tiled_venv, files, n, args.repeat, tmp), payload))
+                rows.append(
+                    (
+                        "tiled[all] (HTTP, from memory) -> tiled.client .read()",
+                        bench_tiled(args.tiled_venv, files, n, args.repeat, tmp),
+                        payload,
+                    )
+                )
             except (subprocess.CalledProcessError, OSError, TimeoutError) as exc:
                 print(f"tiled peer failed: {exc}", file=sys.stderr)
 
     best = {label: nbytes / min(ts) / 1e6 for label, ts, nbytes in rows}
     tiled = next((v for k, v in best.items() if k.startswith("tiled")), None)
     tcp = best[rows[0][0]]
-    print(f"\nfetch of {n:,} float64 samples + times ({payload / 1e6:.0f} MB of arrays) "
-          f"into numpy; best and median of {args.repeat}:")
-    print(f"  {'':66s} {'best ms':>8s} {'median':>8s} {'MB/s':>7s} {'x tiled':>8s} "
-          f"{'of TCP':>7s} {'CPU ms':>7s}")
+    print(
+        f"\nfetch of {n:,} float64 samples + times ({payload / 1e6:.0f} MB of arrays) "
+        f"into numpy; best and median of {args.repeat}:"
+    )
+    print(f"  {'':66s} {'best ms':>8s} {'median':>8s} {'MB/s':>7s} {'x tiled':>8s} {'of TCP':>7s} {'CPU ms':>7s}")
     for label, ts, nbytes in rows:
         mbs = best[label]
         vs_tiled = f"{mbs / tiled:7.2f}x" if tiled else "    n/a"
         cpu = f"{CPU[label] * 1e3:7.0f}" if label in CPU else "      -"
-        print(f"  {label:66s} {min(ts) * 1e3:8.1f} {statistics.median(ts) * 1e3:8.1f} "
-              f"{mbs:7.0f} {vs_tiled:>8s} {mbs / tcp:6.0%} {cpu}")
-    print("  CPU ms: least user+system CPU of one fetch, summed over the processes "
-          "involved (sisock: router, node, client; TCP: both ends)")
+        print(
+            f"  {label:66s} {min(ts) * 1e3:8.1f} {statistics.median(ts) * 1e3:8.1f} "
+            f"{mbs:7.0f} {vs_tiled:>8s} {mbs / tcp:6.0%} {cpu}"
+        )
+    print(
+        "  CPU ms: least user+system CPU of one fetch, summed over the processes "
+        "involved (sisock: router, node, client; TCP: both ends)"
+    )
     sisock = {k: v for k, v in best.items() if k.startswith("sisock node")}
     top = max(sisock, key=sisock.get)
     json_row = next(k for k in best if k.startswith("sisock 0.x"))
-    print(f"\nbest sisock: {top.strip()}: {sisock[top]:.0f} MB/s"
-          + (f" = {sisock[top] / tiled:.1f}x tiled" if tiled else "")
-          + f", {sisock[top] / best[json_row]:.0f}x the 0.x JSON path, "
-          f"{sisock[top] / tcp:.0%} of raw TCP   (target: >= 500 MB/s and >= 3x tiled)")
+    print(
+        f"\nbest sisock: {top.strip()}: {sisock[top]:.0f} MB/s"
+        + (f" = {sisock[top] / tiled:.1f}x tiled" if tiled else "")
+        + f", {sisock[top] / best[json_row]:.0f}x the 0.x JSON path, "
+        f"{sisock[top] / tcp:.0%} of raw TCP   (target: >= 500 MB/s and >= 3x tiled)"
+    )
     return 0
 
 

@@ -42,15 +42,18 @@ def router(restarts: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         f = router_restarts(Path(tmp) / "router", restarts, limit=60)
     print("router kill -9 of the process group, restart:")
-    for i, (boot, rejoin, live, w) in enumerate(zip(f["router_boot"], f["rejoin"], f["live"],
-                                                    f["waited_call"])):
-        print(f"  restart {i + 1}: router boot {boot:.1f} s; then every node serving the same "
-              f"client {rejoin:.2f} s, live resumed {live:.2f} s; a call made while down "
-              f"{'answered' if 'nodes' in w else 'FAILED ' + w.get('error', '')} after "
-              f"{w.get('seconds', 0):.1f} s")
-    print(f"  client rejoin after each loss (includes the router's boot): "
-          f"{[round(x, 2) for x in f['client_rejoin']]} s; all processes alive: "
-          f"{f['processes_alive']}")
+    for i, (boot, rejoin, live, w) in enumerate(zip(f["router_boot"], f["rejoin"], f["live"], f["waited_call"])):
+        print(
+            f"  restart {i + 1}: router boot {boot:.1f} s; then every node serving the same "
+            f"client {rejoin:.2f} s, live resumed {live:.2f} s; a call made while down "
+            f"{'answered' if 'nodes' in w else 'FAILED ' + w.get('error', '')} after "
+            f"{w.get('seconds', 0):.1f} s"
+        )
+    print(
+        f"  client rejoin after each loss (includes the router's boot): "
+        f"{[round(x, 2) for x in f['client_rejoin']]} s; all processes alive: "
+        f"{f['processes_alive']}"
+    )
 
 
 def modbus(n: int) -> None:
@@ -60,10 +63,12 @@ def modbus(n: int) -> None:
     losses = [t["loss"] for t in trials]
     print(f"Modbus node kill -9 mid-ingest, {len(trials)} trials (flush interval 0.5 s):")
     print("  loss per trial (ms):", [round(x * 1000) for x in losses])
-    print(f"  max {max(losses) * 1000:.0f} ms, mean {sum(losses) / len(losses) * 1000:.0f} ms; "
-          f"every file readable: {all(t['readable'] for t in trials)}; new file each time: "
-          f"{all(t['new_file'] for t in trials)}; times increasing: "
-          f"{all(t['monotonic'] for t in trials)}; files at the end: {trials[-1]['files']}")
+    print(
+        f"  max {max(losses) * 1000:.0f} ms, mean {sum(losses) / len(losses) * 1000:.0f} ms; "
+        f"every file readable: {all(t['readable'] for t in trials)}; new file each time: "
+        f"{all(t['new_file'] for t in trials)}; times increasing: "
+        f"{all(t['monotonic'] for t in trials)}; files at the end: {trials[-1]['files']}"
+    )
 
 
 if __name__ == "__main__":

@@ -44,7 +44,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from benchstack import BenchStack  # noqa: E402
+from benchstack import BenchStack
 
 HERE = Path(__file__).resolve()
 RATE = 100.0  # Hz of the generated "fast" timeline
@@ -63,11 +63,19 @@ def generate(directory: Path, samples: int, end: float) -> None:
     from sisock.cli.generate import generate as make
 
     hours = samples / RATE / 3600 + 0.5
-    make(str(directory), days=max(hours / 24 + 0.05, 0.5), end=end, fast_hours=hours,
-         fast_rate=RATE, burst_rate=0, progress=False)
+    make(
+        str(directory),
+        days=max(hours / 24 + 0.05, 0.5),
+        end=end,
+        fast_hours=hours,
+        fast_rate=RATE,
+        burst_rate=0,
+        progress=False,
+    )
 
 
 # -- raw TCP ---------------------------------------------------------------
+
 
 def tcp_sender(port: int, t_file: str, x_file: str) -> None:
     """Serve the last n samples raw: the client sends n (8 bytes), gets t then x."""
@@ -147,16 +155,13 @@ def tiled_python(venv: Path) -> Path:
     if not python.exists():
         print(f"creating {venv} and installing tiled[all] (first run only)...", flush=True)
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    probe = subprocess.run([str(python), "-c", "import tiled.server, tiled.client, uvicorn"],
-                           capture_output=True)
+    probe = subprocess.run([str(python), "-c", "import tiled.server, tiled.client, uvicorn"], capture_output=True)
     if probe.returncode != 0:
-        subprocess.run([str(python), "-m", "pip", "install", "--quiet", "tiled[all]"],
-                       check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "--quiet", "tiled[all]"], check=True)
     return python
 
 
-def bench_tiled(venv: Path, files: list[str], sizes: list[int], repeat: int,
-                tmp: Path) -> dict[int, list[float]]:
+def bench_tiled(venv: Path, files: list[str], sizes: list[int], repeat: int, tmp: Path) -> dict[int, list[float]]:
     """Seconds per fetch of the last n times and values from a tiled server."""
     from sisock.site.ports import free_port, wait_port
 
@@ -165,14 +170,21 @@ def bench_tiled(venv: Path, files: list[str], sizes: list[int], repeat: int,
     (tmp / "tiled_client.py").write_text(TILED_CLIENT)
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("TILED_")}
-    server = subprocess.Popen([str(python), str(tmp / "tiled_server.py"), *files, str(port)],
-                              env=env, stdout=subprocess.DEVNULL,
-                              stderr=open(tmp / "tiled_server.log", "w"))
+    server = subprocess.Popen(
+        [str(python), str(tmp / "tiled_server.py"), *files, str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=open(tmp / "tiled_server.log", "w"),
+    )
     try:
         wait_port(port, 120)
-        out = subprocess.run([str(python), str(tmp / "tiled_client.py"), str(port), str(repeat),
-                              ",".join(map(str, sizes))],
-                             env=env, capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            [str(python), str(tmp / "tiled_client.py"), str(port), str(repeat), ",".join(map(str, sizes))],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         return {int(k): v for k, v in json.loads(out.stdout.strip().splitlines()[-1]).items()}
     finally:
         server.terminate()
@@ -180,6 +192,7 @@ def bench_tiled(venv: Path, files: list[str], sizes: list[int], repeat: int,
 
 
 # -- the run -----------------------------------------------------------------
+
 
 def cpu_seconds(pids: list[int]) -> float:
     """User + system CPU seconds so far of ``pids`` and their children (not ours)."""
@@ -197,8 +210,7 @@ def cpu_seconds(pids: list[int]) -> float:
     return total
 
 
-def best_of(fn, repeat: int, pids: dict[str, int] | None = None
-            ) -> tuple[list[float], dict[str, float]]:
+def best_of(fn, repeat: int, pids: dict[str, int] | None = None) -> tuple[list[float], dict[str, float]]:
     """Wall seconds of ``repeat`` calls of ``fn`` (after one warm-up), and the mean
     CPU seconds one call cost each of ``pids`` (name -> pid; ``client`` is this
     process)."""
@@ -215,8 +227,11 @@ def best_of(fn, repeat: int, pids: dict[str, int] | None = None
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--samples", default="100000,1000000,10000000",
-                    help="comma-separated sample counts (default 100000,1000000,10000000)")
+    ap.add_argument(
+        "--samples",
+        default="100000,1000000,10000000",
+        help="comma-separated sample counts (default 100000,1000000,10000000)",
+    )
     ap.add_argument("--repeat", type=int, default=7)
     ap.add_argument("--no-tiled", action="store_true", help="skip the tiled peer")
     ap.add_argument("--tiled-venv", type=Path, default=HERE.parent / ".venv-tiled")
@@ -252,17 +267,27 @@ def main() -> int:
         home = tmp / "home"
         home.mkdir()
         with BenchStack(home) as stack:
-            node = stack.spawn("serve", "hdf5", "--name", NODE, "--archive", str(tmp / "archive"),
-                               "--max-samples-streamed", str(4 * max(sizes)), "--log-level", "warn")
+            node = stack.spawn(
+                "serve",
+                "hdf5",
+                "--name",
+                NODE,
+                "--archive",
+                str(tmp / "archive"),
+                "--max-samples-streamed",
+                str(4 * max(sizes)),
+                "--log-level",
+                "warn",
+            )
             stack.wait(lambda c: NODE in {d["name"] for d in c.nodes()}, "archive node")
             router = stack.procs[0].pid
             tcp_port = free_port()
-            sender = subprocess.Popen([sys.executable, str(HERE), "--tcp-sender", str(tcp_port),
-                                       *files])
+            sender = subprocess.Popen([sys.executable, str(HERE), "--tcp-sender", str(tcp_port), *files])
             try:
                 wait_port(tcp_port, 60)
                 rows["raw TCP, 2 Python processes"] = {
-                    n: best_of(lambda n=n: tcp_fetch(tcp_port, n), args.repeat)[0] for n in sizes}
+                    n: best_of(lambda n=n: tcp_fetch(tcp_port, n), args.repeat)[0] for n in sizes
+                }
                 with connect(timeout=120) as c:
                     label = "sisock client.get_data (router, archive node)"
                     rows[label] = {}
@@ -271,10 +296,9 @@ def main() -> int:
 
                         def fetch(n=n, t0=t0):
                             r = c.get_data(NODE, [FIELD], t0, end + 1, progress=False)
-                            assert len(r.data[FIELD]) == n == len(r.timelines["fast"].t), \
-                                (len(r.data[FIELD]), n)
-                        rows[label][n], cpu[n] = best_of(fetch, args.repeat,
-                                                         {"router": router, "node": node.pid})
+                            assert len(r.data[FIELD]) == n == len(r.timelines["fast"].t), (len(r.data[FIELD]), n)
+
+                        rows[label][n], cpu[n] = best_of(fetch, args.repeat, {"router": router, "node": node.pid})
                         print(f"  sisock {n:>10,}: {min(rows[label][n]) * 1e3:8.1f} ms", flush=True)
             finally:
                 sender.terminate()
@@ -282,22 +306,25 @@ def main() -> int:
         if not args.no_tiled:
             try:
                 rows["tiled[all] (HTTP, from memory), tiled.client"] = bench_tiled(
-                    args.tiled_venv, files, sizes, args.repeat, tmp)
+                    args.tiled_venv, files, sizes, args.repeat, tmp
+                )
             except (subprocess.CalledProcessError, OSError, TimeoutError) as exc:
                 err = getattr(exc, "stderr", "") or ""
                 print(f"tiled peer not measured: {exc} {err[-400:]}", file=sys.stderr)
 
-    print(f"\nfetch of the last N samples of one float64 field + times (16 bytes/sample) "
-          f"into numpy; best of {args.repeat}")
+    print(
+        f"\nfetch of the last N samples of one float64 field + times (16 bytes/sample) "
+        f"into numpy; best of {args.repeat}"
+    )
     head = "".join(f" {n:>10,} ms   MB/s" for n in sizes)
     print(f"  {'':48s}{head}")
     for label, by_n in rows.items():
-        cells = "".join(f" {min(by_n[n]) * 1e3:13.1f} {16 * n / min(by_n[n]) / 1e6:6.0f}"
-                        for n in sizes)
+        cells = "".join(f" {min(by_n[n]) * 1e3:13.1f} {16 * n / min(by_n[n]) / 1e6:6.0f}" for n in sizes)
         print(f"  {label:48s}{cells}")
     for who in ("router", "node", "client"):
-        print(f"  {'sisock CPU ms per fetch, ' + who:48s}"
-              + "".join(f" {cpu[n][who] * 1e3:13.1f} {'':6s}" for n in sizes))
+        print(
+            f"  {'sisock CPU ms per fetch, ' + who:48s}" + "".join(f" {cpu[n][who] * 1e3:13.1f} {'':6s}" for n in sizes)
+        )
     print(f"load average after: {loadavg()}")
     return 0
 

@@ -26,8 +26,15 @@ import psutil  # noqa: E402
 
 from conftest import free_port, wait_port  # noqa: E402
 from faults import modbus_config, wait_until  # noqa: E402
-from fuzz_calls import (BASE, HUB_CONSUMER, HUB_SERVER, fuzz_target,  # noqa: E402
-                        get_data_calls, get_fields_calls, hub_calls)
+from fuzz_calls import (  # noqa: E402
+    BASE,
+    HUB_CONSUMER,
+    HUB_SERVER,
+    fuzz_target,  # noqa: E402
+    get_data_calls,
+    get_fields_calls,
+    hub_calls,
+)
 from privstack import PrivateStack  # noqa: E402
 
 
@@ -54,17 +61,15 @@ def main(argv: list[str] | None = None) -> int:
             wait_port(port, 30, sim.proc)
             cfg = modbus_config(root / "m.toml", port, "fz_modbus")
             nodes = {
-                "fz_archive": s.start("hdf5", "serve", "hdf5", "--name", "fz_archive",
-                                      "--archive", str(root / "arch")),
+                "fz_archive": s.start("hdf5", "serve", "hdf5", "--name", "fz_archive", "--archive", str(root / "arch")),
                 "fz_weather": s.start("weather", "serve", "weather", "--name", "fz_weather"),
-                "fz_sensors": s.start("sensors", "serve", "sensors", "--name", "fz_sensors",
-                                      "--interval", "0.5"),
-                "fz_modbus": s.start("modbus", "serve", "modbus", "--config", str(cfg),
-                                     "--archive", str(root / "march")),
+                "fz_sensors": s.start("sensors", "serve", "sensors", "--name", "fz_sensors", "--interval", "0.5"),
+                "fz_modbus": s.start(
+                    "modbus", "serve", "modbus", "--config", str(cfg), "--archive", str(root / "march")
+                ),
             }
             with s.connect(timeout=30) as c:
-                assert wait_until(lambda: set(nodes) <= {n["name"] for n in c.nodes()}, 120), \
-                    "nodes not listed"
+                assert wait_until(lambda: set(nodes) <= {n["name"] for n in c.nodes()}, 120), "nodes not listed"
             print(f"{'target':12s} {'calls':>6s} {'RSS before':>11s} {'after':>8s}  outcomes")
             for name, proc in nodes.items():
                 before = psutil.Process(proc.pid).memory_info().rss
@@ -73,32 +78,34 @@ def main(argv: list[str] | None = None) -> int:
                 with s.connect(timeout=60) as c:
                     prefix = f"{BASE}.consumer.{name}"
                     fuzz_target(c, prefix, get_data_calls(), "get_data", args.get_data, counts)
-                    fuzz_target(c, prefix, get_fields_calls(), "get_fields", args.get_fields,
-                                counts)
+                    fuzz_target(c, prefix, get_fields_calls(), "get_fields", args.get_fields, counts)
                 after = psutil.Process(proc.pid).memory_info().rss
                 n = sum(counts.values())
                 total += n
-                print(f"{name:12s} {n:6d} {before / 2**20:8.0f} MiB {after / 2**20:5.0f} MiB  "
-                      f"{dict(sorted(counts.items()))}  ({time.perf_counter() - t:.0f} s)",
-                      flush=True)
+                print(
+                    f"{name:12s} {n:6d} {before / 2**20:8.0f} MiB {after / 2**20:5.0f} MiB  "
+                    f"{dict(sorted(counts.items()))}  ({time.perf_counter() - t:.0f} s)",
+                    flush=True,
+                )
                 assert proc.alive(), proc.log()
             counts = Counter()
             creds = credentials.read(s.home)
             before = psutil.Process(hub.pid).memory_info().rss
             with s.connect(timeout=60) as c:
                 fuzz_target(c, BASE, hub_calls(HUB_CONSUMER), None, args.hub // 4, counts)
-            with s.connect(user=creds["server"]["authid"], secret=creds["server"]["secret"],
-                           timeout=60) as c:
-                fuzz_target(c, BASE, hub_calls(HUB_SERVER), None, args.hub - args.hub // 4,
-                            counts)
+            with s.connect(user=creds["server"]["authid"], secret=creds["server"]["secret"], timeout=60) as c:
+                fuzz_target(c, BASE, hub_calls(HUB_SERVER), None, args.hub - args.hub // 4, counts)
             after = psutil.Process(hub.pid).memory_info().rss
             n = sum(counts.values())
             total += n
-            print(f"{'hub':12s} {n:6d} {before / 2**20:8.0f} MiB {after / 2**20:5.0f} MiB  "
-                  f"{dict(sorted(counts.items()))}")
+            print(
+                f"{'hub':12s} {n:6d} {before / 2**20:8.0f} MiB {after / 2**20:5.0f} MiB  {dict(sorted(counts.items()))}"
+            )
             assert hub.alive()
-            print(f"total {total} calls: every reply valid or {BASE}.error.* (never internal), "
-                  "the caller's session kept throughout, every node up")
+            print(
+                f"total {total} calls: every reply valid or {BASE}.error.* (never internal), "
+                "the caller's session kept throughout, every node up"
+            )
         finally:
             s.stop()
     return 0

@@ -95,8 +95,7 @@ class CpuMeter:
     def per_call(self, calls: int) -> str:
         """Milliseconds of CPU per call for each group since this meter started."""
         now = self._now()
-        return ", ".join(f"{k} {(now[k] - self._start[k]) / max(calls, 1) * 1e3:.2f}"
-                         for k in now)
+        return ", ".join(f"{k} {(now[k] - self._start[k]) / max(calls, 1) * 1e3:.2f}" for k in now)
 
 
 def year_archive(directory: Path) -> tuple[Path, float]:
@@ -108,8 +107,18 @@ def year_archive(directory: Path) -> tuple[Path, float]:
     if not stamp.exists():
         end = time.time()
         t = time.perf_counter()
-        generate(arch, days=365, end=end, mid_rate=0.1, slow_rate=0.01, fast_hours=2,
-                 fast_rate=10, burst_rate=0, rotate_seconds=7 * 86400, overwrite=True)
+        generate(
+            arch,
+            days=365,
+            end=end,
+            mid_rate=0.1,
+            slow_rate=0.01,
+            fast_hours=2,
+            fast_rate=10,
+            burst_rate=0,
+            rotate_seconds=7 * 86400,
+            overwrite=True,
+        )
         print(f"generated a year in {time.perf_counter() - t:.0f} s into {arch}")
         stamp.write_text(repr(end))
     return arch, float(stamp.read_text())
@@ -122,10 +131,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--calls", type=int, default=100)
     ap.add_argument("--repeat", type=int, default=2, help="runs (the machine is noisy)")
     ap.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()) / "sisock-bench-load")
-    ap.add_argument("--transport", choices=("websocket", "rawsocket"), default="websocket",
-                    help="how the consumer sessions connect (default websocket)")
-    ap.add_argument("--per-kind", type=int, default=100,
-                    help="calls of each kind alone from one session (0: skip)")
+    ap.add_argument(
+        "--transport",
+        choices=("websocket", "rawsocket"),
+        default="websocket",
+        help="how the consumer sessions connect (default websocket)",
+    )
+    ap.add_argument("--per-kind", type=int, default=100, help="calls of each kind alone from one session (0: skip)")
     ap.add_argument("--no-peer", action="store_true", help="skip the raw TCP peer")
     args = ap.parse_args(argv)
     args.dir.mkdir(parents=True, exist_ok=True)
@@ -141,24 +153,23 @@ def main(argv: list[str] | None = None) -> int:
             sim = s.start("sim", "sim", "modbus", "--port", str(port))
             wait_port(port, 30, sim.proc)
             cfg = modbus_config(Path(tmp) / "m.toml", port, "load_modbus")
-            mb = s.start("modbus", "serve", "modbus", "--config", str(cfg), "--archive",
-                         str(Path(tmp) / "march"))
+            mb = s.start("modbus", "serve", "modbus", "--config", str(cfg), "--archive", str(Path(tmp) / "march"))
             with s.connect(timeout=30) as c:
-                ok = wait_until(lambda: {"load_arch", "load_modbus"}
-                                <= {n["name"] for n in c.nodes()}, 120)
+                ok = wait_until(lambda: {"load_arch", "load_modbus"} <= {n["name"] for n in c.nodes()}, 120)
                 assert ok, "nodes not listed"
                 c.fields("load_arch", end - 86400, end)  # warm the catalog
-            groups = {"router": s.router.pid, "node": node.pid, "modbus": mb.pid,
-                      "sim": sim.pid, "hub": hub.pid}
-            print(f"{args.sessions} sessions x {args.calls} calls over {args.transport}, archive "
-                  f"{arch} (a year ending {time.ctime(end)})")
+            groups = {"router": s.router.pid, "node": node.pid, "modbus": mb.pid, "sim": sim.pid, "hub": hub.pid}
+            print(
+                f"{args.sessions} sessions x {args.calls} calls over {args.transport}, archive "
+                f"{arch} (a year ending {time.ctime(end)})"
+            )
             if args.per_kind:
-                print(f"each kind alone, 1 session x {args.per_kind} calls "
-                      "(latency; CPU ms per call):")
+                print(f"each kind alone, 1 session x {args.per_kind} calls (latency; CPU ms per call):")
                 for kind in MIX:
                     meter = CpuMeter(groups)
-                    r = run_load(s.url, str(s.home), "load_arch", 1, args.per_kind, span,
-                                 mix=(kind,), transport=args.transport)
+                    r = run_load(
+                        s.url, str(s.home), "load_arch", 1, args.per_kind, span, mix=(kind,), transport=args.transport
+                    )
                     line = summary(r).splitlines()[0]
                     print(f"{line}; errors {len(r['errors'])}\n    CPU {meter.per_call(r['calls'])}")
 
@@ -170,8 +181,7 @@ def main(argv: list[str] | None = None) -> int:
                 assert wait_until(lambda: stats_lines() > run, 30), "statistics not zeroed"
                 before = loadavg()
                 meter = CpuMeter(groups)
-                r = run_load(s.url, str(s.home), "load_arch", args.sessions, args.calls, span,
-                             transport=args.transport)
+                r = run_load(s.url, str(s.home), "load_arch", args.sessions, args.calls, span, transport=args.transport)
                 cpu = meter.per_call(r["calls"])
                 print(f"run {run + 1} ({before} before, {loadavg()} after):\n" + summary(r))
                 print(f"  CPU ms per call: {cpu}")
@@ -179,16 +189,23 @@ def main(argv: list[str] | None = None) -> int:
                     print("  error:", e)
                 if not args.no_peer:
                     p = run_peer(args.sessions, args.calls, free_port())
-                    print(f"  peer, raw TCP round trips of the same shape ({loadavg()} after):\n"
-                          + "\n".join("  " + line for line in summary(p).splitlines()))
+                    print(
+                        f"  peer, raw TCP round trips of the same shape ({loadavg()} after):\n"
+                        + "\n".join("  " + line for line in summary(p).splitlines())
+                    )
             mb.stop(signal.SIGTERM)
-            stats = [json.loads(line.split(" ", 1)[1]) for line in mb.log().splitlines()
-                     if line.startswith("sisock-modbus-stats ")]
+            stats = [
+                json.loads(line.split(" ", 1)[1])
+                for line in mb.log().splitlines()
+                if line.startswith("sisock-modbus-stats ")
+            ]
             if stats:
                 st = stats[-1]
-                print(f"modbus node during the last run: polls {st['polls']}, missed "
-                      f"{st['missed']}, gaps {st['gaps']}, poll latency p99 "
-                      f"{st['latency_p99_ms']:.1f} ms")
+                print(
+                    f"modbus node during the last run: polls {st['polls']}, missed "
+                    f"{st['missed']}, gaps {st['gaps']}, poll latency p99 "
+                    f"{st['latency_p99_ms']:.1f} ms"
+                )
         finally:
             s.stop()
     return 0

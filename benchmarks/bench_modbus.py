@@ -48,7 +48,6 @@ STATS_PREFIX = "sisock-modbus-stats "  # = sisock.servers.modbus.server.STATS_PR
 NODE_NAME = "modbus_bench"
 
 
-
 def build_config(port: int, registers: int, rate: float, groups: int, connections: str) -> dict:
     """The node config (as the dict a TOML file parses to) for the simulator's extra registers."""
     from sisock.servers.modbus.simulator import extra_layout
@@ -57,13 +56,14 @@ def build_config(port: int, registers: int, rate: float, groups: int, connection
     per = -(-len(layout) // groups)
     out = []
     for g in range(groups):
-        chunk = layout[g * per:(g + 1) * per]
+        chunk = layout[g * per : (g + 1) * per]
         points = [{"name": n, "kind": "holding", "address": a, "type": t} for n, t, a in chunk]
         floats = [n for n, t, _a in chunk if t.startswith("float")][:20]
-        derived = [{"name": f"g{g}_d{i}", "expr": f"({{{a}}} - {{{b}}}) / 2 + sqrt(abs({{{a}}}))"}
-                   for i, (a, b) in enumerate(zip(floats[::2], floats[1::2]))]
-        out.append({"name": f"bench{g}", "interval": 1.0 / rate, "point": points,
-                    "derived": derived})
+        derived = [
+            {"name": f"g{g}_d{i}", "expr": f"({{{a}}} - {{{b}}}) / 2 + sqrt(abs({{{a}}}))"}
+            for i, (a, b) in enumerate(zip(floats[::2], floats[1::2]))
+        ]
+        out.append({"name": f"bench{g}", "interval": 1.0 / rate, "point": points, "derived": derived})
     return {
         "node": {"name": NODE_NAME, "description": "bench_modbus.py"},
         "device": {"host": "127.0.0.1", "port": port, "timeout": 1.0, "connections": connections},
@@ -73,6 +73,7 @@ def build_config(port: int, registers: int, rate: float, groups: int, connection
 
 def to_toml(config: dict) -> str:
     """TOML text for :func:`build_config`'s shape (tables of scalars, arrays of tables)."""
+
     def scalar(v) -> str:
         return json.dumps(v) if isinstance(v, str) else repr(v)  # JSON strings are TOML strings
 
@@ -88,12 +89,13 @@ def to_toml(config: dict) -> str:
         lines.append("")
 
     for key, value in config.items():
-        for item in (value if isinstance(value, list) else [value]):
+        for item in value if isinstance(value, list) else [value]:
             table(f"[[{key}]]" if isinstance(value, list) else f"[{key}]", item)
     return "\n".join(lines)
 
 
 # ------------------------------------------------------------------ core-only child
+
 
 def core_main(args: argparse.Namespace) -> None:
     """Run the poller core for ``args.seconds``; print one stats line (plus CPU)."""
@@ -102,8 +104,7 @@ def core_main(args: argparse.Namespace) -> None:
     from sisock.servers.modbus.server import AppendTimes, reset_stats, run_stats
     from sisock.servers.modbus.poller import Poller
 
-    cfg = parse_config(build_config(args.port, args.registers, args.rate, args.groups,
-                                    args.connections))
+    cfg = parse_config(build_config(args.port, args.registers, args.rate, args.groups, args.connections))
     with tempfile.TemporaryDirectory(prefix="bench_modbus_") as tmp:
         appends = AppendTimes()
         sink = ThreadedArchiveSink(Path(tmp), cfg.field_specs(), 0.5, on_append=appends).start()
@@ -130,6 +131,7 @@ def core_main(args: argparse.Namespace) -> None:
 
 # ------------------------------------------------------------------ driver
 
+
 class Children:
     """Child processes, each in its own session with a log file; stopped in reverse order."""
 
@@ -140,8 +142,9 @@ class Children:
 
     def start(self, name: str, *args: str) -> subprocess.Popen:
         with open(self.log_dir / f"{name}.log", "ab") as log:
-            proc = subprocess.Popen([sys.executable, *args], stdout=log, stderr=subprocess.STDOUT,
-                                    env=self.env, start_new_session=True)
+            proc = subprocess.Popen(
+                [sys.executable, *args], stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True
+            )
         self.procs.append((name, proc))
         return proc
 
@@ -170,8 +173,7 @@ class Children:
 def child_env(home: Path, router_port: int) -> dict[str, str]:
     """This environment without SISOCK_*/WAMP_*, plus the benchmark's home and router."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SISOCK_", "WAMP_"))}
-    env.update(SISOCK_HOME=str(home), SISOCK_ROUTER_URL=f"ws://127.0.0.1:{router_port}/ws",
-               PYTHONUNBUFFERED="1")
+    env.update(SISOCK_HOME=str(home), SISOCK_ROUTER_URL=f"ws://127.0.0.1:{router_port}/ws", PYTHONUNBUFFERED="1")
     return env
 
 
@@ -201,7 +203,7 @@ def parse_stats(text: str) -> dict:
     lines = [ln for ln in text.splitlines() if ln.startswith(STATS_PREFIX)]
     if not lines:
         raise RuntimeError("no statistics line in the node's output")
-    return json.loads(lines[-1][len(STATS_PREFIX):])
+    return json.loads(lines[-1][len(STATS_PREFIX) :])
 
 
 def run_node(args: argparse.Namespace, tmp: Path) -> tuple[dict, dict]:
@@ -217,8 +219,9 @@ def run_node(args: argparse.Namespace, tmp: Path) -> tuple[dict, dict]:
     kids = Children(logs, env)
     try:
         router = kids.start("router", "-m", "sisock", "router", "--loglevel", "warn")
-        sim = kids.start("sim", "-m", "sisock", "sim", "modbus", "--port", str(sim_port),
-                         "--registers", str(args.registers))
+        sim = kids.start(
+            "sim", "-m", "sisock", "sim", "modbus", "--port", str(sim_port), "--registers", str(args.registers)
+        )
         wait_port(router_port, proc=router)
         kids.start("hub", "-m", "sisock", "hub", "--log-level", "warn")
         wait_port(sim_port, proc=sim)
@@ -226,11 +229,21 @@ def run_node(args: argparse.Namespace, tmp: Path) -> tuple[dict, dict]:
         from sisock.servers.modbus.config import load_config
 
         cfg_path = tmp / "node.toml"
-        cfg_path.write_text(to_toml(build_config(sim_port, args.registers, args.rate,
-                                                 args.groups, args.connections)))
+        cfg_path.write_text(to_toml(build_config(sim_port, args.registers, args.rate, args.groups, args.connections)))
         cfg = load_config(cfg_path)  # fail here, with a clear message, on a bad config
-        node = kids.start("node", "-m", "sisock", "serve", "modbus", "--config", str(cfg_path),
-                          "--archive", str(tmp / "archive"), "--log-level", "warn")
+        node = kids.start(
+            "node",
+            "-m",
+            "sisock",
+            "serve",
+            "modbus",
+            "--config",
+            str(cfg_path),
+            "--archive",
+            str(tmp / "archive"),
+            "--log-level",
+            "warn",
+        )
         listed_after = wait_listed(NODE_NAME, node)
         time.sleep(args.warmup)
 
@@ -241,6 +254,7 @@ def run_node(args: argparse.Namespace, tmp: Path) -> tuple[dict, dict]:
             def s(p):
                 t = p.cpu_times()
                 return t.user + t.system
+
             return s(node_ps), s(sim_ps), sum(s(p) for p in router_ps if p.is_running())
 
         os.kill(node.pid, signal.SIGUSR1)  # zero the node's statistics
@@ -252,12 +266,14 @@ def run_node(args: argparse.Namespace, tmp: Path) -> tuple[dict, dict]:
             raise RuntimeError(f"node exited with code {node.returncode}")
         stats = parse_stats(kids.log("node"))
         stats.update(cpu_s=c1[0] - c0[0], wall_s=w1 - w0)
-        info = {"listed_after": listed_after, "sim_cpu": (c1[1] - c0[1]) / (w1 - w0),
-                "router_cpu": (c1[2] - c0[2]) / (w1 - w0),
-                "points": sum(len(g.points) for g in cfg.groups),
-                "derived": sum(len(g.derived) for g in cfg.groups),
-                "archive_mb": sum(p.stat().st_size for p in (tmp / "archive").rglob("*")
-                                  if p.is_file()) / 1e6}
+        info = {
+            "listed_after": listed_after,
+            "sim_cpu": (c1[1] - c0[1]) / (w1 - w0),
+            "router_cpu": (c1[2] - c0[2]) / (w1 - w0),
+            "points": sum(len(g.points) for g in cfg.groups),
+            "derived": sum(len(g.derived) for g in cfg.groups),
+            "archive_mb": sum(p.stat().st_size for p in (tmp / "archive").rglob("*") if p.is_file()) / 1e6,
+        }
         return stats, info
     except BaseException:
         for name in ("node", "sim", "hub", "router"):
@@ -278,18 +294,38 @@ def run_core(args: argparse.Namespace, tmp: Path) -> tuple[dict, dict]:
     env = child_env(tmp / "home", free_port())
     kids = Children(logs, env)
     try:
-        sim = kids.start("sim", "-m", "sisock", "sim", "modbus", "--port", str(port),
-                         "--registers", str(args.registers))
+        sim = kids.start(
+            "sim", "-m", "sisock", "sim", "modbus", "--port", str(port), "--registers", str(args.registers)
+        )
         wait_port(port, proc=sim)
         sim_ps = psutil.Process(sim.pid)
         sim0 = sum(sim_ps.cpu_times()[:2])
         t0 = time.monotonic()
         out = subprocess.run(
-            [sys.executable, os.path.abspath(__file__), "--core-child", "--port", str(port),
-             "--seconds", str(args.seconds), "--warmup", str(args.warmup),
-             "--rate", str(args.rate), "--registers", str(args.registers),
-             "--groups", str(args.groups), "--connections", args.connections],
-            capture_output=True, text=True, env=env, timeout=args.seconds + args.warmup + 60)
+            [
+                sys.executable,
+                os.path.abspath(__file__),
+                "--core-child",
+                "--port",
+                str(port),
+                "--seconds",
+                str(args.seconds),
+                "--warmup",
+                str(args.warmup),
+                "--rate",
+                str(args.rate),
+                "--registers",
+                str(args.registers),
+                "--groups",
+                str(args.groups),
+                "--connections",
+                args.connections,
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=args.seconds + args.warmup + 60,
+        )
         sim_cpu = (sum(sim_ps.cpu_times()[:2]) - sim0) / (time.monotonic() - t0)
     finally:
         kids.stop_all()
@@ -297,57 +333,71 @@ def run_core(args: argparse.Namespace, tmp: Path) -> tuple[dict, dict]:
         raise RuntimeError(f"core child failed ({out.returncode}):\n{out.stdout}\n{out.stderr}")
     from sisock.servers.modbus.config import parse_config
 
-    cfg = parse_config(build_config(port, args.registers, args.rate, args.groups,
-                                    args.connections))
+    cfg = parse_config(build_config(port, args.registers, args.rate, args.groups, args.connections))
     return parse_stats(out.stdout), {
-        "sim_cpu": sim_cpu, "points": sum(len(g.points) for g in cfg.groups),
-        "derived": sum(len(g.derived) for g in cfg.groups)}
+        "sim_cpu": sim_cpu,
+        "points": sum(len(g.points) for g in cfg.groups),
+        "derived": sum(len(g.derived) for g in cfg.groups),
+    }
 
 
 def report(args: argparse.Namespace, r: dict, info: dict) -> None:
     def ms(key: str, digits: int = 2) -> str:
         return "n/a" if r[key] is None else f"{r[key]:.{digits}f} ms"
 
-    what = ("poller core only (asyncio, threaded archive sink; no Twisted/WAMP)" if args.core_only
-            else "node process `sisock serve modbus` (poll + archive + live publish + serve)")
+    what = (
+        "poller core only (asyncio, threaded archive sink; no Twisted/WAMP)"
+        if args.core_only
+        else "node process `sisock serve modbus` (poll + archive + live publish + serve)"
+    )
     expected = args.rate * r["seconds"] * r["groups"]  # the node's window: up to its stop
     cpu_frac = r["cpu_s"] / r["wall_s"]
     print(f"Modbus data node benchmark: {what}")
-    print(f"  {args.registers} registers ({info['points']} points + {info['derived']} derived) "
-          f"in {r['groups']} group(s) at {args.rate:g} Hz, connections={args.connections}; "
-          f"measured {r['wall_s']:.1f} s after {args.warmup:g} s warm-up")
+    print(
+        f"  {args.registers} registers ({info['points']} points + {info['derived']} derived) "
+        f"in {r['groups']} group(s) at {args.rate:g} Hz, connections={args.connections}; "
+        f"measured {r['wall_s']:.1f} s after {args.warmup:g} s warm-up"
+    )
     if "listed_after" in info:
         print(f"  node listed by the hub    {info['listed_after']:.1f} s after start")
-    print(f"  node CPU                  {cpu_frac * 100:.1f} % of one core "
-          f"({r['cpu_s']:.2f} CPU s / {r['wall_s']:.1f} s)   target <= 25 %")
-    print(f"  polls done / expected     {r['polls']} / {expected:.1f}  "
-          f"({r['requests']} Modbus requests)")
+    print(
+        f"  node CPU                  {cpu_frac * 100:.1f} % of one core "
+        f"({r['cpu_s']:.2f} CPU s / {r['wall_s']:.1f} s)   target <= 25 %"
+    )
+    print(f"  polls done / expected     {r['polls']} / {expected:.1f}  ({r['requests']} Modbus requests)")
     print(f"  polls missed              {r['missed']}   target 0")
     print(f"  gaps (failed polls)       {r['gaps']}")
-    print(f"  poll latency              mean {ms('latency_mean_ms')}, "
-          f"p99 {ms('latency_p99_ms')}, max {ms('latency_max_ms')}")
-    print(f"  archive append per batch  mean {ms('append_mean_ms', 3)}, "
-          f"p99 {ms('append_p99_ms', 3)}, max {ms('append_max_ms')} "
-          f"(writer thread; includes flushes; {r['appends']} batches for {r['polls']} polls)")
+    print(
+        f"  poll latency              mean {ms('latency_mean_ms')}, "
+        f"p99 {ms('latency_p99_ms')}, max {ms('latency_max_ms')}"
+    )
+    print(
+        f"  archive append per batch  mean {ms('append_mean_ms', 3)}, "
+        f"p99 {ms('append_p99_ms', 3)}, max {ms('append_max_ms')} "
+        f"(writer thread; includes flushes; {r['appends']} batches for {r['polls']} polls)"
+    )
     if "archive_mb" in info:
         print(f"  archive size              {info['archive_mb']:.1f} MB (whole run)")
     print(f"  simulator CPU (for info)  {info['sim_cpu'] * 100:.1f} % of one core")
     if "router_cpu" in info:
-        print(f"  router CPU (for info)     {info['router_cpu'] * 100:.1f} % of one core "
-              f"(crossbar, all its processes)")
+        print(f"  router CPU (for info)     {info['router_cpu'] * 100:.1f} % of one core (crossbar, all its processes)")
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seconds", type=float, default=60.0, help="measured run time (default 60)")
-    p.add_argument("--warmup", type=float, default=2.0,
-                   help="seconds of polling before the measurement starts (default 2)")
+    p.add_argument(
+        "--warmup", type=float, default=2.0, help="seconds of polling before the measurement starts (default 2)"
+    )
     p.add_argument("--rate", type=float, default=10.0, help="polls per second (default 10)")
     p.add_argument("--registers", type=int, default=1000, help="registers polled (default 1000)")
     p.add_argument("--groups", type=int, default=1, help="split the points into K groups")
     p.add_argument("--connections", choices=("shared", "per_group"), default="shared")
-    p.add_argument("--core-only", action="store_true",
-                   help="benchmark the poller core in a bare asyncio process instead of the node")
+    p.add_argument(
+        "--core-only",
+        action="store_true",
+        help="benchmark the poller core in a bare asyncio process instead of the node",
+    )
     p.add_argument("--core-child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     args = p.parse_args()

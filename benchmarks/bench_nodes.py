@@ -47,9 +47,9 @@ from pathlib import Path
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchstack import BenchStack  # noqa: E402
+from benchstack import BenchStack
 
-from sisock.site.ports import free_port, wait_port  # noqa: E402
+from sisock.site.ports import free_port, wait_port
 
 #: Runs N simulated devices in one process: ``python -c SIMULATORS PORT...``.
 SIMULATORS = """
@@ -93,8 +93,9 @@ def exercise(stack: BenchStack, names: list[str], field: str) -> None:
                 c.get_data(name, [field], -86400, 0, min_stride=60)
 
 
-def measure(stack: BenchStack, layout: str, argvs: list[list[str]], names: list[str],
-            field: str, settle: float) -> dict[str, float]:
+def measure(
+    stack: BenchStack, layout: str, argvs: list[list[str]], names: list[str], field: str, settle: float
+) -> dict[str, float]:
     """Start the processes, wait, exercise, settle, read their memory, stop them."""
     procs = [stack.spawn(*argv) for argv in argvs]
     try:
@@ -109,17 +110,30 @@ def measure(stack: BenchStack, layout: str, argvs: list[list[str]], names: list[
         for p in procs:
             stack.stop_proc(p)
             stack.procs.remove(p)
-        stack.wait(lambda c: not set(names) & {n["name"] for n in c.nodes()},
-                   "nodes to leave", timeout=120)
+        stack.wait(lambda c: not set(names) & {n["name"] for n in c.nodes()}, "nodes to leave", timeout=120)
 
 
 def archives(root: Path, n: int) -> list[Path]:
     """``n`` copies of one small generated archive."""
     first = root / "archive-0"
     if not first.exists():
-        subprocess.run([sys.executable, "-m", "sisock", "generate", str(first), "--days", "1",
-                        "--fast-hours", "1", "--burst-rate", "0"], check=True,
-                       capture_output=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "sisock",
+                "generate",
+                str(first),
+                "--days",
+                "1",
+                "--fast-hours",
+                "1",
+                "--burst-rate",
+                "0",
+            ],
+            check=True,
+            capture_output=True,
+        )
     out = []
     for i in range(n):
         d = root / f"archive-{i}"
@@ -129,25 +143,33 @@ def archives(root: Path, n: int) -> list[Path]:
     return out
 
 
-def row(what: str, layout: str, n: int, processes: int, mem: dict[str, float],
-        marginal: float | None = None) -> None:
+def row(what: str, layout: str, n: int, processes: int, mem: dict[str, float], marginal: float | None = None) -> None:
     extra = f"   +{marginal:6.1f} MiB/node" if marginal is not None else ""
-    print(f"  {what:7s} {layout:9s} {n:4d} nodes {processes:4d} proc   "
-          f"RSS {mem['rss']:8.0f} MiB  per node: RSS {mem['rss'] / n:6.1f}  "
-          f"PSS {mem['pss'] / n:6.1f}  USS {mem['uss'] / n:6.1f} MiB{extra}", flush=True)
+    print(
+        f"  {what:7s} {layout:9s} {n:4d} nodes {processes:4d} proc   "
+        f"RSS {mem['rss']:8.0f} MiB  per node: RSS {mem['rss'] / n:6.1f}  "
+        f"PSS {mem['pss'] / n:6.1f}  USS {mem['uss'] / n:6.1f} MiB{extra}",
+        flush=True,
+    )
 
 
-def bench_archives(stack: BenchStack, root: Path, counts: list[int], settle: float,
-                   max_separate: int, separate_only: bool = False) -> None:
+def bench_archives(
+    stack: BenchStack, root: Path, counts: list[int], settle: float, max_separate: int, separate_only: bool = False
+) -> None:
     dirs = archives(root, max(counts))
     one: dict[str, float] | None = None
     for n in counts:
         names = [f"bench_a{i}" for i in range(n)]
         pairs = [(names[i], dirs[i]) for i in range(n)]
         if n <= max_separate:
-            mem = measure(stack, "separate",
-                          [["serve", "hdf5", "--archive", str(d), "--name", name]
-                           for name, d in pairs], names, "stage_temp", settle)
+            mem = measure(
+                stack,
+                "separate",
+                [["serve", "hdf5", "--archive", str(d), "--name", name] for name, d in pairs],
+                names,
+                "stage_temp",
+                settle,
+            )
             row("hdf5", "separate", n, n, mem)
         if separate_only:
             continue
@@ -161,14 +183,18 @@ def bench_archives(stack: BenchStack, root: Path, counts: list[int], settle: flo
         row("hdf5", "shared", n, 1, mem, marginal)
 
 
-def bench_devices(stack: BenchStack, root: Path, counts: list[int], settle: float,
-                  max_separate: int, separate_only: bool = False) -> None:
+def bench_devices(
+    stack: BenchStack, root: Path, counts: list[int], settle: float, max_separate: int, separate_only: bool = False
+) -> None:
     from sisock.servers.modbus.server import example_config
 
     ports = [free_port() for _ in range(max(counts))]
-    sims = subprocess.Popen([sys.executable, "-c", SIMULATORS, *map(str, ports)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    sims = subprocess.Popen(
+        [sys.executable, "-c", SIMULATORS, *map(str, ports)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         for p in ports:
             wait_port(p, 60, sims)
@@ -178,21 +204,25 @@ def bench_devices(stack: BenchStack, root: Path, counts: list[int], settle: floa
             files = []
             for i in range(n):
                 f = root / f"device-{i}.toml"
-                f.write_text(example_config(ports[i]).replace('name = "modbus_sim"',
-                                                              f'name = "{names[i]}"', 1))
+                f.write_text(example_config(ports[i]).replace('name = "modbus_sim"', f'name = "{names[i]}"', 1))
                 files.append(f)
             if n <= max_separate:
-                mem = measure(stack, "separate",
-                              [["serve", "modbus", "--config", str(f)] for f in files],
-                              names, "t_inlet", settle)
+                mem = measure(
+                    stack,
+                    "separate",
+                    [["serve", "modbus", "--config", str(f)] for f in files],
+                    names,
+                    "t_inlet",
+                    settle,
+                )
                 row("modbus", "separate", n, n, mem)
             if separate_only:
                 continue
             devices = root / f"devices-{n}.toml"
-            devices.write_text("".join(f'[[device]]\nname = "{names[i]}"\n'
-                                       f'include = "{files[i].name}"\n\n' for i in range(n)))
-            mem = measure(stack, "shared", [["serve", "modbus", "--config", str(devices)]],
-                          names, "t_inlet", settle)
+            devices.write_text(
+                "".join(f'[[device]]\nname = "{names[i]}"\ninclude = "{files[i].name}"\n\n' for i in range(n))
+            )
+            mem = measure(stack, "shared", [["serve", "modbus", "--config", str(devices)]], names, "t_inlet", settle)
             if n == 1:
                 one = mem
             marginal = (mem["rss"] - one["rss"]) / (n - 1) if one is not None and n > 1 else None
@@ -203,32 +233,32 @@ def bench_devices(stack: BenchStack, root: Path, counts: list[int], settle: floa
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--archives", default="1,10,50", help="archive node counts (comma-separated)")
     ap.add_argument("--devices", default="1,20", help="Modbus device counts (comma-separated)")
-    ap.add_argument("--settle", type=float, default=5.0,
-                    help="seconds the nodes run after the queries before memory is read")
-    ap.add_argument("--max-separate", type=int, default=50,
-                    help="largest count also run as one process per node")
-    ap.add_argument("--separate-only", action="store_true",
-                    help="measure one node per process only (e.g. with an older sisock)")
+    ap.add_argument(
+        "--settle", type=float, default=5.0, help="seconds the nodes run after the queries before memory is read"
+    )
+    ap.add_argument("--max-separate", type=int, default=50, help="largest count also run as one process per node")
+    ap.add_argument(
+        "--separate-only", action="store_true", help="measure one node per process only (e.g. with an older sisock)"
+    )
     args = ap.parse_args(argv)
     counts = [int(x) for x in args.archives.split(",") if x]
     devices = [int(x) for x in args.devices.split(",") if x]
     root = Path(tempfile.mkdtemp(prefix="sisock-bench-nodes-"))
     print(f"load average at start: {open('/proc/loadavg').read().strip()}")
-    print("resident memory of the node processes, summed, and per node "
-          "(RSS counts shared libraries in each process; PSS splits them)")
+    print(
+        "resident memory of the node processes, summed, and per node "
+        "(RSS counts shared libraries in each process; PSS splits them)"
+    )
     try:
         (root / "home").mkdir()
         with BenchStack(root / "home") as stack:
             if counts:
-                bench_archives(stack, root, counts, args.settle, args.max_separate,
-                               args.separate_only)
+                bench_archives(stack, root, counts, args.settle, args.max_separate, args.separate_only)
             if devices:
-                bench_devices(stack, root, devices, args.settle, args.max_separate,
-                              args.separate_only)
+                bench_devices(stack, root, devices, args.settle, args.max_separate, args.separate_only)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     print(f"load average at end: {open('/proc/loadavg').read().strip()}")

@@ -26,9 +26,9 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from benchstack import BenchStack, write_archive  # noqa: E402
+from benchstack import BenchStack, write_archive
 
-from sisock._quiet import silence_bjdata  # noqa: E402
+from sisock._quiet import silence_bjdata
 
 silence_bjdata()
 
@@ -71,16 +71,29 @@ def measure(args, proxies: int, tmp: Path, archive: Path, start: float, end: flo
     home = tmp / f"home-{proxies}-{time.monotonic_ns()}"
     home.mkdir()
     with BenchStack(home, proxies=proxies, tls=args.tls) as stack:
-        stack.spawn("serve", "hdf5", "--name", NAME, "--archive", str(archive),
-                    "--max-samples", str(4 * args.samples))
+        stack.spawn("serve", "hdf5", "--name", NAME, "--archive", str(archive), "--max-samples", str(4 * args.samples))
         stack.wait(lambda c: NAME in {n["name"] for n in c.nodes()}, "archive node")
         router = stack.procs[0]
         cpu0 = crossbar_cpu(router)
         t_begin = time.time() + 3.0
-        procs = [subprocess.Popen([sys.executable, __file__, "--worker", str(args.fetches),
-                                   str(start), str(end), str(t_begin), str(args.samples)],
-                                  stdout=subprocess.PIPE, text=True, env=stack.env)
-                 for _ in range(args.clients)]
+        procs = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    __file__,
+                    "--worker",
+                    str(args.fetches),
+                    str(start),
+                    str(end),
+                    str(t_begin),
+                    str(args.samples),
+                ],
+                stdout=subprocess.PIPE,
+                text=True,
+                env=stack.env,
+            )
+            for _ in range(args.clients)
+        ]
         durations = []
         for p in procs:
             out, _ = p.communicate(timeout=600)
@@ -91,9 +104,12 @@ def measure(args, proxies: int, tmp: Path, archive: Path, start: float, end: flo
         cpu1 = crossbar_cpu(router)
     fetches = args.clients * args.fetches
     payload = 16 * args.samples * fetches
-    return {"mbps": payload / wall / 1e6, "median_ms": statistics.median(durations) * 1000,
-            "router_cpu_ms": (cpu1["router"] - cpu0["router"]) / fetches * 1000,
-            "proxy_cpu_ms": (cpu1["proxies"] - cpu0["proxies"]) / fetches * 1000}
+    return {
+        "mbps": payload / wall / 1e6,
+        "median_ms": statistics.median(durations) * 1000,
+        "router_cpu_ms": (cpu1["router"] - cpu0["router"]) / fetches * 1000,
+        "proxy_cpu_ms": (cpu1["proxies"] - cpu0["proxies"]) / fetches * 1000,
+    }
 
 
 def main() -> int:
@@ -118,18 +134,24 @@ def main() -> int:
             for proxies in (0, 2):
                 results[proxies].append(measure(args, proxies, tmp, tmp / "archive", start, end))
 
-    print(f"{args.clients} clients x {args.fetches} fetches of {args.samples:,} float64 samples "
-          f"(+ times, {16 * args.samples / 1e6:.0f} MB each; msgpack, binary, streamed"
-          f"{', TLS' if args.tls else ''}), "
-          f"{args.rounds} rounds (best shown):")
+    print(
+        f"{args.clients} clients x {args.fetches} fetches of {args.samples:,} float64 samples "
+        f"(+ times, {16 * args.samples / 1e6:.0f} MB each; msgpack, binary, streamed"
+        f"{', TLS' if args.tls else ''}), "
+        f"{args.rounds} rounds (best shown):"
+    )
     for proxies in (0, 2):
         for i, r in enumerate(results[proxies]):
-            print(f"  round {i + 1}: {proxies} proxies: {r['mbps']:7.1f} MB/s aggregate  "
-                  f"median fetch {r['median_ms']:7.1f} ms  CPU per fetch: router worker "
-                  f"{r['router_cpu_ms']:5.1f} ms, proxies {r['proxy_cpu_ms']:5.1f} ms")
+            print(
+                f"  round {i + 1}: {proxies} proxies: {r['mbps']:7.1f} MB/s aggregate  "
+                f"median fetch {r['median_ms']:7.1f} ms  CPU per fetch: router worker "
+                f"{r['router_cpu_ms']:5.1f} ms, proxies {r['proxy_cpu_ms']:5.1f} ms"
+            )
     best = {p: max(results[p], key=lambda r: r["mbps"]) for p in (0, 2)}
-    print(f"  best: 0 proxies {best[0]['mbps']:.1f} MB/s, 2 proxies {best[2]['mbps']:.1f} MB/s, "
-          f"ratio {best[2]['mbps'] / best[0]['mbps']:.2f}x")
+    print(
+        f"  best: 0 proxies {best[0]['mbps']:.1f} MB/s, 2 proxies {best[2]['mbps']:.1f} MB/s, "
+        f"ratio {best[2]['mbps'] / best[0]['mbps']:.2f}x"
+    )
     return 0
 
 

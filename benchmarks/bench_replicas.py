@@ -26,9 +26,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from benchstack import BenchStack, write_archive  # noqa: E402
+from benchstack import BenchStack, write_archive
 
-from sisock._quiet import silence_bjdata  # noqa: E402
+from sisock._quiet import silence_bjdata
 
 silence_bjdata()
 
@@ -81,10 +81,14 @@ def hammer(args, start: float, end: float) -> dict:
     t_begin = time.time() + 3.0  # every session connected before the clock starts
     t_end = t_begin + args.seconds
     per = args.consumers // args.processes
-    procs = [subprocess.Popen([sys.executable, __file__, "--worker", str(per), str(start),
-                               str(end), str(t_begin), str(t_end)],
-                              stdout=subprocess.PIPE, text=True)
-             for _ in range(args.processes)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, __file__, "--worker", str(per), str(start), str(end), str(t_begin), str(t_end)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(args.processes)
+    ]
     lat: list[float] = []
     errors = 0
     for p in procs:
@@ -92,8 +96,12 @@ def hammer(args, start: float, end: float) -> dict:
         res = json.loads(out.strip().splitlines()[-1])
         lat += res["latencies"]
         errors += res["errors"]
-    return {"qps": len(lat) / args.seconds, "median_ms": statistics.median(lat) * 1000,
-            "p95_ms": sorted(lat)[int(0.95 * len(lat))] * 1000, "errors": errors}
+    return {
+        "qps": len(lat) / args.seconds,
+        "median_ms": statistics.median(lat) * 1000,
+        "p95_ms": sorted(lat)[int(0.95 * len(lat))] * 1000,
+        "errors": errors,
+    }
 
 
 def main() -> int:
@@ -114,8 +122,7 @@ def main() -> int:
         home = Path(tmp)
         start, end = write_archive(home / "archive", int(args.hours * 3600 * 100))
         with BenchStack(home) as stack:
-            node = ["serve", "hdf5", "--name", NAME, "--archive", str(home / "archive"),
-                    "--replica"]
+            node = ["serve", "hdf5", "--name", NAME, "--archive", str(home / "archive"), "--replica"]
             results: dict[int, list[dict]] = {1: [], 2: []}
             for _ in range(args.rounds):
                 first = stack.spawn(*node)
@@ -128,18 +135,24 @@ def main() -> int:
                 stack.stop_proc(second)
                 stack.wait(lambda c: NAME not in c.call("consumer.get_replicas"), "replicas gone")
 
-    print(f"{args.consumers} consumers, downsampled queries ({WINDOW:.0f} s window of 100 Hz "
-          f"at min_stride {STRIDE} s -> 2000 points), {args.seconds:.0f} s per measure, "
-          f"{args.rounds} rounds (best shown):")
+    print(
+        f"{args.consumers} consumers, downsampled queries ({WINDOW:.0f} s window of 100 Hz "
+        f"at min_stride {STRIDE} s -> 2000 points), {args.seconds:.0f} s per measure, "
+        f"{args.rounds} rounds (best shown):"
+    )
     best = {}
     for n in (1, 2):
         for i, r in enumerate(results[n]):
-            print(f"  round {i + 1}: {n} replica(s): {r['qps']:7.1f} queries/s  "
-                  f"median {r['median_ms']:6.1f} ms  p95 {r['p95_ms']:6.1f} ms  "
-                  f"errors {r['errors']}")
+            print(
+                f"  round {i + 1}: {n} replica(s): {r['qps']:7.1f} queries/s  "
+                f"median {r['median_ms']:6.1f} ms  p95 {r['p95_ms']:6.1f} ms  "
+                f"errors {r['errors']}"
+            )
         best[n] = max(results[n], key=lambda r: r["qps"])
-    print(f"  best: 1 replica {best[1]['qps']:.1f} q/s, 2 replicas {best[2]['qps']:.1f} q/s, "
-          f"ratio {best[2]['qps'] / best[1]['qps']:.2f}x")
+    print(
+        f"  best: 1 replica {best[1]['qps']:.1f} q/s, 2 replicas {best[2]['qps']:.1f} q/s, "
+        f"ratio {best[2]['qps'] / best[1]['qps']:.2f}x"
+    )
     return 0
 
 

@@ -53,8 +53,15 @@ from sisock.site.ports import free_port, wait_port  # noqa: E402
 
 silence_bjdata()
 
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 #: Longest wait of any phase, seconds.
 PHASE_TIMEOUT = 90.0
 
@@ -74,8 +81,7 @@ def dist(xs: list[float], unit: str = "ms") -> str:
     """median / p95 / max of ``xs`` (already in ``unit``)."""
     if not xs:
         return "no samples"
-    return (f"median {statistics.median(xs):.1f} {unit}, p95 {pct(xs, 0.95):.1f}, "
-            f"max {max(xs):.1f} (n={len(xs)})")
+    return f"median {statistics.median(xs):.1f} {unit}, p95 {pct(xs, 0.95):.1f}, max {max(xs):.1f} (n={len(xs)})"
 
 
 class Stack(BenchStack):
@@ -103,9 +109,14 @@ class Stack(BenchStack):
     def host(self, *argv: str) -> subprocess.Popen:
         """Start ``scale_nodes.py ARGV``; its join reports land in :attr:`joined`."""
         log = open(self.home / f"{len(self.procs)}-nodes.log", "ab")
-        p = subprocess.Popen([sys.executable, str(HERE / "scale_nodes.py"), *argv],
-                             env=self.env, stdout=subprocess.PIPE, stderr=log,
-                             start_new_session=True, text=True)
+        p = subprocess.Popen(
+            [sys.executable, str(HERE / "scale_nodes.py"), *argv],
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            start_new_session=True,
+            text=True,
+        )
         self.procs.append(p)
 
         def read() -> None:
@@ -118,6 +129,7 @@ class Stack(BenchStack):
                     self.joined[event["joined"]] = event["t"]
                 else:
                     self.counts[p.pid] = event["events"]
+
         threading.Thread(target=read, daemon=True).start()
         return p
 
@@ -163,15 +175,15 @@ class Watch:
         self.client = connect(timeout=30)
         self.added: dict[str, float] = {}
         self.subtracted: dict[str, float] = {}
-        self.client.subscribe_uri("consumer.data_node_added",
-                                  lambda info, *a, **k: self.added.__setitem__(
-                                      info["name"], time.time()))
+        self.client.subscribe_uri(
+            "consumer.data_node_added", lambda info, *a, **k: self.added.__setitem__(info["name"], time.time())
+        )
         self.hub_started: list[float] = []
-        self.client.subscribe_uri("hub.started",
-                                  lambda *a, **k: self.hub_started.append(time.time()))
-        self.client.subscribe_uri("consumer.data_node_subtracted",
-                                  lambda info, *a, **k: self.subtracted.__setitem__(
-                                      info["name"], time.time()))
+        self.client.subscribe_uri("hub.started", lambda *a, **k: self.hub_started.append(time.time()))
+        self.client.subscribe_uri(
+            "consumer.data_node_subtracted",
+            lambda info, *a, **k: self.subtracted.__setitem__(info["name"], time.time()),
+        )
 
     def listed(self) -> dict[str, str]:
         """``{name: description}`` the hub lists now ({} while it cannot say)."""
@@ -232,8 +244,9 @@ class SSE(threading.Thread):
         while not self.stop:
             try:
                 self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-                self.conn.request("GET", "/api/live?nodes=" + ",".join(self.nodes),
-                                  headers={"accept": "text/event-stream"})
+                self.conn.request(
+                    "GET", "/api/live?nodes=" + ",".join(self.nodes), headers={"accept": "text/event-stream"}
+                )
                 r = self.conn.getresponse()
                 event = None
                 while not self.stop:
@@ -340,8 +353,14 @@ def stuck(stack: Stack) -> None:
     print("  /api/status:", web_nodes(stack.web_url) is not None, flush=True)
     spy = Path(sys.executable).parent / "py-spy"
     if spy.exists():
-        print(subprocess.run([str(spy), "dump", "--pid", str(stack.web.pid)],  # type: ignore[union-attr]
-                             capture_output=True, text=True).stdout, flush=True)
+        print(
+            subprocess.run(
+                [str(spy), "dump", "--pid", str(stack.web.pid)],  # type: ignore[union-attr]
+                capture_output=True,
+                text=True,
+            ).stdout,
+            flush=True,
+        )
 
 
 def rss_mib(procs: list) -> float:
@@ -365,7 +384,7 @@ def browser_phase(url: str, follow: list[str], seconds: float, all_nodes: list[s
     from playwright.sync_api import sync_playwright
 
     out: dict = {}
-    panels = "|".join(",".join(f"{n}:x" for n in follow[i:i + 5]) for i in range(0, len(follow), 5))
+    panels = "|".join(",".join(f"{n}:x" for n in follow[i : i + 5]) for i in range(0, len(follow), 5))
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
         try:
@@ -373,21 +392,23 @@ def browser_phase(url: str, follow: list[str], seconds: float, all_nodes: list[s
             page = ctx.new_page()
             t0 = time.time()
             page.goto(f"{url}/?panels={panels}&range=15m", timeout=PHASE_TIMEOUT * 1000)
-            page.wait_for_function("() => window.sisock && window.sisock.ready",
-                                   timeout=PHASE_TIMEOUT * 1000, polling=100)
+            page.wait_for_function(
+                "() => window.sisock && window.sisock.ready", timeout=PHASE_TIMEOUT * 1000, polling=100
+            )
             out["page_ready_s"] = time.time() - t0
             # every field list loaded (the picker's own count, where the page has one)
             t_f = time.time()
             try:
                 page.wait_for_function(
                     f"() => window.sisock.picker && window.sisock.picker.loaded >= {len(all_nodes)}",
-                    timeout=PHASE_TIMEOUT * 1000, polling=100)
+                    timeout=PHASE_TIMEOUT * 1000,
+                    polling=100,
+                )
                 out["fields_loaded_s"] = time.time() - t0
-            except Exception:  # noqa: BLE001 - a page without the count loads them before ready
+            except Exception:
                 out["fields_loaded_s"] = None
             out["fields_wait_s"] = time.time() - t_f
-            page.wait_for_function("() => window.sisock.live.length > 5",
-                                   timeout=PHASE_TIMEOUT * 1000, polling=100)
+            page.wait_for_function("() => window.sisock.live.length > 5", timeout=PHASE_TIMEOUT * 1000, polling=100)
             n0 = page.evaluate("window.sisock.live.length")
             time.sleep(seconds)
             live = page.evaluate(f"window.sisock.live.slice({n0})")
@@ -395,7 +416,9 @@ def browser_phase(url: str, follow: list[str], seconds: float, all_nodes: list[s
             # the picker: every node listed, a search keystroke rendered
             page.wait_for_function(
                 f"() => document.querySelectorAll('#nodes .node').length >= {len(all_nodes)}",
-                timeout=PHASE_TIMEOUT * 1000, polling=200)
+                timeout=PHASE_TIMEOUT * 1000,
+                polling=200,
+            )
             out["picker_nodes"] = page.evaluate("document.querySelectorAll('#nodes .node').length")
             # a name no other name starts with (lvK_15: there is no lvK_150)
             target = next((n for n in all_nodes if n.endswith("_15")), all_nodes[-1])
@@ -417,7 +440,9 @@ def browser_phase(url: str, follow: list[str], seconds: float, all_nodes: list[s
                           else setTimeout(check, 5);
                         };
                         check();
-                    })""", target)
+                    })""",
+                    target,
+                )
                 sync.append(a)
                 ms.append(b)
             out["search_sync_ms"] = sync
@@ -434,10 +459,30 @@ def browser_phase(url: str, follow: list[str], seconds: float, all_nodes: list[s
 def make_archives(root: Path, n: int) -> list[Path]:
     """``n`` copies of one small generated archive (half a day, 0.2 Hz)."""
     first = root / "arch0"
-    subprocess.run([sys.executable, "-m", "sisock", "generate", str(first), "--days", "0.5",
-                    "--fast-hours", "0", "--burst-rate", "0", "--mid-rate", "0.2",
-                    "--slow-rate", "0.02", "--rotate-seconds", "86400", "--overwrite"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sisock",
+            "generate",
+            str(first),
+            "--days",
+            "0.5",
+            "--fast-hours",
+            "0",
+            "--burst-rate",
+            "0",
+            "--mid-rate",
+            "0.2",
+            "--slow-rate",
+            "0.02",
+            "--rotate-seconds",
+            "86400",
+            "--overwrite",
+        ],
+        check=True,
+        capture_output=True,
+    )
     out = [first]
     for i in range(1, n):
         shutil.copytree(first, root / f"arch{i}")
@@ -454,11 +499,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--follow", type=int, default=20, help="live nodes the dashboard follows")
     ap.add_argument("--seconds", type=float, default=15.0, help="length of each steady interval")
     ap.add_argument("--no-browser", action="store_true", help="skip headless Chromium")
-    ap.add_argument("--restarts-only", action="store_true",
-                    help="only the start, the steady CPU and the two restarts")
+    ap.add_argument("--restarts-only", action="store_true", help="only the start, the steady CPU and the two restarts")
     ap.add_argument("--json", type=Path, help="also write the figures to this file")
-    ap.add_argument("--keep", type=Path, metavar="DIR",
-                    help="work in DIR (made fresh) and keep it: logs of every process")
+    ap.add_argument(
+        "--keep", type=Path, metavar="DIR", help="work in DIR (made fresh) and keep it: logs of every process"
+    )
     args = ap.parse_args(argv)
     if not 1 <= args.procs <= 10:
         ap.error(f"--procs must be between 1 and 10, got {args.procs}")
@@ -490,8 +535,7 @@ def run(stack: Stack, args, archives: list[Path], res: dict) -> None:
     """The phases, in order (see the module docstring)."""
     stack.start()
     w = Watch()
-    archive_procs = max(1, round(args.procs * args.archive / max(1, args.live + args.archive))) \
-        if args.archive else 0
+    archive_procs = max(1, round(args.procs * args.archive / max(1, args.live + args.archive))) if args.archive else 0
     live_procs = args.procs - archive_procs
     names: list[str] = []
     rates: dict[str, float] = {}
@@ -534,8 +578,12 @@ def run(stack: Stack, args, archives: list[Path], res: dict) -> None:
         time.sleep(0.1)
     t_sse = time.time()
     hosts = [p for p in stack.procs if p not in (stack.router, stack.hub, stack.web)]
-    groups = {"router": tree(stack.router), "hub": tree(stack.hub), "web": tree(stack.web),
-              "nodes": [q for h in hosts for q in tree(h)]}
+    groups = {
+        "router": tree(stack.router),
+        "hub": tree(stack.hub),
+        "web": tree(stack.web),
+        "nodes": [q for h in hosts for q in tree(h)],
+    }
     res["load_steady"] = loadavg()
     res["cpu"] = cpu_of(groups, args.seconds)
     res["rss_mib"] = {k: rss_mib(v) for k, v in groups.items()}
@@ -587,7 +635,7 @@ def run(stack: Stack, args, archives: list[Path], res: dict) -> None:
     if not args.no_browser and not args.restarts_only:
         try:
             res["browser"] = browser_phase(stack.web_url, follow, args.seconds, names)
-        except Exception as exc:  # noqa: BLE001 - report, keep measuring the rest
+        except Exception as exc:
             res["browser"] = {"error": f"{type(exc).__name__}: {exc}"}
 
     # a node joining and leaving under load; other consumers must see no error
@@ -602,7 +650,8 @@ def run(stack: Stack, args, archives: list[Path], res: dict) -> None:
         joined = stack.joined.get(name)
         res[f"join_{how}"] = {
             "spawn_to_listed_s": None if t_listed is None else t_listed - t_spawn,
-            "joined_to_added_event_ms": None if joined is None or name not in w.added
+            "joined_to_added_event_ms": None
+            if joined is None or name not in w.added
             else (w.added[name] - joined) * 1e3,
             "joined_to_web_ms": None if joined is None or t_web is None else (t_web - joined) * 1e3,
         }
@@ -613,16 +662,14 @@ def run(stack: Stack, args, archives: list[Path], res: dict) -> None:
         t_web_gone = web_until(stack.web_url, lambda ns: name not in ns)
         res[f"leave_{how}"] = {
             "kill_to_unlisted_ms": None if t_gone is None else (t_gone - t_kill) * 1e3,
-            "kill_to_event_ms": None if name not in w.subtracted
-            else (w.subtracted[name] - t_kill) * 1e3,
+            "kill_to_event_ms": None if name not in w.subtracted else (w.subtracted[name] - t_kill) * 1e3,
             "kill_to_web_ms": None if t_web_gone is None else (t_web_gone - t_kill) * 1e3,
         }
         p.wait(10)
         stack.procs.remove(p)
     caller.stop = True
     caller.join(30)
-    res["join_leave_caller"] = {"ok": caller.ok, "errors": caller.errors[:5],
-                                "n_errors": len(caller.errors)}
+    res["join_leave_caller"] = {"ok": caller.ok, "errors": caller.errors[:5], "n_errors": len(caller.errors)}
     res["sse_events_during_join_leave"] = [e for e in sse.events if e[1] not in ("hello",)]
 
     # the hub restarted
@@ -631,9 +678,11 @@ def run(stack: Stack, args, archives: list[Path], res: dict) -> None:
     t_names = w.until(lambda ls: everyone <= set(ls))
     t_desc = w.until(lambda ls: everyone <= set(ls) and all(ls[n] for n in everyone))
     announced = [t for t in w.hub_started if t > t0]
-    res["hub_restart"] = {"to_all_listed_s": None if t_names is None else t_names - t0,
-                          "to_all_described_s": None if t_desc is None else t_desc - t0,
-                          "to_announced_s": announced[0] - t0 if announced else None}
+    res["hub_restart"] = {
+        "to_all_listed_s": None if t_names is None else t_names - t0,
+        "to_all_described_s": None if t_desc is None else t_desc - t0,
+        "to_announced_s": announced[0] - t0 if announced else None,
+    }
 
     # the router restarted: the hub and the bridge list everyone again, samples flow again
     n_events = len(sse.events)
@@ -671,8 +720,7 @@ def run(stack: Stack, args, archives: list[Path], res: dict) -> None:
     w.client.close()
     hub_log = next(iter(sorted(stack.home.glob("*-hub.log"))), None)
     router_logs = sorted(stack.home.glob("*-router.log"))
-    res["router_log_warnings"] = sum(
-        f.read_text(errors="replace").count("refusing") for f in router_logs)
+    res["router_log_warnings"] = sum(f.read_text(errors="replace").count("refusing") for f in router_logs)
     res["hub_log"] = str(hub_log)
 
 
@@ -707,8 +755,7 @@ def publish_cost(stack: Stack, seconds: float) -> dict:
     try:
         out: dict = {"idle": cpu_of({"r": tree(stack.router)}, seconds)["r"]}
         for role in ("server", "hub"):
-            p = stack.host("publisher", "--role", role, "--rate", str(PEER_RATE),
-                           "--name", f"pub_{role}")
+            p = stack.host("publisher", "--role", role, "--rate", str(PEER_RATE), "--name", f"pub_{role}")
             time.sleep(4)  # joined, listed and publishing
             n0, t0 = archiver.received(), time.monotonic()
             out[role] = cpu_of({"r": tree(stack.router)}, seconds)["r"]
@@ -723,6 +770,7 @@ def publish_cost(stack: Stack, seconds: float) -> dict:
 
 def report(res: dict, args) -> None:
     """Print the figures as a table."""
+
     def s(x, fmt="{:.2f}"):
         return "n/a" if x is None else fmt.format(x)
 
@@ -732,34 +780,45 @@ def report(res: dict, args) -> None:
     rate = res.get("publish_hz", 0.0)
     router_busy = cpu.get("router", 0.0) - res.get("router_idle_cpu", 0.0)
     rows = [
-        ("nodes listed at start (cold)", f"{res.get('nodes')} nodes in "
-         f"{s(res.get('start_all_listed_s'))} s"),
+        ("nodes listed at start (cold)", f"{res.get('nodes')} nodes in {s(res.get('start_all_listed_s'))} s"),
         ("publications/s (sum of node rates)", f"{rate:.0f}"),
         ("router CPU, 50 archive nodes idle", f"{100 * res.get('router_idle_cpu', 0):.1f} %"),
         ("router CPU, steady state", f"{100 * cpu.get('router', 0):.1f} % of a core"),
-        ("  peer: 1,000 publications/s by one node",
-         f"{100 * (pc.get('server', 0) - pc.get('idle', 0)):.1f} % of a core over idle "
-         f"(authorizer asked each time; {pc.get('server_delivered_hz', 0):.0f}/s delivered)"),
-        ("  peer: 1,000 publications/s, static permission",
-         f"{100 * (pc.get('hub', 0) - pc.get('idle', 0)):.1f} % of a core over idle "
-         f"(hub account, no authorizer; {pc.get('hub_delivered_hz', 0):.0f}/s delivered)"),
-        ("router CPU per 1,000 publications/s", f"{1000 * router_busy / max(rate, 1) * 100:.1f} % "
-         f"of a core (over idle; {res.get('follow_hz', 0):.0f}/s of them have a subscriber)"),
-        ("router CPU, every publication also to an archiver",
-         f"{100 * all_cpu:.1f} % of a core "
-         f"({res.get('all_delivered_hz', 0):.0f} events/s received) = "
-         f"{100 * 1000 * (all_cpu - res.get('router_idle_cpu', 0)) / max(rate, 1):.1f} "
-         "% per 1,000 publications/s"),
+        (
+            "  peer: 1,000 publications/s by one node",
+            f"{100 * (pc.get('server', 0) - pc.get('idle', 0)):.1f} % of a core over idle "
+            f"(authorizer asked each time; {pc.get('server_delivered_hz', 0):.0f}/s delivered)",
+        ),
+        (
+            "  peer: 1,000 publications/s, static permission",
+            f"{100 * (pc.get('hub', 0) - pc.get('idle', 0)):.1f} % of a core over idle "
+            f"(hub account, no authorizer; {pc.get('hub_delivered_hz', 0):.0f}/s delivered)",
+        ),
+        (
+            "router CPU per 1,000 publications/s",
+            f"{1000 * router_busy / max(rate, 1) * 100:.1f} % "
+            f"of a core (over idle; {res.get('follow_hz', 0):.0f}/s of them have a subscriber)",
+        ),
+        (
+            "router CPU, every publication also to an archiver",
+            f"{100 * all_cpu:.1f} % of a core "
+            f"({res.get('all_delivered_hz', 0):.0f} events/s received) = "
+            f"{100 * 1000 * (all_cpu - res.get('router_idle_cpu', 0)) / max(rate, 1):.1f} "
+            "% per 1,000 publications/s",
+        ),
         ("hub CPU, steady state", f"{100 * cpu.get('hub', 0):.1f} %"),
         ("router resident memory before the nodes", f"{res.get('router_rss_start_mib', 0):.0f} MiB"),
-        ("resident memory: router / hub / web / nodes",
-         " / ".join(f"{res.get('rss_mib', {}).get(k, 0):.0f}" for k in ("router", "hub", "web", "nodes"))
-         + f" MiB ({res.get('live_procs')} live + {res.get('archive_procs')} archive processes)"),
-        ("web bridge CPU, steady state", f"{100 * cpu.get('web', 0):.1f} % "
-         f"({args.follow} nodes followed, {res.get('follow_hz', 0):.0f} samples/s)"),
+        (
+            "resident memory: router / hub / web / nodes",
+            " / ".join(f"{res.get('rss_mib', {}).get(k, 0):.0f}" for k in ("router", "hub", "web", "nodes"))
+            + f" MiB ({res.get('live_procs')} live + {res.get('archive_procs')} archive processes)",
+        ),
+        (
+            "web bridge CPU, steady state",
+            f"{100 * cpu.get('web', 0):.1f} % ({args.follow} nodes followed, {res.get('follow_hz', 0):.0f} samples/s)",
+        ),
         ("node processes CPU, together", f"{100 * cpu.get('nodes', 0):.1f} %"),
-        ("GET /api/nodes", dist(res.get("api_nodes_ms", [])) +
-         f" [{res.get('api_nodes_count')} nodes]"),
+        ("GET /api/nodes", dist(res.get("api_nodes_ms", [])) + f" [{res.get('api_nodes_count')} nodes]"),
         ("  peer: hub get_data_node via client", dist(res.get("hub_list_ms", []))),
         ("  peer: GET /api/status (no hub call)", dist(res.get("api_status_ms", []))),
         ("publish -> SSE at HTTP client", dist(res.get("sse_ms", []))),
@@ -768,50 +827,68 @@ def report(res: dict, args) -> None:
     if "error" in b:
         rows.append(("browser", b["error"]))
     elif b:
-        rows += [("publish -> drawn in Chromium", dist(b.get("pixel_ms", []))),
-                 ("dashboard ready (200 nodes)", s(b.get("page_ready_s")) + " s"),
-                 ("  every field list loaded", s(b.get("fields_loaded_s")) + " s"),
-                 ("search keystroke -> picker rendered", dist(b.get("search_ms", []))),
-                 ("  of which the input handler", dist(b.get("search_sync_ms", [])))]
+        rows += [
+            ("publish -> drawn in Chromium", dist(b.get("pixel_ms", []))),
+            ("dashboard ready (200 nodes)", s(b.get("page_ready_s")) + " s"),
+            ("  every field list loaded", s(b.get("fields_loaded_s")) + " s"),
+            ("search keystroke -> picker rendered", dist(b.get("search_ms", []))),
+            ("  of which the input handler", dist(b.get("search_sync_ms", []))),
+        ]
     for how in ("SIGTERM", "SIGKILL"):
         j, lv = res.get(f"join_{how}", {}), res.get(f"leave_{how}", {})
-        rows += [(f"join ({how} run): spawn -> listed", s(j.get("spawn_to_listed_s")) + " s"),
-                 ("  session joined -> added event / web",
-                  f"{s(j.get('joined_to_added_event_ms'), '{:.0f}')} / "
-                  f"{s(j.get('joined_to_web_ms'), '{:.0f}')} ms"),
-                 (f"leave by {how}: -> unlisted / event / web",
-                  f"{s(lv.get('kill_to_unlisted_ms'), '{:.0f}')} / "
-                  f"{s(lv.get('kill_to_event_ms'), '{:.0f}')} / "
-                  f"{s(lv.get('kill_to_web_ms'), '{:.0f}')} ms")]
+        rows += [
+            (f"join ({how} run): spawn -> listed", s(j.get("spawn_to_listed_s")) + " s"),
+            (
+                "  session joined -> added event / web",
+                f"{s(j.get('joined_to_added_event_ms'), '{:.0f}')} / {s(j.get('joined_to_web_ms'), '{:.0f}')} ms",
+            ),
+            (
+                f"leave by {how}: -> unlisted / event / web",
+                f"{s(lv.get('kill_to_unlisted_ms'), '{:.0f}')} / "
+                f"{s(lv.get('kill_to_event_ms'), '{:.0f}')} / "
+                f"{s(lv.get('kill_to_web_ms'), '{:.0f}')} ms",
+            ),
+        ]
     c = res.get("join_leave_caller", {})
-    rows.append(("other consumers during join/leave",
-                 f"{c.get('ok')} get_data ok, {c.get('n_errors')} errors; SSE events "
-                 f"{[e[1] for e in res.get('sse_events_during_join_leave', [])]}"))
+    rows.append(
+        (
+            "other consumers during join/leave",
+            f"{c.get('ok')} get_data ok, {c.get('n_errors')} errors; SSE events "
+            f"{[e[1] for e in res.get('sse_events_during_join_leave', [])]}",
+        )
+    )
     h = res.get("hub_restart", {})
-    rows.append(("hub restart -> all listed / described",
-                 f"{s(h.get('to_all_listed_s'))} / {s(h.get('to_all_described_s'))} s"))
-    rows.append(("  hub restart -> announced (start, rebuild, register)",
-                 s(h.get("to_announced_s")) + " s"))
+    rows.append(
+        ("hub restart -> all listed / described", f"{s(h.get('to_all_listed_s'))} / {s(h.get('to_all_described_s'))} s")
+    )
+    rows.append(("  hub restart -> announced (start, rebuild, register)", s(h.get("to_announced_s")) + " s"))
     r = res.get("router_restart", {})
-    rows += [("router restart: SIGTERM -> exited", s(r.get("stop_s")) + " s"),
-             ("  started -> port open", s(r.get("start_to_port_s")) + " s"),
-             ("  port open -> hub lists all", s(r.get("port_to_hub_lists_all_s")) + " s"),
-             ("  port open -> /api/nodes lists all", s(r.get("port_to_web_lists_all_s")) + " s"),
-             ("  port open -> first live sample (SSE)",
-              s(r.get("port_to_first_live_sample_s")) + " s"),
-             ("  SSE events seen", str(res.get("sse_events_router_restart"))),
-             ("  port open -> hub announced itself",
-              s(res.get("router_restart_nodes", {}).get("port_to_hub_started_s")) + " s"),
-             ("  port open -> node sessions joined (p50/p90/max)",
-              " / ".join(s(x) for x in res.get("router_restart_nodes", {})
-                         .get("port_to_session_joined_s") or []) + " s"),
-             ("  port open -> nodes re-added (p50/p90/max)",
-              " / ".join(s(x) for x in res.get("router_restart_nodes", {})
-                         .get("port_to_added_event_s") or []) + " s"),
-             ("router log 'refusing' lines", str(res.get("router_log_warnings")))]
-    print(f"\nbench_scale: {res.get('nodes')} nodes ({args.live} live, {args.archive} archive) in "
-          f"{args.procs} processes; load average start {res['load_start']}, steady "
-          f"{res.get('load_steady')}, end {res['load_end']}; {res['wall_s']:.0f} s\n")
+    rows += [
+        ("router restart: SIGTERM -> exited", s(r.get("stop_s")) + " s"),
+        ("  started -> port open", s(r.get("start_to_port_s")) + " s"),
+        ("  port open -> hub lists all", s(r.get("port_to_hub_lists_all_s")) + " s"),
+        ("  port open -> /api/nodes lists all", s(r.get("port_to_web_lists_all_s")) + " s"),
+        ("  port open -> first live sample (SSE)", s(r.get("port_to_first_live_sample_s")) + " s"),
+        ("  SSE events seen", str(res.get("sse_events_router_restart"))),
+        (
+            "  port open -> hub announced itself",
+            s(res.get("router_restart_nodes", {}).get("port_to_hub_started_s")) + " s",
+        ),
+        (
+            "  port open -> node sessions joined (p50/p90/max)",
+            " / ".join(s(x) for x in res.get("router_restart_nodes", {}).get("port_to_session_joined_s") or []) + " s",
+        ),
+        (
+            "  port open -> nodes re-added (p50/p90/max)",
+            " / ".join(s(x) for x in res.get("router_restart_nodes", {}).get("port_to_added_event_s") or []) + " s",
+        ),
+        ("router log 'refusing' lines", str(res.get("router_log_warnings"))),
+    ]
+    print(
+        f"\nbench_scale: {res.get('nodes')} nodes ({args.live} live, {args.archive} archive) in "
+        f"{args.procs} processes; load average start {res['load_start']}, steady "
+        f"{res.get('load_steady')}, end {res['load_end']}; {res['wall_s']:.0f} s\n"
+    )
     width = max(len(k) for k, _ in rows)
     for k, v in rows:
         print(f"  {k:<{width}}  {v}")

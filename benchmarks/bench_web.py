@@ -50,17 +50,24 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from sisock.site import credentials  # noqa: E402
-from sisock.core.protocol import FieldSpec  # noqa: E402
-from sisock.archive.writer import ArchiveWriter  # noqa: E402
-from sisock.cli.demo import Stack, wait_for_nodes  # noqa: E402
-from sisock.site.ports import free_port, wait_port  # noqa: E402
-from sisock.site.settings import load_settings  # noqa: E402
+from sisock.site import credentials
+from sisock.core.protocol import FieldSpec
+from sisock.archive.writer import ArchiveWriter
+from sisock.cli.demo import Stack, wait_for_nodes
+from sisock.site.ports import free_port, wait_port
+from sisock.site.settings import load_settings
 
 DAY = 86400
 FIELDS = ["temp_a", "temp_b", "pressure", "flow"]
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 IDLE = "window.sisock && window.sisock.ready && window.sisock.pending === 0"
 
 
@@ -80,8 +87,12 @@ def build(directory: Path, days: int) -> tuple[float, float, float]:
     t0 = t1 - days * DAY
     began = time.perf_counter()
     rng = np.random.default_rng(1)
-    specs = {"temp_a": FieldSpec("number", "K", "stage A"), "temp_b": FieldSpec("number", "K", "stage B"),
-             "pressure": FieldSpec("number", "mbar", "pressure"), "flow": FieldSpec("number", "l/min", "flow")}
+    specs = {
+        "temp_a": FieldSpec("number", "K", "stage A"),
+        "temp_b": FieldSpec("number", "K", "stage B"),
+        "pressure": FieldSpec("number", "mbar", "pressure"),
+        "flow": FieldSpec("number", "l/min", "flow"),
+    }
     walk = np.zeros(4)
     with ArchiveWriter(str(directory), rotate_seconds=3600, flush_interval=1e9) as w:
         w.define_timeline("bench", specs)
@@ -156,9 +167,12 @@ def main(argv: list[str] | None = None) -> int:
     from playwright.sync_api import sync_playwright
 
     t0, t1, built = build(args.dir / "archive", args.days)
-    print(f"archive: {len(FIELDS)} fields x {args.days} days at 1 Hz "
-          f"({len(FIELDS) * args.days * DAY / 1e6:.0f} M values, {args.days * 24} files)"
-          + (f", built in {built:.0f} s" if built else " (cached)"), flush=True)
+    print(
+        f"archive: {len(FIELDS)} fields x {args.days} days at 1 Hz "
+        f"({len(FIELDS) * args.days * DAY / 1e6:.0f} M values, {args.days * 24} files)"
+        + (f", built in {built:.0f} s" if built else " (cached)"),
+        flush=True,
+    )
 
     with tempfile.TemporaryDirectory(prefix="bench_web_") as tmp:
         home = Path(tmp)
@@ -180,8 +194,10 @@ def main(argv: list[str] | None = None) -> int:
             wait_for_nodes(settings, {*names, "benchlive"}, 120)
             url = f"http://127.0.0.1:{web_port}"
             # the archive node reads its catalog in a thread at start: wait for a first answer
-            q = (f"{url}/api/data?node={names[0]}&fields={','.join(FIELDS)}&start={t0}&end={t1}"
-                 f"&min_stride={(t1 - t0) / 1000}&method=minmax&format=binary")
+            q = (
+                f"{url}/api/data?node={names[0]}&fields={','.join(FIELDS)}&start={t0}&end={t1}"
+                f"&min_stride={(t1 - t0) / 1000}&method=minmax&format=binary"
+            )
             began = time.perf_counter()
             urllib.request.urlopen(q, timeout=600).read()
             print(f"first (cold) year query through the bridge: {(time.perf_counter() - began) * 1e3:.0f} ms")
@@ -204,13 +220,18 @@ def run_browser(sync_playwright, url: str, t0: float, t1: float, repeat: int) ->
                 ctx = browser.new_context(viewport={"width": 1400, "height": 1100})
                 page = ctx.new_page()
                 page.goto(view)
-                page.wait_for_function(IDLE + " && window.sisock.panels.length === 4 && "
-                                       "window.sisock.panels.every(p => p.data[0].length > 100)",
-                                       timeout=300_000)
+                page.wait_for_function(
+                    IDLE + " && window.sisock.panels.length === 4 && "
+                    "window.sisock.panels.every(p => p.data[0].length > 100)",
+                    timeout=300_000,
+                )
                 # navigation start -> the last panel's first paint with fetched data
-                nav.append(page.evaluate(
-                    "Math.max(...[0,1,2,3].map(k => window.sisock.paints.find("
-                    "x => x.panel === k && x.reason === 'fetch').at))"))
+                nav.append(
+                    page.evaluate(
+                        "Math.max(...[0,1,2,3].map(k => window.sisock.paints.find("
+                        "x => x.panel === k && x.reason === 'fetch').at))"
+                    )
+                )
                 if i == 0:
                     page.screenshot(path=str(Path("artifacts") / "bench-web-year.png"), full_page=True)
                 # zoom: drag over a tenth of the first panel
@@ -225,26 +246,43 @@ def run_browser(sync_playwright, url: str, t0: float, t1: float, repeat: int) ->
                 page.wait_for_function(
                     f"{IDLE} && [0,1,2,3].every(k => window.sisock.paints.slice({n}).some("
                     "x => x.panel === k && x.reason === 'fetch' && x.at > window.sisock.zoomAt))",
-                    timeout=120_000)
-                zoom.append(page.evaluate(
-                    "Math.max(...[0,1,2,3].map(k => window.sisock.paints.find(x => x.panel === k && "
-                    "x.reason === 'fetch' && x.at > window.sisock.zoomAt).at)) - window.sisock.zoomAt"))
-                zoom_fetch.append(page.evaluate(
-                    "Math.max(...window.sisock.requests.filter(r => r.at >= window.sisock.zoomAt)"
-                    ".map(r => r.doneAt)) - window.sisock.zoomAt"))
-                rescale.append(page.evaluate(
-                    "Math.max(...[0,1,2,3].map(k => window.sisock.paints.find(x => x.panel === k && "
-                    "x.at >= window.sisock.zoomAt).at)) - window.sisock.zoomAt"))
+                    timeout=120_000,
+                )
+                zoom.append(
+                    page.evaluate(
+                        "Math.max(...[0,1,2,3].map(k => window.sisock.paints.find(x => x.panel === k && "
+                        "x.reason === 'fetch' && x.at > window.sisock.zoomAt).at)) - window.sisock.zoomAt"
+                    )
+                )
+                zoom_fetch.append(
+                    page.evaluate(
+                        "Math.max(...window.sisock.requests.filter(r => r.at >= window.sisock.zoomAt)"
+                        ".map(r => r.doneAt)) - window.sisock.zoomAt"
+                    )
+                )
+                rescale.append(
+                    page.evaluate(
+                        "Math.max(...[0,1,2,3].map(k => window.sisock.paints.find(x => x.panel === k && "
+                        "x.at >= window.sisock.zoomAt).at)) - window.sisock.zoomAt"
+                    )
+                )
                 # baseline in the same page: SimpleJSON /query vs the binary frames
                 width = int(box["width"])
                 iso = lambda t: time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(t))  # noqa: E731
-                body = {"range": {"from": iso(t0), "to": iso(t1), "raw": {"from": "now-1y", "to": "now"}},
-                        "intervalMs": int((t1 - t0) / width * 1000), "maxDataPoints": width,
-                        "targets": [{"target": f"bench::{f}", "refId": chr(65 + k), "type": "timeserie"}
-                                    for k, f in enumerate(FIELDS)]}
+                body = {
+                    "range": {"from": iso(t0), "to": iso(t1), "raw": {"from": "now-1y", "to": "now"}},
+                    "intervalMs": int((t1 - t0) / width * 1000),
+                    "maxDataPoints": width,
+                    "targets": [
+                        {"target": f"bench::{f}", "refId": chr(65 + k), "type": "timeserie"}
+                        for k, f in enumerate(FIELDS)
+                    ],
+                }
                 stride = body["intervalMs"] / 1000  # what Grafana's /query resolves to here
-                one = (f"api/data?node=bench&fields={','.join(FIELDS)}&start={t0}&end={t1}"
-                       f"&min_stride={stride}&format=binary")
+                one = (
+                    f"api/data?node=bench&fields={','.join(FIELDS)}&start={t0}&end={t1}"
+                    f"&min_stride={stride}&format=binary"
+                )
                 ms_q, pts_q = page.evaluate(BASELINE_JS, ["query", [], body, width])
                 ms_m, pts_m = page.evaluate(BASELINE_JS, ["binary", [one], body, width])
                 ms_b, pts_b = page.evaluate(BASELINE_JS, ["binary", [one + "&method=minmax"], body, width])
@@ -266,14 +304,15 @@ def run_browser(sync_playwright, url: str, t0: float, t1: float, repeat: int) ->
     print(f"  zoom -> 4 charts repainted with re-queried data:              {stats(zoom)}")
     print(f"    of which the query (HTTP + bridge + node) until received:   {stats(zoom_fetch)}")
     print(f"  zoom -> 4 charts rescaled (old data, before the answer):      {stats(rescale)}")
-    print(f"  live sample published -> drawn ({len(live)} samples):            "
-          f"median {statistics.median(live):7.0f} ms, max {max(live):7.0f} ms")
+    print(
+        f"  live sample published -> drawn ({len(live)} samples):            "
+        f"median {statistics.median(live):7.0f} ms, max {max(live):7.0f} ms"
+    )
     print("  first paint of the year, 4 fields, fetch + decode + draw in the page (same stride):")
     print(f"    baseline: Grafana SimpleJSON /query, JSON lists, mean ({pts_q} points): {stats(base_q)}")
     print(f"    /api/data binary frame, mean ({pts_m} points):                      {stats(base_m)}")
     print(f"    /api/data binary frame, minmax as the dashboard ({pts_b} points):   {stats(base_b)}")
-    print(f"    ratio /query / binary mean (medians): "
-          f"{statistics.median(base_q) / statistics.median(base_m):.2f}x")
+    print(f"    ratio /query / binary mean (medians): {statistics.median(base_q) / statistics.median(base_m):.2f}x")
 
 
 WAIT_MS = 60_000
@@ -308,15 +347,17 @@ def _figure(xs: list[float | None]) -> str:
     return text + (f" ({never} of {len(xs)} runs never, waited {WAIT_MS / 1000:.0f} s)" if never and done else "")
 
 
-def run_crowded(sync_playwright, url: str, names: list[str], t0: float, t1: float,
-                repeat: int, two_tabs: bool = True) -> None:
+def run_crowded(
+    sync_playwright, url: str, names: list[str], t0: float, t1: float, repeat: int, two_tabs: bool = True
+) -> None:
     """A page of one panel per node (4 fields each) while a second tab shows it too."""
     n = len(names)
     panels = "|".join(",".join(f"{node}:{f}" for f in FIELDS) for node in names)
     view = f"{url}/?panels={panels}&from={t0}&to={t1}&live=0"
     live_view = f"{url}/?panels={panels}|benchlive:cpu_percent&range=15m"
-    painted = (f"[...Array({n}).keys()].every(k => window.sisock.paints.some("
-               "x => x.panel === k && x.reason === 'fetch'))")
+    painted = (
+        f"[...Array({n}).keys()].every(k => window.sisock.paints.some(x => x.panel === k && x.reason === 'fetch'))"
+    )
     nav, zoom, per_zoom, live = [], [], [], []
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
@@ -329,9 +370,15 @@ def run_crowded(sync_playwright, url: str, names: list[str], t0: float, t1: floa
                     _within(other, "window.sisock && window.sisock.ready", 30_000)
                 page = ctx.new_page()
                 ok = _goto(page, view) and _within(page, f"window.sisock && window.sisock.ready && {painted}")
-                nav.append(page.evaluate(f"Math.max(...[...Array({n}).keys()].map(k => "
-                                         "window.sisock.paints.find(x => x.panel === k && "
-                                         "x.reason === 'fetch').at))") if ok else None)
+                nav.append(
+                    page.evaluate(
+                        f"Math.max(...[...Array({n}).keys()].map(k => "
+                        "window.sisock.paints.find(x => x.panel === k && "
+                        "x.reason === 'fetch').at))"
+                    )
+                    if ok
+                    else None
+                )
                 if i == 0 and ok:
                     page.screenshot(path=str(Path("artifacts") / "bench-web-crowded.png"), full_page=True)
                 if not ok:
@@ -349,13 +396,21 @@ def run_crowded(sync_playwright, url: str, names: list[str], t0: float, t1: floa
                 page.mouse.down()
                 page.mouse.move(x0 + box["width"] * 0.1, y, steps=4)
                 page.mouse.up()
-                ok = _within(page, f"{IDLE} && [...Array({n}).keys()].every(k => window.sisock.paints"
-                             f".slice({m}).some(x => x.panel === k && x.reason === 'fetch' && "
-                             "x.at > window.sisock.zoomAt))")
-                zoom.append(page.evaluate(
-                    f"Math.max(...[...Array({n}).keys()].map(k => window.sisock.paints.slice({m}).find("
-                    "x => x.panel === k && x.reason === 'fetch' && x.at > window.sisock.zoomAt).at))"
-                    " - window.sisock.zoomAt") if ok else None)
+                ok = _within(
+                    page,
+                    f"{IDLE} && [...Array({n}).keys()].every(k => window.sisock.paints"
+                    f".slice({m}).some(x => x.panel === k && x.reason === 'fetch' && "
+                    "x.at > window.sisock.zoomAt))",
+                )
+                zoom.append(
+                    page.evaluate(
+                        f"Math.max(...[...Array({n}).keys()].map(k => window.sisock.paints.slice({m}).find("
+                        "x => x.panel === k && x.reason === 'fetch' && x.at > window.sisock.zoomAt).at))"
+                        " - window.sisock.zoomAt"
+                    )
+                    if ok
+                    else None
+                )
                 page.wait_for_timeout(1500)  # let any further query of the same zoom start
                 _within(page, IDLE)
                 per_zoom.append(page.evaluate("window.sisock.requests.length") - before)
@@ -366,8 +421,9 @@ def run_crowded(sync_playwright, url: str, names: list[str], t0: float, t1: floa
                 other = ctx.new_page()
                 _goto(other, live_view)
             page = ctx.new_page()
-            if _goto(page, live_view) and \
-                    _within(page, "window.sisock && window.sisock.live && window.sisock.live.length >= 12"):
+            if _goto(page, live_view) and _within(
+                page, "window.sisock && window.sisock.live && window.sisock.live.length >= 12"
+            ):
                 live = [(x["drawnAt"] - x["t"]) * 1e3 for x in page.evaluate("window.sisock.live")[2:]]
             ctx.close()
         finally:
@@ -378,9 +434,14 @@ def run_crowded(sync_playwright, url: str, names: list[str], t0: float, t1: floa
     print(f"  zoom -> {n} charts repainted:              {_figure(zoom)}")
     done = [x for x in per_zoom if x is not None]
     print(f"  data requests per zoom:                 {', '.join(map(str, done)) if done else 'never'}")
-    print("  live sample published -> drawn:         " + (
-        f"median {statistics.median(live):7.0f} ms, max {max(live):7.0f} ms ({len(live)} samples)"
-        if live else "never"))
+    print(
+        "  live sample published -> drawn:         "
+        + (
+            f"median {statistics.median(live):7.0f} ms, max {max(live):7.0f} ms ({len(live)} samples)"
+            if live
+            else "never"
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -39,9 +39,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchstack import BenchStack  # noqa: E402
+from benchstack import BenchStack
 
-from sisock.site.ports import free_port, wait_port  # noqa: E402
+from sisock.site.ports import free_port, wait_port
 
 STATS_PREFIX = "sisock-modbus-stats "  # = sisock.servers.modbus.server.STATS_PREFIX
 NODE = "modbus_sim"
@@ -62,8 +62,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=30.0, help="measured time (default 30)")
     parser.add_argument("--rate", type=float, default=5.0, help="writes per second (default 5)")
-    parser.add_argument("--settle", type=float, default=0.0,
-                        help="read-back settle time of the set point, s (default 0)")
+    parser.add_argument(
+        "--settle", type=float, default=0.0, help="read-back settle time of the set point, s (default 0)"
+    )
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds before measuring")
     args = parser.parse_args()
 
@@ -80,8 +81,7 @@ def main() -> int:
             wait_port(sim_port, 30, sim)
             cfg = tmp / "node.toml"
             cfg.write_text(bench_config(sim_port, args.settle, tmp / "audit.sqlite"))
-            node = stack.spawn("serve", "modbus", "--config", str(cfg),
-                               "--archive", str(tmp / "archive"))
+            node = stack.spawn("serve", "modbus", "--config", str(cfg), "--archive", str(tmp / "archive"))
             node_log = Path(stack.home / f"{len(stack.procs) - 1}-serve.log")
             with connect(user="bench_op", secret=secret, timeout=30) as c:
                 deadline = time.monotonic() + 60
@@ -117,21 +117,26 @@ def main() -> int:
             stack.stop_proc(node)
             text = node_log.read_text()
     lines = [ln for ln in text.splitlines() if ln.startswith(STATS_PREFIX)]
-    stats = json.loads(lines[-1][len(STATS_PREFIX):]) if lines else {}
+    stats = json.loads(lines[-1][len(STATS_PREFIX) :]) if lines else {}
     r = np.asarray(rtt) * 1e3
     n = np.asarray(node_ms) * 1e3
-    print(f"operator writes: {len(rtt)} in {elapsed:.1f} s ({len(rtt) / elapsed:.2f}/s), "
-          f"settle {args.settle} s; statuses {dict(status)}; first write {current['status']}")
-    print(f"  round trip (client.set -> outcome): median {np.median(r):.2f} ms, "
-          f"p99 {np.percentile(r, 99):.2f} ms, mean {r.mean():.2f} ms, max {r.max():.2f} ms")
-    print(f"  inside the node (t_done - t_received): median {np.median(n):.2f} ms, "
-          f"p99 {np.percentile(n, 99):.2f} ms")
+    print(
+        f"operator writes: {len(rtt)} in {elapsed:.1f} s ({len(rtt) / elapsed:.2f}/s), "
+        f"settle {args.settle} s; statuses {dict(status)}; first write {current['status']}"
+    )
+    print(
+        f"  round trip (client.set -> outcome): median {np.median(r):.2f} ms, "
+        f"p99 {np.percentile(r, 99):.2f} ms, mean {r.mean():.2f} ms, max {r.max():.2f} ms"
+    )
+    print(f"  inside the node (t_done - t_received): median {np.median(n):.2f} ms, p99 {np.percentile(n, 99):.2f} ms")
     print(f"  audit records: {len(audit)}")
     if stats:
-        print(f"  polling meanwhile ({stats['seconds']} s, 10 Hz + 1 Hz groups): "
-              f"{stats['polls']} polls, {stats['missed']} missed, {stats['gaps']} gaps, "
-              f"poll latency mean {stats['latency_mean_ms']:.2f} ms, "
-              f"p99 {stats['latency_p99_ms']:.2f} ms, max {stats['latency_max_ms']:.2f} ms")
+        print(
+            f"  polling meanwhile ({stats['seconds']} s, 10 Hz + 1 Hz groups): "
+            f"{stats['polls']} polls, {stats['missed']} missed, {stats['gaps']} gaps, "
+            f"poll latency mean {stats['latency_mean_ms']:.2f} ms, "
+            f"p99 {stats['latency_p99_ms']:.2f} ms, max {stats['latency_max_ms']:.2f} ms"
+        )
     else:
         print("  (no statistics line from the node)")
     print(f"  load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")

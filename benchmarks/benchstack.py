@@ -29,7 +29,7 @@ def write_archive(directory: Path, n: int, rate: float = 100.0) -> tuple[float, 
     with ArchiveWriter(directory, rotate_seconds=1e9, rotate_bytes=2**40) as w:
         w.define_timeline("tl", {"x": FieldSpec("number")})
         for i in range(0, n, 1_000_000):
-            w.append("tl", t[i:i + 1_000_000], {"x": x[i:i + 1_000_000]})
+            w.append("tl", t[i : i + 1_000_000], {"x": x[i : i + 1_000_000]})
     return start, start + n / rate
 
 
@@ -59,8 +59,13 @@ class BenchStack:
     def spawn(self, *argv: str) -> subprocess.Popen:
         """Start ``sisock ARGV`` in its own process group."""
         log = open(self.home / f"{len(self.procs)}-{argv[0]}.log", "ab")
-        p = subprocess.Popen([sys.executable, "-m", "sisock", *argv], env=self.env,
-                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        p = subprocess.Popen(
+            [sys.executable, "-m", "sisock", *argv],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         self.procs.append(p)
         return p
 

@@ -68,11 +68,18 @@ class LiveCore(DataCore):
         """Fields with samples in ``[start, end)``."""
         return query_fields({self.timeline: self.buffer.snapshot()}, start, end)
 
-    def get_data(self, fields, start, end, min_stride=None, method="mean", *,
-                 streaming=False) -> Result:
+    def get_data(self, fields, start, end, min_stride=None, method="mean", *, streaming=False) -> Result:
         """Buffered samples in ``[start, end)``."""
-        return query_data({self.timeline: self.buffer.snapshot()}, fields, start, end,
-                          min_stride, method, self.limit(streaming), live=True)
+        return query_data(
+            {self.timeline: self.buffer.snapshot()},
+            fields,
+            start,
+            end,
+            min_stride,
+            method,
+            self.limit(streaming),
+            live=True,
+        )
 
 
 def rates_for(count: int, low: float, high: float, seed: int) -> list[float]:
@@ -100,8 +107,7 @@ def subscriber() -> int:
         count[0] += 1
 
     async def joined(session, details) -> None:
-        await session.subscribe(on_event, settings.uris.full("consumer."),
-                                options=SubscribeOptions(match="prefix"))
+        await session.subscribe(on_event, settings.uris.full("consumer."), options=SubscribeOptions(match="prefix"))
 
     def report() -> None:
         sys.__stdout__.write(json.dumps({"events": count[0], "t": time.time()}) + "\n")
@@ -142,9 +148,10 @@ def publisher(args: argparse.Namespace) -> int:
         def publish() -> None:
             now = time.time()
             if "session" in state:
-                state["session"].publish(topic, {"data": {"x": [float(now % 7)]},
-                                                 "timeline": {"live": {"t": [now],
-                                                                       "finalized_until": now}}})
+                state["session"].publish(
+                    topic, {"data": {"x": [float(now % 7)]}, "timeline": {"live": {"t": [now], "finalized_until": now}}}
+                )
+
     t0 = [0.0]
     sent = [0]
 
@@ -176,14 +183,19 @@ def main(argv: list[str] | None = None) -> int:
     lv.add_argument("--rates", default="1,10", help="LOW,HIGH Hz (default 1,10)")
     lv.add_argument("--seed", type=int, default=0)
     pb = sub.add_parser("publisher", help="one session publishing at a high rate (router cost)")
-    pb.add_argument("--role", choices=("server", "hub"), required=True,
-                    help="server: a live node on its own live topic (the router asks the "
-                         "authorizer each time); hub: the hub's account on a topic its static "
-                         "permission allows (no authorizer)")
+    pb.add_argument(
+        "--role",
+        choices=("server", "hub"),
+        required=True,
+        help="server: a live node on its own live topic (the router asks the "
+        "authorizer each time); hub: the hub's account on a topic its static "
+        "permission allows (no authorizer)",
+    )
     pb.add_argument("--rate", type=float, default=1000.0)
     pb.add_argument("--name", default="pub_0")
-    sub.add_parser("subscriber", help="a consumer subscribed to every live topic "
-                   "(an archiver); prints its count every second")
+    sub.add_parser(
+        "subscriber", help="a consumer subscribed to every live topic (an archiver); prints its count every second"
+    )
     ar = sub.add_parser("archive", help="one archive node per directory")
     ar.add_argument("--prefix", required=True)
     ar.add_argument("directories", nargs="+")
@@ -209,8 +221,7 @@ def main(argv: list[str] | None = None) -> int:
             services.append(service)
 
             def start(core=core, service=service) -> None:
-                LoopingCall(lambda: service.publish_live(core.sample())).start(
-                    1.0 / core.rate, now=False)
+                LoopingCall(lambda: service.publish_live(core.sample())).start(1.0 / core.rate, now=False)
 
             reactor.callWhenRunning(start)
     else:
@@ -228,6 +239,7 @@ def main(argv: list[str] | None = None) -> int:
             # Twisted's logging replaces sys.stdout once the reactor runs
             sys.__stdout__.write(json.dumps({"joined": name, "t": time.time()}) + "\n")
             sys.__stdout__.flush()
+
         return report
 
     for s in services:

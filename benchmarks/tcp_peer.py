@@ -44,8 +44,9 @@ async def _serve(port: int) -> None:
         await server.serve_forever()
 
 
-async def _client(port: int, calls: int, offset: int, latencies: dict,
-                  gate: asyncio.Event, mix: tuple[str, ...]) -> None:
+async def _client(
+    port: int, calls: int, offset: int, latencies: dict, gate: asyncio.Event, mix: tuple[str, ...]
+) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     await gate.wait()
     for i in range(calls):
@@ -60,16 +61,14 @@ async def _client(port: int, calls: int, offset: int, latencies: dict,
 
 def run_peer(sessions: int, calls: int, port: int, mix: tuple[str, ...] = KINDS) -> dict:
     """Start the server, run the round trips, stop it; same result shape as ``run_load``."""
-    server = subprocess.Popen([sys.executable, __file__, "serve", str(port)],
-                              stdout=subprocess.PIPE, text=True)
+    server = subprocess.Popen([sys.executable, __file__, "serve", str(port)], stdout=subprocess.PIPE, text=True)
     try:
         assert server.stdout is not None and server.stdout.readline().strip() == "listening"
         latencies: dict[str, list[float]] = {k: [] for k in mix}
 
         async def main() -> float:
             gate = asyncio.Event()
-            tasks = [asyncio.ensure_future(_client(port, calls, i, latencies, gate, mix))
-                     for i in range(sessions)]
+            tasks = [asyncio.ensure_future(_client(port, calls, i, latencies, gate, mix)) for i in range(sessions)]
             await asyncio.sleep(0.2)
             t = time.perf_counter()
             gate.set()
@@ -81,8 +80,14 @@ def run_peer(sessions: int, calls: int, port: int, mix: tuple[str, ...] = KINDS)
         server.terminate()
         server.wait(10)
     every = [x for v in latencies.values() for x in v]
-    return {"latencies": latencies, "errors": [], "wall": wall, "calls": len(every),
-            "p50": float(np.percentile(every, 50)), "p99": float(np.percentile(every, 99))}
+    return {
+        "latencies": latencies,
+        "errors": [],
+        "wall": wall,
+        "calls": len(every),
+        "p50": float(np.percentile(every, 50)),
+        "p99": float(np.percentile(every, 99)),
+    }
 
 
 if __name__ == "__main__":

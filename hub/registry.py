@@ -105,8 +105,7 @@ class Registry:
         Longest description accepted, in characters.
     """
 
-    def __init__(self, max_names: int = MAX_NAMES_PER_SESSION,
-                 max_description: int = MAX_DESCRIPTION) -> None:
+    def __init__(self, max_names: int = MAX_NAMES_PER_SESSION, max_description: int = MAX_DESCRIPTION) -> None:
         self._entries: dict[str, Entry] = {}
         #: Per session, the names it gave up (subtract): never granted to it again, so
         #: its next register or publish under them is refused (until it leaves).
@@ -136,25 +135,24 @@ class Registry:
         if len(self._given_up.get(session, ())) >= 32 * self.max_names:
             raise BadArgument(
                 f"name: this session gave up {32 * self.max_names} data node names already, "
-                "the limit per session; use another session")
+                "the limit per session; use another session"
+            )
         if len(self.names_of(session)) >= self.max_names:
             raise BadArgument(
                 f"name: this session owns {self.max_names} data node names already, the "
-                f"limit per session; subtract one or use another session")
+                f"limit per session; subtract one or use another session"
+            )
 
     def _check_description(self, description: str) -> None:
         if len(description) > self.max_description:
-            raise BadArgument(
-                f"description: {len(description)} characters, the limit is "
-                f"{self.max_description}")
+            raise BadArgument(f"description: {len(description)} characters, the limit is {self.max_description}")
 
     def description(self, name: str) -> str:
         """Description of ``name`` ("" if unknown)."""
         entry = self._entries.get(name)
         return entry.description if entry else ""
 
-    def claim(self, name: str, session: int, replica: bool = False,
-              authid: str | None = None) -> bool:
+    def claim(self, name: str, session: int, replica: bool = False, authid: str | None = None) -> bool:
         """Reserve ``name`` for ``session`` (True if free or already its own).
 
         With ``replica`` the session asks to serve the name as one of its
@@ -172,8 +170,9 @@ class Registry:
         entry = self._entries.get(name)
         if entry is None:
             self._check_room(session)
-            self._entries[name] = Entry(name, "", session, listed=False,
-                                        replicable=replica, authid=authid if replica else None)
+            self._entries[name] = Entry(
+                name, "", session, listed=False, replicable=replica, authid=authid if replica else None
+            )
             return True
         if self._is_member(entry, session):
             return session not in entry.releasing
@@ -230,8 +229,7 @@ class Registry:
         entry.releasing.add(session)
         return True
 
-    def finish_release(self, name: str, session: int,
-                       still_registered: bool = False) -> Entry | None:
+    def finish_release(self, name: str, session: int, still_registered: bool = False) -> Entry | None:
         """End a release begun with :meth:`begin_release`.
 
         Parameters
@@ -278,31 +276,28 @@ class Registry:
     def drop_session(self, session: int) -> list[Entry]:
         """Remove every name of a session that left; return the listed ones."""
         self._given_up.pop(session, None)
-        gone = [e for e in self._entries.values()
-                if self._is_member(e, session) and e._leave(session)]
+        gone = [e for e in self._entries.values() if self._is_member(e, session) and e._leave(session)]
         for e in gone:
             del self._entries[e.name]
         return [e for e in gone if e.listed]
 
     def listed(self) -> list[dict]:
         """Public dicts of listed nodes, sorted by name."""
-        return [e.public() for e in sorted(self._entries.values(), key=lambda e: e.name)
-                if e.listed]
+        return [e.public() for e in sorted(self._entries.values(), key=lambda e: e.name) if e.listed]
 
     def restore(self, name: str, session: int) -> None:
         """Re-create a listed entry found in the router after a hub restart."""
         entry = self._entries.get(name)
         if entry is None or entry.session == session:
-            self._entries[name] = Entry(name, entry.description if entry else "", session,
-                                        listed=True)
+            self._entries[name] = Entry(name, entry.description if entry else "", session, listed=True)
 
     def restore_replicas(self, name: str, sessions: list[int], authid: str | None) -> None:
         """Re-create a replicated, listed name found in the router after a hub restart."""
         self.restore_members(name, {s: authid for s in sessions}, replicable=True, listed=True)
 
-    def restore_members(self, name: str, sessions: dict[int, str | None],
-                        replicable: bool, listed: bool,
-                        preferred: int | None = None) -> set[int]:
+    def restore_members(
+        self, name: str, sessions: dict[int, str | None], replicable: bool, listed: bool, preferred: int | None = None
+    ) -> set[int]:
         """Re-create ``name`` from what the router holds, after a hub restart.
 
         Parameters
@@ -336,9 +331,15 @@ class Registry:
         else:
             authid = None
             kept = {first}
-        self._entries[name] = Entry(name, self.description(name), first, listed=listed,
-                                    replicable=replicable, authid=authid,
-                                    replicas=kept - {first})
+        self._entries[name] = Entry(
+            name,
+            self.description(name),
+            first,
+            listed=listed,
+            replicable=replicable,
+            authid=authid,
+            replicas=kept - {first},
+        )
         return set(sessions) - kept
 
     def replica_counts(self) -> dict[str, int]:

@@ -48,8 +48,9 @@ META_CALLS_IN_FLIGHT = 64
 K = TypeVar("K")
 
 
-async def _ask_all(keys: Iterable[K], ask: Callable[[K], Awaitable[Any]],
-                   limit: int = META_CALLS_IN_FLIGHT) -> dict[K, Any]:
+async def _ask_all(
+    keys: Iterable[K], ask: Callable[[K], Awaitable[Any]], limit: int = META_CALLS_IN_FLIGHT
+) -> dict[K, Any]:
     """``{key: await ask(key)}`` with at most ``limit`` questions in flight.
 
     One round trip per question in turn would cost a rebuild of 200 nodes
@@ -59,8 +60,7 @@ async def _ask_all(keys: Iterable[K], ask: Callable[[K], Awaitable[Any]],
     keys = list(keys)
     sem = DeferredSemaphore(limit)
     try:
-        answers = await gatherResults(
-            [sem.run(lambda k=k: ensureDeferred(ask(k))) for k in keys], consumeErrors=True)
+        answers = await gatherResults([sem.run(lambda k=k: ensureDeferred(ask(k))) for k in keys], consumeErrors=True)
     except FirstError as exc:  # the first failure as itself (e.g. TransportLost)
         exc.subFailure.raiseException()
     return dict(zip(keys, answers))
@@ -87,20 +87,21 @@ class Hub:
     def add(self, name, description, session_id=None, details=None) -> bool:
         """``data_node.add``: list ``name`` for the calling session."""
         if not valid_name(name):
-            log.warn("refused data node name {name!r}: use letters, digits, '_' or '-'",
-                     name=name)
+            log.warn("refused data node name {name!r}: use letters, digits, '_' or '-'", name=name)
             return False
         caller = self._caller(details, session_id)
-        ok, newly = self.registry.add(name, description if isinstance(description, str) else "",
-                                      caller)
+        ok, newly = self.registry.add(name, description if isinstance(description, str) else "", caller)
         if not ok:
-            log.warn("refused data node {name!r} for session {s}: owned by session {o}",
-                     name=name, s=caller, o=self.registry.owner(name))
+            log.warn(
+                "refused data node {name!r} for session {s}: owned by session {o}",
+                name=name,
+                s=caller,
+                o=self.registry.owner(name),
+            )
             return False
         if newly:
             log.info("added data node {name!r} (session {s})", name=name, s=caller)
-            self.session.publish(self.uris.node_added,
-                                 {"name": name, "description": self.registry.description(name)})
+            self.session.publish(self.uris.node_added, {"name": name, "description": self.registry.description(name)})
         return True
 
     async def subtract(self, name, session_id=None, details=None) -> None:
@@ -126,15 +127,19 @@ class Hub:
             await session.call(self.uris.authorizer_release, name, caller)
             still = caller in await self.holders(session, name)
         except Exception as exc:  # unsure what the router holds: keep the owner
-            log.error("subtract {name!r}: cannot ask the router ({exc}); session {s} keeps it",
-                      name=name, exc=exc, s=caller)
+            log.error(
+                "subtract {name!r}: cannot ask the router ({exc}); session {s} keeps it", name=name, exc=exc, s=caller
+            )
             still = True
         if session is not self.session:
             return None  # the hub rejoined meanwhile and rebuilt its registry
         entry = self.registry.finish_release(name, caller, still_registered=still)
         if still:
-            log.warn("session {s} still serves procedures under {name!r}: it keeps the name "
-                     "(unregister them first)", s=caller, name=name)
+            log.warn(
+                "session {s} still serves procedures under {name!r}: it keeps the name (unregister them first)",
+                s=caller,
+                name=name,
+            )
         if entry is not None:
             log.info("subtracted data node {name!r}", name=name)
             session.publish(self.uris.node_subtracted, entry.public())
@@ -190,8 +195,12 @@ class Hub:
         disclosed = getattr(details, "caller", None) if details is not None else None
         if disclosed is not None:
             authid = getattr(details, "caller_authid", None)
-        return self.registry.claim(name, self._caller(details, session), replica=bool(replica),
-                                   authid=authid if isinstance(authid, str) else None)
+        return self.registry.claim(
+            name,
+            self._caller(details, session),
+            replica=bool(replica),
+            authid=authid if isinstance(authid, str) else None,
+        )
 
     def get_replicas(self) -> dict:
         """``consumer.get_replicas``: ``{name: number of sessions serving it}``."""
@@ -226,16 +235,19 @@ class Hub:
                 raise ApplicationError(
                     self.uris.error("bad_argument"),
                     f"{leaf} takes ({shown}), got {len(args)} positional argument(s)"
-                    + (f" and keywords {sorted(given)}" if given else "")) from None
+                    + (f" and keywords {sorted(given)}" if given else ""),
+                ) from None
 
         def failed(exc: Exception) -> ApplicationError:
             if isinstance(exc, SisockError):
                 return to_application_error(exc, self.settings.base_uri)
             log.failure("{leaf} failed", leaf=leaf)
-            return ApplicationError(self.uris.error("internal"),
-                                    f"{leaf} failed in the hub: {type(exc).__name__}: {exc}")
+            return ApplicationError(
+                self.uris.error("internal"), f"{leaf} failed in the hub: {type(exc).__name__}: {exc}"
+            )
 
         if inspect.iscoroutinefunction(fn):
+
             @functools.wraps(fn)
             async def rpc_async(*args, **kwargs):
                 bind(args, kwargs)
@@ -245,6 +257,7 @@ class Hub:
                     raise
                 except Exception as exc:
                     raise failed(exc) from exc
+
             return rpc_async
 
         @functools.wraps(fn)
@@ -256,6 +269,7 @@ class Hub:
                 raise
             except Exception as exc:
                 raise failed(exc) from exc
+
         return rpc
 
     # -- lifecycle --------------------------------------------------------
@@ -317,12 +331,16 @@ class Hub:
                 if holders[name][sid] is None:
                     holders[name][sid] = authids.get(sid)
         for name, sessions in holders.items():
-            refused = self.registry.restore_members(name, sessions, replicable=name in shared,
-                                                    listed=name in serving,
-                                                    preferred=serving.get(name))
+            refused = self.registry.restore_members(
+                name, sessions, replicable=name in shared, listed=name in serving, preferred=serving.get(name)
+            )
             for sid in refused:
-                log.warn("session {s} also held {name!r}, owned by session {o}: released",
-                         s=sid, name=name, o=self.registry.owner(name))
+                log.warn(
+                    "session {s} also held {name!r}, owned by session {o}: released",
+                    s=sid,
+                    name=name,
+                    o=self.registry.owner(name),
+                )
                 await session.call(self.uris.authorizer_release, name, sid)
         return len(serving)
 
@@ -365,18 +383,19 @@ class Hub:
         checked = self._checked
         # asked together: after a router restart the router is busy admitting every
         # node again, and each round trip waits its turn
-        procedures = [(checked(self.add, "data_node.add"), self.uris.add, opts),
-                      (checked(self.subtract, "data_node.subtract"), self.uris.subtract, opts),
-                      (checked(self.claim, "data_node.claim"), self.uris.claim, opts),
-                      (checked(self.get_data_node, "consumer.get_data_node"),
-                       self.uris.list_nodes, None),
-                      (checked(self.get_replicas, "consumer.get_replicas"),
-                       self.uris.list_replicas, None)]
-        await _ask_all(range(len(procedures)), lambda i: session.register(
-            procedures[i][0], procedures[i][1], options=procedures[i][2]))
+        procedures = [
+            (checked(self.add, "data_node.add"), self.uris.add, opts),
+            (checked(self.subtract, "data_node.subtract"), self.uris.subtract, opts),
+            (checked(self.claim, "data_node.claim"), self.uris.claim, opts),
+            (checked(self.get_data_node, "consumer.get_data_node"), self.uris.list_nodes, None),
+            (checked(self.get_replicas, "consumer.get_replicas"), self.uris.list_replicas, None),
+        ]
+        await _ask_all(
+            range(len(procedures)),
+            lambda i: session.register(procedures[i][0], procedures[i][1], options=procedures[i][2]),
+        )
         session.publish(self.uris.hub_started, {"session": details.session})
-        log.info("hub ready (session {s}); {n} running data node(s) recovered",
-                 s=details.session, n=found)
+        log.info("hub ready (session {s}); {n} running data node(s) recovered", s=details.session, n=found)
 
 
 def make_hub_component(component: Component, settings: Settings) -> Hub:

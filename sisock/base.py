@@ -7,9 +7,13 @@ The code lives in :mod:`sisock.wamp.legacy`.
 from sisock.wamp import legacy as _legacy
 from sisock.wamp.legacy import DataNodeServer, run, sisock_to_unix_time, uri
 
-__all__ = ["DataNodeServer", "run", "sisock_to_unix_time", "uri",
-           *(name for name in _legacy.__all__ if name not in ("DataNodeServer", "run",
-                                                               "sisock_to_unix_time", "uri"))]
+__all__ = [
+    "DataNodeServer",
+    "run",
+    "sisock_to_unix_time",
+    "uri",
+    *(name for name in _legacy.__all__ if name not in ("DataNodeServer", "run", "sisock_to_unix_time", "uri")),
+]
 
 
 def __getattr__(name: str):

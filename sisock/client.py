@@ -28,8 +28,25 @@ from sisock.wamp.client import (
     connect,
 )
 
-__all__ = ["connect", "Client", "DataResult", "TimelineData", "ClientError",
-           "RouterUnreachable", "AuthenticationFailed", "NodeUnknown", "RemoteError",
-           "CallTimeout", "TooMuchDataError", "WriteRefused", "NotAuthorized", "UnknownPoint",
-           "OutOfLimits", "Conflict", "Expired", "RateLimited", "DeviceUnavailable",
-           "WriteBadArgument"]
+__all__ = [
+    "connect",
+    "Client",
+    "DataResult",
+    "TimelineData",
+    "ClientError",
+    "RouterUnreachable",
+    "AuthenticationFailed",
+    "NodeUnknown",
+    "RemoteError",
+    "CallTimeout",
+    "TooMuchDataError",
+    "WriteRefused",
+    "NotAuthorized",
+    "UnknownPoint",
+    "OutOfLimits",
+    "Conflict",
+    "Expired",
+    "RateLimited",
+    "DeviceUnavailable",
+    "WriteBadArgument",
+]

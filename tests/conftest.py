@@ -25,12 +25,12 @@ REPO = Path(__file__).resolve().parent.parent
 __all__ = ["REPO", "free_port", "wait_port", "wait_for", "listed", "Proc", "Stack"]
 
 
-
 class Proc:
     """A ``python -m sisock ...`` child process with a log file."""
 
-    def __init__(self, name: str, args: list[str], log_dir: Path, env: dict | None = None,
-                 module: str = "sisock") -> None:
+    def __init__(
+        self, name: str, args: list[str], log_dir: Path, env: dict | None = None, module: str = "sisock"
+    ) -> None:
         self.name = name
         self.args = args
         self.log_path = log_dir / f"{name}.log"
@@ -41,9 +41,14 @@ class Proc:
     def start(self) -> "Proc":
         log = open(self.log_path, "ab")
         cmd = [sys.executable, "-m", self.module, *self.args] if self.module else self.args
-        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
-                                     env=self.env or dict(os.environ),
-                                     start_new_session=True, cwd=str(REPO))
+        self.proc = subprocess.Popen(
+            cmd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=self.env or dict(os.environ),
+            start_new_session=True,
+            cwd=str(REPO),
+        )
         return self
 
     @property
@@ -109,8 +114,7 @@ class Stack:
                 break
         return self.start_router()
 
-    def start(self, name: str, *args: str, env: dict | None = None,
-              module: str = "sisock") -> Proc:
+    def start(self, name: str, *args: str, env: dict | None = None, module: str = "sisock") -> Proc:
         """Start a child process (``python -m sisock ARGS``) logged under ``name``."""
         self._n += 1
         return Proc(f"{name}-{self._n}", list(args), self.log_dir, env, module).start()
@@ -121,9 +125,20 @@ def stack(tmp_path_factory):
     """A running router and hub for the whole test session."""
     home = tmp_path_factory.mktemp("sisock-home")
     port = free_port()
-    saved = {k: os.environ.get(k) for k in
-             ("SISOCK_HOME", "SISOCK_ROUTER_URL", "SISOCK_USER", "SISOCK_SECRET",
-              "WAMP_USER", "WAMP_SECRET", "SISOCK_REALM", "SISOCK_BASE_URI", "SISOCK_TLS_CA")}
+    saved = {
+        k: os.environ.get(k)
+        for k in (
+            "SISOCK_HOME",
+            "SISOCK_ROUTER_URL",
+            "SISOCK_USER",
+            "SISOCK_SECRET",
+            "WAMP_USER",
+            "WAMP_SECRET",
+            "SISOCK_REALM",
+            "SISOCK_BASE_URI",
+            "SISOCK_TLS_CA",
+        )
+    }
     for k in saved:
         os.environ.pop(k, None)
     os.environ["SISOCK_HOME"] = str(home)
@@ -203,8 +218,9 @@ def listed(client) -> set[str]:
 # -- web bridge -------------------------------------------------------------
 
 
-def http(method: str, url: str, body=None, headers: dict | None = None,
-         timeout: float = 60.0) -> tuple[int, dict, bytes]:
+def http(
+    method: str, url: str, body=None, headers: dict | None = None, timeout: float = 60.0
+) -> tuple[int, dict, bytes]:
     """One HTTP request; returns ``(status, headers, body)`` (no exception on 4xx/5xx)."""
     import json as _json
     import urllib.error
@@ -256,9 +272,24 @@ def web_demo(stack, tmp_path_factory):
     """An archive node (``webarch``, 2 generated days), a live sensors node
     (``websens``, 5 Hz), the weather node (``webwx``) and ``sisock web``."""
     archive = tmp_path_factory.mktemp("web-archive")
-    subprocess.run([sys.executable, "-m", "sisock", "generate", str(archive), "--days", "2",
-                    "--fast-hours", "0.2", "--burst-minutes", "1"], check=True, cwd=str(REPO),
-                   capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sisock",
+            "generate",
+            str(archive),
+            "--days",
+            "2",
+            "--fast-hours",
+            "0.2",
+            "--burst-minutes",
+            "1",
+        ],
+        check=True,
+        cwd=str(REPO),
+        capture_output=True,
+    )
     demo = WebDemo(stack, free_port(), archive)
     demo.start("webarch", "serve", "hdf5", "--name", "webarch", "--archive", str(archive))
     demo.start("websens", "serve", "sensors", "--name", "websens", "--interval", "0.2")
@@ -266,8 +297,11 @@ def web_demo(stack, tmp_path_factory):
     demo.web = demo.start("web", "web", "--port", str(demo.port))
     try:
         wait_port(demo.port, 30, demo.web.proc)
-        wait_for(lambda: {"webarch", "websens", "webwx"} <= demo.nodes(), 60,
-                 f"web bridge never listed the nodes:\n{demo.web.log()}")
+        wait_for(
+            lambda: {"webarch", "websens", "webwx"} <= demo.nodes(),
+            60,
+            f"web bridge never listed the nodes:\n{demo.web.log()}",
+        )
         yield demo
     finally:
         demo.stop()
@@ -276,8 +310,7 @@ def web_demo(stack, tmp_path_factory):
 #: Fixtures that start real parts: the router and hub, data-node processes, devices.
 INTEGRATION_FIXTURES = {"stack", "client", "procs", "instrument", "archive_node", "web_demo"}
 #: Modules whose tests start real devices, routers or kernels without those fixtures.
-INTEGRATION_MODULES = {"test_modbus_poller", "test_notebook", "test_tls_and_demo",
-                       "test_streaming"}
+INTEGRATION_MODULES = {"test_modbus_poller", "test_notebook", "test_tls_and_demo", "test_streaming"}
 
 
 def pytest_collection_modifyitems(config, items):
@@ -292,6 +325,5 @@ def pytest_collection_modifyitems(config, items):
         if item.get_closest_marker("unit") or item.get_closest_marker("integration"):
             continue
         module = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
-        real = bool(INTEGRATION_FIXTURES & set(getattr(item, "fixturenames", ()))) \
-            or module in INTEGRATION_MODULES
+        real = bool(INTEGRATION_FIXTURES & set(getattr(item, "fixturenames", ()))) or module in INTEGRATION_MODULES
         item.add_marker(pytest.mark.integration if real else pytest.mark.unit)

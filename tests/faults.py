@@ -62,8 +62,7 @@ def full_stack(root: Path) -> PrivateStack:
     s.start("weather", "serve", "weather", "--name", "weather_f")
     s.start("sensors", "serve", "sensors", "--name", "sensors_f", "--interval", "0.5")
     s.start("hdf5", "serve", "hdf5", "--name", "archive_f", "--archive", str(arch))
-    s.start("modbus", "serve", "modbus", "--config", str(cfg), "--archive",
-            str(root / "modbus-archive"))
+    s.start("modbus", "serve", "modbus", "--config", str(cfg), "--archive", str(root / "modbus-archive"))
     return s
 
 
@@ -91,8 +90,7 @@ def router_restarts(root: Path, restarts: int = 5, limit: float = 60.0) -> dict:
     try:
         with s.connect(timeout=20) as c:
             if not wait_until(lambda: serving(c), limit):
-                raise AssertionError("stack never served:\n" + "\n".join(p.log()[-1500:]
-                                                                       for p in s.procs))
+                raise AssertionError("stack never served:\n" + "\n".join(p.log()[-1500:] for p in s.procs))
             got: list[float] = []
             c.subscribe("sensors_f", lambda r: got.append(time.monotonic()))
             if not wait_until(lambda: got, 20):
@@ -114,8 +112,7 @@ def router_restarts(root: Path, restarts: int = 5, limit: float = 60.0) -> dict:
                 figures["router_boot"].append(s.start_router())
                 t_up = time.monotonic()
                 if not wait_until(lambda: serving(c), limit):
-                    raise AssertionError(f"not serving {limit} s after restart "
-                                         f"{len(figures['rejoin']) + 1}")
+                    raise AssertionError(f"not serving {limit} s after restart {len(figures['rejoin']) + 1}")
                 figures["rejoin"].append(time.monotonic() - t_up)
                 if not wait_until(lambda: got and got[-1] > t_up, limit):
                     raise AssertionError("live subscription did not resume")
@@ -145,11 +142,14 @@ def kill9_trials(root: Path, trials: int, flush_interval: float = 0.5) -> list[d
     log_dir.mkdir(parents=True, exist_ok=True)
     # the node polls and archives with or without a router: give it credentials and no router
     credentials.ensure(root / "home")
-    env = {**os.environ, "SISOCK_HOME": str(root / "home"),
-           "SISOCK_ROUTER_URL": f"ws://127.0.0.1:{free_port()}/ws"}
-    sim = subprocess.Popen([sys.executable, "-m", "sisock", "sim", "modbus", "--port",
-                            str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                           start_new_session=True, env=env)
+    env = {**os.environ, "SISOCK_HOME": str(root / "home"), "SISOCK_ROUTER_URL": f"ws://127.0.0.1:{free_port()}/ws"}
+    sim = subprocess.Popen(
+        [sys.executable, "-m", "sisock", "sim", "modbus", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        env=env,
+    )
     out = []
     try:
         wait_port(port, 30, sim)
@@ -157,9 +157,24 @@ def kill9_trials(root: Path, trials: int, flush_interval: float = 0.5) -> list[d
         for i in range(trials):
             log = open(log_dir / f"node-{i}.log", "wb")
             node = subprocess.Popen(
-                [sys.executable, "-m", "sisock", "serve", "modbus", "--config", str(cfg),
-                 "--archive", str(archive), "--flush-interval", str(flush_interval)],
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
+                [
+                    sys.executable,
+                    "-m",
+                    "sisock",
+                    "serve",
+                    "modbus",
+                    "--config",
+                    str(cfg),
+                    "--archive",
+                    str(archive),
+                    "--flush-interval",
+                    str(flush_interval),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env=env,
+            )
             try:
                 # ingest running: samples newer than the previous trial's reach the archive
                 def newest():
@@ -167,9 +182,11 @@ def kill9_trials(root: Path, trials: int, flush_interval: float = 0.5) -> list[d
                         r = reader.read(["fast_ok"], last_end, 4e9)
                     tl = r["timeline"].get("fast")
                     return tl is not None and len(tl["t"]) > 10 and float(tl["t"][-1])
+
                 if not wait_until(newest, 60, 0.2):
-                    raise AssertionError(f"trial {i}: ingest never started:\n"
-                                         + (log_dir / f"node-{i}.log").read_text()[-2000:])
+                    raise AssertionError(
+                        f"trial {i}: ingest never started:\n" + (log_dir / f"node-{i}.log").read_text()[-2000:]
+                    )
                 time.sleep(0.3 + 0.7 * np.random.default_rng(i).random())  # mid-ingest
                 os.killpg(node.pid, signal.SIGKILL)
                 t_kill = time.time()
@@ -190,9 +207,16 @@ def kill9_trials(root: Path, trials: int, flush_interval: float = 0.5) -> list[d
                     readable = False
             with ArchiveReader(archive) as reader:
                 t = reader.read(["fast_ok"], 0, 4e9)["timeline"]["fast"]["t"]
-            out.append({"trial": i, "loss": t_kill - float(t[-1]), "files": len(files),
-                        "readable": readable, "monotonic": bool(np.all(np.diff(t) > 0)),
-                        "new_file": i == 0 or len(files) > out[-1]["files"]})
+            out.append(
+                {
+                    "trial": i,
+                    "loss": t_kill - float(t[-1]),
+                    "files": len(files),
+                    "readable": readable,
+                    "monotonic": bool(np.all(np.diff(t) > 0)),
+                    "new_file": i == 0 or len(files) > out[-1]["files"],
+                }
+            )
             last_end = float(t[-1])
     finally:
         os.killpg(sim.pid, signal.SIGTERM)
@@ -205,8 +229,7 @@ def tmpfs(path: Path, size_mb: int) -> bool:
     path.mkdir(parents=True, exist_ok=True)
     if shutil.which("mount") is None:
         return False
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_mb}m", "tmpfs", str(path)],
-                       capture_output=True)
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_mb}m", "tmpfs", str(path)], capture_output=True)
     return r.returncode == 0
 
 

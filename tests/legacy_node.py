@@ -18,11 +18,15 @@ class LegacyNode(DataNodeServer):
         if "big" in field:  # one sample a second over the range: a year is far over 1 MiB
             step = float(min_stride) if min_stride else 1.0
             t = [start + i * step for i in range(int((end - start) // step))]
-            return {"data": {"big": [float(i % 7) for i in range(len(t))]},
-                    "timeline": {"big_tl": {"t": t, "finalized_until": None}}}
+            return {
+                "data": {"big": [float(i % 7) for i in range(len(t))]},
+                "timeline": {"big_tl": {"t": t, "finalized_until": None}},
+            }
         t = [start + i for i in range(5)]
-        return {"data": {f: [float(i) for i in range(5)] for f in field if f == "counter"},
-                "timeline": {"legacy_tl": {"t": t, "finalized_until": t[-1]}}}
+        return {
+            "data": {f: [float(i) for i in range(5)] for f in field if f == "counter"},
+            "timeline": {"legacy_tl": {"t": t, "finalized_until": t[-1]}},
+        }
 
 
 if __name__ == "__main__":

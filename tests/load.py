@@ -50,18 +50,33 @@ def check_reply(kind: str, reply, parts: list, hour_field: str) -> str | None:
     if kind == "downsampled" and values > 2001:
         return f"{values} points for a year downsampled to about 2000"
     if kind == "hour":
-        announced = [p["data"][name]["total"] for p in every
-                     if isinstance(p.get("data", {}).get(name), dict) and "total" in p["data"][name]]
+        announced = [
+            p["data"][name]["total"]
+            for p in every
+            if isinstance(p.get("data", {}).get(name), dict) and "total" in p["data"][name]
+        ]
         total = announced[0] if announced else values
         if total != values:
             return f"{values} of the {total} values announced for {name} arrived"
     return None
 
 
-async def _session(url: str, realm: str, user: str, secret: str, node: str, calls: int,
-                   span: tuple[float, float], hour_field: str, offset: int,
-                   latencies: dict, errors: list, start_gate: asyncio.Event,
-                   mix: tuple[str, ...] = MIX, transport: str = "websocket") -> None:
+async def _session(
+    url: str,
+    realm: str,
+    user: str,
+    secret: str,
+    node: str,
+    calls: int,
+    span: tuple[float, float],
+    hour_field: str,
+    offset: int,
+    latencies: dict,
+    errors: list,
+    start_gate: asyncio.Event,
+    mix: tuple[str, ...] = MIX,
+    transport: str = "websocket",
+) -> None:
     from autobahn.asyncio.component import Component
     from autobahn.wamp.types import CallOptions
 
@@ -70,13 +85,22 @@ async def _session(url: str, realm: str, user: str, secret: str, node: str, call
     t0, t1 = span
     if transport == "rawsocket":
         host, port = url.split("//", 1)[1].split("/", 1)[0].rsplit(":", 1)
-        config = {"type": "rawsocket", "url": f"rs://{host}:{port}", "serializer": "msgpack",
-                  "max_retries": 0, "options": {"max_message_payload_size": 16 * 2**20}}
+        config = {
+            "type": "rawsocket",
+            "url": f"rs://{host}:{port}",
+            "serializer": "msgpack",
+            "max_retries": 0,
+            "options": {"max_message_payload_size": 16 * 2**20},
+        }
     else:
-        config = {"type": "websocket", "url": url, "serializers": ["msgpack"], "max_retries": 0,
-                  "options": {"max_message_payload_size": 64 * 2**20}}
-    comp = Component(transports=[config], realm=realm,
-                     authentication={"wampcra": {"authid": user, "secret": secret}})
+        config = {
+            "type": "websocket",
+            "url": url,
+            "serializers": ["msgpack"],
+            "max_retries": 0,
+            "options": {"max_message_payload_size": 64 * 2**20},
+        }
+    comp = Component(transports=[config], realm=realm, authentication={"wampcra": {"authid": user, "secret": secret}})
 
     @comp.on_join
     async def joined(session, details):
@@ -87,14 +111,25 @@ async def _session(url: str, realm: str, user: str, secret: str, node: str, call
             t = time.perf_counter()
             try:
                 if kind == "downsampled":
-                    reply = await session.call(f"{base}.get_data", ["stage_temp"], t0, t1,
-                                               (t1 - t0) / 2000, encoding="binary",
-                                               max_message_bytes=64 * 2**20)
+                    reply = await session.call(
+                        f"{base}.get_data",
+                        ["stage_temp"],
+                        t0,
+                        t1,
+                        (t1 - t0) / 2000,
+                        encoding="binary",
+                        max_message_bytes=64 * 2**20,
+                    )
                 elif kind == "hour":
                     reply = await session.call(
-                        f"{base}.get_data", [hour_field], t1 - 3600, t1, encoding="binary",
+                        f"{base}.get_data",
+                        [hour_field],
+                        t1 - 3600,
+                        t1,
+                        encoding="binary",
                         max_message_bytes=64 * 2**20,
-                        options=CallOptions(on_progress=lambda part: parts.append(part)))
+                        options=CallOptions(on_progress=lambda part: parts.append(part)),
+                    )
                 else:
                     reply = await session.call(f"{base}.get_fields", t1 - 86400, t1)
                 latencies[kind].append(time.perf_counter() - t)
@@ -123,9 +158,17 @@ async def _loop_lag(lags: list, stop: asyncio.Event, period: float = 0.005) -> N
         lags.append(loop.time() - t - period)
 
 
-def run_load(url: str, home: str, node: str, sessions: int, calls: int,
-             span: tuple[float, float], hour_field: str = "az",
-             mix: tuple[str, ...] = MIX, transport: str = "websocket") -> dict:
+def run_load(
+    url: str,
+    home: str,
+    node: str,
+    sessions: int,
+    calls: int,
+    span: tuple[float, float],
+    hour_field: str = "az",
+    mix: tuple[str, ...] = MIX,
+    transport: str = "websocket",
+) -> dict:
     """Run the load; return latencies per kind (seconds), errors and wall time.
 
     ``transport`` is ``"websocket"`` (as the web bridge and JSON clients
@@ -143,10 +186,27 @@ def run_load(url: str, home: str, node: str, sessions: int, calls: int,
 
     async def main():
         gate, stop = asyncio.Event(), asyncio.Event()
-        tasks = [asyncio.ensure_future(_session(url, settings.realm, creds["authid"],
-                                                creds["secret"], node, calls, span, hour_field,
-                                                i, latencies, errors, gate, mix, transport))
-                 for i in range(sessions)]
+        tasks = [
+            asyncio.ensure_future(
+                _session(
+                    url,
+                    settings.realm,
+                    creds["authid"],
+                    creds["secret"],
+                    node,
+                    calls,
+                    span,
+                    hour_field,
+                    i,
+                    latencies,
+                    errors,
+                    gate,
+                    mix,
+                    transport,
+                )
+            )
+            for i in range(sessions)
+        ]
         await asyncio.sleep(0.5)
         t = time.perf_counter()
         gate.set()
@@ -160,10 +220,15 @@ def run_load(url: str, home: str, node: str, sessions: int, calls: int,
 
     wall = asyncio.run(main())
     every = [x for v in latencies.values() for x in v]
-    return {"latencies": latencies, "errors": errors, "wall": wall, "calls": len(every),
-            "p50": float(np.percentile(every, 50)) if every else None,
-            "p99": float(np.percentile(every, 99)) if every else None,
-            "loop_lag_p99": float(np.percentile(lags, 99)) if lags else None}
+    return {
+        "latencies": latencies,
+        "errors": errors,
+        "wall": wall,
+        "calls": len(every),
+        "p50": float(np.percentile(every, 50)) if every else None,
+        "p99": float(np.percentile(every, 99)) if every else None,
+        "loop_lag_p99": float(np.percentile(lags, 99)) if lags else None,
+    }
 
 
 def summary(r: dict) -> str:
@@ -171,11 +236,15 @@ def summary(r: dict) -> str:
     lines = []
     for kind, v in r["latencies"].items():
         if v:
-            lines.append(f"  {kind:12s} n={len(v):5d} p50={np.percentile(v, 50) * 1e3:7.1f} ms "
-                         f"p99={np.percentile(v, 99) * 1e3:7.1f} ms")
-    lines.append(f"  all          n={r['calls']:5d} p50={(r['p50'] or 0) * 1e3:7.1f} ms "
-                 f"p99={(r['p99'] or 0) * 1e3:7.1f} ms; errors {len(r['errors'])}; "
-                 f"{r['calls'] / r['wall']:.0f} calls/s over {r['wall']:.1f} s")
+            lines.append(
+                f"  {kind:12s} n={len(v):5d} p50={np.percentile(v, 50) * 1e3:7.1f} ms "
+                f"p99={np.percentile(v, 99) * 1e3:7.1f} ms"
+            )
+    lines.append(
+        f"  all          n={r['calls']:5d} p50={(r['p50'] or 0) * 1e3:7.1f} ms "
+        f"p99={(r['p99'] or 0) * 1e3:7.1f} ms; errors {len(r['errors'])}; "
+        f"{r['calls'] / r['wall']:.0f} calls/s over {r['wall']:.1f} s"
+    )
     if r.get("loop_lag_p99") is not None:
         lines.append(f"  load generator's own loop late by p99 {r['loop_lag_p99'] * 1e3:.1f} ms")
     return "\n".join(lines)

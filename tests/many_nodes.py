@@ -25,8 +25,7 @@ class SmallCore(DataCore):
     def __init__(self, name: str, special: bool) -> None:
         self.name = name
         self.description = f"test node {name}"
-        specs = {"temp": FieldSpec("number", "K", "a temperature"),
-                 "volts": FieldSpec("number", "V", "a voltage")}
+        specs = {"temp": FieldSpec("number", "K", "a temperature"), "volts": FieldSpec("number", "V", "a voltage")}
         if special:
             specs["bolometer_bias"] = FieldSpec("number", "uV", "bias of the bolometers")
         self.buffer = RingBuffer(120, specs)
@@ -38,11 +37,11 @@ class SmallCore(DataCore):
         """Fields with samples in ``[start, end)``."""
         return query_fields({"tl": self.buffer.snapshot()}, start, end)
 
-    def get_data(self, fields, start, end, min_stride=None, method="mean", *,
-                 streaming=False):
+    def get_data(self, fields, start, end, min_stride=None, method="mean", *, streaming=False):
         """Samples in ``[start, end)``."""
-        return query_data({"tl": self.buffer.snapshot()}, fields, start, end, min_stride,
-                          method, self.limit(streaming), live=True)
+        return query_data(
+            {"tl": self.buffer.snapshot()}, fields, start, end, min_stride, method, self.limit(streaming), live=True
+        )
 
 
 def main() -> None:
@@ -53,8 +52,7 @@ def main() -> None:
     prefix, count = sys.argv[1], int(sys.argv[2])
     special = int(sys.argv[3]) if len(sys.argv) > 3 else 7
     settings = load_settings("server")
-    run_nodes([NodeService(SmallCore(f"{prefix}{i:03d}", i == special), settings)
-               for i in range(count)], "warn")
+    run_nodes([NodeService(SmallCore(f"{prefix}{i:03d}", i == special), settings) for i in range(count)], "warn")
 
 
 if __name__ == "__main__":

@@ -32,8 +32,7 @@ def main(name: str, seconds: float) -> int:
                             samples = len(r.data["az"])
                         except ClientError:
                             pass
-                    print(json.dumps({"t": time.time(), "listed": listed, "samples": samples}),
-                          flush=True)
+                    print(json.dumps({"t": time.time(), "listed": listed, "samples": samples}), flush=True)
                     time.sleep(0.1)
         except ClientError as exc:
             print(json.dumps({"t": time.time(), "error": str(exc)[:200]}), flush=True)

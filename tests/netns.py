@@ -39,9 +39,11 @@ def available() -> str | None:
     if out.returncode != 0:
         return out.stderr.strip() or "ip netns add failed"
     try:
-        for argv in (("link", "add", "br0", "type", "bridge"),
-                     ("link", "add", "v0", "type", "veth", "peer", "name", "v1"),
-                     ("link", "set", "v1", "master", "br0")):
+        for argv in (
+            ("link", "add", "br0", "type", "bridge"),
+            ("link", "add", "v0", "type", "veth", "peer", "name", "v1"),
+            ("link", "set", "v1", "master", "br0"),
+        ):
             out = run("ip", "-n", name, *argv, check=False)
             if out.returncode != 0:
                 return out.stderr.strip() or f"ip {' '.join(argv)} failed"
@@ -102,8 +104,7 @@ class Hosts:
                 run("ip", "netns", "add", ns)
                 self.made.append(ns)
                 inner, outer = self.iface(role), f"p{os.getpid() % 100000}{i}"
-                run("ip", "-n", ns, "link", "add", inner, "type", "veth", "peer", "name", outer,
-                    "netns", self.switch)
+                run("ip", "-n", ns, "link", "add", inner, "type", "veth", "peer", "name", outer, "netns", self.switch)
                 run(*sw, "link", "set", outer, "master", "br0")
                 run(*sw, "link", "set", outer, "up")
                 run("ip", "-n", ns, "addr", "add", f"{self.ip(role)}/24", "dev", inner)
@@ -118,8 +119,17 @@ class Hosts:
         """Take ``role``'s network link down or bring it up again."""
         run("ip", "-n", self.ns(role), "link", "set", self.iface(role), "up" if up else "down")
         if up:  # the address's route comes back with the link; make sure
-            run("ip", "-n", self.ns(role), "route", "replace", f"{self.SUBNET}.0/24", "dev",
-                self.iface(role), check=False)
+            run(
+                "ip",
+                "-n",
+                self.ns(role),
+                "route",
+                "replace",
+                f"{self.SUBNET}.0/24",
+                "dev",
+                self.iface(role),
+                check=False,
+            )
 
     def argv(self, role: str, *argv: str) -> list[str]:
         """``argv`` run inside ``role``'s namespace."""

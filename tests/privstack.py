@@ -15,8 +15,15 @@ from pathlib import Path
 
 from conftest import Proc, free_port, wait_port
 
-ENV_DROP = ("SISOCK_USER", "SISOCK_SECRET", "WAMP_USER", "WAMP_SECRET", "SISOCK_TLS_CA",
-            "SISOCK_REALM", "SISOCK_BASE_URI")
+ENV_DROP = (
+    "SISOCK_USER",
+    "SISOCK_SECRET",
+    "WAMP_USER",
+    "WAMP_SECRET",
+    "SISOCK_TLS_CA",
+    "SISOCK_REALM",
+    "SISOCK_BASE_URI",
+)
 
 
 class PrivateStack:

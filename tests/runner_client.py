@@ -16,8 +16,7 @@ import sisock  # noqa: F401  (keeps autobahn's broken optional bjdata import qui
 from autobahn.twisted.wamp import ApplicationRunner, ApplicationSession
 from autobahn.wamp import auth
 from autobahn.wamp.exception import ApplicationError
-from autobahn.wamp.serializer import (CBORSerializer, JsonSerializer,
-                                      MsgPackSerializer)
+from autobahn.wamp.serializer import CBORSerializer, JsonSerializer, MsgPackSerializer
 from autobahn.wamp.types import CallOptions
 
 from sisock.site.settings import load_settings
@@ -31,8 +30,10 @@ def summary(value, parts):
     """Sizes of what arrived: arrays per field and timeline, parts received."""
     if not isinstance(value, dict):
         return {"value": value, "parts": parts}
-    data = {k: (len(v) if isinstance(v, list) else v.get("total", len(v.get("data", b""))))
-            for k, v in value.get("data", {}).items()}
+    data = {
+        k: (len(v) if isinstance(v, list) else v.get("total", len(v.get("data", b""))))
+        for k, v in value.get("data", {}).items()
+    }
     return {"data": data, "timelines": sorted(value.get("timeline", {})), "parts": parts}
 
 
@@ -55,8 +56,7 @@ class Session(ApplicationSession):
                 r = await self.call(c["uri"], *c.get("args", []), **kwargs)
                 print(json.dumps({"ok": summary(r, len(parts) + 1)}), flush=True)
             except ApplicationError as exc:
-                print(json.dumps({"error": exc.error, "message": str(exc.args[0] if exc.args
-                                                                      else exc)}), flush=True)
+                print(json.dumps({"error": exc.error, "message": str(exc.args[0] if exc.args else exc)}), flush=True)
         print(json.dumps({"alive": self.is_attached()}), flush=True)
         self.leave()
 

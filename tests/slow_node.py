@@ -29,8 +29,10 @@ class SlowNode:
 
     def get_fields(self, start, end):
         """One field on one timeline."""
-        return ({"x": {"description": "x", "timeline": "tl", "type": "number", "units": None}},
-                {"tl": {"interval": 1.0, "field": ["x"]}})
+        return (
+            {"x": {"description": "x", "timeline": "tl", "type": "number", "units": None}},
+            {"tl": {"interval": 1.0, "field": ["x"]}},
+        )
 
     def get_data(self, fields, start, end, min_stride=None, method="mean", *, streaming=False):
         """Announce the call on standard output, sleep, then return three samples."""
@@ -41,8 +43,10 @@ class SlowNode:
             out.flush()
         time.sleep(SLOW_SECONDS)
         t = np.array([start, start + 1.0, start + 2.0])
-        return {"data": {f: np.arange(3.0) for f in fields if f == "x"},
-                "timeline": {"tl": {"t": t, "finalized_until": None}}}
+        return {
+            "data": {f: np.arange(3.0) for f in fields if f == "x"},
+            "timeline": {"tl": {"t": t, "finalized_until": None}},
+        }
 
 
 if __name__ == "__main__":

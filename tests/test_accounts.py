@@ -17,20 +17,22 @@ def test_add_list_remove(tmp_path):
     assert len(secret) >= 24
     assert accounts.read(tmp_path) == {"archive-host": {"role": "server", "secret": secret}}
     assert stat.S_IMODE(accounts.path(tmp_path).stat().st_mode) == 0o600
-    assert accounts.wampcra_users(tmp_path) == {
-        "archive-host": {"secret": secret, "role": "server"}}
+    assert accounts.wampcra_users(tmp_path) == {"archive-host": {"secret": secret, "role": "server"}}
     assert accounts.remove(tmp_path, "archive-host")
     assert not accounts.remove(tmp_path, "archive-host")
     assert accounts.read(tmp_path) == {}
 
 
-@pytest.mark.parametrize("authid, role, message", [
-    ("hub", "server", "reserved"),
-    ("a.b", "server", "letters, digits"),
-    ("", "server", "letters, digits"),
-    ("x" * 65, "server", "1-64"),
-    ("ok", "admin", "--role must be one of"),
-])
+@pytest.mark.parametrize(
+    "authid, role, message",
+    [
+        ("hub", "server", "reserved"),
+        ("a.b", "server", "letters, digits"),
+        ("", "server", "letters, digits"),
+        ("x" * 65, "server", "1-64"),
+        ("ok", "admin", "--role must be one of"),
+    ],
+)
 def test_add_refuses_bad_input(tmp_path, authid, role, message):
     """Bad names, reserved names and unknown roles are refused, naming the argument."""
     with pytest.raises(ValueError, match=message):
@@ -78,8 +80,7 @@ def test_cli_add_prints_env_lines(tmp_path, capsys):
     """`sisock credentials add` prints SISOCK_USER/SISOCK_SECRET; list shows no secret."""
     from sisock.cli.main import main
 
-    assert main(["credentials", "add", "node-b", "--role", "consumer", "--home",
-                 str(tmp_path)]) == 0
+    assert main(["credentials", "add", "node-b", "--role", "consumer", "--home", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     lines = dict(line.split("=", 1) for line in out.split())
     assert lines["SISOCK_USER"] == "node-b"
@@ -87,17 +88,25 @@ def test_cli_add_prints_env_lines(tmp_path, capsys):
     assert main(["credentials", "list", "--home", str(tmp_path)]) == 0
     listing = capsys.readouterr().out
     assert listing.strip() == "node-b\tconsumer" and lines["SISOCK_SECRET"] not in listing
-    assert main(["credentials", "add", "node-b", "--role", "server", "--home",
-                 str(tmp_path)]) == 2
+    assert main(["credentials", "add", "node-b", "--role", "server", "--home", str(tmp_path)]) == 2
 
 
 def test_issued_accounts_reach_every_transport(tmp_path):
     """A universal transport (WebSocket and RawSocket inside) gets the accounts in both."""
     secret = accounts.add(tmp_path, "node-c", "server")
-    config = {"workers": [{"transports": [{
-        "type": "universal",
-        "websocket": {"/ws": {"type": "websocket", "auth": {"wampcra": {"users": {}}}}},
-        "rawsocket": {"type": "rawsocket", "auth": {"wampcra": {"users": {"hub": {}}}}}}]}]}
+    config = {
+        "workers": [
+            {
+                "transports": [
+                    {
+                        "type": "universal",
+                        "websocket": {"/ws": {"type": "websocket", "auth": {"wampcra": {"users": {}}}}},
+                        "rawsocket": {"type": "rawsocket", "auth": {"wampcra": {"users": {"hub": {}}}}},
+                    }
+                ]
+            }
+        ]
+    }
     accounts.add_wampcra_users(config, tmp_path)
     universal = config["workers"][0]["transports"][0]
     for t in (universal["websocket"]["/ws"], universal["rawsocket"]):

@@ -34,8 +34,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def write_simple(d, n=100, dt=1.0, t0=T0, **kw):
     """Write one timeline 'a' with n samples; return (t, values)."""
     t = t0 + np.arange(n) * dt
-    vals = {"temp": np.sin(np.arange(n) / 7.0), "ok": np.arange(n) % 3 == 0,
-            "state": np.array([f"s{i % 4}" for i in range(n)])}
+    vals = {
+        "temp": np.sin(np.arange(n) / 7.0),
+        "ok": np.arange(n) % 3 == 0,
+        "state": np.array([f"s{i % 4}" for i in range(n)]),
+    }
     with ArchiveWriter(d, **kw) as w:
         w.define_timeline("a", SPECS)
         w.append("a", t, vals)
@@ -152,7 +155,7 @@ def test_rotation_by_size(tmp_path):
     with ArchiveWriter(tmp_path, rotate_bytes=300_000, flush_interval=0.0) as w:
         w.define_timeline("a", {"x": FieldSpec()})
         for i in range(0, t.size, 20_000):
-            w.append("a", t[i:i + 20_000], {"x": np.arange(i, i + 20_000, dtype=float)})
+            w.append("a", t[i : i + 20_000], {"x": np.arange(i, i + 20_000, dtype=float)})
     names = archive_files(tmp_path)
     assert len(names) >= 4
     assert all(os.path.getsize(tmp_path / n) < 300_000 + 2 * 20_000 * 16 + 200_000 for n in names)
@@ -218,8 +221,9 @@ def _start_writer(d, fi=0.2):
     subprocess.Popen
         The writer process (appending 'live' samples until killed).
     """
-    p = subprocess.Popen([PY, "-c", WRITER_SCRIPT.format(root=ROOT, d=str(d), fi=fi, rotate=1e9)],
-                         stdout=subprocess.PIPE, text=True)
+    p = subprocess.Popen(
+        [PY, "-c", WRITER_SCRIPT.format(root=ROOT, d=str(d), fi=fi, rotate=1e9)], stdout=subprocess.PIPE, text=True
+    )
     assert p.stdout.readline().strip() == "ready"
     return p
 
@@ -335,8 +339,11 @@ def test_query_touches_only_overlapping_files(tmp_path):
     r.timelines()
     spans = {s: (f.timelines["a"].t_first, f.timelines["a"].t_last) for s, f in r.files.refresh().by_seq.items()}
     assert len(spans) >= 10
-    for a, b, kw in ((T0 + 1300, T0 + 2500, {}), (T0 + 2000, T0 + 4000, {"min_stride": 300.0}),
-                     (T0 + 10, T0 + 50, {"min_stride": 1.0})):
+    for a, b, kw in (
+        (T0 + 1300, T0 + 2500, {}),
+        (T0 + 2000, T0 + 4000, {"min_stride": 300.0}),
+        (T0 + 10, T0 + 50, {"min_stride": 1.0}),
+    ):
         r.read(["x"], a, b, **kw)
         over = {s for s, (f0, f1) in spans.items() if f0 < b and f1 >= a}
         assert r.last_files_read and r.last_files_read <= over, (r.last_files_read, over)

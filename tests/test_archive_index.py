@@ -46,7 +46,7 @@ def month(tmp_path_factory):
     with ArchiveWriter(d, rotate_seconds=3600, flush_interval=1e9) as w:
         w.define_timeline("tl", {"x": FieldSpec("number", "K", "a month of samples")})
         for i in range(0, t.size, per_day):
-            w.append("tl", t[i:i + per_day], {"x": y[i:i + per_day]})
+            w.append("tl", t[i : i + per_day], {"x": y[i : i + per_day]})
             w.flush()
     return d
 
@@ -94,8 +94,7 @@ def test_restart_does_no_per_file_work(month, opens):
         np.testing.assert_allclose(got.data["x"], ref["x"], rtol=1e-9, atol=1e-12)
     assert len(set(opens)) <= 2, sorted(set(opens))
     field, timeline = node.get_fields(start, end)
-    assert field["x"] == {"description": "a month of samples", "timeline": "tl",
-                          "type": "number", "units": "K"}
+    assert field["x"] == {"description": "a month of samples", "timeline": "tl", "type": "number", "units": "K"}
     assert timeline["tl"]["interval"] == pytest.approx(STEP)
     assert len(set(opens)) <= 2, sorted(set(opens))
 
@@ -242,14 +241,15 @@ def test_torn_index_record_is_cut(tmp_path):
     assert r2.files.from_index == len(archive_files(tmp_path))
 
 
-
-
 @pytest.mark.integration  # starts a writer process
 def test_reader_follows_writer_and_its_index(tmp_path):
     """Beside a writer process rotating files fast, a reader's answers stay whole and
     ordered, and closed files come to be described by the index."""
-    p = subprocess.Popen([PY, "-c", WRITER_SCRIPT.format(root=ROOT, d=str(tmp_path), fi=0.02, rotate=0.25)],
-                         stdout=subprocess.PIPE, text=True)
+    p = subprocess.Popen(
+        [PY, "-c", WRITER_SCRIPT.format(root=ROOT, d=str(tmp_path), fi=0.02, rotate=0.25)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert p.stdout.readline().strip() == "ready"
         with ArchiveReader(tmp_path) as r:
@@ -293,8 +293,11 @@ def test_get_fields_not_blocked_by_a_long_read(tmp_path, monkeypatch):
     try:
         assert entered.wait(30)
         answers = []
-        other = threading.Thread(target=lambda: answers.append(
-            (node.get_fields(T0 + 100.5, T0 + 7000.5), node.get_data(["x"], T0 + 10, T0 + 50))))
+        other = threading.Thread(
+            target=lambda: answers.append(
+                (node.get_fields(T0 + 100.5, T0 + 7000.5), node.get_data(["x"], T0 + 10, T0 + 50))
+            )
+        )
         other.start()
         other.join(60)
         assert not other.is_alive(), "get_fields waited for another caller's read"
@@ -309,8 +312,7 @@ def test_get_fields_not_blocked_by_a_long_read(tmp_path, monkeypatch):
 @pytest.mark.integration  # runs `python -m sisock` in a child process
 def test_reindex_command_help():
     """``sisock archive reindex --help`` documents the command."""
-    out = subprocess.run([PY, "-m", "sisock", "archive", "reindex", "--help"],
-                         capture_output=True, text=True, cwd=ROOT)
+    out = subprocess.run([PY, "-m", "sisock", "archive", "reindex", "--help"], capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0 and "usage: sisock archive reindex" in out.stdout, out.stderr
     assert "DIR" in out.stdout
 

@@ -26,8 +26,7 @@ def archive(tmp_path_factory):
 @pytest.fixture(scope="module")
 def archive_node(stack, archive):
     """An archive node (one-message limit 100 000 values) for this module."""
-    p = stack.start("hdf5", "serve", "hdf5", "--name", "arch", "--archive", str(archive),
-                    "--max-samples", "100000")
+    p = stack.start("hdf5", "serve", "hdf5", "--name", "arch", "--archive", str(archive), "--max-samples", "100000")
     with connect() as c:
         wait_for(lambda: "arch" in listed(c), 20, "archive node never listed:\n" + p.log())
     yield "arch"
@@ -63,15 +62,13 @@ def data_end(archive, timeline: str, field: str) -> float:
         Time of the last sample (Unix seconds).
     """
     with ArchiveReader(archive) as r:
-        return float(r.read([field], time.time() - 4 * 3600, 4e9)
-                     ["timeline"][timeline]["t"][-1])
+        return float(r.read([field], time.time() - 4 * 3600, 4e9)["timeline"][timeline]["t"][-1])
 
 
 def test_dtypes_numbers_strings_bools(archive_node, archive, client):
     """Numbers arrive as float64, bools as bool, strings as str objects, all aligned."""
     end = data_end(archive, "cryo", "stage_temp") + 1  # anchored: the test may run much later
-    r = client.get_data(archive_node, ["stage_temp", "compressor_on", "cryo_state"],
-                        end - 600, end)
+    r = client.get_data(archive_node, ["stage_temp", "compressor_on", "cryo_state"], end - 600, end)
     t = r.timelines["cryo"].t
     assert 590 <= len(t) <= 601
     assert r.data["stage_temp"].dtype == np.float64
@@ -95,8 +92,7 @@ def test_json_lists_match_binary(archive_node, stack):
     assert isinstance(lj["data"]["humidity"], list)
     as_float = np.array([np.nan if v is None else v for v in lj["data"]["humidity"]])
     np.testing.assert_array_equal(as_float, rb.data["humidity"])
-    np.testing.assert_array_equal(np.array(lj["timeline"]["weather"]["t"]),
-                                  rb.timelines["weather"].t)
+    np.testing.assert_array_equal(np.array(lj["timeline"]["weather"]["t"]), rb.timelines["weather"].t)
 
 
 @pytest.mark.parametrize("method", ["mean", "min", "max", "first", "last", "minmax"])
@@ -127,8 +123,7 @@ def test_too_much_data_names_limit(archive_node, client):
     with pytest.raises(RemoteError) as err:
         client.call("consumer.arch.get_data", ["az", "el"], -1800, 0)
     assert err.value.uri == "org.simonsobservatory.error.too_much_data"
-    assert "100000" in err.value.message.replace(",", "").replace(" ", "") or \
-        "100 000" in err.value.message
+    assert "100000" in err.value.message.replace(",", "").replace(" ", "") or "100 000" in err.value.message
     assert "min_stride" in err.value.message
     r = client.get_data(archive_node, ["az"], -1800, 0, min_stride=1.0)  # still serving
     assert len(r.data["az"]) > 1000
@@ -140,8 +135,7 @@ def test_too_much_data_carries_min_stride_and_limit(archive_node, client):
     with pytest.raises(TooMuchDataError) as err:
         client.get_data(archive_node, ["az", "el"], -1800, 0, stream=False)
     assert err.value.limit == 100000 and err.value.min_stride > 0
-    r = client.get_data(archive_node, ["az", "el"], -1800, 0, min_stride=err.value.min_stride,
-                        stream=False)
+    r = client.get_data(archive_node, ["az", "el"], -1800, 0, min_stride=err.value.min_stride, stream=False)
     assert 0 < len(r.data["az"]) + len(r.data["el"]) <= 100000
 
 
@@ -155,6 +149,7 @@ def test_client_errors(archive_node, stack):
         with pytest.raises(RemoteError, match="'method'"):
             c.get_data(archive_node, ["az"], -10, 0, min_stride=1, method="median")
     from conftest import free_port
+
     t0 = time.monotonic()
     with pytest.raises(ClientError) as err:
         connect(f"ws://127.0.0.1:{free_port()}/ws", timeout=60)
@@ -173,7 +168,10 @@ def test_to_xarray_and_lazy_pandas(archive_node, client):
     ds = r.to_xarray()
     assert ds["az"].dims == ("t_fast",) and ds["outside_temp"].dims == ("t_weather",)
     np.testing.assert_array_equal(ds["t_fast"].values, r.timelines["fast"].t)
-    out = subprocess.run([sys.executable, "-c", "import sys, sisock.client; "
-                          "print('pandas' in sys.modules, 'xarray' in sys.modules)"],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", "import sys, sisock.client; print('pandas' in sys.modules, 'xarray' in sys.modules)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert out.stdout.split() == ["False", "False"]

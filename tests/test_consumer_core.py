@@ -47,8 +47,11 @@ def test_parts_reassemble_a_streamed_answer():
     result.add("tl", t, {"x": t * 2, "flag": t % 3 == 0})
     reply = result.to_wire("binary")
     parts = Parts()
-    chunks = list(wire.chunk_reply({"data": result.data, "timeline": {
-        "tl": {"t": t, "finalized_until": None}}}, chunk_bytes=64 * 1024))
+    chunks = list(
+        wire.chunk_reply(
+            {"data": result.data, "timeline": {"tl": {"t": t, "finalized_until": None}}}, chunk_bytes=64 * 1024
+        )
+    )
     assert len(chunks) > 3
     for part in chunks[:-1]:
         parts.add(part)
@@ -65,8 +68,7 @@ def test_parts_reassemble_a_streamed_answer():
 def test_remote_errors_are_typed_with_details():
     """A node's error becomes a typed error; ``min_stride`` and ``limit`` come from the
     error's keyword arguments (or, from nodes that predate them, from the message)."""
-    err = remote_error(BASE, f"{BASE}.error.too_much_data", ["too many"],
-                       {"min_stride": 2.5, "limit": 1000})
+    err = remote_error(BASE, f"{BASE}.error.too_much_data", ["too many"], {"min_stride": 2.5, "limit": 1000})
     assert isinstance(err, TooMuchData) and err.details == {"min_stride": 2.5, "limit": 1000}
     older = remote_error(BASE, f"{BASE}.error.too_much_data", ["pass min_stride >= 0.25 s"])
     assert older.details == {"min_stride": 0.25}

@@ -33,8 +33,7 @@ class FakeStack:
 def test_a_node_that_stops_leaves_the_rest_running(tmp_path, capsys):
     """A node exiting is reported once and the demo goes on; the web bridge exiting
     stops it."""
-    stack = FakeStack({"router": FakeProc(None), "hub": FakeProc(None),
-                       "sensors": FakeProc(1), "web": FakeProc(5)})
+    stack = FakeStack({"router": FakeProc(None), "hub": FakeProc(None), "sensors": FakeProc(1), "web": FakeProc(5)})
     assert demo.supervise(stack, tmp_path, poll=0) == 1
     out = capsys.readouterr().out
     assert out.count("sensors exited") == 1 and "the rest keeps running" in out

@@ -68,8 +68,7 @@ def test_compose_services_commands_ports_and_volumes(compose):
     verbs = {tuple(c[1:3]) if c[1] in ("serve", "sim") else (c[1],) for c in commands.values()}
     from sisock.cli.serve import SERVERS
 
-    expected = {("router",), ("hub",), ("web",), ("sim", "modbus")} | {
-        ("serve", s) for s in SERVERS}
+    expected = {("router",), ("hub",), ("web",), ("sim", "modbus")} | {("serve", s) for s in SERVERS}
     assert verbs == expected, verbs ^ expected
     for name, argv in commands.items():
         parse(argv)
@@ -102,8 +101,9 @@ def test_compose_modbus_matches_the_simulator(compose):
     sim = compose["services"]["modbus-sim"]["command"]
     port = int(sim[sim.index("--port") + 1])
     assert port == DEFAULT_PORT
-    assert (REPO / "deploy" / "modbus.toml").read_text() == example_config(port, "modbus-sim"), \
+    assert (REPO / "deploy" / "modbus.toml").read_text() == example_config(port, "modbus-sim"), (
         "regenerate deploy/modbus.toml from servers/modbus/example.toml"
+    )
     load_config(REPO / "deploy" / "modbus.toml")
     modbus = compose["services"]["modbus"]["command"]
     archive = compose["services"]["archive"]["command"]
@@ -117,9 +117,13 @@ def units() -> list[Path]:
 
 def test_systemd_units_parse_and_run_real_commands():
     """Each unit has its sections, runs the venv's sisock with arguments the parser accepts."""
-    assert {u.name for u in units()} >= {"sisock-router.service", "sisock-hub.service",
-                                         "sisock-hdf5@.service", "sisock-modbus@.service",
-                                         "sisock-web.service"}
+    assert {u.name for u in units()} >= {
+        "sisock-router.service",
+        "sisock-hub.service",
+        "sisock-hdf5@.service",
+        "sisock-modbus@.service",
+        "sisock-web.service",
+    }
     guide = (REPO / "docs" / "deployment.md").read_text()
     for unit in units():
         text = unit.read_text()

@@ -32,7 +32,7 @@ class _Connection:
 
     sent: list[bytes] = []
 
-    def sendString(self, string: bytes) -> None:  # noqa: N802 - Twisted's name
+    def sendString(self, string: bytes) -> None:
         type(self).sent.append(string)
 
 

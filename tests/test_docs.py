@@ -63,13 +63,23 @@ def test_router_print_config_with_proxies(tmp_path):
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SISOCK_", "WAMP_"))}
     env["SISOCK_HOME"] = str(tmp_path)
-    out = subprocess.run([sys.executable, "-m", "sisock", "router", "--proxies", "2",
-                          "--print-config"], env=env, capture_output=True, text=True, cwd=REPO)
+    out = subprocess.run(
+        [sys.executable, "-m", "sisock", "router", "--proxies", "2", "--print-config"],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
     assert out.returncode == 0, out.stderr
     config = json.loads(Path(out.stdout.strip()).read_text())
     assert [w["type"] for w in config["workers"]] == ["router", "proxy", "proxy"]
-    bad = subprocess.run([sys.executable, "-m", "sisock", "router", "--proxies", "99",
-                          "--print-config"], env=env, capture_output=True, text=True, cwd=REPO)
+    bad = subprocess.run(
+        [sys.executable, "-m", "sisock", "router", "--proxies", "99", "--print-config"],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
     assert bad.returncode != 0 and "--proxies must be between 0 and 64" in bad.stderr
 
 

@@ -18,9 +18,16 @@ pytestmark = pytest.mark.unit
 
 def _result() -> Result:
     r = Result(data={"missing": np.empty(0)})
-    r.add("fast", np.array([1.5, 2.25, 3.0]),
-          {"a": np.array([1.0, np.nan, -np.inf]), "b": np.array([True, False, True]),
-           "i": np.array([1, -2, 3], dtype=np.int16)}, 2.0)
+    r.add(
+        "fast",
+        np.array([1.5, 2.25, 3.0]),
+        {
+            "a": np.array([1.0, np.nan, -np.inf]),
+            "b": np.array([True, False, True]),
+            "i": np.array([1, -2, 3], dtype=np.int16),
+        },
+        2.0,
+    )
     r.add("slow", np.array([1.0, 4.0]), {"s": np.array(["x", "yé"], dtype=object)})
     return r
 
@@ -37,7 +44,7 @@ def _digest(body: bytes) -> str:
 #: sha256 prefixes of each format's bytes for :func:`_result`, as the code before
 #: the registry made them (two JSON encoders, two binary encoders in two modules).
 BEFORE = {
-    "lists": "39f9d32f01ffdf7f",    # WAMP reply, msgpack-serialized
+    "lists": "39f9d32f01ffdf7f",  # WAMP reply, msgpack-serialized
     "ndarray": "e17db12b14acfb94",  # WAMP binary reply, msgpack-serialized
     "json": "36fb424f7f450bf2",
     "csv": "92d1156818a9ed5a",
@@ -51,8 +58,7 @@ def test_every_format_keeps_its_bytes():
     got = {
         "lists": _digest(msgpack.packb(r.to_wire(None))),
         "ndarray": _digest(msgpack.packb(r.to_wire("binary"))),
-        "json": _digest(json.dumps(encoders.encode(encoders.JSON, r, q),
-                                   separators=(",", ":")).encode()),
+        "json": _digest(json.dumps(encoders.encode(encoders.JSON, r, q), separators=(",", ":")).encode()),
         "csv": _digest(encoders.encode(encoders.CSV, r, q).encode()),
         "frame": _digest(encoders.encode(encoders.FRAME, r, q)),
     }

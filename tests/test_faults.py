@@ -34,9 +34,15 @@ def test_router_kill9_five_times(tmp_path):
     generous (busy machine), the tight target lives in the benchmark.
     """
     f = router_restarts(tmp_path, restarts=5, limit=60)
-    print("\nrouter kill -9 x5: boot", [f"{x:.1f}" for x in f["router_boot"]],
-          "s; all nodes serving again", [f"{x:.2f}" for x in f["rejoin"]],
-          "s; live resumed", [f"{x:.2f}" for x in f["live"]], "s after the router accepted")
+    print(
+        "\nrouter kill -9 x5: boot",
+        [f"{x:.1f}" for x in f["router_boot"]],
+        "s; all nodes serving again",
+        [f"{x:.2f}" for x in f["rejoin"]],
+        "s; live resumed",
+        [f"{x:.2f}" for x in f["live"]],
+        "s after the router accepted",
+    )
     assert len(f["rejoin"]) == 5 and len(f["live"]) == 5
     assert f["processes_alive"], f["logs"]
     for waited in f["waited_call"]:
@@ -47,8 +53,7 @@ def test_router_kill9_five_times(tmp_path):
 
 def test_slow_node_blocks_nothing(stack, procs, client):
     """A get_data that takes 30 s blocks neither other nodes, nor the hub, nor its get_fields."""
-    slow = procs("slow", sys.executable, str(REPO / "tests" / "slow_node.py"), "slow_f",
-                 module=None)
+    slow = procs("slow", sys.executable, str(REPO / "tests" / "slow_node.py"), "slow_f", module=None)
     procs("wx", "serve", "weather", "--name", "wx_slowtest")
     wait_for(lambda: {"slow_f", "wx_slowtest"} <= listed(client), 30, "nodes never listed")
     slow_done = threading.Event()
@@ -63,8 +68,11 @@ def test_slow_node_blocks_nothing(stack, procs, client):
 
     threading.Thread(target=slow_call, daemon=True).start()
     # the slow call is running inside the node (not lost, not refused, not queued)
-    wait_for(lambda: STARTED in slow.log() or slow_done.is_set(), 30,
-             "the slow get_data never reached the node:\n" + slow.log())
+    wait_for(
+        lambda: STARTED in slow.log() or slow_done.is_set(),
+        30,
+        "the slow get_data never reached the node:\n" + slow.log(),
+    )
     assert not slow_done.is_set(), "the slow call ended instead of running:\n" + slow.log()
     field, _ = client.fields("slow_f", -10, 0)
     assert "x" in field
@@ -82,8 +90,10 @@ def small_fs(tmp_path):
     """A 24 MiB tmpfs (real ENOSPC conditions); skipped where mounting is not permitted."""
     mnt = tmp_path / "fs"
     if os.geteuid() != 0 or not tmpfs(mnt, 24):
-        pytest.skip("mounting a tmpfs needs root (the sink's low-space path is also "
-                    "covered in-process by test_sink_low_space_injected)")
+        pytest.skip(
+            "mounting a tmpfs needs root (the sink's low-space path is also "
+            "covered in-process by test_sink_low_space_injected)"
+        )
     yield mnt
     umount(mnt)
 
@@ -105,9 +115,9 @@ def test_disk_full_during_modbus_ingest(stack, procs, client, small_fs, tmp_path
     wait_port(port, 20, sim.proc)
     cfg = modbus_config(tmp_path / "n.toml", port, "modbus_full")
     archive = small_fs / "archive"
-    node = procs("modbus", "serve", "modbus", "--config", str(cfg), "--archive", str(archive),
-                 "--min-free-mb", "4")
+    node = procs("modbus", "serve", "modbus", "--config", str(cfg), "--archive", str(archive), "--min-free-mb", "4")
     wait_for(lambda: "modbus_full" in listed(client), 30, "node never listed:\n" + node.log())
+
     def archived(start):
         tl = client.get_data("modbus_full", ["t_inlet"], start, 0).timelines.get("fast")
         return tl.t if tl is not None else np.empty(0)
@@ -115,8 +125,7 @@ def test_disk_full_during_modbus_ingest(stack, procs, client, small_fs, tmp_path
     wait_for(lambda: len(archived(-60)) > 20, 30, "nothing archived")
     before = archived(-600)
     filler = _fill(small_fs, 1 * 2**20)  # below the 4 MiB kept free
-    wait_for(lambda: "archiving is suspended" in node.log(), 30,
-             "no error logged on low space:\n" + node.log())
+    wait_for(lambda: "archiving is suspended" in node.log(), 30, "no error logged on low space:\n" + node.log())
     t_full = time.time()
     live = []
     client.subscribe("modbus_full", live.append)
@@ -125,17 +134,19 @@ def test_disk_full_during_modbus_ingest(stack, procs, client, small_fs, tmp_path
     assert np.isin(before, during).all(), "history must stay readable while full"
     assert node.log().count("archiving is suspended") == 1, "the error is logged once"
     filler.unlink()
-    wait_for(lambda: "archiving again" in node.log(), 30, "archiving did not resume:\n"
-             + node.log())
-    wait_for(lambda: len(archived(t_full)) and archived(t_full)[-1] > time.time() - 5, 30,
-             "no new samples after resuming")
+    wait_for(lambda: "archiving again" in node.log(), 30, "archiving did not resume:\n" + node.log())
+    wait_for(
+        lambda: len(archived(t_full)) and archived(t_full)[-1] > time.time() - 5, 30, "no new samples after resuming"
+    )
     after = archived(-600)
     assert np.isin(before, after).all() and np.isin(during, after).all(), "archived data lost"
     gap = np.diff(after).max()
     files = sorted(p.name for p in archive.glob("*.h5"))
-    print(f"\ndisk full: error logged once, {len(live)} live samples meanwhile, "
-          f"{len(before)} -> {len(after)} archived samples kept, largest gap {gap:.1f} s "
-          f"(not archived while full), files {files}")
+    print(
+        f"\ndisk full: error logged once, {len(live)} live samples meanwhile, "
+        f"{len(before)} -> {len(after)} archived samples kept, largest gap {gap:.1f} s "
+        f"(not archived while full), files {files}"
+    )
     assert len(files) >= 2, "resumed archiving writes a new file"
     assert node.alive()
 
@@ -148,9 +159,13 @@ def test_sink_low_space_injected(tmp_path, monkeypatch):
 
     free = {"bytes": 10**12}
     monkeypatch.setattr(ThreadedArchiveSink, "free_bytes", lambda self: free["bytes"])
-    sink = ThreadedArchiveSink(tmp_path / "a", {"g": {"x": FieldSpec(type="number")}},
-                               flush_interval=0.1, retry_interval=0.1,
-                               min_free_bytes=2**20).start()
+    sink = ThreadedArchiveSink(
+        tmp_path / "a",
+        {"g": {"x": FieldSpec(type="number")}},
+        flush_interval=0.1,
+        retry_interval=0.1,
+        min_free_bytes=2**20,
+    ).start()
     t0 = 1.7e9
     try:
         for i in range(10):
@@ -183,8 +198,9 @@ def test_kill9_modbus_node_trials(tmp_path):
     poll and scheduling slack, and ingest resumes in a new file each time.
     """
     trials = kill9_trials(tmp_path, 3)
-    print("\nkill -9 trials: loss", [f"{x['loss'] * 1000:.0f} ms" for x in trials],
-          "files", [x["files"] for x in trials])
+    print(
+        "\nkill -9 trials: loss", [f"{x['loss'] * 1000:.0f} ms" for x in trials], "files", [x["files"] for x in trials]
+    )
     for x in trials:
         assert x["readable"] and x["monotonic"] and x["new_file"], x
         assert x["loss"] <= 0.5 + 0.1 + 1.0, x  # flush interval + poll + slack on a busy box

@@ -26,8 +26,11 @@ pytestmark = pytest.mark.timeout(120)
 
 def session_id_from_log(proc) -> int:
     """The WAMP session id a node logged when it started serving."""
-    m = wait_for(lambda: re.search(r"serving data node '.*' \(session (\d+)\)", proc.log()),
-                 15, f"node never served:\n{proc.log()}")
+    m = wait_for(
+        lambda: re.search(r"serving data node '.*' \(session (\d+)\)", proc.log()),
+        15,
+        f"node never served:\n{proc.log()}",
+    )
     return int(m.group(1))
 
 
@@ -39,8 +42,10 @@ def server_client(stack) -> Client:
 
 def run_in_session(client: Client, fn):
     """Run ``await fn(session)`` in the client's loop and return the result."""
+
     async def go():
         return await fn(client._session)
+
     return asyncio.run_coroutine_threadsafe(go(), client._loop).result(10)
 
 
@@ -80,9 +85,12 @@ def test_bad_arguments_get_clear_errors(stack, procs, client):
     procs("wx", "serve", "weather", "--name", "wx_bad")
     wait_for(lambda: "wx_bad" in listed(client), 20, "wx_bad never listed")
     uri = "org.simonsobservatory.consumer.wx_bad.get_data"
-    cases = [((5, -60, 0), "field"), ((["temperature"], "soon", 0), "start"),
-             ((["temperature"], -60, 0, -1), "min_stride"),
-             ((["temperature"], 100, 50), "end")]
+    cases = [
+        ((5, -60, 0), "field"),
+        ((["temperature"], "soon", 0), "start"),
+        ((["temperature"], -60, 0, -1), "min_stride"),
+        ((["temperature"], 100, 50), "end"),
+    ]
     for args, name in cases:
         with pytest.raises(RemoteError) as err:
             client.call(uri, *args)
@@ -106,8 +114,7 @@ def test_duplicate_name_refused(stack, procs, client):
     with server_client(stack) as sc:
         assert sc.call("data_node.add", "wx_dup", "impostor", 1) is False
     assert len(client.get_data("wx_dup", ["humidity"], -3600, 0).data["humidity"]) > 0
-    assert [n["description"] for n in client.nodes() if n["name"] == "wx_dup"] == \
-        ["Weather station (text files)"]
+    assert [n["description"] for n in client.nodes() if n["name"] == "wx_dup"] == ["Weather station (text files)"]
 
 
 def test_killed_node_removed_quickly(stack, procs, client):
@@ -137,41 +144,52 @@ def test_non_owner_cannot_subtract_or_forge(stack, procs, client):
     wait_for(lambda: "wx_own" in listed(client), 20, "wx_own never listed")
     owner = session_id_from_log(node)
     with server_client(stack) as sc:
+
         def refusals() -> int:
-            return stack.hub.log_path.read_text(errors="replace").count(
-                "may not subtract 'wx_own'")
+            return stack.hub.log_path.read_text(errors="replace").count("may not subtract 'wx_own'")
 
         refused_before = refusals()
-        sc.call("data_node.subtract", "wx_own", owner)   # forged: the owner's id
+        sc.call("data_node.subtract", "wx_own", owner)  # forged: the owner's id
         sc.call("data_node.subtract", "wx_own", 12345)
         assert sc.call("data_node.add", "wx_own", "stolen", owner) is False
         # the hub answered both subtracts after handling them; its log says it refused them
-        wait_for(lambda: refusals() >= refused_before + 2, 10,
-                 "the hub did not refuse both forged subtracts:\n" + stack.hub.log())
+        wait_for(
+            lambda: refusals() >= refused_before + 2,
+            10,
+            "the hub did not refuse both forged subtracts:\n" + stack.hub.log(),
+        )
         assert "wx_own" in listed(client)
         # nor may it register the owner's procedures
         with pytest.raises(ApplicationError) as err:
-            run_in_session(sc, lambda s: s.register(lambda: 0,
-                                                    "org.simonsobservatory.consumer.wx_own.other"))
+            run_in_session(sc, lambda s: s.register(lambda: 0, "org.simonsobservatory.consumer.wx_own.other"))
         assert err.value.error == "wamp.error.not_authorized"
         # nor capture URIs with a prefix registration
         with pytest.raises(ApplicationError, match="not_authorized"):
             from autobahn.wamp.types import RegisterOptions
-            run_in_session(sc, lambda s: s.register(
-                lambda: 0, "org.simonsobservatory.consumer.", options=RegisterOptions(match="prefix")))
+
+            run_in_session(
+                sc,
+                lambda s: s.register(
+                    lambda: 0, "org.simonsobservatory.consumer.", options=RegisterOptions(match="prefix")
+                ),
+            )
     assert len(client.get_data("wx_own", ["pressure"], -3600, 0).data["pressure"]) > 0
 
 
 def test_consumer_cannot_register(stack, client):
     """The consumer role may call but not register procedures."""
     with pytest.raises(ApplicationError) as err:
-        run_in_session(client, lambda s: s.register(
-            lambda: 0, "org.simonsobservatory.consumer.fake.get_data"))
+        run_in_session(client, lambda s: s.register(lambda: 0, "org.simonsobservatory.consumer.fake.get_data"))
     assert err.value.error == "wamp.error.not_authorized"
     with pytest.raises(ApplicationError, match="not_authorized"):
-        run_in_session(client, lambda s: s.publish(
-            "org.simonsobservatory.consumer.data_node_added", {"name": "fake"},
-            options=__import__("autobahn.wamp.types", fromlist=["x"]).PublishOptions(acknowledge=True)))
+        run_in_session(
+            client,
+            lambda s: s.publish(
+                "org.simonsobservatory.consumer.data_node_added",
+                {"name": "fake"},
+                options=__import__("autobahn.wamp.types", fromlist=["x"]).PublishOptions(acknowledge=True),
+            ),
+        )
 
 
 def test_unauthenticated_and_wrong_secret_refused(stack):
@@ -230,12 +248,16 @@ def test_hub_restart_relists_running_nodes(stack, procs, client):
     wait_for(lambda: not listed(client), 10, "hub still answering")
     t0 = time.monotonic()
     stack.hub.start()
-    wait_for(lambda: {"wx_hub", "legacy_hub"} <= listed(client), 5,
-             "nodes not listed again within 5 s of the hub restart")
+    wait_for(
+        lambda: {"wx_hub", "legacy_hub"} <= listed(client), 5, "nodes not listed again within 5 s of the hub restart"
+    )
     print(f"\nnodes relisted {time.monotonic() - t0:.2f} s after hub start")
     descs = {n["name"]: n["description"] for n in client.nodes()}
-    wait_for(lambda: {n["name"]: n["description"] for n in client.nodes()}["wx_hub"]
-             == "Weather station (text files)", 5, "description not restored")
+    wait_for(
+        lambda: {n["name"]: n["description"] for n in client.nodes()}["wx_hub"] == "Weather station (text files)",
+        5,
+        "description not restored",
+    )
     assert descs["legacy_hub"] in ("", "written for sisock 0.x")
 
 
@@ -255,9 +277,12 @@ def test_router_restart_twice(stack, procs):
                     return {"wx_rr", "sensors_rr"} <= listed(c)
             except ClientError:
                 return False
+
         wait_for(back, 5, f"restart {attempt + 1}: not back within 5 s")
-        print(f"\nrouter restart {attempt + 1}: hub and nodes back "
-              f"{time.monotonic() - t0:.2f} s after the router accepted connections")
+        print(
+            f"\nrouter restart {attempt + 1}: hub and nodes back "
+            f"{time.monotonic() - t0:.2f} s after the router accepted connections"
+        )
     with connect() as c:
         assert len(c.get_data("wx_rr", ["temperature"], -3600, 0).data["temperature"]) > 0
 
@@ -279,12 +304,14 @@ def test_odd_arguments_get_bad_argument(stack, procs, client):
     procs("wx", "serve", "weather", "--name", "wx_odd")
     wait_for(lambda: "wx_odd" in listed(client), 20, "wx_odd never listed")
     base = "org.simonsobservatory.consumer.wx_odd"
-    calls = [(f"{base}.get_data", (["temperature"], -60, 0, None, 5), {}),
-             (f"{base}.get_data", (["temperature"], -60), {}),
-             (f"{base}.get_data", (["temperature"], -60, 0), {"start": 1}),
-             (f"{base}.get_data", (["temperature"], -60, 0, 1e300), {}),
-             (f"{base}.get_data", (["temperature"], -60, 0, 1e-300), {}),
-             (f"{base}.get_fields", (-60, 0, 1), {})]
+    calls = [
+        (f"{base}.get_data", (["temperature"], -60, 0, None, 5), {}),
+        (f"{base}.get_data", (["temperature"], -60), {}),
+        (f"{base}.get_data", (["temperature"], -60, 0), {"start": 1}),
+        (f"{base}.get_data", (["temperature"], -60, 0, 1e300), {}),
+        (f"{base}.get_data", (["temperature"], -60, 0, 1e-300), {}),
+        (f"{base}.get_fields", (-60, 0, 1), {}),
+    ]
     for uri, args, kwargs in calls:
         with pytest.raises(RemoteError) as err:
             client.call(uri, *args, **kwargs)
@@ -297,23 +324,30 @@ def test_server_role_limits(stack, procs, client):
     procs("wx", "serve", "weather", "--name", "wx_lim")
     wait_for(lambda: "wx_lim" in listed(client), 20, "wx_lim never listed")
     from autobahn.wamp.types import PublishOptions
+
     with server_client(stack) as sc:
         with pytest.raises(ClientError):
             sc.call("org.simonsobservatory.consumer.wx_lim.get_data", ["temperature"], -60, 0)
         assert sc.call("data_node.add", "wx_lim.sub", "nested", 0) is False
         assert sc.call("data_node.claim", "mine_ok") is True
-        run_in_session(sc, lambda s: s.register(lambda: 1,
-                                                "org.simonsobservatory.consumer.mine_ok.get_data"))
+        run_in_session(sc, lambda s: s.register(lambda: 1, "org.simonsobservatory.consumer.mine_ok.get_data"))
         with pytest.raises(ApplicationError, match="not_authorized"):
-            run_in_session(sc, lambda s: s.publish(
-                "org.simonsobservatory.consumer.mine_ok.other", 1,
-                options=PublishOptions(acknowledge=True)))
-        run_in_session(sc, lambda s: s.publish(
-            "org.simonsobservatory.consumer.mine_ok.live", {"data": {}, "timeline": {}},
-            options=PublishOptions(acknowledge=True)))
+            run_in_session(
+                sc,
+                lambda s: s.publish(
+                    "org.simonsobservatory.consumer.mine_ok.other", 1, options=PublishOptions(acknowledge=True)
+                ),
+            )
+        run_in_session(
+            sc,
+            lambda s: s.publish(
+                "org.simonsobservatory.consumer.mine_ok.live",
+                {"data": {}, "timeline": {}},
+                options=PublishOptions(acknowledge=True),
+            ),
+        )
         with pytest.raises(ApplicationError, match="not_authorized"):
-            run_in_session(sc, lambda s: s.register(
-                lambda: 1, "org.simonsobservatory.consumer.wx_lim.x.get_data"))
+            run_in_session(sc, lambda s: s.register(lambda: 1, "org.simonsobservatory.consumer.wx_lim.x.get_data"))
 
 
 def test_hub_role_cannot_kill_sessions(stack):
@@ -338,21 +372,25 @@ def test_live_and_names_survive_hub_outage(stack, procs, client):
     try:
         n0 = len(got)
         wait_for(lambda: len(got) - n0 >= 4, 30, "live samples stopped while the hub was down")
-        legacy = procs("legacy", sys.executable, "tests/legacy_node.py", "legacy_early",
-                       module=None)
-        wait_for(lambda: "register procedure" in legacy.log(), 30,  # tried, refused: no hub
-                 "0.x node did not try to register while the hub was down:\n" + legacy.log())
+        legacy = procs("legacy", sys.executable, "tests/legacy_node.py", "legacy_early", module=None)
+        wait_for(
+            lambda: "register procedure" in legacy.log(),
+            30,  # tried, refused: no hub
+            "0.x node did not try to register while the hub was down:\n" + legacy.log(),
+        )
         with server_client(stack) as sc:  # nobody may take a running node's name meanwhile
             with pytest.raises(ApplicationError) as err:  # the router still knows the owner
-                run_in_session(sc, lambda s: s.register(
-                    lambda *a: 0, "org.simonsobservatory.consumer.sensors_hd.get_data"))
-            assert err.value.error in ("wamp.error.not_authorized",
-                                       "wamp.error.procedure_already_exists")
+                run_in_session(
+                    sc, lambda s: s.register(lambda *a: 0, "org.simonsobservatory.consumer.sensors_hd.get_data")
+                )
+            assert err.value.error in ("wamp.error.not_authorized", "wamp.error.procedure_already_exists")
     finally:
         stack.hub.start()
-    wait_for(lambda: {"sensors_hd", "legacy_early"} <= listed(client), 10,
-             "nodes not listed after the hub came back")
-    wait_for(lambda: len(client.get_data("legacy_early", ["counter"], -10, 0)
-                         .data["counter"]) == 5, 10, "0.x node started before the hub never served")
+    wait_for(lambda: {"sensors_hd", "legacy_early"} <= listed(client), 10, "nodes not listed after the hub came back")
+    wait_for(
+        lambda: len(client.get_data("legacy_early", ["counter"], -10, 0).data["counter"]) == 5,
+        10,
+        "0.x node started before the hub never served",
+    )
     with server_client(stack) as sc:
         assert sc.call("data_node.claim", "sensors_hd") is False

@@ -16,8 +16,7 @@ END = 1_750_000_000.0
 
 def test_small_archive_contents(tmp_path):
     """Timelines, types, rates, gaps, NaNs, string and bool fields are all present."""
-    s = gen.generate(tmp_path, days=3.0, end=END, fast_hours=0.1, fast_rate=100.0,
-                     burst_minutes=1.0, seed=1)
+    s = gen.generate(tmp_path, days=3.0, end=END, fast_hours=0.1, fast_rate=100.0, burst_minutes=1.0, seed=1)
     assert set(s["timelines"]) == {"weather", "cryo", "fast", "burst"}
     assert s["end"] == END and s["start"] == END - 3 * 86400
     r = ArchiveReader(tmp_path)
@@ -80,5 +79,11 @@ def test_cli_reports_errors(tmp_path, capsys):
     gen.add_arguments(parser)
     assert gen.run(parser.parse_args([str(tmp_path), "--days", "0.1", "--end", str(END - 100)])) == 1
     assert "not after the last appended time" in capsys.readouterr().err
-    assert gen.run(parser.parse_args([str(tmp_path), "--days", "0.1", "--end", str(END - 100),
-                                      "--overwrite", "--fast-hours", "0.01"])) == 0
+    assert (
+        gen.run(
+            parser.parse_args(
+                [str(tmp_path), "--days", "0.1", "--end", str(END - 100), "--overwrite", "--fast-hours", "0.01"]
+            )
+        )
+        == 0
+    )

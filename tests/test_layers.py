@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 
 
-
 ROOT = Path(__file__).resolve().parent.parent
 
 #: layer -> the other sisock layers it may import.
@@ -113,8 +112,9 @@ def test_pure_layers_import_no_reactor_network_or_hdf5():
 
 def test_h5py_only_in_the_archive_io_module():
     """h5py (and its compression plugins) are imported by ``sisock.archive.h5io`` only."""
-    users = {_module_name(p) for p in _files()
-             for target, _ in _imports(p) if target.split(".")[0] in ("h5py", "hdf5plugin")}
+    users = {
+        _module_name(p) for p in _files() for target, _ in _imports(p) if target.split(".")[0] in ("h5py", "hdf5plugin")
+    }
     assert users == {"sisock.archive.h5io"}
 
 
@@ -129,8 +129,10 @@ def test_public_import_paths_still_work():
     """``sisock.base`` (0.x API), ``sisock.client.connect`` and the archive classes import."""
     import subprocess
 
-    for code in ("import sisock.base as b; assert b.DataNodeServer and b.uri and b.sisock_to_unix_time;"
-                 "assert b.BASE_URI and b.run",
-                 "import sisock.client as c; assert c.connect and c.Client and c.TooMuchDataError",
-                 "import sisock.archive as a; assert a.ArchiveReader and a.ArchiveWriter"):
+    for code in (
+        "import sisock.base as b; assert b.DataNodeServer and b.uri and b.sisock_to_unix_time;"
+        "assert b.BASE_URI and b.run",
+        "import sisock.client as c; assert c.connect and c.Client and c.TooMuchDataError",
+        "import sisock.archive as a; assert a.ArchiveReader and a.ArchiveWriter",
+    ):
         subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)

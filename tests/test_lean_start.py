@@ -15,8 +15,9 @@ pytestmark = pytest.mark.unit
 
 def run(code: str) -> str:
     """Run ``code`` in a fresh interpreter; return its standard output."""
-    return subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
-                          text=True, timeout=120).stdout.strip()
+    return subprocess.run(
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True, timeout=120
+    ).stdout.strip()
 
 
 IMPORTS = """

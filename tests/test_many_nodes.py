@@ -30,8 +30,7 @@ def described(client) -> dict[str, str]:
         return {}
 
 
-def test_nodes_started_before_the_hub_are_listed_and_survive_hub_restarts(stack, procs,
-                                                                         client):
+def test_nodes_started_before_the_hub_are_listed_and_survive_hub_restarts(stack, procs, client):
     """Forty nodes that join while no hub runs are all listed, with their descriptions,
     once it starts, and again after a hub restart; meanwhile the router's log says
     once per interval that it refuses them, not once per attempt."""
@@ -41,10 +40,12 @@ def test_nodes_started_before_the_hub_are_listed_and_survive_hub_restarts(stack,
     try:
         log_start = router_log.stat().st_size
         t_away = time.monotonic()
-        many = procs("early", sys.executable, str(REPO / "tests" / "many_nodes.py"), "early",
-                     str(N), module=None)
-        wait_for(lambda: many.log().count("no hub is running yet") >= N, 60,
-                 f"the nodes never found the hub missing:\n{many.log()}")
+        many = procs("early", sys.executable, str(REPO / "tests" / "many_nodes.py"), "early", str(N), module=None)
+        wait_for(
+            lambda: many.log().count("no hub is running yet") >= N,
+            60,
+            f"the nodes never found the hub missing:\n{many.log()}",
+        )
     finally:
         away = time.monotonic() - t_away
         stack.hub.start()
@@ -85,6 +86,8 @@ def test_bridge_list_follows_a_node_lost_while_the_hub_was_away(web_demo, procs)
         wx.kill()
     finally:
         stack.hub.start()
-    wait_for(lambda: (n := names()) is not None and "wx_lost" not in n
-             and {"webarch", "websens", "webwx"} <= n, 60,
-             f"the bridge still lists wx_lost (or lost the others): {names()}")
+    wait_for(
+        lambda: (n := names()) is not None and "wx_lost" not in n and {"webarch", "websens", "webwx"} <= n,
+        60,
+        f"the bridge still lists wx_lost (or lost the others): {names()}",
+    )

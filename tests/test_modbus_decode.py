@@ -27,12 +27,13 @@ pytestmark = pytest.mark.timeout(30)
 
 def node(points, derived=(), *, port=1502, interval=0.05, **device) -> object:
     """A one-group NodeConfig over ``points`` (dicts as in the TOML file)."""
-    return parse_config({
-        "node": {"name": "t"},
-        "device": {"host": "127.0.0.1", "port": port, "timeout": 1.0, **device},
-        "group": [{"name": "g", "interval": interval, "point": list(points),
-                   "derived": list(derived)}],
-    })
+    return parse_config(
+        {
+            "node": {"name": "t"},
+            "device": {"host": "127.0.0.1", "port": port, "timeout": 1.0, **device},
+            "group": [{"name": "g", "interval": interval, "point": list(points), "derived": list(derived)}],
+        }
+    )
 
 
 def first_sample(sim: Simulator, points, derived=(), polls: int = 1, **device):
@@ -62,9 +63,9 @@ def first_sample(sim: Simulator, points, derived=(), polls: int = 1, **device):
 
 # --------------------------------------------------------------------- planning
 
+
 def _pts(*specs):
-    return [{"name": f"p{i}", "kind": k, "address": a, "type": t}
-            for i, (k, a, t) in enumerate(specs)]
+    return [{"name": f"p{i}", "kind": k, "address": a, "type": t} for i, (k, a, t) in enumerate(specs)]
 
 
 def test_adjacent_points_merge_into_one_read():
@@ -95,8 +96,9 @@ def test_register_reads_respect_125_limit():
 
 def test_bit_reads_respect_2000_limit_and_kinds_stay_apart():
     """Coils merge up to 2000 bits; kinds never share a read."""
-    pts = _pts(*[("coil", a, "bool") for a in (0, 1000, 1999, 2000, 2100)],
-               ("discrete", 0, "bool"), ("input", 0, "uint16"))
+    pts = _pts(
+        *[("coil", a, "bool") for a in (0, 1000, 1999, 2000, 2100)], ("discrete", 0, "bool"), ("input", 0, "uint16")
+    )
     reqs = plan_requests(node(pts).groups[0], max_gap=1000)
     got = [(r.kind, r.address, r.count) for r in reqs]
     assert got == [("coil", 0, 2000), ("coil", 2000, 101), ("discrete", 0, 1), ("input", 0, 1)]
@@ -128,8 +130,7 @@ def test_decode_round_trips_struct_encoding(data, typ, word, byte):
     """numpy decoding inverts struct encoding for every type, word and byte order."""
     value = data.draw(TYPES[typ])
     regs = encode(typ, value, word_order=word, byte_order=byte)
-    cfg = node([{"name": "v", "kind": "holding", "address": 7, "type": typ,
-                 "word_order": word, "byte_order": byte}])
+    cfg = node([{"name": "v", "kind": "holding", "address": 7, "type": typ, "word_order": word, "byte_order": byte}])
     got = decode_point(cfg.groups[0].points[0], regs)
     assert got == float(value) or (math.isinf(value) and got == value)
 
@@ -138,20 +139,21 @@ def test_word_order_changes_the_value():
     """The same registers read with the other word order give another value."""
     regs = encode("float32", 1234.5)
     big = node([{"name": "v", "kind": "input", "address": 0, "type": "float32"}])
-    little = node([{"name": "v", "kind": "input", "address": 0, "type": "float32",
-                    "word_order": "little"}])
+    little = node([{"name": "v", "kind": "input", "address": 0, "type": "float32", "word_order": "little"}])
     assert decode_point(big.groups[0].points[0], regs) == 1234.5
     assert decode_point(little.groups[0].points[0], regs) != 1234.5
 
 
 def test_string_strips_nuls_and_spaces_and_bit_bools():
     """Strings stop at the first NUL and lose outer spaces; bool reads its bit."""
-    cfg = node([
-        {"name": "s", "kind": "input", "address": 0, "type": "string", "length": 4},
-        {"name": "w", "kind": "input", "address": 4, "type": "uint16"},
-        {"name": "b0", "kind": "input", "address": 4, "type": "bool", "bit": 0},
-        {"name": "b15", "kind": "input", "address": 4, "type": "bool", "bit": 15},
-    ])
+    cfg = node(
+        [
+            {"name": "s", "kind": "input", "address": 0, "type": "string", "length": 4},
+            {"name": "w", "kind": "input", "address": 4, "type": "uint16"},
+            {"name": "b0", "kind": "input", "address": 4, "type": "bool", "bit": 0},
+            {"name": "b15", "kind": "input", "address": 4, "type": "bool", "bit": 15},
+        ]
+    )
     regs = list(struct.unpack(">4H", b" AB1 \x00xy")) + [0x8000]
     values = GroupDecoder(cfg.groups[0]).decode([regs])
     assert values["s"][0] == "AB1"
@@ -161,6 +163,7 @@ def test_string_strips_nuls_and_spaces_and_bit_bools():
 
 
 # --------------------------------------------------------------------- expressions
+
 
 def test_expression_vectorised_and_nan_propagates():
     """Expressions work element-wise on arrays, and a NaN input gives NaN."""
@@ -184,36 +187,39 @@ def test_huge_power_does_not_hang():
     assert compile_expression("9 ** 9 ** 9 ** 9", set())({}) == np.inf
 
 
-@pytest.mark.parametrize("source,needle", [
-    ("{a}.real", "Attribute"),
-    ("{a}.__class__.__bases__", "Attribute"),
-    ("__import__('os').system('true')", "__import__"),
-    ("eval('1')", "eval"),
-    ("open('/etc/passwd')", "open"),
-    ("getattr({a}, 'real')", "getattr"),
-    ("{a}[0]", "Subscript"),
-    ("[{a}]", "List"),
-    ("{a} if {a} else 0", "IfExp"),
-    ("{a} > 1", "Compare"),
-    ("lambda: 1", "Lambda"),
-    ("a + 1", "unknown name 'a'"),
-    ("'text'", "only numbers"),
-    ("True", "only numbers"),
-    ("1j", "only numbers"),
-    ("abs(x={a})", "positional"),
-    ("abs(*[{a}])", "positional"),
-    ("sqrt({a}, {a})", "takes 1"),
-    ("{a} // 2", "FloorDiv"),
-    ("{a} % 2", "Mod"),
-    ("~{a}", "Invert"),
-    ("({a} := 1)", "NamedExpr"),
-    ("{a} -", "syntax"),
-    ("{b c}", "bad reference"),
-    ("{a", "braces"),
-    ("{nope}", "not a known point"),
-    ("_sisock_ref_a", "may not contain"),
-    ("x" * 1001, "limit"),
-])
+@pytest.mark.parametrize(
+    "source,needle",
+    [
+        ("{a}.real", "Attribute"),
+        ("{a}.__class__.__bases__", "Attribute"),
+        ("__import__('os').system('true')", "__import__"),
+        ("eval('1')", "eval"),
+        ("open('/etc/passwd')", "open"),
+        ("getattr({a}, 'real')", "getattr"),
+        ("{a}[0]", "Subscript"),
+        ("[{a}]", "List"),
+        ("{a} if {a} else 0", "IfExp"),
+        ("{a} > 1", "Compare"),
+        ("lambda: 1", "Lambda"),
+        ("a + 1", "unknown name 'a'"),
+        ("'text'", "only numbers"),
+        ("True", "only numbers"),
+        ("1j", "only numbers"),
+        ("abs(x={a})", "positional"),
+        ("abs(*[{a}])", "positional"),
+        ("sqrt({a}, {a})", "takes 1"),
+        ("{a} // 2", "FloorDiv"),
+        ("{a} % 2", "Mod"),
+        ("~{a}", "Invert"),
+        ("({a} := 1)", "NamedExpr"),
+        ("{a} -", "syntax"),
+        ("{b c}", "bad reference"),
+        ("{a", "braces"),
+        ("{nope}", "not a known point"),
+        ("_sisock_ref_a", "may not contain"),
+        ("x" * 1001, "limit"),
+    ],
+)
 def test_expression_rejects_unsafe_or_bad_input(source, needle):
     """Anything beyond arithmetic on references and whitelisted functions is refused."""
     with pytest.raises(ExpressionError) as info:
@@ -244,8 +250,16 @@ def test_every_type_and_order_from_a_real_server():
             for byte in ("big", "little"):
                 name = f"{typ}_{word[0]}{byte[0]}"
                 regs = encode(typ, value, word_order=word, byte_order=byte)
-                points.append({"name": name, "kind": "holding", "address": addr,
-                               "type": typ, "word_order": word, "byte_order": byte})
+                points.append(
+                    {
+                        "name": name,
+                        "kind": "holding",
+                        "address": addr,
+                        "type": typ,
+                        "word_order": word,
+                        "byte_order": byte,
+                    }
+                )
                 sim.set_registers("holding", addr, regs)
                 expect[name] = float(value)
                 addr += len(regs)
@@ -256,8 +270,7 @@ def test_every_type_and_order_from_a_real_server():
     sim.set_bits("discrete", 100, [True])
     points += [
         {"name": "serial", "kind": "input", "address": 0, "type": "string", "length": 4},
-        {"name": "le_text", "kind": "input", "address": 4, "type": "string", "length": 1,
-         "byte_order": "little"},
+        {"name": "le_text", "kind": "input", "address": 4, "type": "string", "length": 1, "byte_order": "little"},
         {"name": "bit1", "kind": "input", "address": 5, "type": "bool", "bit": 1},
         {"name": "bit2", "kind": "input", "address": 5, "type": "bool", "bit": 2},
         {"name": "c3", "kind": "coil", "address": 3},
@@ -284,8 +297,7 @@ def test_scale_and_offset_from_a_real_server():
     sim.set_registers("input", 1, encode("uint32", 1000))
     sim.set_registers("input", 3, encode("float32", 2.5))
     points = [
-        {"name": "t", "kind": "input", "address": 0, "type": "int16",
-         "scale": 0.01, "offset": 273.15},
+        {"name": "t", "kind": "input", "address": 0, "type": "int16", "scale": 0.01, "offset": 273.15},
         {"name": "n", "kind": "input", "address": 1, "type": "uint32", "scale": 2, "offset": -1},
         {"name": "f", "kind": "input", "address": 3, "type": "float32", "scale": -4},
     ]
@@ -301,9 +313,16 @@ def test_scale_and_offset_from_a_real_server():
 def test_server_sees_the_planned_number_of_requests():
     """Merged reads: the server receives exactly the planned requests, no more."""
     sim = Simulator(port=0, signals=False, size=512)
-    points = _pts(("holding", 0, "float32"), ("holding", 2, "uint16"), ("holding", 10, "int32"),
-                  ("holding", 200, "uint16"), ("input", 5, "float64"),
-                  ("coil", 0, "bool"), ("coil", 7, "bool"), ("discrete", 3, "bool"))
+    points = _pts(
+        ("holding", 0, "float32"),
+        ("holding", 2, "uint16"),
+        ("holding", 10, "int32"),
+        ("holding", 200, "uint16"),
+        ("input", 5, "float64"),
+        ("coil", 0, "bool"),
+        ("coil", 7, "bool"),
+        ("discrete", 3, "bool"),
+    )
     polls = 5
     got, poller = first_sample(sim, points, polls=polls)
     expected = [(r.function_code, r.address, r.count) for r in poller.decoders["g"].requests]

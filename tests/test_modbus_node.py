@@ -84,18 +84,19 @@ def test_live_and_history(instrument, client):
     wait_for(lambda: "modbus_sim" in listed(client), 20, "modbus node never listed")
     got = []
     client.subscribe("modbus_sim", got.append)
-    wait_for(lambda: sum("fast" in g.timelines for g in list(got)) >= 8, 30,
-             "fewer than 8 live polls of the 10 Hz group")
+    wait_for(
+        lambda: sum("fast" in g.timelines for g in list(got)) >= 8, 30, "fewer than 8 live polls of the 10 Hz group"
+    )
     fast = [g for g in list(got) if "fast" in g.timelines]
     assert {"t_inlet", "fast_ok"} <= set(fast[-1].data)
     assert 250 < fast[-1].data["t_inlet"][0] < 350
     # the 1 Hz group is published too, on its own timeline
-    wait_for(lambda: any("slow" in g.timelines for g in list(got)), 30,
-             "no live poll of the 1 Hz group")
+    wait_for(lambda: any("slow" in g.timelines for g in list(got)), 30, "no live poll of the 1 Hz group")
 
     def history():
         r = client.get_data("modbus_sim", ["t_inlet", "status", "model"], -30, 0)
         return r if "fast" in r.timelines and len(r.timelines["fast"].t) >= 15 else None
+
     r = wait_for(history, 30, "fewer than 15 samples archived")
     assert r.data["t_inlet"].dtype == np.float64
     assert r.data["model"].dtype == object and len(r.data["model"]) == len(r.timelines["slow"].t)
@@ -115,17 +116,19 @@ def test_device_outage_recorded_as_gap(instrument, client):
     def gaps_archived() -> int:
         t, ok, _ = fast_times(archive, t_down + 0.3)
         return int(np.count_nonzero(~ok))
+
     # the device stays down until at least 3 polls were archived as gaps
-    wait_for(lambda: gaps_archived() >= 3, 30, "no gap archived while the device was down:\n"
-             + node.log())
+    wait_for(lambda: gaps_archived() >= 3, 30, "no gap archived while the device was down:\n" + node.log())
     t_gaps = time.time()  # every gap counted above was polled before this
-    sim2 = instrument["sim"].__class__(instrument["sim"].name + "-again", instrument["sim"].args,
-                                       instrument["sim"].log_path.parent).start()
+    sim2 = (
+        instrument["sim"]
+        .__class__(instrument["sim"].name + "-again", instrument["sim"].args, instrument["sim"].log_path.parent)
+        .start()
+    )
     try:
         wait_port(instrument["port"], 20, sim2.proc)
         t_up = time.time()
-        wait_for(lambda: (fast_times(archive)[0] > t_up + 1.0).sum() >= 5, 30,
-                 "polling did not resume")
+        wait_for(lambda: (fast_times(archive)[0] > t_up + 1.0).sum() >= 5, 30, "polling did not resume")
         assert node.alive(), node.log()
         t, ok, temp = fast_times(archive)
         during = (t > t_down + 0.3) & (t < t_gaps)
@@ -146,11 +149,11 @@ def test_router_restart_loses_no_samples(stack, instrument, client):
     wait_for(lambda: "modbus_sim" in listed(client), 20, "modbus node never listed")
     t_start = time.time()
     # at least 1.5 s archived before the restart, so the range checked below starts with data
-    wait_for(lambda: archived_ok(archive, t_start) >= 15, 30,
-             "nothing archived before the restart")
+    wait_for(lambda: archived_ok(archive, t_start) >= 15, 30, "nothing archived before the restart")
     t0 = time.time()
     stack.restart_router()
     from sisock.client import connect
+
     with connect() as c:
         wait_for(lambda: "modbus_sim" in listed(c), 30, "node not back after router restart")
     t1 = time.time()
@@ -161,8 +164,7 @@ def test_router_restart_loses_no_samples(stack, instrument, client):
     assert ok.all()
     assert np.all(np.diff(t) > 0), "archived times must be strictly increasing"
     gaps = np.diff(t)
-    print(f"\nrouter restart: {len(t)} samples over {t[-1] - t[0]:.1f} s, largest gap "
-          f"{gaps.max() * 1000:.0f} ms")
+    print(f"\nrouter restart: {len(t)} samples over {t[-1] - t[0]:.1f} s, largest gap {gaps.max() * 1000:.0f} ms")
     # the router was away for seconds: polling that stopped meanwhile would leave a gap that
     # long; a late poll on a busy machine is not a lost one (tight figures: bench_modbus.py)
     assert gaps.max() < 2.0, "polling stopped during the router restart"
@@ -183,8 +185,7 @@ def test_kill9_loses_at_most_a_second(instrument, client):
     assert len(t) > 15 and loss <= 2.0
     node2 = instrument["start_node"]()
     wait_for(lambda: "modbus_sim" in listed(client), 30, "restarted node never listed")
-    wait_for(lambda: fast_times(instrument["archive"])[0][-1] > t_kill + 0.5, 30,
-             "ingest did not resume")
+    wait_for(lambda: fast_times(instrument["archive"])[0][-1] > t_kill + 0.5, 30, "ingest did not resume")
     files_after = {p.name.split(".")[0] for p in instrument["archive"].glob("*.h5")}
     assert files_before < files_after, "the crashed file must stay and a new one start"
     t2, ok2, _ = fast_times(instrument["archive"])

@@ -30,20 +30,25 @@ POLLER_LOG = "sisock.servers.modbus.poller"
 
 def config(port: int, *, interval: float = 0.05, timeout: float = 0.5, groups=None, **device):
     """A node with one group 'g' (a float, a string, a coil) unless ``groups`` is given."""
-    groups = groups or [{
-        "name": "g", "interval": interval,
-        "point": [
-            {"name": "x", "kind": "input", "address": 0, "type": "float32"},
-            {"name": "label", "kind": "input", "address": 2, "type": "string", "length": 2},
-            {"name": "relay", "kind": "coil", "address": 0},
-        ],
-        "derived": [{"name": "x2", "expr": "2 * {x}"}],
-    }]
-    return parse_config({
-        "node": {"name": "test_node"},
-        "device": {"host": "127.0.0.1", "port": port, "timeout": timeout, **device},
-        "group": groups,
-    })
+    groups = groups or [
+        {
+            "name": "g",
+            "interval": interval,
+            "point": [
+                {"name": "x", "kind": "input", "address": 0, "type": "float32"},
+                {"name": "label", "kind": "input", "address": 2, "type": "string", "length": 2},
+                {"name": "relay", "kind": "coil", "address": 0},
+            ],
+            "derived": [{"name": "x2", "expr": "2 * {x}"}],
+        }
+    ]
+    return parse_config(
+        {
+            "node": {"name": "test_node"},
+            "device": {"host": "127.0.0.1", "port": port, "timeout": timeout, **device},
+            "group": groups,
+        }
+    )
 
 
 def static_sim(port: int = 0, size: int = 64) -> Simulator:
@@ -84,8 +89,7 @@ async def wait_for(pred, timeout: float, step: float = 0.01) -> bool:
 
 
 def messages(caplog, needle: str) -> list[str]:
-    return [r.getMessage() for r in caplog.records
-            if r.name == POLLER_LOG and needle in r.getMessage()]
+    return [r.getMessage() for r in caplog.records if r.name == POLLER_LOG and needle in r.getMessage()]
 
 
 def test_outage_records_gaps_and_recovers(caplog):
@@ -102,8 +106,9 @@ def test_outage_records_gaps_and_recovers(caplog):
         t_stop = time.time()
         await sim.stop()
         # about 1 s of outage at 20 Hz, minus the first reconnect attempts
-        assert await wait_for(lambda: len(rec.gaps()) >= 10 or task.done(), 10), \
+        assert await wait_for(lambda: len(rec.gaps()) >= 10 or task.done(), 10), (
             "fewer than 10 gaps recorded while the device was down"
+        )
         assert not task.done(), "poller exited while the device was down"
         t_start = time.time()
         await sim.start()
@@ -147,8 +152,9 @@ def test_device_down_at_start_then_appears(caplog):
     async def main():
         poller = Poller(config(port), rec)
         task = asyncio.create_task(poller.run())
-        assert await wait_for(lambda: len(rec.gaps()) >= 5 or task.done(), 10), \
+        assert await wait_for(lambda: len(rec.gaps()) >= 5 or task.done(), 10), (
             "fewer than 5 gaps recorded while no device listened"
+        )
         assert not task.done() and not rec.good()
         await sim.start()
         ok = await wait_for(lambda: len(rec.good()) >= 3, 3)
@@ -169,18 +175,19 @@ def test_exception_response_is_a_gap_of_that_group_only(caplog):
     rec = Recorder()
     sim = static_sim(size=64)
     groups = [
-        {"name": "good", "interval": 0.05,
-         "point": [{"name": "x", "kind": "input", "address": 0, "type": "float32"}]},
-        {"name": "bad", "interval": 0.05,
-         "point": [{"name": "y", "kind": "holding", "address": 1000, "type": "uint16"}]},
+        {"name": "good", "interval": 0.05, "point": [{"name": "x", "kind": "input", "address": 0, "type": "float32"}]},
+        {
+            "name": "bad",
+            "interval": 0.05,
+            "point": [{"name": "y", "kind": "holding", "address": 1000, "type": "uint16"}],
+        },
     ]
 
     async def main():
         async with sim:
             poller = Poller(config(sim.port, groups=groups), rec)
             task = asyncio.create_task(poller.run())
-            await wait_for(lambda: len(rec.good("good")) >= 5 and len(rec.gaps("bad")) >= 5
-                           or task.done(), 10)
+            await wait_for(lambda: len(rec.good("good")) >= 5 and len(rec.gaps("bad")) >= 5 or task.done(), 10)
             poller.stop()
             await asyncio.wait_for(task, 5)
 
@@ -207,8 +214,7 @@ def test_silent_device_times_out_into_gaps(caplog):
         port = server.sockets[0].getsockname()[1]
         poller = Poller(config(port, timeout=0.2), rec)
         task = asyncio.create_task(poller.run())
-        await wait_for(lambda: len(rec.gaps()) >= 3 and poller.stats["g"].missed >= 1
-                       or task.done(), 10)
+        await wait_for(lambda: len(rec.gaps()) >= 3 and poller.stats["g"].missed >= 1 or task.done(), 10)
         alive = not task.done()
         poller.stop()
         await asyncio.wait_for(task, 5)
@@ -304,12 +310,12 @@ def test_example_config_against_simulator(connections):
     async def main():
         async with Simulator(port=0) as sim:
             cfg = load_config(EXAMPLE)
-            cfg = dataclasses.replace(cfg, device=dataclasses.replace(
-                cfg.device, port=sim.port, connections=connections))
+            cfg = dataclasses.replace(
+                cfg, device=dataclasses.replace(cfg.device, port=sim.port, connections=connections)
+            )
             poller = Poller(cfg, rec)
             task = asyncio.create_task(poller.run())
-            assert await wait_for(
-                lambda: len(rec.good("fast")) >= 5 and len(rec.good("slow")) >= 1, 5)
+            assert await wait_for(lambda: len(rec.good("fast")) >= 5 and len(rec.good("slow")) >= 1, 5)
             poller.stop()
             await asyncio.wait_for(task, 5)
 

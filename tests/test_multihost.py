@@ -53,8 +53,14 @@ class LoopbackHosts:
 
 def env_for(home: Path, url: str, ca: Path, user: str, secret: str) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SISOCK_", "WAMP_"))}
-    env.update(SISOCK_HOME=str(home), SISOCK_ROUTER_URL=url, SISOCK_TLS_CA=str(ca),
-               SISOCK_USER=user, SISOCK_SECRET=secret, PYTHONPATH=str(REPO))
+    env.update(
+        SISOCK_HOME=str(home),
+        SISOCK_ROUTER_URL=url,
+        SISOCK_TLS_CA=str(ca),
+        SISOCK_USER=user,
+        SISOCK_SECRET=secret,
+        PYTHONPATH=str(REPO),
+    )
     return env
 
 
@@ -88,20 +94,41 @@ def test_four_hosts_tls_and_link_loss(tmp_path):
             d.mkdir()
         # on the router's host: issue the node's account (the command a site runs)
         issued = subprocess.run(
-            [sys.executable, "-m", "sisock", "credentials", "add", "archive-host", "--role",
-             "server", "--home", str(rhome), "--env-file", str(rhome / "archive-host.env")],
-            capture_output=True, text=True, cwd=REPO)
+            [
+                sys.executable,
+                "-m",
+                "sisock",
+                "credentials",
+                "add",
+                "archive-host",
+                "--role",
+                "server",
+                "--home",
+                str(rhome),
+                "--env-file",
+                str(rhome / "archive-host.env"),
+            ],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+        )
         assert issued.returncode == 0, issued.stderr
-        node_account = dict(line.split("=", 1) for line in
-                            (rhome / "archive-host.env").read_text().splitlines())
-        router_env = {k: v for k, v in os.environ.items()
-                      if not k.startswith(("SISOCK_", "WAMP_"))}
+        node_account = dict(line.split("=", 1) for line in (rhome / "archive-host.env").read_text().splitlines())
+        router_env = {k: v for k, v in os.environ.items() if not k.startswith(("SISOCK_", "WAMP_"))}
         router_env.update(SISOCK_HOME=str(rhome), SISOCK_ROUTER_URL=url)
-        router = Proc("router", hosts.argv("router", sys.executable, "-m", "sisock", "router",
-                                           "--loglevel", "warn"), tmp_path, router_env, module="")
+        router = Proc(
+            "router",
+            hosts.argv("router", sys.executable, "-m", "sisock", "router", "--loglevel", "warn"),
+            tmp_path,
+            router_env,
+            module="",
+        )
         started.append(router.start())
-        wait_for(lambda: (rhome / "tls" / "ca.crt").exists() and credentials.read(rhome), 60,
-                 "router wrote no CA or credentials:\n" + router.log())
+        wait_for(
+            lambda: (rhome / "tls" / "ca.crt").exists() and credentials.read(rhome),
+            60,
+            "router wrote no CA or credentials:\n" + router.log(),
+        )
         creds = credentials.read(rhome)
         cas = {}
         for role, home in (("hub", hhome), ("node", nhome), ("consumer", chome)):
@@ -110,27 +137,48 @@ def test_four_hosts_tls_and_link_loss(tmp_path):
         archive = nhome / "archive"
         generate(archive, days=0.05, fast_hours=0.5, burst_minutes=1, progress=False)
 
-        hub = Proc("hub", hosts.argv("hub", sys.executable, "-m", "sisock", "hub"), tmp_path,
-                   env_for(hhome, url, cas["hub"], creds["hub"]["authid"],
-                           creds["hub"]["secret"]), module="")
+        hub = Proc(
+            "hub",
+            hosts.argv("hub", sys.executable, "-m", "sisock", "hub"),
+            tmp_path,
+            env_for(hhome, url, cas["hub"], creds["hub"]["authid"], creds["hub"]["secret"]),
+            module="",
+        )
         started.append(hub.start())
-        node = Proc("node", hosts.argv("node", sys.executable, "-m", "sisock", "serve", "hdf5",
-                                       "--name", NAME, "--archive", str(archive)), tmp_path,
-                    env_for(nhome, url, cas["node"], node_account["SISOCK_USER"],
-                            node_account["SISOCK_SECRET"]), module="")
+        node = Proc(
+            "node",
+            hosts.argv(
+                "node", sys.executable, "-m", "sisock", "serve", "hdf5", "--name", NAME, "--archive", str(archive)
+            ),
+            tmp_path,
+            env_for(nhome, url, cas["node"], node_account["SISOCK_USER"], node_account["SISOCK_SECRET"]),
+            module="",
+        )
         started.append(node.start())
-        consumer = Proc("consumer", hosts.argv(
-            "consumer", sys.executable, str(REPO / "tests" / "multihost_consumer.py"), NAME,
-            "300"), tmp_path, env_for(chome, url, cas["consumer"], creds["consumer"]["authid"],
-                                      creds["consumer"]["secret"]), module="")
+        consumer = Proc(
+            "consumer",
+            hosts.argv("consumer", sys.executable, str(REPO / "tests" / "multihost_consumer.py"), NAME, "300"),
+            tmp_path,
+            env_for(chome, url, cas["consumer"], creds["consumer"]["authid"], creds["consumer"]["secret"]),
+            module="",
+        )
         started.append(consumer.start())
 
         def served_after(t0: float):
-            return next((o for o in observations(consumer)
-                         if o["t"] > t0 and o.get("listed") and o.get("samples")), None)
-        wait_for(lambda: served_after(0), 120,
-                 "consumer never got data from the node:\n" + consumer.log()[-1500:]
-                 + "\nrouter:\n" + router.log()[-1500:] + "\nnode:\n" + node.log()[-1500:])
+            return next(
+                (o for o in observations(consumer) if o["t"] > t0 and o.get("listed") and o.get("samples")), None
+            )
+
+        wait_for(
+            lambda: served_after(0),
+            120,
+            "consumer never got data from the node:\n"
+            + consumer.log()[-1500:]
+            + "\nrouter:\n"
+            + router.log()[-1500:]
+            + "\nnode:\n"
+            + node.log()[-1500:],
+        )
         assert node.log_path.read_text(errors="replace").count("serving data node") == 1
 
         t_down = time.time()
@@ -144,16 +192,20 @@ def test_four_hosts_tls_and_link_loss(tmp_path):
             hosts.link("node", up=True)
         else:
             os.killpg(node.pid, signal.SIGCONT)
-        back = wait_for(lambda: served_after(t_up), 120,
-                        "node did not come back after its link returned:\n" + node.log()[-2000:])
+        back = wait_for(
+            lambda: served_after(t_up), 120, "node did not come back after its link returned:\n" + node.log()[-2000:]
+        )
         assert node.alive(), "the node must come back by itself, not be restarted"
         joins = node.log_path.read_text(errors="replace").count("serving data node")
         assert joins == 2, node.log()[-2000:]  # one new session, same process, same name
-        gone = next((o["t"] for o in observations(consumer)
-                     if t_down < o["t"] < t_up and o.get("listed") is False), None)
-        print(f"\nnode {'link down' if isinstance(hosts, netns.Hosts) else 'frozen'} {OUTAGE:.0f} s: "
-              + (f"unlisted {gone - t_down:.1f} s after the link went down; " if gone else "")
-              + f"served again {back['t'] - t_up:.2f} s after the link came back")
+        gone = next(
+            (o["t"] for o in observations(consumer) if t_down < o["t"] < t_up and o.get("listed") is False), None
+        )
+        print(
+            f"\nnode {'link down' if isinstance(hosts, netns.Hosts) else 'frozen'} {OUTAGE:.0f} s: "
+            + (f"unlisted {gone - t_down:.1f} s after the link went down; " if gone else "")
+            + f"served again {back['t'] - t_up:.2f} s after the link came back"
+        )
     finally:
         for p in reversed(started):
             if isinstance(hosts, LoopbackHosts):

@@ -51,20 +51,39 @@ def test_hdf5_names_pair_with_archives(tmp_path):
     b.mkdir()
     assert hdf5_archive.nodes(_hdf5_args(["--archive", str(a)])) == [("archive", a, None)]
     assert hdf5_archive.nodes(_hdf5_args(["--name", "x", "--archive", str(a)])) == [("x", a, None)]
-    args = _hdf5_args(["--archive", str(a), "--name", "n1", "--archive", str(b), "--name", "n2",
-                       "--description", "first", "--description", "second"])
+    args = _hdf5_args(
+        [
+            "--archive",
+            str(a),
+            "--name",
+            "n1",
+            "--archive",
+            str(b),
+            "--name",
+            "n2",
+            "--description",
+            "first",
+            "--description",
+            "second",
+        ]
+    )
     assert hdf5_archive.nodes(args) == [("n1", a, "first"), ("n2", b, "second")]
 
 
 @pytest.mark.unit
-@pytest.mark.parametrize("argv, words", [
-    (["--archive", "A", "--archive", "B", "--name", "n1"], ["--name", "2 times", "1 times"]),
-    (["--archive", "A", "--name", "n", "--archive", "B", "--name", "n"], ["--name", "'n'", "twice"]),
-    (["--archive", "A", "--name", "n1", "--archive", "A", "--name", "n2"], ["--archive", "twice"]),
-    (["--archive", "A", "--name", "n1", "--archive", "B", "--name", "n2", "--description", "d"],
-     ["--description", "1 times"]),
-    (["--archive", "missing"], ["--archive", "not a directory"]),
-])
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["--archive", "A", "--archive", "B", "--name", "n1"], ["--name", "2 times", "1 times"]),
+        (["--archive", "A", "--name", "n", "--archive", "B", "--name", "n"], ["--name", "'n'", "twice"]),
+        (["--archive", "A", "--name", "n1", "--archive", "A", "--name", "n2"], ["--archive", "twice"]),
+        (
+            ["--archive", "A", "--name", "n1", "--archive", "B", "--name", "n2", "--description", "d"],
+            ["--description", "1 times"],
+        ),
+        (["--archive", "missing"], ["--archive", "not a directory"]),
+    ],
+)
 def test_hdf5_bad_arguments_named(tmp_path, argv, words):
     """Names and archives that do not pair up are refused with the argument named."""
     for d in ("A", "B"):
@@ -110,11 +129,14 @@ def test_devices_file(tmp_path):
     a, b = load_nodes(tmp_path / "devices.toml")
     single = load_config(EXAMPLE)
     assert (a.name, a.description, a.device.port, a.device.host) == (
-        "cryo_a", "first cryostat", 6001, single.device.host)
+        "cryo_a",
+        "first cryostat",
+        6001,
+        single.device.host,
+    )
     assert a.groups == single.groups and a.writes == single.writes
     assert a.archive == tmp_path / "archives" / "a"
-    assert (b.name, b.device.host, b.device.port, b.device.timeout) == (
-        "pump_b", "10.0.0.7", 6002, 0.25)
+    assert (b.name, b.device.host, b.device.port, b.device.timeout) == ("pump_b", "10.0.0.7", 6002, 0.25)
     assert [g.name for g in b.groups] == ["slow"] and b.writes is None and b.archive is None
 
 
@@ -133,21 +155,29 @@ def test_one_device_file_unchanged():
 
 
 @pytest.mark.unit
-@pytest.mark.parametrize("text, words", [
-    ('[[device]]\nname = "a"\ninclude = "example.toml"\n'
-     '[[device]]\nname = "a"\ninclude = "example.toml"\n', ["device #2 ('a')", "also device #1"]),
-    ('[node]\nname = "x"\n[[device]]\nname = "a"\ninclude = "example.toml"\n',
-     ["'node'", "[[device]]"]),
-    ('[[device]]\nname = "a"\ninclude = "example.toml"\narchive = "d"\n'
-     '[[device]]\nname = "b"\ninclude = "example.toml"\narchive = "d"\n',
-     ["device 'b'", "archive directory", "also device 'a'"]),
-    ('[[device]]\ninclude = "example.toml"\n', ["device #1", "name"]),
-    ('[[device]]\nname = "a"\ninclude = "example.toml"\nprot = 1\n', ["device #1 ('a')", "'prot'"]),
-    ('[[device]]\nname = "a"\ninclude = "nowhere.toml"\n', ["device #1 ('a')", "nowhere.toml"]),
-    ('[[device]]\nname = "a"\ninclude = "example.toml"\n[[device.group]]\nname = "g"\n'
-     'interval = 0\n[[device.group.point]]\nname = "p"\nkind = "input"\naddress = 0\n',
-     ["device #1 ('a')", "group 'g'", "interval"]),
-])
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        (
+            '[[device]]\nname = "a"\ninclude = "example.toml"\n[[device]]\nname = "a"\ninclude = "example.toml"\n',
+            ["device #2 ('a')", "also device #1"],
+        ),
+        ('[node]\nname = "x"\n[[device]]\nname = "a"\ninclude = "example.toml"\n', ["'node'", "[[device]]"]),
+        (
+            '[[device]]\nname = "a"\ninclude = "example.toml"\narchive = "d"\n'
+            '[[device]]\nname = "b"\ninclude = "example.toml"\narchive = "d"\n',
+            ["device 'b'", "archive directory", "also device 'a'"],
+        ),
+        ('[[device]]\ninclude = "example.toml"\n', ["device #1", "name"]),
+        ('[[device]]\nname = "a"\ninclude = "example.toml"\nprot = 1\n', ["device #1 ('a')", "'prot'"]),
+        ('[[device]]\nname = "a"\ninclude = "nowhere.toml"\n', ["device #1 ('a')", "nowhere.toml"]),
+        (
+            '[[device]]\nname = "a"\ninclude = "example.toml"\n[[device.group]]\nname = "g"\n'
+            'interval = 0\n[[device.group.point]]\nname = "p"\nkind = "input"\naddress = 0\n',
+            ["device #1 ('a')", "group 'g'", "interval"],
+        ),
+    ],
+)
 def test_devices_file_errors_named(tmp_path, text, words):
     """A bad [[device]] table is refused naming the device and the key."""
     (tmp_path / "example.toml").write_text(EXAMPLE.read_text())
@@ -168,8 +198,7 @@ def test_archive_flag_is_for_one_device(tmp_path):
     args = argparse.Namespace(config=[tmp_path / "devices.toml"], archive=tmp_path / "x")
     with pytest.raises(ConfigError, match="--archive"):
         configs(args)
-    args = argparse.Namespace(config=[tmp_path / "devices.toml", tmp_path / "devices.toml"],
-                              archive=None)
+    args = argparse.Namespace(config=[tmp_path / "devices.toml", tmp_path / "devices.toml"], archive=None)
     with pytest.raises(ConfigError, match="'cryo_a' is also declared"):
         configs(args)
     one = argparse.Namespace(config=[EXAMPLE], archive=tmp_path / "x")
@@ -179,9 +208,11 @@ def test_archive_flag_is_for_one_device(tmp_path):
 @pytest.mark.unit
 def test_parse_nodes_single_table():
     """parse_nodes on a one-device dict gives that one node."""
-    data = {"node": {"name": "n"}, "device": {"port": 1},
-            "group": [{"name": "g", "interval": 1.0,
-                       "point": [{"name": "p", "kind": "input", "address": 0}]}]}
+    data = {
+        "node": {"name": "n"},
+        "device": {"port": 1},
+        "group": [{"name": "g", "interval": 1.0, "point": [{"name": "p", "kind": "input", "address": 0}]}],
+    }
     (node,) = parse_nodes(data)
     assert node.name == "n" and node.device.port == 1
 
@@ -217,8 +248,7 @@ class EmptyReplies:
 
     def _run(self) -> None:
         asyncio.set_event_loop(self.loop)
-        self.server = self.loop.run_until_complete(
-            asyncio.start_server(self._handle, "127.0.0.1", self.port))
+        self.server = self.loop.run_until_complete(asyncio.start_server(self._handle, "127.0.0.1", self.port))
         self._ready.set()
         self.loop.run_forever()
 
@@ -262,10 +292,20 @@ def test_poller_goes_on_after_unusable_reply():
     from sisock.servers.modbus.poller import Poller
 
     with EmptyReplies() as device:
-        data = {"node": {"name": "bad"}, "device": {"port": device.port, "timeout": 0.3},
-                "group": [{"name": "g", "interval": 0.05,
-                           "point": [{"name": "c0", "kind": "coil", "address": 0},
-                                     {"name": "c7", "kind": "coil", "address": 7}]}]}
+        data = {
+            "node": {"name": "bad"},
+            "device": {"port": device.port, "timeout": 0.3},
+            "group": [
+                {
+                    "name": "g",
+                    "interval": 0.05,
+                    "point": [
+                        {"name": "c0", "kind": "coil", "address": 0},
+                        {"name": "c7", "kind": "coil", "address": 7},
+                    ],
+                }
+            ],
+        }
         (config,) = parse_nodes(data)
         got: list[bool] = []
 
@@ -288,9 +328,26 @@ def test_poller_goes_on_after_unusable_reply():
 
 def _archive(root: Path, name: str) -> Path:
     d = root / name
-    subprocess.run([sys.executable, "-m", "sisock", "generate", str(d), "--days", "0.25",
-                    "--fast-hours", "0.05", "--burst-rate", "0", "--seed", str(len(name))],
-                   check=True, cwd=str(REPO), capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sisock",
+            "generate",
+            str(d),
+            "--days",
+            "0.25",
+            "--fast-hours",
+            "0.05",
+            "--burst-rate",
+            "0",
+            "--seed",
+            str(len(name)),
+        ],
+        check=True,
+        cwd=str(REPO),
+        capture_output=True,
+    )
     return d
 
 
@@ -299,9 +356,23 @@ def test_archives_in_one_process_fault_kept_apart(stack, procs, client, tmp_path
     from sisock.client import ClientError
 
     dirs = [_archive(tmp_path, n) for n in ("mn_a", "mn_b", "mn_c")]
-    node = procs("archives", "serve", "hdf5", "--archive", str(dirs[0]), "--name", "mn_a",
-                 "--archive", str(dirs[1]), "--name", "mn_b",
-                 "--archive", str(dirs[2]), "--name", "mn_c")
+    node = procs(
+        "archives",
+        "serve",
+        "hdf5",
+        "--archive",
+        str(dirs[0]),
+        "--name",
+        "mn_a",
+        "--archive",
+        str(dirs[1]),
+        "--name",
+        "mn_b",
+        "--archive",
+        str(dirs[2]),
+        "--name",
+        "mn_c",
+    )
     names = {"mn_a", "mn_b", "mn_c"}
     wait_for(lambda: names <= listed(client), 60, "nodes never listed:\n" + node.log())
 
@@ -328,10 +399,10 @@ def test_hung_core_holds_only_its_own_threads(stack, procs, client):
     from sisock.client import ClientError, connect
 
     env = {**__import__("os").environ, "SLOW_SECONDS": "120", "PYTHONPATH": str(REPO / "tests")}
-    node = procs("two", sys.executable, str(REPO / "tests" / "two_nodes.py"), "mn_slow",
-                 "mn_quick", module=None, env=env)
-    wait_for(lambda: {"mn_slow", "mn_quick"} <= listed(client), 30,
-             "nodes never listed:\n" + node.log())
+    node = procs(
+        "two", sys.executable, str(REPO / "tests" / "two_nodes.py"), "mn_slow", "mn_quick", module=None, env=env
+    )
+    wait_for(lambda: {"mn_slow", "mn_quick"} <= listed(client), 30, "nodes never listed:\n" + node.log())
 
     def stuck_call() -> None:
         try:
@@ -342,8 +413,7 @@ def test_hung_core_holds_only_its_own_threads(stack, procs, client):
 
     for _ in range(12):  # more than any one pool (8 per node; Twisted's shared pool is 10)
         threading.Thread(target=stuck_call, daemon=True).start()
-    wait_for(lambda: node.log().count(STARTED) >= 8, 60,
-             "the slow calls never reached the node:\n" + node.log())
+    wait_for(lambda: node.log().count(STARTED) >= 8, 60, "the slow calls never reached the node:\n" + node.log())
     with connect(timeout=20) as c:
         r = c.get_data("mn_quick", ["x"], -10, 0)
     assert list(r.data["x"]) == [0.0, 1.0, 2.0]
@@ -378,33 +448,48 @@ def test_modbus_devices_in_one_process_fault_kept_apart(stack, procs, client, tm
     (tmp_path / "good.toml").write_text(example_config(port))
     arch = {n: tmp_path / "archives" / n for n in ("mn_good", "mn_down", "mn_bad")}
     with EmptyReplies() as bad:
-        text = (f'[[device]]\nname = "mn_good"\ninclude = "good.toml"\n'
-                f'archive = "{arch["mn_good"]}"\n\n'
-                f'[[device]]\nname = "mn_down"\ninclude = "good.toml"\nport = {down_port}\n'
-                f'timeout = 0.3\narchive = "{arch["mn_down"]}"\n'
-                + BAD_DEVICE.format(name="mn_bad", port=bad.port, archive=arch["mn_bad"]))
+        text = (
+            f'[[device]]\nname = "mn_good"\ninclude = "good.toml"\n'
+            f'archive = "{arch["mn_good"]}"\n\n'
+            f'[[device]]\nname = "mn_down"\ninclude = "good.toml"\nport = {down_port}\n'
+            f'timeout = 0.3\narchive = "{arch["mn_down"]}"\n'
+            + BAD_DEVICE.format(name="mn_bad", port=bad.port, archive=arch["mn_bad"])
+        )
         cfg = tmp_path / "devices.toml"
         cfg.write_text(text)
         node = procs("devices", "serve", "modbus", "--config", str(cfg))
         names = {"mn_good", "mn_down", "mn_bad"}
         wait_for(lambda: names <= listed(client), 60, "devices never listed:\n" + node.log())
         t0 = time.time()
-        wait_for(lambda: _samples(arch["mn_good"], "fast", "fast_ok", t0)[1] >= 20, 60,
-                 "the working device archived too little:\n" + node.log())
-        wait_for(lambda: _samples(arch["mn_down"], "fast", "fast_ok", t0)[0] >= 5, 60,
-                 "the device that is down recorded no gaps:\n" + node.log())
-        wait_for(lambda: _samples(arch["mn_bad"], "coils", "coils_ok", t0)[0] >= 5, 60,
-                 "the device with unusable replies stopped polling:\n" + node.log())
+        wait_for(
+            lambda: _samples(arch["mn_good"], "fast", "fast_ok", t0)[1] >= 20,
+            60,
+            "the working device archived too little:\n" + node.log(),
+        )
+        wait_for(
+            lambda: _samples(arch["mn_down"], "fast", "fast_ok", t0)[0] >= 5,
+            60,
+            "the device that is down recorded no gaps:\n" + node.log(),
+        )
+        wait_for(
+            lambda: _samples(arch["mn_bad"], "coils", "coils_ok", t0)[0] >= 5,
+            60,
+            "the device with unusable replies stopped polling:\n" + node.log(),
+        )
         assert _samples(arch["mn_down"], "fast", "fast_ok", t0)[1] == 0
         assert _samples(arch["mn_bad"], "coils", "coils_ok", t0)[1] == 0
         # later on, the working device still archives and answers through the router
         t1 = time.time()
-        wait_for(lambda: _samples(arch["mn_good"], "fast", "fast_ok", t1)[1] >= 10, 60,
-                 "the working device stopped archiving:\n" + node.log())
+        wait_for(
+            lambda: _samples(arch["mn_good"], "fast", "fast_ok", t1)[1] >= 10,
+            60,
+            "the working device stopped archiving:\n" + node.log(),
+        )
 
         def answered() -> bool:
             r = client.get_data("mn_good", ["t_inlet"], -5, 0)
             return len(r.data["t_inlet"]) > 0 and bool(np.isfinite(r.data["t_inlet"]).any())
+
         wait_for(answered, 30, "the working device's node did not answer")
         for name in ("mn_down", "mn_bad"):
             field, _ = client.fields(name, -60, 0)
@@ -428,8 +513,9 @@ def test_simulator_serves_several_devices(stack, procs):
     async def poll(port: int) -> None:
         (config,) = parse_nodes(tomllib_loads(example_config(port)))
         values: list[float] = []
-        poller = Poller(config, lambda g, t, v: values.append(float(v["t_inlet"][0]))
-                        if g == "fast" and v["fast_ok"][0] else None)
+        poller = Poller(
+            config, lambda g, t, v: values.append(float(v["t_inlet"][0])) if g == "fast" and v["fast_ok"][0] else None
+        )
         task = asyncio.ensure_future(poller.run())
         deadline = time.monotonic() + 30
         while len(values) < 3 and time.monotonic() < deadline:

@@ -53,10 +53,10 @@ class ServerSession:
     def _run(self, fn: Callable[[Any], Any], timeout: float = 20.0) -> Any:
         async def go():
             return await fn(self.client._session)
+
         return asyncio.run_coroutine_threadsafe(go(), self.client._loop).result(timeout)
 
-    def register(self, uri: str, fn: Callable[..., Any] | None = None,
-                 invoke: str | None = None) -> Any:
+    def register(self, uri: str, fn: Callable[..., Any] | None = None, invoke: str | None = None) -> Any:
         """Register ``uri`` (raises :class:`ApplicationError` when refused)."""
         opts = RegisterOptions(invoke=invoke) if invoke else None
         return self._run(lambda s: s.register(fn or (lambda *a, **k: "fake"), uri, options=opts))
@@ -75,9 +75,10 @@ class ServerSession:
 
     def serve(self, name: str) -> list:
         """Register ``get_fields``/``get_data`` for ``name`` like a node, then add it."""
-        regs = [self.register(consumer_uri(name, "get_fields"), lambda *a, **k: [{}, {}]),
-                self.register(consumer_uri(name, "get_data"),
-                              lambda *a, **k: {"data": {"owner": [1.0]}, "timeline": {}})]
+        regs = [
+            self.register(consumer_uri(name, "get_fields"), lambda *a, **k: [{}, {}]),
+            self.register(consumer_uri(name, "get_data"), lambda *a, **k: {"data": {"owner": [1.0]}, "timeline": {}}),
+        ]
         assert self.call("data_node.add", name, "the real node", 0) is True
         return regs
 
@@ -108,8 +109,7 @@ def server_session(url: str | None = None, home: Any = None) -> ServerSession:
     """
     home = home or os.environ["SISOCK_HOME"]
     creds = credentials.read(home)["server"]
-    return ServerSession(connect(url, user=creds["authid"], secret=creds["secret"],
-                                 home=str(home), timeout=20))
+    return ServerSession(connect(url, user=creds["authid"], secret=creds["secret"], home=str(home), timeout=20))
 
 
 @pytest.fixture
@@ -151,10 +151,10 @@ def test_unlisted_subtract_then_publish_refused(stack, procs, client, sessions) 
     a.unregister(reg)
     a.call("data_node.subtract", "own_victim", 0)
     node = procs("wx", "serve", "weather", "--name", "own_victim")
-    wait_for(lambda: "own_victim" in listed(client), 30, "the node never got its name:\n"
-             + node.log())
-    assert refused(lambda: a.publish(consumer_uri("own_victim", "live"),
-                                     {"data": {"t_stage": [999.0]}, "timeline": {}}))
+    wait_for(lambda: "own_victim" in listed(client), 30, "the node never got its name:\n" + node.log())
+    assert refused(
+        lambda: a.publish(consumer_uri("own_victim", "live"), {"data": {"t_stage": [999.0]}, "timeline": {}})
+    )
     assert refused(lambda: a.register(consumer_uri("own_victim", "other")))
     field, _ = client.fields("own_victim", -3600, 0)
     assert "temperature" in field  # the consumer still sees the real node's fields
@@ -170,8 +170,7 @@ def test_subtract_with_procedures_registered_keeps_name(stack, client, sessions)
     subtracts again, the other node gets the name and serves it.
     """
     a, b = sessions(), sessions()
-    reg = a.register(consumer_uri("own_victim2", "get_data"),
-                     lambda *x, **k: {"data": {"fake": [1.0]}, "timeline": {}})
+    reg = a.register(consumer_uri("own_victim2", "get_data"), lambda *x, **k: {"data": {"fake": [1.0]}, "timeline": {}})
     assert a.call("data_node.add", "own_victim2", "fake", 0) is True
     wait_for(lambda: "own_victim2" in listed(client), 30, "the attacker's name was not listed")
     a.call("data_node.subtract", "own_victim2", 0)
@@ -181,12 +180,14 @@ def test_subtract_with_procedures_registered_keeps_name(stack, client, sessions)
     assert refused(lambda: b.register(consumer_uri("own_victim2", "get_fields")))
     a.unregister(reg)
     a.call("data_node.subtract", "own_victim2", 0)
-    wait_for(lambda: b.call("data_node.claim", "own_victim2"), 30,
-             "the name never became free after its procedures were gone")
+    wait_for(
+        lambda: b.call("data_node.claim", "own_victim2"),
+        30,
+        "the name never became free after its procedures were gone",
+    )
     b.serve("own_victim2")
     assert refused(lambda: a.publish(consumer_uri("own_victim2", "live"), {"data": {}}))
-    assert client.call(consumer_uri("own_victim2", "get_data"), ["owner"], -10, 0)["data"] \
-        == {"owner": [1.0]}
+    assert client.call(consumer_uri("own_victim2", "get_data"), ["owner"], -10, 0)["data"] == {"owner": [1.0]}
 
 
 def test_operator_procedures_hold_the_name(stack, sessions) -> None:
@@ -266,8 +267,7 @@ def test_hub_restart_keeps_one_owner(stack, client, sessions) -> None:
     stack.hub.stop()
     wait_for(lambda: not listed(client), 20, "hub still answering")
     stack.hub.start()
-    wait_for(lambda: _answers(b, "data_node.claim", "own_probe"), 30,
-             "the hub did not come back:\n" + stack.hub.log())
+    wait_for(lambda: _answers(b, "data_node.claim", "own_probe"), 30, "the hub did not come back:\n" + stack.hub.log())
     assert b.call("data_node.claim", "own_victim4") is False
     assert refused(lambda: b.register(consumer_uri("own_victim4", "get_data")))
     assert b.call("data_node.claim", "own_victim5") is False
@@ -356,8 +356,7 @@ def test_router_restart_keeps_one_owner(tmp_path) -> None:
         a.call("data_node.subtract", "rr_victim", 0)
         wait_for(lambda: b.call("data_node.claim", "rr_victim"), 30, "name never freed")
         b.serve("rr_victim")
-        assert refused(lambda: a.publish(consumer_uri("rr_victim", "live"),
-                                         {"data": {"t_stage": [999.0]}}))
+        assert refused(lambda: a.publish(consumer_uri("rr_victim", "live"), {"data": {"t_stage": [999.0]}}))
         assert refused(lambda: a.register(consumer_uri("rr_victim", "other")))
     finally:
         for s in opened:
@@ -409,11 +408,9 @@ def test_limits_and_restore_conflicts() -> None:
         r.claim("c", 1)
     with pytest.raises(BadArgument, match="description.*5"):
         r.add("a", "toolong", 1)
-    assert r.restore_members("x", {4: None, 3: None}, replicable=False, listed=True,
-                             preferred=4) == {3}
+    assert r.restore_members("x", {4: None, 3: None}, replicable=False, listed=True, preferred=4) == {3}
     assert r.owner("x") == 4 and r.members("x") == {4}
-    assert r.restore_members("y", {5: "p", 6: "p", 7: "q"}, replicable=True,
-                             listed=False) == {7}
+    assert r.restore_members("y", {5: "p", 6: "p", 7: "q"}, replicable=True, listed=False) == {7}
     assert r.members("y") == {5, 6} and r.listed() == [{"name": "x", "description": ""}]
 
 
@@ -438,8 +435,7 @@ def test_subtracted_name_not_reclaimed_by_its_old_session(stack, client, session
     a, b = sessions(), sessions()
     assert a.call("data_node.add", "own_given_up", "mine", 0) is True
     a.call("data_node.subtract", "own_given_up", 0)
-    assert refused(lambda: a.publish(consumer_uri("own_given_up", "live"),
-                                     {"data": {"t": [1.0]}, "timeline": {}}))
+    assert refused(lambda: a.publish(consumer_uri("own_given_up", "live"), {"data": {"t": [1.0]}, "timeline": {}}))
     assert refused(lambda: a.register(consumer_uri("own_given_up", "get_data")))
     assert a.call("data_node.add", "own_given_up", "again", 0) is False
     assert b.call("data_node.add", "own_given_up", "the real node", 0) is True

@@ -20,15 +20,18 @@ def test_quickstart_notebook(stack, procs, client, tmp_path):
     procs("hdf5", "serve", "hdf5", "--name", "archive", "--archive", str(d))
     wait_for(lambda: "archive" in listed(client), 20, "archive node never listed")
     nb = nbformat.read(REPO / "examples" / "quickstart.ipynb", as_version=4)
-    NotebookClient(nb, timeout=120, kernel_name="python3",
-                   resources={"metadata": {"path": str(tmp_path)}}).execute()
-    text = "\n".join(o.get("text", "") for c in nb.cells if c.cell_type == "code"
-                     for o in c.get("outputs", []) if o.get("output_type") == "stream")
+    NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    text = "\n".join(
+        o.get("text", "")
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.get("outputs", [])
+        if o.get("output_type") == "stream"
+    )
     assert "'archive'" in text
     counts = [line for line in text.splitlines() if "hourly means" in line][0].split()
     assert int(counts[0]) > 8000 and 24 <= int(counts[2]) <= 25
-    images = [o for c in nb.cells for o in c.get("outputs", [])
-              if "image/png" in o.get("data", {})]
+    images = [o for c in nb.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
     assert len(images) == 1
     errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert errors == []

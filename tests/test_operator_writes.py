@@ -181,6 +181,7 @@ class Device:
 
     def start_proxy(self) -> int:
         """A TCP proxy to the device that can drop the device's answers to writes."""
+
         async def handle(reader, writer):
             r2, w2 = await asyncio.open_connection("127.0.0.1", self.sim.port)
 
@@ -205,11 +206,13 @@ class Device:
                         writer.write(frame)
                     await writer.drain()
                 writer.close()
+
             await asyncio.gather(up(), down(), return_exceptions=True)
 
         async def start():
             self._proxy = await asyncio.start_server(handle, "127.0.0.1", 0)
             return self._proxy.sockets[0].getsockname()[1]
+
         self.proxy_port = self.run(start())
         return self.proxy_port
 
@@ -235,6 +238,7 @@ def operator(stack):
             return True
         except ClientError:
             return False
+
     wait_for(up, 30, "router/hub not back after adding the operator account")
     return "alice", secret
 
@@ -257,16 +261,15 @@ def node(stack, operator, device, tmp_path_factory):
     procs = []
 
     def start():
-        p = stack.start("wmb", "serve", "modbus", "--config", str(cfg),
-                        "--archive", str(tmp / "archive"))
+        p = stack.start("wmb", "serve", "modbus", "--config", str(cfg), "--archive", str(tmp / "archive"))
         procs.append(p)
         return p
+
     info = {"proc": start(), "audit": audit, "config": cfg, "start": start, "procs": procs}
     from sisock.client import connect
 
     with connect(user=operator[0], secret=operator[1]) as c:
-        wait_for(lambda: _points(c, NODE), 60, f"node never offered writes:\n"
-                 f"{info['proc'].log()}")
+        wait_for(lambda: _points(c, NODE), 60, f"node never offered writes:\n{info['proc'].log()}")
     yield info
     for p in procs:
         p.stop()
@@ -442,20 +445,25 @@ def test_device_down_then_back(op, node, device, client):
     before = device.writes
     device.run(device.sim.stop())
     try:
-        wait_for(lambda: any("fast_ok" in s.data and not s.data["fast_ok"][-1] for s in live),
-                 30, "the node never saw the device down")
+        wait_for(
+            lambda: any("fast_ok" in s.data and not s.data["fast_ok"][-1] for s in live),
+            30,
+            "the node never saw the device down",
+        )
         with pytest.raises(DeviceUnavailable) as info:
             op.set(NODE, "setpoint", _current_setpoint(device) + 0.5)
         assert audit_of(node, info.value.request_id)[0]["status"] == "device_unavailable"
     finally:
         device.run(device.sim.start())
     n = len(live)
-    wait_for(lambda: any("fast_ok" in s.data and s.data["fast_ok"][-1] for s in live[n:]),
-             30, "polling did not resume")
+    wait_for(lambda: any("fast_ok" in s.data and s.data["fast_ok"][-1] for s in live[n:]), 30, "polling did not resume")
     # 20 more good polls (2 s at 10 Hz) went through the connection a queued write shares
     m = len(live)
-    wait_for(lambda: sum(1 for s in live[m:] if "fast_ok" in s.data and s.data["fast_ok"][-1]) >= 20,
-             60, "polling stopped after the device came back")
+    wait_for(
+        lambda: sum(1 for s in live[m:] if "fast_ok" in s.data and s.data["fast_ok"][-1]) >= 20,
+        60,
+        "polling stopped after the device came back",
+    )
     assert device.writes == before
 
 
@@ -470,20 +478,22 @@ def test_node_cannot_register_another_nodes_operator_uris(stack, node, op):
     s = load_settings("server")
     c = Client(s, timeout=10).open()
     try:
+
         async def register(uri):
             return await c._session.register(lambda *a, **k: None, uri)
+
         # Crossbar answers a refused REGISTER of a URI that is already registered
         # with procedure_already_exists (its existence check replaces the
         # not_authorized reply); either way the registration is refused.
-        for uri in (f"{s.base_uri}.operator.{NODE}.set",
-                    f"{s.base_uri}.operator.{NODE}.points",
-                    f"{s.base_uri}.operator.{NODE}.audit"):
+        for uri in (
+            f"{s.base_uri}.operator.{NODE}.set",
+            f"{s.base_uri}.operator.{NODE}.points",
+            f"{s.base_uri}.operator.{NODE}.audit",
+        ):
             with pytest.raises(ApplicationError) as info:
                 asyncio.run_coroutine_threadsafe(register(uri), c._loop).result(20)
-            assert info.value.error in ("wamp.error.not_authorized",
-                                        "wamp.error.procedure_already_exists")
-        for uri in (f"{s.base_uri}.operator.{NODE}.shutdown",
-                    f"{s.base_uri}.operator.{NODE}.set.extra"):
+            assert info.value.error in ("wamp.error.not_authorized", "wamp.error.procedure_already_exists")
+        for uri in (f"{s.base_uri}.operator.{NODE}.shutdown", f"{s.base_uri}.operator.{NODE}.set.extra"):
             with pytest.raises(ApplicationError) as info:
                 asyncio.run_coroutine_threadsafe(register(uri), c._loop).result(20)
             assert info.value.error == "wamp.error.not_authorized"
@@ -506,13 +516,12 @@ def test_polls_never_interleave_with_writes(op, node, device):
         """Where polls of "fast" begin: a holding read of 1..21, then an input read."""
         return [i for i, (fc, addr, n) in enumerate(log) if fc == 3 and addr == 1 and n > 1]
 
-    wait_for(lambda: len(poll_starts(list(device.sim.pdu_log))) >= 21, 60,
-             "fewer than 21 polls while writing")
+    wait_for(lambda: len(poll_starts(list(device.sim.pdu_log))) >= 21, 60, "fewer than 21 polls while writing")
     log = list(device.sim.pdu_log)
     assert sum(1 for fc, *_ in log if fc in (5, 6, 15, 16)) == writes
     polls = poll_starts(log)
     for i in polls[:-1]:
-        assert log[i + 1][0] == 4, f"request {log[i + 1]} inside a poll: {log[i - 2:i + 4]}"
+        assert log[i + 1][0] == 4, f"request {log[i + 1]} inside a poll: {log[i - 2 : i + 4]}"
 
 
 def test_lost_reply_unverified(stack, operator, device, tmp_path):
@@ -522,8 +531,7 @@ def test_lost_reply_unverified(stack, operator, device, tmp_path):
     port = device.start_proxy()
     cfg = tmp_path / "p.toml"
     cfg.write_text(node_config(port, "wmbp", str(tmp_path / "audit.sqlite")))
-    p = stack.start("wmbp", "serve", "modbus", "--config", str(cfg),
-                    "--archive", str(tmp_path / "archive"))
+    p = stack.start("wmbp", "serve", "modbus", "--config", str(cfg), "--archive", str(tmp_path / "archive"))
     try:
         with connect(user=operator[0], secret=operator[1], timeout=30) as c:
             wait_for(lambda: _points(c, "wmbp"), 60, f"proxy node never up:\n{p.log()}")
@@ -549,16 +557,21 @@ def test_kill9_between_intent_and_outcome(op, node, device):
             op.set(NODE, "slow_rb", 3, request_id=rid, timeout=60)
         except Exception as exc:  # the node dies under the call
             errors.append(exc)
+
     th = threading.Thread(target=write, daemon=True)
     th.start()
 
     def intent():
         try:
-            rows = sqlite3.connect(str(node["audit"])).execute(
-                "SELECT status FROM attempts WHERE request_id=?", (rid,)).fetchall()
+            rows = (
+                sqlite3.connect(str(node["audit"]))
+                .execute("SELECT status FROM attempts WHERE request_id=?", (rid,))
+                .fetchall()
+            )
         except sqlite3.Error:
             return False
         return rows == [("intent",)]
+
     wait_for(intent, 30, "no intent recorded")
     wait_for(lambda: device.sim.registers["holding"][18] == 3, 10, "write not received")
     node["proc"].kill()
@@ -589,8 +602,10 @@ def test_grafana_annotations_of_writes(op, node, web_demo):
     from conftest import http
 
     op.set(NODE, "mode", 2, reason="annotation")
-    body = {"range": {"from": "2020-01-01T00:00:00Z", "to": "2100-01-01T00:00:00Z"},
-            "annotation": {"name": "writes", "query": f"{NODE}::write_point"}}
+    body = {
+        "range": {"from": "2020-01-01T00:00:00Z", "to": "2100-01-01T00:00:00Z"},
+        "annotation": {"name": "writes", "query": f"{NODE}::write_point"},
+    }
     status, _, raw = http("POST", web_demo.url + "/annotations", body)
     assert status == 200, raw
     out = json.loads(raw)
@@ -607,8 +622,10 @@ def test_command_line_set_and_audit(stack, operator, node, device):
     env = dict(os.environ, SISOCK_USER=operator[0], SISOCK_SECRET=operator[1])
 
     def sisock(*argv):
-        return subprocess.run([sys.executable, "-m", "sisock", *argv], env=env,
-                              capture_output=True, text=True, timeout=120)
+        return subprocess.run(
+            [sys.executable, "-m", "sisock", *argv], env=env, capture_output=True, text=True, timeout=120
+        )
+
     before = device.writes
     dry = sisock("set", NODE, "mode", "3", "--dry-run")
     assert dry.returncode == 0 and dry.stdout.startswith("dry_run_ok"), dry.stdout + dry.stderr
@@ -623,10 +640,13 @@ def test_command_line_set_and_audit(stack, operator, node, device):
     assert lines[0].startswith("time (UTC)") and "caller" in lines[0]
     assert any("alice" in ln and "mode" in ln and "from the shell" in ln for ln in lines)
     assert any("out_of_limits" in ln for ln in lines)
-    anonymous = subprocess.run([sys.executable, "-m", "sisock", "set", NODE, "mode", "2"],
-                               env={k: v for k, v in env.items()
-                                    if k not in ("SISOCK_USER", "SISOCK_SECRET")},
-                               capture_output=True, text=True, timeout=120)
+    anonymous = subprocess.run(
+        [sys.executable, "-m", "sisock", "set", NODE, "mode", "2"],
+        env={k: v for k, v in env.items() if k not in ("SISOCK_USER", "SISOCK_SECRET")},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert anonymous.returncode != 0 and "operator account" in anonymous.stderr
     home = stack.home / "cli-accounts"
     issued = sisock("credentials", "add", "carol", "--role", "operator", "--home", str(home))

@@ -29,8 +29,9 @@ BLOCKED = textwrap.dedent("""
 
 def run_blocked(code: str) -> subprocess.CompletedProcess:
     """Run ``code`` in a fresh interpreter where the server libraries cannot be imported."""
-    return subprocess.run([sys.executable, "-c", BLOCKED.format(heavy=HEAVY, code=code)],
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", BLOCKED.format(heavy=HEAVY, code=code)], capture_output=True, text=True, timeout=120
+    )
 
 
 def test_client_needs_no_server_library():
@@ -43,14 +44,16 @@ def test_client_needs_no_server_library():
 @pytest.mark.parametrize("argv", [["--help"], ["serve", "--help"], ["web", "--help"]])
 def test_help_imports_no_server_library(argv):
     """``sisock --help`` (and the help of commands that need none) imports no h5py or pymodbus."""
-    out = run_blocked(textwrap.dedent(f"""
+    out = run_blocked(
+        textwrap.dedent(f"""
         from sisock.cli.main import main
         try:
             main({argv!r})
         except SystemExit as exc:
             assert exc.code in (0, None), exc.code
         print('ok')
-    """))
+    """)
+    )
     assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-2000:]
 
 

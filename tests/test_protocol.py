@@ -33,8 +33,7 @@ def test_uris_are_built_from_the_base():
     assert u.get_data("n") == "x.y.consumer.n.get_data"
     assert u.get_fields("n") == "x.y.consumer.n.get_fields"
     assert u.live("n") == "x.y.consumer.n.live"
-    assert (u.add, u.subtract, u.claim) == ("x.y.data_node.add", "x.y.data_node.subtract",
-                                            "x.y.data_node.claim")
+    assert (u.add, u.subtract, u.claim) == ("x.y.data_node.add", "x.y.data_node.subtract", "x.y.data_node.claim")
     assert u.list_nodes == "x.y.consumer.get_data_node"
     assert u.node_added == "x.y.consumer.data_node_added"
     assert u.node_subtracted == "x.y.consumer.data_node_subtracted"
@@ -53,7 +52,13 @@ def test_get_data_positional_and_keywords():
     """0.x positional calls, keywords for positional arguments, and the extensions."""
     c = parse_get_data((["a", "b"], -10, 0), {}, now=NOW)
     assert (c.fields, c.start, c.end, c.min_stride, c.method, c.encoding) == (
-        ["a", "b"], NOW - 10, NOW, None, "mean", None)
+        ["a", "b"],
+        NOW - 10,
+        NOW,
+        None,
+        "mean",
+        None,
+    )
     c = parse_get_data((["a"], 1, 2, 5), {"method": "minmax", "encoding": "binary"})
     assert (c.min_stride, c.method, c.encoding) == (5.0, "minmax", "binary")
     c = parse_get_data((), {"field": "a", "start": 1, "end": 2, "min_stride": 0})
@@ -62,27 +67,30 @@ def test_get_data_positional_and_keywords():
     assert parse_get_data((["a"], 1, 2), {"encoding": "json"}).encoding is None
 
 
-@pytest.mark.parametrize("args, kwargs, named", [
-    ((["a"], 1, 2, None, 5), {}, "positional"),
-    ((["a"], 1), {}, "'end'"),
-    ((["a"], 1, 2), {"start": 1}, "'start' given twice"),
-    ((["a"], 1, 2), {"colour": "red"}, "colour"),
-    ((["a"], 1, 2), {"method": "median"}, "'method'"),
-    ((["a"], 1, 2), {"encoding": "xml"}, "'encoding'"),
-    ((["a"], 1, 2, -1), {}, "'min_stride'"),
-    ((["a"], 1, 2, math.nan), {}, "'min_stride'"),
-    ((["a"], 1, 2, "10"), {}, "'min_stride'"),
-    ((["a"], 1, 2, True), {}, "'min_stride'"),
-    ((["a"], 1, 2, MIN_STRIDE_RANGE[1] * 10), {}, "'min_stride'"),
-    ((["a"], "now", 2), {}, "'start'"),
-    ((["a"], 1, math.inf), {}, "'end'"),
-    ((["a"], 10, 5), {}, "'end'"),
-    ((["a"], None, 5), {}, "'start'"),
-    ((5, 1, 2), {}, "'field'"),
-    (([["nested"]], 1, 2), {}, "'field'"),
-    ((["x"] * (MAX_FIELDS + 1), 1, 2), {}, "'field'"),
-    ((["x" * 5000], 1, 2), {}, "'field'"),
-])
+@pytest.mark.parametrize(
+    "args, kwargs, named",
+    [
+        ((["a"], 1, 2, None, 5), {}, "positional"),
+        ((["a"], 1), {}, "'end'"),
+        ((["a"], 1, 2), {"start": 1}, "'start' given twice"),
+        ((["a"], 1, 2), {"colour": "red"}, "colour"),
+        ((["a"], 1, 2), {"method": "median"}, "'method'"),
+        ((["a"], 1, 2), {"encoding": "xml"}, "'encoding'"),
+        ((["a"], 1, 2, -1), {}, "'min_stride'"),
+        ((["a"], 1, 2, math.nan), {}, "'min_stride'"),
+        ((["a"], 1, 2, "10"), {}, "'min_stride'"),
+        ((["a"], 1, 2, True), {}, "'min_stride'"),
+        ((["a"], 1, 2, MIN_STRIDE_RANGE[1] * 10), {}, "'min_stride'"),
+        ((["a"], "now", 2), {}, "'start'"),
+        ((["a"], 1, math.inf), {}, "'end'"),
+        ((["a"], 10, 5), {}, "'end'"),
+        ((["a"], None, 5), {}, "'start'"),
+        ((5, 1, 2), {}, "'field'"),
+        (([["nested"]], 1, 2), {}, "'field'"),
+        ((["x"] * (MAX_FIELDS + 1), 1, 2), {}, "'field'"),
+        ((["x" * 5000], 1, 2), {}, "'field'"),
+    ],
+)
 def test_get_data_refusals_name_the_argument(args, kwargs, named):
     """Every malformed get_data call raises BadArgument whose message names what is wrong."""
     with pytest.raises(BadArgument, match=named):
@@ -112,8 +120,7 @@ def test_min_stride_limits():
 def test_field_spec_and_missing_values():
     """FieldSpec describes a field as get_fields does; missing values follow the type."""
     spec = FieldSpec("number", "K", "stage")
-    assert spec.describe("tl") == {"description": "stage", "timeline": "tl",
-                                   "type": "number", "units": "K"}
+    assert spec.describe("tl") == {"description": "stage", "timeline": "tl", "type": "number", "units": "K"}
     with pytest.raises(ValueError, match="field type"):
         FieldSpec("complex")
     assert np.isnan(missing_values("number", 2)).all()
@@ -143,9 +150,13 @@ def test_result_wire_roundtrip_carries_field_timelines():
 
 def test_result_from_old_reply_matches_lengths():
     """A 0.x reply (no field_timeline) is grouped by matching array lengths."""
-    reply = {"data": {"a": [1, 2], "b": [1, 2, 3]},
-             "timeline": {"x": {"t": [1.0, 2.0], "finalized_until": None},
-                          "y": {"t": [1.0, 2.0, 3.0], "finalized_until": None}}}
+    reply = {
+        "data": {"a": [1, 2], "b": [1, 2, 3]},
+        "timeline": {
+            "x": {"t": [1.0, 2.0], "finalized_until": None},
+            "y": {"t": [1.0, 2.0, 3.0], "finalized_until": None},
+        },
+    }
     assert Result.from_wire(reply).field_timeline == {"a": "x", "b": "y"}
     assert Result.coerce(reply).field_timeline == {"a": "x", "b": "y"}
     with pytest.raises(TypeError, match="expected a Result"):

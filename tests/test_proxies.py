@@ -54,10 +54,10 @@ def test_with_proxies_rewrites_the_config(tmp_path):
         assert t["endpoint"]["shared"] is True and t["endpoint"]["tls"] == public["endpoint"]["tls"]
         # the same listening transport (WebSocket and RawSocket sides, with
         # their users and serializers), now on a shared endpoint
-        assert {k: v for k, v in t.items() if k != "endpoint"} == \
-            {k: v for k, v in public.items() if k != "endpoint"}
-        assert p["routes"] == {"sisock": {"hub": "router", "server": "router",
-                                          "consumer": "router", "operator": "router"}}
+        assert {k: v for k, v in t.items() if k != "endpoint"} == {k: v for k, v in public.items() if k != "endpoint"}
+        assert p["routes"] == {
+            "sisock": {"hub": "router", "server": "router", "consumer": "router", "operator": "router"}
+        }
         conn = p["connections"]["router"]["transport"]
         assert conn["endpoint"]["path"] == backend["endpoint"]["path"]
     assert len({p["id"] for p in proxies}) == 3
@@ -72,11 +72,20 @@ def test_with_proxies_rewrites_the_config(tmp_path):
 def proxy_of(port: int, client_pid: int) -> set[int]:
     """Pids of the router-side processes holding ``client_pid``'s connections to ``port``."""
     conns = psutil.net_connections(kind="tcp")
-    client_ports = {c.laddr.port for c in conns
-                    if c.pid == client_pid and c.raddr and c.raddr.port == port
-                    and c.status == psutil.CONN_ESTABLISHED}
-    return {c.pid for c in conns if c.laddr and c.laddr.port == port and c.raddr
-            and c.raddr.port in client_ports and c.status == psutil.CONN_ESTABLISHED}
+    client_ports = {
+        c.laddr.port
+        for c in conns
+        if c.pid == client_pid and c.raddr and c.raddr.port == port and c.status == psutil.CONN_ESTABLISHED
+    }
+    return {
+        c.pid
+        for c in conns
+        if c.laddr
+        and c.laddr.port == port
+        and c.raddr
+        and c.raddr.port in client_ports
+        and c.status == psutil.CONN_ESTABLISHED
+    }
 
 
 @pytest.mark.integration
@@ -85,8 +94,7 @@ def test_node_and_consumers_through_different_proxies(tmp_path):
     port = free_port()
     url = f"wss://127.0.0.1:{port}/ws"
     env = isolated_env(tmp_path, url)
-    router = Proc("proxy-router", ["router", "--loglevel", "warn", "--proxies", "2"],
-                  tmp_path, env).start()
+    router = Proc("proxy-router", ["router", "--loglevel", "warn", "--proxies", "2"], tmp_path, env).start()
     started = [router]
     try:
         wait_port(port, 60, router.proc)
@@ -95,10 +103,15 @@ def test_node_and_consumers_through_different_proxies(tmp_path):
         assert [w["type"] for w in cbconf["workers"]] == ["router", "proxy", "proxy"]
 
         def listening() -> set[int]:
-            return {c.pid for c in psutil.net_connections(kind="tcp")
-                    if c.laddr and c.laddr.port == port and c.status == psutil.CONN_LISTEN}
-        listeners = wait_for(lambda: len(listening()) == 2 and listening(), 60,
-                             "each proxy worker should listen on the shared port")
+            return {
+                c.pid
+                for c in psutil.net_connections(kind="tcp")
+                if c.laddr and c.laddr.port == port and c.status == psutil.CONN_LISTEN
+            }
+
+        listeners = wait_for(
+            lambda: len(listening()) == 2 and listening(), 60, "each proxy worker should listen on the shared port"
+        )
         started.append(Proc("proxy-hub", ["hub"], tmp_path, env).start())
         node = Proc("proxy-node", ["serve", "weather"], tmp_path, env).start()
         started.append(node)
@@ -108,6 +121,7 @@ def test_node_and_consumers_through_different_proxies(tmp_path):
                 return "weather" in {n["name"] for n in c.nodes()}
             except ClientError:
                 return False
+
         with connect(url, home=str(tmp_path), tls_ca=ca, timeout=10) as c:
             wait_for(lambda: listed(c), 40, "node not listed through the proxies:\n" + node.log())
         node_proxy = proxy_of(port, node.pid)
@@ -126,23 +140,26 @@ def test_node_and_consumers_through_different_proxies(tmp_path):
             fields, _ = other.fields("weather")
             r = other.get_data("weather", sorted(fields), -86400, 0)
             assert len(r.timelines["weather"].t) > 100
-            with connect(url, home=str(tmp_path), tls_ca=ca, serializer="json",
-                         binary=False) as cj:  # proxies transcode serializers too
+            with connect(
+                url, home=str(tmp_path), tls_ca=ca, serializer="json", binary=False
+            ) as cj:  # proxies transcode serializers too
                 lj = cj.call("consumer.weather.get_data", sorted(fields)[:1], -86400, 0)
             name = sorted(fields)[0]
-            np.testing.assert_array_equal(np.asarray(lj["data"][name], float),
-                                          r.data[name][:len(lj["data"][name])])
+            np.testing.assert_array_equal(np.asarray(lj["data"][name], float), r.data[name][: len(lj["data"][name])])
         finally:
             for c in clients:
                 c.close()
         with pytest.raises(AuthenticationFailed):
-            connect(url, user="consumer", secret="not-the-secret", tls_ca=ca,
-                    home=str(tmp_path), timeout=10)
+            connect(url, user="consumer", secret="not-the-secret", tls_ca=ca, home=str(tmp_path), timeout=10)
         server = credentials.read(tmp_path)["server"]
         hijack = subprocess.run(  # the authorizer still guards names behind proxies
             [sys.executable, "-m", "sisock", "serve", "weather", "--user", server["authid"]],
-            env={**env, "SISOCK_SECRET": server["secret"]}, cwd=REPO,
-            capture_output=True, text=True, timeout=90)
+            env={**env, "SISOCK_SECRET": server["secret"]},
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=90,
+        )
         assert hijack.returncode == 3, hijack.stdout[-2000:] + hijack.stderr[-2000:]
     finally:
         for p in reversed(started):
@@ -153,8 +170,12 @@ def test_node_and_consumers_through_different_proxies(tmp_path):
 def test_with_proxies_carries_every_public_transport(tmp_path):
     """Each proxy listens on all the router's public transports; the largest message size is kept."""
     base = rendered(tmp_path, "ws://127.0.0.1:9000/ws")
-    extra = {"type": "rawsocket", "endpoint": {"type": "tcp", "port": 9001},
-             "options": {"max_message_size": 2**20}, "auth": {"wampcra": {"users": {}}}}
+    extra = {
+        "type": "rawsocket",
+        "endpoint": {"type": "tcp", "port": 9001},
+        "options": {"max_message_size": 2**20},
+        "auth": {"wampcra": {"users": {}}},
+    }
     base["workers"][0]["transports"].append(extra)
     config = with_proxies(base, 2, tmp_path)
     for proxy in config["workers"][1:]:

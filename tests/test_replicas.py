@@ -109,8 +109,11 @@ def test_hub_restart_keeps_replicas(stack, procs, client, archive):
     wait_for(lambda: replicas(client).get(NAME) == 2, 40, "replicas never joined:\n" + b.log())
     stack.hub.stop()
     stack.hub.start()
-    wait_for(lambda: replicas(client).get(NAME) == 2 if NAME in listed(client) else False, 30,
-             "restarted hub lost the replicas:\n" + stack.hub.log())
+    wait_for(
+        lambda: replicas(client).get(NAME) == 2 if NAME in listed(client) else False,
+        30,
+        "restarted hub lost the replicas:\n" + stack.hub.log(),
+    )
     c = serve(procs, archive, "--replica")  # the recovered name still takes replicas
     wait_for(lambda: replicas(client).get(NAME) == 3, 30, "no join after hub restart:\n" + c.log())
     for p in (a, b, c):
@@ -133,9 +136,13 @@ def test_replicas_must_share_an_account(tmp_path, archive):
     env.update(SISOCK_HOME=str(tmp_path), SISOCK_ROUTER_URL=url)
     accounts = {}
     for name in ("archive-a", "archive-b"):
-        out = subprocess.run([sys.executable, "-m", "sisock", "credentials", "add", name,
-                              "--role", "server", "--home", str(tmp_path)],
-                             capture_output=True, text=True, cwd=REPO, check=True)
+        out = subprocess.run(
+            [sys.executable, "-m", "sisock", "credentials", "add", name, "--role", "server", "--home", str(tmp_path)],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            check=True,
+        )
         accounts[name] = dict(line.split("=", 1) for line in out.stdout.split())
     started = [Proc("acct-router", ["router", "--loglevel", "warn"], tmp_path, env).start()]
     try:
@@ -143,9 +150,12 @@ def test_replicas_must_share_an_account(tmp_path, archive):
         started.append(Proc("acct-hub", ["hub"], tmp_path, env).start())
 
         def replica(account: str) -> Proc:
-            p = Proc(f"acct-{account}-{len(started)}",
-                     ["serve", "hdf5", "--name", NAME, "--archive", str(archive), "--replica"],
-                     tmp_path, {**env, **accounts[account]}).start()
+            p = Proc(
+                f"acct-{account}-{len(started)}",
+                ["serve", "hdf5", "--name", NAME, "--archive", str(archive), "--replica"],
+                tmp_path,
+                {**env, **accounts[account]},
+            ).start()
             started.append(p)
             return p
 
@@ -155,8 +165,7 @@ def test_replicas_must_share_an_account(tmp_path, archive):
             stranger = replica("archive-b")
             assert stranger.proc.wait(60) == 3, stranger.log()
             second = replica("archive-a")
-            wait_for(lambda: replicas(c).get(NAME) == 2, 40, "same-account replica refused:\n"
-                     + second.log())
+            wait_for(lambda: replicas(c).get(NAME) == 2, 40, "same-account replica refused:\n" + second.log())
     finally:
         for p in reversed(started):
             p.stop()

@@ -44,9 +44,14 @@ def big_node(stack, tmp_path_factory):
 
 def run_runner(serializer: str, calls: list[dict]) -> list[dict]:
     """Run tests/runner_client.py (ApplicationRunner, 1 MiB limit) and parse its lines."""
-    out = subprocess.run([sys.executable, str(REPO / "tests" / "runner_client.py"), serializer],
-                         input=json.dumps(calls), capture_output=True, text=True, timeout=120,
-                         cwd=str(REPO))
+    out = subprocess.run(
+        [sys.executable, str(REPO / "tests" / "runner_client.py"), serializer],
+        input=json.dumps(calls),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=str(REPO),
+    )
     # autobahn's logging prefixes printed lines with a timestamp
     lines = [json.loads(m.group(1)) for m in re.finditer(r"^[^{\n]*(\{.*\})$", out.stdout, re.M)]
     assert lines, f"runner printed nothing:\n{out.stderr[-3000:]}"
@@ -61,12 +66,14 @@ def test_big_reply_refused_not_dropped(big_node, serializer):
     progressive call streams in parts that each fit.
     """
     fields = ["stage_temp", "cryo_state"]
-    first = run_runner(serializer, [
-        {"uri": GET_DATA, "args": [fields, START, END]},
-        {"uri": GET_DATA, "args": [["stage_temp"], START, END], "progress": True,
-         "kwargs": {"encoding": "binary"}},
-        {"uri": GET_DATA, "args": [fields, START, END], "kwargs": {"max_message_bytes": "lots"}},
-    ])
+    first = run_runner(
+        serializer,
+        [
+            {"uri": GET_DATA, "args": [fields, START, END]},
+            {"uri": GET_DATA, "args": [["stage_temp"], START, END], "progress": True, "kwargs": {"encoding": "binary"}},
+            {"uri": GET_DATA, "args": [fields, START, END], "kwargs": {"max_message_bytes": "lots"}},
+        ],
+    )
     refused, streamed, bad, end = first[0], first[1], first[2], first[-1]
     assert refused.get("error") == f"{BASE}.error.too_much_data", refused
     assert "max_message_bytes=1048576" in refused["message"]
@@ -97,13 +104,17 @@ def test_sisock_client_declares_its_limit(big_node):
 
 # -- pure budget -------------------------------------------------------------
 
+
 def _result(n: int, strings: bool = True) -> dict:
     t = 1.7e9 + np.arange(n, dtype=float)
     data = {"x": np.sin(t)}
     if strings:
         data["s"] = np.array(["cooling", "stable"] * (n // 2) + ["x"] * (n % 2), dtype=object)
-    return {"data": data, "timeline": {"tl": {"t": t, "finalized_until": None}},
-            "field_timeline": {k: "tl" for k in data}}
+    return {
+        "data": data,
+        "timeline": {"tl": {"t": t, "finalized_until": None}},
+        "field_timeline": {k: "tl" for k in data},
+    }
 
 
 @pytest.mark.parametrize("n", [0, 1, 1000, 30_000, 200_000])

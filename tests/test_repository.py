@@ -16,8 +16,13 @@ REPO = Path(__file__).resolve().parent.parent
 
 def tracked_files() -> list[Path]:
     """Files git tracks (or would track) in this checkout."""
-    out = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-                         cwd=REPO, capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return [REPO / line for line in out.splitlines() if (REPO / line).is_file()]
 
 
@@ -52,9 +57,11 @@ def test_no_secret_in_repository(stack):
 def test_secret_pattern_catches_examples():
     """The secret patterns do flag typical leaks (so the test above can fail)."""
     q = '"'
-    leaks = ["WAMP_SECRET = " + q + "Q5#x4%HCmgTsS!Pj" + q,  # built in pieces so this
-             q + "secret" + q + ": " + q + "abcdefgh123" + q,  # file does not match itself
-             "-----BEGIN EC " + "PRIVATE KEY-----"]
+    leaks = [
+        "WAMP_SECRET = " + q + "Q5#x4%HCmgTsS!Pj" + q,  # built in pieces so this
+        q + "secret" + q + ": " + q + "abcdefgh123" + q,  # file does not match itself
+        "-----BEGIN EC " + "PRIVATE KEY-----",
+    ]
     for leak in leaks:
         assert any(p.search(leak) for p in SECRET_PATTERNS), leak
 
@@ -62,7 +69,7 @@ def test_secret_pattern_catches_examples():
 def test_readme_starts_with_two_commands():
     """The README's first lines give exactly the run and the test command, both in the Makefile."""
     lines = (REPO / "README.md").read_text().splitlines()
-    block = lines[lines.index("```sh") + 1: lines.index("```")]
+    block = lines[lines.index("```sh") + 1 : lines.index("```")]
     commands = [line.split("#")[0].strip() for line in block if line.strip()]
     assert commands == ["make run", "make test"]
     assert lines.index("```sh") < 6
@@ -75,9 +82,16 @@ def test_readme_starts_with_two_commands():
 @pytest.mark.integration  # starts every sub-command
 def test_every_command_has_help():
     """`sisock <command> --help` works for every documented sub-command."""
-    for argv in (["router"], ["hub"], ["serve", "weather"], ["serve", "sensors"],
-                 ["serve", "hdf5"], ["serve", "modbus"], ["sim", "modbus"], ["generate"],
-                 ["demo"]):
-        out = subprocess.run([sys.executable, "-m", "sisock", *argv, "--help"],
-                             capture_output=True, text=True)
+    for argv in (
+        ["router"],
+        ["hub"],
+        ["serve", "weather"],
+        ["serve", "sensors"],
+        ["serve", "hdf5"],
+        ["serve", "modbus"],
+        ["sim", "modbus"],
+        ["generate"],
+        ["demo"],
+    ):
+        out = subprocess.run([sys.executable, "-m", "sisock", *argv, "--help"], capture_output=True, text=True)
         assert out.returncode == 0 and "usage: sisock" in out.stdout, (argv, out.stderr)

@@ -17,8 +17,7 @@ def rows_of(seqs: np.ndarray) -> RunRows:
     """Two summary rows per file, bucket numbers ``2 * seq`` and ``2 * seq + 1``."""
     seqs = np.asarray(seqs, np.int64)
     bucket = np.repeat(2 * seqs, 2) + np.tile([0, 1], seqs.size)
-    return RunRows(seqs, np.arange(seqs.size + 1, dtype=np.int64) * 2, bucket,
-                   sample_stats(bucket.astype(float)))
+    return RunRows(seqs, np.arange(seqs.size + 1, dtype=np.int64) * 2, bucket, sample_stats(bucket.astype(float)))
 
 
 def test_cached_run_is_found_while_another_query_extends_it():
@@ -128,8 +127,12 @@ def random_run(rng: np.random.Generator, files: int) -> RunRows:
         values.append(v)
         offsets.append(offsets[-1] + n)
     bucket = np.concatenate(buckets).astype(np.int64)
-    return RunRows(np.arange(1, files + 1, dtype=np.int64), np.array(offsets, np.int64),
-                   bucket, sample_stats(np.concatenate(values)))
+    return RunRows(
+        np.arange(1, files + 1, dtype=np.int64),
+        np.array(offsets, np.int64),
+        bucket,
+        sample_stats(np.concatenate(values)),
+    )
 
 
 def test_reduced_rows_equal_reducing_the_rows_bit_for_bit():
@@ -153,18 +156,17 @@ def test_reduced_rows_equal_reducing_the_rows_bit_for_bit():
         assert np.array_equal(got_bins, want_bins), context
         names = {"n", *need} | ({"min", "max"} if "min_first" in need else set())
         for name in names:
-            assert np.array_equal(getattr(got, name), getattr(want, name), equal_nan=True), \
-                f"{context}: {name}"
+            assert np.array_equal(getattr(got, name), getattr(want, name), equal_nan=True), f"{context}: {name}"
         # reduced rows combine again as raw ones do (the reader joins them with the
         # rows of the files at the range's edges): two halves, then combined
         if last > first:
             mid = int(rng.integers(first, last))
             b1, s1 = run.reduced_of(first, mid, factor, need)
             b2, s2 = run.reduced_of(mid + 1, last, factor, need)
-            joined_bins, joined = reduce_buckets(np.concatenate((b1, b2)),
-                                                 BucketStats.concat([s1, s2], 2), need)
+            joined_bins, joined = reduce_buckets(np.concatenate((b1, b2)), BucketStats.concat([s1, s2], 2), need)
             assert np.array_equal(joined_bins, want_bins), context
             for name in names - {"sum"}:  # sums: the halves are added, then their totals
-                assert np.array_equal(getattr(joined, name), getattr(want, name),
-                                      equal_nan=True), f"{context}, halves: {name}"
+                assert np.array_equal(getattr(joined, name), getattr(want, name), equal_nan=True), (
+                    f"{context}, halves: {name}"
+                )
     assert len(run.reductions) <= 4  # a run keeps a few reductions only

@@ -36,7 +36,7 @@ def big_archive(tmp_path_factory):
     with ArchiveWriter(d, rotate_seconds=1e9, rotate_bytes=2**40) as w:
         w.define_timeline("big", {"x": FieldSpec("number", "V", "test signal")})
         for i in range(0, N, 2_000_000):
-            w.append("big", t[i:i + 2_000_000], {"x": x[i:i + 2_000_000]})
+            w.append("big", t[i : i + 2_000_000], {"x": x[i : i + 2_000_000]})
     return d, start
 
 
@@ -57,8 +57,10 @@ def test_20M_samples_streamed_exactly(stack, procs, big_archive):
     np.testing.assert_array_equal(r.timelines["big"].t, t)
     np.testing.assert_array_equal(r.data["x"], x)
     result_bytes = t.nbytes + x.nbytes
-    print(f"\n20 M samples streamed in {elapsed:.2f} s ({result_bytes / elapsed / 1e6:.0f} MB/s), "
-          f"{r.parts} parts, client peak {peak / 2**20:.0f} MiB for {result_bytes / 2**20:.0f} MiB")
+    print(
+        f"\n20 M samples streamed in {elapsed:.2f} s ({result_bytes / elapsed / 1e6:.0f} MB/s), "
+        f"{r.parts} parts, client peak {peak / 2**20:.0f} MiB for {result_bytes / 2**20:.0f} MiB"
+    )
     assert peak < 1.3 * result_bytes, "the client must not hold the result twice"
 
 
@@ -107,8 +109,9 @@ def test_node_on_rawsocket_client_on_websocket(stack, procs, mid_archive, monkey
     refuses, with a clear error, a one-message reply over RawSocket's 16 MiB."""
     d, start = mid_archive
     env = dict(os.environ, SISOCK_ROUTER_URL=f"rs://127.0.0.1:{stack.port}")
-    node = procs("hdf5-rs", "serve", "hdf5", "--name", "mid_rs", "--archive", str(d),
-                 "--max-samples", str(4 * M), env=env)
+    node = procs(
+        "hdf5-rs", "serve", "hdf5", "--name", "mid_rs", "--archive", str(d), "--max-samples", str(4 * M), env=env
+    )
     monkeypatch.setenv("SISOCK_ROUTER_RAWSOCKET", "no")
     with connect(timeout=60) as c:
         wait_for(lambda: "mid_rs" in listed(c), 20, "node mid_rs never listed")

@@ -138,8 +138,12 @@ def test_plan_cover_partitions_range():
 
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(seed=st.integers(0, 2**31), rotate=st.sampled_from([3000.0, 7200.0, 86400.0]),
-       close=st.booleans(), batches=st.integers(1, 7))
+@given(
+    seed=st.integers(0, 2**31),
+    rotate=st.sampled_from([3000.0, 7200.0, 86400.0]),
+    close=st.booleans(),
+    batches=st.integers(1, 7),
+)
 def test_summary_equals_bruteforce_property(tmp_path_factory, seed, rotate, close, batches):
     """Across several files and a growing file, every method equals brute force."""
     d = tmp_path_factory.mktemp("arch")
@@ -212,8 +216,7 @@ def test_long_query_reads_few_rows(tmp_path):
     n = res["data"]["x"].size
     assert 1500 < n <= 2001
     assert sum(calls) < 200  # raw samples only at the range edges
-    ref = downsample_columns(t[1:-1], {"x": np.sin(t[1:-1] / 1000.0)},
-                             choose_stride((t[-1] - t[0]) / 2000)[0], "mean")
+    ref = downsample_columns(t[1:-1], {"x": np.sin(t[1:-1] / 1000.0)}, choose_stride((t[-1] - t[0]) / 2000)[0], "mean")
     np.testing.assert_allclose(res["data"]["x"], ref[1]["x"], rtol=1e-9, atol=1e-12)
 
 

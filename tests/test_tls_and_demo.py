@@ -34,8 +34,7 @@ def test_tls_router(tmp_path):
         ca = tmp_path / "tls" / "ca.crt"
         assert ca.exists()
         # the hub speaks RawSocket over TLS (rss://), the clients below both
-        hub = Proc("tls-hub", ["hub"], tmp_path,
-                   isolated_env(tmp_path, f"rss://127.0.0.1:{port}")).start()
+        hub = Proc("tls-hub", ["hub"], tmp_path, isolated_env(tmp_path, f"rss://127.0.0.1:{port}")).start()
 
         def nodes():
             try:
@@ -43,11 +42,11 @@ def test_tls_router(tmp_path):
                     return c.nodes() == []
             except ClientError:
                 return False
+
         wait_for(nodes, 15, "no TLS session with the hub:\n" + hub.log())
         t0 = time.monotonic()
         with pytest.raises(RouterUnreachable):  # certificate not signed by that CA
-            connect(url, home=str(tmp_path), tls_ca=str(REPO / "tests" / "data" / "other-ca.crt"),
-                    timeout=60)
+            connect(url, home=str(tmp_path), tls_ca=str(REPO / "tests" / "data" / "other-ca.crt"), timeout=60)
         assert time.monotonic() - t0 < 30, "a TLS refusal must not wait for the timeout"
         with connect(url, home=str(tmp_path), tls_ca=str(ca), timeout=5) as c:
             assert c.nodes() == []  # and the right CA still works
@@ -57,8 +56,7 @@ def test_tls_router(tmp_path):
             assert c.nodes() == []
             assert "rawsocket" in type(c._session.transport).__module__
         with pytest.raises(RouterUnreachable):
-            connect(rss, home=str(tmp_path),
-                    tls_ca=str(REPO / "tests" / "data" / "other-ca.crt"), timeout=5)
+            connect(rss, home=str(tmp_path), tls_ca=str(REPO / "tests" / "data" / "other-ca.crt"), timeout=5)
     finally:
         if hub:
             hub.stop()
@@ -71,9 +69,14 @@ def test_demo_check(tmp_path):
     env = isolated_env(tmp_path, f"ws://127.0.0.1:{port}/ws")
     t0 = time.monotonic()
     web_port = free_port()
-    out = subprocess.run([sys.executable, "-m", "sisock", "demo", "--check", "--timeout", "90",
-                          "--web-port", str(web_port)],
-                         env=env, capture_output=True, text=True, timeout=150, cwd=REPO)
+    out = subprocess.run(
+        [sys.executable, "-m", "sisock", "demo", "--check", "--timeout", "90", "--web-port", str(web_port)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=150,
+        cwd=REPO,
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     summary = [line for line in out.stdout.splitlines() if not line.startswith("sisock demo:")]
     assert summary[0] == f"sisock dashboard: http://127.0.0.1:{web_port}/", out.stdout
@@ -92,12 +95,15 @@ def test_demo_stops_everything_on_sigterm(tmp_path):
     port = free_port()
     env = isolated_env(tmp_path, f"ws://127.0.0.1:{port}/ws")
     log = open(tmp_path / "demo.out", "w")
-    demo = subprocess.Popen([sys.executable, "-m", "sisock", "demo", "--timeout", "90",
-                             "--web-port", str(free_port())],
-                            env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "sisock", "demo", "--timeout", "90", "--web-port", str(free_port())],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=REPO,
+    )
     try:
-        wait_for(lambda: "Press Ctrl-C" in (tmp_path / "demo.out").read_text(), 120,
-                 "demo never came up")
+        wait_for(lambda: "Press Ctrl-C" in (tmp_path / "demo.out").read_text(), 120, "demo never came up")
 
         def ours():
             found = []
@@ -108,6 +114,7 @@ def test_demo_stops_everything_on_sigterm(tmp_path):
                 except (psutil.Error, OSError):
                     pass
             return found
+
         children = ours()
         assert len(children) >= 6
         demo.send_signal(signal.SIGTERM)

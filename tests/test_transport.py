@@ -30,8 +30,7 @@ def test_url_scheme_picks_the_transport(tmp_path):
     assert "tls" not in rs[0]["endpoint"]
     ca = tmp_path / "ca.crt"
     ca.write_text("not read here")
-    rss = transport_configs(load_settings(router_url="rss://h:8443", home=tmp_path,
-                                          tls_ca=str(ca)))
+    rss = transport_configs(load_settings(router_url="rss://h:8443", home=tmp_path, tls_ca=str(ca)))
     assert kinds(rss) == ["rawsocket"] and rss[0]["url"] == "rss://h:8443"
     assert rss[0]["endpoint"]["tls"] == {"hostname": "h", "trust_root": str(ca)}
     one = transport_configs(load_settings(router_url="rs://h:8080", home=tmp_path), ["cbor"])
@@ -47,8 +46,7 @@ def test_rawsocket_setting(tmp_path, monkeypatch):
     assert both[0]["endpoint"]["tls"]["hostname"] == "h"
     assert both[1]["url"] == "wss://h:9000/ws"
     monkeypatch.setenv("SISOCK_ROUTER_RAWSOCKET", "no")
-    assert kinds(transport_configs(load_settings(router_url="ws://h:1/ws",
-                                                 home=tmp_path))) == ["websocket"]
+    assert kinds(transport_configs(load_settings(router_url="ws://h:1/ws", home=tmp_path))) == ["websocket"]
     monkeypatch.setenv("SISOCK_ROUTER_RAWSOCKET", "maybe")
     with pytest.raises(BadArgument, match="SISOCK_ROUTER_RAWSOCKET"):
         load_settings(home=tmp_path)
@@ -104,12 +102,10 @@ def test_client_falls_back_to_websocket_on_a_websocket_only_router(tmp_path, mon
     cbdir = prepare(s)
     config = json.loads((cbdir / "config.json").read_text())
     universal = config["workers"][0]["transports"][0]
-    config["workers"][0]["transports"][0] = {
-        **universal["websocket"]["ws"], "endpoint": universal["endpoint"]}
+    config["workers"][0]["transports"][0] = {**universal["websocket"]["ws"], "endpoint": universal["endpoint"]}
     (cbdir / "config.json").write_text(json.dumps(config))
     log = open(tmp_path / "router.log", "wb")
-    router = subprocess.Popen(command(cbdir, "warn"), stdout=log, stderr=subprocess.STDOUT,
-                              start_new_session=True)
+    router = subprocess.Popen(command(cbdir, "warn"), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         wait_port(port, 30, router)
         monkeypatch.setenv("SISOCK_ROUTER_RAWSOCKET", "yes")

@@ -26,7 +26,7 @@ def test_registry_ownership_rules():
     r = Registry()
     assert r.claim("a", 1) and r.claim("a", 1)
     assert not r.claim("a", 2)
-    assert r.listed() == []                       # claimed is not listed
+    assert r.listed() == []  # claimed is not listed
     assert r.add("a", "desc", 1) == (True, True)
     assert r.add("a", "desc", 1) == (True, False)  # idempotent re-add
     assert r.add("a", "x", 2) == (False, False)
@@ -100,8 +100,7 @@ def test_router_render(tmp_path):
     template = json.loads(template_path().read_text())
     text = template_path().read_text()
     creds = credentials.ensure(tmp_path)
-    s = load_settings(router_url="ws://127.0.0.1:9999/ws", realm="r1",
-                      base_uri="org.example", home=tmp_path)
+    s = load_settings(router_url="ws://127.0.0.1:9999/ws", realm="r1", base_uri="org.example", home=tmp_path)
     cfg = render(template, s, creds)
     worker = cfg["workers"][0]
     assert worker["realms"][0]["name"] == "r1"
@@ -156,15 +155,24 @@ def test_chunked_reply_reassembles_exactly():
     rng = np.random.default_rng(3)
     n = 100_003
     result = {
-        "data": {"a": rng.normal(size=n), "b": rng.integers(0, 9, n).astype(np.int16),
-                 "s": np.array(["x", "y"]), "empty": np.empty(0)},
-        "timeline": {"tl": {"t": np.arange(n) * 0.01, "finalized_until": 5.0},
-                     "tl2": {"t": np.array([1.0, 2.0]), "finalized_until": None}},
+        "data": {
+            "a": rng.normal(size=n),
+            "b": rng.integers(0, 9, n).astype(np.int16),
+            "s": np.array(["x", "y"]),
+            "empty": np.empty(0),
+        },
+        "timeline": {
+            "tl": {"t": np.arange(n) * 0.01, "finalized_until": 5.0},
+            "tl2": {"t": np.array([1.0, 2.0]), "finalized_until": None},
+        },
     }
     parts = list(wire.chunk_reply(result, chunk_bytes=64 * 1024))
     assert len(parts) > 10
-    sizes = [sum(len(v["data"]) for v in p["data"].values() if isinstance(v, dict))
-             + sum(len(tl["t"]["data"]) for tl in p["timeline"].values()) for p in parts[:-1]]
+    sizes = [
+        sum(len(v["data"]) for v in p["data"].values() if isinstance(v, dict))
+        + sum(len(tl["t"]["data"]) for tl in p["timeline"].values())
+        for p in parts[:-1]
+    ]
     assert max(sizes) <= 64 * 1024
     asm = wire.Assembler()
     for p in parts:

@@ -22,8 +22,15 @@ from conftest import REPO, wait_for
 pytestmark = pytest.mark.timeout(240)
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 ARTIFACTS = REPO / "artifacts"
 IDLE = "window.sisock && window.sisock.ready && window.sisock.pending === 0"
 
@@ -47,8 +54,7 @@ def page(browser):
     pg = ctx.new_page()
     errors: list[str] = []
     pg.on("pageerror", lambda e: errors.append(str(e)))
-    pg.on("console", lambda m: errors.append(m.text)
-          if "Content Security Policy" in m.text else None)
+    pg.on("console", lambda m: errors.append(m.text) if "Content Security Policy" in m.text else None)
     yield pg
     ctx.close()
     assert not errors, f"JavaScript errors: {errors}"
@@ -64,10 +70,12 @@ def wait(page, condition: str, timeout: float = 60_000) -> None:
         # polled on a timer, not on animation frames (a test may hold those)
         page.wait_for_function(f"() => ({condition})", timeout=timeout, polling=100)
     except PlaywrightTimeout:
-        state = page.evaluate("window.sisock ? JSON.stringify({pending: window.sisock.pending, "
-                              "errors: window.sisock.errors, requests: window.sisock.requests.length, "
-                              "panels: window.sisock.panels.map(p => [p.fields, p.data[0].length])}) "
-                              ": 'no window.sisock'")
+        state = page.evaluate(
+            "window.sisock ? JSON.stringify({pending: window.sisock.pending, "
+            "errors: window.sisock.errors, requests: window.sisock.requests.length, "
+            "panels: window.sisock.panels.map(p => [p.fields, p.data[0].length])}) "
+            ": 'no window.sisock'"
+        )
         shot(page, "web-timeout")
         raise AssertionError(f"timed out waiting for {condition}; page state: {state}") from None
 
@@ -85,8 +93,7 @@ def plotted(page, panel: int) -> dict:
 
 
 def last_request(page, field: str) -> dict:
-    return page.evaluate(
-        f"window.sisock.requests.filter(r => r.fields.includes({field!r})).slice(-1)[0]")
+    return page.evaluate(f"window.sisock.requests.filter(r => r.fields.includes({field!r})).slice(-1)[0]")
 
 
 def series(data: dict, k: int) -> tuple[np.ndarray, list]:
@@ -100,8 +107,9 @@ def check_against_node(page, client, panel: int, field: str) -> int:
     """The panel's plotted series equals the node's answer to the same request."""
     data = plotted(page, panel)
     req = last_request(page, field)
-    ref = client.get_data("webarch", [field], req["start"], req["end"],
-                          min_stride=req["min_stride"], method=req["method"])
+    ref = client.get_data(
+        "webarch", [field], req["start"], req["end"], min_stride=req["min_stride"], method=req["method"]
+    )
     tl = next(iter(ref.timelines.values()))
     values = ref.data[field]
     t, v = series(data, 1)
@@ -129,8 +137,11 @@ def test_pick_zoom_reload(web_demo, client, page):
     page.fill("#search", "")
     page.click("#add-panel")
     page.click('[data-key="webarch:cryo_state"]')
-    wait(page, IDLE + " && window.sisock.panels.length === 2 && "
-                           "window.sisock.panels.every(p => p.data[0].length > 100)", timeout=60_000)
+    wait(
+        page,
+        IDLE + " && window.sisock.panels.length === 2 && window.sisock.panels.every(p => p.data[0].length > 100)",
+        timeout=60_000,
+    )
     n_num = check_against_node(page, client, 0, "stage_temp")
     n_str = check_against_node(page, client, 1, "cryo_state")
     assert n_num > 500 and n_str > 100
@@ -148,8 +159,7 @@ def test_pick_zoom_reload(web_demo, client, page):
     page.mouse.down()
     page.mouse.move(box["x"] + box["width"] * 0.45, y, steps=6)
     page.mouse.up()
-    wait(page, f"{IDLE} && window.sisock.requests.length >= {n_requests + 2}",
-                           timeout=60_000)
+    wait(page, f"{IDLE} && window.sisock.requests.length >= {n_requests + 2}", timeout=60_000)
     after = last_request(page, "stage_temp")
     assert after["min_stride"] < before / 4, (before, after["min_stride"])
     assert last_request(page, "cryo_state")["min_stride"] == pytest.approx(after["min_stride"])
@@ -169,17 +179,22 @@ def test_pick_zoom_reload(web_demo, client, page):
     text = Path(dl.value.path()).read_text().splitlines()
     notes = [line for line in text if line.startswith("#")]
     assert notes and "downsampled" in notes[0]  # the file says its rows are bins
-    text = text[len(notes):]
+    text = text[len(notes) :]
     assert text[0] == 'time,t,"webarch:stage_temp"'
     t_csv = np.array([float(line.split(",")[1]) for line in text[1:]])
     assert len(t_csv) > 10 and t_csv.min() >= after["start"] and t_csv.max() <= after["end"]
 
     page.reload()
-    wait(page, IDLE + " && window.sisock.panels.length === 2 && "
-                           "window.sisock.panels.every(p => p.data[0].length > 10)", timeout=60_000)
+    wait(
+        page,
+        IDLE + " && window.sisock.panels.length === 2 && window.sisock.panels.every(p => p.data[0].length > 10)",
+        timeout=60_000,
+    )
     again = plotted(page, 0)
-    assert [p["fields"] for p in page.evaluate("window.sisock.panels")] == \
-        [["webarch:stage_temp"], ["webarch:cryo_state"]]
+    assert [p["fields"] for p in page.evaluate("window.sisock.panels")] == [
+        ["webarch:stage_temp"],
+        ["webarch:cryo_state"],
+    ]
     assert again["xscale"] == pytest.approx(panels[0]["xscale"], abs=0.01)
     assert last_request(page, "stage_temp")["start"] == pytest.approx(after["start"], abs=0.01)
     check_against_node(page, client, 0, "stage_temp")
@@ -196,8 +211,7 @@ def test_live_tail_and_node_loss(web_demo, procs, page):
     count = "window.sisock.panels[0].data[0].length"
     n0 = page.evaluate(count)
     fetches = page.evaluate("window.sisock.requests.length")
-    wait(page, f"{count} >= {n0 + 8} && window.sisock.live.length >= 8",
-                           timeout=60_000)
+    wait(page, f"{count} >= {n0 + 8} && window.sisock.live.length >= 8", timeout=60_000)
     assert page.evaluate("window.sisock.requests.length") == fetches  # appended, not re-fetched
     live = page.evaluate("window.sisock.live")
     lag = [x["drawnAt"] - x["t"] for x in live]
@@ -208,9 +222,11 @@ def test_live_tail_and_node_loss(web_demo, procs, page):
     shot(page, "web-live")
 
     node.stop()
-    wait(page, "!document.querySelector('#banner').hidden && "
-                           "document.querySelector('#banner').innerText.includes('brsens')",
-                           timeout=60_000)
+    wait(
+        page,
+        "!document.querySelector('#banner').hidden && document.querySelector('#banner').innerText.includes('brsens')",
+        timeout=60_000,
+    )
     assert "left the hub" in page.inner_text("#banner")
     wait(page, "!document.querySelector('#live-state').innerText.includes('brsens')")  # off the live list
     shot(page, "web-node-stopped")
@@ -220,16 +236,22 @@ def test_live_tail_and_node_loss(web_demo, procs, page):
     page.click('#presets button[data-range="15m"]')
     again = procs("brsens", "serve", "sensors", "--name", "brsens", "--interval", "0.25")
     n = page.evaluate("window.sisock.live.length")
-    wait(page, f"document.querySelector('#live-state').innerText.includes('brsens') && "
-               f"window.sisock.live.length > {n} && document.querySelector('#banner').hidden")
+    wait(
+        page,
+        f"document.querySelector('#live-state').innerText.includes('brsens') && "
+        f"window.sisock.live.length > {n} && document.querySelector('#banner').hidden",
+    )
     again.stop()  # back on the live list and drawing again after a restart
 
 
 def test_default_view_for_a_newcomer(web_demo, page):
     """The bare URL shows a panel per data node with data, the last hour, live."""
     page.goto(web_demo.url + "/")
-    wait(page, IDLE + " && window.sisock.panels.length >= 3 && "
-         "window.sisock.panels.filter(p => p.data[0].length > 10).length >= 2")
+    wait(
+        page,
+        IDLE + " && window.sisock.panels.length >= 3 && "
+        "window.sisock.panels.filter(p => p.data[0].length > 10).length >= 2",
+    )
     nodes = {f.split(":")[0] for p in page.evaluate("window.sisock.panels") for f in p["fields"]}
     assert {"webarch", "websens", "webwx"} <= nodes
     assert parse_qs(urlsplit(page.url).query)["range"] == ["1h"]
@@ -311,21 +333,30 @@ def test_two_tabs_many_nodes_one_live_stream_each(web_demo, browser, procs):
     wait_for(lambda: set(extra) <= web_demo.nodes(), 60, "extra nodes never listed")
     ctx = browser.new_context(viewport={"width": 1400, "height": 900})
     try:
-        url = web_demo.url + ("/?panels=websens:cpu_percent|webwx:temperature|webarch:stage_temp|"
-                              + "|".join(f"{n}:cpu_percent" for n in extra) + "&range=1h")
+        url = web_demo.url + (
+            "/?panels=websens:cpu_percent|webwx:temperature|webarch:stage_temp|"
+            + "|".join(f"{n}:cpu_percent" for n in extra)
+            + "&range=1h"
+        )
         pages, live = [], []
         for k in range(2):
             pg = ctx.new_page()
             pg.on("request", lambda r, k=k: "/api/live" in r.url and live.append((k, r.url)))
             pg.goto(url)
-            wait(pg, IDLE + " && window.sisock.panels.length === 8 && "
-                 "window.sisock.panels[0].data[0].length > 0", timeout=45_000)
+            wait(
+                pg,
+                IDLE + " && window.sisock.panels.length === 8 && window.sisock.panels[0].data[0].length > 0",
+                timeout=45_000,
+            )
             pages.append(pg)
         for pg in pages:  # both tabs can still ask for data
             n = pg.evaluate("window.sisock.requests.length")
             pg.click('#presets button[data-range="1d"]')
-            wait(pg, f"{IDLE} && window.sisock.requests.length > {n} && "
-                 "window.sisock.requests.every(r => r.doneAt)", timeout=45_000)
+            wait(
+                pg,
+                f"{IDLE} && window.sisock.requests.length > {n} && window.sisock.requests.every(r => r.doneAt)",
+                timeout=45_000,
+            )
         wait(pages[0], "window.sisock.live.length > 0")  # the live tail still arrives
         shot(pages[0], "web-two-tabs-first")
         per_tab = [[u for k2, u in live if k2 == k] for k in range(2)]
@@ -339,30 +370,28 @@ def test_two_tabs_many_nodes_one_live_stream_each(web_demo, browser, procs):
 def test_one_query_per_node_per_zoom(web_demo, page):
     """A drag-zoom over three synced panels asks each node once (uPlot fires the
     selection in every synced panel)."""
-    page.goto(web_demo.url + "/?panels=webarch:stage_temp|webarch:plate_temp|websens:cpu_percent"
-              "&range=1d&live=0")
-    wait(page, IDLE + " && window.sisock.panels.length === 3 && "
-         "window.sisock.panels[0].data[0].length > 0")
+    page.goto(web_demo.url + "/?panels=webarch:stage_temp|webarch:plate_temp|websens:cpu_percent&range=1d&live=0")
+    wait(page, IDLE + " && window.sisock.panels.length === 3 && window.sisock.panels[0].data[0].length > 0")
     n = page.evaluate("window.sisock.requests.length")
     drag(page, 0, 0.5, 0.8)
     wait(page, f"{IDLE} && window.sisock.requests.length > {n}")
     page.wait_for_timeout(1500)  # let any further (duplicate) query start
     wait(page, IDLE)
     new = page.evaluate(f"window.sisock.requests.slice({n})")
-    assert sorted((r["node"], r["method"]) for r in new) == \
-        [("webarch", "minmax"), ("websens", "minmax")], [r["url"] for r in new]
+    assert sorted((r["node"], r["method"]) for r in new) == [("webarch", "minmax"), ("websens", "minmax")], [
+        r["url"] for r in new
+    ]
 
 
 def test_empty_panels_say_why(web_demo, page):
     """Each empty panel names its case: unknown field, node down, no data in this
     range (with the nearest data and a button that goes there), loading."""
     held, hold = [], [True]
-    page.route(lambda url: "/api/data?" in url,
-               lambda route: held.append(route) if hold[0] else route.continue_())
-    page.goto(web_demo.url + "/?panels=webarch:nosuchfield|ghostnode:temp|webarch:stage_temp"
-              "&from=1600000000&to=1600003600")
-    wait(page, "window.sisock && window.sisock.ready && "
-         "document.querySelectorAll('.panel .why').length === 3")
+    page.route(lambda url: "/api/data?" in url, lambda route: held.append(route) if hold[0] else route.continue_())
+    page.goto(
+        web_demo.url + "/?panels=webarch:nosuchfield|ghostnode:temp|webarch:stage_temp&from=1600000000&to=1600003600"
+    )
+    wait(page, "window.sisock && window.sisock.ready && document.querySelectorAll('.panel .why').length === 3")
     wait(page, "document.querySelectorAll('.panel')[2].innerText.toLowerCase().includes('loading')")
     hold[0] = False
     for route in held:
@@ -399,19 +428,23 @@ def test_readable_panels(web_demo, page):
     """ISO 24-hour dates (ticks and inputs), one axis per unit, time axes lined up
     across panels, states drawn as timelines, legend statistics, descriptions in
     titles, a favicon."""
-    page.goto(web_demo.url + "/?panels=webarch:stage_temp,webarch:humidity,webarch:pressure,"
-              "webarch:compressor_on,webarch:cryo_state|webarch:compressor_on,webarch:cryo_state"
-              "|webwx:temperature&range=7d&live=0")
-    wait(page, IDLE + " && window.sisock.panels.length === 3 && "
-         "window.sisock.panels.every(p => p.data[0].length > 5)")
+    page.goto(
+        web_demo.url + "/?panels=webarch:stage_temp,webarch:humidity,webarch:pressure,"
+        "webarch:compressor_on,webarch:cryo_state|webarch:compressor_on,webarch:cryo_state"
+        "|webwx:temperature&range=7d&live=0"
+    )
+    wait(page, IDLE + " && window.sisock.panels.length === 3 && window.sisock.panels.every(p => p.data[0].length > 5)")
     panels = page.evaluate("window.sisock.panels")
     assert panels[0]["units"] == ["K", "%", "hPa"]  # one axis per unit
     boxes = [page.locator(".panel .u-over").nth(k).bounding_box() for k in range(3)]
-    assert all(b["x"] == pytest.approx(boxes[0]["x"], abs=1) and
-               b["width"] == pytest.approx(boxes[0]["width"], abs=1) for b in boxes), boxes
+    assert all(
+        b["x"] == pytest.approx(boxes[0]["x"], abs=1) and b["width"] == pytest.approx(boxes[0]["width"], abs=1)
+        for b in boxes
+    ), boxes
     for p in panels:
-        assert p["ticks"] and all(re.fullmatch(r"(\d\d:\d\d(:\d\d)?\n)?\d{4}-\d\d(-\d\d)?|\d\d:\d\d(:\d\d)?", t)
-                                  for t in p["ticks"] if t), p["ticks"]
+        assert p["ticks"] and all(
+            re.fullmatch(r"(\d\d:\d\d(:\d\d)?\n)?\d{4}-\d\d(-\d\d)?|\d\d:\d\d(:\d\d)?", t) for t in p["ticks"] if t
+        ), p["ticks"]
     for box in ("#from", "#to"):
         assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", page.input_value(box))
     first = page.locator(".panel").first.inner_text()
@@ -458,8 +491,11 @@ def test_saved_views_save_open_export_import(web_demo, page, tmp_path):
     copy = tmp_path / "imported.json"
     copy.write_text(json.dumps({**doc, "name": "imported", "panels": [["webwx:temperature"]]}))
     page.set_input_files("#import-view", str(copy))
-    wait(page, IDLE + " && window.sisock.panels.length === 1 && "
-         "document.querySelector('#views option[value=\"imported\"]') !== null")
+    wait(
+        page,
+        IDLE + " && window.sisock.panels.length === 1 && "
+        "document.querySelector('#views option[value=\"imported\"]') !== null",
+    )
     assert page.evaluate("window.sisock.panels[0].fields") == ["webwx:temperature"]
     shot(page, "web-saved-views")
 
@@ -471,11 +507,9 @@ def test_picker_with_many_nodes(web_demo, procs, page):
     joining later costs one field list, not all of them again."""
     import sys
 
-    many = procs("many", sys.executable, str(REPO / "tests" / "many_nodes.py"), "pick", "120",
-                 module="")
+    many = procs("many", sys.executable, str(REPO / "tests" / "many_nodes.py"), "pick", "120", module="")
     names = {f"pick{i:03d}" for i in range(120)}
-    wait_for(lambda: names <= web_demo.nodes(), 120,
-             f"the 120 nodes were never listed:\n{many.log()}")
+    wait_for(lambda: names <= web_demo.nodes(), 120, f"the 120 nodes were never listed:\n{many.log()}")
     in_flight, most, asked = [0], [0], []
 
     def started(r):
@@ -509,24 +543,23 @@ def test_picker_with_many_nodes(web_demo, procs, page):
     assert shown == ["pick007:bolometer_bias"]
     shot(page, "web-picker-search")
     page.press("#search", "Enter")  # the only field shown goes into a panel
-    wait(page, IDLE + " && window.sisock.panels.length === 1 && "
-         "window.sisock.panels[0].fields[0] === 'pick007:bolometer_bias' && "
-         "window.sisock.panels[0].data[0].length > 0")
+    wait(
+        page,
+        IDLE + " && window.sisock.panels.length === 1 && "
+        "window.sisock.panels[0].fields[0] === 'pick007:bolometer_bias' && "
+        "window.sisock.panels[0].data[0].length > 0",
+    )
     # a node name finds the node, its fields expanded
     page.fill("#search", "pick042")
     wait(page, "document.querySelectorAll('#nodes .field').length === 2")
-    assert page.evaluate("[...document.querySelectorAll('#nodes .node-name')]"
-                         ".map(b => b.dataset.node)") == ["pick042"]
+    assert page.evaluate("[...document.querySelectorAll('#nodes .node-name')].map(b => b.dataset.node)") == ["pick042"]
     # an empty search shows every node again, collapsed: rows stay few
     page.fill("#search", "")
     rows = page.evaluate("document.querySelectorAll('#nodes .node-name, #nodes .field').length")
     assert 123 <= rows <= 130, rows
     # a node joining: one more field list, not every list again
     before = len(asked)
-    procs("late", sys.executable, str(REPO / "tests" / "many_nodes.py"), "late", "1",
-          module="")
-    wait(page, "document.querySelector('#nodes [data-node=\"late000\"]') !== null",
-         timeout=60_000)
+    procs("late", sys.executable, str(REPO / "tests" / "many_nodes.py"), "late", "1", module="")
+    wait(page, "document.querySelector('#nodes [data-node=\"late000\"]') !== null", timeout=60_000)
     wait(page, "window.sisock.picker.loaded >= 124")
-    assert [u for u in asked[before:]] == [u for u in asked[before:] if "late000" in u], \
-        asked[before:]
+    assert [u for u in asked[before:]] == [u for u in asked[before:] if "late000" in u], asked[before:]

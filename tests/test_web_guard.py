@@ -80,11 +80,11 @@ def exchange(port: int, data: bytes, timeout: float = 30.0) -> Reply | None:
         return read_reply(s, timeout)
 
 
-def request(method: str, path: str, port: int, headers: dict[str, str] | None = None,
-            body: bytes = b"", host: str | None = None) -> bytes:
+def request(
+    method: str, path: str, port: int, headers: dict[str, str] | None = None, body: bytes = b"", host: str | None = None
+) -> bytes:
     """A raw HTTP/1.1 request (``Host: 127.0.0.1:port`` unless ``host`` is given)."""
-    lines = [f"{method} {path} HTTP/1.1", f"Host: {host or f'127.0.0.1:{port}'}",
-             "Connection: close"]
+    lines = [f"{method} {path} HTTP/1.1", f"Host: {host or f'127.0.0.1:{port}'}", "Connection: close"]
     if body:
         lines.append(f"Content-Length: {len(body)}")
     lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
@@ -141,8 +141,9 @@ def start_bridge(stack: Stack, tmp: Path, name: str, *args: str) -> Bridge:
 @pytest.fixture(scope="module")
 def guarded(stack, web_demo, tmp_path_factory):
     """A bridge with ``--token`` and ``--max-values 1000``, its own TMPDIR."""
-    bridge = start_bridge(stack, tmp_path_factory.mktemp("guard"), "web-guarded",
-                          "--token", TOKEN, "--max-values", "1000")
+    bridge = start_bridge(
+        stack, tmp_path_factory.mktemp("guard"), "web-guarded", "--token", TOKEN, "--max-values", "1000"
+    )
     yield bridge
     bridge.proc.stop()
 
@@ -156,9 +157,9 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 def test_declared_body_over_limit_refused_before_stored(guarded):
     """A 60 MiB Content-Length gets its 413 before the body is sent, and no
     byte of it reaches a temporary file."""
-    head = request("POST", "/query", guarded.port,
-                   {**AUTH, "Content-Type": "application/json",
-                    "Content-Length": str(60 << 20)})
+    head = request(
+        "POST", "/query", guarded.port, {**AUTH, "Content-Type": "application/json", "Content-Length": str(60 << 20)}
+    )
     with socket.create_connection(("127.0.0.1", guarded.port), timeout=30) as s:
         s.sendall(head)
         s.sendall(b"[" + b" " * (256 << 10))  # part of the body: what old code stored
@@ -173,8 +174,7 @@ def test_declared_body_over_limit_refused_before_stored(guarded):
 def test_unauthenticated_body_refused_before_stored(guarded):
     """With --token, an 8 MiB body from a caller without the token is answered
     401 at once; nothing of it is stored."""
-    head = request("POST", "/query", guarded.port,
-                   {"Content-Type": "application/json", "Content-Length": str(8 << 20)})
+    head = request("POST", "/query", guarded.port, {"Content-Type": "application/json", "Content-Length": str(8 << 20)})
     with socket.create_connection(("127.0.0.1", guarded.port), timeout=30) as s:
         s.sendall(head)
         s.sendall(b"{" + b" " * (200 << 10))
@@ -183,8 +183,7 @@ def test_unauthenticated_body_refused_before_stored(guarded):
     assert held == [], f"the bridge stored an unauthenticated body in {held}"
     assert reply is not None, "no answer before the body was sent"
     assert reply.status == 401 and reply.json()["error"] == "unauthorized"
-    wrong = request("POST", "/search", guarded.port,
-                    {"Authorization": "Bearer wrong", "Content-Length": str(2 << 20)})
+    wrong = request("POST", "/search", guarded.port, {"Authorization": "Bearer wrong", "Content-Length": str(2 << 20)})
     reply = exchange(guarded.port, wrong, 20)
     assert reply is not None and reply.status == 401
 
@@ -192,9 +191,9 @@ def test_unauthenticated_body_refused_before_stored(guarded):
 def test_chunked_body_cut_at_limit(guarded):
     """A chunked body is kept in memory (no temporary file) and answered 413
     as soon as it passes 1 MiB, without waiting for its end."""
-    head = request("POST", "/query", guarded.port,
-                   {**AUTH, "Content-Type": "application/json",
-                    "Transfer-Encoding": "chunked"})
+    head = request(
+        "POST", "/query", guarded.port, {**AUTH, "Content-Type": "application/json", "Transfer-Encoding": "chunked"}
+    )
     chunk = b"%x\r\n%s\r\n" % (64 << 10, b" " * (64 << 10))
     with socket.create_connection(("127.0.0.1", guarded.port), timeout=30) as s:
         s.sendall(head)
@@ -215,11 +214,11 @@ def test_chunked_body_cut_at_limit(guarded):
 def test_small_body_still_served(guarded):
     """An accepted body (chunked or not) is answered as before."""
     body = json.dumps({"target": "stage"}).encode()
-    reply = exchange(guarded.port, request("POST", "/search", guarded.port,
-                                           {**AUTH, "Content-Type": "application/json"}, body))
+    reply = exchange(
+        guarded.port, request("POST", "/search", guarded.port, {**AUTH, "Content-Type": "application/json"}, body)
+    )
     assert reply is not None and reply.status == 200 and "webarch::stage_temp" in reply.json()
-    head = request("POST", "/search", guarded.port,
-                   {**AUTH, "Transfer-Encoding": "chunked"})
+    head = request("POST", "/search", guarded.port, {**AUTH, "Transfer-Encoding": "chunked"})
     reply = exchange(guarded.port, head + b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body))
     assert reply is not None and reply.status == 200 and "webarch::stage_temp" in reply.json()
 
@@ -227,19 +226,22 @@ def test_small_body_still_served(guarded):
 # -- 4. /query work ------------------------------------------------------------------
 
 
-def query_body(targets: list[str], hours: float = 6, max_points: int | None = 500,
-               methods: list[str | None] | None = None) -> bytes:
+def query_body(
+    targets: list[str], hours: float = 6, max_points: int | None = 500, methods: list[str | None] | None = None
+) -> bytes:
     """A Grafana /query body over the last ``hours`` hours."""
     now = time.time()
-    iso = lambda t: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))  # noqa: E731
+
+    def iso(t):
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+
     entries = []
     for i, t in enumerate(targets):
         e: dict = {"target": t}
         if methods and methods[i % len(methods)]:
             e["data"] = {"method": methods[i % len(methods)]}
         entries.append(e)
-    doc: dict = {"range": {"from": iso(now - hours * 3600), "to": iso(now)},
-                 "targets": entries}
+    doc: dict = {"range": {"from": iso(now - hours * 3600), "to": iso(now)}, "targets": entries}
     if max_points:
         doc["maxDataPoints"] = max_points
     return json.dumps(doc).encode()
@@ -311,8 +313,10 @@ def flood_phase(url: str, bodies: list[bytes], seconds: float, small: bytes) -> 
     codes = []
     t_end = time.monotonic() + seconds
     while time.monotonic() < t_end:
-        for kind, (method, path, body) in (("status", ("GET", "/api/status", None)),
-                                           ("query", ("POST", "/query", small))):
+        for kind, (method, path, body) in (
+            ("status", ("GET", "/api/status", None)),
+            ("query", ("POST", "/query", small)),
+        ):
             t0 = time.perf_counter()
             status, _, _ = http(method, url + path, body, timeout=240)
             latencies[kind].append(time.perf_counter() - t0)
@@ -322,19 +326,20 @@ def flood_phase(url: str, bodies: list[bytes], seconds: float, small: bytes) -> 
     stop.set()
     for t in threads:
         t.join(240)
-    return {"latencies": latencies, "codes": codes, "flood": flood, "flood_done": flood_done,
-            "other_done": other_done}
+    return {"latencies": latencies, "codes": codes, "flood": flood, "flood_done": flood_done, "other_done": other_done}
 
 
 def report(name: str, phase: dict) -> None:
     """Print the other client's latencies during a flood phase (not asserted)."""
     for kind, values in phase["latencies"].items():
         ordered = sorted(values)
-        print(f"[{name}] other client {kind}: n={len(values)} "
-              f"median={statistics.median(values) * 1000:.1f} ms "
-              f"p95={ordered[max(0, int(len(values) * 0.95) - 1)] * 1000:.1f} ms "
-              f"max={ordered[-1] * 1000:.1f} ms; flood answers {len(phase['flood'])} "
-              f"{sorted(set(phase['flood']))}")
+        print(
+            f"[{name}] other client {kind}: n={len(values)} "
+            f"median={statistics.median(values) * 1000:.1f} ms "
+            f"p95={ordered[max(0, int(len(values) * 0.95) - 1)] * 1000:.1f} ms "
+            f"max={ordered[-1] * 1000:.1f} ms; flood answers {len(phase['flood'])} "
+            f"{sorted(set(phase['flood']))}"
+        )
 
 
 def test_other_client_served_while_one_floods(web_demo):
@@ -345,18 +350,22 @@ def test_other_client_served_while_one_floods(web_demo):
     huge = query_body([f"node{i}::x" for i in range(20_000)])
     fields = ["stage_temp", "outside_temp", "humidity", "compressor_on", "cryo_state"]
     methods = [None, "mean", "min", "max", "first", "last", "minmax"]
-    at_caps = query_body([f"{n}::{f}" for n in ("webarch", "webwx") for f in fields] * 10,
-                         hours=48, max_points=5_000, methods=methods)
+    at_caps = query_body(
+        [f"{n}::{f}" for n in ("webarch", "webwx") for f in fields] * 10, hours=48, max_points=5_000, methods=methods
+    )
     small = query_body(["websens::cpu_percent"], hours=0.05, max_points=100)
-    phases = {"20k targets": flood_phase(web_demo.url, [huge, huge], 8.0, small),
-              "at the caps": flood_phase(web_demo.url, [at_caps, at_caps], 8.0, small)}
+    phases = {
+        "20k targets": flood_phase(web_demo.url, [huge, huge], 8.0, small),
+        "at the caps": flood_phase(web_demo.url, [at_caps, at_caps], 8.0, small),
+    }
     for name, phase in phases.items():
         report(name, phase)
     for name, phase in phases.items():
         assert set(phase["codes"]) == {200}, (name, phase["codes"])
         assert phase["flood"] and set(phase["flood"]) <= {200, 400, 413}, (name, phase["flood"])
-        assert max(phase["flood_done"]) > phase["other_done"], \
+        assert max(phase["flood_done"]) > phase["other_done"], (
             f"{name}: the other client was answered only once the flood ended"
+        )
         assert len(phase["latencies"]["status"]) >= 5, f"{name}: the other client was starved"
     assert set(phases["20k targets"]["flood"]) == {400}, "20,000-target bodies were served"
 
@@ -376,15 +385,13 @@ def test_foreign_host_refused(web_demo, guarded):
     for host in (f"localhost:{port}", f"127.0.0.1:{port}", f"[::1]:{port}", "LOCALHOST"):
         reply = exchange(port, request("GET", "/api/nodes", port, host=host))
         assert reply is not None and reply.status == 200, host
-    head = request("POST", "/query", guarded.port, {**AUTH, "Content-Length": str(4 << 20)},
-                   host="attacker.example")
+    head = request("POST", "/query", guarded.port, {**AUTH, "Content-Length": str(4 << 20)}, host="attacker.example")
     reply = exchange(guarded.port, head + b"{" + b" " * 1000)
     assert reply is not None and reply.status == 421
     assert temp_files(guarded.pid, guarded.tmpdir) == []
     reply = exchange(port, b"GET /api/nodes HTTP/1.0\r\n\r\n")
     assert reply is not None and reply.status == 421, "a request without Host is answered"
-    two = (b"GET /api/nodes HTTP/1.1\r\nHost: attacker.example\r\nHost: localhost:%d\r\n"
-           b"Connection: close\r\n\r\n" % port)
+    two = b"GET /api/nodes HTTP/1.1\r\nHost: attacker.example\r\nHost: localhost:%d\r\nConnection: close\r\n\r\n" % port
     reply = exchange(port, two)
     assert reply is not None and reply.status == 421, "two Host headers: judged by the last"
 
@@ -392,18 +399,25 @@ def test_foreign_host_refused(web_demo, guarded):
 def test_allowed_host_option_and_proxy_https(stack, web_demo, tmp_path):
     """--allowed-host adds names; --trust-proxy makes the token cookie Secure when
     X-Forwarded-Proto says https."""
-    bridge = start_bridge(stack, tmp_path, "web-named", "--token", TOKEN,
-                          "--allowed-host", "sisock.example.org", "--trust-proxy")
+    bridge = start_bridge(
+        stack, tmp_path, "web-named", "--token", TOKEN, "--allowed-host", "sisock.example.org", "--trust-proxy"
+    )
     try:
         port = bridge.port
-        reply = exchange(port, request("GET", "/api/nodes", port, AUTH,
-                                       host="sisock.example.org"))
+        reply = exchange(port, request("GET", "/api/nodes", port, AUTH, host="sisock.example.org"))
         assert reply is not None and reply.status == 200
         reply = exchange(port, request("GET", "/api/nodes", port, AUTH, host="other.example.org"))
         assert reply is not None and reply.status == 421
-        reply = exchange(port, request("GET", f"/?token={TOKEN}", port,
-                                       {"Accept": "text/html", "X-Forwarded-Proto": "https"},
-                                       host="sisock.example.org"))
+        reply = exchange(
+            port,
+            request(
+                "GET",
+                f"/?token={TOKEN}",
+                port,
+                {"Accept": "text/html", "X-Forwarded-Proto": "https"},
+                host="sisock.example.org",
+            ),
+        )
         assert reply is not None and reply.status in (302, 303)
         cookie = reply.header("set-cookie")
         assert "Secure" in cookie and "HttpOnly" in cookie
@@ -419,20 +433,30 @@ def test_token_leaves_the_url(guarded):
     without it (a relative URL, so proxy prefixes hold); answers send
     Referrer-Policy: no-referrer, so the page's URL never travels as a Referer."""
     port = guarded.port
-    reply = exchange(port, request("GET", f"/?panels=webarch:stage_temp&token={TOKEN}&range=1d",
-                                   port, {"Accept": "text/html,application/xhtml+xml"}))
+    reply = exchange(
+        port,
+        request(
+            "GET",
+            f"/?panels=webarch:stage_temp&token={TOKEN}&range=1d",
+            port,
+            {"Accept": "text/html,application/xhtml+xml"},
+        ),
+    )
     assert reply is not None and reply.status in (302, 303), reply and reply.status
     assert reply.header("location") == "./?panels=webarch:stage_temp&range=1d"
     cookie = reply.header("set-cookie")
     assert cookie.startswith(f"sisock_token={TOKEN}") and "HttpOnly" in cookie
     assert "samesite=strict" in cookie.lower() and "Secure" not in cookie
     assert "Path=/;" not in cookie + ";", "the cookie must stay under a proxy prefix"
-    reply = exchange(port, request("GET", f"/index.html?token={TOKEN}", port,
-                                   {"Sec-Fetch-Mode": "navigate", "Accept": "text/html"}))
+    reply = exchange(
+        port, request("GET", f"/index.html?token={TOKEN}", port, {"Sec-Fetch-Mode": "navigate", "Accept": "text/html"})
+    )
     assert reply is not None and reply.header("location") == "index.html"
     # the page, reloaded with the cookie, has no token in its URL and sends no Referer
-    reply = exchange(port, request("GET", "/?panels=webarch:stage_temp", port,
-                                   {"Accept": "text/html", "Cookie": f"sisock_token={TOKEN}"}))
+    reply = exchange(
+        port,
+        request("GET", "/?panels=webarch:stage_temp", port, {"Accept": "text/html", "Cookie": f"sisock_token={TOKEN}"}),
+    )
     assert reply is not None and reply.status == 200 and b"assets/app.js" in reply.body
     assert reply.header("referrer-policy") == "no-referrer"
     # a script (not a page) may still pass ?token=: answered, not redirected
@@ -447,8 +471,9 @@ def test_token_redacted_from_the_log(guarded):
     exchange(port, request("GET", f"/?token={TOKEN}", port, {"Accept": "text/html"}))
     status, _, _ = http("GET", guarded.url + f"/api/nodes?token={TOKEN}")
     assert status == 200
-    exchange(port, request("GET", "/api/status", port,
-                           {**AUTH, "Referer": f"http://127.0.0.1:{port}/?token={TOKEN}&x=1"}))
+    exchange(
+        port, request("GET", "/api/status", port, {**AUTH, "Referer": f"http://127.0.0.1:{port}/?token={TOKEN}&x=1"})
+    )
     wait_for(lambda: "/api/status" in guarded.proc.log(), 30, "no access log line")
     log = Path(guarded.proc.log_path).read_text(errors="replace")
     assert TOKEN not in log, "the token is in the bridge's log"
@@ -462,13 +487,16 @@ def test_security_headers_on_every_answer(web_demo, guarded):
     """JSON, the dashboard, its assets, errors and refusals all carry CSP,
     nosniff, frame protection and Referrer-Policy."""
     port = web_demo.port
-    cases = [request("GET", "/api/nodes", port), request("GET", "/", port, {"Accept": "text/html"}),
-             request("GET", "/assets/app.js", port), request("GET", "/nope", port),
-             request("GET", "/api/nodes", port, host="attacker.example")]
+    cases = [
+        request("GET", "/api/nodes", port),
+        request("GET", "/", port, {"Accept": "text/html"}),
+        request("GET", "/assets/app.js", port),
+        request("GET", "/nope", port),
+        request("GET", "/api/nodes", port, host="attacker.example"),
+    ]
     replies = [exchange(port, c) for c in cases]
     replies.append(exchange(guarded.port, request("GET", "/api/nodes", guarded.port)))
-    replies.append(exchange(guarded.port, request("POST", "/query", guarded.port,
-                                                  {"Content-Length": str(2 << 20)})))
+    replies.append(exchange(guarded.port, request("POST", "/query", guarded.port, {"Content-Length": str(2 << 20)})))
     for reply in replies:
         assert reply is not None
         csp = reply.header("content-security-policy") or ""

@@ -16,16 +16,32 @@ from sisock.web.limits import FairLimiter
 from sisock.web.params import check_total_budget
 
 
-@pytest.mark.parametrize("host,ok", [
-    ("localhost", True), ("localhost:8000", True), ("LOCALHOST:1", True), ("localhost.", True),
-    ("127.0.0.1:8000", True), ("[::1]:8000", True), ("[::1]", True),
-    ("sisock.example.org", True), ("sisock.example.org:443", True),
-    ("attacker.example", False), ("attacker.example:8000", False),
-    ("127.0.0.1.attacker.example", False), ("localhost.attacker.example", False),
-    ("", False), (None, False), ("[::1", False), ("localhost:80x", False),
-    ("local host", False), ("10.0.0.5:8000", True), ("[2001:db8::1]:80", True),
-    ("10.0.0.5.attacker.example", False),
-])
+@pytest.mark.parametrize(
+    "host,ok",
+    [
+        ("localhost", True),
+        ("localhost:8000", True),
+        ("LOCALHOST:1", True),
+        ("localhost.", True),
+        ("127.0.0.1:8000", True),
+        ("[::1]:8000", True),
+        ("[::1]", True),
+        ("sisock.example.org", True),
+        ("sisock.example.org:443", True),
+        ("attacker.example", False),
+        ("attacker.example:8000", False),
+        ("127.0.0.1.attacker.example", False),
+        ("localhost.attacker.example", False),
+        ("", False),
+        (None, False),
+        ("[::1", False),
+        ("localhost:80x", False),
+        ("local host", False),
+        ("10.0.0.5:8000", True),
+        ("[2001:db8::1]:80", True),
+        ("10.0.0.5.attacker.example", False),
+    ],
+)
 def test_host_allowlist(host, ok):
     """Loopback names, IP addresses and configured names, with any port; nothing else."""
     assert guard.host_allowed(host, guard.host_names(["sisock.example.org"])) is ok
@@ -53,8 +69,7 @@ def test_head_error_order_and_limits():
 
 def test_redact_and_redirect():
     """Tokens never survive in a log line; the redirect drops only the token."""
-    line = ('"127.0.0.1" - - [x] "GET /?panels=a:b&token=s3cret HTTP/1.1" 200 5 '
-            '"http://h/?token=s3cret&x=1" "ua"')
+    line = '"127.0.0.1" - - [x] "GET /?panels=a:b&token=s3cret HTTP/1.1" 200 5 "http://h/?token=s3cret&x=1" "ua"'
     out = guard.redact(line)
     assert "s3cret" not in out and out.count("token=<redacted>") == 2 and "x=1" in out
     assert guard.without_token("/", "token=t") == "./"
@@ -83,8 +98,10 @@ def test_bad_path():
 
 
 def _body(n_targets, nodes=1):
-    return {"range": {"from": 1000, "to": 2000},
-            "targets": [{"target": f"n{i % nodes}::f{i}"} for i in range(n_targets)]}
+    return {
+        "range": {"from": 1000, "to": 2000},
+        "targets": [{"target": f"n{i % nodes}::f{i}"} for i in range(n_targets)],
+    }
 
 
 def test_query_caps():
@@ -106,9 +123,15 @@ def test_whole_answer_budget():
         check_total_budget(600, 1.0, [(1, "minmax")], 1000)
 
 
-@pytest.mark.parametrize("values", [
-    np.array([1.5, np.nan, np.inf, 3.0]), np.array([True, False, True, True]),
-    np.array(["a", "b", "c", "d"], dtype=object), np.arange(4)])
+@pytest.mark.parametrize(
+    "values",
+    [
+        np.array([1.5, np.nan, np.inf, 3.0]),
+        np.array([True, False, True, True]),
+        np.array(["a", "b", "c", "d"], dtype=object),
+        np.arange(4),
+    ],
+)
 def test_sliced_json_matches(values, monkeypatch):
     """timeserie_json / table_json give exactly what json.dumps of the dicts gives."""
     monkeypatch.setattr(grafana, "SLICE", 3)
@@ -132,6 +155,7 @@ def test_fair_limiter_turns():
             order.append(name)
             gates[name] = Deferred()
             return await gates[name]
+
         return go
 
     done = [ensureDeferred(limiter.run("c", task(f"big{i}"), "big")) for i in range(5)]

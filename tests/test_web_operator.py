@@ -40,6 +40,7 @@ def accts(stack):
             return True
         except ClientError:
             return False
+
     wait_for(up, 30, "router/hub not back after adding the accounts")
     return {OPERATOR: op, CONSUMER: cons}
 
@@ -62,9 +63,9 @@ def opweb(stack, accts, device, tmp_path_factory):
     nodes = []
 
     def start_node():
-        nodes.append(stack.start("wopw", "serve", "modbus", "--config", str(cfg),
-                                 "--archive", str(tmp / "archive")))
+        nodes.append(stack.start("wopw", "serve", "modbus", "--config", str(cfg), "--archive", str(tmp / "archive")))
         return nodes[-1]
+
     node = start_node()
     port = free_port()
     web = stack.start("opweb", "web", "--port", str(port))
@@ -79,10 +80,13 @@ def opweb(stack, accts, device, tmp_path_factory):
                     return c.points(NODE)
             except ClientError:
                 return None
+
         wait_for(offered, 60, f"node never offered writes:\n{node.log()}")
+
         def listed():
             status, _, body = http("GET", url + "/api/nodes", timeout=5)
             return status == 200 and NODE in {n["name"] for n in json.loads(body)}
+
         wait_for(listed, 60, f"the bridge never listed the node:\n{web.log()}")
         yield {"url": url, "audit": audit, "web": web, "node": node, "start_node": start_node}
     finally:
@@ -110,8 +114,7 @@ def cookie_of(headers: dict) -> str:
 def test_signin_refused_for_consumer_and_wrong_secret(opweb, accts):
     """A consumer account, a wrong secret and an unknown account cannot sign in; no cookie."""
     url = opweb["url"]
-    for authid, secret in ((CONSUMER, accts[CONSUMER]), (OPERATOR, "wrong-" + accts[OPERATOR]),
-                           ("nobody", "x" * 20)):
+    for authid, secret in ((CONSUMER, accts[CONSUMER]), (OPERATOR, "wrong-" + accts[OPERATOR]), ("nobody", "x" * 20)):
         status, headers, body = sign_in(url, authid, secret)
         assert status == 403, (authid, status, body)
         assert json.loads(body)["error"] == "not_authorized"
@@ -142,8 +145,9 @@ def test_signin_cookie_flags_and_signout(opweb, accts):
     # sign-out needs the CSRF token too
     status, _, _ = http("POST", url + "/api/operator/signout", {}, {**origin(url), **cookie})
     assert status == 403
-    status, headers, _ = http("POST", url + "/api/operator/signout", {},
-                              {**origin(url), **cookie, "X-Sisock-CSRF": doc["csrf"]})
+    status, headers, _ = http(
+        "POST", url + "/api/operator/signout", {}, {**origin(url), **cookie, "X-Sisock-CSRF": doc["csrf"]}
+    )
     assert status == 200 and "max-age=0" in headers["set-cookie"].lower()
     status, _, body = http("GET", url + f"/api/operator/{NODE}/points", headers=cookie)
     assert status == 401, body
@@ -157,9 +161,9 @@ def test_cookie_secure_over_https(stack, opweb, accts):
     try:
         wait_port(port, 30, web.proc)
         url = f"http://127.0.0.1:{port}"
-        status, headers, body = sign_in(url, OPERATOR, accts[OPERATOR],
-                                        {"X-Forwarded-Proto": "https",
-                                         "Origin": f"https://127.0.0.1:{port}"})
+        status, headers, body = sign_in(
+            url, OPERATOR, accts[OPERATOR], {"X-Forwarded-Proto": "https", "Origin": f"https://127.0.0.1:{port}"}
+        )
         assert status == 200, body
         flags = [f.strip().lower() for f in headers["set-cookie"].split(";")]
         assert "secure" in flags and "httponly" in flags and "samesite=strict" in flags
@@ -171,10 +175,11 @@ def test_signin_needs_csrf_proof(opweb, accts):
     """A sign-in without the custom header, from another origin, or as a form, is refused."""
     url = opweb["url"]
     body = {"authid": OPERATOR, "secret": accts[OPERATOR]}
-    for headers in ({**origin(url)},
-                    {**origin(url), "X-Sisock-CSRF": "signin", "Origin": "http://evil.example"},
-                    {"Origin": url, "X-Sisock-CSRF": "signin",
-                     "Content-Type": "application/x-www-form-urlencoded"}):
+    for headers in (
+        {**origin(url)},
+        {**origin(url), "X-Sisock-CSRF": "signin", "Origin": "http://evil.example"},
+        {"Origin": url, "X-Sisock-CSRF": "signin", "Content-Type": "application/x-www-form-urlencoded"},
+    ):
         status, h, answer = http("POST", url + "/api/operator/signin", body, headers)
         assert status in (400, 403), (headers, status, answer)
         assert "set-cookie" not in h
@@ -191,8 +196,12 @@ def test_write_without_csrf_refused_nothing_written(opweb, accts, device):
     before = device.writes
     setp = f"/api/operator/{NODE}/set"
     write = {"point": "setpoint", "value": 296.0, "request_id": str(uuid.uuid4())}
-    for extra in ({}, {"X-Sisock-CSRF": "signin"}, {"X-Sisock-CSRF": csrf[:-1] + "x"},
-                  {"X-Sisock-CSRF": csrf, "Origin": "http://evil.example"}):
+    for extra in (
+        {},
+        {"X-Sisock-CSRF": "signin"},
+        {"X-Sisock-CSRF": csrf[:-1] + "x"},
+        {"X-Sisock-CSRF": csrf, "Origin": "http://evil.example"},
+    ):
         status, _, answer = http("POST", url + setp, write, {**origin(url), **cookie, **extra})
         assert status == 403, (extra, status, answer)
     assert device.writes == before
@@ -202,10 +211,12 @@ def test_write_without_csrf_refused_nothing_written(opweb, accts, device):
     assert json.loads(answer)["status"] == "applied"
     assert device.writes == before + 1
     # refusals: status codes and the JSON body
-    cases = [({"point": "nope", "value": 1}, 404, "unknown_point"),
-             ({"point": "setpoint", "value": 400.0}, 422, "out_of_limits"),
-             ({"point": "setpoint", "value": 296.0, "expected": 280.0}, 409, "conflict"),
-             ({"point": "setpoint", "value": "hot"}, 422, "bad_argument")]
+    cases = [
+        ({"point": "nope", "value": 1}, 404, "unknown_point"),
+        ({"point": "setpoint", "value": 400.0}, 422, "out_of_limits"),
+        ({"point": "setpoint", "value": 296.0, "expected": 280.0}, 409, "conflict"),
+        ({"point": "setpoint", "value": "hot"}, 422, "bad_argument"),
+    ]
     for case, code, error in cases:
         rid = str(uuid.uuid4())
         status, _, answer = http("POST", url + setp, {**case, "request_id": rid}, ok)
@@ -215,23 +226,22 @@ def test_write_without_csrf_refused_nothing_written(opweb, accts, device):
     assert device.writes == before + 1
     status, _, answer = http("GET", url + f"/api/operator/{NODE}/audit?start=-600", headers=cookie)
     rows = json.loads(answer)
-    assert any(r["request_id"] == write["request_id"] and r["caller_authid"] == OPERATOR
-               for r in rows)
-    assert {"unknown_point", "out_of_limits", "conflict", "bad_argument"} <= \
-        {r["status"] for r in rows}  # every refusal is in the node's audit log
+    assert any(r["request_id"] == write["request_id"] and r["caller_authid"] == OPERATOR for r in rows)
+    assert {"unknown_point", "out_of_limits", "conflict", "bad_argument"} <= {
+        r["status"] for r in rows
+    }  # every refusal is in the node's audit log
 
 
 # -- the dashboard --------------------------------------------------------------------
 
 from test_web_browser import browser, shot, wait  # noqa: E402,F401 (fixtures)
-from test_web_browser import page as page  # noqa: E402,F401 (a fixture)
+from test_web_browser import page as page  # noqa: E402 (a fixture)
 
 
 def test_dashboard_signed_out_has_no_controls(opweb, page):
     """A viewer who has not signed in sees the sign-in button and no write controls."""
     page.goto(opweb["url"] + "/")
-    wait(page, "window.sisock && window.sisock.ready && window.sisock.operator "
-               "&& window.sisock.operator.checked")
+    wait(page, "window.sisock && window.sisock.ready && window.sisock.operator && window.sisock.operator.checked")
     assert page.locator("#op-signin-open").is_visible()
     assert page.locator(".op-panel").count() == 0
     assert page.locator(".op-set").count() == 0
@@ -294,18 +304,24 @@ def test_dashboard_signed_in_dry_run_set_audit(opweb, accts, page, device):
     again = new + 0.5
     page.fill("#op-new", f"{again:g}")
     page.click("#op-submit")
-    wait(page, "['applied', 'conflict', 'min_interval', 'rate_limited', 'out_of_limits']"
-               ".includes(document.querySelector('#op-result').dataset.status) && "
-               "document.querySelector('#op-result').dataset.status !== 'pending'")
+    wait(
+        page,
+        "['applied', 'conflict', 'min_interval', 'rate_limited', 'out_of_limits']"
+        ".includes(document.querySelector('#op-result').dataset.status) && "
+        "document.querySelector('#op-result').dataset.status !== 'pending'",
+    )
     status = page.evaluate("document.querySelector('#op-result').dataset.status")
     assert status != "conflict", page.locator("#op-result").inner_text()
     if status == "applied":
         new = again
         before += 1
     page.click("#op-close")
-    wait(page, f"[...document.querySelectorAll('#op-audit tbody tr')].some(tr => "
-               f"tr.textContent.includes('applied') && tr.textContent.includes('{new:g}') "
-               f"&& tr.textContent.includes('{OPERATOR}'))")
+    wait(
+        page,
+        f"[...document.querySelectorAll('#op-audit tbody tr')].some(tr => "
+        f"tr.textContent.includes('applied') && tr.textContent.includes('{new:g}') "
+        f"&& tr.textContent.includes('{OPERATOR}'))",
+    )
     shot(page, "operator-audit")
     assert device.writes == before + 1
     page.click("#op-signout")
@@ -338,8 +354,10 @@ def test_dashboard_controls_disabled_while_device_down(opweb, accts, page, devic
     browser_sign_in(page, opweb["url"], accts[OPERATOR])
     device.run(device.sim.stop())
     try:
-        wait(page, f"document.querySelector({SETPOINT + ' .op-set[disabled]'!r}) && "
-                   "document.querySelector('.op-panel.down')")
+        wait(
+            page,
+            f"document.querySelector({SETPOINT + ' .op-set[disabled]'!r}) && document.querySelector('.op-panel.down')",
+        )
         assert "not answering" in page.locator(".op-panel .op-state").inner_text()
         shot(page, "operator-device-down")
     finally:
@@ -353,9 +371,12 @@ def test_dashboard_controls_disabled_while_node_down(opweb, accts, page):
     browser_sign_in(page, opweb["url"], accts[OPERATOR])
     wait(page, "document.querySelectorAll('#op-audit tbody tr').length > 0")
     opweb["node"].stop()
-    wait(page, f"document.querySelector({SETPOINT + ' .op-set[disabled]'!r}) && "
-               "document.querySelector('.op-panel.down .op-state').textContent"
-               ".includes('node down')")
+    wait(
+        page,
+        f"document.querySelector({SETPOINT + ' .op-set[disabled]'!r}) && "
+        "document.querySelector('.op-panel.down .op-state').textContent"
+        ".includes('node down')",
+    )
     assert page.locator("#op-audit tbody tr").count() > 0  # the audit read before stays
     shot(page, "operator-node-down")
     opweb["node"] = opweb["start_node"]()

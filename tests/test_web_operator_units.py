@@ -10,8 +10,7 @@ from sisock.web.errors import WebError
 pytestmark = pytest.mark.unit
 
 BASE = "sisock"
-GOOD = {"x-sisock-csrf": "tok", "content-type": "application/json",
-        "origin": "http://127.0.0.1:8000"}
+GOOD = {"x-sisock-csrf": "tok", "content-type": "application/json", "origin": "http://127.0.0.1:8000"}
 
 
 def test_sessions_expire_idle_and_absolute():
@@ -33,15 +32,18 @@ def test_sessions_expire_idle_and_absolute():
     assert store.get(None) is None and store.get("nope") is None
 
 
-@pytest.mark.parametrize("headers, error", [
-    (GOOD, None),
-    ({**GOOD, "x-sisock-csrf": "other"}, "forbidden"),
-    ({k: v for k, v in GOOD.items() if k != "x-sisock-csrf"}, "forbidden"),
-    ({**GOOD, "origin": "http://evil.example"}, "forbidden"),
-    ({**GOOD, "origin": "null"}, "forbidden"),
-    ({**GOOD, "content-type": "text/plain"}, "bad_argument"),
-    ({k: v for k, v in GOOD.items() if k != "origin"}, None),
-])
+@pytest.mark.parametrize(
+    "headers, error",
+    [
+        (GOOD, None),
+        ({**GOOD, "x-sisock-csrf": "other"}, "forbidden"),
+        ({k: v for k, v in GOOD.items() if k != "x-sisock-csrf"}, "forbidden"),
+        ({**GOOD, "origin": "http://evil.example"}, "forbidden"),
+        ({**GOOD, "origin": "null"}, "forbidden"),
+        ({**GOOD, "content-type": "text/plain"}, "bad_argument"),
+        ({k: v for k, v in GOOD.items() if k != "origin"}, None),
+    ],
+)
 def test_csrf(headers, error):
     exc = op.csrf_error("POST", headers, "tok", "127.0.0.1:8000", False)
     assert (exc.error if exc else None) == error
@@ -51,8 +53,7 @@ def test_csrf(headers, error):
 
 @pytest.mark.parametrize("name, status", sorted(op.REFUSAL_STATUS.items()))
 def test_refusals_map_to_http(name, status):
-    exc = op.refusal(BASE, f"{BASE}.error.{name}", ("why",), {"request_id": "r1", "point": "p"},
-                     "n")
+    exc = op.refusal(BASE, f"{BASE}.error.{name}", ("why",), {"request_id": "r1", "point": "p"}, "n")
     assert (exc.status, exc.error) == (status, name)
     assert exc.body() == {"error": name, "message": "why", "request_id": "r1", "point": "p"}
 
@@ -68,15 +69,24 @@ def test_parse_set():
     assert op.parse_set(ok) == {**ok, "dry_run": False}
     assert op.parse_set({**ok, "expected": 1.0, "dry_run": True})["expected"] == 1.0
     assert op.parse_set({**ok, "value": "x"})["value"] == "x"  # the node judges (and audits) it
-    for bad in ({k: v for k, v in ok.items() if k != "value"}, {**ok, "request_id": "1"},
-                {**ok, "extra": 1}, {**ok, "dry_run": "yes"}, [], {**ok, "point": ""}):
+    for bad in (
+        {k: v for k, v in ok.items() if k != "value"},
+        {**ok, "request_id": "1"},
+        {**ok, "extra": 1},
+        {**ok, "dry_run": "yes"},
+        [],
+        {**ok, "point": ""},
+    ):
         with pytest.raises(WebError):
             op.parse_set(bad)
 
 
 def test_last_values():
-    reply = {"data": {"sp": [1.0, 2.0], "fast_ok": [True, False]},
-             "timeline": {"fast": {"t": [10.0, 11.0]}}, "field_timeline": {"sp": "fast"}}
+    reply = {
+        "data": {"sp": [1.0, 2.0], "fast_ok": [True, False]},
+        "timeline": {"fast": {"t": [10.0, 11.0]}},
+        "field_timeline": {"sp": "fast"},
+    }
     got = op.last_values(reply, ["sp", "gone"], {"sp": {"timeline": "fast"}})
     assert got["sp"] == {"value": None, "t": 11.0, "ok": False}  # a failed poll: no reading
     reply["data"]["fast_ok"] = [False, True]

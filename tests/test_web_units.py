@@ -20,9 +20,20 @@ from sisock.web.errors import WebError
 NOW = 1_800_000_000.0
 
 
-@pytest.mark.parametrize("text,seconds", [
-    ("500ms", 0.5), ("30s", 30), ("15m", 900), ("2h", 7200), ("1d", 86400),
-    ("1w", 604800), ("1y", 365 * 86400), ("1.5h", 5400), (" 10 s ", 10)])
+@pytest.mark.parametrize(
+    "text,seconds",
+    [
+        ("500ms", 0.5),
+        ("30s", 30),
+        ("15m", 900),
+        ("2h", 7200),
+        ("1d", 86400),
+        ("1w", 604800),
+        ("1y", 365 * 86400),
+        ("1.5h", 5400),
+        (" 10 s ", 10),
+    ],
+)
 def test_durations_every_grafana_unit(text, seconds):
     """Every Grafana interval unit (ms s m h d w y) converts to seconds."""
     assert params.parse_duration("interval", text) == pytest.approx(seconds)
@@ -37,14 +48,26 @@ def test_duration_errors_name_the_argument(text):
     assert "ms s m h d w y" in err.value.message
 
 
-@pytest.mark.parametrize("text,expected", [
-    ("1700000000", 1700000000.0), ("1700000000.25", 1700000000.25), (1700000000, 1700000000.0),
-    ("1700000000000", 1700000000.0),            # milliseconds (Grafana ${__from})
-    ("0", NOW), ("-3600", NOW - 3600), ("now", NOW), ("now-15m", NOW - 900),
-    ("now-7d", NOW - 7 * 86400), ("-7d", NOW - 7 * 86400), ("-15m", NOW - 900),
-    ("2023-11-14T22:13:20Z", 1700000000.0), ("2023-11-14T22:13:20.500Z", 1700000000.5),
-    ("2023-11-14T22:13:20", 1700000000.0),      # no zone: UTC
-    ("2023-11-15T00:13:20+02:00", 1700000000.0)])
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("1700000000", 1700000000.0),
+        ("1700000000.25", 1700000000.25),
+        (1700000000, 1700000000.0),
+        ("1700000000000", 1700000000.0),  # milliseconds (Grafana ${__from})
+        ("0", NOW),
+        ("-3600", NOW - 3600),
+        ("now", NOW),
+        ("now-15m", NOW - 900),
+        ("now-7d", NOW - 7 * 86400),
+        ("-7d", NOW - 7 * 86400),
+        ("-15m", NOW - 900),
+        ("2023-11-14T22:13:20Z", 1700000000.0),
+        ("2023-11-14T22:13:20.500Z", 1700000000.5),
+        ("2023-11-14T22:13:20", 1700000000.0),  # no zone: UTC
+        ("2023-11-15T00:13:20+02:00", 1700000000.0),
+    ],
+)
 def test_time_forms(text, expected):
     """UNIX seconds, milliseconds, <= 0 relative, now-<duration>, -<duration> and ISO 8601 all parse."""
     assert params.parse_time("start", text, NOW) == pytest.approx(expected)
@@ -68,18 +91,30 @@ def test_range_defaults_and_order():
 
 def test_data_query_validation():
     """/api/data arguments: each error names its argument; good ones round-trip."""
-    q = params.parse_data_query({"node": "n1", "fields": "a, b,a", "start": "-60",
-                                 "min_stride": "1m", "method": "minmax", "format": "CSV"}, NOW)
-    assert (q.node, q.fields, q.start, q.end, q.min_stride, q.method, q.format) == \
-        ("n1", ["a", "b"], NOW - 60, NOW, 60.0, "minmax", "csv")
+    q = params.parse_data_query(
+        {"node": "n1", "fields": "a, b,a", "start": "-60", "min_stride": "1m", "method": "minmax", "format": "CSV"}, NOW
+    )
+    assert (q.node, q.fields, q.start, q.end, q.min_stride, q.method, q.format) == (
+        "n1",
+        ["a", "b"],
+        NOW - 60,
+        NOW,
+        60.0,
+        "minmax",
+        "csv",
+    )
     assert params.parse_data_query({"node": "n", "fields": "a", "min_stride": "0"}).min_stride is None
-    cases = [({"fields": "a"}, "'node'"), ({"node": "a.b", "fields": "a"}, "'node'"),
-             ({"node": "n"}, "'fields'"), ({"node": "n", "fields": "a", "min_stride": "-1"}, "'min_stride'"),
-             ({"node": "n", "fields": "a", "min_stride": "1e11"}, "'min_stride'"),
-             ({"node": "n", "fields": "a", "min_stride": "5", "method": "median"}, "'method'"),
-             ({"node": "n", "fields": "a", "method": "max"}, "'method'"),
-             ({"node": "n", "fields": "a", "format": "xml"}, "'format'"),
-             ({"node": "n", "fields": ",".join(f"f{i}" for i in range(65))}, "limit is 64")]
+    cases = [
+        ({"fields": "a"}, "'node'"),
+        ({"node": "a.b", "fields": "a"}, "'node'"),
+        ({"node": "n"}, "'fields'"),
+        ({"node": "n", "fields": "a", "min_stride": "-1"}, "'min_stride'"),
+        ({"node": "n", "fields": "a", "min_stride": "1e11"}, "'min_stride'"),
+        ({"node": "n", "fields": "a", "min_stride": "5", "method": "median"}, "'method'"),
+        ({"node": "n", "fields": "a", "method": "max"}, "'method'"),
+        ({"node": "n", "fields": "a", "format": "xml"}, "'format'"),
+        ({"node": "n", "fields": ",".join(f"f{i}" for i in range(65))}, "limit is 64"),
+    ]
     for args, needle in cases:
         with pytest.raises(WebError) as err:
             params.parse_data_query(args, NOW)
@@ -99,17 +134,35 @@ def test_budget_suggests_a_stride_that_fits():
 def grafana_body(**kw):
     """A /query body as Grafana's SimpleJSON datasource sends it."""
     body = {
-        "app": "dashboard", "requestId": "Q100", "timezone": "browser", "panelId": 2,
+        "app": "dashboard",
+        "requestId": "Q100",
+        "timezone": "browser",
+        "panelId": 2,
         "dashboardId": None,
-        "range": {"from": "2023-11-14T22:13:20.000Z", "to": "2023-11-14T23:13:20.000Z",
-                  "raw": {"from": "now-1h", "to": "now"}},
-        "timeInfo": "", "interval": "2s", "intervalMs": 2000, "maxDataPoints": 1800,
-        "targets": [{"target": "wx::temperature", "refId": "A", "type": "timeserie",
-                     "datasource": {"type": "grafana-simple-json-datasource", "uid": "x"}},
-                    {"target": "wx::humidity", "refId": "B", "type": "table"},
-                    {"target": "cryo::stage_temp", "refId": "C", "hide": True}],
-        "scopedVars": {}, "startTime": 1700003600000, "rangeRaw": {"from": "now-1h", "to": "now"},
-        "adhocFilters": []}
+        "range": {
+            "from": "2023-11-14T22:13:20.000Z",
+            "to": "2023-11-14T23:13:20.000Z",
+            "raw": {"from": "now-1h", "to": "now"},
+        },
+        "timeInfo": "",
+        "interval": "2s",
+        "intervalMs": 2000,
+        "maxDataPoints": 1800,
+        "targets": [
+            {
+                "target": "wx::temperature",
+                "refId": "A",
+                "type": "timeserie",
+                "datasource": {"type": "grafana-simple-json-datasource", "uid": "x"},
+            },
+            {"target": "wx::humidity", "refId": "B", "type": "table"},
+            {"target": "cryo::stage_temp", "refId": "C", "hide": True},
+        ],
+        "scopedVars": {},
+        "startTime": 1700003600000,
+        "rangeRaw": {"from": "now-1h", "to": "now"},
+        "adhocFilters": [],
+    }
     body.update(kw)
     return body
 
@@ -119,27 +172,38 @@ def test_grafana_query_parsing():
     q = grafana.parse_query(grafana_body())
     assert (q.start, q.end) == (1700000000.0, 1700003600.0)
     assert q.min_stride == pytest.approx(2.0)  # 2 s > 3600/1800
-    assert [(t.node, t.field, t.kind) for t in q.targets] == \
-        [("wx", "temperature", "timeserie"), ("wx", "humidity", "table")]
+    assert [(t.node, t.field, t.kind) for t in q.targets] == [
+        ("wx", "temperature", "timeserie"),
+        ("wx", "humidity", "table"),
+    ]
     assert q.by_node() == {("wx", None): ["temperature", "humidity"]}
     q = grafana.parse_query(grafana_body(intervalMs=100, maxDataPoints=100))
     assert q.min_stride == pytest.approx(36.0)
     q = grafana.parse_query(grafana_body(intervalMs=None, interval="1w", maxDataPoints=None))
     assert q.min_stride == 7 * 86400
-    q = grafana.parse_query({"range": {"from": "now-1h", "to": "now"},
-                             "targets": [{"target": "bad target"},
-                                         {"target": "n::f", "data": {"method": "max"}}]})
+    q = grafana.parse_query(
+        {
+            "range": {"from": "now-1h", "to": "now"},
+            "targets": [{"target": "bad target"}, {"target": "n::f", "data": {"method": "max"}}],
+        }
+    )
     assert q.min_stride is None and [t.method for t in q.targets] == ["max"]
     assert "node::field" in q.invalid["bad target"]
 
 
-@pytest.mark.parametrize("body,needle", [
-    ([], "JSON object"), ({"targets": []}, "'range'"),
-    ({"range": {"from": "x", "to": "now"}}, "range.from"),
-    ({"range": {"from": "now", "to": "now-1h"}}, "range.to"),
-    (grafana_body(intervalMs="2s"), "intervalMs"), (grafana_body(maxDataPoints=0), "maxDataPoints"),
-    (grafana_body(targets="a"), "'targets'"),
-    (grafana_body(targets=[{"target": "a::b", "type": "graph"}]), ".type")])
+@pytest.mark.parametrize(
+    "body,needle",
+    [
+        ([], "JSON object"),
+        ({"targets": []}, "'range'"),
+        ({"range": {"from": "x", "to": "now"}}, "range.from"),
+        ({"range": {"from": "now", "to": "now-1h"}}, "range.to"),
+        (grafana_body(intervalMs="2s"), "intervalMs"),
+        (grafana_body(maxDataPoints=0), "maxDataPoints"),
+        (grafana_body(targets="a"), "'targets'"),
+        (grafana_body(targets=[{"target": "a::b", "type": "graph"}]), ".type"),
+    ],
+)
 def test_grafana_query_errors(body, needle):
     """A malformed /query body is a 400 naming the member."""
     with pytest.raises(WebError) as err:
@@ -152,7 +216,9 @@ def test_grafana_replies():
     t = np.array([1.0, 2.0, 3.0])
     v = np.array([1.5, math.nan, 2.5])
     assert grafana.timeserie("a::b", t, v) == {
-        "target": "a::b", "datapoints": [[1.5, 1000.0], [None, 2000.0], [2.5, 3000.0]]}
+        "target": "a::b",
+        "datapoints": [[1.5, 1000.0], [None, 2000.0], [2.5, 3000.0]],
+    }
     tab = grafana.table("a::b", t, v, "number")
     assert tab["columns"][0] == {"text": "time", "type": "time"}
     assert tab["rows"][1] == [2000.0, None]
@@ -168,11 +234,21 @@ class _Q:
 
 
 def _result():
-    return Result.coerce({"data": {"a": np.array([1.0, math.nan, 3.0]), "s": np.array(["x", "y", "z"], dtype=object),
-                     "b": np.array([True, False]), "e": np.zeros(0)},
-            "timeline": {"one": {"t": np.array([1.0, 2.0, 3.0]), "finalized_until": 3.0},
-                         "two": {"t": np.array([2.0, 4.0]), "finalized_until": None}},
-            "field_timeline": {"a": "one", "s": "one", "b": "two"}})
+    return Result.coerce(
+        {
+            "data": {
+                "a": np.array([1.0, math.nan, 3.0]),
+                "s": np.array(["x", "y", "z"], dtype=object),
+                "b": np.array([True, False]),
+                "e": np.zeros(0),
+            },
+            "timeline": {
+                "one": {"t": np.array([1.0, 2.0, 3.0]), "finalized_until": 3.0},
+                "two": {"t": np.array([2.0, 4.0]), "finalized_until": None},
+            },
+            "field_timeline": {"a": "one", "s": "one", "b": "two"},
+        }
+    )
 
 
 def test_csv_rows_merge_timelines():
@@ -218,8 +294,7 @@ def _events(chunks: list[bytes]) -> list[tuple[str, dict]]:
 
     out = []
     for block in b"".join(chunks).decode().split("\n\n"):
-        lines = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line
-                     and not line.startswith(":"))
+        lines = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line and not line.startswith(":"))
         if "event" in lines:
             out.append((lines["event"], json.loads(lines["data"])))
     return out
@@ -227,8 +302,10 @@ def _events(chunks: list[bytes]) -> list[tuple[str, dict]]:
 
 def _sample(t0: float, n: int = 1) -> dict:
     ts = [t0 + i for i in range(n)]
-    return {"data": {"x": [float(t) for t in ts], "on": [True] * n},
-            "timeline": {"tl": {"t": ts, "finalized_until": ts[-1]}}}
+    return {
+        "data": {"x": [float(t) for t in ts], "on": [True] * n},
+        "timeline": {"tl": {"t": ts, "finalized_until": ts[-1]}},
+    }
 
 
 def test_live_nodes_argument():
@@ -297,11 +374,9 @@ def test_saved_views_round_trip(tmp_path):
 
     store = ViewStore(tmp_path / "views")
     assert store.list() == []
-    v = store.save({"name": "cryo week", "panels": [["a:x", "a:y"], ["b:s"]], "range": "7d",
-                    "extra": "dropped"})
+    v = store.save({"name": "cryo week", "panels": [["a:x", "a:y"], ["b:s"]], "range": "7d", "extra": "dropped"})
     assert v["range"] == "7d" and v["live"] is True and "extra" not in v and v["saved_at"] > 0
-    store.save({"name": "zoom: 2020", "panels": [["a:x"]], "range": None, "from": 10, "to": 20,
-                "live": False})
+    store.save({"name": "zoom: 2020", "panels": [["a:x"]], "range": None, "from": 10, "to": 20, "live": False})
     assert [d["name"] for d in store.list()] == ["cryo week", "zoom: 2020"]
     assert store.get("zoom: 2020")["from"] == 10.0
     store.save({"name": "cryo week", "panels": [["a:x"]], "range": "1d"})
@@ -313,18 +388,21 @@ def test_saved_views_round_trip(tmp_path):
     assert not list((tmp_path / "views").glob("*.tmp"))
 
 
-@pytest.mark.parametrize("doc,needle", [
-    ([], "JSON object"),
-    ({"panels": []}, "'name'"),
-    ({"name": "../etc", "panels": []}, "'name'"),
-    ({"name": " x", "panels": []}, "'name'"),
-    ({"name": "x" * 81, "panels": []}, "80"),
-    ({"name": "x", "panels": "a:b"}, "'panels'"),
-    ({"name": "x", "panels": [["nofield"]]}, "node:field"),
-    ({"name": "x", "panels": [], "range": "2w"}, "'range'"),
-    ({"name": "x", "panels": [], "range": None, "from": 5, "to": 1}, "'from'"),
-    ({"name": "x", "panels": [], "range": "1h", "live": "yes"}, "'live'"),
-])
+@pytest.mark.parametrize(
+    "doc,needle",
+    [
+        ([], "JSON object"),
+        ({"panels": []}, "'name'"),
+        ({"name": "../etc", "panels": []}, "'name'"),
+        ({"name": " x", "panels": []}, "'name'"),
+        ({"name": "x" * 81, "panels": []}, "80"),
+        ({"name": "x", "panels": "a:b"}, "'panels'"),
+        ({"name": "x", "panels": [["nofield"]]}, "node:field"),
+        ({"name": "x", "panels": [], "range": "2w"}, "'range'"),
+        ({"name": "x", "panels": [], "range": None, "from": 5, "to": 1}, "'from'"),
+        ({"name": "x", "panels": [], "range": "1h", "live": "yes"}, "'live'"),
+    ],
+)
 def test_saved_view_errors_name_the_member(doc, needle):
     """A bad view is refused with a 400 naming what is wrong."""
     from sisock.web.views import check_view

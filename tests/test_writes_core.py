@@ -13,9 +13,22 @@ import pytest
 from sisock.site import access
 from sisock.writes.audit import AuditLog
 from sisock.writes.rules import (
-    Conflict, DeviceUnavailable, Expired, NotAuthorized, OutOfLimits, PointSpec, RateLimited,
-    Readback, TokenBucket, UnknownPoint, WriteBadArgument, WriteCore, WriteUncertain,
-    check_value, offers_writes, parse_set,
+    Conflict,
+    DeviceUnavailable,
+    Expired,
+    NotAuthorized,
+    OutOfLimits,
+    PointSpec,
+    RateLimited,
+    Readback,
+    TokenBucket,
+    UnknownPoint,
+    WriteBadArgument,
+    WriteCore,
+    WriteUncertain,
+    check_value,
+    offers_writes,
+    parse_set,
 )
 
 pytestmark = pytest.mark.unit
@@ -35,14 +48,31 @@ class FakeSide:
 
     def write_points(self):
         return {
-            "setpoint": PointSpec("setpoint", "number", "K", min=280.0, max=320.0, max_step=5.0,
-                                  min_interval=None, scale=0.1, raw_integer=True,
-                                  raw_min=-32768, raw_max=32767,
-                                  readback=Readback("measured", 0.05, 0.0)),
+            "setpoint": PointSpec(
+                "setpoint",
+                "number",
+                "K",
+                min=280.0,
+                max=320.0,
+                max_step=5.0,
+                min_interval=None,
+                scale=0.1,
+                raw_integer=True,
+                raw_min=-32768,
+                raw_max=32767,
+                readback=Readback("measured", 0.05, 0.0),
+            ),
             "pump": PointSpec("pump", "bool", readback=Readback("pump")),
-            "mode": PointSpec("mode", "integer", allowed=(1, 2, 3), raw_integer=True,
-                              raw_min=0, raw_max=65535, min_interval=10.0,
-                              readback=Readback("mode")),
+            "mode": PointSpec(
+                "mode",
+                "integer",
+                allowed=(1, 2, 3),
+                raw_integer=True,
+                raw_min=0,
+                raw_max=65535,
+                min_interval=10.0,
+                readback=Readback("mode"),
+            ),
             "plain": PointSpec("plain", "number"),
         }
 
@@ -99,21 +129,24 @@ def test_applied_with_readback(env):
     assert rec[0]["reason"] == "warm up" and rec[0]["old"] == 295.0
 
 
-@pytest.mark.parametrize("point,value,exc", [
-    ("nope", 1.0, UnknownPoint),
-    ("setpoint", 330.0, OutOfLimits),
-    ("setpoint", 270.0, OutOfLimits),
-    ("mode", 4, OutOfLimits),
-    ("setpoint", math.nan, WriteBadArgument),
-    ("setpoint", math.inf, WriteBadArgument),
-    ("setpoint", True, WriteBadArgument),
-    ("pump", 1, WriteBadArgument),
-    ("setpoint", "297", WriteBadArgument),
-    ("setpoint", [297.0], WriteBadArgument),
-    ("setpoint", 297.55, WriteBadArgument),
-    ("mode", 2.5, WriteBadArgument),
-    ("setpoint", 301.0, OutOfLimits),
-])
+@pytest.mark.parametrize(
+    "point,value,exc",
+    [
+        ("nope", 1.0, UnknownPoint),
+        ("setpoint", 330.0, OutOfLimits),
+        ("setpoint", 270.0, OutOfLimits),
+        ("mode", 4, OutOfLimits),
+        ("setpoint", math.nan, WriteBadArgument),
+        ("setpoint", math.inf, WriteBadArgument),
+        ("setpoint", True, WriteBadArgument),
+        ("pump", 1, WriteBadArgument),
+        ("setpoint", "297", WriteBadArgument),
+        ("setpoint", [297.0], WriteBadArgument),
+        ("setpoint", 297.55, WriteBadArgument),
+        ("mode", 2.5, WriteBadArgument),
+        ("setpoint", 301.0, OutOfLimits),
+    ],
+)
 def test_refusals_are_audited_and_write_nothing(env, point, value, exc):
     """Each refusal raises its typed error, is audited with its kind, and nothing is written."""
     side, audit, core, clock = env
@@ -159,8 +192,7 @@ def test_expected_and_not_after(env):
     with pytest.raises(Expired):
         do_set(core, "setpoint", 296.0, "c2", not_after=clock.t - 1)
     assert side.writes == []
-    assert do_set(core, "setpoint", 296.0, "c3", expected=295.0,
-                  not_after=clock.t + 5)["status"] == "applied"
+    assert do_set(core, "setpoint", 296.0, "c3", expected=295.0, not_after=clock.t + 5)["status"] == "applied"
     assert [r["status"] for r in audit.query(0, 2e9)] == ["conflict", "expired", "applied"]
 
 
@@ -200,8 +232,9 @@ def test_min_interval_and_rate(env):
 def test_rate_limited_core(tmp_path):
     """More writes than the burst from one caller are refused as rate_limited."""
     side = FakeSide()
-    core = WriteCore(side, AuditLog(tmp_path / "a.sqlite"), "fake", clock=Clock(),
-                     sleep=lambda s: None, rate=1.0, burst=2)
+    core = WriteCore(
+        side, AuditLog(tmp_path / "a.sqlite"), "fake", clock=Clock(), sleep=lambda s: None, rate=1.0, burst=2
+    )
     do_set(core, "pump", False, "p1")
     do_set(core, "pump", True, "p2")
     with pytest.raises(RateLimited, match="too many"):
@@ -218,8 +251,7 @@ def test_dry_run(env):
         do_set(core, "setpoint", 310.0, "d2", dry_run=True)
     assert side.writes == []
     rec = audit.query(0, 2e9)
-    assert [(r["status"], r["dry_run"]) for r in rec] == [("dry_run_ok", True),
-                                                          ("out_of_limits", True)]
+    assert [(r["status"], r["dry_run"]) for r in rec] == [("dry_run_ok", True), ("out_of_limits", True)]
 
 
 def test_device_down_and_unverified(env):
@@ -235,8 +267,7 @@ def test_device_down_and_unverified(env):
     side.lose_reply = True
     out = do_set(core, "setpoint", 297.0, "u3")
     assert out["status"] == "unverified" and "lost" in out["message"]
-    assert [r["status"] for r in audit.query(0, 2e9)] == ["device_unavailable", "unverified",
-                                                          "unverified"]
+    assert [r["status"] for r in audit.query(0, 2e9)] == ["device_unavailable", "unverified", "unverified"]
 
 
 def test_malformed_calls():
@@ -268,7 +299,8 @@ def test_intent_without_outcome_reads_unknown(tmp_path):
         f"a = AuditLog({str(path)!r})\n"
         "a.record(request_id='k', t=1.0, caller_authid='alice', caller_role='operator',"
         " point='setpoint', old=1, requested=2, status=INTENT)\n"
-        "os.kill(os.getpid(), signal.SIGKILL)\n")
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
     p = subprocess.run([sys.executable, "-c", code], capture_output=True)
     assert p.returncode == -9
     raw = sqlite3.connect(str(path)).execute("SELECT status FROM attempts").fetchall()
@@ -296,11 +328,17 @@ def test_grafana_write_annotations():
 
     from sisock.web.grafana import write_annotations
 
-    out = write_annotations({"name": "writes"}, "mb", np.array([10.0, 20.0]), {
-        "write_point": np.array(["setpoint", "pump_on"]),
-        "write_value": np.array([297.5, 0.0]),
-        "write_caller": np.array(["alice", "bob"]),
-        "write_status": np.array(["applied", "unverified"])})
+    out = write_annotations(
+        {"name": "writes"},
+        "mb",
+        np.array([10.0, 20.0]),
+        {
+            "write_point": np.array(["setpoint", "pump_on"]),
+            "write_value": np.array([297.5, 0.0]),
+            "write_caller": np.array(["alice", "bob"]),
+            "write_status": np.array(["applied", "unverified"]),
+        },
+    )
     assert [a["time"] for a in out] == [10000.0, 20000.0]
     assert out[0]["text"] == "alice set setpoint = 297.5 (applied)"
     assert "bob" in out[1]["tags"] and out[1]["annotation"] == {"name": "writes"}
@@ -319,6 +357,7 @@ def test_writes_are_serialised_and_bounded(tmp_path):
         entered.set()
         gate.wait(10)
         plain_write(name, value)
+
     side.write_point = slow_write
     audit = AuditLog(tmp_path / "a.sqlite")
     core = WriteCore(side, audit, "fake", clock=Clock(), sleep=lambda s: None, busy_wait=0.2)
@@ -400,8 +439,7 @@ def test_any_core_offers_writes_through_the_shell(tmp_path):
     from pathlib import Path
 
     script = _SHELL_CHECK.format(tests=str(Path(__file__).parent), home=str(tmp_path))
-    p = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                       timeout=120)
+    p = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert p.returncode == 0 and "ok" in p.stdout, p.stdout + p.stderr
     assert (tmp_path / "audit" / "gen.sqlite").exists()
 
@@ -413,8 +451,16 @@ def test_one_process_owns_the_audit_log(tmp_path):
 
     path = tmp_path / "own.sqlite"
     owner = AuditLog(path)
-    owner.record(request_id="w", t=1.0, caller_authid="alice", caller_role="operator",
-                 point="p", old=1, requested=2, status=INTENT)
+    owner.record(
+        request_id="w",
+        t=1.0,
+        caller_authid="alice",
+        caller_role="operator",
+        point="p",
+        old=1,
+        requested=2,
+        status=INTENT,
+    )
     with pytest.raises(AuditLogBusy, match="in use"):
         AuditLog(path)
     reader = AuditLog(path, readonly=True)

@@ -21,8 +21,10 @@ class QuickNode(SlowNode):
         import numpy as np
 
         t = np.array([start, start + 1.0, start + 2.0])
-        return {"data": {f: np.arange(3.0) for f in fields if f == "x"},
-                "timeline": {"tl": {"t": t, "finalized_until": None}}}
+        return {
+            "data": {f: np.arange(3.0) for f in fields if f == "x"},
+            "timeline": {"tl": {"t": t, "finalized_until": None}},
+        }
 
 
 if __name__ == "__main__":

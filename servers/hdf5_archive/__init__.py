@@ -40,23 +40,43 @@ __all__ = ["ArchiveCore", "HELP", "REACTOR", "add_arguments", "build"]
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``sisock serve hdf5``."""
-    parser.add_argument("--archive", type=Path, action="append", required=True,
-                        metavar="DIR",
-                        help="archive directory; repeat it to serve several archives from "
-                             "this one process, each as its own node")
-    parser.add_argument("--name", action="append", default=None,
-                        help="data node name (default archive); with several --archive, one "
-                             "--name per archive: the i-th --name names the i-th --archive")
-    parser.add_argument("--description", action="append", default=None,
-                        help="description for consumers (default: 'HDF5 archive DIR'); with "
-                             "several --archive, none or one per archive, in the same order")
-    parser.add_argument("--max-samples", type=int, default=2_000_000,
-                        help="values allowed in one-message replies (default 2e6)")
-    parser.add_argument("--max-samples-streamed", type=int, default=200_000_000,
-                        help="values allowed in streamed binary replies (default 2e8)")
-    parser.add_argument("--replica", action="store_true",
-                        help="serve each name together with other replicas of the same archive "
-                             "(every replica needs this flag and the same credentials)")
+    parser.add_argument(
+        "--archive",
+        type=Path,
+        action="append",
+        required=True,
+        metavar="DIR",
+        help="archive directory; repeat it to serve several archives from this one process, each as its own node",
+    )
+    parser.add_argument(
+        "--name",
+        action="append",
+        default=None,
+        help="data node name (default archive); with several --archive, one "
+        "--name per archive: the i-th --name names the i-th --archive",
+    )
+    parser.add_argument(
+        "--description",
+        action="append",
+        default=None,
+        help="description for consumers (default: 'HDF5 archive DIR'); with "
+        "several --archive, none or one per archive, in the same order",
+    )
+    parser.add_argument(
+        "--max-samples", type=int, default=2_000_000, help="values allowed in one-message replies (default 2e6)"
+    )
+    parser.add_argument(
+        "--max-samples-streamed",
+        type=int,
+        default=200_000_000,
+        help="values allowed in streamed binary replies (default 2e8)",
+    )
+    parser.add_argument(
+        "--replica",
+        action="store_true",
+        help="serve each name together with other replicas of the same archive "
+        "(every replica needs this flag and the same credentials)",
+    )
 
 
 def nodes(args: argparse.Namespace) -> list[tuple[str, Path, str | None]]:
@@ -76,12 +96,16 @@ def nodes(args: argparse.Namespace) -> list[tuple[str, Path, str | None]]:
     if len(archives) == 1 and len(names) <= 1:
         names = names or ["archive"]
     elif len(names) != len(archives):
-        raise BadArgument(f"--archive is given {len(archives)} times and --name "
-                          f"{len(names)} times: give one --name per --archive (the i-th "
-                          "--name names the i-th --archive)")
+        raise BadArgument(
+            f"--archive is given {len(archives)} times and --name "
+            f"{len(names)} times: give one --name per --archive (the i-th "
+            "--name names the i-th --archive)"
+        )
     if descriptions and len(descriptions) != len(archives):
-        raise BadArgument(f"--description is given {len(descriptions)} times for "
-                          f"{len(archives)} --archive: give none, or one per --archive")
+        raise BadArgument(
+            f"--description is given {len(descriptions)} times for "
+            f"{len(archives)} --archive: give none, or one per --archive"
+        )
     out: list[tuple[str, Path, str | None]] = []
     seen_names: set[str] = set()
     seen_dirs: dict[Path, str] = {}
@@ -94,9 +118,11 @@ def nodes(args: argparse.Namespace) -> list[tuple[str, Path, str | None]]:
         if real in seen_dirs:
             # two readers of the same files in one process would share HDF5's file
             # objects, and one refreshing a file being written corrupts the other's reads
-            raise BadArgument(f"--archive {directory} is given twice (nodes {seen_dirs[real]!r} "
-                              f"and {name!r}): a process serves a directory once; serve it "
-                              "under one name, or as a --replica from another process")
+            raise BadArgument(
+                f"--archive {directory} is given twice (nodes {seen_dirs[real]!r} "
+                f"and {name!r}): a process serves a directory once; serve it "
+                "under one name, or as a --replica from another process"
+            )
         seen_names.add(name)
         seen_dirs[real] = name
         out.append((name, directory, descriptions[i] if descriptions else None))
@@ -109,8 +135,13 @@ def build(args: argparse.Namespace, settings: Settings) -> list[Plan]:
 
     plans = []
     for name, directory, description in nodes(args):
-        core = ArchiveCore(directory, name, description or f"HDF5 archive {directory.resolve()}",
-                           args.max_samples, args.max_samples_streamed)
+        core = ArchiveCore(
+            directory,
+            name,
+            description or f"HDF5 archive {directory.resolve()}",
+            args.max_samples,
+            args.max_samples_streamed,
+        )
         plans.append(Plan(core, warm=[core.warm], replica=args.replica))
     return plans
 

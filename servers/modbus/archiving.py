@@ -65,10 +65,15 @@ class ThreadedArchiveSink:
         after each batch (for statistics).
     """
 
-    def __init__(self, directory: Path | None, timelines: Mapping[str, Mapping[str, FieldSpec]],
-                 flush_interval: float = 1.0,
-                 on_append: Callable[[str, np.ndarray, dict, float], None] | None = None,
-                 retry_interval: float = 2.0, min_free_bytes: int = 64 * 2**20) -> None:
+    def __init__(
+        self,
+        directory: Path | None,
+        timelines: Mapping[str, Mapping[str, FieldSpec]],
+        flush_interval: float = 1.0,
+        on_append: Callable[[str, np.ndarray, dict, float], None] | None = None,
+        retry_interval: float = 2.0,
+        min_free_bytes: int = 64 * 2**20,
+    ) -> None:
         self.directory = directory
         self.timelines = timelines
         self.flush_interval = flush_interval
@@ -134,10 +139,15 @@ class ThreadedArchiveSink:
     def _abandon(self, writer, exc: BaseException) -> None:
         """Writing failed: report once, close what can be closed, retry later."""
         self.outages += 1
-        log.error("archive %s: writing failed (%s: %s); polling and live publishing go on, "
-                  "new samples are not archived until writing works again (retrying every "
-                  "%g s); everything flushed before stays readable",
-                  self.directory, type(exc).__name__, _short(exc), self.retry_interval)
+        log.error(
+            "archive %s: writing failed (%s: %s); polling and live publishing go on, "
+            "new samples are not archived until writing works again (retrying every "
+            "%g s); everything flushed before stays readable",
+            self.directory,
+            type(exc).__name__,
+            _short(exc),
+            self.retry_interval,
+        )
         try:
             writer.close()
         except BaseException:  # a failed HDF5 file: never touch it again, free the lock
@@ -174,16 +184,19 @@ class ThreadedArchiveSink:
                     self._space_checked = now
                     if self._low_space(False):
                         self.outages += 1
-                        log.error("archive %s: only %d bytes free on its filesystem, less than "
-                                  "the %d kept free; archiving is suspended (polling and live "
-                                  "publishing go on, everything archived so far stays "
-                                  "readable) until twice that is free", self.directory,
-                                  self.free_bytes() or 0, self.min_free_bytes)
+                        log.error(
+                            "archive %s: only %d bytes free on its filesystem, less than "
+                            "the %d kept free; archiving is suspended (polling and live "
+                            "publishing go on, everything archived so far stays "
+                            "readable) until twice that is free",
+                            self.directory,
+                            self.free_bytes() or 0,
+                            self.min_free_bytes,
+                        )
                         try:
                             writer.close()
                         except Exception as exc:
-                            log.error("archive %s: closing failed: %s", self.directory,
-                                      _short(exc))
+                            log.error("archive %s: closing failed: %s", self.directory, _short(exc))
                         writer, broken = None, True
                         retry_at = now
                 if broken and now >= retry_at:
@@ -192,9 +205,11 @@ class ThreadedArchiveSink:
                         try:
                             writer = self._open()
                             broken = False
-                            log.warning("archive %s: archiving again (new file); %d samples "
-                                        "were not archived meanwhile", self.directory,
-                                        self.dropped)
+                            log.warning(
+                                "archive %s: archiving again (new file); %d samples were not archived meanwhile",
+                                self.directory,
+                                self.dropped,
+                            )
                         except Exception:
                             pass
                 by_group: dict[str, list] = {}

@@ -287,9 +287,7 @@ class GroupConfig:
         """Every field this group produces, in order, with its metadata."""
         out = {p.name: p.field_spec() for p in self.points}
         out.update({d.name: d.field_spec() for d in self.derived})
-        out[self.ok_field] = FieldSpec(
-            "bool", None, f"True when the '{self.name}' read succeeded; False marks a gap"
-        )
+        out[self.ok_field] = FieldSpec("bool", None, f"True when the '{self.name}' read succeeded; False marks a gap")
         return out
 
 
@@ -364,9 +362,7 @@ def parse_config(data: dict[str, Any]) -> NodeConfig:
     _no_unknown(node, {"name", "description"}, "[node]")
     name = _str(node, "name", "[node]", required=True)
     if not _NODE_NAME.match(name):
-        raise ConfigError(
-            f"[node]: name {name!r} may contain only letters, digits and '_'"
-        )
+        raise ConfigError(f"[node]: name {name!r} may contain only letters, digits and '_'")
     description = _str(node, "description", "[node]") or ""
     device = _parse_device(_table(data, "device", "top level", required=True))
 
@@ -380,8 +376,7 @@ def parse_config(data: dict[str, Any]) -> NodeConfig:
     writes = parse_writes(data, config)
     if writes is None:
         return config
-    return NodeConfig(name=name, description=description, device=device, groups=groups,
-                      writes=writes)
+    return NodeConfig(name=name, description=description, device=device, groups=groups, writes=writes)
 
 
 # --------------------------------------------------------------- several devices
@@ -447,9 +442,11 @@ def parse_nodes(data: dict[str, Any], base: Path | None = None) -> list[NodeConf
         return [parse_config(data)]
     stray = sorted(set(data) - {"device"})
     if stray:
-        raise ConfigError(f"top level: {', '.join(map(repr, stray))} next to [[device]] tables; "
-                          "a file of several devices declares everything inside each "
-                          "[[device]] (e.g. [[device.group]]), or includes a one-device file")
+        raise ConfigError(
+            f"top level: {', '.join(map(repr, stray))} next to [[device]] tables; "
+            "a file of several devices declares everything inside each "
+            "[[device]] (e.g. [[device.group]]), or includes a one-device file"
+        )
     if not entries:
         raise ConfigError("at least one [[device]] is required")
     out: list[NodeConfig] = []
@@ -466,8 +463,10 @@ def parse_nodes(data: dict[str, Any], base: Path | None = None) -> list[NodeConf
         except ConfigError as exc:
             raise ConfigError(f"{where}: {exc}") from None
         if config.name in names:
-            raise ConfigError(f"{where}: name {config.name!r} is also device "
-                              f"#{names[config.name] + 1}'s; every device needs its own name")
+            raise ConfigError(
+                f"{where}: name {config.name!r} is also device "
+                f"#{names[config.name] + 1}'s; every device needs its own name"
+            )
         names[config.name] = i
         out.append(config)
     _check_distinct(out)
@@ -486,8 +485,10 @@ def _parse_entry(entry: dict[str, Any], base: Path | None) -> NodeConfig:
             path = base / path
         single = _read_toml(path)
         if not isinstance(single.get("device", {}), dict):
-            raise ConfigError(f"include {include!r}: a one-device file ([node], [device], "
-                              "[[group]]) is expected, not one with [[device]] tables")
+            raise ConfigError(
+                f"include {include!r}: a one-device file ([node], [device], "
+                "[[group]]) is expected, not one with [[device]] tables"
+            )
     device = dict(single.get("device") or {})
     device.update({k: v for k, v in entry.items() if k in device_keys})
     node = {k: entry[k] for k in ("name", "description") if k in entry}
@@ -512,9 +513,10 @@ def _parse_entry(entry: dict[str, Any], base: Path | None) -> NodeConfig:
 
 def _check_distinct(configs: list[NodeConfig]) -> None:
     """Archive directories and audit databases given in the file are not shared."""
-    for attr, what in ((lambda c: c.archive, "archive directory"),
-                       (lambda c: c.writes.audit if c.writes is not None else None,
-                        "audit database")):
+    for attr, what in (
+        (lambda c: c.archive, "archive directory"),
+        (lambda c: c.writes.audit if c.writes is not None else None, "audit database"),
+    ):
         seen: dict[Path, str] = {}
         for c in configs:
             p = attr(c)
@@ -522,8 +524,9 @@ def _check_distinct(configs: list[NodeConfig]) -> None:
                 continue
             key = Path(os.path.abspath(p))
             if key in seen:
-                raise ConfigError(f"device {c.name!r}: its {what} {str(p)!r} is also device "
-                                  f"{seen[key]!r}'s; give each device its own")
+                raise ConfigError(
+                    f"device {c.name!r}: its {what} {str(p)!r} is also device {seen[key]!r}'s; give each device its own"
+                )
             seen[key] = c.name
 
 
@@ -542,15 +545,28 @@ def _read_toml(path: Path) -> dict[str, Any]:
 WRITABLE_KINDS = ("holding", "coil")
 
 _RAW_RANGE = {
-    "uint16": (0, 2**16 - 1), "int16": (-2**15, 2**15 - 1),
-    "uint32": (0, 2**32 - 1), "int32": (-2**31, 2**31 - 1),
-    "uint64": (0, 2**64 - 1), "int64": (-2**63, 2**63 - 1),
+    "uint16": (0, 2**16 - 1),
+    "int16": (-(2**15), 2**15 - 1),
+    "uint32": (0, 2**32 - 1),
+    "int32": (-(2**31), 2**31 - 1),
+    "uint64": (0, 2**64 - 1),
+    "int64": (-(2**63), 2**63 - 1),
     "float32": (-float(np.finfo(np.float32).max), float(np.finfo(np.float32).max)),
     "float64": (-float(np.finfo(np.float64).max), float(np.finfo(np.float64).max)),
 }
 
-_WRITE_KEYS = {"point", "min", "max", "allowed", "max_step", "min_interval", "readback",
-               "tolerance", "settle", "description"}
+_WRITE_KEYS = {
+    "point",
+    "min",
+    "max",
+    "allowed",
+    "max_step",
+    "min_interval",
+    "readback",
+    "tolerance",
+    "settle",
+    "description",
+}
 
 
 @dataclass(frozen=True)
@@ -578,18 +594,21 @@ class WriteConfig:
     audit: Path | None = None
 
 
-def point_spec(p: PointConfig, w: dict[str, Any], where: str,
-               points: dict[str, PointConfig]) -> PointSpec:
+def point_spec(p: PointConfig, w: dict[str, Any], where: str, points: dict[str, PointConfig]) -> PointSpec:
     """Check one ``[[write]]`` table against its point; return its :class:`PointSpec`."""
     if p.kind not in WRITABLE_KINDS:
-        raise ConfigError(f"{where}: point {p.name!r} is of kind {p.kind!r}, which Modbus cannot "
-                          f"write; writable kinds: {', '.join(WRITABLE_KINDS)}")
+        raise ConfigError(
+            f"{where}: point {p.name!r} is of kind {p.kind!r}, which Modbus cannot "
+            f"write; writable kinds: {', '.join(WRITABLE_KINDS)}"
+        )
     if p.type == "string":
         raise ConfigError(f"{where}: point {p.name!r} is a string; strings are not writable")
     if p.bit is not None:
-        raise ConfigError(f"{where}: point {p.name!r} is bit {p.bit} of a register; writing "
-                          "one bit needs a read-modify-write of the whole register, which is "
-                          "not offered: declare the whole register (uint16) instead")
+        raise ConfigError(
+            f"{where}: point {p.name!r} is bit {p.bit} of a register; writing "
+            "one bit needs a read-modify-write of the whole register, which is "
+            "not offered: declare the whole register (uint16) instead"
+        )
     is_bool = p.type == "bool"
     integer = not is_bool and p.type in _RAW_RANGE and not p.type.startswith("float")
     if is_bool:
@@ -625,11 +644,13 @@ def point_spec(p: PointConfig, w: dict[str, Any], where: str,
         if not isinstance(raw_allowed, list) or not raw_allowed:
             raise ConfigError(f"{where}: allowed must be a non-empty array of values")
         for v in raw_allowed:
-            ok = isinstance(v, bool) if is_bool else (
-                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v))
+            ok = (
+                isinstance(v, bool)
+                if is_bool
+                else (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v))
+            )
             if not ok:
-                raise ConfigError(f"{where}: allowed value {v!r} is not a "
-                                  f"{'bool' if is_bool else 'finite number'}")
+                raise ConfigError(f"{where}: allowed value {v!r} is not a {'bool' if is_bool else 'finite number'}")
         allowed = tuple(raw_allowed)
     rb_name = _str(w, "readback", where) or p.name
     if rb_name not in points:
@@ -645,15 +666,29 @@ def point_spec(p: PointConfig, w: dict[str, Any], where: str,
         ends = sorted(((raw_min * p.scale + p.offset), (raw_max * p.scale + p.offset)))
         for key, v in (("min", lo), ("max", hi)):
             if v is not None and not ends[0] <= v <= ends[1]:
-                raise ConfigError(f"{where}: {key} = {v} does not fit point {p.name!r} "
-                                  f"({p.type}, scale {p.scale:g}, offset {p.offset:g}: "
-                                  f"{ends[0]:g}..{ends[1]:g})")
+                raise ConfigError(
+                    f"{where}: {key} = {v} does not fit point {p.name!r} "
+                    f"({p.type}, scale {p.scale:g}, offset {p.offset:g}: "
+                    f"{ends[0]:g}..{ends[1]:g})"
+                )
     description = _str(w, "description", where) or p.description
-    return PointSpec(name=p.name, type=ptype, units=p.units, description=description,
-                     min=lo, max=hi, allowed=allowed, max_step=limits["max_step"],
-                     min_interval=limits["min_interval"], readback=readback,
-                     scale=p.scale, offset=p.offset, raw_min=raw_min, raw_max=raw_max,
-                     raw_integer=integer)
+    return PointSpec(
+        name=p.name,
+        type=ptype,
+        units=p.units,
+        description=description,
+        min=lo,
+        max=hi,
+        allowed=allowed,
+        max_step=limits["max_step"],
+        min_interval=limits["min_interval"],
+        readback=readback,
+        scale=p.scale,
+        offset=p.offset,
+        raw_min=raw_min,
+        raw_max=raw_max,
+        raw_integer=integer,
+    )
 
 
 def parse_writes(data: dict[str, Any], config: NodeConfig) -> WriteConfig | None:
@@ -696,14 +731,14 @@ def parse_writes(data: dict[str, Any], config: NodeConfig) -> WriteConfig | None
         where = f"write {name!r}"
         _no_unknown(w, _WRITE_KEYS, where)
         if name not in points:
-            raise ConfigError(f"{where}: point {name!r} is not a point of any [[group]] "
-                              "(a writable point must also be read)")
+            raise ConfigError(
+                f"{where}: point {name!r} is not a point of any [[group]] (a writable point must also be read)"
+            )
         if name in specs:
             raise ConfigError(f"{where}: point {name!r} is declared writable twice")
         specs[name] = point_spec(points[name], w, where, points)
         targets[name] = points[name]
     return WriteConfig(specs, targets, rate, burst, Path(audit).expanduser() if audit else None)
-
 
 
 def _parse_device(d: dict[str, Any]) -> DeviceConfig:
@@ -720,9 +755,7 @@ def _parse_device(d: dict[str, Any]) -> DeviceConfig:
     max_gap = _int(d, "max_gap", where, defaults.max_gap, 0, MAX_REGISTERS - 2)
     connections = _str(d, "connections", where) or defaults.connections
     if connections not in CONNECTIONS:
-        raise ConfigError(
-            f"{where}: connections must be one of {CONNECTIONS}, got {connections!r}"
-        )
+        raise ConfigError(f"{where}: connections must be one of {CONNECTIONS}, got {connections!r}")
     return DeviceConfig(host, port, device_id, timeout, retries, max_gap, connections)
 
 
@@ -756,8 +789,18 @@ def _parse_group(g: Any, index: int) -> GroupConfig:
 
 
 _POINT_KEYS = {
-    "name", "kind", "address", "type", "length", "bit", "word_order",
-    "byte_order", "scale", "offset", "units", "description",
+    "name",
+    "kind",
+    "address",
+    "type",
+    "length",
+    "bit",
+    "word_order",
+    "byte_order",
+    "scale",
+    "offset",
+    "units",
+    "description",
 }
 
 
@@ -782,18 +825,14 @@ def _parse_point(p: Any, group_where: str, index: int) -> PointConfig:
 
     if kind in BIT_KINDS:
         if typ != "bool":
-            raise ConfigError(
-                f"{where}: a {kind} is a single bit; its type must be 'bool', not {typ!r}"
-            )
+            raise ConfigError(f"{where}: a {kind} is a single bit; its type must be 'bool', not {typ!r}")
         for key in ("bit", "word_order", "byte_order", "scale", "offset", "length"):
             if key in p:
                 raise ConfigError(f"{where}: {key!r} does not apply to a {kind}")
     bit = None
     if kind in REGISTER_KINDS and typ == "bool":
         if "bit" not in p:
-            raise ConfigError(
-                f"{where}: a bool on a {kind} register needs bit = 0..15 (0 = least significant)"
-            )
+            raise ConfigError(f"{where}: a bool on a {kind} register needs bit = 0..15 (0 = least significant)")
         bit = _int(p, "bit", where, 0, 0, 15)
     elif "bit" in p:
         raise ConfigError(f"{where}: 'bit' applies only to bool points on registers")
@@ -820,9 +859,18 @@ def _parse_point(p: Any, group_where: str, index: int) -> PointConfig:
     if not (math.isfinite(scale) and math.isfinite(offset)):
         raise ConfigError(f"{where}: scale and offset must be finite numbers")
     point = PointConfig(
-        name=name, kind=kind, address=address, type=typ, length=length, bit=bit,
-        word_order=word_order, byte_order=byte_order, scale=scale, offset=offset,
-        units=_str(p, "units", where), description=_str(p, "description", where),
+        name=name,
+        kind=kind,
+        address=address,
+        type=typ,
+        length=length,
+        bit=bit,
+        word_order=word_order,
+        byte_order=byte_order,
+        scale=scale,
+        offset=offset,
+        units=_str(p, "units", where),
+        description=_str(p, "description", where),
     )
     last = address + point.width - 1
     if last > 65535:
@@ -856,8 +904,11 @@ def _parse_derived(
                 ) from None
         raise ConfigError(f"{where}: {exc}") from None
     return DerivedConfig(
-        name=name, expr=expr, expression=expression,
-        units=_str(d, "units", where), description=_str(d, "description", where),
+        name=name,
+        expr=expr,
+        expression=expression,
+        units=_str(d, "units", where),
+        description=_str(d, "description", where),
     )
 
 
@@ -923,8 +974,7 @@ def _no_unknown(d: dict[str, Any], allowed: set[str], where: str) -> None:
     extra = sorted(set(d) - allowed)
     if extra:
         raise ConfigError(
-            f"{where}: unknown key(s) {', '.join(map(repr, extra))}; "
-            f"allowed: {', '.join(sorted(allowed))}"
+            f"{where}: unknown key(s) {', '.join(map(repr, extra))}; allowed: {', '.join(sorted(allowed))}"
         )
 
 

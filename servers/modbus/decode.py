@@ -129,8 +129,7 @@ def plan_requests(group: GroupConfig, max_gap: int = DEFAULT_MAX_GAP) -> list[Re
         raise ValueError(f"max_gap must be >= 0, got {max_gap}")
     out: list[Request] = []
     for kind in FUNCTION_CODES:
-        pts = sorted((p for p in group.points if p.kind == kind),
-                     key=lambda p: (p.address, p.width))
+        pts = sorted((p for p in group.points if p.kind == kind), key=lambda p: (p.address, p.width))
         if not pts:
             continue
         limit, gap = (MAX_BITS, 16 * max_gap) if kind in BIT_KINDS else (MAX_REGISTERS, max_gap)
@@ -184,31 +183,33 @@ class RequestDecoder:
             if p.type == "bool":
                 flag_pts.append(p)
             elif p.type == "string":
-                self._strings.append(
-                    (p.name, np.arange(rel, rel + p.length), p.byte_order == "little")
-                )
+                self._strings.append((p.name, np.arange(rel, rel + p.length), p.byte_order == "little"))
             else:
                 batches.setdefault((p.type, p.word_order, p.byte_order), []).append(p)
         if flag_pts:
-            self._flags.append((
-                [p.name for p in flag_pts],
-                np.array([p.address - request.address for p in flag_pts]),
-                np.array([p.bit for p in flag_pts], dtype=np.uint16),
-            ))
+            self._flags.append(
+                (
+                    [p.name for p in flag_pts],
+                    np.array([p.address - request.address for p in flag_pts]),
+                    np.array([p.bit for p in flag_pts], dtype=np.uint16),
+                )
+            )
         for (typ, word, byte), pts in batches.items():
             width = pts[0].width
             cols = np.arange(width)
             if word == "little":
                 cols = cols[::-1]
             idx = np.array([p.address - request.address for p in pts])[:, None] + cols
-            self._numeric.append((
-                [p.name for p in pts],
-                idx,
-                _NUMPY_TYPE[typ],
-                byte == "little",
-                np.array([p.scale for p in pts]),
-                np.array([p.offset for p in pts]),
-            ))
+            self._numeric.append(
+                (
+                    [p.name for p in pts],
+                    idx,
+                    _NUMPY_TYPE[typ],
+                    byte == "little",
+                    np.array([p.scale for p in pts]),
+                    np.array([p.offset for p in pts]),
+                )
+            )
 
     def decode(self, raw: Sequence[int] | Sequence[bool] | np.ndarray) -> dict[str, np.ndarray]:
         """Decode a response.
@@ -323,8 +324,7 @@ class GroupDecoder:
     def _derive(self, values: dict[str, np.ndarray]) -> None:
         for d in self.group.derived:
             env = {
-                n: values[n].astype(np.float64) if n in self._bool_names else values[n]
-                for n in d.expression.references
+                n: values[n].astype(np.float64) if n in self._bool_names else values[n] for n in d.expression.references
             }
             values[d.name] = d.expression(env).reshape(1)
 

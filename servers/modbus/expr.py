@@ -156,9 +156,7 @@ def compile_expression(source: str, known: set[str] | None = None) -> Expression
     if not isinstance(source, str) or not source.strip():
         raise ExpressionError("expression must be a non-empty string")
     if len(source) > MAX_LENGTH:
-        raise ExpressionError(
-            f"expression is {len(source)} characters long; the limit is {MAX_LENGTH}"
-        )
+        raise ExpressionError(f"expression is {len(source)} characters long; the limit is {MAX_LENGTH}")
     if _PLACEHOLDER in source:
         raise ExpressionError(f"expression may not contain {_PLACEHOLDER!r}")
     refs: list[str] = []
@@ -166,13 +164,10 @@ def compile_expression(source: str, known: set[str] | None = None) -> Expression
     def _sub(m: re.Match[str]) -> str:
         name = m.group(1).strip()
         if not _IDENT.match(name):
-            raise ExpressionError(
-                f"bad reference {m.group(0)!r}: expected {{name}} with an identifier"
-            )
+            raise ExpressionError(f"bad reference {m.group(0)!r}: expected {{name}} with an identifier")
         if known is not None and name not in known:
             raise ExpressionError(
-                f"reference {{{name}}} is not a known point "
-                f"(known here: {', '.join(sorted(known)) or 'none'})"
+                f"reference {{{name}}} is not a known point (known here: {', '.join(sorted(known)) or 'none'})"
             )
         if name not in refs:
             refs.append(name)
@@ -199,59 +194,46 @@ def _build(node: ast.AST) -> _Node:
     if isinstance(node, ast.Constant):
         v = node.value
         if isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise ExpressionError(
-                f"only numbers are allowed as literals, got {v!r}{_where(node)}"
-            )
+            raise ExpressionError(f"only numbers are allowed as literals, got {v!r}{_where(node)}")
         c = np.float64(v)
         return lambda env: c
     if isinstance(node, ast.Name):
         if node.id.startswith(_PLACEHOLDER):
-            key = node.id[len(_PLACEHOLDER):]
+            key = node.id[len(_PLACEHOLDER) :]
             return lambda env: env[key]
         if node.id in _CONSTANTS:
             c = np.float64(_CONSTANTS[node.id])
             return lambda env: c
         raise ExpressionError(
-            f"unknown name {node.id!r}{_where(node)}: write point references "
-            f"as {{{node.id}}}; functions must be called"
+            f"unknown name {node.id!r}{_where(node)}: write point references as {{{node.id}}}; functions must be called"
         )
     if isinstance(node, ast.BinOp):
         op = _BINOPS.get(type(node.op))
         if op is None:
             raise ExpressionError(
-                f"operator {type(node.op).__name__} is not allowed{_where(node)}"
-                " (allowed: + - * / **)"
+                f"operator {type(node.op).__name__} is not allowed{_where(node)} (allowed: + - * / **)"
             )
         left, right = _build(node.left), _build(node.right)
         return lambda env: op(left(env), right(env))
     if isinstance(node, ast.UnaryOp):
         uop = _UNARY.get(type(node.op))
         if uop is None:
-            raise ExpressionError(
-                f"unary operator {type(node.op).__name__} is not allowed{_where(node)}"
-            )
+            raise ExpressionError(f"unary operator {type(node.op).__name__} is not allowed{_where(node)}")
         operand = _build(node.operand)
         return lambda env: uop(operand(env))
     if isinstance(node, ast.Call):
         if not isinstance(node.func, ast.Name) or node.func.id not in FUNCTIONS:
             what = _show(node.func)
             raise ExpressionError(
-                f"call to {what!r} is not allowed{_where(node)} "
-                f"(allowed functions: {', '.join(sorted(FUNCTIONS))})"
+                f"call to {what!r} is not allowed{_where(node)} (allowed functions: {', '.join(sorted(FUNCTIONS))})"
             )
         if node.keywords or any(isinstance(a, ast.Starred) for a in node.args):
-            raise ExpressionError(
-                f"{node.func.id}() takes positional arguments only{_where(node)}"
-            )
+            raise ExpressionError(f"{node.func.id}() takes positional arguments only{_where(node)}")
         impl, lo, hi = FUNCTIONS[node.func.id]
         n = len(node.args)
         if n < lo or (hi is not None and n > hi):
             want = f"{lo}" if lo == hi else f"{lo} or more" if hi is None else f"{lo}..{hi}"
-            raise ExpressionError(
-                f"{node.func.id}() takes {want} arguments, got {n}{_where(node)}"
-            )
+            raise ExpressionError(f"{node.func.id}() takes {want} arguments, got {n}{_where(node)}")
         args = [_build(a) for a in node.args]
         return lambda env: impl(*(a(env) for a in args))
-    raise ExpressionError(
-        f"{type(node).__name__} is not allowed in an expression{_where(node)}"
-    )
+    raise ExpressionError(f"{type(node).__name__} is not allowed in an expression{_where(node)}")

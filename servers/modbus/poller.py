@@ -294,8 +294,7 @@ class Poller:
     otherwise).
     """
 
-    def __init__(self, config: NodeConfig, sink: Sink, *,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, config: NodeConfig, sink: Sink, *, clock: Callable[[], float] = time.time) -> None:
         self.config = config
         self.sink = sink
         self.clock = clock
@@ -323,17 +322,19 @@ class Poller:
             shared = _Connection(dev, base)
             self._conns = {g.name: shared for g in self.config.groups}
         else:
-            self._conns = {g.name: _Connection(dev, f"{base} (group {g.name!r})")
-                           for g in self.config.groups}
+            self._conns = {g.name: _Connection(dev, f"{base} (group {g.name!r})") for g in self.config.groups}
         noise = _OutageNoiseFilter()
         pm_logger = logging.getLogger("pymodbus.logging")
         pm_logger.addFilter(noise)
-        log.info("%s: polling %s, %d group(s), %d request(s) per cycle",
-                 self.config.name, base, len(self.config.groups),
-                 sum(len(d.requests) for d in self.decoders.values()))
+        log.info(
+            "%s: polling %s, %d group(s), %d request(s) per cycle",
+            self.config.name,
+            base,
+            len(self.config.groups),
+            sum(len(d.requests) for d in self.decoders.values()),
+        )
         try:
-            self._tasks = [asyncio.create_task(self._group_loop(g), name=f"poll {g.name}")
-                           for g in self.config.groups]
+            self._tasks = [asyncio.create_task(self._group_loop(g), name=f"poll {g.name}") for g in self.config.groups]
             await asyncio.gather(*self._tasks, return_exceptions=True)
         finally:
             for t in self._tasks:
@@ -373,9 +374,13 @@ class Poller:
             k_next = max(k + 1, math.ceil((loop.time() - t0) / interval))
             if k_next > k + 1:
                 stats.missed += k_next - k - 1
-                log.debug("%s: group %r skipped %d tick(s): poll took %.3f s",
-                          self.config.name, group.name, k_next - k - 1,
-                          loop.time() - (t0 + k * interval))
+                log.debug(
+                    "%s: group %r skipped %d tick(s): poll took %.3f s",
+                    self.config.name,
+                    group.name,
+                    k_next - k - 1,
+                    loop.time() - (t0 + k * interval),
+                )
             k = k_next
 
     async def _poll(self, group: GroupConfig) -> None:
@@ -403,7 +408,7 @@ class Poller:
         except (ValueError, TypeError, AttributeError) as exc:  # malformed reply
             conn.drop()
             failure = (conn.label, f"unusable reply: {exc}")
-        except Exception as exc:  # noqa: BLE001 - anything else must not end this group's polls
+        except Exception as exc:
             conn.drop()
             failure = (conn.label, f"unusable reply: {type(exc).__name__}: {exc}")
         if failure is None:
@@ -422,23 +427,26 @@ class Poller:
         outage = self._outages.get(key)
         if outage is None:
             outage = self._outages[key] = _Outage(since=t, reason=reason or "not connected")
-            log.warning("%s: %s: %s; recording gaps until it answers",
-                        self.config.name, key, outage.reason)
+            log.warning("%s: %s: %s; recording gaps until it answers", self.config.name, key, outage.reason)
         outage.gaps += 1
 
     def _recovered(self, key: str) -> None:
         outage = self._outages.pop(key, None)
         if outage is not None:
-            log.warning("%s: %s answers again after %.1f s outage (%d poll(s) recorded as gaps)",
-                        self.config.name, key, self.clock() - outage.since, outage.gaps)
+            log.warning(
+                "%s: %s answers again after %.1f s outage (%d poll(s) recorded as gaps)",
+                self.config.name,
+                key,
+                self.clock() - outage.since,
+                outage.gaps,
+            )
 
     def _deliver(self, name: str, t: np.ndarray, values: dict[str, np.ndarray]) -> None:
         try:
             self.sink(name, t, values)
-        except Exception:  # noqa: BLE001 - a sink bug must not stop polling
+        except Exception:
             if not self._sink_failing:
-                log.exception("%s: sink failed for group %r (logged once until it works again)",
-                              self.config.name, name)
+                log.exception("%s: sink failed for group %r (logged once until it works again)", self.config.name, name)
             self._sink_failing = True
         else:
             if self._sink_failing:

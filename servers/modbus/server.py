@@ -66,20 +66,36 @@ log = logging.getLogger(__name__)
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``sisock serve modbus``."""
-    parser.add_argument("--config", type=Path, required=True, action="append",
-                        help="TOML file describing a device and its points "
-                             "(servers/modbus/example.toml), or several devices in "
-                             "[[device]] tables (servers/modbus/devices.toml); repeat it "
-                             "to poll the devices of several files from this process")
-    parser.add_argument("--archive", type=Path, default=None,
-                        help="archive directory of a lone device (default: the device's "
-                             "'archive' key, else $SISOCK_HOME/archives/<node name>)")
-    parser.add_argument("--flush-interval", type=float, default=0.5,
-                        help="seconds between archive flushes at most; a crash loses at "
-                             "most about this much (default 0.5)")
-    parser.add_argument("--min-free-mb", type=float, default=64.0,
-                        help="archiving pauses (polling and live go on) while the archive's "
-                             "filesystem has less free space than this, in MiB (default 64)")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        required=True,
+        action="append",
+        help="TOML file describing a device and its points "
+        "(servers/modbus/example.toml), or several devices in "
+        "[[device]] tables (servers/modbus/devices.toml); repeat it "
+        "to poll the devices of several files from this process",
+    )
+    parser.add_argument(
+        "--archive",
+        type=Path,
+        default=None,
+        help="archive directory of a lone device (default: the device's "
+        "'archive' key, else $SISOCK_HOME/archives/<node name>)",
+    )
+    parser.add_argument(
+        "--flush-interval",
+        type=float,
+        default=0.5,
+        help="seconds between archive flushes at most; a crash loses at most about this much (default 0.5)",
+    )
+    parser.add_argument(
+        "--min-free-mb",
+        type=float,
+        default=64.0,
+        help="archiving pauses (polling and live go on) while the archive's "
+        "filesystem has less free space than this, in MiB (default 64)",
+    )
 
 
 def live_payload(group: str, t: np.ndarray, values: dict) -> Result:
@@ -119,8 +135,11 @@ class AppendTimes:
 def _ms(values: np.ndarray) -> dict[str, float | None]:
     if not values.size:
         return {"mean": None, "p99": None, "max": None}
-    return {"mean": float(values.mean() * 1e3), "p99": float(np.percentile(values, 99) * 1e3),
-            "max": float(values.max() * 1e3)}
+    return {
+        "mean": float(values.mean() * 1e3),
+        "p99": float(np.percentile(values, 99) * 1e3),
+        "max": float(values.max() * 1e3),
+    }
 
 
 def run_stats(poller: Poller, appends: AppendTimes, seconds: float) -> dict[str, object]:
@@ -191,14 +210,18 @@ def configs(args: argparse.Namespace) -> list[NodeConfig]:
     for path in args.config:
         for config in load_nodes(path):
             if config.name in where:
-                raise ConfigError(f"{path}: device {config.name!r} is also declared in "
-                                  f"{where[config.name]}; every device needs its own name")
+                raise ConfigError(
+                    f"{path}: device {config.name!r} is also declared in "
+                    f"{where[config.name]}; every device needs its own name"
+                )
             where[config.name] = path
             out.append(config)
     if args.archive is not None and len(out) > 1:
-        raise ConfigError(f"--archive names one directory but --config declares {len(out)} "
-                          "devices: set 'archive' in each [[device]] table, or leave it to "
-                          "the default $SISOCK_HOME/archives/<name>")
+        raise ConfigError(
+            f"--archive names one directory but --config declares {len(out)} "
+            "devices: set 'archive' in each [[device]] table, or leave it to "
+            "the default $SISOCK_HOME/archives/<name>"
+        )
     return out
 
 
@@ -244,8 +267,7 @@ class _Statistics:
         signal.signal(signal.SIGUSR1, on_signal)
 
 
-def device_plan(config: NodeConfig, archive: Path, args: argparse.Namespace,
-                stats: _Statistics) -> Plan:
+def device_plan(config: NodeConfig, archive: Path, args: argparse.Namespace, stats: _Statistics) -> Plan:
     """Poll, archive, publish and serve one device."""
     from sisock.archive.core import ArchiveCore
 
@@ -254,9 +276,13 @@ def device_plan(config: NodeConfig, archive: Path, args: argparse.Namespace,
 
     archive.mkdir(parents=True, exist_ok=True)
     appends = AppendTimes()
-    sink = ThreadedArchiveSink(archive, config.field_specs(), args.flush_interval,
-                               on_append=appends,  # a locked archive fails here
-                               min_free_bytes=int(args.min_free_mb * 2**20)).start()
+    sink = ThreadedArchiveSink(
+        archive,
+        config.field_specs(),
+        args.flush_interval,
+        on_append=appends,  # a locked archive fails here
+        min_free_bytes=int(args.min_free_mb * 2**20),
+    ).start()
     if config.writes is not None:  # writable points: the core also writes (see .writing)
         from .writing import ModbusCore
 
@@ -290,8 +316,7 @@ def device_plan(config: NodeConfig, archive: Path, args: argparse.Namespace,
         if hasattr(core, "attach"):
             core.attach(poller, asyncio.get_event_loop())
         polling = Deferred.fromFuture(asyncio.ensure_future(poller.run()))
-        polling.addErrback(lambda f: log.error("%s: polling stopped: %s", config.name,
-                                               f.getTraceback()))
+        polling.addErrback(lambda f: log.error("%s: polling stopped: %s", config.name, f.getTraceback()))
 
     def stop() -> None:
         if poller is not None:

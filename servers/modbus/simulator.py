@@ -70,18 +70,38 @@ EXTRA_BASE = 1000
 #: Types cycled through by :func:`extra_layout`.
 EXTRA_TYPES = ("float32", "uint16", "int16", "uint32", "float64", "int32")
 
-_KIND_OF_FC = {1: "coil", 5: "coil", 15: "coil", 2: "discrete",
-               3: "holding", 6: "holding", 16: "holding", 22: "holding", 23: "holding",
-               4: "input"}
-_STRUCT = {"uint16": "H", "int16": "h", "uint32": "I", "int32": "i", "float32": "f",
-           "uint64": "Q", "int64": "q", "float64": "d"}
-_WIDTH = {"uint16": 1, "int16": 1, "uint32": 2, "int32": 2, "float32": 2,
-          "uint64": 4, "int64": 4, "float64": 4}
+_KIND_OF_FC = {
+    1: "coil",
+    5: "coil",
+    15: "coil",
+    2: "discrete",
+    3: "holding",
+    6: "holding",
+    16: "holding",
+    22: "holding",
+    23: "holding",
+    4: "input",
+}
+_STRUCT = {
+    "uint16": "H",
+    "int16": "h",
+    "uint32": "I",
+    "int32": "i",
+    "float32": "f",
+    "uint64": "Q",
+    "int64": "q",
+    "float64": "d",
+}
+_WIDTH = {"uint16": 1, "int16": 1, "uint32": 2, "int32": 2, "float32": 2, "uint64": 4, "int64": 4, "float64": 4}
 
 
 def encode(
-    type: str, value: float | int | str, *, word_order: str = "big",
-    byte_order: str = "big", length: int | None = None,
+    type: str,
+    value: float | int | str,
+    *,
+    word_order: str = "big",
+    byte_order: str = "big",
+    length: int | None = None,
 ) -> list[int]:
     """Encode one value into registers with :mod:`struct` (independent of the decoder).
 
@@ -164,9 +184,16 @@ class Simulator:
     """
 
     def __init__(
-        self, host: str = "127.0.0.1", port: int = DEFAULT_PORT, *, device_id: int = 1,
-        size: int = 4096, signals: bool = True, extra_registers: int = 0,
-        update_period: float = 0.01, seed: int = 0,
+        self,
+        host: str = "127.0.0.1",
+        port: int = DEFAULT_PORT,
+        *,
+        device_id: int = 1,
+        size: int = 4096,
+        signals: bool = True,
+        extra_registers: int = 0,
+        update_period: float = 0.01,
+        seed: int = 0,
     ) -> None:
         self.host = host
         self.port = port
@@ -211,10 +238,14 @@ class Simulator:
         # values= lists rather than count=: pymodbus checks count * values
         # (quadratic in count; 0.3 s for 4096 registers).
         nbits = len(self.bits["coil"])
-        reg = lambda: [SimData(0, values=[0] * self.size, datatype=DataType.REGISTERS)]  # noqa: E731
-        bit = lambda: [SimData(0, values=[False] * nbits, datatype=DataType.BITS)]  # noqa: E731
-        device = SimDevice(id=self.device_id, simdata=(bit(), bit(), reg(), reg()),
-                           action=self._action)
+
+        def reg():
+            return [SimData(0, values=[0] * self.size, datatype=DataType.REGISTERS)]
+
+        def bit():
+            return [SimData(0, values=[False] * nbits, datatype=DataType.BITS)]
+
+        device = SimDevice(id=self.device_id, simdata=(bit(), bit(), reg(), reg()), action=self._action)
         server = ModbusTcpServer(device, address=(self.host, self.port), trace_pdu=self._trace)
         await server.serve_forever(background=True)
         self._server = server
@@ -239,11 +270,11 @@ class Simulator:
     # ------------------------------------------------------------- raw access
     def set_registers(self, kind: str, address: int, values: Sequence[int]) -> None:
         """Set raw registers of ``kind`` (``"holding"`` or ``"input"``)."""
-        self.registers[kind][address: address + len(values)] = values
+        self.registers[kind][address : address + len(values)] = values
 
     def set_bits(self, kind: str, address: int, values: Sequence[bool]) -> None:
         """Set bits of ``kind`` (``"coil"`` or ``"discrete"``)."""
-        self.bits[kind][address: address + len(values)] = values
+        self.bits[kind][address : address + len(values)] = values
 
     def reset_requests(self) -> None:
         """Forget the requests counted so far."""
@@ -254,10 +285,13 @@ class Simulator:
         self.pdu_log.clear()
 
     # ------------------------------------------------------------- pymodbus hooks
-    def _trace(self, sending: bool, pdu):  # noqa: ANN001, ANN202 (pymodbus hook)
+    def _trace(self, sending: bool, pdu):
         if not sending and pdu.function_code in (1, 2, 3, 4, 5, 6, 15, 16):
-            n = pdu.count if pdu.function_code <= 4 else len(
-                getattr(pdu, "registers", None) or getattr(pdu, "bits", None) or [0])
+            n = (
+                pdu.count
+                if pdu.function_code <= 4
+                else len(getattr(pdu, "registers", None) or getattr(pdu, "bits", None) or [0])
+            )
             self.pdu_log.append((pdu.function_code, pdu.address, n))
         if not sending and pdu.function_code in (1, 2, 3, 4):
             self.request_count[pdu.function_code] += 1
@@ -273,16 +307,15 @@ class Simulator:
         """Write requests received so far (all write function codes)."""
         return sum(self.write_count.values())
 
-    async def _action(self, fc: int, start: int, address: int, count: int,
-                      registers: list[int], values) -> None:  # noqa: ANN001
+    async def _action(self, fc: int, start: int, address: int, count: int, registers: list[int], values) -> None:
         kind = _KIND_OF_FC.get(fc)
         if kind is None:
             return None
         if values is not None:  # a client write: keep our arrays the truth
             if kind in self.bits:
-                self.bits[kind][address: address + len(values)] = values
+                self.bits[kind][address : address + len(values)] = values
             else:
-                self.registers[kind][address: address + len(values)] = values
+                self.registers[kind][address : address + len(values)] = values
             return None
         if self.signals:
             now = time.monotonic()
@@ -294,7 +327,7 @@ class Simulator:
             registers[: len(packed)] = packed.tolist()
         else:
             off = address - start
-            registers[off: off + count] = self.registers[kind][address: address + count].tolist()
+            registers[off : off + count] = self.registers[kind][address : address + count].tolist()
         return None
 
     # ------------------------------------------------------------- signals
@@ -375,26 +408,35 @@ class Simulator:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``sisock sim modbus`` options to ``parser``."""
-    parser.add_argument("--host", default="127.0.0.1",
-                        help="address to listen on (default: %(default)s)")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT,
-                        help="TCP port (default: %(default)s)")
-    parser.add_argument("--device-id", type=int, default=1,
-                        help="Modbus device id served (default: %(default)s)")
-    parser.add_argument("--registers", type=int, default=0, metavar="N",
-                        help=f"expose N extra holding registers of mixed types from "
-                             f"address {EXTRA_BASE} (for benchmarks; default: 0)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="TCP port (default: %(default)s)")
+    parser.add_argument("--device-id", type=int, default=1, help="Modbus device id served (default: %(default)s)")
+    parser.add_argument(
+        "--registers",
+        type=int,
+        default=0,
+        metavar="N",
+        help=f"expose N extra holding registers of mixed types from address {EXTRA_BASE} (for benchmarks; default: 0)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="noise seed (default: 0)")
-    parser.add_argument("--devices", type=int, default=1, metavar="N",
-                        help="simulate N devices, on ports PORT .. PORT+N-1, each with its "
-                             "own signals (seeds SEED .. SEED+N-1), from this one process "
-                             "(default: 1)")
+    parser.add_argument(
+        "--devices",
+        type=int,
+        default=1,
+        metavar="N",
+        help="simulate N devices, on ports PORT .. PORT+N-1, each with its "
+        "own signals (seeds SEED .. SEED+N-1), from this one process "
+        "(default: 1)",
+    )
 
 
 async def _serve(args: argparse.Namespace) -> None:
-    sims = [Simulator(args.host, args.port + i, device_id=args.device_id,
-                      extra_registers=args.registers, seed=args.seed + i)
-            for i in range(args.devices)]
+    sims = [
+        Simulator(
+            args.host, args.port + i, device_id=args.device_id, extra_registers=args.registers, seed=args.seed + i
+        )
+        for i in range(args.devices)
+    ]
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -418,14 +460,16 @@ def run(args: argparse.Namespace) -> int:
         log.error("--registers must be in 0..60000, got %d", args.registers)
         return 2
     if not 1 <= args.devices <= 1000 or args.port + args.devices - 1 > 65535:
-        log.error("--devices must be in 1..1000 with --port + --devices - 1 <= 65535, got "
-                  "--devices %d from --port %d", args.devices, args.port)
+        log.error(
+            "--devices must be in 1..1000 with --port + --devices - 1 <= 65535, got --devices %d from --port %d",
+            args.devices,
+            args.port,
+        )
         return 2
     try:
         asyncio.run(_serve(args))
     except RuntimeError as exc:  # pymodbus: "Could not start listen"
-        log.error("cannot serve on %s:%d..%d: %s", args.host, args.port,
-                  args.port + args.devices - 1, exc)
+        log.error("cannot serve on %s:%d..%d: %s", args.host, args.port, args.port + args.devices - 1, exc)
         return 1
     return 0
 

@@ -53,14 +53,21 @@ import numpy as np
 from sisock.archive.core import ArchiveCore
 from sisock.writes.rules import DeviceUnavailable, PointSpec, WriteUncertain
 
-from .config import WRITABLE_KINDS, WriteConfig, parse_writes, point_spec  # noqa: F401 (re-exported)
+from .config import WRITABLE_KINDS, WriteConfig, parse_writes, point_spec
 from .config import NodeConfig, PointConfig
 
-__all__ = ["WriteConfig", "parse_writes", "point_spec", "encode_registers", "ModbusCore",
-           "WRITABLE_KINDS"]
+__all__ = ["WriteConfig", "parse_writes", "point_spec", "encode_registers", "ModbusCore", "WRITABLE_KINDS"]
 
-_NUMPY = {"uint16": ">u2", "int16": ">i2", "uint32": ">u4", "int32": ">i4", "float32": ">f4",
-          "uint64": ">u8", "int64": ">i8", "float64": ">f8"}
+_NUMPY = {
+    "uint16": ">u2",
+    "int16": ">i2",
+    "uint32": ">u4",
+    "int32": ">i4",
+    "float32": ">f4",
+    "uint64": ">u8",
+    "int64": ">i8",
+    "float64": ">f8",
+}
 
 
 def encode_registers(p: PointConfig, raw: float) -> list[int]:
@@ -98,8 +105,7 @@ class ModbusCore(ArchiveCore):
     #: Seconds a write waits for a poll in progress to finish.
     LOCK_WAIT = 5.0
 
-    def __init__(self, directory: Any, name: str, description: str, config: NodeConfig,
-                 writes: WriteConfig) -> None:
+    def __init__(self, directory: Any, name: str, description: str, config: NodeConfig, writes: WriteConfig) -> None:
         super().__init__(directory, name, description)
         self.config = config
         self.writes = writes
@@ -139,17 +145,20 @@ class ModbusCore(ArchiveCore):
         conn = self._poller.connection(group)
         if conn is None or not conn.client.connected:
             dev = self.config.device
-            raise DeviceUnavailable(f"device {dev.host}:{dev.port} is not connected (the node "
-                                    "reconnects by itself); nothing was sent or queued",
-                                    point=name)
+            raise DeviceUnavailable(
+                f"device {dev.host}:{dev.port} is not connected (the node "
+                "reconnects by itself); nothing was sent or queued",
+                point=name,
+            )
         return conn, point
 
     async def _locked(self, conn) -> None:
         try:
             await asyncio.wait_for(conn.lock.acquire(), self.LOCK_WAIT)
         except asyncio.TimeoutError:
-            raise DeviceUnavailable(f"the device connection stayed busy for {self.LOCK_WAIT:g} s; "
-                                    "nothing was sent") from None
+            raise DeviceUnavailable(
+                f"the device connection stayed busy for {self.LOCK_WAIT:g} s; nothing was sent"
+            ) from None
 
     def read_point(self, name: str) -> Any:
         """The point's current value, read from the device now."""
@@ -158,8 +167,7 @@ class ModbusCore(ArchiveCore):
         try:
             return self._run(self._read, name)
         except TimeoutError:
-            raise DeviceUnavailable(f"reading {name!r} took too long; nothing was written",
-                                    point=name) from None
+            raise DeviceUnavailable(f"reading {name!r} took too long; nothing was written", point=name) from None
 
     async def _read(self, name: str) -> Any:
         from .decode import Request, decode_point
@@ -173,11 +181,11 @@ class ModbusCore(ArchiveCore):
             try:
                 raw = await conn.read(Request(p.kind, p.address, p.width, (p,)))
             except _DeviceError as exc:
-                raise DeviceUnavailable(f"the device refused to read {name!r}: {exc}",
-                                        point=name) from None
+                raise DeviceUnavailable(f"the device refused to read {name!r}: {exc}", point=name) from None
             except Exception as exc:  # timeout, connection lost
-                raise DeviceUnavailable(f"cannot read {name!r} from the device: "
-                                        f"{type(exc).__name__}: {exc}", point=name) from None
+                raise DeviceUnavailable(
+                    f"cannot read {name!r} from the device: {type(exc).__name__}: {exc}", point=name
+                ) from None
         finally:
             conn.lock.release()
         return decode_point(p, list(raw)[: p.width])
@@ -219,8 +227,9 @@ class ModbusCore(ArchiveCore):
                 manager.retries = saved
             if rr.isError():
                 code = getattr(rr, "exception_code", "?")
-                raise DeviceUnavailable(f"the device refused the write of {name!r} "
-                                        f"(Modbus exception code {code}); nothing changed",
-                                        point=name)
+                raise DeviceUnavailable(
+                    f"the device refused the write of {name!r} (Modbus exception code {code}); nothing changed",
+                    point=name,
+                )
         finally:
             conn.lock.release()

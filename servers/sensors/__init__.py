@@ -37,8 +37,7 @@ def _temperatures() -> dict[str, tuple[FieldSpec, float]]:
     for chip, entries in sensors.items():
         for i, entry in enumerate(entries):
             label = re.sub(r"\W+", "_", f"{chip}_{entry.label or i}").strip("_").lower()
-            out[f"temp_{label}"] = (FieldSpec("number", "C", f"Temperature {chip} {entry.label}"),
-                                    float(entry.current))
+            out[f"temp_{label}"] = (FieldSpec("number", "C", f"Temperature {chip} {entry.label}"), float(entry.current))
     return out
 
 
@@ -55,8 +54,7 @@ class SensorsCore(DataCore):
 
     timeline = "sensors"
 
-    def __init__(self, name: str = "sensors", interval: float = 2.0,
-                 capacity: int = 43_200) -> None:
+    def __init__(self, name: str = "sensors", interval: float = 2.0, capacity: int = 43_200) -> None:
         self.name = name
         self.description = f"Live load, memory and temperatures of {os.uname().nodename}"
         self.interval = interval
@@ -83,8 +81,9 @@ class SensorsCore(DataCore):
         values.update({k: v for k, (_, v) in _temperatures().items()})
         self.buffer.append(now, values)
         out = Result()
-        out.add(self.timeline, np.asarray([now]),
-                {k: np.asarray([values.get(k, np.nan)]) for k in self.buffer.specs}, now)
+        out.add(
+            self.timeline, np.asarray([now]), {k: np.asarray([values.get(k, np.nan)]) for k in self.buffer.specs}, now
+        )
         return out
 
     def _timelines(self):
@@ -94,20 +93,16 @@ class SensorsCore(DataCore):
         """Fields with samples in ``[start, end)``."""
         return query_fields(self._timelines(), start, end)
 
-    def get_data(self, fields, start, end, min_stride=None, method="mean", *,
-                 streaming=False) -> Result:
+    def get_data(self, fields, start, end, min_stride=None, method="mean", *, streaming=False) -> Result:
         """Buffered samples in ``[start, end)``."""
-        return query_data(self._timelines(), fields, start, end, min_stride, method,
-                          self.limit(streaming), live=True)
+        return query_data(self._timelines(), fields, start, end, min_stride, method, self.limit(streaming), live=True)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``sisock serve sensors``."""
     parser.add_argument("--name", default="sensors", help="data node name")
-    parser.add_argument("--interval", type=float, default=2.0,
-                        help="seconds between samples (default 2)")
-    parser.add_argument("--capacity", type=int, default=43_200,
-                        help="samples kept in memory (default 43200)")
+    parser.add_argument("--interval", type=float, default=2.0, help="seconds between samples (default 2)")
+    parser.add_argument("--capacity", type=int, default=43_200, help="samples kept in memory (default 43200)")
 
 
 def build(args: argparse.Namespace, settings: Settings) -> Plan:

@@ -74,8 +74,7 @@ def load_directory(directory: Path) -> dict[str, Timeline]:
             timelines[tl_name] = Timeline(t, {name: v}, {name: spec})
         else:
             if len(tl.t) != len(t) or not np.array_equal(tl.t, t):
-                raise BadArgument(f"{path}: times differ from the other files of "
-                                  f"timeline {tl_name!r}")
+                raise BadArgument(f"{path}: times differ from the other files of timeline {tl_name!r}")
             tl.values[name] = v
             tl.specs[name] = spec
     return timelines
@@ -89,8 +88,9 @@ EXAMPLE_FIELDS = {
 }
 
 
-def make_example(directory: Path, days: float = 7.0, step: float = 300.0,
-                 end: float | None = None, seed: int = 1) -> Path:
+def make_example(
+    directory: Path, days: float = 7.0, step: float = 300.0, end: float | None = None, seed: int = 1
+) -> Path:
     """Write a synthetic week of weather (one file per field) ending at ``end``."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -106,8 +106,7 @@ def make_example(directory: Path, days: float = 7.0, step: float = 300.0,
     }
     for name, values in series.items():
         units, desc = EXAMPLE_FIELDS[name]
-        lines = [f"# field: {name}", "# timeline: weather", f"# units: {units}",
-                 f"# description: {desc}"]
+        lines = [f"# field: {name}", "# timeline: weather", f"# units: {units}", f"# description: {desc}"]
         lines += [f"{a:.1f} {b:.4f}" for a, b in zip(t, values)]
         tmp = directory / f".{name}.dat.{os.getpid()}"
         tmp.write_text("\n".join(lines) + "\n")
@@ -118,9 +117,13 @@ def make_example(directory: Path, days: float = 7.0, step: float = 300.0,
 class WeatherCore(DataCore):
     """Node core serving the files of one directory (loaded once)."""
 
-    def __init__(self, timelines: dict[str, Timeline], name: str = "weather",
-                 description: str = "Weather station (text files)",
-                 max_samples: int = 1_000_000) -> None:
+    def __init__(
+        self,
+        timelines: dict[str, Timeline],
+        name: str = "weather",
+        description: str = "Weather station (text files)",
+        max_samples: int = 1_000_000,
+    ) -> None:
         self.name = name
         self.description = description
         self.timelines = timelines
@@ -130,22 +133,23 @@ class WeatherCore(DataCore):
         """Fields with data in ``[start, end)``."""
         return query_fields(self.timelines, start, end)
 
-    def get_data(self, fields, start, end, min_stride=None, method="mean", *,
-                 streaming=False) -> Result:
+    def get_data(self, fields, start, end, min_stride=None, method="mean", *, streaming=False) -> Result:
         """Samples in ``[start, end)``, downsampled when ``min_stride`` is given.
 
         A station's files grow, so like a live core this says samples are
         final up to the last one loaded (``finalized_until``).
         """
-        return query_data(self.timelines, fields, start, end, min_stride, method,
-                          self.limit(streaming), live=True)
+        return query_data(self.timelines, fields, start, end, min_stride, method, self.limit(streaming), live=True)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``sisock serve weather``."""
-    parser.add_argument("directory", nargs="?", type=Path,
-                        help="directory of *.dat files (default: a generated example "
-                             "week in $SISOCK_HOME/examples/weather)")
+    parser.add_argument(
+        "directory",
+        nargs="?",
+        type=Path,
+        help="directory of *.dat files (default: a generated example week in $SISOCK_HOME/examples/weather)",
+    )
     parser.add_argument("--name", default="weather", help="data node name")
     parser.add_argument("--description", default="Weather station (text files)")
 

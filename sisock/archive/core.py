@@ -41,9 +41,14 @@ class ArchiveCore(DataCore):
         Values allowed in a streamed reply.
     """
 
-    def __init__(self, directory: str | os.PathLike, name: str = "archive",
-                 description: str = "HDF5 archive", max_samples: int = 2_000_000,
-                 max_samples_streamed: int = 200_000_000) -> None:
+    def __init__(
+        self,
+        directory: str | os.PathLike,
+        name: str = "archive",
+        description: str = "HDF5 archive",
+        max_samples: int = 2_000_000,
+        max_samples_streamed: int = 200_000_000,
+    ) -> None:
         self.name = name
         self.description = description
         self.reader = ArchiveReader(directory)
@@ -76,8 +81,8 @@ class ArchiveCore(DataCore):
         writer appends and no file changes, from :mod:`.listings`)."""
         return self.listings.get(start, end, self.reader.fields)
 
-    def get_data(self, fields, start, end, min_stride=None, method="mean", *,
-                 streaming: bool = False) -> Result:
+    def get_data(self, fields, start, end, min_stride=None, method="mean", *, streaming: bool = False) -> Result:
         """Samples of ``fields`` in ``[start, end)``, downsampled if asked."""
-        return self.reader.read(fields, start, end, min_stride, method,
-                                max_samples=self.limit(streaming), progressive=streaming)
+        return self.reader.read(
+            fields, start, end, min_stride, method, max_samples=self.limit(streaming), progressive=streaming
+        )

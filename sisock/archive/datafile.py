@@ -70,12 +70,30 @@ class ReadableFile:
         of immutable files (bounded by the reader).
     """
 
-    __slots__ = ("path", "seq", "complete", "immutable", "timelines", "loaded",
-                 "index_record", "_handles", "_on_read", "_level_cache", "_lock")
+    __slots__ = (
+        "path",
+        "seq",
+        "complete",
+        "immutable",
+        "timelines",
+        "loaded",
+        "index_record",
+        "_handles",
+        "_on_read",
+        "_level_cache",
+        "_lock",
+    )
 
-    def __init__(self, path: str, seq: int, complete: bool, immutable: bool,
-                 handles: HandleCache, on_read: Callable[[int], None] | None = None,
-                 level_cache=None) -> None:
+    def __init__(
+        self,
+        path: str,
+        seq: int,
+        complete: bool,
+        immutable: bool,
+        handles: HandleCache,
+        on_read: Callable[[int], None] | None = None,
+        level_cache=None,
+    ) -> None:
         self.path = path
         self.seq = seq
         self.complete = complete
@@ -91,8 +109,9 @@ class ReadableFile:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_index(cls, path: str, seq: int, complete: bool, handles: HandleCache, record,
-                   on_read=None, level_cache=None) -> ReadableFile:
+    def from_index(
+        cls, path: str, seq: int, complete: bool, handles: HandleCache, record, on_read=None, level_cache=None
+    ) -> ReadableFile:
         """A file described by its index record (nothing is opened)."""
         f = cls(path, seq, complete, True, handles, on_read, level_cache)
         f.timelines = record.timelines
@@ -111,8 +130,10 @@ class ReadableFile:
             return
         with self._lock, self._handles.borrow(self.path, live=not self.immutable) as h:
             if not self.loaded:
-                self.timelines = {tl: TimelineInfo(specs, numeric, min_level)
-                                  for tl, (specs, numeric, min_level) in h5io.read_layout(h).items()}
+                self.timelines = {
+                    tl: TimelineInfo(specs, numeric, min_level)
+                    for tl, (specs, numeric, min_level) in h5io.read_layout(h).items()
+                }
             for tl, info in self.timelines.items():
                 info.count, info.t_first, info.t_last = h5io.read_span(h, tl, not self.immutable)
                 if not self.immutable:
@@ -186,8 +207,7 @@ class ReadableFile:
         with self._handles.borrow(self.path, live=not self.immutable) as h:
             return h5io.read_values(h, timeline, name, ftype, i0, i1, not self.immutable)
 
-    def read_into(self, timeline: str, columns: list[tuple[str | None, np.ndarray]],
-                  i0: int, i1: int) -> None:
+    def read_into(self, timeline: str, columns: list[tuple[str | None, np.ndarray]], i0: int, i1: int) -> None:
         """Rows ``[i0, i1)`` of several columns into place, the file borrowed once.
 
         ``columns`` pairs a name (None for the times, else a number or bool
@@ -204,8 +224,7 @@ class ReadableFile:
                 if name is None or fields[name].type == "number":
                     h5io.read_into(h, timeline, name, i0, i1, out, not self.immutable)
                 else:
-                    out[:] = h5io.read_values(h, timeline, name, fields[name].type, i0, i1,
-                                              not self.immutable)
+                    out[:] = h5io.read_values(h, timeline, name, fields[name].type, i0, i1, not self.immutable)
 
     def index(self, timeline: str, x: float) -> int:
         """Number of samples with ``t < x`` (binary search guided by the finest level)."""

@@ -62,12 +62,16 @@ class TimelineFiles:
         t_first = np.array([i.t_first for i in infos], dtype=np.float64)
         t_last = np.array([i.t_last for i in infos], dtype=np.float64)
         return TimelineFiles(
-            files, np.array([f.seq for f in files], dtype=np.int64), t_first, t_last,
+            files,
+            np.array([f.seq for f in files], dtype=np.int64),
+            t_first,
+            t_last,
             np.array([i.count for i in infos], dtype=np.int64),
             np.array([f.complete for f in files], dtype=bool),
             np.array([i.min_level for i in infos], dtype=np.int64),
             np.maximum.accumulate(t_first) if files else t_first,
-            np.maximum.accumulate(t_last) if files else t_last)
+            np.maximum.accumulate(t_last) if files else t_last,
+        )
 
     def overlapping(self, start: float, end: float) -> tuple[int, int]:
         """Index range of the files with samples in ``[start, end)``."""
@@ -122,9 +126,14 @@ class Snapshot:
                     if f.complete:
                         complete.setdefault(tl, []).append(seq)
         arrays = {tl: TimelineFiles.of(tl, fl) for tl, fl in per_timeline.items()}
-        return Snapshot(fields, per_timeline, arrays,
-                        {k: np.asarray(v, dtype=np.int64) for k, v in complete.items()}, growing,
-                        dict(files))
+        return Snapshot(
+            fields,
+            per_timeline,
+            arrays,
+            {k: np.asarray(v, dtype=np.int64) for k, v in complete.items()},
+            growing,
+            dict(files),
+        )
 
     def current(self) -> tuple[dict[str, tuple[str, FieldSpec]], dict[str, list[ReadableFile]]]:
         """Fields and files per timeline, growing files included."""
@@ -140,15 +149,15 @@ class Snapshot:
                     files.setdefault(tl, []).append(f)
         return fields, files
 
-    def overlapping(self, files: list[ReadableFile], timeline: str, start: float, end: float
-                    ) -> list[ReadableFile]:
+    def overlapping(self, files: list[ReadableFile], timeline: str, start: float, end: float) -> list[ReadableFile]:
         """The files of ``files`` (from :meth:`current`) with samples in ``[start, end)``."""
         immutable, growing = self.overlapping_split(files, timeline, start, end)
         arrays = self.arrays.get(timeline)
-        return (arrays.files[immutable[0]:immutable[1]] if arrays else []) + growing
+        return (arrays.files[immutable[0] : immutable[1]] if arrays else []) + growing
 
-    def overlapping_split(self, files: list[ReadableFile], timeline: str, start: float, end: float
-                          ) -> tuple[tuple[int, int], list[ReadableFile]]:
+    def overlapping_split(
+        self, files: list[ReadableFile], timeline: str, start: float, end: float
+    ) -> tuple[tuple[int, int], list[ReadableFile]]:
         """Overlapping files: an index range into ``arrays[timeline]``, and growing files."""
         arrays = self.arrays.get(timeline)
         n_immutable = 0
@@ -184,9 +193,13 @@ class FileSet:
         Called with a file's sequence number whenever data is read from it.
     """
 
-    def __init__(self, directory: str, max_open_files: int = 64,
-                 table_cache_bytes: int = 64 * 2**20,
-                 on_read: Callable[[int], None] | None = None) -> None:
+    def __init__(
+        self,
+        directory: str,
+        max_open_files: int = 64,
+        table_cache_bytes: int = 64 * 2**20,
+        on_read: Callable[[int], None] | None = None,
+    ) -> None:
         self.directory = directory
         self.handles = HandleCache(h5io.pool(), max_open_files)
         self.tables = ByteLRU(table_cache_bytes)
@@ -232,16 +245,25 @@ class FileSet:
             f = self._files.get(seq)
             record = records.get(e.name)
             indexed = record is not None and record.matches(e)
-            if f is not None and (f.path != e.path  # closed or marked crashed since
-                                  or (indexed and f.index_record is not record)):  # (re)indexed
+            if f is not None and (
+                f.path != e.path  # closed or marked crashed since
+                or (indexed and f.index_record is not record)
+            ):  # (re)indexed
                 f.release()
                 f = None
             if f is None:
                 if indexed:
                     f = self._from_record(e, record)
                 else:
-                    f = ReadableFile(e.path, seq, e.state == catalog.CLOSED, e.state != catalog.OPEN,
-                                     self.handles, self._on_read, self.tables)
+                    f = ReadableFile(
+                        e.path,
+                        seq,
+                        e.state == catalog.CLOSED,
+                        e.state != catalog.OPEN,
+                        self.handles,
+                        self._on_read,
+                        self.tables,
+                    )
                 self._files[seq] = f
             if not f.loaded or not f.immutable:
                 direct.append(f)
@@ -253,8 +275,9 @@ class FileSet:
         return True
 
     def _from_record(self, entry: catalog.Entry, record: archive_index.IndexedFile) -> ReadableFile:
-        return ReadableFile.from_index(entry.path, entry.seq, entry.state == catalog.CLOSED,
-                                       self.handles, record, self._on_read, self.tables)
+        return ReadableFile.from_index(
+            entry.path, entry.seq, entry.state == catalog.CLOSED, self.handles, record, self._on_read, self.tables
+        )
 
     def _load(self, files: list[ReadableFile], release: bool = False) -> bool:
         """Read metadata of files not described by the index; False to list again."""
@@ -270,8 +293,7 @@ class FileSet:
                     return False
                 # a file being written is retried at the next refresh; a damaged
                 # immutable file is worth an error line
-                (log.debug if not f.immutable else log.error)(
-                    "archive: skipping unreadable file %s (%s)", f.path, exc)
+                (log.debug if not f.immutable else log.error)("archive: skipping unreadable file %s (%s)", f.path, exc)
                 self._files.pop(f.seq).release()
                 self._catalog.invalidate()
         return True
@@ -280,8 +302,7 @@ class FileSet:
         """List the directory again at the next refresh (a file was renamed under a read)."""
         self._catalog.invalidate()
 
-    def index_tables(self, files: list[ReadableFile], timeline: str, level: int
-                     ) -> list[np.ndarray] | None:
+    def index_tables(self, files: list[ReadableFile], timeline: str, level: int) -> list[np.ndarray] | None:
         """Summary tables of several files from the index (None if one lacks them)."""
         parts = []
         for f in files:

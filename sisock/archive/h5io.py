@@ -199,16 +199,18 @@ class WritableFile:
                 fg = g.create_group("f")
                 for name, spec in specs.items():
                     d["f/" + name] = fg.create_dataset(
-                        name, (0,), field_dtype(spec.type), maxshape=(None,), chunks=(rows,),
-                        **(str_opts if spec.type == "string" else opts)
+                        name,
+                        (0,),
+                        field_dtype(spec.type),
+                        maxshape=(None,),
+                        chunks=(rows,),
+                        **(str_opts if spec.type == "string" else opts),
                     )
                 width = table_width(len(num))
                 lo = int(min_levels.get(tl, 0))
                 g.attrs["min_level"] = lo
                 for p, c in list(zip(LEVELS, level_chunks))[lo:]:
-                    d[f"s{p}"] = g.create_dataset(
-                        f"s{p}", (0, width), "f8", maxshape=(None, width), chunks=(c, width)
-                    )
+                    d[f"s{p}"] = g.create_dataset(f"s{p}", (0, width), "f8", maxshape=(None, width), chunks=(c, width))
                 self._ds[tl] = d
             f.swmr_mode = True
             if lock is not None:  # before any reader of this process can see the file
@@ -335,8 +337,7 @@ def read_layout(h: ReadHandle) -> dict[str, tuple[dict[str, FieldSpec], list[str
     """Per timeline: ``(field specs, numeric field names, min_level)``."""
     out = {}
     for tl, g in h.h5.items():
-        out[tl] = (specs_from_json(g.attrs["fields"]), json.loads(g.attrs["numeric"]),
-                   int(g.attrs.get("min_level", 0)))
+        out[tl] = (specs_from_json(g.attrs["fields"]), json.loads(g.attrs["numeric"]), int(g.attrs.get("min_level", 0)))
     return out
 
 
@@ -370,8 +371,7 @@ def read_times(h: ReadHandle, timeline: str, i0: int, i1: int) -> np.ndarray:
         return _fresh(h, f"{timeline}/t", False)[i0:i1]
 
 
-def read_values(h: ReadHandle, timeline: str, name: str, ftype: str, i0: int, i1: int,
-                refresh: bool) -> np.ndarray:
+def read_values(h: ReadHandle, timeline: str, name: str, ftype: str, i0: int, i1: int, refresh: bool) -> np.ndarray:
     """Values ``[i0, i1)`` of a field in the API dtype (float64, bool, str)."""
     with h.lock:
         raw = _fresh(h, f"{timeline}/f/{name}", refresh)[i0:i1]
@@ -382,8 +382,7 @@ def read_values(h: ReadHandle, timeline: str, name: str, ftype: str, i0: int, i1
     return raw.astype(np.float64, copy=False)
 
 
-def read_into(h: ReadHandle, timeline: str, name: str | None, i0: int, i1: int,
-              out: np.ndarray, refresh: bool) -> None:
+def read_into(h: ReadHandle, timeline: str, name: str | None, i0: int, i1: int, out: np.ndarray, refresh: bool) -> None:
     """Rows ``[i0, i1)`` of a float64 column (times when ``name`` is None, else a
     number field) read straight into ``out`` (float64, C-contiguous, ``i1 - i0`` long).
 
@@ -430,8 +429,16 @@ def describe(path: str, from_level: int) -> dict[str, dict[str, Any]]:
     with pool().borrow(path) as h:
         for tl, (specs, numeric, min_level) in read_layout(h).items():
             count, t_first, t_last = read_span(h, tl, refresh=False)
-            tables = {i: read_level_table(h, tl, i, refresh=False)
-                      for i in range(max(from_level, min_level), len(LEVELS))}
-            out[tl] = {"fields": specs, "numeric": numeric, "min_level": min_level,
-                       "count": count, "t_first": t_first, "t_last": t_last, "tables": tables}
+            tables = {
+                i: read_level_table(h, tl, i, refresh=False) for i in range(max(from_level, min_level), len(LEVELS))
+            }
+            out[tl] = {
+                "fields": specs,
+                "numeric": numeric,
+                "min_level": min_level,
+                "count": count,
+                "t_first": t_first,
+                "t_last": t_last,
+                "tables": tables,
+            }
     return out

@@ -123,8 +123,12 @@ class IndexedFile:
 
     def matches(self, entry: catalog.Entry) -> bool:
         """True if the listed file is the one this record describes."""
-        return (entry.name == self.name and entry.size == self.size
-                and entry.mtime_ns == self.mtime_ns and entry.state != catalog.OPEN)
+        return (
+            entry.name == self.name
+            and entry.size == self.size
+            and entry.mtime_ns == self.mtime_ns
+            and entry.state != catalog.OPEN
+        )
 
     def part(self, timeline: str, level: int) -> tuple[IndexSource, int, int, int, int] | None:
         """``(source, offset, rows, columns, crc)`` of a stored table, or None."""
@@ -176,12 +180,25 @@ def encode_record(entry: catalog.Entry) -> bytes:
             data = np.ascontiguousarray(table, dtype="<f8").tobytes()
             tables.append([level, int(table.shape[0]), int(table.shape[1]), zlib.crc32(data)])
             blobs.append(data)
-        timelines[tl] = {"fields": specs_to_json(d["fields"]), "numeric": d["numeric"],
-                         "min_level": d["min_level"], "count": d["count"],
-                         "t_first": d["t_first"], "t_last": d["t_last"], "tables": tables}
-    header = json.dumps({"name": entry.name, "seq": entry.seq, "state": entry.state,
-                         "size": entry.size, "mtime_ns": entry.mtime_ns,
-                         "timelines": timelines}).encode()
+        timelines[tl] = {
+            "fields": specs_to_json(d["fields"]),
+            "numeric": d["numeric"],
+            "min_level": d["min_level"],
+            "count": d["count"],
+            "t_first": d["t_first"],
+            "t_last": d["t_last"],
+            "tables": tables,
+        }
+    header = json.dumps(
+        {
+            "name": entry.name,
+            "seq": entry.seq,
+            "state": entry.state,
+            "size": entry.size,
+            "mtime_ns": entry.mtime_ns,
+            "timelines": timelines,
+        }
+    ).encode()
     blob = b"".join(blobs)
     return RECORD.pack(RECORD_MAGIC, len(header), len(blob), zlib.crc32(header)) + header + blob
 
@@ -208,23 +225,30 @@ class _SpecCache:
         return got
 
 
-def parse_header(h: dict, offset: int, span: tuple[int, int], source: IndexSource | None,
-                 specs: _SpecCache) -> IndexedFile:
+def parse_header(
+    h: dict, offset: int, span: tuple[int, int], source: IndexSource | None, specs: _SpecCache
+) -> IndexedFile:
     """The record of decoded JSON header ``h`` whose tables start at ``offset``."""
     timelines = {}
     layout = {}
     for tl, d in h["timelines"].items():
         tl = sys.intern(tl)
-        timelines[tl] = TimelineInfo(specs(d["fields"]), specs.shared(d["numeric"]), d["min_level"],
-                                     d["count"], float(d["t_first"]), float(d["t_last"]))
+        timelines[tl] = TimelineInfo(
+            specs(d["fields"]),
+            specs.shared(d["numeric"]),
+            d["min_level"],
+            d["count"],
+            float(d["t_first"]),
+            float(d["t_last"]),
+        )
         layout[tl] = (offset, d["tables"])
         offset += sum(rows * cols for _, rows, cols, _ in d["tables"]) * 8
-    return IndexedFile(h["name"], h["seq"], sys.intern(h["state"]), h["size"], h["mtime_ns"],
-                       timelines, layout, source, span)
+    return IndexedFile(
+        h["name"], h["seq"], sys.intern(h["state"]), h["size"], h["mtime_ns"], timelines, layout, source, span
+    )
 
 
-def read_records(source: IndexSource, pos: int, size: int, specs: _SpecCache
-                 ) -> tuple[list[IndexedFile], int]:
+def read_records(source: IndexSource, pos: int, size: int, specs: _SpecCache) -> tuple[list[IndexedFile], int]:
     """Records from byte ``pos`` up to ``size``, reading headers only.
 
     Returns the records and the position after the last whole, valid one;
@@ -242,7 +266,7 @@ def read_records(source: IndexSource, pos: int, size: int, specs: _SpecCache
         end = body + header_len + blob_len
         if magic != RECORD_MAGIC or end > size:
             break
-        header = head[RECORD.size:RECORD.size + header_len]
+        header = head[RECORD.size : RECORD.size + header_len]
         if len(header) < header_len:
             header = source.pread(header_len, body)
         if len(header) != header_len or zlib.crc32(header) != crc:
@@ -252,8 +276,7 @@ def read_records(source: IndexSource, pos: int, size: int, specs: _SpecCache
         pos = end
     try:
         decoded = json.loads(b"[" + b",".join(headers) + b"]")
-        out = [parse_header(h, offset, (start, end), source, specs)
-               for h, (offset, start, end) in zip(decoded, places)]
+        out = [parse_header(h, offset, (start, end), source, specs) for h, (offset, start, end) in zip(decoded, places)]
     except (ValueError, KeyError, TypeError):  # a header with a valid CRC but bad content
         out = []
         for header, (offset, start, end) in zip(headers, places):
@@ -343,9 +366,12 @@ def read_tables(parts: list[tuple[IndexSource, int, int, int, int]]) -> list[np.
     while i < len(parts):
         source = parts[i][0]
         j, end = i, parts[i][1] + parts[i][2] * parts[i][3] * 8
-        while (j + 1 < len(parts) and parts[j + 1][0] is source
-               and end <= parts[j + 1][1] <= end + MAX_GAP  # the gap: other levels, a header
-               and parts[j + 1][1] - parts[i][1] < MAX_READ):
+        while (
+            j + 1 < len(parts)
+            and parts[j + 1][0] is source
+            and end <= parts[j + 1][1] <= end + MAX_GAP  # the gap: other levels, a header
+            and parts[j + 1][1] - parts[i][1] < MAX_READ
+        ):
             j += 1
             end = parts[j][1] + parts[j][2] * parts[j][3] * 8
         base = parts[i][1]
@@ -353,7 +379,7 @@ def read_tables(parts: list[tuple[IndexSource, int, int, int, int]]) -> list[np.
         if len(buffer) != end - base:
             raise IndexDamaged("the archive index is shorter than its records")
         view = memoryview(buffer)
-        for _, offset, rows, cols, crc in parts[i:j + 1]:
+        for _, offset, rows, cols, crc in parts[i : j + 1]:
             a, b = offset - base, offset - base + rows * cols * 8
             if zlib.crc32(view[a:b]) != crc:
                 raise IndexDamaged("a table of the archive index fails its CRC")
@@ -432,11 +458,9 @@ def sync(directory: str) -> tuple[int, int]:
         reader.close()
         return rebuild(directory), 0
     if size and reader.parsed < size:
-        log.warning("archive index %s: cutting a torn record off (%d bytes)",
-                    path, size - reader.parsed)
+        log.warning("archive index %s: cutting a torn record off (%d bytes)", path, size - reader.parsed)
         os.truncate(path, reader.parsed)
-    kept = {n: r for n, r in reader.records.items()
-            if n in listed and r.matches(listed[n]) and intact(r)}
+    kept = {n: r for n, r in reader.records.items() if n in listed and r.matches(listed[n]) and intact(r)}
     dropped = len(reader.records) - len(kept)
     if dropped:
         _rewrite(directory, reader, sorted(kept.values(), key=lambda r: r.seq))
@@ -450,6 +474,7 @@ def sync(directory: str) -> tuple[int, int]:
 
 def _rewrite(directory: str, reader: IndexReader, records: list[IndexedFile]) -> None:
     """Write the index anew from kept records (copied byte for byte), atomically."""
+
     def chunks():
         yield MAGIC
         for r in records:

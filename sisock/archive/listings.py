@@ -45,8 +45,7 @@ class ListingCache:
         self.hits = 0
         self.misses = 0
 
-    def get(self, start: float, end: float, compute: Callable[[float, float], Listing]
-            ) -> Listing:
+    def get(self, start: float, end: float, compute: Callable[[float, float], Listing]) -> Listing:
         """The listing of ``[start, end)``: cached, or ``compute(start, end)``."""
         snapshot = self.files.refresh()
         if snapshot.writer_active:
@@ -77,5 +76,4 @@ class ListingCache:
 def copy_listing(listing: Listing) -> Listing:
     """A copy of a ``get_fields`` answer that shares nothing mutable with it."""
     field, timeline = listing
-    return ({k: dict(v) for k, v in field.items()},
-            {k: {**v, "field": list(v["field"])} for k, v in timeline.items()})
+    return ({k: dict(v) for k, v in field.items()}, {k: {**v, "field": list(v["field"])} for k, v in timeline.items()})

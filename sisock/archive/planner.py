@@ -44,8 +44,9 @@ def inner_mask(t_first: np.ndarray, t_last: np.ndarray, start: float, end: float
     return (t_first >= start) & (t_last < end)
 
 
-def plan_summary_read(files: TimelineFiles, lo: int, hi: int, growing: list[ReadableFile],
-                      start: float, end: float, level: int) -> list[Run | Edge]:
+def plan_summary_read(
+    files: TimelineFiles, lo: int, hi: int, growing: list[ReadableFile], start: float, end: float, level: int
+) -> list[Run | Edge]:
     """Steps, in time order, answering ``[start, end)`` at summary ``level``.
 
     Parameters
@@ -57,8 +58,11 @@ def plan_summary_read(files: TimelineFiles, lo: int, hi: int, growing: list[Read
     growing : list of ReadableFile
         Overlapping files a writer may still append to (after the others).
     """
-    usable = (inner_mask(files.t_first[lo:hi], files.t_last[lo:hi], start, end)
-              & files.complete[lo:hi] & (files.min_level[lo:hi] <= level))
+    usable = (
+        inner_mask(files.t_first[lo:hi], files.t_last[lo:hi], start, end)
+        & files.complete[lo:hi]
+        & (files.min_level[lo:hi] <= level)
+    )
     steps: list[Run | Edge] = []
     # boundaries between stretches of usable and unusable files
     cuts = np.flatnonzero(np.diff(usable.astype(np.int8))) + 1
@@ -78,8 +82,9 @@ def wholly_inside(f: ReadableFile, timeline: str, start: float, end: float) -> b
     return start <= info.t_first and info.t_last < end
 
 
-def finalized_until(files: list[ReadableFile], timeline: str, end: float, stride: float | None,
-                    writer_active: bool) -> float | None:
+def finalized_until(
+    files: list[ReadableFile], timeline: str, end: float, stride: float | None, writer_active: bool
+) -> float | None:
     """``finalized_until`` of a timeline's reply (see :mod:`sisock.archive.reader`)."""
     if not writer_active:
         return None

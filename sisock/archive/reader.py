@@ -83,16 +83,21 @@ class ArchiveReader:
         Memory budget of the summary tables of single files.
     """
 
-    def __init__(self, directory: str | os.PathLike, *, max_open_files: int = 64,
-                 cache_bytes: int = 256 * 2**20, table_cache_bytes: int = 64 * 2**20) -> None:
+    def __init__(
+        self,
+        directory: str | os.PathLike,
+        *,
+        max_open_files: int = 64,
+        cache_bytes: int = 256 * 2**20,
+        table_cache_bytes: int = 64 * 2**20,
+    ) -> None:
         self.directory = os.fspath(directory)
         self.max_open_files = int(max_open_files)
         self.cache_bytes = int(cache_bytes)
         self._reads = _ReadLog()
         # the file set must not refer back to the reader (no cycle: a dropped reader
         # frees its files at once, whatever the garbage collector does)
-        self.files = FileSet(self.directory, self.max_open_files, table_cache_bytes,
-                             on_read=self._reads.note)
+        self.files = FileSet(self.directory, self.max_open_files, table_cache_bytes, on_read=self._reads.note)
         self._runs = RunCache(self.cache_bytes)
         #: Sequence numbers of the files whose data the last query (of this thread) read.
         self.last_files_read: set[int] = set()
@@ -177,8 +182,7 @@ class ArchiveReader:
             tl_out[tl] = {"interval": (t1 - t0) / (count - 1) if count > 1 else None, "field": names}
             for k in names:
                 spec = specs[k][1]
-                field_out[k] = {"description": spec.description, "timeline": tl,
-                                "type": spec.type, "units": spec.units}
+                field_out[k] = {"description": spec.description, "timeline": tl, "type": spec.type, "units": spec.units}
         return field_out, tl_out
 
     # ------------------------------------------------------------- data
@@ -236,8 +240,7 @@ class ArchiveReader:
         fields = list(dict.fromkeys(fields))
         self._reads.touched = touched = set()
         try:
-            out = self._retry(self._read, fields, start, end, min_stride, method, max_samples,
-                              progressive)
+            out = self._retry(self._read, fields, start, end, min_stride, method, max_samples, progressive)
         finally:
             self._reads.touched = None
         self.last_files_read = touched
@@ -253,8 +256,16 @@ class ArchiveReader:
                     raise
                 self.files.invalidate()
 
-    def _read(self, fields: list[str], start: float, end: float, min_stride: float | None,
-              method: str, max_samples: int | None, progressive: bool = False) -> Result:
+    def _read(
+        self,
+        fields: list[str],
+        start: float,
+        end: float,
+        min_stride: float | None,
+        method: str,
+        max_samples: int | None,
+        progressive: bool = False,
+    ) -> Result:
         snapshot = self.files.refresh()
         specs, files = snapshot.current()
         data: dict[str, np.ndarray] = {}
@@ -276,33 +287,33 @@ class ArchiveReader:
             overlapping = _Overlap(snapshot.arrays.get(tl), lo, hi, growing)
             fill = None
             if min_stride is None:
-                t, cols, fill = self._read_raw(overlapping, tl, names, types, start, end, budget,
-                                               (max_samples, len(fields)))
+                t, cols, fill = self._read_raw(
+                    overlapping, tl, names, types, start, end, budget, (max_samples, len(fields))
+                )
                 stride = None
             else:
                 stride, level = choose_stride(min_stride)
                 if level is None:
-                    t, cols, _ = self._read_raw(overlapping, tl, names, types, start, end, None,
-                                                lazy=False)
+                    t, cols, _ = self._read_raw(overlapping, tl, names, types, start, end, None, lazy=False)
                     t, cols = downsample_columns(t, cols, stride, method, (start, end))
                 else:
-                    t, cols = self._read_summary(snapshot, overlapping, tl, names, types, start,
-                                                 end, stride, level, method)
+                    t, cols = self._read_summary(
+                        snapshot, overlapping, tl, names, types, start, end, stride, level, method
+                    )
             if t.size == 0:
                 continue
             if budget is not None and max_samples is not None:
                 if t.size * len(names) > budget:  # counted over the whole request
-                    raise too_much_data(max_samples, max_samples - budget + t.size * len(names),
-                                        len(fields), start, end, method)
+                    raise too_much_data(
+                        max_samples, max_samples - budget + t.size * len(names), len(fields), start, end, method
+                    )
                 budget -= t.size * len(names)
             data.update(cols)
-            result.timelines[tl] = TimelineData(t, finalized_until(
-                files[tl], tl, end, stride, snapshot.writer_active))
+            result.timelines[tl] = TimelineData(t, finalized_until(files[tl], tl, end, stride, snapshot.writer_active))
             if fill is not None:
                 fills.append((tl, fill))
         result.data = data
-        result.field_timeline = {name: tl for tl, names in by_tl.items()
-                                 if tl in result.timelines for name in names}
+        result.field_timeline = {name: tl for tl, names in by_tl.items() if tl in result.timelines for name in names}
         if fills:
             result.filled.update((tl, 0) for tl, _ in fills)
             result.pending = _fill_in_turn(result.filled, fills)
@@ -310,10 +321,18 @@ class ArchiveReader:
                 result.complete()
         return result
 
-    def _read_raw(self, overlapping: _Overlap, tl: str, names: list[str],
-                  types: dict[str, str], start: float, end: float, budget: int | None,
-                  request: tuple[int | None, int] = (None, 0), lazy: bool = True
-                  ) -> tuple[np.ndarray, dict[str, np.ndarray], Iterator[int] | None]:
+    def _read_raw(
+        self,
+        overlapping: _Overlap,
+        tl: str,
+        names: list[str],
+        types: dict[str, str],
+        start: float,
+        end: float,
+        budget: int | None,
+        request: tuple[int | None, int] = (None, 0),
+        lazy: bool = True,
+    ) -> tuple[np.ndarray, dict[str, np.ndarray], Iterator[int] | None]:
         """Raw samples of ``names`` in ``[start, end)``, after checking the budget.
 
         ``request`` is the whole request's ``(max_samples, fields asked)``, for
@@ -334,8 +353,7 @@ class ArchiveReader:
             if total > budget:
                 limit, asked = request
                 limit = budget if limit is None else limit
-                raise too_much_data(limit, limit - budget + total, max(asked, len(names)),
-                                    start, end, "mean")
+                raise too_much_data(limit, limit - budget + total, max(asked, len(names)), start, end, "mean")
         spans = [s for s in spans if s[2] > s[1]]
         if any(types[k] == "string" for k in names):
             return (*self._read_joined(spans, tl, names, types), None)
@@ -353,9 +371,9 @@ class ArchiveReader:
         at = 0
         for _, i0, i1, eager in pieces:
             if eager is not None:
-                t_out[at:at + i1 - i0] = eager[0]
+                t_out[at : at + i1 - i0] = eager[0]
                 for k in names:
-                    cols[k][at:at + i1 - i0] = eager[1][k]
+                    cols[k][at : at + i1 - i0] = eager[1][k]
             at += i1 - i0
         fill = _fill(pieces, tl, names, types, t_out, cols, self.files.handles)
         if not lazy or total == 0:
@@ -365,8 +383,9 @@ class ArchiveReader:
         return t_out, cols, fill
 
     @staticmethod
-    def _read_rows(f: ReadableFile, tl: str, names: list[str], types: dict[str, str],
-                   i0: int, i1: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    def _read_rows(
+        f: ReadableFile, tl: str, names: list[str], types: dict[str, str], i0: int, i1: int
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Rows ``[i0, i1)`` of one file as new arrays, cut to the shortest column."""
         t = f.read_t(tl, i0, i1)
         info = f.timelines[tl]
@@ -379,8 +398,9 @@ class ArchiveReader:
         n = min([t.size] + [v.size for v in part.values()])  # growing file: lengths may differ
         return t[:n], {k: v[:n] for k, v in part.items()}
 
-    def _read_joined(self, spans: list, tl: str, names: list[str], types: dict[str, str]
-                     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    def _read_joined(
+        self, spans: list, tl: str, names: list[str], types: dict[str, str]
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Every file's rows read, then joined (string fields: no fixed width)."""
         ts: list[np.ndarray] = []
         cols: dict[str, list[np.ndarray]] = {k: [] for k in names}
@@ -393,26 +413,41 @@ class ArchiveReader:
             return np.zeros(0), {k: missing_values(types[k], 0) for k in names}
         return np.concatenate(ts), {k: np.concatenate(v) for k, v in cols.items()}
 
-    def _read_summary(self, snapshot: Snapshot, overlapping: _Overlap, tl: str,
-                      names: list[str], types: dict[str, str], start: float, end: float,
-                      stride: float, level: int, method: str
-                      ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    def _read_summary(
+        self,
+        snapshot: Snapshot,
+        overlapping: _Overlap,
+        tl: str,
+        names: list[str],
+        types: dict[str, str],
+        start: float,
+        end: float,
+        stride: float,
+        level: int,
+        method: str,
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Downsample from summary rows (raw samples only at the edges)."""
         nums = [k for k in names if types[k] in ("number", "bool")]
         strs = [k for k in names if k not in nums]
         bins_parts: list[np.ndarray] = []
         stat_parts: list[BucketStats] = []
         arrays = overlapping.arrays
-        steps = (plan_summary_read(arrays, overlapping.lo, overlapping.hi, overlapping.growing,
-                                   start, end, level) if arrays is not None
-                 else [Edge(f) for f in overlapping.growing])
+        steps = (
+            plan_summary_read(arrays, overlapping.lo, overlapping.hi, overlapping.growing, start, end, level)
+            if arrays is not None
+            else [Edge(f) for f in overlapping.growing]
+        )
         for step in steps:
             if not isinstance(step, Edge):
                 bins, stats = self._runs.reduced(
-                    (tl, level, tuple(nums)), snapshot.complete_seqs[tl],
-                    int(arrays.seq[step.lo]), int(arrays.seq[step.hi - 1]),
+                    (tl, level, tuple(nums)),
+                    snapshot.complete_seqs[tl],
+                    int(arrays.seq[step.lo]),
+                    int(arrays.seq[step.hi - 1]),
                     lambda seqs: self._load_run(snapshot, tl, nums, level, seqs),
-                    int(round(stride / WIDTHS[level])), NEEDS[method])
+                    int(round(stride / WIDTHS[level])),
+                    NEEDS[method],
+                )
                 bins_parts.append(bins)
                 stat_parts.append(stats)
                 continue
@@ -427,8 +462,9 @@ class ArchiveReader:
                     t = f.read_t(tl, i0, i1)
                     values = np.empty((t.size, len(nums)))
                     for j, k in enumerate(nums):
-                        values[:, j] = (f.read_field(tl, k, i0, i1) if columns[j] >= 0
-                                        else np.full(t.size, np.nan))[: t.size]
+                        values[:, j] = (f.read_field(tl, k, i0, i1) if columns[j] >= 0 else np.full(t.size, np.nan))[
+                            : t.size
+                        ]
                     bins_parts.append(bin_index(t, stride))
                     stat_parts.append(sample_stats(values))
                 else:
@@ -445,20 +481,26 @@ class ArchiveReader:
         t_out, v = finish(out_bins, reduced, stride, method, (start, end))
         out = {k: v[:, j] for j, k in enumerate(nums)}
         if strs:
-            out.update(self._strings_in_bins(overlapping, tl, strs, types, start, end, stride,
-                                              method, out_bins))
+            out.update(self._strings_in_bins(overlapping, tl, strs, types, start, end, stride, method, out_bins))
         return t_out, {k: out[k] for k in names}
 
-    def _strings_in_bins(self, overlapping: _Overlap, tl: str, strs: list[str],
-                         types: dict[str, str], start: float, end: float, stride: float,
-                         method: str, out_bins: np.ndarray) -> dict[str, np.ndarray]:
+    def _strings_in_bins(
+        self,
+        overlapping: _Overlap,
+        tl: str,
+        strs: list[str],
+        types: dict[str, str],
+        start: float,
+        end: float,
+        stride: float,
+        method: str,
+        out_bins: np.ndarray,
+    ) -> dict[str, np.ndarray]:
         """String fields (no summaries): raw samples picked per output bin."""
-        t_raw, raw, _ = self._read_raw(overlapping, tl, strs, types, start, end, None,
-                                       lazy=False)
+        t_raw, raw, _ = self._read_raw(overlapping, tl, strs, types, start, end, None, lazy=False)
         raw_bins, starts = sorted_bins(t_raw, stride)
         pos = np.clip(np.searchsorted(raw_bins, out_bins), 0, max(raw_bins.size - 1, 0))
-        hit = ((pos < raw_bins.size) & (raw_bins[pos] == out_bins) if raw_bins.size
-               else np.zeros(out_bins.size, bool))
+        hit = (pos < raw_bins.size) & (raw_bins[pos] == out_bins) if raw_bins.size else np.zeros(out_bins.size, bool)
         per_bin = 2 if method == "minmax" else 1
         out = {}
         for k in strs:
@@ -469,8 +511,7 @@ class ArchiveReader:
             out[k] = res
         return out
 
-    def _load_run(self, snapshot: Snapshot, tl: str, nums: list[str], level: int,
-                  seqs: np.ndarray) -> RunRows:
+    def _load_run(self, snapshot: Snapshot, tl: str, nums: list[str], level: int, seqs: np.ndarray) -> RunRows:
         """Concatenated level rows of the given complete files (index first, else the files)."""
         files = [snapshot.by_seq[int(s)] for s in seqs]
         tables = self.files.index_tables(files, tl, level)
@@ -530,7 +571,7 @@ class _Overlap:
 
     def files(self) -> list[ReadableFile]:
         """Every overlapping file, in order."""
-        head = self.arrays.files[self.lo:self.hi] if self.arrays is not None else []
+        head = self.arrays.files[self.lo : self.hi] if self.arrays is not None else []
         return head + self.growing
 
 
@@ -542,8 +583,15 @@ FILL_BYTES = 2**18
 FILL_MAX_BYTES = 2**23
 
 
-def _fill(pieces: list, tl: str, names: list[str], types: dict[str, str], t_out: np.ndarray,
-          cols: dict[str, np.ndarray], handles) -> Iterator[int]:
+def _fill(
+    pieces: list,
+    tl: str,
+    names: list[str],
+    types: dict[str, str],
+    t_out: np.ndarray,
+    cols: dict[str, np.ndarray],
+    handles,
+) -> Iterator[int]:
     """Read the rows of immutable files into ``t_out`` and ``cols``, a slab at a time.
 
     Yields the number of leading rows complete after each slab. Raises
@@ -560,8 +608,9 @@ def _fill(pieces: list, tl: str, names: list[str], types: dict[str, str], t_out:
             a = i0
             while a < i1:
                 if handles.closed:
-                    raise RuntimeError("the archive reader was closed before this progressive "
-                                       "result was read to the end")
+                    raise RuntimeError(
+                        "the archive reader was closed before this progressive result was read to the end"
+                    )
                 b = min(i1, a + step)
                 step = min(most, 2 * step)
                 o0, o1 = at + a - i0, at + b - i0
@@ -578,8 +627,7 @@ def _fill(pieces: list, tl: str, names: list[str], types: dict[str, str], t_out:
     yield at
 
 
-def _fill_in_turn(filled: dict[str, int], fills: list[tuple[str, Iterator[int]]]
-                  ) -> Iterator[None]:
+def _fill_in_turn(filled: dict[str, int], fills: list[tuple[str, Iterator[int]]]) -> Iterator[None]:
     """Run each timeline's fill in turn, recording its complete rows in ``filled``."""
     for tl, fill in fills:
         for rows in fill:

@@ -80,8 +80,7 @@ class ByteLRU:
 
 def stats_nbytes(stats: BucketStats) -> int:
     """Bytes held by bucket statistics."""
-    return sum(getattr(stats, a).nbytes for a in
-               ("n", "count", "sum", "min", "max", "first", "last", "min_first"))
+    return sum(getattr(stats, a).nbytes for a in ("n", "count", "sum", "min", "max", "first", "last", "min_first"))
 
 
 @dataclass
@@ -131,8 +130,9 @@ class RunRows:
         i0, i1 = (int(x) for x in np.searchsorted(self.seqs, [first_seq, last_seq]))
         return int(self.offsets[i0]), int(self.offsets[i1 + 1])
 
-    def reduced_of(self, first_seq: int, last_seq: int, factor: int, need: tuple[str, ...]
-                   ) -> tuple[np.ndarray, BucketStats]:
+    def reduced_of(
+        self, first_seq: int, last_seq: int, factor: int, need: tuple[str, ...]
+    ) -> tuple[np.ndarray, BucketStats]:
         """Rows of the files ``first_seq`` to ``last_seq`` combined per bin ``bucket // factor``.
 
         Equal, bit for bit, to ``reduce_buckets(bucket // factor, stats, need)``
@@ -154,8 +154,7 @@ class RunRows:
         stats: list[BucketStats] = []
 
         def direct(lo: int, hi: int) -> None:  # rows of one bin cut by [a, b)
-            out, st = reduce_buckets(self.bucket[lo:hi] // factor, self.stats.take(slice(lo, hi)),
-                                     need)
+            out, st = reduce_buckets(self.bucket[lo:hi] // factor, self.stats.take(slice(lo, hi)), need)
             bins.append(out)
             stats.append(st)
 
@@ -224,8 +223,9 @@ class RunCache:
         self._runs = ByteLRU(max_bytes)
         self._locks = [threading.RLock() for _ in range(self.STRIPES)]
 
-    def rows(self, key: Hashable, complete_seqs: np.ndarray, first_seq: int, last_seq: int,
-             load) -> tuple[np.ndarray, BucketStats]:
+    def rows(
+        self, key: Hashable, complete_seqs: np.ndarray, first_seq: int, last_seq: int, load
+    ) -> tuple[np.ndarray, BucketStats]:
         """Rows of the complete files ``first_seq..last_seq``.
 
         Parameters
@@ -241,20 +241,27 @@ class RunCache:
             ``load(seqs) -> RunRows`` reads the rows of some files.
         """
         with self._locks[hash(key) % self.STRIPES]:
-            return self._run(key, complete_seqs, first_seq, last_seq, load).rows_of(
-                first_seq, last_seq)
+            return self._run(key, complete_seqs, first_seq, last_seq, load).rows_of(first_seq, last_seq)
 
-    def reduced(self, key: Hashable, complete_seqs: np.ndarray, first_seq: int, last_seq: int,
-                load, factor: int, need: tuple[str, ...]) -> tuple[np.ndarray, BucketStats]:
+    def reduced(
+        self,
+        key: Hashable,
+        complete_seqs: np.ndarray,
+        first_seq: int,
+        last_seq: int,
+        load,
+        factor: int,
+        need: tuple[str, ...],
+    ) -> tuple[np.ndarray, BucketStats]:
         """The rows of :meth:`rows` combined per bin ``bucket // factor`` (see
         :meth:`RunRows.reduced_of`; ``need`` as for
         :func:`~sisock.core.downsample.reduce_buckets`)."""
         with self._locks[hash(key) % self.STRIPES]:
             return self._run(key, complete_seqs, first_seq, last_seq, load).reduced_of(
-                first_seq, last_seq, factor, need)
+                first_seq, last_seq, factor, need
+            )
 
-    def _run(self, key: Hashable, complete_seqs: np.ndarray, first_seq: int, last_seq: int,
-             load) -> RunRows:
+    def _run(self, key: Hashable, complete_seqs: np.ndarray, first_seq: int, last_seq: int, load) -> RunRows:
         want0, want1 = (int(x) for x in np.searchsorted(complete_seqs, [first_seq, last_seq]))
         # the cached run stays in the cache while this query reads or extends it (a
         # run takes tens of milliseconds to load; an extended run replaces it when done)
@@ -262,17 +269,16 @@ class RunCache:
         run = cached
         if run is not None:
             have0, have1 = (int(x) for x in np.searchsorted(complete_seqs, [run.seqs[0], run.seqs[-1]]))
-            still_valid = (have1 < complete_seqs.size
-                           and np.array_equal(complete_seqs[have0:have1 + 1], run.seqs))
+            still_valid = have1 < complete_seqs.size and np.array_equal(complete_seqs[have0 : have1 + 1], run.seqs)
             if not still_valid or want1 < have0 - 1 or want0 > have1 + 1:  # stale, or disjoint
                 run = None
         if run is None:
-            run = load(complete_seqs[want0:want1 + 1])
+            run = load(complete_seqs[want0 : want1 + 1])
         else:
             if want0 < have0:
                 run = RunRows.join(load(complete_seqs[want0:have0]), run)
             if want1 > have1:
-                run = RunRows.join(run, load(complete_seqs[have1 + 1:want1 + 1]))
+                run = RunRows.join(run, load(complete_seqs[have1 + 1 : want1 + 1]))
         if run is not cached:
             self._runs.put(key, run, run.nbytes)
         return run

@@ -148,10 +148,7 @@ class SummaryAccumulator:
 
     def __post_init__(self) -> None:
         self._raw_v = np.zeros((0, self.nfields))
-        self._queues = [
-            _Pending(np.zeros(0, np.int64), BucketStats.empty(self.nfields))
-            for _ in LEVELS[1:]
-        ]
+        self._queues = [_Pending(np.zeros(0, np.int64), BucketStats.empty(self.nfields)) for _ in LEVELS[1:]]
 
     def add(self, t: np.ndarray, values: np.ndarray) -> list[np.ndarray]:
         """Add samples (times after every sample added so far).

@@ -74,9 +74,7 @@ MIN_SAMPLES_PER_BUCKET = 4
 
 def _check_name(kind: str, name: object) -> str:
     if not isinstance(name, str) or not name or name.startswith(".") or set(name) & _BAD_NAME_CHARS:
-        raise BadArgument(
-            f"{kind} name must be a non-empty string without '/', '\\\\' or a leading '.'; got {name!r}"
-        )
+        raise BadArgument(f"{kind} name must be a non-empty string without '/', '\\\\' or a leading '.'; got {name!r}")
     return name
 
 
@@ -92,8 +90,9 @@ class _Timeline:
 class _OpenFile:
     """The file being written and its per-timeline summary accumulators."""
 
-    def __init__(self, wf: WritableFile, seq: int, stem_time: float, period_end: float,
-                 timelines: dict[str, _Timeline]) -> None:
+    def __init__(
+        self, wf: WritableFile, seq: int, stem_time: float, period_end: float, timelines: dict[str, _Timeline]
+    ) -> None:
         self.wf = wf
         self.seq = seq
         self.stem_time = stem_time
@@ -180,8 +179,7 @@ class ArchiveWriter:
             if e.state == catalog.OPEN:
                 new = catalog.with_state(e.path, catalog.CRASHED)
                 os.rename(e.path, new)
-                log.warning("archive file %s was left open by a dead writer; kept read-only as %s",
-                            e.path, new)
+                log.warning("archive file %s was left open by a dead writer; kept read-only as %s", e.path, new)
         try:
             archive_index.sync(self.directory)
         except OSError as exc:  # the index is a cache: readers manage without it
@@ -236,7 +234,8 @@ class ArchiveWriter:
             with self._io_lock:
                 self._write_pending()
         self._timelines[timeline] = _Timeline(
-            specs, numeric_fields(specs),
+            specs,
+            numeric_fields(specs),
             last=old.last if old else self._stored_last.get(timeline, -math.inf),
         )
 
@@ -262,8 +261,7 @@ class ArchiveWriter:
         tl = self._timelines.get(timeline)
         if tl is None:
             raise BadArgument(
-                f"timeline {timeline!r} is not defined; call define_timeline first "
-                f"(defined: {sorted(self._timelines)})"
+                f"timeline {timeline!r} is not defined; call define_timeline first (defined: {sorted(self._timelines)})"
             )
         t = np.asarray(t, dtype=np.float64).reshape(-1)
         n = t.size
@@ -286,17 +284,13 @@ class ArchiveWriter:
             )
         unknown = set(values) - set(tl.fields)
         if unknown:
-            raise BadArgument(
-                f"timeline {timeline!r} has no field(s) {sorted(unknown)}; fields are {list(tl.fields)}"
-            )
+            raise BadArgument(f"timeline {timeline!r} has no field(s) {sorted(unknown)}; fields are {list(tl.fields)}")
         batch: dict[str, np.ndarray] = {}
         for name, spec in tl.fields.items():
             if name in values:
                 v = np.asarray(values[name]).reshape(-1)
                 if v.size != n:
-                    raise BadArgument(
-                        f"timeline {timeline!r}: field {name!r} has {v.size} values for {n} times"
-                    )
+                    raise BadArgument(f"timeline {timeline!r}: field {name!r} has {v.size} values for {n} times")
                 batch[name] = _convert(timeline, name, spec.type, v)
             else:
                 batch[name] = _convert(timeline, name, spec.type, missing_values(spec.type, n))
@@ -384,8 +378,7 @@ class ArchiveWriter:
                 vals = {k: v[cut:] for k, v in vals.items()}
                 self._write(f, name, tl, part_t, part)
 
-    def _write(self, f: _OpenFile, name: str, tl: _Timeline, t: np.ndarray,
-               vals: dict[str, np.ndarray]) -> None:
+    def _write(self, f: _OpenFile, name: str, tl: _Timeline, t: np.ndarray, vals: dict[str, np.ndarray]) -> None:
         stored = {k: (encode_strings(v) if tl.fields[k].type == "string" else v) for k, v in vals.items()}
         f.wf.append_raw(name, t, stored)
         f.counts[name] += t.size
@@ -406,8 +399,10 @@ class ArchiveWriter:
         else:
             period_end = math.inf
         path = os.path.join(self.directory, catalog.file_name(stem_time, seq, catalog.OPEN))
-        rows = [max(8, min(1024, int(self.rotate_seconds / w) + 2)) if math.isfinite(self.rotate_seconds)
-                else 1024 for w in WIDTHS]
+        rows = [
+            max(8, min(1024, int(self.rotate_seconds / w) + 2)) if math.isfinite(self.rotate_seconds) else 1024
+            for w in WIDTHS
+        ]
         specs = {k: v.fields for k, v in self._timelines.items()}
         chunks = {}
         for k, tl in self._timelines.items():
@@ -422,9 +417,17 @@ class ArchiveWriter:
             if rate:
                 ok = [i for i, w in enumerate(WIDTHS) if rate * w >= MIN_SAMPLES_PER_BUCKET]
                 min_levels[k] = ok[0] if ok else len(WIDTHS) - 1
-        wf = WritableFile(path, seq, specs, dict(self._stored_last), compression=self.compression,
-                          chunk_rows=chunks, level_chunks=rows, min_levels=min_levels,
-                          lock=self._io_lock)
+        wf = WritableFile(
+            path,
+            seq,
+            specs,
+            dict(self._stored_last),
+            compression=self.compression,
+            chunk_rows=chunks,
+            level_chunks=rows,
+            min_levels=min_levels,
+            lock=self._io_lock,
+        )
         log.info("archive: started %s", path)
         self._file = _OpenFile(wf, seq, stem_time, period_end, self._timelines)
         return self._file
@@ -450,8 +453,9 @@ class ArchiveWriter:
             log.info("archive: closed %s", final)
             try:
                 st = os.stat(final)
-                archive_index.append(self.directory, [catalog.Entry(
-                    f.seq, catalog.CLOSED, final, st.st_size, st.st_mtime_ns)])
+                archive_index.append(
+                    self.directory, [catalog.Entry(f.seq, catalog.CLOSED, final, st.st_size, st.st_mtime_ns)]
+                )
             except OSError as exc:  # the index is a cache: readers read the file directly
                 log.error("archive index: %s not recorded (%s)", final, exc)
             pool().writer_closed(final)
@@ -470,8 +474,7 @@ def _convert(timeline: str, name: str, ftype: str, v: np.ndarray) -> np.ndarray:
         return v.astype(str)
     except (TypeError, ValueError) as exc:
         raise BadArgument(
-            f"timeline {timeline!r}: field {name!r} of type {ftype} cannot take values of "
-            f"dtype {v.dtype} ({exc})"
+            f"timeline {timeline!r}: field {name!r} of type {ftype} cannot take values of dtype {v.dtype} ({exc})"
         ) from None
 
 

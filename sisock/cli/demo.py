@@ -33,10 +33,12 @@ class Stack:
     def env(self) -> dict[str, str]:
         """Environment that points children at this stack."""
         env = dict(os.environ)
-        env.update(SISOCK_HOME=str(self.settings.home),
-                   SISOCK_ROUTER_URL=self.settings.router_url,
-                   SISOCK_REALM=self.settings.realm,
-                   SISOCK_BASE_URI=self.settings.base_uri)
+        env.update(
+            SISOCK_HOME=str(self.settings.home),
+            SISOCK_ROUTER_URL=self.settings.router_url,
+            SISOCK_REALM=self.settings.realm,
+            SISOCK_BASE_URI=self.settings.base_uri,
+        )
         for key in ("SISOCK_USER", "SISOCK_SECRET", "WAMP_USER", "WAMP_SECRET"):
             env.pop(key, None)  # each child uses its own role's credentials
         return env
@@ -44,9 +46,13 @@ class Stack:
     def start(self, name: str, *args: str) -> subprocess.Popen:
         """Start ``sisock ARGS`` with output to ``<log_dir>/<name>.log``."""
         with open(self.log_dir / f"{name}.log", "ab") as log:
-            proc = subprocess.Popen([sys.executable, "-m", "sisock", *args], env=self.env(),
-                                    stdout=log, stderr=subprocess.STDOUT,
-                                    start_new_session=True)
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "sisock", *args],
+                env=self.env(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         self.procs[name] = proc
         return proc
 
@@ -83,8 +89,9 @@ def wait_for_nodes(settings: Settings, names: set[str], timeout: float) -> list[
     listed: list[dict] = []
     while time.monotonic() < deadline:
         try:
-            with connect(settings.router_url, settings.realm, home=str(settings.home),
-                         base_uri=settings.base_uri, timeout=5) as c:
+            with connect(
+                settings.router_url, settings.realm, home=str(settings.home), base_uri=settings.base_uri, timeout=5
+            ) as c:
                 while time.monotonic() < deadline:
                     try:
                         listed = c.nodes()
@@ -101,14 +108,14 @@ def wait_for_nodes(settings: Settings, names: set[str], timeout: float) -> list[
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``sisock demo``."""
-    parser.add_argument("--check", action="store_true",
-                        help="start everything, verify the hub lists every node, stop, exit")
-    parser.add_argument("--timeout", type=float, default=60.0,
-                        help="seconds to wait for the stack to come up (default 60)")
-    parser.add_argument("--web-host", default="127.0.0.1",
-                        help="address of the web dashboard (default 127.0.0.1)")
-    parser.add_argument("--web-port", type=int, default=8000,
-                        help="port of the web dashboard (default 8000)")
+    parser.add_argument(
+        "--check", action="store_true", help="start everything, verify the hub lists every node, stop, exit"
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=60.0, help="seconds to wait for the stack to come up (default 60)"
+    )
+    parser.add_argument("--web-host", default="127.0.0.1", help="address of the web dashboard (default 127.0.0.1)")
+    parser.add_argument("--web-port", type=int, default=8000, help="port of the web dashboard (default 8000)")
 
 
 #: The demo rewrites its example archive when it ends longer ago than this,
@@ -133,8 +140,7 @@ def demo_archive(home: Path) -> Path:
 
         if files:
             shutil.rmtree(directory)
-        print(f"sisock demo: writing a week of synthetic archive into {directory} ...",
-              flush=True)
+        print(f"sisock demo: writing a week of synthetic archive into {directory} ...", flush=True)
         generate(directory)
     return directory
 
@@ -163,8 +169,17 @@ def plan(stack: Stack) -> list[tuple[str, list[str]]]:
         ("weather", ["serve", "weather"]),
         ("sensors", ["serve", "sensors"]),
         ("archive", ["serve", "hdf5", "--name", "archive", "--archive", str(archive)]),
-        ("modbus_sim", ["serve", "modbus", "--config", str(modbus_config(home, sim_port)),
-                        "--archive", str(Path(home) / "archives" / "modbus_sim")]),
+        (
+            "modbus_sim",
+            [
+                "serve",
+                "modbus",
+                "--config",
+                str(modbus_config(home, sim_port)),
+                "--archive",
+                str(Path(home) / "archives" / "modbus_sim"),
+            ],
+        ),
     ]
 
 
@@ -182,20 +197,23 @@ def supervise(stack: Stack, log_dir: Path, poll: float = 1.0) -> int:
             if proc.poll() is None or name in reported:
                 continue
             reported.add(name)
-            print(f"sisock demo: {name} exited with code {proc.returncode}; "
-                  f"see {log_dir / (name + '.log')}", flush=True)
+            print(
+                f"sisock demo: {name} exited with code {proc.returncode}; see {log_dir / (name + '.log')}", flush=True
+            )
             if name in ESSENTIAL:
                 print("sisock demo: stopping the stack", flush=True)
                 return 1
-            print(f"sisock demo: the rest keeps running; start {name} again by hand "
-                  "(see the log for its command) or restart the demo", flush=True)
+            print(
+                f"sisock demo: the rest keeps running; start {name} again by hand "
+                "(see the log for its command) or restart the demo",
+                flush=True,
+            )
         time.sleep(poll)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the demo stack."""
-    settings = load_settings(router_url=args.router_url, realm=args.realm,
-                             base_uri=args.base_uri, home=args.home)
+    settings = load_settings(router_url=args.router_url, realm=args.realm, base_uri=args.base_uri, home=args.home)
     credentials.ensure(settings.home)
     log_dir = Path(settings.home) / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -215,11 +233,12 @@ def run(args: argparse.Namespace) -> int:
         web = stack.start("web", "web", "--host", web_host, "--port", str(web_port))
         listed = wait_for_nodes(settings, names, args.timeout)
         try:
-            wait_port(web_port, args.timeout, web,
-                      host="127.0.0.1" if web_host in ("0.0.0.0", "::") else web_host)
+            wait_port(web_port, args.timeout, web, host="127.0.0.1" if web_host in ("0.0.0.0", "::") else web_host)
         except RuntimeError:
-            raise SystemExit(f"sisock demo: the web dashboard did not start (is port {web_port} "
-                             f"taken? use --web-port); see {log_dir / 'web.log'}") from None
+            raise SystemExit(
+                f"sisock demo: the web dashboard did not start (is port {web_port} "
+                f"taken? use --web-port); see {log_dir / 'web.log'}"
+            ) from None
         from sisock.web.app import dashboard_url
 
         print(f"sisock dashboard: {dashboard_url(web_host, web_port)}", flush=True)
@@ -230,11 +249,16 @@ def run(args: argparse.Namespace) -> int:
         print("  data nodes listed by the hub:")
         for node in listed:
             print(f"    - {node['name']}: {node['description']}")
-        print("  try:     .venv/bin/python -c \"from sisock.wamp.client import connect; "
-              "print(connect().nodes())\"", flush=True)
-        print("  writes:   sisock credentials add NAME --role operator (then restart the demo), "
-              "and with its SISOCK_USER/SISOCK_SECRET: sisock set modbus_sim setpoint 297.5; "
-              "sisock audit modbus_sim (docs/operating.md)", flush=True)
+        print(
+            '  try:     .venv/bin/python -c "from sisock.wamp.client import connect; print(connect().nodes())"',
+            flush=True,
+        )
+        print(
+            "  writes:   sisock credentials add NAME --role operator (then restart the demo), "
+            "and with its SISOCK_USER/SISOCK_SECRET: sisock set modbus_sim setpoint 297.5; "
+            "sisock audit modbus_sim (docs/operating.md)",
+            flush=True,
+        )
         if args.check:
             return 0
         print("Press Ctrl-C to stop.", flush=True)

@@ -82,8 +82,9 @@ def _walk(rng: np.random.Generator, n: int, scale: float, state: list[float]) ->
 class _Synth:
     """Stateful generators of the four timelines (chunk by chunk)."""
 
-    def __init__(self, seed: int, start: float, end: float, fast_start: float,
-                 gaps: dict[str, tuple[float, float]]) -> None:
+    def __init__(
+        self, seed: int, start: float, end: float, fast_start: float, gaps: dict[str, tuple[float, float]]
+    ) -> None:
         self.rng = np.random.default_rng(seed)
         self.start, self.end, self.fast_start = start, end, fast_start
         self.gaps = gaps
@@ -103,8 +104,12 @@ class _Synth:
 
     def cryo(self, t: np.ndarray) -> dict[str, np.ndarray]:
         cycle = np.sin(2 * np.pi * t / (3 * DAY))
-        stage = 0.1 + 0.02 * cycle + 1e-4 * self.rng.normal(size=t.size) \
+        stage = (
+            0.1
+            + 0.02 * cycle
+            + 1e-4 * self.rng.normal(size=t.size)
             + 1e-3 * _walk(self.rng, t.size, 0.01, self.state["cs"])
+        )
         plate = 3.2 + 0.3 * cycle + 0.01 * _walk(self.rng, t.size, 0.01, self.state["cp"])
         on = np.sin(2 * np.pi * t / 1800.0) > -0.2
         state = np.where(cycle > 0.5, "warming", np.where(cycle < -0.5, "cooling", "stable"))
@@ -182,8 +187,7 @@ def generate(
     end = time.time() if end is None else float(end)
     start = end - days * DAY
     fast_start = end - fast_hours * 3600.0
-    gaps = {"weather": (end - 2 * DAY - 3 * 3600, end - 2 * DAY + 3 * 3600),
-            "cryo": (end - DAY, end - DAY + 1800)}
+    gaps = {"weather": (end - 2 * DAY - 3 * 3600, end - 2 * DAY + 3 * 3600), "cryo": (end - DAY, end - DAY + 1800)}
     synth = _Synth(seed, start, end, fast_start, gaps)
     rates = {"weather": slow_rate, "cryo": mid_rate, "fast": fast_rate, "burst": burst_rate}
     counts = {k: 0 for k in TIMELINES}
@@ -196,8 +200,7 @@ def generate(
     from tqdm import tqdm
 
     bar = tqdm(total=len(edges) - 1, unit="period", desc="generate", disable=not progress)
-    with ArchiveWriter(directory, flush_interval=math.inf, rotate_seconds=rotate_seconds,
-                       compression=compression) as w:
+    with ArchiveWriter(directory, flush_interval=math.inf, rotate_seconds=rotate_seconds, compression=compression) as w:
         for name, specs in TIMELINES.items():
             if rates[name] > 0:
                 w.define_timeline(name, specs)
@@ -231,8 +234,9 @@ def generate(
         "files": len(files),
         "bytes": size,
         "seconds": time.perf_counter() - t_wall,
-        "timelines": {k: {"rate": rates[k], "samples": counts[k], "fields": list(TIMELINES[k])}
-                      for k in TIMELINES if counts[k]},
+        "timelines": {
+            k: {"rate": rates[k], "samples": counts[k], "fields": list(TIMELINES[k])} for k in TIMELINES if counts[k]
+        },
     }
     log.info("generated %s: %d files, %d bytes", directory, len(files), size)
     return summary
@@ -242,43 +246,55 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``sisock generate`` options to ``parser``."""
     parser.add_argument("directory", metavar="DIR", help="archive directory to write")
     parser.add_argument("--days", type=float, default=7.0, help="span in days (default 7)")
-    parser.add_argument("--end", type=float, default=None,
-                        help="UNIX time of the end of the archive (default: now)")
-    parser.add_argument("--fast-hours", type=float, default=2.0,
-                        help="hours covered by the fast timeline, ending at --end (default 2)")
+    parser.add_argument("--end", type=float, default=None, help="UNIX time of the end of the archive (default: now)")
+    parser.add_argument(
+        "--fast-hours", type=float, default=2.0, help="hours covered by the fast timeline, ending at --end (default 2)"
+    )
     parser.add_argument("--fast-rate", type=float, default=100.0, help="fast timeline rate in Hz (default 100)")
     parser.add_argument("--slow-rate", type=float, default=0.1, help="weather timeline rate in Hz (default 0.1)")
     parser.add_argument("--mid-rate", type=float, default=1.0, help="cryo timeline rate in Hz (default 1)")
-    parser.add_argument("--burst-rate", type=float, default=200.0,
-                        help="burst timeline rate in Hz (default 200; 0 disables)")
-    parser.add_argument("--burst-minutes", type=float, default=10.0,
-                        help="minutes of burst data at the end of each day (default 10)")
+    parser.add_argument(
+        "--burst-rate", type=float, default=200.0, help="burst timeline rate in Hz (default 200; 0 disables)"
+    )
+    parser.add_argument(
+        "--burst-minutes", type=float, default=10.0, help="minutes of burst data at the end of each day (default 10)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--rotate-seconds", type=float, default=3600.0,
-                        help="file rotation period in seconds (default 3600)")
-    parser.add_argument("--compression", choices=("none", "lz4", "gzip"), default="none",
-                        help="compression of raw data (default none)")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="delete existing archive files in DIR first")
+    parser.add_argument(
+        "--rotate-seconds", type=float, default=3600.0, help="file rotation period in seconds (default 3600)"
+    )
+    parser.add_argument(
+        "--compression", choices=("none", "lz4", "gzip"), default="none", help="compression of raw data (default none)"
+    )
+    parser.add_argument("--overwrite", action="store_true", help="delete existing archive files in DIR first")
 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``sisock generate`` with parsed arguments; print a summary."""
     try:
         summary = generate(
-            args.directory, days=args.days, end=args.end, fast_hours=args.fast_hours,
-            fast_rate=args.fast_rate, slow_rate=args.slow_rate, mid_rate=args.mid_rate,
-            burst_rate=args.burst_rate, burst_minutes=args.burst_minutes, seed=args.seed,
+            args.directory,
+            days=args.days,
+            end=args.end,
+            fast_hours=args.fast_hours,
+            fast_rate=args.fast_rate,
+            slow_rate=args.slow_rate,
+            mid_rate=args.mid_rate,
+            burst_rate=args.burst_rate,
+            burst_minutes=args.burst_minutes,
+            seed=args.seed,
             rotate_seconds=args.rotate_seconds,
             compression=None if args.compression == "none" else args.compression,
             overwrite=args.overwrite,
         )
-    except Exception as exc:  # noqa: BLE001 - report, do not dump a traceback on the user
+    except Exception as exc:
         print(f"sisock generate: error: {exc}", file=sys.stderr)
         return 1
     total = sum(v["samples"] for v in summary["timelines"].values())
-    print(f"wrote {summary['directory']}: {summary['files']} files, {summary['bytes'] / 2**20:.1f} MiB, "
-          f"{total} samples in {summary['seconds']:.1f} s")
+    print(
+        f"wrote {summary['directory']}: {summary['files']} files, {summary['bytes'] / 2**20:.1f} MiB, "
+        f"{total} samples in {summary['seconds']:.1f} s"
+    )
     for name, v in summary["timelines"].items():
         print(f"  {name:8s} {v['rate']:g} Hz  {v['samples']:>10d} samples  fields: {', '.join(v['fields'])}")
     return 0

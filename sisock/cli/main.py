@@ -39,7 +39,8 @@ def _require_credentials(settings, role: str) -> None:
         raise SystemExit(
             f"sisock: no credentials for role {role!r}: start 'sisock router' once in this "
             f"SISOCK_HOME ({settings.home}) to generate them, or set SISOCK_USER and "
-            "SISOCK_SECRET")
+            "SISOCK_SECRET"
+        )
 
 
 def cmd_hub(args) -> int:
@@ -151,25 +152,70 @@ def cmd_demo(args) -> int:
 #: adders are imported only for the command being run, so ``sisock --help``
 #: imports no server, no h5py and no pymodbus.
 COMMANDS: list[tuple[tuple[str, ...], str, str | None, Callable, bool]] = [
-    (("router",), "start the Crossbar router with the shipped config",
-     "sisock.site.router:add_arguments", cmd_router, True),
+    (
+        ("router",),
+        "start the Crossbar router with the shipped config",
+        "sisock.site.router:add_arguments",
+        cmd_router,
+        True,
+    ),
     (("hub",), "run the hub (list of live data nodes)", None, cmd_hub, True),
-    (("sim", "modbus"), "a simulated Modbus TCP instrument",
-     "sisock.servers.modbus.simulator:add_arguments", cmd_sim_modbus, False),
-    (("archive", "reindex"), "rebuild an archive's index from its files (if lost or damaged)",
-     "sisock.cli.main:_reindex_arguments", cmd_archive_reindex, False),
-    (("generate",), "write a synthetic archive (demos, tests, benchmarks)",
-     "sisock.cli.generate:add_arguments", cmd_generate, False),
-    (("web",), "HTTP bridge: dashboard, Grafana SimpleJSON, REST/CSV, live events",
-     "sisock.web.app:add_arguments", cmd_web, True),
-    (("demo",), "run router, hub and every example node on this machine",
-     "sisock.cli.demo:add_arguments", cmd_demo, True),
-    (("credentials",), "issue, list or revoke per-node accounts (for the router)",
-     "sisock.site.accounts:add_arguments", cmd_credentials, False),
-    (("set",), "change a writable point of a node (operator account)",
-     "sisock.cli.operator:add_set_arguments", cmd_set, True),
-    (("audit",), "print a node's audit log of writes (operator account)",
-     "sisock.cli.operator:add_audit_arguments", cmd_audit, True),
+    (
+        ("sim", "modbus"),
+        "a simulated Modbus TCP instrument",
+        "sisock.servers.modbus.simulator:add_arguments",
+        cmd_sim_modbus,
+        False,
+    ),
+    (
+        ("archive", "reindex"),
+        "rebuild an archive's index from its files (if lost or damaged)",
+        "sisock.cli.main:_reindex_arguments",
+        cmd_archive_reindex,
+        False,
+    ),
+    (
+        ("generate",),
+        "write a synthetic archive (demos, tests, benchmarks)",
+        "sisock.cli.generate:add_arguments",
+        cmd_generate,
+        False,
+    ),
+    (
+        ("web",),
+        "HTTP bridge: dashboard, Grafana SimpleJSON, REST/CSV, live events",
+        "sisock.web.app:add_arguments",
+        cmd_web,
+        True,
+    ),
+    (
+        ("demo",),
+        "run router, hub and every example node on this machine",
+        "sisock.cli.demo:add_arguments",
+        cmd_demo,
+        True,
+    ),
+    (
+        ("credentials",),
+        "issue, list or revoke per-node accounts (for the router)",
+        "sisock.site.accounts:add_arguments",
+        cmd_credentials,
+        False,
+    ),
+    (
+        ("set",),
+        "change a writable point of a node (operator account)",
+        "sisock.cli.operator:add_set_arguments",
+        cmd_set,
+        True,
+    ),
+    (
+        ("audit",),
+        "print a node's audit log of writes (operator account)",
+        "sisock.cli.operator:add_audit_arguments",
+        cmd_audit,
+        True,
+    ),
 ]
 
 #: Commands with sub-commands: name -> (help, dest of the sub-command).
@@ -180,17 +226,18 @@ GROUPS = {
 }
 
 
-def _commands(chosen: list[str] | None = None
-              ) -> list[tuple[tuple[str, ...], str, str | None, Callable, bool]]:
+def _commands(chosen: list[str] | None = None) -> list[tuple[tuple[str, ...], str, str | None, Callable, bool]]:
     from .serve import BUILTIN, servers
 
     # installed servers are looked up (importlib.metadata, tens of ms) only when
     # the command line may name one: not for a built-in server nor another command
-    known = chosen is not None and len(chosen) > 0 and (
-        chosen[0] != "serve" or (len(chosen) > 1 and chosen[1] in BUILTIN))
-    served = [(("serve", name), help_text or f"the {name} server ({module})",
-               f"{module}:add_arguments", cmd_serve, True)
-              for name, (module, help_text) in servers(installed=not known).items()]
+    known = (
+        chosen is not None and len(chosen) > 0 and (chosen[0] != "serve" or (len(chosen) > 1 and chosen[1] in BUILTIN))
+    )
+    served = [
+        (("serve", name), help_text or f"the {name} server ({module})", f"{module}:add_arguments", cmd_serve, True)
+        for name, (module, help_text) in servers(installed=not known).items()
+    ]
     return served + COMMANDS
 
 
@@ -220,8 +267,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
         command's arguments.
     """
     chosen = None if argv is None else _chosen(argv)
-    parser = argparse.ArgumentParser(
-        prog="sisock", description="Serve instrument timestreams over WAMP.")
+    parser = argparse.ArgumentParser(prog="sisock", description="Serve instrument timestreams over WAMP.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     parents: dict[tuple[str, ...], argparse._SubParsersAction] = {(): sub}
     for path, help_text, add_arguments, handler, connects in _commands(chosen):
@@ -230,7 +276,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
             g = sub.add_parser(path[0], help=group_help, description=group_help)
             parents[(path[0],)] = g.add_subparsers(dest=dest, required=True, metavar=dest.upper())
         p = parents[path[:-1]].add_parser(path[-1], help=help_text, description=help_text)
-        if chosen is None or list(path) == chosen[:len(path)]:
+        if chosen is None or list(path) == chosen[: len(path)]:
             if connects:
                 _common(p)
             if add_arguments is not None:

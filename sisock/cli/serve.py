@@ -70,6 +70,7 @@ def servers(installed: bool = True) -> dict[str, tuple[str, str | None]]:
 #: ``sisock serve`` names (kept for callers that list them).
 SERVERS = tuple(BUILTIN)
 
+
 def server_module(command: str) -> ModuleType:
     """The module of the ``sisock serve <command>`` server (imported now)."""
     module = BUILTIN[command][0] if command in BUILTIN else servers()[command][0]
@@ -94,8 +95,7 @@ def install_asyncio_reactor() -> None:
     asyncioreactor.install(loop)
 
 
-def run(module: ModuleType, args: argparse.Namespace, settings: Settings,
-        log_level: str = "info") -> int:
+def run(module: ModuleType, args: argparse.Namespace, settings: Settings, log_level: str = "info") -> int:
     """Build the server of ``module`` and serve its node(s) until stopped.
 
     ``build`` returns one :class:`Plan` or a list of them (several nodes in

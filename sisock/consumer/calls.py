@@ -170,8 +170,9 @@ _KINDS: dict[str, type[SisockError]] = {
 }
 
 
-def remote_error(base_uri: str, error_uri: str, args: Sequence[Any] = (),
-                 kwargs: Mapping[str, Any] | None = None) -> SisockError | None:
+def remote_error(
+    base_uri: str, error_uri: str, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None
+) -> SisockError | None:
     """A node's WAMP error as a typed error, or None when it is not a sisock error.
 
     Parameters
@@ -191,7 +192,7 @@ def remote_error(base_uri: str, error_uri: str, args: Sequence[Any] = (),
     prefix = f"{base_uri}.error."
     if not error_uri.startswith(prefix):
         return None
-    kind = error_uri[len(prefix):]
+    kind = error_uri[len(prefix) :]
     message = str(args[0]) if args else error_uri
     details = {k: v for k, v in (kwargs or {}).items() if isinstance(k, str)}
     if kind == "too_much_data" and "min_stride" not in details:

@@ -95,41 +95,49 @@ class WriteRefused(RemoteError):
 
 class NotAuthorized(WriteRefused):
     """Not an operator (refused by the router or the node)."""
+
     kind = "not_authorized"
 
 
 class UnknownPoint(WriteRefused):
     """The point is not declared writable."""
+
     kind = "unknown_point"
 
 
 class OutOfLimits(WriteRefused):
     """Outside min/max, not allowed, overflowing the register, or a step over max_step."""
+
     kind = "out_of_limits"
 
 
 class Conflict(WriteRefused):
     """``expected`` did not match the current value."""
+
     kind = "conflict"
 
 
 class Expired(WriteRefused):
     """``not_after`` had passed."""
+
     kind = "expired"
 
 
 class RateLimited(WriteRefused):
     """Too many writes, or sooner than the point's ``min_interval``."""
+
     kind = "rate_limited"
 
 
 class DeviceUnavailable(WriteRefused):
     """The device is down; nothing was sent or queued."""
+
     kind = "device_unavailable"
 
 
 class WriteBadArgument(WriteRefused):
     """A malformed write (type, NaN, inf, a bool for a number...)."""
+
     kind = "bad_argument"
 
 

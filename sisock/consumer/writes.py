@@ -41,8 +41,7 @@ class OperatorCalls:
         try:
             return self.call(uri, *args, **kwargs)
         except c.NodeUnknown:
-            raise c.NodeUnknown(f"node {node!r} offers no operator writes (or is not "
-                                "running)") from None
+            raise c.NodeUnknown(f"node {node!r} offers no operator writes (or is not running)") from None
         except c.RemoteError as exc:
             raise _typed(exc, node, kwargs.get("request_id"), args) from None
 
@@ -57,9 +56,18 @@ class OperatorCalls:
         """
         return self._operator_call(node, "points")
 
-    def set(self, node: str, point: str, value: bool | int | float, dry_run: bool = False,
-            reason: str = "", expected: Any = None, not_after: float | None = None,
-            request_id: str | None = None, timeout: float | None = None) -> dict:
+    def set(
+        self,
+        node: str,
+        point: str,
+        value: bool | int | float,
+        dry_run: bool = False,
+        reason: str = "",
+        expected: Any = None,
+        not_after: float | None = None,
+        request_id: str | None = None,
+        timeout: float | None = None,
+    ) -> dict:
         """Change one point of ``node``; return the outcome.
 
         Parameters
@@ -105,18 +113,18 @@ class OperatorCalls:
             kwargs["not_after"] = float(not_after)
         return self._set(node, point, value, rid, timeout, kwargs)
 
-    def _set(self, node: str, point: str, value: Any, rid: str, timeout: float | None,
-             kwargs: dict) -> dict:
+    def _set(self, node: str, point: str, value: Any, rid: str, timeout: float | None, kwargs: dict) -> dict:
         uri = operator_uri(self.uris.base, node, "set")
-        if isinstance(value, int) and not isinstance(value, bool) and not -2**63 <= value < 2**64:
-            raise c.WriteBadArgument(f"{self.uris.base}.error.bad_argument",
-                                     f"value {value} cannot travel (integers are 64-bit); "
-                                     "nothing was sent", {"request_id": rid, "point": point})
+        if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**64:
+            raise c.WriteBadArgument(
+                f"{self.uris.base}.error.bad_argument",
+                f"value {value} cannot travel (integers are 64-bit); nothing was sent",
+                {"request_id": rid, "point": point},
+            )
         try:
             out = self.call(uri, point, value, rid, timeout=timeout, **kwargs)
         except c.NodeUnknown:
-            raise c.NodeUnknown(f"node {node!r} offers no operator writes (or is not "
-                                "running)") from None
+            raise c.NodeUnknown(f"node {node!r} offers no operator writes (or is not running)") from None
         except c.RemoteError as exc:
             raise _typed(exc, node, rid, (point,)) from None
         if not (isinstance(out, dict) and out.get("request_id") == rid and out.get("point") == point):
@@ -124,11 +132,13 @@ class OperatorCalls:
             raise c.ClientError(
                 f"node {node!r} answered set({point!r}) with an outcome for another request "
                 f"({out.get('request_id') if isinstance(out, dict) else out!r}); do not trust "
-                "this node (is another session serving its name?)")
+                "this node (is another session serving its name?)"
+            )
         return out
 
-    def audit(self, node: str, start: float = -86400, end: float = 0,
-              point: str | None = None, caller: str | None = None) -> list[dict]:
+    def audit(
+        self, node: str, start: float = -86400, end: float = 0, point: str | None = None, caller: str | None = None
+    ) -> list[dict]:
         """The audit records of ``node`` in ``[start, end)`` (≤ 0: seconds before now).
 
         Returns
@@ -148,12 +158,22 @@ def _typed(exc: Any, node: str, request_id: str | None, args: tuple) -> Exceptio
     if exc.uri == "wamp.error.not_authorized":
         point = args[0] if args else None
         kwargs.setdefault("point", point)
-        return c.NotAuthorized(exc.uri, f"the router refused: this account may not change "
-                                        f"node {node!r} (operator role needed): {exc.message}",
-                               kwargs)
+        return c.NotAuthorized(
+            exc.uri,
+            f"the router refused: this account may not change node {node!r} (operator role needed): {exc.message}",
+            kwargs,
+        )
     kind = exc.uri.rsplit(".", 1)[-1] if ".error." in exc.uri else ""
-    for cls in (c.NotAuthorized, c.UnknownPoint, c.OutOfLimits, c.Conflict, c.Expired,
-                c.RateLimited, c.DeviceUnavailable, c.WriteBadArgument):
+    for cls in (
+        c.NotAuthorized,
+        c.UnknownPoint,
+        c.OutOfLimits,
+        c.Conflict,
+        c.Expired,
+        c.RateLimited,
+        c.DeviceUnavailable,
+        c.WriteBadArgument,
+    ):
         if cls.kind == kind and not exc.uri.startswith("wamp."):
             return cls(exc.uri, exc.message, kwargs)
     return exc

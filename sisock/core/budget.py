@@ -45,8 +45,14 @@ from sisock.core.protocol import (
     check_max_message_bytes,
 )
 
-__all__ = ["DEFAULT_MESSAGE_BYTES", "MIN_MESSAGE_BYTES", "ROUTER_MESSAGE_BYTES", "check_limit",
-           "plan_reply", "split_live"]
+__all__ = [
+    "DEFAULT_MESSAGE_BYTES",
+    "MIN_MESSAGE_BYTES",
+    "ROUTER_MESSAGE_BYTES",
+    "check_limit",
+    "plan_reply",
+    "split_live",
+]
 
 # Limits of a caller's messages (the ``max_message_bytes`` extension):
 # DEFAULT_MESSAGE_BYTES is autobahn ``ApplicationRunner``'s
@@ -68,11 +74,9 @@ def check_limit(value: object) -> int:
 
 
 def _serializers() -> dict:
-    from autobahn.wamp.serializer import (CBORObjectSerializer, JsonObjectSerializer,
-                                          MsgPackObjectSerializer)
+    from autobahn.wamp.serializer import CBORObjectSerializer, JsonObjectSerializer, MsgPackObjectSerializer
 
-    return {"json": JsonObjectSerializer(), "msgpack": MsgPackObjectSerializer(),
-            "cbor": CBORObjectSerializer()}
+    return {"json": JsonObjectSerializer(), "msgpack": MsgPackObjectSerializer(), "cbor": CBORObjectSerializer()}
 
 
 _SER: dict | None = None
@@ -159,14 +163,18 @@ def _sample(result: Result, tl: str, k: int) -> Result:
     t = result.timelines[tl].t
     idx = np.linspace(0, len(t) - 1, k).astype(np.int64) if len(t) > k else slice(None)
     out = Result()
-    out.add(tl, t[idx], {f: v[idx] for f, v in result.data.items()
-                         if result.field_timeline.get(f) == tl and len(v) == len(t)},
-            result.timelines[tl].finalized_until)
+    out.add(
+        tl,
+        t[idx],
+        {f: v[idx] for f, v in result.data.items() if result.field_timeline.get(f) == tl and len(v) == len(t)},
+        result.timelines[tl].finalized_until,
+    )
     return out
 
 
-def row_costs(result: Result | Mapping[str, Any], encoding: str | None = None
-              ) -> tuple[dict[str, tuple[float, int, float]], int]:
+def row_costs(
+    result: Result | Mapping[str, Any], encoding: str | None = None
+) -> tuple[dict[str, tuple[float, int, float]], int]:
     """Encoded bytes per row of each timeline, estimated from a sample.
 
     Returns
@@ -184,8 +192,7 @@ def row_costs(result: Result | Mapping[str, Any], encoding: str | None = None
         sub = _sample(result, tl, SAMPLE_ROWS)
         k = len(sub.timelines[tl].t)
         t = result.timelines[tl].t
-        costs[tl] = (largest_size(sub.to_wire(encoding))[0] / k, n,
-                     float(t[-1] - t[0]) if n > 1 else 0.0)
+        costs[tl] = (largest_size(sub.to_wire(encoding))[0] / k, n, float(t[-1] - t[0]) if n > 1 else 0.0)
     fixed = ENVELOPE_BYTES
     orphans = {k: v for k, v in result.data.items() if k not in result.field_timeline}
     if orphans:
@@ -193,8 +200,14 @@ def row_costs(result: Result | Mapping[str, Any], encoding: str | None = None
     return costs, fixed
 
 
-def suggest_min_stride(result: Result | Mapping[str, Any], start: float, end: float, limit: int,
-                       encoding: str | None = None, method: str | None = None) -> float:
+def suggest_min_stride(
+    result: Result | Mapping[str, Any],
+    start: float,
+    end: float,
+    limit: int,
+    encoding: str | None = None,
+    method: str | None = None,
+) -> float:
     """The ``min_stride`` (seconds) whose reply would fit ``limit``.
 
     Uses the encoded bytes per row of each timeline (:func:`row_costs`)
@@ -204,8 +217,7 @@ def suggest_min_stride(result: Result | Mapping[str, Any], start: float, end: fl
     """
     costs, fixed = row_costs(result, encoding)
     per_bin = values_per_bin(method)
-    need = sum(bpr * per_bin * max(covered, (end - start) / max(n, 1))
-               for bpr, n, covered in costs.values())
+    need = sum(bpr * per_bin * max(covered, (end - start) / max(n, 1)) for bpr, n, covered in costs.values())
     room = max(limit - fixed, limit / 10)
     s = need / room * 1.25 if need else max(end - start, 1.0)
     s = max(s, MIN_STRIDE_RANGE[0])
@@ -213,27 +225,46 @@ def suggest_min_stride(result: Result | Mapping[str, Any], start: float, end: fl
     return math.ceil(s / digits) * digits
 
 
-def too_much(result: Result | Mapping[str, Any], size: int, serializer: str, limit: int, start: float,
-             end: float, encoding: str | None, method: str | None, what: str = "get_data",
-             extensions: bool = True) -> TooMuchData:
+def too_much(
+    result: Result | Mapping[str, Any],
+    size: int,
+    serializer: str,
+    limit: int,
+    start: float,
+    end: float,
+    encoding: str | None,
+    method: str | None,
+    what: str = "get_data",
+    extensions: bool = True,
+) -> TooMuchData:
     """The error for a reply of ``size`` bytes over ``limit``.
 
     ``extensions=False`` leaves out the hints a sisock 0.x node cannot honour.
     """
     stride = suggest_min_stride(result, start, end, limit, encoding, method)
-    streaming = ("" if encoding == "binary" or not extensions else
-                 ", or ask for encoding='binary' with progressive results")
-    declare = (" (pass max_message_bytes if your client accepts more)" if extensions else "")
+    streaming = (
+        "" if encoding == "binary" or not extensions else ", or ask for encoding='binary' with progressive results"
+    )
+    declare = " (pass max_message_bytes if your client accepts more)" if extensions else ""
     return TooMuchData(
         f"the reply to {what} would be about {size} bytes encoded ({serializer}), more than "
         f"the message limit max_message_bytes={limit} of the caller{declare}; pass "
         f"min_stride >= {stride:g} s (or request a shorter range or fewer fields{streaming})",
-        min_stride=stride, max_message_bytes=limit)
+        min_stride=stride,
+        max_message_bytes=limit,
+    )
 
 
-def plan_reply(result: Result | Mapping[str, Any], start: float, end: float, limit: int,
-               encoding: str | None, streaming: bool, method: str | None = None,
-               chunk_bytes: int = wire.CHUNK_BYTES) -> tuple[dict | None, int]:
+def plan_reply(
+    result: Result | Mapping[str, Any],
+    start: float,
+    end: float,
+    limit: int,
+    encoding: str | None,
+    streaming: bool,
+    method: str | None = None,
+    chunk_bytes: int = wire.CHUNK_BYTES,
+) -> tuple[dict | None, int]:
     """Decide how a core result travels: one message, streamed, or refused.
 
     Parameters
@@ -278,8 +309,7 @@ def plan_reply(result: Result | Mapping[str, Any], start: float, end: float, lim
         costs, fixed = row_costs(result, encoding)
         estimate = int(fixed + sum(bpr * n for bpr, n, _ in costs.values()))
         if estimate > 1.5 * limit:  # clearly too big: spare the full encoding
-            raise too_much(result, estimate, "the largest of json, msgpack, cbor", limit, start, end,
-                           encoding, method)
+            raise too_much(result, estimate, "the largest of json, msgpack, cbor", limit, start, end, encoding, method)
     reply = result.to_wire(encoding)
     if upper_bound(reply) <= limit:
         return reply, part
@@ -294,12 +324,10 @@ def plan_reply(result: Result | Mapping[str, Any], start: float, end: float, lim
 def _unsplit(result: Result) -> dict | None:
     """The arrays that streaming cannot split (strings, unowned), as one reply."""
     _, rest = wire.split_plan(result)
-    return {"data": {k: wire.encode_array(result.data[k], "binary") for k in rest},
-            "timeline": {}} if rest else None
+    return {"data": {k: wire.encode_array(result.data[k], "binary") for k in rest}, "timeline": {}} if rest else None
 
 
-def split_live(result: Result | Mapping[str, Any], limit: int, encoding: str | None = None
-               ) -> Iterator[dict]:
+def split_live(result: Result | Mapping[str, Any], limit: int, encoding: str | None = None) -> Iterator[dict]:
     """Encoded live payloads of ``result``, each within ``limit`` bytes.
 
     A payload that does not fit is halved by rows (per timeline) until it
@@ -324,11 +352,11 @@ def split_live(result: Result | Mapping[str, Any], limit: int, encoding: str | N
                     part.data[k] = v
                 continue
             n = rows[tl]
-            part.data[k] = v[:n // 2] if half == 0 else v[n // 2:]
+            part.data[k] = v[: n // 2] if half == 0 else v[n // 2 :]
             part.field_timeline[k] = tl
         for tl, info in result.timelines.items():
             n = rows[tl]
-            t = info.t[:n // 2] if half == 0 else info.t[n // 2:]
+            t = info.t[: n // 2] if half == 0 else info.t[n // 2 :]
             if len(t):
                 part.timelines[tl] = TimelineData(t, info.finalized_until)
         if part.timelines or part.data:

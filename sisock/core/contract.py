@@ -80,9 +80,16 @@ class DataCore(Protocol):
         """``(field, timeline)`` for ``[start, end)`` in UNIX seconds."""
         raise NotImplementedError
 
-    def get_data(self, fields: list[str], start: float, end: float,
-                 min_stride: float | None = None, method: str = "mean", *,
-                 streaming: bool = False) -> Result:
+    def get_data(
+        self,
+        fields: list[str],
+        start: float,
+        end: float,
+        min_stride: float | None = None,
+        method: str = "mean",
+        *,
+        streaming: bool = False,
+    ) -> Result:
         """Samples of ``fields`` in ``[start, end)``, downsampled when ``min_stride`` is set."""
         raise NotImplementedError
 
@@ -91,8 +98,7 @@ class DataCore(Protocol):
         return self.max_samples_streamed if streaming else self.max_samples
 
 
-def too_much_data(limit: int, values: int, nfields: int, start: float, end: float,
-                  method: str = "mean") -> TooMuchData:
+def too_much_data(limit: int, values: int, nfields: int, start: float, end: float, method: str = "mean") -> TooMuchData:
     """The error for a reply of ``values`` values over ``limit``, with a ``min_stride`` that fits.
 
     Parameters
@@ -113,10 +119,12 @@ def too_much_data(limit: int, values: int, nfields: int, start: float, end: floa
     return TooMuchData(
         f"the result would hold {values} values ({nfields} field(s)), more than "
         f"max_samples={limit}; pass min_stride >= {suggest:g} s (or request a shorter "
-        "range or fewer fields)", min_stride=suggest, limit=limit)
+        "range or fewer fields)",
+        min_stride=suggest,
+        limit=limit,
+    )
 
 
 def offers_writes(core: object) -> bool:
     """True when ``core`` has the write side of the data-core contract."""
-    return all(callable(getattr(core, m, None))
-               for m in ("write_points", "read_point", "write_point"))
+    return all(callable(getattr(core, m, None)) for m in ("write_points", "read_point", "write_point"))

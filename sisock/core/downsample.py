@@ -129,8 +129,14 @@ class BucketStats:
         """Return statistics with zero rows for ``nfields`` fields."""
         z = np.zeros((0, nfields))
         return BucketStats(
-            np.zeros(0, np.int64), z.astype(np.int64), z, z.copy(), z.copy(),
-            z.copy(), z.copy(), z.astype(bool),
+            np.zeros(0, np.int64),
+            z.astype(np.int64),
+            z,
+            z.copy(),
+            z.copy(),
+            z.copy(),
+            z.copy(),
+            z.astype(bool),
         )
 
     @staticmethod
@@ -141,9 +147,7 @@ class BucketStats:
             return BucketStats.empty(nfields)
         if len(parts) == 1:
             return parts[0]
-        return BucketStats(
-            *(np.concatenate([getattr(p, k) for p in parts]) for k in _ATTRS)
-        )
+        return BucketStats(*(np.concatenate([getattr(p, k) for p in parts]) for k in _ATTRS))
 
     def to_table(self) -> np.ndarray:
         """Pack into a float64 table ``(R, 1 + 7 F)``: ``n`` then, per field,
@@ -287,9 +291,7 @@ def reduce_buckets(
     return bins[starts], _reduce(starts, stats, need)
 
 
-def _reduce(
-    starts: np.ndarray, stats: BucketStats, need: tuple[str, ...] | None
-) -> BucketStats:
+def _reduce(starts: np.ndarray, stats: BucketStats, need: tuple[str, ...] | None) -> BucketStats:
     """Combine the row groups beginning at ``starts`` (see reduce_buckets)."""
     nf = stats.nfields
     ends = np.append(starts[1:], len(stats))
@@ -385,7 +387,10 @@ def _raw_stats(starts: np.ndarray, v: np.ndarray, need: tuple[str, ...]) -> Buck
 
 
 def finish(
-    bins: np.ndarray, stats: BucketStats, stride: float, method: str,
+    bins: np.ndarray,
+    stats: BucketStats,
+    stride: float,
+    method: str,
     span: tuple[float, float] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Turn per-bin statistics into output times and values.
@@ -439,9 +444,7 @@ def _is_string(a: np.ndarray) -> bool:
     return a.dtype.kind in "USO"
 
 
-def downsample_strings(
-    starts: np.ndarray, values: np.ndarray, method: str
-) -> np.ndarray:
+def downsample_strings(starts: np.ndarray, values: np.ndarray, method: str) -> np.ndarray:
     """Downsample a string column given the first sample index of each bin.
 
     ``last`` gives the last non-empty string of each bin; ``minmax`` gives the
@@ -471,9 +474,7 @@ def downsample_strings(
     return out
 
 
-def downsample(
-    t: np.ndarray, values: np.ndarray, stride: float, method: str = "mean"
-) -> tuple[np.ndarray, np.ndarray]:
+def downsample(t: np.ndarray, values: np.ndarray, stride: float, method: str = "mean") -> tuple[np.ndarray, np.ndarray]:
     """Downsample one field.
 
     Parameters

@@ -66,9 +66,22 @@ from . import wire
 from .errors import BadArgument
 from .protocol import Result
 
-__all__ = ["Encoder", "register", "encoder", "encode", "media_types", "lists",
-           "LISTS", "NDARRAY", "JSON", "CSV", "FRAME", "WAMP_ENCODINGS", "WEB_FORMATS",
-           "FRAME_MAGIC"]
+__all__ = [
+    "Encoder",
+    "register",
+    "encoder",
+    "encode",
+    "media_types",
+    "lists",
+    "LISTS",
+    "NDARRAY",
+    "JSON",
+    "CSV",
+    "FRAME",
+    "WAMP_ENCODINGS",
+    "WEB_FORMATS",
+    "FRAME_MAGIC",
+]
 
 LISTS = "application/vnd.sisock.reply+lists"
 NDARRAY = "application/vnd.sisock.reply+ndarray"
@@ -108,11 +121,13 @@ _REGISTRY: dict[str, Encoder] = {}
 
 def register(media_type: str) -> Callable[[EncodeFn], EncodeFn]:
     """Decorator: register ``fn`` as the encoder of ``media_type`` (once)."""
+
     def deco(fn: EncodeFn) -> EncodeFn:
         if media_type in _REGISTRY:
             raise ValueError(f"an encoder for {media_type!r} is registered already")
         _REGISTRY[media_type] = Encoder(media_type, fn)
         return fn
+
     return deco
 
 
@@ -132,8 +147,7 @@ def encoder(media_type: str) -> Encoder:
     try:
         return _REGISTRY[media_type]
     except KeyError:
-        raise BadArgument(f"no encoder for {media_type!r}; registered: "
-                          f"{', '.join(_REGISTRY)}") from None
+        raise BadArgument(f"no encoder for {media_type!r}; registered: {', '.join(_REGISTRY)}") from None
 
 
 def encode(media_type: str, result: Result, query: Any = None) -> Any:
@@ -143,21 +157,31 @@ def encode(media_type: str, result: Result, query: Any = None) -> Any:
 
 # -- shared pieces -----------------------------------------------------------
 
+
 def lists(result: Result) -> dict:
     """``{"data", "timeline"}`` with JSON-ready lists: the body both JSON shapes share."""
-    return {"data": {k: wire.jsonable_list(np.asarray(v)) for k, v in result.data.items()},
-            "timeline": {name: {"t": wire.jsonable_list(np.asarray(tl.t, dtype=np.float64)),
-                                "finalized_until": tl.finalized_until}
-                         for name, tl in result.timelines.items()}}
+    return {
+        "data": {k: wire.jsonable_list(np.asarray(v)) for k, v in result.data.items()},
+        "timeline": {
+            name: {"t": wire.jsonable_list(np.asarray(tl.t, dtype=np.float64)), "finalized_until": tl.finalized_until}
+            for name, tl in result.timelines.items()
+        },
+    }
 
 
 def meta(query: Any) -> dict:
     """The request echo of the web formats."""
-    return {"node": query.node, "start": query.start, "end": query.end,
-            "min_stride": query.min_stride, "method": query.method}
+    return {
+        "node": query.node,
+        "start": query.start,
+        "end": query.end,
+        "min_stride": query.min_stride,
+        "method": query.method,
+    }
 
 
 # -- WAMP replies --------------------------------------------------------------
+
 
 @register(LISTS)
 def _wamp_lists(result: Result, query: Any = None) -> dict:
@@ -168,15 +192,21 @@ def _wamp_lists(result: Result, query: Any = None) -> dict:
 @register(NDARRAY)
 def _wamp_ndarray(result: Result, query: Any = None) -> dict:
     """Numbers and bools as binary envelopes; strings as lists; ``field_timeline``."""
-    return {"data": {k: wire.encode_array(v, "binary") for k, v in result.data.items()},
-            "timeline": {name: {"t": wire.encode_array(np.asarray(tl.t, dtype=np.float64),
-                                                       "binary"),
-                                "finalized_until": tl.finalized_until}
-                         for name, tl in result.timelines.items()},
-            "field_timeline": dict(result.field_timeline)}
+    return {
+        "data": {k: wire.encode_array(v, "binary") for k, v in result.data.items()},
+        "timeline": {
+            name: {
+                "t": wire.encode_array(np.asarray(tl.t, dtype=np.float64), "binary"),
+                "finalized_until": tl.finalized_until,
+            }
+            for name, tl in result.timelines.items()
+        },
+        "field_timeline": dict(result.field_timeline),
+    }
 
 
 # -- web bodies ------------------------------------------------------------------
+
 
 @register(JSON)
 def _web_json(result: Result, query: Any) -> dict:
@@ -186,8 +216,7 @@ def _web_json(result: Result, query: Any) -> dict:
 
 def iso(t: float) -> str:
     """ISO 8601 UTC with milliseconds: ``2026-11-28T10:00:00.000Z``."""
-    return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="milliseconds").replace(
-        "+00:00", "Z")
+    return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _cell(x: Any) -> str:
@@ -205,8 +234,11 @@ def _web_csv(result: Result, query: Any) -> str:
     """The ``csv`` body: the columns are ``query.fields``, in order."""
     fields = list(query.fields)
     owner = result.field_timeline
-    times = [np.asarray(result.timelines[tl].t, dtype=float)
-             for tl in dict.fromkeys(owner.get(f) for f in fields) if tl in result.timelines]
+    times = [
+        np.asarray(result.timelines[tl].t, dtype=float)
+        for tl in dict.fromkeys(owner.get(f) for f in fields)
+        if tl in result.timelines
+    ]
     t_all = np.unique(np.concatenate(times)) if times else np.zeros(0)
     columns = []
     for f in fields:
@@ -242,8 +274,7 @@ def _web_frame(result: Result, query: Any) -> bytes:
     header: dict[str, Any] = {**meta(query), "timelines": {}, "fields": {}}
     for name, tl in result.timelines.items():
         at, n = add(np.asarray(tl.t, dtype=float))
-        header["timelines"][name] = {"offset": at, "length": n,
-                                     "finalized_until": tl.finalized_until}
+        header["timelines"][name] = {"offset": at, "length": n, "finalized_until": tl.finalized_until}
     for f, v in result.data.items():
         a = np.asarray(v)
         entry: dict[str, Any] = {"timeline": result.field_timeline.get(f)}

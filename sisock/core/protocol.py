@@ -67,8 +67,9 @@ def valid_name(name: object) -> bool:
 def check_name(name: object) -> str:
     """Return ``name`` if it is a legal data-node name, else raise :class:`BadArgument`."""
     if not valid_name(name):
-        raise BadArgument(f"data node name {name!r} is not allowed: use letters, digits, "
-                          "'_' or '-' (it becomes one URI component)")
+        raise BadArgument(
+            f"data node name {name!r} is not allowed: use letters, digits, '_' or '-' (it becomes one URI component)"
+        )
     return name  # type: ignore[return-value]
 
 
@@ -123,7 +124,7 @@ class Uris:
         prefix = f"{self.base}.consumer."
         if not uri.startswith(prefix):
             return None
-        parts = uri[len(prefix):].split(".")
+        parts = uri[len(prefix) :].split(".")
         if len(parts) != 2 or not parts[1] or not valid_name(parts[0]):
             return None
         return parts[0]
@@ -144,7 +145,7 @@ class Uris:
         prefix = f"{self.base}.operator."
         if not uri.startswith(prefix):
             return None
-        parts = uri[len(prefix):].split(".")
+        parts = uri[len(prefix) :].split(".")
         if len(parts) != 2 or not parts[1] or not valid_name(parts[0]):
             return None
         return parts[0]
@@ -239,7 +240,8 @@ def check_time(name: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise BadArgument(
             f"argument '{name}' must be a number of seconds (UNIX time, or <= 0 "
-            f"for 'seconds before now'), got {type(value).__name__} {value!r:.80}")
+            f"for 'seconds before now'), got {type(value).__name__} {value!r:.80}"
+        )
     if not math.isfinite(value):
         raise BadArgument(f"argument '{name}' must be finite, got {value!r}")
     return float(value)
@@ -268,8 +270,7 @@ def check_range(start: object, end: object) -> tuple[float, float]:
     """
     s, e = check_time("start", start), check_time("end", end)
     if e < s:
-        raise BadArgument(
-            f"argument 'end' ({e:.3f}) is before 'start' ({s:.3f}); expected start <= end")
+        raise BadArgument(f"argument 'end' ({e:.3f}) is before 'start' ({s:.3f}); expected start <= end")
     return s, e
 
 
@@ -299,6 +300,7 @@ def transport_message_bytes(kind: str) -> int:
     """The largest message a transport kind carries: ``"rawsocket"`` or ``"websocket"``."""
     return RAWSOCKET_MESSAGE_BYTES if kind == "rawsocket" else ROUTER_MESSAGE_BYTES
 
+
 #: At most this many fields in one ``get_data`` call, each name at most
 #: :data:`MAX_FIELD_NAME` characters.
 MAX_FIELDS = 10_000
@@ -317,18 +319,19 @@ def check_min_stride(min_stride: object) -> float | None:
     """
     if min_stride is None:
         return None
-    if isinstance(min_stride, bool) or not isinstance(
-            min_stride, (int, float, np.integer, np.floating)):
+    if isinstance(min_stride, bool) or not isinstance(min_stride, (int, float, np.integer, np.floating)):
         raise BadArgument(
             f"argument 'min_stride' must be a number of seconds or null, got "
-            f"{type(min_stride).__name__} {min_stride!r:.80}")
+            f"{type(min_stride).__name__} {min_stride!r:.80}"
+        )
     if min_stride == 0:
         return None
     lo, hi = MIN_STRIDE_RANGE
     if not math.isfinite(min_stride) or not lo <= min_stride <= hi:
         raise BadArgument(
             f"argument 'min_stride' must be 0 or null (no downsampling) or between {lo:g} "
-            f"and {hi:g} seconds, got {min_stride!r}")
+            f"and {hi:g} seconds, got {min_stride!r}"
+        )
     return float(min_stride)
 
 
@@ -361,16 +364,14 @@ def fitting_min_stride(span: float, values_per_bin: int, limit: int) -> float:
 def check_method(method: object) -> str:
     """Validate ``method`` (one of :data:`METHODS`)."""
     if not isinstance(method, str) or method not in METHODS:
-        raise BadArgument(
-            f"argument 'method' must be one of {', '.join(METHODS)}; got {method!r:.80}")
+        raise BadArgument(f"argument 'method' must be one of {', '.join(METHODS)}; got {method!r:.80}")
     return method
 
 
 def check_encoding(encoding: object) -> str | None:
     """Validate the ``encoding`` extension: None (lists) or ``"binary"``."""
     if encoding not in ENCODINGS:
-        raise BadArgument(
-            f"argument 'encoding' must be one of 'json', 'binary' or omitted, got {encoding!r:.80}")
+        raise BadArgument(f"argument 'encoding' must be one of 'json', 'binary' or omitted, got {encoding!r:.80}")
     return None if encoding == "json" else encoding  # type: ignore[return-value]
 
 
@@ -381,11 +382,16 @@ def check_max_message_bytes(value: object) -> int:
     """
     if value is None:
         return DEFAULT_MESSAGE_BYTES
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-            or value < MIN_MESSAGE_BYTES:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value < MIN_MESSAGE_BYTES
+    ):
         raise BadArgument(
             f"argument 'max_message_bytes' must be a number of bytes >= {MIN_MESSAGE_BYTES} "
-            f"(your client's WebSocket message limit), got {value!r:.80}")
+            f"(your client's WebSocket message limit), got {value!r:.80}"
+        )
     return int(min(value, ROUTER_MESSAGE_BYTES))
 
 
@@ -398,15 +404,13 @@ def check_fields(fields: object) -> list[str]:
         fields = [fields]
     if not isinstance(fields, (list, tuple)) or not all(isinstance(f, str) for f in fields):
         raise BadArgument(
-            "argument 'field' must be a list of field names (strings), "
-            f"got {type(fields).__name__} {fields!r:.80}")
+            f"argument 'field' must be a list of field names (strings), got {type(fields).__name__} {fields!r:.80}"
+        )
     if len(fields) > MAX_FIELDS:
-        raise BadArgument(f"argument 'field' lists {len(fields)} fields; at most "
-                          f"{MAX_FIELDS} per call")
+        raise BadArgument(f"argument 'field' lists {len(fields)} fields; at most {MAX_FIELDS} per call")
     for f in fields:
         if len(f) > MAX_FIELD_NAME:
-            raise BadArgument(f"argument 'field': a name of {len(f)} characters; at most "
-                              f"{MAX_FIELD_NAME}")
+            raise BadArgument(f"argument 'field': a name of {len(f)} characters; at most {MAX_FIELD_NAME}")
     return list(dict.fromkeys(fields))
 
 
@@ -442,18 +446,17 @@ _GET_DATA_ARGS = ("field", "start", "end", "min_stride")
 _EXTENSIONS = ("method", "encoding", "max_message_bytes")
 
 
-def parse_get_fields(args: tuple, kwargs: Mapping[str, Any],
-                     now: float | None = None) -> tuple[float, float]:
+def parse_get_fields(args: tuple, kwargs: Mapping[str, Any], now: float | None = None) -> tuple[float, float]:
     """Check a ``get_fields(start, end)`` call; return UNIX ``(start, end)``."""
     if kwargs or len(args) != 2:
         raise BadArgument(
             f"get_fields takes exactly (start, end), got {len(args)} positional "
-            f"argument(s) and keywords {sorted(kwargs)}")
+            f"argument(s) and keywords {sorted(kwargs)}"
+        )
     return check_interval(*args, now=now)
 
 
-def parse_get_data(args: tuple, kwargs: Mapping[str, Any],
-                   now: float | None = None) -> GetData:
+def parse_get_data(args: tuple, kwargs: Mapping[str, Any], now: float | None = None) -> GetData:
     """Check a ``get_data(field, start, end, min_stride=None, **ext)`` call.
 
     Positional arguments may also be given by keyword (as sisock 0.x allows);
@@ -466,8 +469,7 @@ def parse_get_data(args: tuple, kwargs: Mapping[str, Any],
         argument of the wrong type or out of range.
     """
     if len(args) > 4:
-        raise BadArgument(f"get_data takes (field, start, end, min_stride=None), got "
-                          f"{len(args)} positional arguments")
+        raise BadArgument(f"get_data takes (field, start, end, min_stride=None), got {len(args)} positional arguments")
     given = dict(zip(_GET_DATA_ARGS, args))
     ext = dict(kwargs)
     for key in _GET_DATA_ARGS:
@@ -477,19 +479,24 @@ def parse_get_data(args: tuple, kwargs: Mapping[str, Any],
             given[key] = ext.pop(key)
     unknown = sorted(set(ext) - set(_EXTENSIONS))
     if unknown:
-        raise BadArgument(f"unknown argument(s) {unknown} to get_data; known extensions "
-                          "are 'method', 'encoding' and 'max_message_bytes'")
+        raise BadArgument(
+            f"unknown argument(s) {unknown} to get_data; known extensions "
+            "are 'method', 'encoding' and 'max_message_bytes'"
+        )
     missing = [k for k in _GET_DATA_ARGS[:3] if k not in given]
     if missing:
-        raise BadArgument(f"get_data takes (field, start, end, min_stride=None); "
-                          f"argument(s) {missing} missing")
+        raise BadArgument(f"get_data takes (field, start, end, min_stride=None); argument(s) {missing} missing")
     start, end = check_interval(given["start"], given["end"], now=now)
     method = ext.get("method")
-    return GetData(fields=check_fields(given["field"]), start=start, end=end,
-                   min_stride=check_min_stride(given.get("min_stride")),
-                   method="mean" if method is None else check_method(method),
-                   encoding=check_encoding(ext.get("encoding")),
-                   max_message_bytes=check_max_message_bytes(ext.get("max_message_bytes")))
+    return GetData(
+        fields=check_fields(given["field"]),
+        start=start,
+        end=end,
+        min_stride=check_min_stride(given.get("min_stride")),
+        method="mean" if method is None else check_method(method),
+        encoding=check_encoding(ext.get("encoding")),
+        max_message_bytes=check_max_message_bytes(ext.get("max_message_bytes")),
+    )
 
 
 # -- fields --------------------------------------------------------------------
@@ -521,8 +528,7 @@ class FieldSpec:
 
     def describe(self, timeline: str) -> dict:
         """The ``get_fields`` entry: ``{description, timeline, type, units}``."""
-        return {"description": self.description, "timeline": timeline,
-                "type": self.type, "units": self.units}
+        return {"description": self.description, "timeline": timeline, "type": self.type, "units": self.units}
 
     def missing(self, n: int = 0) -> np.ndarray:
         """``n`` missing values of this type: NaN, False or ``""``."""
@@ -649,11 +655,11 @@ class Result:
         except KeyError:
             return default
 
-    def add(self, timeline: str, t: np.ndarray, values: Mapping[str, np.ndarray],
-            finalized_until: float | None = None) -> None:
+    def add(
+        self, timeline: str, t: np.ndarray, values: Mapping[str, np.ndarray], finalized_until: float | None = None
+    ) -> None:
         """Add one timeline's times and its fields' values."""
-        self.timelines[timeline] = TimelineData(np.asarray(t, dtype=np.float64),
-                                                finalized_until)
+        self.timelines[timeline] = TimelineData(np.asarray(t, dtype=np.float64), finalized_until)
         for name, v in values.items():
             self.data[name] = v
             self.field_timeline[name] = timeline
@@ -691,16 +697,17 @@ class Result:
         send none) is put on the one timeline with as many samples, when
         there is exactly one (:meth:`guess_field_timeline`).
         """
-        out = cls(data={k: wire.decode_array(v) for k, v in reply.get("data", {}).items()},
-                  timelines={name: TimelineData(np.asarray(wire.decode_array(tl["t"]),
-                                                           dtype=np.float64),
-                                                tl.get("finalized_until"))
-                             for name, tl in reply.get("timeline", {}).items()})
+        out = cls(
+            data={k: wire.decode_array(v) for k, v in reply.get("data", {}).items()},
+            timelines={
+                name: TimelineData(np.asarray(wire.decode_array(tl["t"]), dtype=np.float64), tl.get("finalized_until"))
+                for name, tl in reply.get("timeline", {}).items()
+            },
+        )
         out.field_timeline = out.guess_field_timeline()
         given = reply.get("field_timeline")
         if isinstance(given, Mapping):
-            out.field_timeline.update({k: v for k, v in given.items()
-                                       if k in out.data and v in out.timelines})
+            out.field_timeline.update({k: v for k, v in given.items() if k in out.data and v in out.timelines})
         return out
 
     @classmethod
@@ -709,13 +716,14 @@ class Result:
         if isinstance(value, Result):
             return value
         if not isinstance(value, Mapping) or "data" not in value or "timeline" not in value:
-            raise TypeError(f"a data core returned {type(value).__name__}, expected a Result "
-                            "or {'data', 'timeline'}")
-        out = cls(data={k: np.asarray(v) if not isinstance(v, np.ndarray) else v
-                        for k, v in value["data"].items()},
-                  timelines={name: TimelineData(np.asarray(tl["t"], dtype=np.float64),
-                                                tl.get("finalized_until"))
-                             for name, tl in value["timeline"].items()})
+            raise TypeError(f"a data core returned {type(value).__name__}, expected a Result or {{'data', 'timeline'}}")
+        out = cls(
+            data={k: np.asarray(v) if not isinstance(v, np.ndarray) else v for k, v in value["data"].items()},
+            timelines={
+                name: TimelineData(np.asarray(tl["t"], dtype=np.float64), tl.get("finalized_until"))
+                for name, tl in value["timeline"].items()
+            },
+        )
         given = value.get("field_timeline")
         out.field_timeline = dict(given) if given else out.guess_field_timeline()
         return out

@@ -80,8 +80,7 @@ class RingBuffer:
             else:
                 start = self._n % self.capacity
                 order = np.concatenate([np.arange(start, self.capacity), np.arange(start)])
-            return Timeline(self._t[order], {k: v[order] for k, v in self._v.items()},
-                            self.specs)
+            return Timeline(self._t[order], {k: v[order] for k, v in self._v.items()}, self.specs)
 
 
 def _window(t: np.ndarray, start: float, end: float) -> slice:
@@ -108,9 +107,16 @@ def query_fields(timelines: Mapping[str, Timeline], start: float, end: float) ->
     return fields, tls
 
 
-def query_data(timelines: Mapping[str, Timeline], fields: list[str], start: float,
-               end: float, min_stride: float | None = None, method: str = "mean",
-               max_samples: int | None = None, live: bool = False) -> Result:
+def query_data(
+    timelines: Mapping[str, Timeline],
+    fields: list[str],
+    start: float,
+    end: float,
+    min_stride: float | None = None,
+    method: str = "mean",
+    max_samples: int | None = None,
+    live: bool = False,
+) -> Result:
     """``get_data`` over in-memory timelines (the :mod:`sisock.core.contract` contract).
 
     Parameters
@@ -147,8 +153,7 @@ def query_data(timelines: Mapping[str, Timeline], fields: list[str], start: floa
             wanted.setdefault(by_field[f], []).append(f)
     windows = {name: _window(timelines[name].t, start, end) for name in wanted}
     if max_samples is not None and min_stride is None:
-        values = sum(max(0, windows[n].stop - windows[n].start) * len(fs)
-                     for n, fs in wanted.items())
+        values = sum(max(0, windows[n].stop - windows[n].start) * len(fs) for n, fs in wanted.items())
         if values > max_samples:
             raise too_much_data(max_samples, values, len(fields), start, end, method)
     out = Result(data={f: np.empty(0) for f in fields})

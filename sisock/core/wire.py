@@ -99,8 +99,14 @@ CHUNK_BYTES = 2**18
 def _envelope_slice(a: np.ndarray, i0: int, i1: int, zero_copy: bool = False) -> dict:
     part = np.ascontiguousarray(a[i0:i1], dtype=a.dtype.newbyteorder("<"))
     data = memoryview(part.data).cast("B") if zero_copy else part.tobytes()
-    return {ENVELOPE_KEY: 1, "dtype": part.dtype.str, "shape": [i1 - i0],
-            "data": data, "offset": i0, "total": int(a.shape[0])}
+    return {
+        ENVELOPE_KEY: 1,
+        "dtype": part.dtype.str,
+        "shape": [i1 - i0],
+        "data": data,
+        "offset": i0,
+        "total": int(a.shape[0]),
+    }
 
 
 def _as_result(result: Any) -> Any:
@@ -143,23 +149,27 @@ def split_plan(result: Any, chunk_bytes: int = CHUNK_BYTES) -> tuple[list[PartRa
     ranges: list[PartRange] = []
     for name, tl in result.timelines.items():
         n = len(tl.t)
-        fields = tuple(f for f, v in result.data.items()
-                       if v.dtype.kind in "biuf" and result.field_timeline.get(f) == name
-                       and len(v) == n)
+        fields = tuple(
+            f
+            for f, v in result.data.items()
+            if v.dtype.kind in "biuf" and result.field_timeline.get(f) == name and len(v) == n
+        )
         streamed.update(fields)
         row_bytes = 8 + sum(result.data[f].dtype.itemsize for f in fields)
         step = max(1, chunk_bytes // row_bytes)
-        ranges.extend(PartRange(name, fields, i0, min(n, i0 + step))
-                      for i0 in range(0, max(n, 1), step))
+        ranges.extend(PartRange(name, fields, i0, min(n, i0 + step)) for i0 in range(0, max(n, 1), step))
     return ranges, [k for k in result.data if k not in streamed]
 
 
 def make_part(result: Any, r: PartRange, zero_copy: bool = False) -> dict:
     """The ``get_data``-shaped part holding the rows of ``r`` (binary envelopes)."""
     tl = result.timelines[r.timeline]
-    return {"data": {f: _envelope_slice(result.data[f], r.i0, r.i1, zero_copy) for f in r.fields},
-            "timeline": {r.timeline: {"t": _envelope_slice(tl.t, r.i0, r.i1, zero_copy),
-                                      "finalized_until": tl.finalized_until}}}
+    return {
+        "data": {f: _envelope_slice(result.data[f], r.i0, r.i1, zero_copy) for f in r.fields},
+        "timeline": {
+            r.timeline: {"t": _envelope_slice(tl.t, r.i0, r.i1, zero_copy), "finalized_until": tl.finalized_until}
+        },
+    }
 
 
 def finish_last(result: Any, last: dict | None, rest: list[str]) -> dict:
@@ -223,7 +233,7 @@ class Assembler:
                 arr = store[key] = np.empty(value["total"], dtype=dtype)
                 self.expected += value["total"]
             part = np.frombuffer(value["data"], dtype=dtype)
-            arr[value["offset"]: value["offset"] + len(part)] = part  # the one copy
+            arr[value["offset"] : value["offset"] + len(part)] = part  # the one copy
             self.received += len(part)
         else:
             store[key] = decode_array(value)

@@ -98,8 +98,7 @@ def decide(base_uri: str, uri: str, action: str, match: str = "exact") -> Decisi
 OPERATOR_LEAVES = ("points", "set", "audit")
 
 
-def operator_decision(base_uri: str, uri: str, action: str,
-                      match: str = "exact") -> Decision | None:
+def operator_decision(base_uri: str, uri: str, action: str, match: str = "exact") -> Decision | None:
     """The ``server`` role's rule for ``{base}.operator.`` URIs; None for other URIs.
 
     A data node may register ``{base}.operator.<its own name>.points``,
@@ -121,7 +120,7 @@ def operator_decision(base_uri: str, uri: str, action: str,
         return None
     if action != "register" or match != "exact":
         return Decision("deny")
-    parts = uri[len(prefix):].split(".")
+    parts = uri[len(prefix) :].split(".")
     if len(parts) != 2 or parts[1] not in OPERATOR_LEAVES or not valid_name(parts[0]):
         return Decision("deny")
     return Decision("ask_owner", parts[0])

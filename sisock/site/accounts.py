@@ -118,14 +118,12 @@ def _add_users(config: object, users: dict) -> None:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``sisock credentials``."""
     home = argparse.ArgumentParser(add_help=False)
-    home.add_argument("--home", help="SISOCK_HOME of the router (SISOCK_HOME, default "
-                                     "~/.config/sisock)")
+    home.add_argument("--home", help="SISOCK_HOME of the router (SISOCK_HOME, default ~/.config/sisock)")
     sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     a = sub.add_parser("add", parents=[home], help="issue an account and print its secret once")
     a.add_argument("name", metavar="NAME", help="the authid (e.g. the node's host or name)")
     a.add_argument("--role", required=True, choices=ROLES, help="its role")
-    a.add_argument("--env-file", type=Path,
-                   help="write SISOCK_USER/SISOCK_SECRET there (mode 0600) instead of stdout")
+    a.add_argument("--env-file", type=Path, help="write SISOCK_USER/SISOCK_SECRET there (mode 0600) instead of stdout")
     sub.add_parser("list", parents=[home], help="the issued accounts and roles (no secrets)")
     r = sub.add_parser("remove", parents=[home], help="revoke an account")
     r.add_argument("name", metavar="NAME")
@@ -155,6 +153,5 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {args.env_file}", file=sys.stderr)
     else:
         sys.stdout.write(text)
-    print(f"issued {args.name!r} (role {args.role}); restart 'sisock router' to apply",
-          file=sys.stderr)
+    print(f"issued {args.name!r} (role {args.role}); restart 'sisock router' to apply", file=sys.stderr)
     return 0

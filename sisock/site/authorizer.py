@@ -39,7 +39,7 @@ class Authorizer(ApplicationSession):
     """Registers ``{base}.authorize`` (and the hub's ``authorizer.*``) inside the router."""
 
     @inlineCallbacks
-    def onJoin(self, details):  # noqa: N802 (autobahn API)
+    def onJoin(self, details):
         """Register the authorizer procedures and follow departures."""
         self._base = (self.config.extra or {}).get("base_uri", DEFAULT_BASE_URI)
         self._uris = Uris(self._base)
@@ -100,8 +100,11 @@ class Authorizer(ApplicationSession):
             ``[[session, authid, name, replica], ...]``; ``replica`` is True
             when the name was granted to the session as one of its replicas.
         """
-        return [[sid, self._authids.get(sid), name, (sid, name) in self._replicas]
-                for sid, names in self._owned.items() for name in sorted(names)]
+        return [
+            [sid, self._authids.get(sid), name, (sid, name) in self._replicas]
+            for sid, names in self._owned.items()
+            for name in sorted(names)
+        ]
 
     @inlineCallbacks
     def authorize(self, session, uri, action, options=None):
@@ -148,7 +151,7 @@ class Authorizer(ApplicationSession):
                 self._replicas.add((sid, name))
         return {"allow": bool(ok), "disclose": False, "cache": False}
 
-    def onUserError(self, fail, msg):  # noqa: N802 (autobahn API)
+    def onUserError(self, fail, msg):
         """Log a refusal the hub explained in one line; anything else with its traceback.
 
         A register refused for a bad argument (e.g. over the limit of names
@@ -172,9 +175,9 @@ class Authorizer(ApplicationSession):
         if last is not None and now - last < HUB_AWAY_LOG_SECONDS:
             self._away_log = (last, count + 1)
             return False
-        more = f" (and {count} more refusals in the last {now - last:.0f} s)" \
-            if last is not None and count else ""
-        self.log.warn("refusing {action} {uri}: cannot ask the hub ({exc}){more}",
-                      action=action, uri=uri, exc=exc, more=more)
+        more = f" (and {count} more refusals in the last {now - last:.0f} s)" if last is not None and count else ""
+        self.log.warn(
+            "refusing {action} {uri}: cannot ask the hub ({exc}){more}", action=action, uri=uri, exc=exc, more=more
+        )
         self._away_log = (now, 0)
         return False

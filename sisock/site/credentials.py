@@ -48,10 +48,7 @@ def ensure(home: Path) -> dict:
     if not home.exists():
         home.mkdir(parents=True)
         os.chmod(home, 0o700)  # only a directory we create; never re-mode an existing one
-    creds = {
-        role: {"authid": role, "secret": secrets.token_urlsafe(24)}
-        for role in ROLE_NAMES
-    }
+    creds = {role: {"authid": role, "secret": secrets.token_urlsafe(24)} for role in ROLE_NAMES}
     p = path(home)
     tmp = p.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -93,7 +90,8 @@ def ensure_tls(home: Path, hostname: str) -> dict[str, Path]:
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sisock development CA")])
     ca_cert = (
         x509.CertificateBuilder()
-        .subject_name(ca_name).issuer_name(ca_name)
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
         .public_key(ca_key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - _dt.timedelta(minutes=5))
@@ -122,11 +120,13 @@ def ensure_tls(home: Path, hostname: str) -> dict[str, Path]:
     )
     fd = os.open(paths["key"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as f:
-        f.write(key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.TraditionalOpenSSL,
-            serialization.NoEncryption(),
-        ))
+        f.write(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.TraditionalOpenSSL,
+                serialization.NoEncryption(),
+            )
+        )
     paths["cert"].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     paths["ca"].write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
     return paths

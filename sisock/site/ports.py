@@ -18,8 +18,7 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
-def wait_port(port: int, timeout: float = 30.0, proc: subprocess.Popen | None = None,
-              host: str = "127.0.0.1") -> None:
+def wait_port(port: int, timeout: float = 30.0, proc: subprocess.Popen | None = None, host: str = "127.0.0.1") -> None:
     """Block until ``host:port`` accepts connections.
 
     Parameters

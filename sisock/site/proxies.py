@@ -118,8 +118,10 @@ def with_proxies(config: dict, proxies: int, cbdir: Path) -> dict:
         return config
     socket_path = Path(cbdir).resolve() / SOCKET_NAME
     if len(str(socket_path)) > 100:
-        raise ValueError(f"the router socket path {socket_path} is longer than a Unix socket "
-                         "allows (100 characters): use a shorter SISOCK_HOME")
+        raise ValueError(
+            f"the router socket path {socket_path} is longer than a Unix socket "
+            "allows (100 characters): use a shorter SISOCK_HOME"
+        )
     out = copy.deepcopy(config)
     router = out["workers"][0]
     public = router["transports"]

@@ -44,8 +44,7 @@ def _substitute(obj, mapping: dict[str, str]):
     return obj
 
 
-def render(template: dict, settings: Settings, creds: dict,
-           tls: dict[str, Path] | None = None) -> dict:
+def render(template: dict, settings: Settings, creds: dict, tls: dict[str, Path] | None = None) -> dict:
     """Fill the router template.
 
     Parameters
@@ -64,8 +63,7 @@ def render(template: dict, settings: Settings, creds: dict,
     dict
         A complete Crossbar configuration.
     """
-    config = _substitute(copy.deepcopy(template),
-                         {"realm": settings.realm, "base": settings.base_uri})
+    config = _substitute(copy.deepcopy(template), {"realm": settings.realm, "base": settings.base_uri})
     worker = config["workers"][0]
     transport = worker["transports"][0]
     endpoint = transport["endpoint"]
@@ -73,10 +71,7 @@ def render(template: dict, settings: Settings, creds: dict,
     endpoint["port"] = settings.port
     if tls is not None:
         endpoint["tls"] = {"key": str(tls["key"]), "certificate": str(tls["cert"])}
-    users = {
-        entry["authid"]: {"secret": entry["secret"], "role": role}
-        for role, entry in creds.items()
-    }
+    users = {entry["authid"]: {"secret": entry["secret"], "role": role} for role, entry in creds.items()}
     for sub in _wamp_transports(transport, settings.websocket_path):
         sub["auth"]["wampcra"]["users"] = copy.deepcopy(users)
         # message limits come from the protocol's constants, not from the template
@@ -144,9 +139,12 @@ def offers_rawsocket(settings: Settings) -> bool:
         return False
     for transport in transports:
         endpoint = transport.get("endpoint", {})
-        if (transport.get("type") == "universal" and "rawsocket" in transport
-                and endpoint.get("port") == settings.port
-                and endpoint.get("interface") in (settings.host, "0.0.0.0", "::")):
+        if (
+            transport.get("type") == "universal"
+            and "rawsocket" in transport
+            and endpoint.get("port") == settings.port
+            and endpoint.get("interface") in (settings.host, "0.0.0.0", "::")
+        ):
             return True
     return False
 
@@ -159,8 +157,7 @@ def crossbar_executable() -> str:
     found = shutil.which("crossbar")
     if found is None:
         raise FileNotFoundError(
-            "the 'crossbar' command is not installed; run 'make install' "
-            "(or pip install 'sisock[router]')"
+            "the 'crossbar' command is not installed; run 'make install' (or pip install 'sisock[router]')"
         )
     return found
 
@@ -172,19 +169,21 @@ def command(cbdir: Path, loglevel: str = "info") -> list[str]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add ``sisock router`` options."""
-    parser.add_argument("--loglevel", default="info",
-                        help="Crossbar log level (default: info)")
-    parser.add_argument("--print-config", action="store_true",
-                        help="write the config, print its path and exit")
-    parser.add_argument("--proxies", type=int, default=0, metavar="N",
-                        help="run N proxy workers (TLS, authentication, serialization) in "
-                             "front of the router worker, sharing its port (default 0)")
+    parser.add_argument("--loglevel", default="info", help="Crossbar log level (default: info)")
+    parser.add_argument("--print-config", action="store_true", help="write the config, print its path and exit")
+    parser.add_argument(
+        "--proxies",
+        type=int,
+        default=0,
+        metavar="N",
+        help="run N proxy workers (TLS, authentication, serialization) in "
+        "front of the router worker, sharing its port (default 0)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     """Start Crossbar in the foreground (replaces this process)."""
-    settings = load_settings(router_url=args.router_url, realm=args.realm,
-                             base_uri=args.base_uri, home=args.home)
+    settings = load_settings(router_url=args.router_url, realm=args.realm, base_uri=args.base_uri, home=args.home)
     try:
         cbdir = prepare(settings, getattr(args, "proxies", 0))
     except ValueError as exc:
@@ -192,9 +191,11 @@ def run(args: argparse.Namespace) -> int:
     if args.print_config:
         print(cbdir / "config.json")
         return 0
-    print(f"sisock router: listening on {settings.router_url} "
-          f"(realm {settings.realm}; credentials in {credentials.path(settings.home)})",
-          flush=True)
+    print(
+        f"sisock router: listening on {settings.router_url} "
+        f"(realm {settings.realm}; credentials in {credentials.path(settings.home)})",
+        flush=True,
+    )
     argv = command(cbdir, args.loglevel)
     os.execv(argv[0], argv)
     return 0  # not reached

@@ -164,9 +164,7 @@ def load_settings(
     -------
     Settings
     """
-    home_path = Path(
-        home or _env("SISOCK_HOME") or "~/.config/sisock"
-    ).expanduser()
+    home_path = Path(home or _env("SISOCK_HOME") or "~/.config/sisock").expanduser()
     url = router_url or _env("SISOCK_ROUTER_URL") or DEFAULT_ROUTER_URL
     ca = tls_ca or _env("SISOCK_TLS_CA")
     if ca is None and urlsplit(url).scheme in TLS_SCHEMES:
@@ -189,7 +187,8 @@ def load_settings(
         given, missing = ("user", "secret") if settings.user else ("secret", "user")
         raise BadArgument(
             f"a WAMP {given} was given (flag, SISOCK_{given.upper()} or WAMP_{given.upper()}) "
-            f"without a {missing}: give both, or neither to use the generated credentials")
+            f"without a {missing}: give both, or neither to use the generated credentials"
+        )
     if role is not None:
         settings = settings.with_role(role)
     return settings
@@ -197,7 +196,13 @@ def load_settings(
 
 def settings_from_args(args: Any, role: str | None) -> Settings:
     """:class:`Settings` from a command's parsed connection flags (flags > environment > defaults)."""
-    return load_settings(role, router_url=args.router_url, realm=args.realm,
-                         base_uri=args.base_uri, user=getattr(args, "user", None),
-                         secret=getattr(args, "secret", None),
-                         tls_ca=getattr(args, "tls_ca", None), home=args.home)
+    return load_settings(
+        role,
+        router_url=args.router_url,
+        realm=args.realm,
+        base_uri=args.base_uri,
+        user=getattr(args, "user", None),
+        secret=getattr(args, "secret", None),
+        tls_ca=getattr(args, "tls_ca", None),
+        home=args.home,
+    )

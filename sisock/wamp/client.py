@@ -53,10 +53,27 @@ from sisock.core.protocol import Result, TimelineData
 from sisock.site.settings import Settings, load_settings
 from .transport import WEBSOCKET_MAX_MESSAGE, message_limit, transport_configs
 
-__all__ = ["connect", "Client", "DataResult", "TimelineData", "ClientError",
-           "RouterUnreachable", "AuthenticationFailed", "NodeUnknown", "RemoteError",
-           "CallTimeout", "WriteRefused", "NotAuthorized", "UnknownPoint", "OutOfLimits",
-           "Conflict", "Expired", "RateLimited", "DeviceUnavailable", "WriteBadArgument"]
+__all__ = [
+    "connect",
+    "Client",
+    "DataResult",
+    "TimelineData",
+    "ClientError",
+    "RouterUnreachable",
+    "AuthenticationFailed",
+    "NodeUnknown",
+    "RemoteError",
+    "CallTimeout",
+    "WriteRefused",
+    "NotAuthorized",
+    "UnknownPoint",
+    "OutOfLimits",
+    "Conflict",
+    "Expired",
+    "RateLimited",
+    "DeviceUnavailable",
+    "WriteBadArgument",
+]
 
 
 #: Seconds between attempts to rejoin after the connection was lost.
@@ -149,8 +166,9 @@ class Client(OperatorCalls):
         Seconds from each connection loss to the next join.
     """
 
-    def __init__(self, settings: Settings, timeout: float = 10.0,
-                 serializer: str = "msgpack", binary: bool = True) -> None:
+    def __init__(
+        self, settings: Settings, timeout: float = 10.0, serializer: str = "msgpack", binary: bool = True
+    ) -> None:
         self.settings = settings
         self.timeout = timeout
         self.serializer = serializer
@@ -158,8 +176,7 @@ class Client(OperatorCalls):
         self.uris = settings.uris
         self._session = None
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever,
-                                        name="sisock-client", daemon=True)
+        self._thread = threading.Thread(target=self._loop.run_forever, name="sisock-client", daemon=True)
         self._versions = NodeVersions()
         self._closing = False
         self._ready = threading.Event()  # set while a session is joined
@@ -174,8 +191,9 @@ class Client(OperatorCalls):
         """Transports to try in turn: RawSocket first where the router offers it
         and big replies arrive streamed (binary arrays), then WebSocket
         (see :func:`sisock.wamp.transport.use_rawsocket`)."""
-        return transport_configs(self.settings, [self.serializer], max_retries=0,
-                                 timeout=self.timeout, streams_big_replies=self.binary)
+        return transport_configs(
+            self.settings, [self.serializer], max_retries=0, timeout=self.timeout, streams_big_replies=self.binary
+        )
 
     def _component(self, joined: asyncio.Future, transport: dict) -> Component:
         s = self.settings
@@ -206,9 +224,12 @@ class Client(OperatorCalls):
                 reason = getattr(details, "reason", "") or ""
                 message = getattr(details, "message", "") or ""
                 if "auth" in reason or "not_authorized" in reason or "no_such_role" in reason:
-                    joined.set_exception(AuthenticationFailed(
-                        f"router {s.router_url} refused the credentials of user "
-                        f"{s.user!r}: {reason} {message}".strip()))
+                    joined.set_exception(
+                        AuthenticationFailed(
+                            f"router {s.router_url} refused the credentials of user "
+                            f"{s.user!r}: {reason} {message}".strip()
+                        )
+                    )
                 else:
                     joined.set_exception(ClientError(f"session closed: {reason} {message}"))
 
@@ -231,8 +252,7 @@ class Client(OperatorCalls):
             fut.result(self.timeout)
         except concurrent.futures.TimeoutError:
             self.close()
-            raise CallTimeout(f"no session with {self.settings.router_url} within "
-                              f"{self.timeout} s") from None
+            raise CallTimeout(f"no session with {self.settings.router_url} within {self.timeout} s") from None
         except Exception:
             self.close()
             raise
@@ -247,8 +267,7 @@ class Client(OperatorCalls):
         transports = self._transports()
         for transport in transports[:-1]:
             try:
-                return await asyncio.wait_for(self._join_once(transport, len(transports)),
-                                              max(2.0, self.timeout / 4))
+                return await asyncio.wait_for(self._join_once(transport, len(transports)), max(2.0, self.timeout / 4))
             except (RouterUnreachable, asyncio.TimeoutError):
                 await self._stop_component(1)
         return await self._join_once(transports[-1], len(transports))
@@ -262,10 +281,13 @@ class Client(OperatorCalls):
         def finished(fut):
             exc = fut.exception() if not fut.cancelled() else None  # always retrieved
             if not joined.done():
-                joined.set_exception(RouterUnreachable(
-                    f"cannot reach the router at {self.settings.router_url}"
-                    + (f" over {transport['type']}" if choices > 1 else "")
-                    + (f": {exc}" if exc else "")))
+                joined.set_exception(
+                    RouterUnreachable(
+                        f"cannot reach the router at {self.settings.router_url}"
+                        + (f" over {transport['type']}" if choices > 1 else "")
+                        + (f": {exc}" if exc else "")
+                    )
+                )
             elif not self._closing and comp is self._component_obj:
                 # the session had joined, then the connection ended
                 self._session = None
@@ -273,6 +295,7 @@ class Client(OperatorCalls):
                 if self._lost_at is None:
                     self._lost_at = time.monotonic()
                 self._loop.create_task(self._reconnect())
+
         done.add_done_callback(finished)
         self._component_obj, self._component_done = comp, done
         return await joined
@@ -313,8 +336,9 @@ class Client(OperatorCalls):
                 return session
             left = deadline - time.monotonic()
             if left <= 0:
-                raise CallTimeout(f"{what}: not connected to {self.settings.router_url} "
-                                  "(reconnecting) within the timeout")
+                raise CallTimeout(
+                    f"{what}: not connected to {self.settings.router_url} (reconnecting) within the timeout"
+                )
             self._ready.wait(min(left, 0.5))
 
     def close(self) -> None:
@@ -332,6 +356,7 @@ class Client(OperatorCalls):
                     await asyncio.wait_for(done, 1)
                 except BaseException:
                     pass
+
         try:
             asyncio.run_coroutine_threadsafe(stop(), self._loop).result(3)
         except Exception:
@@ -348,8 +373,9 @@ class Client(OperatorCalls):
         self.close()
 
     # -- calls ------------------------------------------------------------
-    def call(self, uri: str, *args, timeout: float | None = None,
-             on_progress: Callable[[Any], None] | None = None, **kwargs) -> Any:
+    def call(
+        self, uri: str, *args, timeout: float | None = None, on_progress: Callable[[Any], None] | None = None, **kwargs
+    ) -> Any:
         """Call a procedure (full URI, or relative to the base URI).
 
         ``on_progress`` receives progressive results (in the client's thread).
@@ -372,17 +398,14 @@ class Client(OperatorCalls):
                 continue  # the connection was lost: send again once rejoined
             except ApplicationError as exc:
                 if exc.error == "wamp.error.no_such_procedure":
-                    if (time.monotonic() - self._rejoined_at < REJOIN_GRACE
-                            and deadline - time.monotonic() > 0.25):
+                    if time.monotonic() - self._rejoined_at < REJOIN_GRACE and deadline - time.monotonic() > 0.25:
                         time.sleep(0.2)  # just rejoined: hub and nodes are re-registering
                         continue
                     raise NodeUnknown(f"no such procedure {full} (is the node running?)") from None
                 message = exc.args[0] if exc.args else str(exc)
                 typed = remote_error(self.uris.base, exc.error, exc.args, exc.kwargs)
-                cls = TooMuchDataError if typed is not None and typed.kind == "too_much_data" \
-                    else RemoteError
-                raise cls(exc.error, str(message), typed.details if typed is not None else None) \
-                    from None
+                cls = TooMuchDataError if typed is not None and typed.kind == "too_much_data" else RemoteError
+                raise cls(exc.error, str(message), typed.details if typed is not None else None) from None
 
     def _result(self, fut, session, deadline: float, wait: float, full: str):
         """Wait for a call's answer; raise :class:`_Resend` if its session was lost.
@@ -422,10 +445,18 @@ class Client(OperatorCalls):
             raise NodeUnknown(f"no data node named {node!r}") from None
         return field, timeline
 
-    def get_data(self, node: str, fields: list[str] | str, start: float, end: float,
-                 min_stride: float | None = None, method: str | None = None,
-                 timeout: float | None = None, progress: bool | None = None,
-                 stream: bool = True) -> DataResult:
+    def get_data(
+        self,
+        node: str,
+        fields: list[str] | str,
+        start: float,
+        end: float,
+        min_stride: float | None = None,
+        method: str | None = None,
+        timeout: float | None = None,
+        progress: bool | None = None,
+        stream: bool = True,
+    ) -> DataResult:
         """Fetch samples as numpy arrays.
 
         Parameters
@@ -458,9 +489,10 @@ class Client(OperatorCalls):
             fields = [fields]
         uri = self.uris.get_data(node)
         # the largest message our transport takes; a node assumes 1 MiB otherwise
-        call = self._versions.call(node, DataCall(fields, start, end, min_stride, method,
-                                                  binary=self.binary,
-                                                  max_message_bytes=self._message_bytes))
+        call = self._versions.call(
+            node,
+            DataCall(fields, start, end, min_stride, method, binary=self.binary, max_message_bytes=self._message_bytes),
+        )
         while True:
             try:
                 parts = self._fetch(uri, call, timeout, progress, stream)
@@ -474,8 +506,7 @@ class Client(OperatorCalls):
                 call = instead  # a sisock 0.x node: lists, no extensions
         return DataResult.from_reply(parts.reply(), parts.count)
 
-    def _fetch(self, uri: str, call: DataCall, timeout: float | None, progress: bool | None,
-               stream: bool) -> Parts:
+    def _fetch(self, uri: str, call: DataCall, timeout: float | None, progress: bool | None, stream: bool) -> Parts:
         """Send one ``get_data`` call; the answer's parts (streamed when allowed)."""
         parts = Parts()
         if not (stream and call.binary and not call.legacy):
@@ -492,14 +523,14 @@ class Client(OperatorCalls):
                 if bar is None:
                     from tqdm.auto import tqdm
 
-                    bar = tqdm(total=parts.expected, unit="sample", unit_scale=True,
-                               desc=uri.rsplit(".", 2)[-2], leave=False)
+                    bar = tqdm(
+                        total=parts.expected, unit="sample", unit_scale=True, desc=uri.rsplit(".", 2)[-2], leave=False
+                    )
                 bar.total = parts.expected
                 bar.update(parts.received - before)
 
         try:
-            parts.add(self.call(uri, *call.args, timeout=timeout, on_progress=on_part,
-                                **call.kwargs))
+            parts.add(self.call(uri, *call.args, timeout=timeout, on_progress=on_part, **call.kwargs))
         finally:
             if bar is not None:
                 bar.close()
@@ -521,6 +552,7 @@ class Client(OperatorCalls):
 
     def subscribe(self, node: str, callback: Callable[[DataResult], None]) -> None:
         """Call ``callback(DataResult)`` for each sample on the node's ``live`` topic."""
+
         def handler(payload, *args, **kwargs):
             callback(DataResult.from_reply(payload))
 
@@ -539,10 +571,19 @@ def _interactive() -> bool:
         return False
 
 
-def connect(url: str | None = None, realm: str | None = None, user: str | None = None,
-            secret: str | None = None, *, timeout: float = 10.0, home: str | None = None,
-            tls_ca: str | None = None, base_uri: str | None = None,
-            serializer: str = "msgpack", binary: bool = True) -> Client:
+def connect(
+    url: str | None = None,
+    realm: str | None = None,
+    user: str | None = None,
+    secret: str | None = None,
+    *,
+    timeout: float = 10.0,
+    home: str | None = None,
+    tls_ca: str | None = None,
+    base_uri: str | None = None,
+    serializer: str = "msgpack",
+    binary: bool = True,
+) -> Client:
     """Connect to a sisock router and return a :class:`Client`.
 
     Parameters default to ``SISOCK_*`` environment variables, then to the
@@ -554,6 +595,7 @@ def connect(url: str | None = None, realm: str | None = None, user: str | None =
     ------
     RouterUnreachable, AuthenticationFailed, CallTimeout
     """
-    settings = load_settings("consumer", router_url=url, realm=realm, user=user,
-                             secret=secret, tls_ca=tls_ca, home=home, base_uri=base_uri)
+    settings = load_settings(
+        "consumer", router_url=url, realm=realm, user=user, secret=secret, tls_ca=tls_ca, home=home, base_uri=base_uri
+    )
     return Client(settings, timeout=timeout, serializer=serializer, binary=binary).open()

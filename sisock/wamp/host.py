@@ -58,8 +58,7 @@ def check_names(plans: Sequence[Plan]) -> None:
     for plan in plans:
         name = plan.core.name
         if name in seen:
-            raise BadArgument(f"node name {name!r} is given twice; every node of a process "
-                              "needs its own name")
+            raise BadArgument(f"node name {name!r} is given twice; every node of a process needs its own name")
         seen.add(name)
 
 
@@ -76,8 +75,7 @@ class NodeHost:
         Most threads of each node's pool.
     """
 
-    def __init__(self, plans: Sequence[Plan], settings: Settings,
-                 threads: int = NODE_THREADS) -> None:
+    def __init__(self, plans: Sequence[Plan], settings: Settings, threads: int = NODE_THREADS) -> None:
         from twisted.python.threadpool import ThreadPool
 
         if not plans:
@@ -87,8 +85,7 @@ class NodeHost:
         self.services: list[NodeService] = []
         for plan in self.plans:
             pool = ThreadPool(0, threads, name=f"node {plan.core.name}")
-            self.services.append(NodeService(plan.core, settings, replica=plan.replica,
-                                             threadpool=pool))
+            self.services.append(NodeService(plan.core, settings, replica=plan.replica, threadpool=pool))
 
     def schedule(self) -> None:
         """Ask the reactor to start each node's pool and hooks once it runs."""
@@ -112,8 +109,11 @@ class NodeHost:
         name = service.node.name
 
         def failed(failure) -> None:
-            log.failure("node {name!r}: warm-up failed; it serves anyway and loads what it "
-                        "needs on the first call", failure, name=name)
+            log.failure(
+                "node {name!r}: warm-up failed; it serves anyway and loads what it needs on the first call",
+                failure,
+                name=name,
+            )
 
         service.in_thread(work).addErrback(failed)
 

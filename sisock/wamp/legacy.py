@@ -27,9 +27,19 @@ from sisock.core.contract import DataCore
 from sisock.core.errors import BadArgument, SisockError
 from sisock.core.protocol import NODE_PROCEDURES, Result, Uris, sisock_to_unix_time
 
-# the five 0.x constants are resolved lazily by the module's __getattr__ (PEP 562)
-__all__ = ["DataNodeServer", "uri", "sisock_to_unix_time", "run",  # noqa: F822
-           "WAMP_USER", "WAMP_SECRET", "WAMP_URI", "REALM", "BASE_URI"]
+# the five 0.x constants are resolved lazily by the module's __getattr__ (PEP 562),
+# which the undefined-name check cannot see
+__all__ = [
+    "DataNodeServer",
+    "uri",
+    "sisock_to_unix_time",
+    "run",
+    "WAMP_USER",  # noqa: F822
+    "WAMP_SECRET",  # noqa: F822
+    "WAMP_URI",  # noqa: F822
+    "REALM",  # noqa: F822
+    "BASE_URI",  # noqa: F822
+]
 
 _CONSTANTS = {
     "WAMP_USER": lambda s: s.user,
@@ -71,20 +81,19 @@ class DataNodeServer(ApplicationSession):
             self._sisock_settings = load_settings("server")
         return self._sisock_settings
 
-    def onConnect(self):  # noqa: N802 (autobahn API)
+    def onConnect(self):
         """Join the realm with WAMP-CRA as the ``server`` user."""
         self.log.info("Client session connected.")
         self.join(self.config.realm, ["wampcra"], self._settings().user)
 
-    def onChallenge(self, challenge):  # noqa: N802
+    def onChallenge(self, challenge):
         """Answer the WAMP-CRA challenge with the ``server`` secret."""
         if challenge.method == "wampcra":
-            return wamp.auth.compute_wcs(self._settings().secret,
-                                         challenge.extra["challenge"])
+            return wamp.auth.compute_wcs(self._settings().secret, challenge.extra["challenge"])
         raise Exception("Invalid authmethod {}".format(challenge.method))
 
     @inlineCallbacks
-    def onJoin(self, details):  # noqa: N802
+    def onJoin(self, details):
         """Register ``get_fields``/``get_data``, then ask the hub to add us.
 
         Registrations refused now (e.g. no hub yet to vouch for our name)
@@ -94,8 +103,7 @@ class DataNodeServer(ApplicationSession):
         self._sisock_registered = set()
         yield self._register_procedures()
         yield self._add(details.session)
-        yield self.subscribe(lambda *a, **k: self._on_hub_started(details.session),
-                             self._settings().uris.hub_started)
+        yield self.subscribe(lambda *a, **k: self._on_hub_started(details.session), self._settings().uris.hub_started)
         self.after_onJoin(details)
 
     @inlineCallbacks
@@ -122,16 +130,15 @@ class DataNodeServer(ApplicationSession):
     @inlineCallbacks
     def _add(self, session_id):
         try:
-            res = yield self.call(self._settings().uris.add,
-                                  self.name, self.description, session_id)
+            res = yield self.call(self._settings().uris.add, self.name, self.description, session_id)
             if not res:
                 self.log.warn("Request to add data node denied.")
             else:
-                self.log.info("Data node registered as \"{n}\".", n=self.name)
+                self.log.info('Data node registered as "{n}".', n=self.name)
         except Exception as e:
             self.log.error("Call error: {e}.", e=e)
 
-    def after_onJoin(self, details):  # noqa: N802
+    def after_onJoin(self, details):
         """Hook for subclasses; called at the end of :meth:`onJoin`."""
 
     def get_fields(self, start, end):
@@ -154,8 +161,7 @@ class DataNodeServer(ApplicationSession):
         connection; ``encoding="binary"`` is served too. A 0.x caller sees
         the lists it always saw.
         """
-        return threads.deferToThread(self._answer, "get_data",
-                                     (field, start, end, min_stride), ext)
+        return threads.deferToThread(self._answer, "get_data", (field, start, end, min_stride), ext)
 
     def _answer(self, rpc: str, args: tuple, kwargs: dict):
         """Worker thread: the call through the data-core contract and the reply budget."""
@@ -170,8 +176,9 @@ class DataNodeServer(ApplicationSession):
                 return list(core.get_fields(start, end))
             call = protocol.parse_get_data(args, kwargs)
             result = core.get_data(call.fields, call.start, call.end, call.min_stride, call.method)
-            reply, _ = budget.plan_reply(result, call.start, call.end, call.max_message_bytes,
-                                         call.encoding, False, call.method)
+            reply, _ = budget.plan_reply(
+                result, call.start, call.end, call.max_message_bytes, call.encoding, False, call.method
+            )
             return reply
         except SisockError as exc:
             raise to_application_error(exc, self._settings().base_uri) from None
@@ -220,17 +227,26 @@ class LegacyCore(DataCore):
         field, timeline = self._server._get_fields_blocking(start, end)
         return field, timeline
 
-    def get_data(self, fields: list[str], start: float, end: float,
-                 min_stride: float | None = None, method: str = "mean", *,
-                 streaming: bool = False) -> Result:
+    def get_data(
+        self,
+        fields: list[str],
+        start: float,
+        end: float,
+        min_stride: float | None = None,
+        method: str = "mean",
+        *,
+        streaming: bool = False,
+    ) -> Result:
         """The server's ``_get_data_blocking`` reply as a :class:`Result`.
 
         A 0.x node downsamples its own way, so only the default ``method``
         is accepted.
         """
         if method != "mean":
-            raise BadArgument(f"method={method!r}: node {self.name!r} is a sisock 0.x node and "
-                              "downsamples its own way; leave 'method' out")
+            raise BadArgument(
+                f"method={method!r}: node {self.name!r} is a sisock 0.x node and "
+                "downsamples its own way; leave 'method' out"
+            )
         return Result.coerce(self._server._get_data_blocking(fields, start, end, min_stride))
 
 

@@ -41,8 +41,7 @@ from sisock.writes.rules import WriteBadArgument, WriteCore, WriteRefused, parse
 
 log = Logger(namespace="sisock.wamp.operator")
 
-__all__ = ["OperatorService", "WritesTimeline", "WRITES_TIMELINE", "WRITE_FIELDS",
-           "operator_uri", "audit_path"]
+__all__ = ["OperatorService", "WritesTimeline", "WRITES_TIMELINE", "WRITE_FIELDS", "operator_uri", "audit_path"]
 
 #: Name of the timeline of writes served by a writable node.
 WRITES_TIMELINE = "operator_writes"
@@ -97,21 +96,26 @@ class WritesTimeline:
             for name, spec in WRITE_FIELDS.items():
                 field[name] = spec.describe(WRITES_TIMELINE)
             t = np.array([r["t"] for r in rows])
-            timeline[WRITES_TIMELINE] = {"interval": timeline_interval(t),
-                                         "field": list(WRITE_FIELDS)}
+            timeline[WRITES_TIMELINE] = {"interval": timeline_interval(t), "field": list(WRITE_FIELDS)}
         return field, timeline
 
-    def get_data(self, fields: list[str], start: float, end: float,
-                 min_stride: float | None = None, method: str = "mean", *,
-                 streaming: bool = False) -> Result:
+    def get_data(
+        self,
+        fields: list[str],
+        start: float,
+        end: float,
+        min_stride: float | None = None,
+        method: str = "mean",
+        *,
+        streaming: bool = False,
+    ) -> Result:
         """The core's answer, plus the writes' fields that were asked for.
 
         With ``min_stride`` the last write of each epoch-aligned bin is kept.
         """
         ours = [f for f in fields if f in WRITE_FIELDS]
         theirs = [f for f in fields if f not in WRITE_FIELDS]
-        result = Result.coerce(self._core.get_data(theirs, start, end, min_stride, method,
-                                                   streaming=streaming))
+        result = Result.coerce(self._core.get_data(theirs, start, end, min_stride, method, streaming=streaming))
         if not ours:
             return result
         rows = self._audit.writes(start, end)
@@ -170,13 +174,16 @@ class OperatorService:
         core = service.node
         self.name = core.name
         self.base_uri = service.settings.base_uri
-        path = path or getattr(core, "audit_path", None) or audit_path(
-            service.settings.home, self.name)
+        path = path or getattr(core, "audit_path", None) or audit_path(service.settings.home, self.name)
         self.audit = AuditLog(path)
         if self.audit.recovered:
-            log.warn("{n} write(s) of node {name!r} had no recorded outcome (the node "
-                     "stopped during the write): marked 'unknown' in {path}",
-                     n=self.audit.recovered, name=self.name, path=str(path))
+            log.warn(
+                "{n} write(s) of node {name!r} had no recorded outcome (the node "
+                "stopped during the write): marked 'unknown' in {path}",
+                n=self.audit.recovered,
+                name=self.name,
+                path=str(path),
+            )
         self.core = WriteCore(core, self.audit, self.name)
         self.in_thread = getattr(service, "in_thread", threads.deferToThread)
         service.node = WritesTimeline(core, self.audit)
@@ -193,24 +200,26 @@ class OperatorService:
         """
         options = RegisterOptions(details_arg="details")
         try:
-            for leaf, fn in (("points", self.points), ("set", self.set),
-                             ("audit", self.audit_call)):
+            for leaf, fn in (("points", self.points), ("set", self.set), ("audit", self.audit_call)):
                 await session.register(fn, self.uri(leaf), options=options)
         except ApplicationError as exc:
-            log.error("node {name!r} cannot offer writes: the router refused to register "
-                      "{uri}: {e}", name=self.name, uri=self.uri("*"), e=exc.error)
+            log.error(
+                "node {name!r} cannot offer writes: the router refused to register {uri}: {e}",
+                name=self.name,
+                uri=self.uri("*"),
+                e=exc.error,
+            )
             return False
-        log.info("node {name!r} accepts operator writes to {n} point(s)",
-                 name=self.name, n=len(self.core.specs))
+        log.info("node {name!r} accepts operator writes to {n} point(s)", name=self.name, n=len(self.core.specs))
         return True
 
     def _error(self, exc: Exception, rpc: str) -> ApplicationError:
         if isinstance(exc, WriteRefused):
             return ApplicationError(exc.uri(self.base_uri), str(exc), **exc.kwargs())
         log.failure("operator {rpc} failed", rpc=rpc)
-        return ApplicationError(f"{self.base_uri}.error.internal",
-                                f"{rpc} failed on node {self.name!r}: "
-                                f"{type(exc).__name__}: {exc}")
+        return ApplicationError(
+            f"{self.base_uri}.error.internal", f"{rpc} failed on node {self.name!r}: {type(exc).__name__}: {exc}"
+        )
 
     async def points(self, *args, details=None, **kwargs) -> dict:
         """``points() -> {point: {type, units, ...}}``."""
@@ -236,22 +245,30 @@ class OperatorService:
             call = parse_set(args, kwargs)
         except WriteBadArgument as exc:  # audited too, with what could be read of it
             value = args[1] if len(args) > 1 else kwargs.get("value")
-            self.audit.record(request_id=exc.request_id, t=self.core.clock(),
-                              caller_authid=authid, caller_role=role, point=exc.point,
-                              old=None, requested=value, status=exc.kind,
-                              reason=str(kwargs.get("reason") or "")[:200],
-                              dry_run=bool(kwargs.get("dry_run") is True), message=str(exc))
+            self.audit.record(
+                request_id=exc.request_id,
+                t=self.core.clock(),
+                caller_authid=authid,
+                caller_role=role,
+                point=exc.point,
+                old=None,
+                requested=value,
+                status=exc.kind,
+                reason=str(kwargs.get("reason") or "")[:200],
+                dry_run=bool(kwargs.get("dry_run") is True),
+                message=str(exc),
+            )
             raise
         return self.core.set(call, authid, role)
 
-    async def audit_call(self, start=-86400, end=0, point=None, caller=None, *args,
-                         details=None, **kwargs) -> list[dict]:
+    async def audit_call(
+        self, start=-86400, end=0, point=None, caller=None, *args, details=None, **kwargs
+    ) -> list[dict]:
         """``audit(start, end, point=None, caller=None) -> [record, ...]``."""
         authid, role = _caller(details)
         try:
             if args or kwargs:
                 raise WriteBadArgument("audit takes (start, end, point=None, caller=None)")
-            return await self.in_thread(self.core.audit_records, start, end, point,
-                                               caller, authid, role)
+            return await self.in_thread(self.core.audit_records, start, end, point, caller, authid, role)
         except Exception as exc:
             raise self._error(exc, "audit") from exc

@@ -73,8 +73,7 @@ class Reading:
 
     async def until(self, timeline: str, rows: int) -> None:
         """Wait until the first ``rows`` rows of ``timeline`` are in place."""
-        await self._wait_for(lambda: self.result.pending is None
-                             or self.result.rows_ready(timeline) >= rows)
+        await self._wait_for(lambda: self.result.pending is None or self.result.rows_ready(timeline) >= rows)
 
     async def until_complete(self) -> None:
         """Wait until every row is in place."""
@@ -115,15 +114,24 @@ class DirectSend:
         from twisted.internet.tcp import Connection
         from twisted.protocols.basic import Int32StringReceiver
 
-        if (isinstance(connection, Int32StringReceiver) and isinstance(transport, Connection)
-                and not getattr(transport, "TLS", False) and hasattr(transport, "socket")
-                and "sendString" not in vars(connection)):
+        if (
+            isinstance(connection, Int32StringReceiver)
+            and isinstance(transport, Connection)
+            and not getattr(transport, "TLS", False)
+            and hasattr(transport, "socket")
+            and "sendString" not in vars(connection)
+        ):
             connection.sendString = cls(connection, transport)
 
     def __call__(self, string: bytes) -> None:
         t = self.transport
-        if t._tempDataBuffer or len(t.dataBuffer) > t.offset or not t.connected \
-                or t.disconnecting or len(string) < 65536:
+        if (
+            t._tempDataBuffer
+            or len(t.dataBuffer) > t.offset
+            or not t.connected
+            or t.disconnecting
+            or len(string) < 65536
+        ):
             return type(self.connection).sendString(self.connection, string)
         head = struct.pack("!I", len(string))
         try:
@@ -136,7 +144,7 @@ class DirectSend:
             t.write(head[sent:])
             t.write(string)
         elif sent < 4 + len(string):
-            t.write(string[sent - 4:])
+            t.write(string[sent - 4 :])
 
 
 class WriteGate:

@@ -71,9 +71,14 @@ class NodeService:
         its own calls.
     """
 
-    def __init__(self, node: DataCore, settings: Settings,
-                 component: Component | None = None, replica: bool = False,
-                 threadpool=None) -> None:
+    def __init__(
+        self,
+        node: DataCore,
+        settings: Settings,
+        component: Component | None = None,
+        replica: bool = False,
+        threadpool=None,
+    ) -> None:
         protocol.check_name(node.name)
         self.node = node
         self.uris = settings.uris
@@ -119,9 +124,9 @@ class NodeService:
         if isinstance(exc, SisockError):
             return to_application_error(exc, self.settings.base_uri)
         log.failure("{rpc} failed", rpc=rpc)
-        return ApplicationError(self.uris.error("internal"),
-                                f"{rpc} failed on node {self.node.name!r}: "
-                                f"{type(exc).__name__}: {exc}")
+        return ApplicationError(
+            self.uris.error("internal"), f"{rpc} failed on node {self.node.name!r}: {type(exc).__name__}: {exc}"
+        )
 
     async def get_fields(self, *args, **kwargs):
         """``get_fields(start, end) -> [field, timeline]``."""
@@ -142,8 +147,7 @@ class NodeService:
         """
         try:
             call = protocol.parse_get_data(args, kwargs)
-            streaming = call.encoding == "binary" and details is not None and bool(
-                getattr(details, "progress", None))
+            streaming = call.encoding == "binary" and details is not None and bool(getattr(details, "progress", None))
             result, reply, part = await self.in_thread(self._query, call, streaming)
             if reply is None:
                 return await self._stream(result, details.progress, part)
@@ -159,12 +163,19 @@ class NodeService:
         part as they are sent). Every message fits the caller's ``limit``
         in bytes, whatever the serializer (:mod:`sisock.core.budget`).
         """
-        result = Result.coerce(self.node.get_data(
-            call.fields, call.start, call.end, call.min_stride, call.method,
-            streaming=streaming))
-        reply, part = budget.plan_reply(result, call.start, call.end,
-                                        call.max_message_bytes, call.encoding, streaming,
-                                        call.method, self.chunk_bytes)
+        result = Result.coerce(
+            self.node.get_data(call.fields, call.start, call.end, call.min_stride, call.method, streaming=streaming)
+        )
+        reply, part = budget.plan_reply(
+            result,
+            call.start,
+            call.end,
+            call.max_message_bytes,
+            call.encoding,
+            streaming,
+            call.method,
+            self.chunk_bytes,
+        )
         if reply is not None:
             self._check_one_message(reply)
         return result, reply, part
@@ -182,8 +193,7 @@ class NodeService:
             return
 
         values = sum(len(v) if isinstance(v, list) else 0 for v in reply["data"].values())
-        values += sum(len(tl["t"]) if isinstance(tl["t"], list) else 0
-                      for tl in reply["timeline"].values())
+        values += sum(len(tl["t"]) if isinstance(tl["t"], list) else 0 for tl in reply["timeline"].values())
         rough = 9 * values + sum(len(v["data"]) for v in _envelopes(reply))
         if rough < RAWSOCKET_MAX_MESSAGE // 2:
             return
@@ -195,7 +205,8 @@ class NodeService:
                 f"the reply is {size / 2**20:.1f} MiB, more than the "
                 f"{RAWSOCKET_MAX_MESSAGE // 2**20} MiB one message can carry from node "
                 f"{self.node.name!r} (it speaks RawSocket): ask for a streamed binary "
-                "reply (the sisock client does), a shorter range or a larger min_stride")
+                "reply (the sisock client does), a shorter range or a larger min_stride"
+            )
 
     async def _stream(self, result: Result, progress, chunk_bytes: int | None = None) -> dict:
         """Send all but the last part as progressive results; return the last.
@@ -225,8 +236,7 @@ class NodeService:
             await reading.until_complete()
         finally:
             await reading.stop()
-        last = wire.finish_last(result, wire.make_part(result, ranges[-1], zero_copy)
-                                if ranges else None, rest)
+        last = wire.finish_last(result, wire.make_part(result, ranges[-1], zero_copy) if ranges else None, rest)
         last["field_timeline"] = dict(result.field_timeline)
         return last
 
@@ -271,9 +281,7 @@ class NodeService:
     async def add(self, session) -> bool | None:
         """Call ``data_node.add``; None while no hub is running."""
         try:
-            return bool(await session.call(
-                self.uris.add, self.node.name,
-                self.node.description, session.session_id))
+            return bool(await session.call(self.uris.add, self.node.name, self.node.description, session.session_id))
         except ApplicationError as exc:
             if exc.error == "wamp.error.no_such_procedure":
                 return None
@@ -283,8 +291,7 @@ class NodeService:
         """Call ``data_node.claim`` (reserve our name); None while no hub is running."""
         extra = {"replica": True} if self.replica else {}
         try:
-            return bool(await session.call(
-                self.uris.claim, self.node.name, session.session_id, **extra))
+            return bool(await session.call(self.uris.claim, self.node.name, session.session_id, **extra))
         except ApplicationError as exc:
             if exc.error == "wamp.error.no_such_procedure":
                 return None
@@ -309,9 +316,10 @@ class NodeService:
         taken_for = 0.0
         hub_missing_logged = False
         invoke = REPLICA_INVOKE if self.replica else None
-        procedures = [(self.get_fields, "get_fields", RegisterOptions(invoke=invoke)),
-                      (self.get_data, "get_data",
-                       RegisterOptions(details_arg="details", invoke=invoke))]
+        procedures = [
+            (self.get_fields, "get_fields", RegisterOptions(invoke=invoke)),
+            (self.get_data, "get_data", RegisterOptions(details_arg="details", invoke=invoke)),
+        ]
         done: set[str] = set()  # registered already (a retry must not repeat them)
         while True:
             starts = self._hub_starts
@@ -322,9 +330,11 @@ class NodeService:
                         done.add(leaf)
                 break
             except ApplicationError as exc:
-                if exc.error not in ("wamp.error.not_authorized",
-                                     "wamp.error.procedure_already_exists",
-                                     ApplicationError.PROCEDURE_EXISTS_INVOCATION_POLICY_CONFLICT):
+                if exc.error not in (
+                    "wamp.error.not_authorized",
+                    "wamp.error.procedure_already_exists",
+                    ApplicationError.PROCEDURE_EXISTS_INVOCATION_POLICY_CONFLICT,
+                ):
                     raise
             ok = await self.claim(session)
             if ok is None:
@@ -371,19 +381,16 @@ class NodeService:
 
     async def _on_join(self, session, details) -> None:
         self.session = session
-        await session.subscribe(lambda *a, **k: self._on_hub_started(session),
-                                self.uris.hub_started)
+        await session.subscribe(lambda *a, **k: self._on_hub_started(session), self.uris.hub_started)
         if not await self._register(session):
-            log.error("data node name {name!r} is already served by another session; "
-                      "not serving", name=self.node.name)
+            log.error("data node name {name!r} is already served by another session; not serving", name=self.node.name)
             self.session = None
             self.failed = True
             session.leave()
             self.component.stop()
             return
         self.listed = True
-        log.info("serving data node {name!r} (session {s})",
-                 name=self.node.name, s=details.session)
+        log.info("serving data node {name!r} (session {s})", name=self.node.name, s=details.session)
 
     async def _readd(self, session) -> None:
         if session is self.session and self.listed:
@@ -407,4 +414,3 @@ def run_nodes(services: list[NodeService], log_level: str = "info") -> None:
     from .shell import run_components
 
     run_components([s.component for s in services], log_level)
-

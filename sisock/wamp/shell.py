@@ -20,9 +20,14 @@ from sisock.site.settings import Settings
 from .transport import RETRY_DELAY, transport_config, transport_configs  # noqa: F401 (re-exported)
 
 
-def make_component(settings: Settings, *, serializers: list[str] | None = None,
-                   max_retries: int = -1, streams_big_replies: bool = False,
-                   retry_delay: float = RETRY_DELAY) -> Component:
+def make_component(
+    settings: Settings,
+    *,
+    serializers: list[str] | None = None,
+    max_retries: int = -1,
+    streams_big_replies: bool = False,
+    retry_delay: float = RETRY_DELAY,
+) -> Component:
     """Create a reconnecting, authenticating component for ``settings``.
 
     Parameters
@@ -44,9 +49,9 @@ def make_component(settings: Settings, *, serializers: list[str] | None = None,
     if settings.user and settings.secret:
         authentication = {"wampcra": {"authid": settings.user, "secret": settings.secret}}
     return Component(
-        transports=transport_configs(settings, serializers, max_retries,
-                                     streams_big_replies=streams_big_replies,
-                                     retry_delay=retry_delay),
+        transports=transport_configs(
+            settings, serializers, max_retries, streams_big_replies=streams_big_replies, retry_delay=retry_delay
+        ),
         realm=settings.realm,
         authentication=authentication,
     )

@@ -53,9 +53,14 @@ def message_limit(kind_or_connection: object) -> int:
     return transport_message_bytes("rawsocket" if rawsocket else "websocket")
 
 
-def transport_config(settings: Settings, serializers: list[str] | None = None,
-                     max_retries: int = -1, timeout: float | None = None,
-                     kind: str | None = None, retry_delay: float = RETRY_DELAY) -> dict:
+def transport_config(
+    settings: Settings,
+    serializers: list[str] | None = None,
+    max_retries: int = -1,
+    timeout: float | None = None,
+    kind: str | None = None,
+    retry_delay: float = RETRY_DELAY,
+) -> dict:
     """The autobahn transport dict for ``settings.router_url``.
 
     Parameters
@@ -95,18 +100,28 @@ def transport_config(settings: Settings, serializers: list[str] | None = None,
     }
     if kind == "rawsocket":
         scheme = "rss" if settings.is_tls else "rs"
-        config.update(type="rawsocket", url=f"{scheme}://{settings.host}:{settings.port}",
-                      serializer=serializers[0],
-                      options={"max_message_payload_size": RAWSOCKET_MAX_MESSAGE})
+        config.update(
+            type="rawsocket",
+            url=f"{scheme}://{settings.host}:{settings.port}",
+            serializer=serializers[0],
+            options={"max_message_payload_size": RAWSOCKET_MAX_MESSAGE},
+        )
     else:
         url = settings.router_url
         if settings.is_rawsocket:
             scheme = "wss" if settings.is_tls else "ws"
             url = f"{scheme}://{settings.host}:{settings.port}/ws"
-        config.update(type="websocket", url=url, serializers=serializers,
-                      options={"max_message_payload_size": WEBSOCKET_MAX_MESSAGE,
-                               # seconds (autobahn): a vanished link is noticed within 15 s
-                               "auto_ping_interval": 10, "auto_ping_timeout": 5})
+        config.update(
+            type="websocket",
+            url=url,
+            serializers=serializers,
+            options={
+                "max_message_payload_size": WEBSOCKET_MAX_MESSAGE,
+                # seconds (autobahn): a vanished link is noticed within 15 s
+                "auto_ping_interval": 10,
+                "auto_ping_timeout": 5,
+            },
+        )
     return config
 
 
@@ -137,18 +152,20 @@ def use_rawsocket(settings: Settings, streams_big_replies: bool = False) -> bool
     return settings.rawsocket == "yes"
 
 
-def transport_configs(settings: Settings, serializers: list[str] | None = None,
-                      max_retries: int = -1, timeout: float | None = None,
-                      streams_big_replies: bool = False,
-                      retry_delay: float = RETRY_DELAY) -> list[dict]:
+def transport_configs(
+    settings: Settings,
+    serializers: list[str] | None = None,
+    max_retries: int = -1,
+    timeout: float | None = None,
+    streams_big_replies: bool = False,
+    retry_delay: float = RETRY_DELAY,
+) -> list[dict]:
     """The transports to try, in order: RawSocket first when
     :func:`use_rawsocket` says so (with WebSocket as the fallback for a
     ``ws(s)://`` URL), else WebSocket only. Arguments as
     :func:`transport_config` and :func:`use_rawsocket`."""
-    websocket = transport_config(settings, serializers, max_retries, timeout, "websocket",
-                                 retry_delay)
+    websocket = transport_config(settings, serializers, max_retries, timeout, "websocket", retry_delay)
     if not use_rawsocket(settings, streams_big_replies):
         return [websocket]
-    rawsocket = transport_config(settings, serializers, max_retries, timeout, "rawsocket",
-                                 retry_delay)
+    rawsocket = transport_config(settings, serializers, max_retries, timeout, "rawsocket", retry_delay)
     return [rawsocket] if settings.is_rawsocket else [rawsocket, websocket]

@@ -25,8 +25,7 @@ def default_static_dir() -> Path | None:
     ``web/dist`` (editable installs), or ``<prefix>/share/sisock/web``."""
     env = os.environ.get("SISOCK_WEB_STATIC")
     candidates = [Path(env)] if env else []
-    candidates += [Path(__file__).resolve().parents[2] / "web" / "dist",
-                   Path(sys.prefix) / "share" / "sisock" / "web"]
+    candidates += [Path(__file__).resolve().parents[2] / "web" / "dist", Path(sys.prefix) / "share" / "sisock" / "web"]
     for c in candidates:
         if (c / "index.html").exists():
             return c
@@ -35,29 +34,50 @@ def default_static_dir() -> Path | None:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``sisock web``."""
-    parser.add_argument("--host", default="127.0.0.1",
-                        help="address to listen on (default 127.0.0.1; 0.0.0.0 for every interface)")
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for every interface)"
+    )
     parser.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
-    parser.add_argument("--token", default=None,
-                        help="access token required on every endpoint (SISOCK_WEB_TOKEN; "
-                             "prefer the environment)")
-    parser.add_argument("--cors-origin", action="append", default=None, metavar="ORIGIN",
-                        help="allow cross-origin requests from ORIGIN (repeatable, '*' for any; "
-                             "SISOCK_WEB_CORS, comma-separated); default: CORS off")
-    parser.add_argument("--static", type=Path, default=None,
-                        help="directory of the built dashboard (default: web/dist of the source tree)")
-    parser.add_argument("--max-values", type=int, default=20_000_000,
-                        help="most values one answer may hold (default 20000000)")
-    parser.add_argument("--allowed-host", action="append", default=None, metavar="NAME",
-                        help="also answer requests whose Host header is NAME (repeatable; "
-                             "SISOCK_WEB_ALLOWED_HOSTS, comma-separated; '*' for any). "
-                             "Default: localhost and IP addresses only (protection "
-                             "against DNS rebinding)")
-    parser.add_argument("--trust-proxy", action="store_true",
-                        default=os.environ.get("SISOCK_WEB_TRUST_PROXY", "") not in ("", "0"),
-                        help="believe X-Forwarded-Proto: https from a reverse proxy (the "
-                             "token cookie is then Secure); only behind a proxy that sets "
-                             "that header itself (SISOCK_WEB_TRUST_PROXY=1)")
+    parser.add_argument(
+        "--token",
+        default=None,
+        help="access token required on every endpoint (SISOCK_WEB_TOKEN; prefer the environment)",
+    )
+    parser.add_argument(
+        "--cors-origin",
+        action="append",
+        default=None,
+        metavar="ORIGIN",
+        help="allow cross-origin requests from ORIGIN (repeatable, '*' for any; "
+        "SISOCK_WEB_CORS, comma-separated); default: CORS off",
+    )
+    parser.add_argument(
+        "--static",
+        type=Path,
+        default=None,
+        help="directory of the built dashboard (default: web/dist of the source tree)",
+    )
+    parser.add_argument(
+        "--max-values", type=int, default=20_000_000, help="most values one answer may hold (default 20000000)"
+    )
+    parser.add_argument(
+        "--allowed-host",
+        action="append",
+        default=None,
+        metavar="NAME",
+        help="also answer requests whose Host header is NAME (repeatable; "
+        "SISOCK_WEB_ALLOWED_HOSTS, comma-separated; '*' for any). "
+        "Default: localhost and IP addresses only (protection "
+        "against DNS rebinding)",
+    )
+    parser.add_argument(
+        "--trust-proxy",
+        action="store_true",
+        default=os.environ.get("SISOCK_WEB_TRUST_PROXY", "") not in ("", "0"),
+        help="believe X-Forwarded-Proto: https from a reverse proxy (the "
+        "token cookie is then Secure); only behind a proxy that sets "
+        "that header itself (SISOCK_WEB_TRUST_PROXY=1)",
+    )
 
 
 def dashboard_url(host: str, port: int) -> str:
@@ -77,20 +97,18 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from .http import WebConfig, make_site
 
     token = args.token or os.environ.get("SISOCK_WEB_TOKEN") or None
-    origins = args.cors_origin or [o.strip() for o in
-                                   os.environ.get("SISOCK_WEB_CORS", "").split(",") if o.strip()]
+    origins = args.cors_origin or [o.strip() for o in os.environ.get("SISOCK_WEB_CORS", "").split(",") if o.strip()]
     if args.max_values < 1:
         from sisock.core.errors import BadArgument
 
         raise BadArgument(f"--max-values must be at least 1, got {args.max_values}")
     static = args.static or default_static_dir()
-    hosts = args.allowed_host or [h.strip() for h in
-                                  os.environ.get("SISOCK_WEB_ALLOWED_HOSTS", "").split(",")
-                                  if h.strip()]
+    hosts = args.allowed_host or [
+        h.strip() for h in os.environ.get("SISOCK_WEB_ALLOWED_HOSTS", "").split(",") if h.strip()
+    ]
     bridge = Bridge(settings)
     try:
-        config = WebConfig(token, origins, static, args.max_values, hosts,
-                           getattr(args, "trust_proxy", False))
+        config = WebConfig(token, origins, static, args.max_values, hosts, getattr(args, "trust_proxy", False))
     except ValueError as exc:
         print(f"sisock web: {exc}", file=sys.stderr)
         return 2
@@ -100,7 +118,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     except Exception as exc:  # CannotListenError: say what, no traceback
         print(f"sisock web: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 2
-    print(f"sisock web: dashboard at {dashboard_url(args.host, args.port)}"
-          + (" (token required)" if token else ""), flush=True)
+    print(
+        f"sisock web: dashboard at {dashboard_url(args.host, args.port)}" + (" (token required)" if token else ""),
+        flush=True,
+    )
     run_components([bridge.component], args.log_level)
     return 0

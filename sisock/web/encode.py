@@ -22,8 +22,7 @@ MAGIC = FRAME_MAGIC
 BINARY_TYPE = FRAME
 
 
-def bools_as_bools(result: Result, bools: list[str], min_stride: float | None,
-                   method: str | None) -> None:
+def bools_as_bools(result: Result, bools: list[str], min_stride: float | None, method: str | None) -> None:
     """Give downsampled bool fields back as true/false where every value is 0 or 1.
 
     A node aggregates bools as 0/1: ``min``, ``max``, ``first``, ``last`` and
@@ -53,16 +52,16 @@ def read_binary(frame: bytes) -> tuple[dict, dict[str, np.ndarray]]:
     if frame[:8] != MAGIC:
         raise ValueError("not a sisock frame (bad magic)")
     (hlen, _) = struct.unpack("<II", frame[8:16])
-    header = json.loads(frame[16:16 + hlen])
+    header = json.loads(frame[16 : 16 + hlen])
     body = np.frombuffer(frame, dtype="<f8", offset=16 + hlen)
     arrays: dict[str, np.ndarray] = {}
     for name, tl in header["timelines"].items():
-        arrays[f"t:{name}"] = body[tl["offset"]: tl["offset"] + tl["length"]]
+        arrays[f"t:{name}"] = body[tl["offset"] : tl["offset"] + tl["length"]]
     for f, e in header["fields"].items():
         if "values" in e:
             arrays[f] = np.asarray(e["values"], dtype=object)
         else:
-            arrays[f] = body[e["offset"]: e["offset"] + e["length"]]
+            arrays[f] = body[e["offset"] : e["offset"] + e["length"]]
     return header, arrays
 
 

@@ -44,8 +44,7 @@ class WebError(Exception):
         More JSON members (e.g. ``{"min_stride": 60.0}`` for too much data).
     """
 
-    def __init__(self, error: str, message: str, status: int | None = None,
-                 **extra: Any) -> None:
+    def __init__(self, error: str, message: str, status: int | None = None, **extra: Any) -> None:
         super().__init__(message)
         self.error = error
         self.message = message
@@ -72,7 +71,13 @@ def too_much_from_node(node: str, details: dict[str, Any]) -> WebError:
     fits = details.get("min_stride")
     limit = details.get("limit")
     over = f" of {limit} values" if limit else ""
-    advice = (f"pass min_stride >= {fits:g} seconds, a shorter range or fewer fields"
-              if fits else "pass a min_stride, a shorter range or fewer fields")
-    return WebError("too_much_data", f"the answer would be over data node {node!r}'s limit{over}; "
-                    f"{advice}", **{k: v for k, v in details.items() if k in ("min_stride", "limit")})
+    advice = (
+        f"pass min_stride >= {fits:g} seconds, a shorter range or fewer fields"
+        if fits
+        else "pass a min_stride, a shorter range or fewer fields"
+    )
+    return WebError(
+        "too_much_data",
+        f"the answer would be over data node {node!r}'s limit{over}; {advice}",
+        **{k: v for k, v in details.items() if k in ("min_stride", "limit")},
+    )

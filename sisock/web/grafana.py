@@ -91,8 +91,7 @@ def parse_range(body: Mapping[str, Any], now: float | None = None) -> tuple[floa
     """``range.from`` / ``range.to`` (ISO 8601 from Grafana; any form of :func:`parse_time`)."""
     rng = body.get("range")
     if not isinstance(rng, Mapping) or "from" not in rng or "to" not in rng:
-        raise bad("body member 'range' must be {\"from\": <time>, \"to\": <time>} "
-                  "(ISO 8601, as Grafana sends it)")
+        raise bad('body member \'range\' must be {"from": <time>, "to": <time>} (ISO 8601, as Grafana sends it)')
     start = parse_time("range.from", rng["from"], now)
     end = parse_time("range.to", rng["to"], now)
     if end < start:
@@ -109,10 +108,13 @@ def min_stride_of(body: Mapping[str, Any], span: float) -> float | None:
     candidates = []
     interval_ms = body.get("intervalMs")
     if interval_ms is not None:
-        if isinstance(interval_ms, bool) or not isinstance(interval_ms, (int, float)) \
-                or not math.isfinite(interval_ms) or interval_ms < 0:
-            raise bad(f"body member 'intervalMs' must be a number of milliseconds >= 0, "
-                      f"got {interval_ms!r}")
+        if (
+            isinstance(interval_ms, bool)
+            or not isinstance(interval_ms, (int, float))
+            or not math.isfinite(interval_ms)
+            or interval_ms < 0
+        ):
+            raise bad(f"body member 'intervalMs' must be a number of milliseconds >= 0, got {interval_ms!r}")
         candidates.append(interval_ms / 1000.0)
     elif body.get("interval"):
         candidates.append(parse_duration("interval", body["interval"]))
@@ -153,10 +155,12 @@ def parse_query(body: object, now: float | None = None) -> GrafanaQuery:
     stride = min_stride_of(body, end - start)
     targets = body.get("targets", [])
     if not isinstance(targets, list):
-        raise bad("body member 'targets' must be a list of {\"target\": \"node::field\"}")
+        raise bad('body member \'targets\' must be a list of {"target": "node::field"}')
     if len(targets) > MAX_TARGETS:
-        raise bad(f"body member 'targets' holds {len(targets)} targets; the limit is "
-                  f"{MAX_TARGETS} per request (split the panel)")
+        raise bad(
+            f"body member 'targets' holds {len(targets)} targets; the limit is "
+            f"{MAX_TARGETS} per request (split the panel)"
+        )
     q = GrafanaQuery(start, end, stride)
     for i, t in enumerate(targets):
         if not isinstance(t, Mapping):
@@ -169,14 +173,16 @@ def parse_query(body: object, now: float | None = None) -> GrafanaQuery:
         try:
             node, fld = split_target(t["target"])
             method = _target_method(t)
-        except Exception as exc:  # noqa: BLE001 - a WebError; reported per target
+        except Exception as exc:
             q.invalid[str(t["target"])] = str(exc)
             continue
         q.targets.append(Target(str(t.get("refId", "")), t["target"], node, fld, kind, method))
     groups = q.by_node()
     if len(groups) > MAX_GROUPS:
-        raise bad(f"the targets name {len(groups)} (node, method) pairs; the limit is "
-                  f"{MAX_GROUPS} per request (each pair is one call to a data node)")
+        raise bad(
+            f"the targets name {len(groups)} (node, method) pairs; the limit is "
+            f"{MAX_GROUPS} per request (each pair is one call to a data node)"
+        )
     return q
 
 
@@ -192,8 +198,7 @@ def datapoints(t: np.ndarray, values: np.ndarray) -> list[list]:
     return [[_value(v), m] for v, m in zip(np.asarray(values).tolist(), ms)]
 
 
-def timeserie(target: str, t: np.ndarray, values: np.ndarray,
-              error: str | None = None) -> dict:
+def timeserie(target: str, t: np.ndarray, values: np.ndarray, error: str | None = None) -> dict:
     """One ``timeserie`` entry; ``meta.error`` says why it is empty, if it failed."""
     out: dict[str, Any] = {"target": target, "datapoints": datapoints(t, values)}
     if error:
@@ -201,8 +206,7 @@ def timeserie(target: str, t: np.ndarray, values: np.ndarray,
     return out
 
 
-def table(target: str, t: np.ndarray, values: np.ndarray, kind: str,
-          error: str | None = None) -> dict:
+def table(target: str, t: np.ndarray, values: np.ndarray, kind: str, error: str | None = None) -> dict:
     """One ``table`` entry: columns ``time`` and the target."""
     col_type = {"number": "number", "bool": "number", "string": "string"}.get(kind, "number")
     out: dict[str, Any] = {
@@ -220,10 +224,9 @@ def _pairs_json(first: np.ndarray, second: np.ndarray) -> str:
     encoded :data:`SLICE` pairs at a time; non-finite floats become ``null``."""
     parts = []
     for i in range(0, len(first), SLICE):
-        a, b = first[i:i + SLICE], second[i:i + SLICE]
+        a, b = first[i : i + SLICE], second[i : i + SLICE]
         if _finite_numbers(a) and _finite_numbers(b):  # the common case, at C speed
-            pairs = np.column_stack((a.astype(float, copy=False),
-                                     b.astype(float, copy=False))).tolist()
+            pairs = np.column_stack((a.astype(float, copy=False), b.astype(float, copy=False))).tolist()
         else:
             pairs = [[_value(x), _value(y)] for x, y in zip(a.tolist(), b.tolist())]
         parts.append(json.dumps(pairs, **_COMPACT)[1:-1])
@@ -239,21 +242,33 @@ def _meta_json(error: str | None) -> str:
     return ',"meta":' + json.dumps({"error": error}, **_COMPACT) if error else ""
 
 
-def timeserie_json(target: str, t: np.ndarray, values: np.ndarray,
-                   error: str | None = None) -> str:
+def timeserie_json(target: str, t: np.ndarray, values: np.ndarray, error: str | None = None) -> str:
     """:func:`timeserie` as compact JSON text, encoded in slices."""
     ms = np.asarray(t, dtype=float) * 1000.0
-    return ('{"target":' + json.dumps(target, **_COMPACT) + ',"datapoints":['
-            + _pairs_json(np.asarray(values), ms) + "]" + _meta_json(error) + "}")
+    return (
+        '{"target":'
+        + json.dumps(target, **_COMPACT)
+        + ',"datapoints":['
+        + _pairs_json(np.asarray(values), ms)
+        + "]"
+        + _meta_json(error)
+        + "}"
+    )
 
 
-def table_json(target: str, t: np.ndarray, values: np.ndarray, kind: str,
-               error: str | None = None) -> str:
+def table_json(target: str, t: np.ndarray, values: np.ndarray, kind: str, error: str | None = None) -> str:
     """:func:`table` as compact JSON text, encoded in slices."""
     head = table(target, np.zeros(0), np.zeros(0), kind)
     ms = np.asarray(t, dtype=float) * 1000.0
-    return ('{"type":"table","columns":' + json.dumps(head["columns"], **_COMPACT)
-            + ',"rows":[' + _pairs_json(ms, np.asarray(values)) + "]" + _meta_json(error) + "}")
+    return (
+        '{"type":"table","columns":'
+        + json.dumps(head["columns"], **_COMPACT)
+        + ',"rows":['
+        + _pairs_json(ms, np.asarray(values))
+        + "]"
+        + _meta_json(error)
+        + "}"
+    )
 
 
 def search(targets: list[str], term: object) -> list[str]:
@@ -268,25 +283,29 @@ def search(targets: list[str], term: object) -> list[str]:
 def parse_annotation(body: object, now: float | None = None) -> tuple[float, float, dict, str, str]:
     """``(start, end, annotation, node, field)`` of an ``/annotations`` body."""
     if not isinstance(body, Mapping) or not isinstance(body.get("annotation"), Mapping):
-        raise bad("the /annotations body must hold 'range' and 'annotation' "
-                  "({\"query\": \"node::field\"})")
+        raise bad("the /annotations body must hold 'range' and 'annotation' ({\"query\": \"node::field\"})")
     start, end = parse_range(body, now)
     ann = dict(body["annotation"])
     node, fld = split_target(ann.get("query"))
     return start, end, ann, node, fld
 
 
-def annotations(annotation: Mapping[str, Any], node: str, fld: str, t: np.ndarray,
-                values: np.ndarray) -> list[dict]:
+def annotations(annotation: Mapping[str, Any], node: str, fld: str, t: np.ndarray, values: np.ndarray) -> list[dict]:
     """One annotation per change of value (first sample included)."""
     out = []
     prev: Any = object()
     for ti, v in zip(np.asarray(t, dtype=float).tolist(), np.asarray(values).tolist()):
         v = _value(v)
         if v != prev:
-            out.append({"annotation": dict(annotation), "time": ti * 1000.0,
-                        "title": f"{node}::{fld}", "text": f"{fld} = {v}",
-                        "tags": [node, fld]})
+            out.append(
+                {
+                    "annotation": dict(annotation),
+                    "time": ti * 1000.0,
+                    "title": f"{node}::{fld}",
+                    "text": f"{fld} = {v}",
+                    "tags": [node, fld],
+                }
+            )
             prev = v
     return out
 
@@ -295,8 +314,9 @@ def annotations(annotation: Mapping[str, Any], node: str, fld: str, t: np.ndarra
 WRITE_FIELDS = ("write_point", "write_value", "write_caller", "write_status")
 
 
-def write_annotations(annotation: Mapping[str, Any], node: str, t: np.ndarray,
-                      data: Mapping[str, np.ndarray]) -> list[dict]:
+def write_annotations(
+    annotation: Mapping[str, Any], node: str, t: np.ndarray, data: Mapping[str, np.ndarray]
+) -> list[dict]:
     """One annotation per operator write: who set which point to what, and the outcome.
 
     ``data`` holds the :data:`WRITE_FIELDS` arrays of the node's
@@ -306,8 +326,13 @@ def write_annotations(annotation: Mapping[str, Any], node: str, t: np.ndarray,
     cols = [np.asarray(data.get(f, np.zeros(0))).tolist() for f in WRITE_FIELDS]
     for i, ti in enumerate(np.asarray(t, dtype=float).tolist()):
         point, value, caller, status = (c[i] if i < len(c) else None for c in cols)
-        out.append({"annotation": dict(annotation), "time": ti * 1000.0,
-                    "title": f"{node}: {caller} set {point}",
-                    "text": f"{caller} set {point} = {_value(value)} ({status})",
-                    "tags": [node, "operator_write", str(point), str(caller)]})
+        out.append(
+            {
+                "annotation": dict(annotation),
+                "time": ti * 1000.0,
+                "title": f"{node}: {caller} set {point}",
+                "text": f"{caller} set {point} = {_value(value)} ({status})",
+                "tags": [node, "operator_write", str(point), str(caller)],
+            }
+        )
     return out

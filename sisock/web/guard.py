@@ -36,9 +36,9 @@ MAX_BODY = 1 << 20
 #: and styles elements through the DOM, which CSP does not restrict.
 SECURITY_HEADERS = {
     "content-security-policy": "default-src 'self'; script-src 'self'; style-src 'self'; "
-                               "img-src 'self' data: blob:; connect-src 'self'; "
-                               "object-src 'none'; base-uri 'none'; form-action 'self'; "
-                               "frame-ancestors 'none'",
+    "img-src 'self' data: blob:; connect-src 'self'; "
+    "object-src 'none'; base-uri 'none'; form-action 'self'; "
+    "frame-ancestors 'none'",
     "x-content-type-options": "nosniff",
     "x-frame-options": "DENY",
     "referrer-policy": "no-referrer",
@@ -91,8 +91,10 @@ def host_names(names: Iterable[str]) -> frozenset[str]:
             continue
         parsed = split_host(name)
         if parsed is None or "/" in name or not parsed:
-            raise ValueError(f"--allowed-host must be a host name or address without scheme "
-                             f"or path (e.g. sisock.example.org), got {raw!r}")
+            raise ValueError(
+                f"--allowed-host must be a host name or address without scheme "
+                f"or path (e.g. sisock.example.org), got {raw!r}"
+            )
         out.add(parsed)
     return frozenset(out)
 
@@ -107,7 +109,7 @@ def split_host(value: str) -> str | None:
         end = value.find("]")
         if end < 0:
             return None
-        name, rest = value[1:end], value[end + 1:]
+        name, rest = value[1:end], value[end + 1 :]
         try:
             ipaddress.IPv6Address(name)
         except ValueError:
@@ -149,14 +151,15 @@ def _is_address(name: str) -> bool:
 def host_error(host: str | None) -> WebError:
     """The 421 answer to a ``Host`` that is not on the allowlist."""
     shown = (host or "")[:80]
-    return WebError("host_not_allowed",
-                    f"this server does not answer to Host {shown!r}: only localhost, IP "
-                    f"addresses and the names given with 'sisock web --allowed-host NAME' "
-                    f"are accepted (protection against DNS rebinding)")
+    return WebError(
+        "host_not_allowed",
+        f"this server does not answer to Host {shown!r}: only localhost, IP "
+        f"addresses and the names given with 'sisock web --allowed-host NAME' "
+        f"are accepted (protection against DNS rebinding)",
+    )
 
 
-def token_given(headers: Mapping[str, str], query: bytes | str, cookie: str | None,
-                token: str) -> tuple[bool, bool]:
+def token_given(headers: Mapping[str, str], query: bytes | str, cookie: str | None, token: str) -> tuple[bool, bool]:
     """Check the caller's token.
 
     Parameters
@@ -194,8 +197,10 @@ def token_given(headers: Mapping[str, str], query: bytes | str, cookie: str | No
 
 def unauthorized() -> WebError:
     """The 401 answer."""
-    return WebError("unauthorized", "this server needs an access token: send "
-                    "'Authorization: Bearer <token>' or open the page with ?token=<token>")
+    return WebError(
+        "unauthorized",
+        "this server needs an access token: send 'Authorization: Bearer <token>' or open the page with ?token=<token>",
+    )
 
 
 def body_too_large(limit: int) -> WebError:
@@ -203,8 +208,9 @@ def body_too_large(limit: int) -> WebError:
     return WebError("body_too_large", f"request body over the limit of {limit} bytes")
 
 
-def head_error(policy: Policy, headers: Mapping[str, str], query: bytes | str,
-               cookie: str | None, length: int | None) -> WebError | None:
+def head_error(
+    policy: Policy, headers: Mapping[str, str], query: bytes | str, cookie: str | None, length: int | None
+) -> WebError | None:
     """Why a request that carries a body must be refused before it is read, if it must.
 
     Parameters
@@ -230,7 +236,7 @@ def head_error(policy: Policy, headers: Mapping[str, str], query: bytes | str,
 
 def bad_path(path: str) -> WebError | None:
     """A 400 for a decoded path holding a NUL or another control character."""
-    if any(ord(c) < 0x20 or ord(c) == 0x7f for c in path):
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in path):
         return WebError("bad_argument", "the path holds a control character (such as NUL)")
     return None
 
@@ -247,8 +253,7 @@ def without_token(path: str, query: str) -> str:
     the same page behind a reverse proxy that serves the bridge under a
     prefix.
     """
-    kept = [p for p in query.split("&")
-            if p and unquote_plus(p.split("=", 1)[0]) != "token"]
+    kept = [p for p in query.split("&") if p and unquote_plus(p.split("=", 1)[0]) != "token"]
     last = path.rsplit("/", 1)[-1]
     if not last or ":" in last:  # "./x:y" is not read as a scheme
         last = "./" + last
@@ -293,14 +298,19 @@ def cors_headers(origin: str | None, origins: tuple[str, ...]) -> dict[str, str]
         out = {"access-control-allow-origin": origin, "vary": "Origin"}
     else:
         return {}
-    out.update({"access-control-allow-methods": "GET, POST, OPTIONS",
-                "access-control-allow-headers": "Authorization, Content-Type",
-                "access-control-max-age": "600"})
+    out.update(
+        {
+            "access-control-allow-methods": "GET, POST, OPTIONS",
+            "access-control-allow-headers": "Authorization, Content-Type",
+            "access-control-max-age": "600",
+        }
+    )
     return out
 
 
-def write_allowed(method: str, content_type: str | None, origin: str | None, host: str | None,
-                  origins: tuple[str, ...]) -> str | None:
+def write_allowed(
+    method: str, content_type: str | None, origin: str | None, host: str | None, origins: tuple[str, ...]
+) -> str | None:
     """Why a request that changes state on the bridge (e.g. saving a view) is refused, or None.
 
     Cross-site request forgery: any page a user opens can send a "simple"

@@ -63,8 +63,7 @@ from .session import Bridge
 from .errors import WebError, bad
 from .guard import MAX_BODY
 from .request import _args, _client, _headers, _host
-from .params import (check_budget, check_total_budget, parse_data_query, parse_node,
-                     parse_range, too_much)
+from .params import check_budget, check_total_budget, parse_data_query, parse_node, parse_range, too_much
 
 log = Logger(namespace="sisock.web")
 
@@ -120,17 +119,25 @@ class WebConfig:
         ``Secure``); only behind a proxy that sets that header itself.
     """
 
-    def __init__(self, token: str | None = None, cors_origins: list[str] | None = None,
-                 static_dir: Path | None = None, max_values: int = 20_000_000,
-                 allowed_hosts: list[str] | None = None, trust_proxy: bool = False) -> None:
+    def __init__(
+        self,
+        token: str | None = None,
+        cors_origins: list[str] | None = None,
+        static_dir: Path | None = None,
+        max_values: int = 20_000_000,
+        allowed_hosts: list[str] | None = None,
+        trust_proxy: bool = False,
+    ) -> None:
         self.token = token or None
         self.cors_origins = list(cors_origins or [])
         self.static_dir = static_dir
         self.max_values = max_values
-        self.policy = guard.Policy(token=self.token,
-                                   allowed_hosts=guard.host_names(allowed_hosts or []),
-                                   cors_origins=tuple(self.cors_origins),
-                                   trust_proxy=trust_proxy)
+        self.policy = guard.Policy(
+            token=self.token,
+            allowed_hosts=guard.host_names(allowed_hosts or []),
+            cors_origins=tuple(self.cors_origins),
+            trust_proxy=trust_proxy,
+        )
 
 
 def _wants_html(request) -> bool:
@@ -173,8 +180,7 @@ class Channel(twhttp.HTTPChannel):
         if self._refused:
             return
         if self._deadline is None and self.line_mode and not self._handlingRequest:
-            self._deadline = self.callLater(self.head_timeout, self._too_slow, "head",
-                                            self.head_timeout)
+            self._deadline = self.callLater(self.head_timeout, self._too_slow, "head", self.head_timeout)
         super().dataReceived(data)
 
     def lineReceived(self, line: bytes) -> None:
@@ -189,8 +195,7 @@ class Channel(twhttp.HTTPChannel):
         self._cancel_deadline()
         super().allHeadersReceived()
         if not self._refused and self.length != 0:
-            self._deadline = self.callLater(self.body_timeout, self._too_slow, "body",
-                                            self.body_timeout)
+            self._deadline = self.callLater(self.body_timeout, self._too_slow, "body", self.body_timeout)
 
     def allContentReceived(self) -> None:
         self._cancel_deadline()
@@ -206,10 +211,8 @@ class Channel(twhttp.HTTPChannel):
     def _too_slow(self, part: str, seconds: float) -> None:
         self._deadline = None
         peer = self.transport.getPeer() if self.transport else None
-        log.info("closing {peer}: its request {part} took over {s:g} s", peer=str(peer),
-                 part=part, s=seconds)
-        self.refuse(WebError("request_timeout",
-                             f"the request {part} did not arrive within {seconds:g} s"))
+        log.info("closing {peer}: its request {part} took over {s:g} s", peer=str(peer), part=part, s=seconds)
+        self.refuse(WebError("request_timeout", f"the request {part} did not arrive within {seconds:g} s"))
 
     def refuse(self, exc: WebError, request=None, headers: dict[str, str] | None = None) -> None:
         """Answer ``exc`` now and close, dropping the rest of the request unread.
@@ -224,9 +227,13 @@ class Channel(twhttp.HTTPChannel):
         self._cancel_deadline()
         body = json.dumps(exc.body(), separators=(",", ":")).encode()
         reason = twhttp.RESPONSES.get(exc.status, b"Error").decode("latin-1")
-        lines = [f"HTTP/1.1 {exc.status} {reason}", "content-type: application/json",
-                 f"content-length: {len(body)}", "connection: close",
-                 "cache-control: no-store"]
+        lines = [
+            f"HTTP/1.1 {exc.status} {reason}",
+            "content-type: application/json",
+            f"content-length: {len(body)}",
+            "connection: close",
+            "cache-control: no-store",
+        ]
         lines += [f"{k}: {v}" for k, v in {**guard.SECURITY_HEADERS, **(headers or {})}.items()]
         self.transport.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
         if request is not None and getattr(self, "factory", None) is not None:
@@ -237,7 +244,7 @@ class Channel(twhttp.HTTPChannel):
             request.sentLength = len(body)
             try:
                 self.factory.log(request)
-            except Exception:  # noqa: BLE001 - the log must never break an answer
+            except Exception:
                 log.failure("access log failed")
         try:
             self.transport.loseWriteConnection()
@@ -267,8 +274,7 @@ class GuardedRequest(server.Request):
         self.content = io.BytesIO()
         self.requestHeaders.removeHeader(b"expect")  # no "100 Continue" after the answer
         policy = self._policy()
-        extra = guard.cors_headers(self.getHeader("origin"), policy.cors_origins) \
-            if policy else {}
+        extra = guard.cors_headers(self.getHeader("origin"), policy.cors_origins) if policy else {}
         refuse = getattr(self.channel, "refuse", None)
         if refuse is not None:
             refuse(exc, self, extra)
@@ -286,8 +292,7 @@ class GuardedRequest(server.Request):
         path = getattr(self.channel, "_path", b"") or b""
         query = path.split(b"?", 1)[1] if b"?" in path else b""
         cookie = self.received_cookies.get(COOKIE.encode())
-        exc = guard.head_error(policy, _headers(self), query,
-                               cookie.decode("latin-1") if cookie else None, length)
+        exc = guard.head_error(policy, _headers(self), query, cookie.decode("latin-1") if cookie else None, length)
         if exc is not None:
             self._refuse(exc)
 
@@ -330,8 +335,7 @@ class Api(resource.Resource):
     def _cors(self, request) -> None:
         if request.path.startswith(OperatorRoutes.PREFIX.encode()):
             return  # operator routes: same origin only
-        for k, v in guard.cors_headers(request.getHeader("origin"),
-                                       self.config.policy.cors_origins).items():
+        for k, v in guard.cors_headers(request.getHeader("origin"), self.config.policy.cors_origins).items():
             request.setHeader(k, v)
 
     def _authorized(self, request) -> bool | str:
@@ -353,8 +357,7 @@ class Api(resource.Resource):
         return True
 
     @staticmethod
-    def _send(request, status: int, body: bytes, content_type: str,
-              headers: dict[str, str] | None = None) -> None:
+    def _send(request, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
         if getattr(request, "_sisock_gone", False):
             return
         request.setResponseCode(status)
@@ -401,8 +404,7 @@ class Api(resource.Resource):
         raw = request.uri.decode("latin-1")
         path, _, query = raw.partition("?")
         body = json.dumps({"location": guard.without_token(path, query)}).encode()
-        self._send(request, 303, body, "application/json",
-                   {"location": guard.without_token(path, query)})
+        self._send(request, 303, body, "application/json", {"location": guard.without_token(path, query)})
 
     async def _dispatch(self, request, method: str, path: str) -> None:
         try:
@@ -414,17 +416,17 @@ class Api(resource.Resource):
             handler, allowed = self._route(method, path)
             if handler is None:
                 if allowed:
-                    raise WebError("method_not_allowed",
-                                   f"{path} accepts {', '.join(allowed)}, not {method}")
-                raise WebError("not_found", f"no such path {path!r}: see /api/nodes, /api/data, "
-                               "/api/live, /search, /query")
+                    raise WebError("method_not_allowed", f"{path} accepts {', '.join(allowed)}, not {method}")
+                raise WebError(
+                    "not_found", f"no such path {path!r}: see /api/nodes, /api/data, /api/live, /search, /query"
+                )
             await handler(request, path)
         except WebError as exc:
             self._error(request, exc)
         except (RecursionError, ValueError, UnicodeError) as exc:  # caller input Python refused
             log.info("request {path} refused: {e!r}", path=path, e=exc)
             self._error(request, bad(f"the request could not be read: {type(exc).__name__}"))
-        except Exception as exc:  # noqa: BLE001 - never a stack trace to the caller
+        except Exception as exc:
             log.failure("request {path} failed", path=path)
             self._error(request, WebError("internal", f"{type(exc).__name__}: {exc}"))
 
@@ -476,24 +478,34 @@ class Api(resource.Resource):
         if self.bridge.connected:
             self._json(request, {"status": "ok", "router": self.bridge.settings.router_url})
         else:
-            self._error(request, WebError("router_unavailable",
-                                          f"not connected to the router at "
-                                          f"{self.bridge.settings.router_url}"))
+            self._error(
+                request,
+                WebError("router_unavailable", f"not connected to the router at {self.bridge.settings.router_url}"),
+            )
 
     async def api_status(self, request, path) -> None:
-        self._json(request, {"connected": self.bridge.connected, "hub": self.bridge.hub_seen,
-                             "router": self.bridge.settings.router_url,
-                             "nodes": sorted(self.bridge.nodes), "time": time.time(),
-                             "node_calls": self.bridge.limiter.stats()})
+        self._json(
+            request,
+            {
+                "connected": self.bridge.connected,
+                "hub": self.bridge.hub_seen,
+                "router": self.bridge.settings.router_url,
+                "nodes": sorted(self.bridge.nodes),
+                "time": time.time(),
+                "node_calls": self.bridge.limiter.stats(),
+            },
+        )
 
     async def static(self, request, path) -> None:
         root = self.config.static_dir
         name = "index.html" if path in ("/", "/index.html") else path.split("/", 2)[-1]
         if root is None or not (Path(root) / "index.html").exists():
             if name == "index.html":
-                page = ("<!doctype html><title>sisock</title><p>The dashboard is not built: "
-                        "run <code>make install</code> (npm ci and the build in <code>web/</code>)."
-                        " The API works: <a href='/api/nodes'>/api/nodes</a>.</p>")
+                page = (
+                    "<!doctype html><title>sisock</title><p>The dashboard is not built: "
+                    "run <code>make install</code> (npm ci and the build in <code>web/</code>)."
+                    " The API works: <a href='/api/nodes'>/api/nodes</a>.</p>"
+                )
                 return self._send(request, 200, page.encode(), "text/html; charset=utf-8")
             raise WebError("not_found", f"no static file {path!r}")
         base = Path(root).resolve()
@@ -519,30 +531,33 @@ class Api(resource.Resource):
         else:
             start, end = parse_range(args.get("start"), args.get("end"), default_start=1.0)
             field, timeline = await self.bridge.get_fields(node, start, end, _client(request))
-        self._json(request, {"node": node, "start": start, "end": end,
-                             "field": field, "timeline": timeline})
+        self._json(request, {"node": node, "start": start, "end": end, "field": field, "timeline": timeline})
 
     async def api_data(self, request, path) -> None:
         q = parse_data_query(_args(request))
         limit = self.config.max_values
         check_budget(q.end - q.start, q.min_stride, len(q.fields), q.method, limit)
-        result = await self.bridge.get_data(q.node, q.fields, q.start, q.end,
-                                            q.min_stride, q.method, client=_client(request))
+        result = await self.bridge.get_data(
+            q.node, q.fields, q.start, q.end, q.min_stride, q.method, client=_client(request)
+        )
         empty = [f for f in q.fields if not len(result.data.get(f, ()))]
         if empty:  # no data, or no such field: tell which
-            known, _ = await self.bridge.get_fields(q.node, 1.0, time.time() + 86400,
-                                                    _client(request))
+            known, _ = await self.bridge.get_fields(q.node, 1.0, time.time() + 86400, _client(request))
             unknown = [f for f in empty if f not in known]
             if unknown:
                 listed = ", ".join(sorted(known)[:50]) + (" ..." if len(known) > 50 else "")
-                raise WebError("unknown_field",
-                               f"data node {q.node!r} has no field(s) {', '.join(unknown)}; "
-                               f"its fields: {listed or '(none)'}", fields=unknown)
+                raise WebError(
+                    "unknown_field",
+                    f"data node {q.node!r} has no field(s) {', '.join(unknown)}; its fields: {listed or '(none)'}",
+                    fields=unknown,
+                )
             bools = [f for f in q.fields if known.get(f, {}).get("type") == "bool"]
         else:
-            bools = [f for f, i in (await self.bridge.field_info(
-                q.node, q.fields, q.start, q.end, _client(request))).items()
-                if i.get("type") == "bool"]
+            bools = [
+                f
+                for f, i in (await self.bridge.field_info(q.node, q.fields, q.start, q.end, _client(request))).items()
+                if i.get("type") == "bool"
+            ]
         encode.bools_as_bools(result, bools, q.min_stride, q.method)
         n = encode.count_values(result)
         if n > limit:
@@ -554,26 +569,34 @@ class Api(resource.Resource):
         if media_type == encoders.CSV:
             text = await _in_thread(n, encoders.encode, media_type, result, q)
             name = f"{q.node}_{int(q.start)}_{int(q.end)}.csv"
-            return self._send(request, 200, text.encode(), "text/csv; charset=utf-8",
-                              {"content-disposition": f'attachment; filename="{name}"'})
+            return self._send(
+                request,
+                200,
+                text.encode(),
+                "text/csv; charset=utf-8",
+                {"content-disposition": f'attachment; filename="{name}"'},
+            )
         body = await _in_thread(
-            n, lambda: json.dumps(encoders.encode(media_type, result, q),
-                                  separators=(",", ":")).encode())
+            n, lambda: json.dumps(encoders.encode(media_type, result, q), separators=(",", ":")).encode()
+        )
         self._send(request, 200, body, media_type)
 
     async def _operator(self, request, path) -> None:
         await self.operator.handle(request, request.method.decode(), path)
 
     async def api_views(self, request, path) -> None:
-        why = guard.write_allowed(request.method.decode(), request.getHeader("content-type"),
-                                  request.getHeader("origin"), request.getHeader("host"),
-                                  tuple(self.config.policy.cors_origins))
+        why = guard.write_allowed(
+            request.method.decode(),
+            request.getHeader("content-type"),
+            request.getHeader("origin"),
+            request.getHeader("host"),
+            tuple(self.config.policy.cors_origins),
+        )
         if why:
             raise WebError("forbidden", why)
         body = self._body(request) if request.method == b"POST" else None
         # the views are files: read and written off the reactor thread
-        status, doc = await threads.deferToThread(self.views.handle, request.method.decode(),
-                                                  path, body)
+        status, doc = await threads.deferToThread(self.views.handle, request.method.decode(), path, body)
         self._json(request, doc, status)
 
     # -- live (Server-Sent Events) ----------------------------------------------
@@ -613,20 +636,16 @@ class Api(resource.Resource):
         limit = self.config.max_values
         groups = q.by_node()
         span = q.end - q.start
-        check_total_budget(span, q.min_stride,
-                           [(len(fields), method) for (_, method), fields in groups.items()],
-                           limit)
+        check_total_budget(span, q.min_stride, [(len(fields), method) for (_, method), fields in groups.items()], limit)
         client = _client(request)
         total = [0]
 
         async def one(node, method, fields):
             try:
-                result = await self.bridge.get_data(node, fields, q.start, q.end,
-                                                    q.min_stride, method, client=client)
+                result = await self.bridge.get_data(node, fields, q.start, q.end, q.min_stride, method, client=client)
                 total[0] += encode.count_values(result)
                 if total[0] > limit:
-                    raise _WholeAnswer(too_much(span, sum(map(len, groups.values())), None,
-                                                limit, total[0]))
+                    raise _WholeAnswer(too_much(span, sum(map(len, groups.values())), None, limit, total[0]))
                 info = await self.bridge.field_info(node, fields, q.start, q.end, client)
                 return result, info, None
             except WebError as exc:
@@ -636,8 +655,7 @@ class Api(resource.Resource):
 
         keys = list(groups)
         try:
-            answers = dict(zip(keys, await _gather([one(n, m, groups[(n, m)])
-                                                    for n, m in keys])))
+            answers = dict(zip(keys, await _gather([one(n, m, groups[(n, m)]) for n, m in keys])))
         except _WholeAnswer as exc:
             raise exc.error from None
         body = await _in_thread(total[0], self._query_reply, q, answers)
@@ -660,8 +678,11 @@ class Api(resource.Resource):
                 else:
                     values = np.zeros(0)
                 if not len(values) and not error:
-                    error = None if t.field in info else \
-                        f"data node {t.node!r} has no field {t.field!r} with data in this range"
+                    error = (
+                        None
+                        if t.field in info
+                        else f"data node {t.node!r} has no field {t.field!r} with data in this range"
+                    )
             if t.kind == "table":
                 kind = info.get(t.field, {}).get("type", "number")
                 out.append(grafana.table_json(t.target, times, values, kind, error))
@@ -674,15 +695,14 @@ class Api(resource.Resource):
     async def annotations(self, request, path) -> None:
         start, end, ann, node, fld = grafana.parse_annotation(self._body(request))
         if fld in grafana.WRITE_FIELDS:  # a writable node's operator writes: who set what
-            result = await self.bridge.get_data(node, list(grafana.WRITE_FIELDS), start, end,
-                                                client=_client(request))
+            result = await self.bridge.get_data(node, list(grafana.WRITE_FIELDS), start, end, client=_client(request))
             n = encode.count_values(result)
             if n > self.config.max_values:
-                raise too_much(end - start, len(grafana.WRITE_FIELDS), None,
-                               self.config.max_values, n)
+                raise too_much(end - start, len(grafana.WRITE_FIELDS), None, self.config.max_values, n)
             tl = result["timeline"].get(result["field_timeline"].get(fld))
-            return self._json(request, [] if tl is None else grafana.write_annotations(
-                ann, node, tl["t"], result["data"]))
+            return self._json(
+                request, [] if tl is None else grafana.write_annotations(ann, node, tl["t"], result["data"])
+            )
         result = await self.bridge.get_data(node, [fld], start, end, client=_client(request))
         n = encode.count_values(result)
         if n > self.config.max_values:
@@ -692,8 +712,7 @@ class Api(resource.Resource):
             return self._json(request, [])
 
         def reply() -> bytes:
-            marks = grafana.annotations(ann, node, fld, result["timeline"][tl]["t"],
-                                        result["data"][fld])
+            marks = grafana.annotations(ann, node, fld, result["timeline"][tl]["t"], result["data"][fld])
             return json.dumps(marks, separators=(",", ":"), allow_nan=False).encode()
 
         self._send(request, 200, await _in_thread(n, reply), "application/json")

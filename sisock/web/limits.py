@@ -119,8 +119,7 @@ class FairLimiter:
                 table.pop(k, None)
         self._dispatch()
 
-    async def run(self, client: str, task: Callable[[], Awaitable[Any]],
-                  request: object = None) -> Any:
+    async def run(self, client: str, task: Callable[[], Awaitable[Any]], request: object = None) -> Any:
         """Run ``task()`` once a slot is free, in the turn of ``client`` and ``request``."""
         d = self._enqueue(client, request)
         self._dispatch()
@@ -133,5 +132,10 @@ class FairLimiter:
 
     def stats(self) -> dict[str, int]:
         """``{"limit", "per_request", "running", "waiting", "started"}``."""
-        return {"limit": self.limit, "per_request": self.per_request, "running": self.running,
-                "waiting": self.waiting, "started": self.started}
+        return {
+            "limit": self.limit,
+            "per_request": self.per_request,
+            "running": self.running,
+            "waiting": self.waiting,
+            "started": self.started,
+        }

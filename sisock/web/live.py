@@ -128,8 +128,9 @@ class LiveStream:
         Most samples per node and timeline held while the reader stalls.
     """
 
-    def __init__(self, write: Callable[[bytes], None], nodes: list[str], multi: bool,
-                 cap: int = MAX_PENDING_SAMPLES) -> None:
+    def __init__(
+        self, write: Callable[[bytes], None], nodes: list[str], multi: bool, cap: int = MAX_PENDING_SAMPLES
+    ) -> None:
         self.write = write
         self.nodes = nodes
         self.multi = multi
@@ -173,8 +174,7 @@ class LiveStream:
         if event == "data":
             held = self.pending.get(key)
             if held is None:
-                held = ("data", {**({"node": node} if self.multi else {}),
-                                 "data": {}, "timeline": {}})
+                held = ("data", {**({"node": node} if self.multi else {}), "data": {}, "timeline": {}})
                 self.pending[key] = held
             lost = _merge(held[1], payload, self.cap)
             if lost:
@@ -202,8 +202,9 @@ class LiveStream:
 
     def pending_samples(self) -> int:
         """Samples held for this reader (bounded by ``cap`` per node and timeline)."""
-        return sum(len(tl["t"]) for (_, ev), (_, p) in self.pending.items() if ev == "data"
-                   for tl in p["timeline"].values())
+        return sum(
+            len(tl["t"]) for (_, ev), (_, p) in self.pending.items() if ev == "data" for tl in p["timeline"].values()
+        )
 
     def _send(self, event: str, payload: dict) -> None:
         data = json.dumps(payload, separators=(",", ":"), allow_nan=False)
@@ -266,8 +267,7 @@ class LiveStreams:
         stream = LiveStream(write, nodes, multi)
         stops = []
         for node in nodes:
-            stops.append(await bridge.listen(
-                node, lambda event, payload, node=node: stream.emit(node, event, payload)))
+            stops.append(await bridge.listen(node, lambda event, payload, node=node: stream.emit(node, event, payload)))
         self.streams.add(stream)
         request.registerProducer(stream, True)
         if getattr(getattr(request, "channel", None), "_waitingForTransport", False):

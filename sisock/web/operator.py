@@ -159,8 +159,9 @@ class Throttle:
             self.failures.pop(who, None)
         if len(recent) >= MAX_FAILURES:
             wait = FAIL_WINDOW - (now - recent[0])
-            raise WebError("too_many_requests", f"{len(recent)} failed sign-ins from this "
-                           f"address: try again in {wait:.0f} s")
+            raise WebError(
+                "too_many_requests", f"{len(recent)} failed sign-ins from this address: try again in {wait:.0f} s"
+            )
 
     def failed(self, who: str) -> None:
         self.failures.setdefault(who, []).append(self.clock())
@@ -169,8 +170,9 @@ class Throttle:
                 del self.failures[k]
 
 
-def csrf_error(method: str, headers: dict[str, str], expected: str | None,
-               host: str | None, https: bool) -> WebError | None:
+def csrf_error(
+    method: str, headers: dict[str, str], expected: str | None, host: str | None, https: bool
+) -> WebError | None:
     """Why a request fails the CSRF checks (None when it passes).
 
     A POST must carry :data:`CSRF_HEADER` equal to ``expected`` (``"signin"``
@@ -183,18 +185,18 @@ def csrf_error(method: str, headers: dict[str, str], expected: str | None,
     if origin is not None:
         parts = urlsplit(origin)
         scheme = "https" if https else "http"
-        if origin == "null" or parts.netloc.lower() != (host or "").lower() \
-                or parts.scheme not in (scheme, "https"):
-            return WebError("forbidden", f"cross-origin request refused (Origin {origin!r})",
-                            status=403)
+        if origin == "null" or parts.netloc.lower() != (host or "").lower() or parts.scheme not in (scheme, "https"):
+            return WebError("forbidden", f"cross-origin request refused (Origin {origin!r})", status=403)
     given = headers.get(CSRF_HEADER, "")
     if not expected or not hmac.compare_digest(given.encode(), expected.encode()):
-        return WebError("forbidden", f"the request lacks the {CSRF_HEADER} header of this "
-                        "session (sign in again)", status=403)
+        return WebError(
+            "forbidden", f"the request lacks the {CSRF_HEADER} header of this session (sign in again)", status=403
+        )
     ctype = (headers.get("content-type") or "").split(";")[0].strip().lower()
     if ctype != "application/json":
-        return WebError("bad_argument", "the body must be JSON (content-type: "
-                        f"application/json), not {ctype or 'nothing'!r}")
+        return WebError(
+            "bad_argument", f"the body must be JSON (content-type: application/json), not {ctype or 'nothing'!r}"
+        )
     return None
 
 
@@ -204,12 +206,13 @@ def refusal(base: str, uri: str, args: Any, kwargs: Any, node: str) -> WebError:
     message = str(args[0]) if args else uri
     extra = {"request_id": kwargs.get("request_id"), "point": kwargs.get("point")}
     if uri == "wamp.error.no_such_procedure":
-        return WebError("not_writable", f"node {node!r} offers no operator writes (or is not "
-                        "running)", status=404, **extra)
+        return WebError(
+            "not_writable", f"node {node!r} offers no operator writes (or is not running)", status=404, **extra
+        )
     if uri in ("wamp.error.not_authorized", "wamp.error.authorization_failed"):
         return WebError("not_authorized", f"the router refused: {message}", status=403, **extra)
     prefix = f"{base}.error."
-    name = uri[len(prefix):] if uri.startswith(prefix) else None
+    name = uri[len(prefix) :] if uri.startswith(prefix) else None
     if name in REFUSAL_STATUS:
         return WebError(name, message, status=REFUSAL_STATUS[name], **extra)
     return WebError("node_error", f"node {node!r}: {message} [{uri}]", **extra)
@@ -221,8 +224,7 @@ def parse_set(body: Any) -> dict:
         raise bad("the body must be a JSON object {point, value, request_id, ...}")
     unknown = set(body) - {"point", "value", "request_id", "dry_run", "expected", "reason"}
     if unknown:
-        raise bad(f"unknown member(s) {sorted(unknown)} (point, value, request_id, dry_run, "
-                  "expected, reason)")
+        raise bad(f"unknown member(s) {sorted(unknown)} (point, value, request_id, dry_run, expected, reason)")
     point, rid = body.get("point"), body.get("request_id")
     if not isinstance(point, str) or not point:
         raise bad("'point' must be a point name")
@@ -236,8 +238,13 @@ def parse_set(body: Any) -> dict:
     reason = body.get("reason") or ""
     if not isinstance(reason, str):
         raise bad("'reason' must be a string")
-    out = {"point": point, "value": body["value"], "request_id": rid,
-           "dry_run": bool(body.get("dry_run", False)), "reason": reason[:200]}
+    out = {
+        "point": point,
+        "value": body["value"],
+        "request_id": rid,
+        "dry_run": bool(body.get("dry_run", False)),
+        "reason": reason[:200],
+    }
     if body.get("expected") is not None:
         out["expected"] = body["expected"]
     return out
@@ -342,8 +349,7 @@ class OperatorGate:
         if len(self.store.sessions) >= MAX_SESSIONS:
             self.sweep()
             if len(self.store.sessions) >= MAX_SESSIONS:
-                raise WebError("too_many_requests", "too many operator sessions are open; "
-                               "try again later")
+                raise WebError("too_many_requests", "too many operator sessions are open; try again later")
         component = self.connect(replace(self.settings, user=authid, secret=secret))
         joined: defer.Deferred = defer.Deferred()
         conn = _Conn(authid, component)
@@ -357,8 +363,7 @@ class OperatorGate:
             if conn.session is session:
                 conn.session = None
             if not joined.called:
-                joined.errback(WebError("not_authorized", "sign-in refused: wrong account "
-                                        "name or secret", status=403))
+                joined.errback(WebError("not_authorized", "sign-in refused: wrong account name or secret", status=403))
 
         def on_fail(*args, **_k):
             if joined.called:
@@ -368,11 +373,13 @@ class OperatorGate:
             error = getattr(exc, "error", "") or ""
             if error.startswith("wamp.error.") and error != "wamp.error.no_such_realm":
                 log.info("sign-in of {a} refused by the router: {e}", a=authid, e=error)
-                joined.errback(WebError("not_authorized", "sign-in refused: wrong account "
-                                        "name or secret", status=403))
+                joined.errback(WebError("not_authorized", "sign-in refused: wrong account name or secret", status=403))
             else:
-                joined.errback(WebError("router_unavailable", "sign-in failed: cannot reach "
-                                        f"the router at {self.settings.router_url}"))
+                joined.errback(
+                    WebError(
+                        "router_unavailable", f"sign-in failed: cannot reach the router at {self.settings.router_url}"
+                    )
+                )
 
         component.on("join", on_join)
         component.on("leave", on_leave)
@@ -384,15 +391,19 @@ class OperatorGate:
             role = await joined
         except defer.TimeoutError:
             _stop(component)
-            raise WebError("router_unavailable", f"sign-in: no answer from the router within "
-                           f"{SIGNIN_TIMEOUT:g} s") from None
+            raise WebError(
+                "router_unavailable", f"sign-in: no answer from the router within {SIGNIN_TIMEOUT:g} s"
+            ) from None
         except WebError:
             _stop(component)
             raise
         if role != "operator":
             _stop(component)
-            raise WebError("not_authorized", f"account {authid!r} has role {role!r}: only an "
-                           "operator account may sign in here", status=403)
+            raise WebError(
+                "not_authorized",
+                f"account {authid!r} has role {role!r}: only an operator account may sign in here",
+                status=403,
+            )
         old = self.conns.get(authid)
         self.conns[authid] = conn
         if old is not None:
@@ -419,14 +430,13 @@ class OperatorGate:
 
         conn = self.conns.get(s.authid)
         if conn is None or conn.session is None:
-            raise WebError("router_unavailable", "the operator's router session is down "
-                           "(reconnecting); try again")
+            raise WebError("router_unavailable", "the operator's router session is down (reconnecting); try again")
         try:
-            return await self.bridge._timed(conn.session.call(
-                operator_uri(self.settings.uris.base, node, leaf), *args, **kwargs))
+            return await self.bridge._timed(
+                conn.session.call(operator_uri(self.settings.uris.base, node, leaf), *args, **kwargs)
+            )
         except ApplicationError as exc:
-            raise refusal(self.settings.uris.base, exc.error, exc.args, exc.kwargs,
-                          node) from None
+            raise refusal(self.settings.uris.base, exc.error, exc.args, exc.kwargs, node) from None
 
     async def points(self, s: Session, node: str) -> dict:
         """The node's points, each with its latest value, and whether the device answers."""
@@ -435,8 +445,9 @@ class OperatorGate:
         try:
             fields, _tl, _s, _e = await self.bridge.recent_fields(node, "operator")
             wanted = [p for p in specs if p in fields]
-            wanted += sorted({f"{fields[p]['timeline']}_ok" for p in wanted
-                              if f"{fields[p].get('timeline')}_ok" in fields})
+            wanted += sorted(
+                {f"{fields[p]['timeline']}_ok" for p in wanted if f"{fields[p].get('timeline')}_ok" in fields}
+            )
             if wanted:
                 reply = await self.bridge.get_data(node, wanted, -30, 0, client="operator")
                 latest = last_values(reply, [p for p in specs if p in fields], fields)
@@ -454,7 +465,7 @@ def _stop(component: Any) -> None:
         d = component.stop()
         if isinstance(d, defer.Deferred):
             d.addErrback(lambda _f: None)
-    except Exception:  # noqa: BLE001 - a component that never connected
+    except Exception:
         pass
 
 
@@ -470,8 +481,7 @@ class OperatorRoutes:
     def _https(self, request) -> bool:
         from . import guard
 
-        return guard.is_https(request.isSecure(), _headers(request),
-                              self.api.config.policy.trust_proxy)
+        return guard.is_https(request.isSecure(), _headers(request), self.api.config.policy.trust_proxy)
 
     def _session(self, request) -> Session | None:
         raw = request.received_cookies.get(COOKIE.encode())
@@ -479,8 +489,7 @@ class OperatorRoutes:
 
     def _check(self, request, method: str, expected: str | None) -> None:
 
-        exc = csrf_error(method, _headers(request), expected, request.getHeader("host"),
-                         self._https(request))
+        exc = csrf_error(method, _headers(request), expected, request.getHeader("host"), self._https(request))
         if exc is not None:
             raise exc
 
@@ -490,20 +499,25 @@ class OperatorRoutes:
         # no Path (as the token cookie): the browser scopes it to the directory of
         # the sign-in URL, /api/operator/ here and under a proxy's prefix behind one
         attrs = guard.cookie_attributes(self._https(request))
-        request.addCookie(COOKIE, value, max_age=None if max_age is None else str(max_age),
-                          **attrs)
+        request.addCookie(COOKIE, value, max_age=None if max_age is None else str(max_age), **attrs)
 
     async def handle(self, request, method: str, path: str) -> None:
-        parts = path[len(self.PREFIX):].strip("/").split("/")
+        parts = path[len(self.PREFIX) :].strip("/").split("/")
         api = self.api
         if parts == ["signin"] and method == "POST":
             self._check(request, method, "signin")
             body = api._body(request)
             authid = body.get("authid") if isinstance(body, dict) else None
             secret = body.get("secret") if isinstance(body, dict) else None
-            if not isinstance(authid, str) or not authid or not isinstance(secret, str) \
-                    or not secret or len(authid) > 128 or len(secret) > 1024:
-                raise bad("the body must be {\"authid\": NAME, \"secret\": SECRET}")
+            if (
+                not isinstance(authid, str)
+                or not authid
+                or not isinstance(secret, str)
+                or not secret
+                or len(authid) > 128
+                or len(secret) > 1024
+            ):
+                raise bad('the body must be {"authid": NAME, "secret": SECRET}')
             old = self._session(request)
             if old is not None:
                 self.gate.sign_out(old.sid)
@@ -520,33 +534,31 @@ class OperatorRoutes:
             self.gate.sign_out(s.sid)
             self._cookie(request, "", 0)
             return api._json(request, {"signed_in": False})
-        if len(parts) != 2 or (parts[1], method) not in (("points", "GET"), ("set", "POST"),
-                                                          ("audit", "GET")):
-            raise WebError("not_found", f"no such path {path!r}: see /api/operator/signin, "
-                           "/api/operator/NODE/points, .../set, .../audit")
+        if len(parts) != 2 or (parts[1], method) not in (("points", "GET"), ("set", "POST"), ("audit", "GET")):
+            raise WebError(
+                "not_found",
+                f"no such path {path!r}: see /api/operator/signin, /api/operator/NODE/points, .../set, .../audit",
+            )
         from .params import parse_node, parse_range
 
         node, leaf = parse_node(parts[0]), parts[1]
         s = self._session(request)
         if s is None:
-            raise WebError("unauthorized", "sign in as an operator first "
-                           "(POST /api/operator/signin)")
+            raise WebError("unauthorized", "sign in as an operator first (POST /api/operator/signin)")
         self._check(request, method, s.csrf)
         if leaf == "points":
             return api._json(request, await self.gate.points(s, node))
         if leaf == "audit":
-
             args = _args(request)
-            start, end = parse_range(args.get("start") or "-86400", args.get("end") or "0",
-                                     default_start=1.0)
+            start, end = parse_range(args.get("start") or "-86400", args.get("end") or "0", default_start=1.0)
             return api._json(request, await self.gate.call(s, node, "audit", start, end))
         body = api._body(request)
         given = body if isinstance(body, dict) else {}
         try:
             call = parse_set(body)
             out = await self.gate.call(
-                s, node, "set", call.pop("point"), call.pop("value"), call.pop("request_id"),
-                **call)
+                s, node, "set", call.pop("point"), call.pop("value"), call.pop("request_id"), **call
+            )
         except WebError as exc:
             for k in ("request_id", "point"):
                 if exc.extra.get(k) is None:

@@ -35,8 +35,7 @@ from .errors import WebError, bad
 
 #: A time number above this is milliseconds (1e11 s is the year 5138).
 MS_THRESHOLD = 1e11
-UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0,
-         "w": 7 * 86400.0, "y": 365 * 86400.0}
+UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 7 * 86400.0, "y": 365 * 86400.0}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?|\.\d+)\s*(ms|s|m|h|d|w|y)\s*$")
 FORMATS = tuple(WEB_FORMATS)  # the registry's web formats (sisock.core.encoders)
 #: At most this many fields in one request.
@@ -53,8 +52,10 @@ def parse_duration(name: str, text: str) -> float:
     """
     m = _DURATION.match(str(text))
     if not m:
-        raise bad(f"argument '{name}' must be a duration like 500ms, 30s, 15m, 2h, 1d, 1w or "
-                  f"1y (units ms s m h d w y), got {text!r}")
+        raise bad(
+            f"argument '{name}' must be a duration like 500ms, 30s, 15m, 2h, 1d, 1w or "
+            f"1y (units ms s m h d w y), got {text!r}"
+        )
     return float(m.group(1)) * UNITS[m.group(2)]
 
 
@@ -100,15 +101,18 @@ def _parse_iso(name: str, s: str) -> float:
     try:
         dt = datetime.fromisoformat(s.replace("z", "Z"))
     except ValueError:
-        raise bad(f"argument '{name}' must be UNIX seconds, <= 0 for seconds before now, "
-                  f"'now-<duration>', '-<duration>' or ISO 8601 (e.g. 2026-11-28T10:00:00Z), got {s!r}") from None
+        raise bad(
+            f"argument '{name}' must be UNIX seconds, <= 0 for seconds before now, "
+            f"'now-<duration>', '-<duration>' or ISO 8601 (e.g. 2026-11-28T10:00:00Z), got {s!r}"
+        ) from None
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=timezone.utc)
     return dt.timestamp()
 
 
-def parse_range(start: object, end: object, now: float | None = None,
-                default_start: float = -3600.0) -> tuple[float, float]:
+def parse_range(
+    start: object, end: object, now: float | None = None, default_start: float = -3600.0
+) -> tuple[float, float]:
     """``(start, end)`` in UNIX seconds; ``end`` defaults to now.
 
     Raises
@@ -197,13 +201,11 @@ def parse_node(text: object) -> str:
     if text is None or not str(text):
         raise bad("argument 'node' is required: the name of a data node (see /api/nodes)")
     if not valid_name(str(text)):
-        raise bad(f"argument 'node' must be a data-node name (letters, digits, '_' or '-'), "
-                  f"got {str(text)!r:.80}")
+        raise bad(f"argument 'node' must be a data-node name (letters, digits, '_' or '-'), got {str(text)!r:.80}")
     return str(text)
 
 
-def check_budget(span: float, min_stride: float | None, nfields: int, method: str | None,
-                 limit: int) -> None:
+def check_budget(span: float, min_stride: float | None, nfields: int, method: str | None, limit: int) -> None:
     """Refuse a downsampled request whose answer would exceed ``limit`` values.
 
     The answer holds at most ``span / min_stride`` bins per field (two
@@ -217,8 +219,7 @@ def check_budget(span: float, min_stride: float | None, nfields: int, method: st
     check_total_budget(span, min_stride, [(nfields, method)], limit)
 
 
-def check_total_budget(span: float, min_stride: float | None,
-                       groups: list[tuple[int, str | None]], limit: int) -> None:
+def check_total_budget(span: float, min_stride: float | None, groups: list[tuple[int, str | None]], limit: int) -> None:
     """Refuse a request of several ``(number of fields, method)`` groups whose
     answers together would exceed ``limit`` values (see :func:`check_budget`).
 
@@ -238,7 +239,10 @@ def check_total_budget(span: float, min_stride: float | None,
 def too_much(span: float, nfields: int, method: str | None, limit: int, n: int) -> WebError:
     """The 413 error for ``n`` values over ``limit``, suggesting a ``min_stride``."""
     fits = fitting_min_stride(span, values_per_bin(method) * max(1, nfields), limit)
-    return WebError("too_much_data",
-                    f"the answer would hold about {n} values, over this server's limit of "
-                    f"{limit}; pass min_stride >= {fits:g} seconds (or a shorter range)",
-                    min_stride=fits, limit=limit)
+    return WebError(
+        "too_much_data",
+        f"the answer would hold about {n} values, over this server's limit of "
+        f"{limit}; pass min_stride >= {fits:g} seconds (or a shorter range)",
+        min_stride=fits,
+        limit=limit,
+    )

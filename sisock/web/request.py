@@ -5,14 +5,14 @@ from __future__ import annotations
 
 def _args(request) -> dict[str, str]:
     """The query arguments, last value of each."""
-    return {k.decode(errors="replace"): v[-1].decode(errors="replace")
-            for k, v in request.args.items() if v}
+    return {k.decode(errors="replace"): v[-1].decode(errors="replace") for k, v in request.args.items() if v}
 
 
 def _headers(request) -> dict[str, str]:
     """The request's headers, lower-case names, last value of each (all of ``Host``)."""
-    out = {k.decode("latin-1").lower(): v[-1].decode("latin-1")
-           for k, v in request.requestHeaders.getAllRawHeaders() if v}
+    out = {
+        k.decode("latin-1").lower(): v[-1].decode("latin-1") for k, v in request.requestHeaders.getAllRawHeaders() if v
+    }
     host = _host(request)
     if host is not None:
         out["host"] = host

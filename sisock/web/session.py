@@ -65,8 +65,7 @@ def live_json(payload: Any) -> dict:
     """A ``live`` topic payload (lists or binary envelopes) as JSON-ready lists."""
     if not isinstance(payload, dict):
         return {"data": {}, "timeline": {}}
-    return encoders.lists(Result.from_wire({"data": payload.get("data", {}),
-                                            "timeline": payload.get("timeline", {})}))
+    return encoders.lists(Result.from_wire({"data": payload.get("data", {}), "timeline": payload.get("timeline", {})}))
 
 
 class Bridge:
@@ -85,8 +84,13 @@ class Bridge:
         per client (:class:`~sisock.web.limits.FairLimiter`).
     """
 
-    def __init__(self, settings: Settings, component: Component | None = None,
-                 call_timeout: float = 60.0, max_calls: int = MAX_NODE_CALLS) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        component: Component | None = None,
+        call_timeout: float = 60.0,
+        max_calls: int = MAX_NODE_CALLS,
+    ) -> None:
         self.settings = settings
         self.uris = settings.uris
         self.component = component or make_component(settings)
@@ -116,8 +120,8 @@ class Bridge:
         await session.subscribe(self._on_subtracted, self.uris.node_subtracted)
         # a restarted hub: ask it afresh (not an answer already in flight from before)
         await session.subscribe(
-            lambda *a, **k: ensureDeferred(self._ask_hub()).addErrback(lambda _: None),
-            self.uris.hub_started)
+            lambda *a, **k: ensureDeferred(self._ask_hub()).addErrback(lambda _: None), self.uris.hub_started
+        )
         self._subs.clear()
         for node in list(self._listeners):
             await self._subscribe_live(node)
@@ -143,8 +147,7 @@ class Bridge:
         to the hub however many ask.
         """
         self._need_session()
-        if (self.hub_seen and self._listed_at is not None
-                and time.monotonic() - self._listed_at <= max_age):
+        if self.hub_seen and self._listed_at is not None and time.monotonic() - self._listed_at <= max_age:
             return [{"name": k, "description": v} for k, v in sorted(self.nodes.items())]
         return await self.refresh()
 
@@ -177,9 +180,10 @@ class Bridge:
         except ApplicationError as exc:
             if exc.error == "wamp.error.no_such_procedure":
                 self.hub_seen = False
-                raise WebError("router_unavailable",
-                               "no hub is running on the router: the list of data nodes "
-                               "is unknown (start 'sisock hub')") from None
+                raise WebError(
+                    "router_unavailable",
+                    "no hub is running on the router: the list of data nodes is unknown (start 'sisock hub')",
+                ) from None
             raise
         self.hub_seen = True
         if session is self.session:
@@ -216,14 +220,13 @@ class Bridge:
         """One call to a data node, inside :attr:`limiter`, in ``client``'s turn."""
         session = self._need_session()
         who, request = client if isinstance(client, tuple) else (client, None)
-        return await self.limiter.run(
-            who, lambda: self._timed(session.call(uri, *args, **kwargs)), request)
+        return await self.limiter.run(who, lambda: self._timed(session.call(uri, *args, **kwargs)), request)
 
     def _need_session(self):
         if self.session is None:
-            raise WebError("router_unavailable",
-                           f"not connected to the router at {self.settings.router_url}; "
-                           "retrying every 0.5 s")
+            raise WebError(
+                "router_unavailable", f"not connected to the router at {self.settings.router_url}; retrying every 0.5 s"
+            )
         return self.session
 
     async def _timed(self, d: defer.Deferred, timeout: float | None = None) -> Any:
@@ -254,8 +257,7 @@ class Bridge:
         return WebError("node_error", f"{rpc} on data node {node!r} failed: {err} [{exc.error}]")
 
     # -- calls ----------------------------------------------------------------
-    async def get_fields(self, node: str, start: float, end: float,
-                         client: Turn = "") -> tuple[dict, dict]:
+    async def get_fields(self, node: str, start: float, end: float, client: Turn = "") -> tuple[dict, dict]:
         """``get_fields`` of ``node``: ``(field, timeline)``.
 
         ``client`` is whose turn the call waits for: the HTTP caller's
@@ -264,15 +266,13 @@ class Bridge:
         self.check_known(node)
         self._need_session()
         try:
-            field, timeline = await self._node_call(client, self.uris.get_fields(node),
-                                                    start, end)
+            field, timeline = await self._node_call(client, self.uris.get_fields(node), start, end)
         except ApplicationError as exc:
             raise self._node_error(node, exc, "get_fields") from None
         self._fields[node] = (time.monotonic(), {**self._cached_fields(node), **field})
         return field, timeline
 
-    async def recent_fields(self, node: str,
-                            client: Turn = "") -> tuple[dict, dict, float, float]:
+    async def recent_fields(self, node: str, client: Turn = "") -> tuple[dict, dict, float, float]:
         """Fields of ``node`` over the shortest of :data:`RECENT_WINDOWS` that has any.
 
         Returns ``(field, timeline, start, end)``.
@@ -291,8 +291,9 @@ class Bridge:
             return {}
         return entry[1]
 
-    async def field_info(self, node: str, fields: list[str], start: float,
-                         end: float, client: Turn = "") -> dict[str, dict]:
+    async def field_info(
+        self, node: str, fields: list[str], start: float, end: float, client: Turn = ""
+    ) -> dict[str, dict]:
         """``get_fields`` info of ``fields`` (cached; fields never seen are left out).
 
         ``start`` and ``end`` are accepted for the signature's sake: the
@@ -308,9 +309,17 @@ class Bridge:
             known = self._cached_fields(node)
         return {f: known[f] for f in fields if f in known}
 
-    async def get_data(self, node: str, fields: list[str], start: float, end: float,
-                       min_stride: float | None = None, method: str | None = None,
-                       stream: bool | None = None, client: Turn = "") -> Result:
+    async def get_data(
+        self,
+        node: str,
+        fields: list[str],
+        start: float,
+        end: float,
+        min_stride: float | None = None,
+        method: str | None = None,
+        stream: bool | None = None,
+        client: Turn = "",
+    ) -> Result:
         """Fetch samples as a :class:`~sisock.core.protocol.Result` (numpy arrays).
 
         Binary arrays and (with ``stream``) progressive results are asked
@@ -324,17 +333,19 @@ class Bridge:
         self.check_known(node)
         session = self._need_session()
         uri = self.uris.get_data(node)
-        call = self._versions.call(node, DataCall(
-            fields, start, end, min_stride, method,
-            max_message_bytes=_message_limit(session)))
+        call = self._versions.call(
+            node, DataCall(fields, start, end, min_stride, method, max_message_bytes=_message_limit(session))
+        )
         parts = Parts()
         try:
             while True:
-                options = (CallOptions(on_progress=lambda part, *a, **k: parts.add(part))
-                           if stream and not call.legacy else None)
+                options = (
+                    CallOptions(on_progress=lambda part, *a, **k: parts.add(part))
+                    if stream and not call.legacy
+                    else None
+                )
                 try:
-                    parts.add(await self._node_call(client, uri, *call.args, options=options,
-                                                    **call.kwargs))
+                    parts.add(await self._node_call(client, uri, *call.args, options=options, **call.kwargs))
                     break
                 except ApplicationError as exc:
                     instead = self._versions.fallback(node, call, exc.error)
@@ -347,8 +358,7 @@ class Bridge:
         await self._place_unsure(node, fields, start, end, result, client)
         return result
 
-    async def _place_unsure(self, node, fields, start, end, result: Result,
-                            client: Turn = "") -> None:
+    async def _place_unsure(self, node, fields, start, end, result: Result, client: Turn = "") -> None:
         """Complete ``result.field_timeline`` from ``get_fields``.
 
         The node says which timeline each field is on (sisock binary
@@ -386,6 +396,7 @@ class Bridge:
                 if sub is not None and self.session is not None:
                     d = defer.maybeDeferred(sub.unsubscribe)
                     d.addErrback(lambda _: None)
+
         return stop
 
     async def _subscribe_live(self, node: str) -> None:
@@ -402,7 +413,7 @@ class Bridge:
         for listener in list(self._listeners.get(node, ())):
             try:
                 listener(event, payload)
-            except Exception:  # noqa: BLE001 - one broken stream must not stop the others
+            except Exception:
                 log.failure("live listener failed")
 
     def _broadcast_all(self, event: str, payload: dict) -> None:

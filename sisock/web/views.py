@@ -50,10 +50,11 @@ def check_name(name: Any) -> str:
     WebError
         ``bad_argument`` naming the rule broken.
     """
-    if not isinstance(name, str) or not _NAME.match(name) or name.strip() != name or \
-            name in (".", ".."):
-        raise bad(f"a view's 'name' must be 1 to {MAX_NAME} characters without '/', '\\', "
-                  f"control characters or surrounding spaces; got {name!r}")
+    if not isinstance(name, str) or not _NAME.match(name) or name.strip() != name or name in (".", ".."):
+        raise bad(
+            f"a view's 'name' must be 1 to {MAX_NAME} characters without '/', '\\', "
+            f"control characters or surrounding spaces; got {name!r}"
+        )
     return name
 
 
@@ -74,10 +75,15 @@ def check_view(doc: Any) -> dict:
         raise bad("a view must be a JSON object with 'name' and 'panels'")
     name = check_name(doc.get("name"))
     panels = doc.get("panels")
-    if not isinstance(panels, list) or len(panels) > MAX_PANELS or \
-            not all(isinstance(p, list) and len(p) <= MAX_FIELDS for p in panels):
-        raise bad(f"a view's 'panels' must be a list (at most {MAX_PANELS}) of lists "
-                  f"(at most {MAX_FIELDS} each) of 'node:field' strings")
+    if (
+        not isinstance(panels, list)
+        or len(panels) > MAX_PANELS
+        or not all(isinstance(p, list) and len(p) <= MAX_FIELDS for p in panels)
+    ):
+        raise bad(
+            f"a view's 'panels' must be a list (at most {MAX_PANELS}) of lists "
+            f"(at most {MAX_FIELDS} each) of 'node:field' strings"
+        )
     for p in panels:
         for f in p:
             if not isinstance(f, str) or not _FIELD.match(f):
@@ -96,8 +102,7 @@ def check_view(doc: Any) -> dict:
     live = doc.get("live", True)
     if not isinstance(live, bool):
         raise bad(f"a view's 'live' must be true or false; got {live!r}")
-    return {"name": name, "panels": [list(p) for p in panels], "range": rng,
-            "from": start, "to": end, "live": live}
+    return {"name": name, "panels": [list(p) for p in panels], "range": rng, "from": start, "to": end, "live": live}
 
 
 class ViewStore:
@@ -126,8 +131,7 @@ class ViewStore:
         for path in self.directory.glob("*.json"):
             try:
                 doc = json.loads(path.read_text())
-                out.append({"name": doc["name"], "panels": len(doc["panels"]),
-                            "saved_at": doc.get("saved_at")})
+                out.append({"name": doc["name"], "panels": len(doc["panels"]), "saved_at": doc.get("saved_at")})
             except (OSError, ValueError, KeyError, TypeError):
                 continue  # a damaged or foreign file is skipped, not fatal
         return sorted(out, key=lambda d: d["name"].lower())
@@ -176,7 +180,7 @@ class ViewStore:
             return self._handle(method, path, body)
 
     def _handle(self, method: str, path: str, body: Any) -> tuple[int, Any]:
-        rest = path.rstrip("/")[len("/api/views"):].lstrip("/")
+        rest = path.rstrip("/")[len("/api/views") :].lstrip("/")
         if not rest:
             if method == "GET":
                 return 200, self.list()

@@ -44,8 +44,21 @@ INTENT = "intent"
 UNKNOWN = "unknown"
 
 #: Keys of one audit record, in order (docs/operating.md, "The audit log").
-RECORD_KEYS = ("request_id", "t", "caller_authid", "caller_role", "point", "old",
-               "requested", "readback", "status", "reason", "dry_run", "t_done", "message")
+RECORD_KEYS = (
+    "request_id",
+    "t",
+    "caller_authid",
+    "caller_role",
+    "point",
+    "old",
+    "requested",
+    "readback",
+    "status",
+    "reason",
+    "dry_run",
+    "t_done",
+    "message",
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS attempts (
@@ -106,8 +119,9 @@ def _own(path: Path):
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         f.close()
-        raise AuditLogBusy(f"the audit log {path} is in use by another process (another "
-                           "node of the same name?); one process writes it") from None
+        raise AuditLogBusy(
+            f"the audit log {path} is in use by another process (another node of the same name?); one process writes it"
+        ) from None
     return f
 
 
@@ -134,8 +148,7 @@ class AuditLog:
         self.recovered = 0
         self._owner = None
         if readonly:
-            self._db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True,
-                                       check_same_thread=False, timeout=30.0)
+            self._db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False, timeout=30.0)
             return
         # who changed what and why is for the node's own account only (0700 / 0600;
         # SQLite gives the -wal and -shm files the database file's mode)
@@ -144,16 +157,20 @@ class AuditLog:
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         os.close(fd)
         os.chmod(self.path, 0o600)
-        self._db = sqlite3.connect(str(self.path), check_same_thread=False,
-                                   isolation_level=None, timeout=30.0)
+        self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None, timeout=30.0)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
         with self._lock:
             cur = self._db.execute(
                 "UPDATE attempts SET status=?, message=? WHERE status=?",
-                (UNKNOWN, "no outcome was recorded (the node stopped during the write); "
-                          "whether the device received it is unknown", INTENT))
+                (
+                    UNKNOWN,
+                    "no outcome was recorded (the node stopped during the write); "
+                    "whether the device received it is unknown",
+                    INTENT,
+                ),
+            )
             self.recovered = cur.rowcount
 
     @classmethod
@@ -170,11 +187,23 @@ class AuditLog:
                 self._owner = None
 
     # -- writing -----------------------------------------------------------
-    def record(self, *, request_id: str | None, t: float, caller_authid: str | None,
-               caller_role: str | None, point: str | None, old: Any, requested: Any,
-               status: str, reason: str = "", dry_run: bool = False,
-               readback: Any = None, message: str = "",
-               t_done: float | None = None) -> int:
+    def record(
+        self,
+        *,
+        request_id: str | None,
+        t: float,
+        caller_authid: str | None,
+        caller_role: str | None,
+        point: str | None,
+        old: Any,
+        requested: Any,
+        status: str,
+        reason: str = "",
+        dry_run: bool = False,
+        readback: Any = None,
+        message: str = "",
+        t_done: float | None = None,
+    ) -> int:
         """Append one row and commit it; return its row id.
 
         ``status`` is :data:`INTENT` for a write about to be sent (then
@@ -185,20 +214,33 @@ class AuditLog:
                 "INSERT INTO attempts (request_id, t, caller_authid, caller_role, point, old, "
                 "requested, readback, status, reason, dry_run, t_done, message) "
                 "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (request_id, t, caller_authid, caller_role, point, _dump(old),
-                 _dump(requested), _dump(readback), status, reason or "", int(bool(dry_run)),
-                 t_done if t_done is not None else (None if status == INTENT else time.time()),
-                 message or ""))
+                (
+                    request_id,
+                    t,
+                    caller_authid,
+                    caller_role,
+                    point,
+                    _dump(old),
+                    _dump(requested),
+                    _dump(readback),
+                    status,
+                    reason or "",
+                    int(bool(dry_run)),
+                    t_done if t_done is not None else (None if status == INTENT else time.time()),
+                    message or "",
+                ),
+            )
             return int(cur.lastrowid or 0)
 
-    def finish(self, row: int, status: str, *, readback: Any = None, message: str = "",
-               t_done: float | None = None) -> None:
+    def finish(
+        self, row: int, status: str, *, readback: Any = None, message: str = "", t_done: float | None = None
+    ) -> None:
         """Record the outcome of the intent ``row`` and commit."""
         with self._lock:
             self._db.execute(
                 "UPDATE attempts SET status=?, readback=?, message=?, t_done=? WHERE id=?",
-                (status, _dump(readback), message or "",
-                 t_done if t_done is not None else time.time(), row))
+                (status, _dump(readback), message or "", t_done if t_done is not None else time.time(), row),
+            )
 
     def count_replay(self, row: int) -> None:
         """Count one more replay of the request of ``row`` (nothing was written)."""
@@ -224,12 +266,12 @@ class AuditLog:
 
     def find(self, request_id: str) -> dict | None:
         """The first row recorded for ``request_id`` (with its ``id``), or None."""
-        rows = self._rows("SELECT * FROM attempts WHERE request_id=? ORDER BY id LIMIT 1",
-                          (request_id,))
+        rows = self._rows("SELECT * FROM attempts WHERE request_id=? ORDER BY id LIMIT 1", (request_id,))
         return rows[0] if rows else None
 
-    def query(self, start: float, end: float, point: str | None = None,
-              caller: str | None = None, limit: int = 10_000) -> list[dict]:
+    def query(
+        self, start: float, end: float, point: str | None = None, caller: str | None = None, limit: int = 10_000
+    ) -> list[dict]:
         """Records with ``start <= t < end`` (UNIX seconds), oldest first.
 
         Parameters
@@ -265,12 +307,15 @@ class AuditLog:
         with self._lock:
             rows = self._db.execute(
                 "SELECT point, MAX(t) FROM attempts WHERE dry_run=0 AND status IN "
-                "('applied', 'unverified', 'intent', 'unknown') GROUP BY point").fetchall()
+                "('applied', 'unverified', 'intent', 'unknown') GROUP BY point"
+            ).fetchall()
         return {p: float(t) for p, t in rows if p is not None}
 
     def writes(self, start: float, end: float) -> list[dict]:
         """Writes sent to the device in ``[start, end)`` (for the node's timeline)."""
         rows = self._rows(
             "SELECT * FROM attempts WHERE t >= ? AND t < ? AND dry_run=0 AND status IN "
-            "('applied', 'unverified', 'intent', 'unknown') ORDER BY t", (start, end))
+            "('applied', 'unverified', 'intent', 'unknown') ORDER BY t",
+            (start, end),
+        )
         return rows

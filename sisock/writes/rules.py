@@ -65,15 +65,32 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Protocol, runtime_checkable
 
 from .audit import INTENT, UNKNOWN, AuditLog
-from sisock.core.contract import offers_writes  # noqa: F401 (re-exported)
+from sisock.core.contract import offers_writes
 from sisock.core.errors import BadArgument, SisockError
 from sisock.core.protocol import check_interval
 
 __all__ = [
-    "PointSpec", "Readback", "WriteSide", "WriteCore", "WriteRefused", "NotAuthorized",
-    "UnknownPoint", "OutOfLimits", "Conflict", "Expired", "RateLimited", "DeviceUnavailable",
-    "WriteBadArgument", "WriteUncertain", "REFUSALS", "STATUSES", "OPERATOR_ROLE",
-    "offers_writes", "parse_set", "check_value", "TokenBucket",
+    "PointSpec",
+    "Readback",
+    "WriteSide",
+    "WriteCore",
+    "WriteRefused",
+    "NotAuthorized",
+    "UnknownPoint",
+    "OutOfLimits",
+    "Conflict",
+    "Expired",
+    "RateLimited",
+    "DeviceUnavailable",
+    "WriteBadArgument",
+    "WriteUncertain",
+    "REFUSALS",
+    "STATUSES",
+    "OPERATOR_ROLE",
+    "offers_writes",
+    "parse_set",
+    "check_value",
+    "TokenBucket",
 ]
 
 #: The role whose callers may write (README, "Security model").
@@ -106,8 +123,7 @@ class WriteRefused(SisockError):
 
     kind = "internal"
 
-    def __init__(self, message: str, request_id: str | None = None,
-                 point: str | None = None) -> None:
+    def __init__(self, message: str, request_id: str | None = None, point: str | None = None) -> None:
         super().__init__(message)
         self.request_id = request_id
         self.point = point
@@ -168,8 +184,17 @@ class WriteBadArgument(WriteRefused, BadArgument):
 
 #: Refusal kind -> class.
 REFUSALS: dict[str, type[WriteRefused]] = {
-    c.kind: c for c in (NotAuthorized, UnknownPoint, OutOfLimits, Conflict, Expired,
-                        RateLimited, DeviceUnavailable, WriteBadArgument)
+    c.kind: c
+    for c in (
+        NotAuthorized,
+        UnknownPoint,
+        OutOfLimits,
+        Conflict,
+        Expired,
+        RateLimited,
+        DeviceUnavailable,
+        WriteBadArgument,
+    )
 }
 
 
@@ -250,12 +275,18 @@ class PointSpec:
         """The ``points`` entry of this point (docs/operating.md)."""
         rb = None
         if self.readback is not None:
-            rb = {"point": self.readback.point, "tolerance": self.readback.tolerance,
-                  "settle": self.readback.settle}
-        return {"type": self.type, "units": self.units, "description": self.description,
-                "min": self.min, "max": self.max,
-                "allowed": list(self.allowed) if self.allowed is not None else None,
-                "max_step": self.max_step, "min_interval": self.min_interval, "readback": rb}
+            rb = {"point": self.readback.point, "tolerance": self.readback.tolerance, "settle": self.readback.settle}
+        return {
+            "type": self.type,
+            "units": self.units,
+            "description": self.description,
+            "min": self.min,
+            "max": self.max,
+            "allowed": list(self.allowed) if self.allowed is not None else None,
+            "max_step": self.max_step,
+            "min_interval": self.min_interval,
+            "readback": rb,
+        }
 
     def raw(self, value: float) -> float:
         """The raw value sent for ``value`` (scale and offset applied in reverse)."""
@@ -306,8 +337,7 @@ def check_value(spec: PointSpec, value: Any, request_id: str | None = None) -> A
             raise bad(f"value must be true or false, got {type(value).__name__} {value!r:.40}")
     else:
         if isinstance(value, bool):
-            raise bad(f"value must be a number, got the bool {value!r} (a bool is not "
-                      "taken as 0 or 1)")
+            raise bad(f"value must be a number, got the bool {value!r} (a bool is not taken as 0 or 1)")
         if not isinstance(value, (int, float)):
             raise bad(f"value must be a number, got {type(value).__name__} {value!r:.40}")
         if isinstance(value, float) and not math.isfinite(value):
@@ -318,29 +348,39 @@ def check_value(spec: PointSpec, value: Any, request_id: str | None = None) -> A
                     raise bad(f"value must be a whole number, got {value!r} (not rounded)")
                 value = int(value)
     if spec.allowed is not None and not any(_same(value, a) for a in spec.allowed):
-        raise OutOfLimits(f"point {p!r}: value {value!r} is not one of the allowed values "
-                          f"{list(spec.allowed)!r} (not changed to the nearest)", request_id, p)
+        raise OutOfLimits(
+            f"point {p!r}: value {value!r} is not one of the allowed values "
+            f"{list(spec.allowed)!r} (not changed to the nearest)",
+            request_id,
+            p,
+        )
     if spec.type != "bool":
         if spec.min is not None and value < spec.min:
-            raise OutOfLimits(f"point {p!r}: value {value!r} is below min={spec.min!r} "
-                              "(refused, not clipped)", request_id, p)
+            raise OutOfLimits(
+                f"point {p!r}: value {value!r} is below min={spec.min!r} (refused, not clipped)", request_id, p
+            )
         if spec.max is not None and value > spec.max:
-            raise OutOfLimits(f"point {p!r}: value {value!r} is above max={spec.max!r} "
-                              "(refused, not clipped)", request_id, p)
+            raise OutOfLimits(
+                f"point {p!r}: value {value!r} is above max={spec.max!r} (refused, not clipped)", request_id, p
+            )
         raw = spec.raw(float(value))
         if spec.raw_integer:
             whole = round(raw)
             if abs(raw - whole) > 1e-6 * max(1.0, abs(raw)):
                 step = abs(spec.scale)
-                raise bad(f"value {value!r} is not a whole number of steps of {step:g} "
-                          f"{spec.units or ''}".rstrip() + " from the offset (the register "
-                          "holds integers; not rounded)")
+                raise bad(
+                    f"value {value!r} is not a whole number of steps of {step:g} {spec.units or ''}".rstrip()
+                    + " from the offset (the register "
+                    "holds integers; not rounded)"
+                )
             raw = whole
-        if (spec.raw_min is not None and raw < spec.raw_min) or \
-                (spec.raw_max is not None and raw > spec.raw_max):
-            raise OutOfLimits(f"point {p!r}: value {value!r} overflows its register "
-                              f"(raw {raw:g} outside {spec.raw_min:g}..{spec.raw_max:g})",
-                              request_id, p)
+        if (spec.raw_min is not None and raw < spec.raw_min) or (spec.raw_max is not None and raw > spec.raw_max):
+            raise OutOfLimits(
+                f"point {p!r}: value {value!r} overflows its register "
+                f"(raw {raw:g} outside {spec.raw_min:g}..{spec.raw_max:g})",
+                request_id,
+                p,
+            )
     return value
 
 
@@ -412,8 +452,9 @@ def parse_set(args: tuple, kwargs: Mapping[str, Any]) -> SetCall:
         if k not in given:
             raise bad(f"set: argument {k!r} is required")
     if not rid_ok:
-        raise bad(f"set: request_id must be a string of 1..{MAX_REQUEST_ID} printable "
-                  f"characters (a UUID), got {rid!r:.60}")
+        raise bad(
+            f"set: request_id must be a string of 1..{MAX_REQUEST_ID} printable characters (a UUID), got {rid!r:.60}"
+        )
     if not point_ok:
         raise bad(f"set: point must be a point name, got {point!r:.60}")
     dry_run = given.get("dry_run", False)
@@ -421,8 +462,12 @@ def parse_set(args: tuple, kwargs: Mapping[str, Any]) -> SetCall:
         raise bad(f"set: dry_run must be true or false, got {dry_run!r:.40}")
     not_after = given.get("not_after")
     if not_after is not None:
-        if isinstance(not_after, bool) or not isinstance(not_after, (int, float)) \
-                or not math.isfinite(not_after) or not_after <= 0:
+        if (
+            isinstance(not_after, bool)
+            or not isinstance(not_after, (int, float))
+            or not math.isfinite(not_after)
+            or not_after <= 0
+        ):
             raise bad(f"set: not_after must be a UNIX time in seconds, got {not_after!r:.40}")
         not_after = float(not_after)
     reason = given.get("reason", "")
@@ -430,8 +475,7 @@ def parse_set(args: tuple, kwargs: Mapping[str, Any]) -> SetCall:
         reason = ""
     if not isinstance(reason, str) or len(reason) > MAX_REASON:
         raise bad(f"set: reason must be a string of at most {MAX_REASON} characters")
-    return SetCall(str(point), given["value"], str(rid), dry_run, given.get("expected"),
-                   not_after, reason)
+    return SetCall(str(point), given["value"], str(rid), dry_run, given.get("expected"), not_after, reason)
 
 
 class TokenBucket:
@@ -500,25 +544,28 @@ class WriteCore:
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        rate = self.rate if self.rate is not None else getattr(self.side, "write_rate",
-                                                               DEFAULT_RATE)
-        burst = self.burst if self.burst is not None else getattr(self.side, "write_burst",
-                                                                  DEFAULT_BURST)
+        rate = self.rate if self.rate is not None else getattr(self.side, "write_rate", DEFAULT_RATE)
+        burst = self.burst if self.burst is not None else getattr(self.side, "write_burst", DEFAULT_BURST)
         self.bucket = TokenBucket(rate, burst)
         self.specs: dict[str, PointSpec] = dict(self.side.write_points())
         self.last_write: dict[str, float] = self.audit.last_writes()
 
     # -- RPC bodies --------------------------------------------------------
-    def points(self, caller_authid: str | None = None, caller_role: str | None = None
-               ) -> dict[str, dict]:
+    def points(self, caller_authid: str | None = None, caller_role: str | None = None) -> dict[str, dict]:
         """``points() -> {point: {type, units, description, min, max, allowed,
         max_step, min_interval, readback}}``; only for an operator."""
         self._authorize(caller_authid, caller_role, None, None)
         return {name: spec.describe() for name, spec in self.specs.items()}
 
-    def audit_records(self, start: Any, end: Any, point: str | None = None,
-                      caller: str | None = None, caller_authid: str | None = None,
-                      caller_role: str | None = None) -> list[dict]:
+    def audit_records(
+        self,
+        start: Any,
+        end: Any,
+        point: str | None = None,
+        caller: str | None = None,
+        caller_authid: str | None = None,
+        caller_role: str | None = None,
+    ) -> list[dict]:
         """``audit(start, end, point=None, caller=None) -> [record, ...]`` (operators only)."""
         self._authorize(caller_authid, caller_role, None, None)
         try:
@@ -546,9 +593,13 @@ class WriteCore:
         """
         t_received = self.clock()
         if not self._lock.acquire(timeout=self.busy_wait):
-            exc = RateLimited(f"another write to node {self.node!r} has been in progress for "
-                              f"{self.busy_wait:g} s (a long read-back settle?); nothing "
-                              "written, try again", call.request_id, call.point)
+            exc = RateLimited(
+                f"another write to node {self.node!r} has been in progress for "
+                f"{self.busy_wait:g} s (a long read-back settle?); nothing "
+                "written, try again",
+                call.request_id,
+                call.point,
+            )
             raise self._refuse(exc, call, caller_authid, caller_role, t_received)
         try:
             return self._set(call, caller_authid, caller_role, t_received)
@@ -556,53 +607,79 @@ class WriteCore:
             self._lock.release()
 
     # -- internals ------------------------------------------------------------
-    def _authorize(self, authid: str | None, role: str | None, rid: str | None,
-                   point: str | None) -> None:
+    def _authorize(self, authid: str | None, role: str | None, rid: str | None, point: str | None) -> None:
         if not authid or not role:
-            raise NotAuthorized(f"node {self.node!r} refuses writes whose caller the router "
-                                "did not disclose (router configuration: disclose caller "
-                                "for the operator role)", rid, point)
+            raise NotAuthorized(
+                f"node {self.node!r} refuses writes whose caller the router "
+                "did not disclose (router configuration: disclose caller "
+                "for the operator role)",
+                rid,
+                point,
+            )
         if role != OPERATOR_ROLE:
-            raise NotAuthorized(f"{authid!r} has role {role!r}; only role "
-                                f"{OPERATOR_ROLE!r} may change node {self.node!r}", rid, point)
+            raise NotAuthorized(
+                f"{authid!r} has role {role!r}; only role {OPERATOR_ROLE!r} may change node {self.node!r}", rid, point
+            )
 
-    def _refuse(self, exc: WriteRefused, call: SetCall, authid: str | None,
-                role: str | None, t: float, old: Any = None) -> WriteRefused:
+    def _refuse(
+        self, exc: WriteRefused, call: SetCall, authid: str | None, role: str | None, t: float, old: Any = None
+    ) -> WriteRefused:
         """Audit a refusal (committed) and return it to raise."""
         exc.request_id = exc.request_id or call.request_id
         exc.point = exc.point or call.point
-        self.audit.record(request_id=call.request_id, t=t, caller_authid=authid,
-                          caller_role=role, point=call.point, old=old,
-                          requested=_jsonable(call.value), status=exc.kind,
-                          reason=call.reason, dry_run=call.dry_run, message=str(exc),
-                          t_done=self.clock())
+        self.audit.record(
+            request_id=call.request_id,
+            t=t,
+            caller_authid=authid,
+            caller_role=role,
+            point=call.point,
+            old=old,
+            requested=_jsonable(call.value),
+            status=exc.kind,
+            reason=call.reason,
+            dry_run=call.dry_run,
+            message=str(exc),
+            t_done=self.clock(),
+        )
         return exc
 
     def _replay(self, row: dict, call: SetCall, authid: str | None = None) -> dict:
         if row.get("caller_authid") != authid:  # an id is its maker's: no one else replays it
             raise WriteBadArgument(
-                f"request_id {call.request_id!r} belongs to another caller's request; make a "
-                "new one", call.request_id, call.point)
-        same = (row["point"] == call.point and row["dry_run"] == call.dry_run
-                and _same(row["requested"], _jsonable(call.value)))
+                f"request_id {call.request_id!r} belongs to another caller's request; make a new one",
+                call.request_id,
+                call.point,
+            )
+        same = (
+            row["point"] == call.point
+            and row["dry_run"] == call.dry_run
+            and _same(row["requested"], _jsonable(call.value))
+        )
         if not same:
             raise WriteBadArgument(
                 f"request_id {call.request_id!r} was already used for another request "
                 f"(point {row['point']!r}, value {row['requested']!r}); make a new one",
-                call.request_id, call.point)
+                call.request_id,
+                call.point,
+            )
         self.audit.count_replay(row["id"])
         status = row["status"]
         if status in REFUSALS:
-            raise REFUSALS[status](row["message"] + " (replayed request: stored outcome)",
-                                   call.request_id, call.point)
-        return {"request_id": call.request_id, "status": status, "point": row["point"],
-                "old": row["old"], "requested": row["requested"], "readback": row["readback"],
-                "t_received": row["t"], "t_done": row["t_done"],
-                "message": (row["message"] + " " if row["message"] else "")
-                + "(replayed request: stored outcome, nothing written)"}
+            raise REFUSALS[status](row["message"] + " (replayed request: stored outcome)", call.request_id, call.point)
+        return {
+            "request_id": call.request_id,
+            "status": status,
+            "point": row["point"],
+            "old": row["old"],
+            "requested": row["requested"],
+            "readback": row["readback"],
+            "t_received": row["t"],
+            "t_done": row["t_done"],
+            "message": (row["message"] + " " if row["message"] else "")
+            + "(replayed request: stored outcome, nothing written)",
+        }
 
-    def _set(self, call: SetCall, authid: str | None, role: str | None,
-             t: float) -> dict:
+    def _set(self, call: SetCall, authid: str | None, role: str | None, t: float) -> dict:
         """Checks 1-8 of the module docstring, in order (the lock is held)."""
         rid, p = call.request_id, call.point
         try:
@@ -628,38 +705,59 @@ class WriteCore:
         if call.dry_run:
             message = "every check passed; nothing written"
             t_done = self.clock()
-            self.audit.record(request_id=rid, t=t, caller_authid=authid, caller_role=role,
-                              point=p, old=old, requested=value, status="dry_run_ok",
-                              reason=call.reason, dry_run=True, readback=old,
-                              message=message, t_done=t_done)
-            return {"request_id": rid, "status": "dry_run_ok", "point": p, "old": old,
-                    "requested": value, "readback": old, "t_received": t,
-                    "t_done": t_done, "message": message}
+            self.audit.record(
+                request_id=rid,
+                t=t,
+                caller_authid=authid,
+                caller_role=role,
+                point=p,
+                old=old,
+                requested=value,
+                status="dry_run_ok",
+                reason=call.reason,
+                dry_run=True,
+                readback=old,
+                message=message,
+                t_done=t_done,
+            )
+            return {
+                "request_id": rid,
+                "status": "dry_run_ok",
+                "point": p,
+                "old": old,
+                "requested": value,
+                "readback": old,
+                "t_received": t,
+                "t_done": t_done,
+                "message": message,
+            }
         return self._write(call, spec, value, old, authid, role, t)
 
-    def _check_request(self, call: SetCall, authid: str | None, t: float
-                       ) -> tuple[PointSpec, Any]:
+    def _check_request(self, call: SetCall, authid: str | None, t: float) -> tuple[PointSpec, Any]:
         """Point, rate, expiry, value and ``min_interval``: everything but the device."""
         rid, p = call.request_id, call.point
         spec = self.specs.get(p)
         if spec is None:
             known = ", ".join(sorted(self.specs)) or "none"
-            raise UnknownPoint(f"node {self.node!r} has no writable point {p!r} "
-                               f"(writable: {known})", rid, p)
+            raise UnknownPoint(f"node {self.node!r} has no writable point {p!r} (writable: {known})", rid, p)
         wait = self.bucket.take(authid or "", t)
         if wait > 0:
-            raise RateLimited(f"too many writes from {authid!r} to node {self.node!r} "
-                              f"(at most {self.bucket.rate:g}/s, burst "
-                              f"{self.bucket.burst:g}); retry in {wait:.2f} s", rid, p)
+            raise RateLimited(
+                f"too many writes from {authid!r} to node {self.node!r} "
+                f"(at most {self.bucket.rate:g}/s, burst "
+                f"{self.bucket.burst:g}); retry in {wait:.2f} s",
+                rid,
+                p,
+            )
         if call.not_after is not None and t > call.not_after:
-            raise Expired(f"not_after {call.not_after:.3f} has passed (received at "
-                          f"{t:.3f}); nothing written", rid, p)
+            raise Expired(f"not_after {call.not_after:.3f} has passed (received at {t:.3f}); nothing written", rid, p)
         value = check_value(spec, call.value, rid)
         if spec.min_interval and not call.dry_run and p in self.last_write:
             since = t - self.last_write[p]
             if since < spec.min_interval:
-                raise RateLimited(f"point {p!r} was written {since:.2f} s ago; "
-                                  f"min_interval is {spec.min_interval:g} s", rid, p)
+                raise RateLimited(
+                    f"point {p!r} was written {since:.2f} s ago; min_interval is {spec.min_interval:g} s", rid, p
+                )
         return spec, value
 
     def _check_current(self, spec: PointSpec, call: SetCall, value: Any, old: Any) -> None:
@@ -667,24 +765,37 @@ class WriteCore:
         rid, p = call.request_id, call.point
         tolerance = spec.readback.tolerance if spec.readback else 0.0
         if call.expected is not None and not _matches(spec, old, call.expected, tolerance):
-            raise Conflict(f"point {p!r} is {old!r}, not the expected {call.expected!r}; "
-                           "nothing written", rid, p)
+            raise Conflict(f"point {p!r} is {old!r}, not the expected {call.expected!r}; nothing written", rid, p)
         if spec.max_step is not None and spec.type != "bool":
             if old is None or not isinstance(old, (int, float)) or not math.isfinite(old):
-                raise DeviceUnavailable(f"point {p!r}: current value unknown ({old!r}), "
-                                        "so max_step cannot be checked", rid, p)
+                raise DeviceUnavailable(
+                    f"point {p!r}: current value unknown ({old!r}), so max_step cannot be checked", rid, p
+                )
             if abs(value - old) > spec.max_step:
-                raise OutOfLimits(f"point {p!r}: step from {old!r} to {value!r} is "
-                                  f"{abs(value - old):g}, more than max_step="
-                                  f"{spec.max_step:g} (refused, not clipped)", rid, p)
+                raise OutOfLimits(
+                    f"point {p!r}: step from {old!r} to {value!r} is "
+                    f"{abs(value - old):g}, more than max_step="
+                    f"{spec.max_step:g} (refused, not clipped)",
+                    rid,
+                    p,
+                )
 
-    def _write(self, call: SetCall, spec: PointSpec, value: Any, old: Any,
-               authid: str | None, role: str | None, t: float) -> dict:
+    def _write(
+        self, call: SetCall, spec: PointSpec, value: Any, old: Any, authid: str | None, role: str | None, t: float
+    ) -> dict:
         """Commit the intent, send once, then read back (:meth:`_finish`)."""
         rid, p = call.request_id, call.point
-        row_id = self.audit.record(request_id=rid, t=t, caller_authid=authid,
-                                   caller_role=role, point=p, old=old, requested=value,
-                                   status=INTENT, reason=call.reason)
+        row_id = self.audit.record(
+            request_id=rid,
+            t=t,
+            caller_authid=authid,
+            caller_role=role,
+            point=p,
+            old=old,
+            requested=value,
+            status=INTENT,
+            reason=call.reason,
+        )
         try:
             self.side.write_point(p, value)
         except DeviceUnavailable as exc:  # nothing was sent
@@ -694,14 +805,16 @@ class WriteCore:
         except WriteUncertain as exc:
             return self._finish(row_id, call, spec, value, old, t, uncertain=str(exc))
         except Exception as exc:  # a bug or an unexpected device error: outcome unknown
-            self.audit.finish(row_id, UNKNOWN, message=f"write failed: {type(exc).__name__}: "
-                              f"{exc}", t_done=self.clock())
+            self.audit.finish(
+                row_id, UNKNOWN, message=f"write failed: {type(exc).__name__}: {exc}", t_done=self.clock()
+            )
             raise
         self.last_write[p] = t
         return self._finish(row_id, call, spec, value, old, t)
 
-    def _finish(self, row_id: int, call: SetCall, spec: PointSpec, value: Any, old: Any,
-                t: float, uncertain: str | None = None) -> dict:
+    def _finish(
+        self, row_id: int, call: SetCall, spec: PointSpec, value: Any, old: Any, t: float, uncertain: str | None = None
+    ) -> dict:
         """Read back, decide ``applied`` / ``unverified``, commit, build the reply."""
         p = call.point
         if uncertain is not None:
@@ -726,16 +839,26 @@ class WriteCore:
                 status, message = "applied", "written and read back"
             else:
                 status = "unverified"
-                message = (f"written, but {spec.readback.point!r} reads {readback!r} after "
-                           f"{spec.readback.settle:g} s, not {value!r} within "
-                           f"{spec.readback.tolerance:g}")
+                message = (
+                    f"written, but {spec.readback.point!r} reads {readback!r} after "
+                    f"{spec.readback.settle:g} s, not {value!r} within "
+                    f"{spec.readback.tolerance:g}"
+                )
         if uncertain is not None and spec.readback is None:
             message = f"the device's answer to the write was lost ({uncertain})"
         t_done = self.clock()
         self.audit.finish(row_id, status, readback=readback, message=message, t_done=t_done)
-        return {"request_id": call.request_id, "status": status, "point": p, "old": old,
-                "requested": value, "readback": readback, "t_received": t, "t_done": t_done,
-                "message": message}
+        return {
+            "request_id": call.request_id,
+            "status": status,
+            "point": p,
+            "old": old,
+            "requested": value,
+            "readback": readback,
+            "t_received": t,
+            "t_done": t_done,
+            "message": message,
+        }
 
 
 def _jsonable(value: Any) -> Any:
