@@ -229,6 +229,8 @@ def test_live_tail_and_node_loss(web_demo, procs, page):
     )
     assert "left the hub" in page.inner_text("#banner")
     wait(page, "!document.querySelector('#live-state').innerText.includes('brsens')")  # off the live list
+    # and out of the picker once the hub no longer lists it (status is polled every 5 s)
+    wait(page, "!document.querySelector('#picker').innerText.includes('brsens')", timeout=60_000)
     shot(page, "web-node-stopped")
     drag(page, 0, 0.97, 1.0)  # zoom into the samples the tail drew
     wait(page, IDLE + " && window.sisock.view.range === null && window.sisock.panels[0].data[0].length > 2")
@@ -241,6 +243,7 @@ def test_live_tail_and_node_loss(web_demo, procs, page):
         f"document.querySelector('#live-state').innerText.includes('brsens') && "
         f"window.sisock.live.length > {n} && document.querySelector('#banner').hidden",
     )
+    wait(page, "document.querySelector('#picker').innerText.includes('brsens')", timeout=60_000)  # listed again
     again.stop()  # back on the live list and drawing again after a restart
 
 

@@ -250,7 +250,7 @@ def run(args: argparse.Namespace) -> int:
         for node in listed:
             print(f"    - {node['name']}: {node['description']}")
         print(
-            '  try:     .venv/bin/python -c "from sisock.wamp.client import connect; print(connect().nodes())"',
+            '  try:     .venv/bin/python -c "from sisock.client import connect; print(connect().nodes())"',
             flush=True,
         )
         print(

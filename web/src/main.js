@@ -985,6 +985,15 @@ async function nodesBack(names) {
   }
   const known = new Set(S.nodes.map((x) => x.name));
   if ([...names].some((n) => !known.has(n))) { await loadNodes(); loadAllFields(); changed = true; }
+  // nodes the hub no longer lists leave the picker (and its count); panels
+  // showing them say so, and they come back when the hub lists them again
+  const gone = S.nodes.filter((x) => !names.has(x.name));
+  if (gone.length) {
+    S.nodes = S.nodes.filter((x) => names.has(x.name));
+    for (const x of gone) { delete S.fields[x.name]; fieldQueue.forget(x.name); }
+    renderPickerSoon();
+    changed = true;
+  }
   if (!changed) return;
   for (const p of S.panels) renderWhy(p);
   syncLive();
