@@ -570,3 +570,14 @@ def test_router_hides_its_status_page(stack):
         assert "/" not in headers.get("server", "Crossbar").replace("Crossbar", ""), headers
         version = importlib.metadata.version("crossbar")
         assert version not in text + json.dumps(headers)
+
+
+def test_over_long_request_line_gets_a_json_414(web_demo):
+    """A request line over Twisted's line limit (16 KiB) is answered 414 with the
+    JSON error body, not closed without a word; the bridge keeps answering."""
+    fields = ",".join(f"f{i}" for i in range(5000))  # ~30 KB of URL
+    status, _, body = http("GET", f"{web_demo.url}/api/data?node=x&fields={fields}")
+    doc = json.loads(body)
+    assert status == 414 and doc["error"] == "uri_too_long", doc
+    assert "fewer fields" in doc["message"]
+    assert http("GET", web_demo.url + "/api/nodes")[0] == 200

@@ -20,6 +20,7 @@ STATUS = {
     "request_timeout": 408,
     "host_not_allowed": 421,
     "too_much_data": 413,
+    "uri_too_long": 414,
     "body_too_large": 413,
     "too_many_requests": 429,
     "node_error": 502,

@@ -191,6 +191,16 @@ class Channel(twhttp.HTTPChannel):
         if not self._refused:
             super().rawDataReceived(data)
 
+    def lineLengthExceeded(self, line: bytes) -> None:  # noqa: N802 - Twisted's name
+        """A request line (or header line) over ``MAX_LENGTH``: a JSON 414, not a silent close."""
+        self.refuse(
+            WebError(
+                "uri_too_long",
+                f"the request line or a header is longer than {self.MAX_LENGTH} bytes; "
+                "ask for fewer fields or nodes per request",
+            )
+        )
+
     def allHeadersReceived(self) -> None:
         self._cancel_deadline()
         super().allHeadersReceived()
