@@ -81,3 +81,18 @@ failures = []
 ensureDeferred(_ask_all(range(4), failing)).addErrback(failures.append)
 assert failures and failures[0].check(KeyError), failures
 """)
+
+
+def test_bridge_drops_malformed_live_payloads():
+    """A live payload whose values have no matching times, or that does not decode,
+    is dropped by the web bridge (never forwarded to browsers, never a traceback);
+    a well-formed one becomes JSON lists."""
+    run_checks(
+        "from sisock.web.session import live_json\n"
+        "for bad in ({'data': 5}, {'timeline': {'t': {'t': 'notalist'}}}, 'x', None,\n"
+        "            {'data': {'x': [1, 2, 3]}, 'timeline': {'tl': {'t': [1.0, 2.0]}}},\n"
+        "            {'data': {'x': [1]}, 'timeline': 7}):\n"
+        "    assert live_json(bad) is None, bad\n"
+        "ok = live_json({'data': {'x': [1.5, None]}, 'timeline': {'tl': {'t': [1.0, 2.0]}}})\n"
+        "assert ok['data']['x'][0] == 1.5 and ok['timeline']['tl']['t'] == [1.0, 2.0], ok\n"
+    )

@@ -12,6 +12,7 @@ results and are reassembled into one :class:`~sisock.core.protocol.Result`; a si
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any, Callable
 
@@ -61,11 +62,27 @@ def _message_limit(session) -> int:
     return message_limit(getattr(session, "transport", None))
 
 
-def live_json(payload: Any) -> dict:
-    """A ``live`` topic payload (lists or binary envelopes) as JSON-ready lists."""
+def live_json(payload: Any) -> dict | None:
+    """A ``live`` topic payload (lists or binary envelopes) as JSON-ready lists.
+
+    None when the payload is not a well-formed batch of samples: not a
+    mapping, arrays that do not decode, times that are not numbers, or a
+    field whose length matches none of the payload's timelines. Browsers
+    then never receive values without their times.
+    """
     if not isinstance(payload, dict):
-        return {"data": {}, "timeline": {}}
-    return encoders.lists(Result.from_wire({"data": payload.get("data", {}), "timeline": payload.get("timeline", {})}))
+        return None
+    data, timeline = payload.get("data", {}), payload.get("timeline", {})
+    if not isinstance(data, dict) or not isinstance(timeline, dict):
+        return None
+    try:
+        result = Result.from_wire({"data": data, "timeline": timeline})
+    except (TypeError, ValueError, AttributeError, KeyError, IndexError):
+        return None
+    lengths = {len(tl.t) for tl in result.timelines.values()}
+    if any(len(v) and len(v) not in lengths for v in result.data.values()):
+        return None
+    return encoders.lists(result)
 
 
 class Bridge:
@@ -103,6 +120,8 @@ class Bridge:
         self._asking: list[defer.Deferred] | None = None  # callers sharing the call in flight
         self._listeners: dict[str, set[Listener]] = {}
         self._subs: dict[str, Any] = {}
+        #: node -> (malformed live payloads not logged yet, when last logged)
+        self._bad_live_seen: dict[str, tuple[int, float]] = {}
         self._versions = NodeVersions()
         self._fields: dict[str, tuple[float, dict[str, dict]]] = {}
         self.component.on("join", lambda s, d: ensureDeferred(self._on_join(s, d)))
@@ -405,9 +424,27 @@ class Bridge:
             return
 
         def on_live(payload=None, *a, **k) -> None:
-            self._broadcast(node, "data", live_json(payload))
+            doc = live_json(payload)
+            if doc is None:
+                self._bad_live(node)
+                return
+            self._broadcast(node, "data", doc)
 
         self._subs[node] = await session.subscribe(on_live, self.uris.live(node))
+
+    def _bad_live(self, node: str) -> None:
+        """Count a malformed live payload of ``node``; log it once a minute per node."""
+        now = time.monotonic()
+        count, last = self._bad_live_seen.get(node, (0, -math.inf))
+        if now - last >= 60.0:
+            log.warn(
+                "dropped {n} malformed live payload(s) from node {node!r} (values without matching times)",
+                n=count + 1,
+                node=node,
+            )
+            self._bad_live_seen[node] = (0, now)
+        else:
+            self._bad_live_seen[node] = (count + 1, last)
 
     def _broadcast(self, node: str, event: str, payload: dict) -> None:
         for listener in list(self._listeners.get(node, ())):
