@@ -118,6 +118,10 @@ def test_node_on_rawsocket_client_on_websocket(stack, procs, mid_archive, monkey
         with pytest.raises(RemoteError, match="16 MiB") as err:
             c.get_data("mid_rs", ["x"], start, start + M / RATE + 1, stream=False)
         assert err.value.uri.endswith(".error.too_much_data")
+        stride = err.value.min_stride  # named, as every too_much_data names one
+        assert stride and f"min_stride >= {stride:g}" in str(err.value)
+        fits = c.get_data("mid_rs", ["x"], start, start + M / RATE + 1, min_stride=stride, stream=False)
+        assert 0 < len(fits.data["x"])
     r = fetch_mid(stack.url, "mid_rs", start)
     check_mid(r, start)
     assert node.alive()

@@ -177,10 +177,10 @@ class NodeService:
             self.chunk_bytes,
         )
         if reply is not None:
-            self._check_one_message(reply)
+            self._check_one_message(reply, result, call)
         return result, reply, part
 
-    def _check_one_message(self, reply: dict) -> None:
+    def _check_one_message(self, reply: dict, result: Result, call: GetData) -> None:
         """Refuse a one-message reply that our RawSocket connection cannot carry.
 
         Over RawSocket a message is at most 16 MiB; autobahn would drop a
@@ -201,11 +201,15 @@ class NodeService:
 
         size = len(msgpack.packb(reply, use_bin_type=True))
         if size > RAWSOCKET_MAX_MESSAGE - 4096:
+            limit = RAWSOCKET_MAX_MESSAGE - 4096
+            stride = budget.suggest_min_stride(result, call.start, call.end, limit, call.encoding, call.method)
             raise TooMuchData(
                 f"the reply is {size / 2**20:.1f} MiB, more than the "
                 f"{RAWSOCKET_MAX_MESSAGE // 2**20} MiB one message can carry from node "
-                f"{self.node.name!r} (it speaks RawSocket): ask for a streamed binary "
-                "reply (the sisock client does), a shorter range or a larger min_stride"
+                f"{self.node.name!r} (it speaks RawSocket): pass min_stride >= {stride:g} s, "
+                "ask for a streamed binary reply (the sisock client does) or a shorter range",
+                min_stride=stride,
+                max_message_bytes=limit,
             )
 
     async def _stream(self, result: Result, progress, chunk_bytes: int | None = None) -> dict:
