@@ -294,6 +294,10 @@ class ArchiveReader:
             else:
                 stride, level = choose_stride(min_stride)
                 if level is None:
+                    if budget is not None and max_samples is not None:
+                        self._check_bins(
+                            overlapping, tl, len(names), start, end, stride, method, budget, (max_samples, len(fields))
+                        )
                     t, cols, _ = self._read_raw(overlapping, tl, names, types, start, end, None, lazy=False)
                     t, cols = downsample_columns(t, cols, stride, method, (start, end))
                 else:
@@ -381,6 +385,43 @@ class ArchiveReader:
                 pass
             return t_out, cols, None
         return t_out, cols, fill
+
+    @staticmethod
+    def _check_bins(
+        overlapping: _Overlap,
+        tl: str,
+        nfields: int,
+        start: float,
+        end: float,
+        stride: float,
+        method: str,
+        budget: int,
+        request: tuple[int, int],
+    ) -> None:
+        """Refuse a query binned from raw samples over the budget before reading any value.
+
+        A reply holds at most one row per bin of the range and one per raw
+        sample; when both bounds exceed ``budget``, the times alone are read,
+        one file at a time, and the non-empty bins counted, so a query that
+        will be refused costs one file's times in memory, not every field of
+        the range.
+        """
+        per_bin = nfields * (2 if method == "minmax" else 1)
+        if (math.floor(end / stride) - math.floor(start / stride) + 1) * per_bin <= budget:
+            return
+        spans = [(f, f.index(tl, start), f.index(tl, end)) for f in overlapping.files()]
+        if sum(i1 - i0 for _, i0, i1 in spans) * per_bin <= budget:
+            return
+        limit, asked = request
+        rows, last = 0, None
+        for f, i0, i1 in spans:
+            if i1 <= i0:
+                continue
+            bins = np.unique(bin_index(f.read_t(tl, i0, i1), stride))
+            rows += bins.size - int(last is not None and bins.size > 0 and bins[0] == last)
+            last = bins[-1] if bins.size else last
+            if rows * per_bin > budget:
+                raise too_much_data(limit, limit - budget + rows * per_bin, asked, start, end, method)
 
     @staticmethod
     def _read_rows(
