@@ -18,7 +18,7 @@ side and in the same run:
   the wire's limit on this machine;
 * tiled (``tiled[all]``) serving the same arrays from memory over HTTP to
   ``tiled.client`` (``.read()``), installed on first use in its own venv
-  (``--tiled-venv``, default ``~/.cache/sisock-bench/tiled-venv``): tiled
+  (``--tiled-venv``, default ``benchmarks/.venv-tiled``): tiled
   pins packages that conflict with crossbar's.
 
 Each row is the best (and median) of ``--repeat`` fetches; MB/s counts the
@@ -39,7 +39,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -50,6 +49,10 @@ from pathlib import Path
 import numpy as np
 
 from sisock.site.ports import free_port, wait_port
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from peers import TILED_VENV, cpu_seconds, serve_tiled, tcp_fetch, tcp_sender, tiled_python  # noqa: E402 - after sys.path
 
 HERE = Path(__file__).resolve()
 RATE = 100.0  # samples per second in the benchmark archive
@@ -88,51 +91,7 @@ def serve_node(archive: Path, name: str, part_bytes: int, max_samples: int) -> N
     run_nodes([service], "warn")
 
 
-def tcp_sender(port: int, files: list[str]) -> None:
-    """Serve the arrays raw: one connection = one fetch of every array."""
-    arrays = [np.load(f) for f in files]
-    with socket.create_server(("127.0.0.1", port)) as srv:
-        while True:
-            conn, _ = srv.accept()
-            with conn:
-                if conn.recv(2) != b"go":
-                    continue  # a probe of the port, not a fetch
-                for a in arrays:
-                    conn.sendall(memoryview(a).cast("B"))
-
-
-def tcp_fetch(port: int, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Receive times and values from :func:`tcp_sender` into new arrays."""
-    out = (np.empty(n), np.empty(n))
-    with socket.create_connection(("127.0.0.1", port)) as s:
-        s.sendall(b"go")
-        for a in out:
-            view = memoryview(a).cast("B")
-            got = 0
-            while got < len(view):
-                k = s.recv_into(view[got:])
-                if k == 0:
-                    raise ConnectionError("raw TCP sender closed early")
-                got += k
-    return out
-
-
-# -- tiled (in its own venv) ------------------------------------------------
-
-TILED_SERVER = r"""
-import sys
-import numpy as np
-import uvicorn
-from tiled.adapters.array import ArrayAdapter
-from tiled.adapters.mapping import MapAdapter
-from tiled.config import Authentication
-from tiled.server.app import build_app
-
-t, x, port = np.load(sys.argv[1]), np.load(sys.argv[2]), int(sys.argv[3])
-tree = MapAdapter({"t": ArrayAdapter.from_array(t), "x": ArrayAdapter.from_array(x)})
-app = build_app(tree, authentication=Authentication(single_user_api_key="bench"))
-uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
-"""
+# -- tiled client (run in tiled's venv; the server is peers.TILED_SERVER) -----
 
 TILED_CLIENT = r"""
 import json, sys, time
@@ -151,33 +110,11 @@ print(json.dumps({"times": times, "t0": float(t[0]), "x0": float(x[0])}))
 """
 
 
-def tiled_python(venv: Path) -> Path:
-    """Python of a venv with ``tiled[all]``; created on first use."""
-    python = venv / "bin" / "python"
-    if not python.exists():
-        print(f"creating {venv} and installing tiled[all] (first run only)...", flush=True)
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    probe = subprocess.run([str(python), "-c", "import tiled.server, tiled.client, uvicorn"], capture_output=True)
-    if probe.returncode != 0:
-        subprocess.run([str(python), "-m", "pip", "install", "--quiet", "tiled[all]"], check=True)
-    return python
-
-
 def bench_tiled(venv: Path, files: list[str], n: int, repeat: int, tmp: Path) -> list[float]:
     """Seconds per fetch of both arrays from a tiled server, in tiled's venv."""
     python = tiled_python(venv)
-    (tmp / "tiled_server.py").write_text(TILED_SERVER)
     (tmp / "tiled_client.py").write_text(TILED_CLIENT)
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TILED_")}
-    server = subprocess.Popen(
-        [str(python), str(tmp / "tiled_server.py"), *files, str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=open(tmp / "tiled_server.log", "w"),
-    )
-    try:
-        wait_port(port, 120)
+    with serve_tiled(python, files, tmp) as (port, env):
         out = subprocess.run(
             [str(python), str(tmp / "tiled_client.py"), str(port), str(n), str(repeat)],
             env=env,
@@ -185,33 +122,12 @@ def bench_tiled(venv: Path, files: list[str], n: int, repeat: int, tmp: Path) ->
             text=True,
             check=True,
         )
-        return json.loads(out.stdout.strip().splitlines()[-1])["times"]
-    finally:
-        server.terminate()
-        server.wait(10)
+    return json.loads(out.stdout.strip().splitlines()[-1])["times"]
 
 
 # -- the run ----------------------------------------------------------------
 
 CPU: dict[str, float] = {}  # row label -> least CPU seconds of one fetch, all processes
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU seconds used so far by ``pids``; the children of
-    each but this process (the router's Crossbar workers) count too."""
-    import psutil
-
-    total = 0.0
-    for pid in pids:
-        try:
-            p = psutil.Process(pid)
-            tree = [p] if pid == os.getpid() else [p, *p.children(recursive=True)]
-            for q in tree:
-                c = q.cpu_times()
-                total += c.user + c.system
-        except psutil.NoSuchProcess:
-            pass
-    return total
 
 
 def timed(fn, repeat: int, label: str | None = None, pids: list[int] = ()) -> list[float]:
@@ -246,7 +162,7 @@ def main() -> int:
     ap.add_argument(
         "--tiled-venv",
         type=Path,
-        default=Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "sisock-bench" / "tiled-venv",
+        default=TILED_VENV,
     )
     ap.add_argument("--serve-node", nargs=4, metavar=("ARCHIVE", "NAME", "PART", "MAX"), help=argparse.SUPPRESS)
     ap.add_argument("--tcp-sender", nargs="+", help=argparse.SUPPRESS)
@@ -256,7 +172,7 @@ def main() -> int:
         serve_node(Path(a), name, int(part), int(mx))
         return 0
     if args.tcp_sender:
-        tcp_sender(int(args.tcp_sender[0]), args.tcp_sender[1:])
+        tcp_sender(int(args.tcp_sender[0]), *args.tcp_sender[1:])
         return 0
 
     from sisock._quiet import silence_bjdata

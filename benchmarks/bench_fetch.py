@@ -32,8 +32,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
-import struct
 import subprocess
 import sys
 import tempfile
@@ -45,6 +43,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from benchstack import BenchStack
+from peers import TILED_VENV, cpu_seconds, serve_tiled, tcp_fetch, tcp_sender, tiled_python
 
 HERE = Path(__file__).resolve()
 RATE = 100.0  # Hz of the generated "fast" timeline
@@ -74,56 +73,7 @@ def generate(directory: Path, samples: int, end: float) -> None:
     )
 
 
-# -- raw TCP ---------------------------------------------------------------
-
-
-def tcp_sender(port: int, t_file: str, x_file: str) -> None:
-    """Serve the last n samples raw: the client sends n (8 bytes), gets t then x."""
-    t, x = np.load(t_file), np.load(x_file)
-    with socket.create_server(("127.0.0.1", port)) as srv:
-        while True:
-            conn, _ = srv.accept()
-            with conn:
-                head = conn.recv(8)
-                if len(head) != 8:
-                    continue  # a probe of the port
-                (n,) = struct.unpack("<q", head)
-                for a in (t[-n:], x[-n:]):
-                    conn.sendall(memoryview(np.ascontiguousarray(a)).cast("B"))
-
-
-def tcp_fetch(port: int, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Receive the last ``n`` times and values from :func:`tcp_sender`."""
-    out = (np.empty(n), np.empty(n))
-    with socket.create_connection(("127.0.0.1", port)) as s:
-        s.sendall(struct.pack("<q", n))
-        for a in out:
-            view = memoryview(a).cast("B")
-            got = 0
-            while got < len(view):
-                k = s.recv_into(view[got:])
-                if k == 0:
-                    raise ConnectionError("raw TCP sender closed early")
-                got += k
-    return out
-
-
-# -- tiled (own venv) --------------------------------------------------------
-
-TILED_SERVER = r"""
-import sys
-import numpy as np
-import uvicorn
-from tiled.adapters.array import ArrayAdapter
-from tiled.adapters.mapping import MapAdapter
-from tiled.config import Authentication
-from tiled.server.app import build_app
-
-t, x, port = np.load(sys.argv[1]), np.load(sys.argv[2]), int(sys.argv[3])
-tree = MapAdapter({"t": ArrayAdapter.from_array(t), "x": ArrayAdapter.from_array(x)})
-app = build_app(tree, authentication=Authentication(single_user_api_key="bench"))
-uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
-"""
+# -- tiled client (run in tiled's venv; the server is peers.TILED_SERVER) ------
 
 TILED_CLIENT = r"""
 import json, sys, time
@@ -149,35 +99,11 @@ print(json.dumps(out))
 """
 
 
-def tiled_python(venv: Path) -> Path:
-    """Python of a venv holding ``tiled[all]``; made on first use."""
-    python = venv / "bin" / "python"
-    if not python.exists():
-        print(f"creating {venv} and installing tiled[all] (first run only)...", flush=True)
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    probe = subprocess.run([str(python), "-c", "import tiled.server, tiled.client, uvicorn"], capture_output=True)
-    if probe.returncode != 0:
-        subprocess.run([str(python), "-m", "pip", "install", "--quiet", "tiled[all]"], check=True)
-    return python
-
-
 def bench_tiled(venv: Path, files: list[str], sizes: list[int], repeat: int, tmp: Path) -> dict[int, list[float]]:
     """Seconds per fetch of the last n times and values from a tiled server."""
-    from sisock.site.ports import free_port, wait_port
-
     python = tiled_python(venv)
-    (tmp / "tiled_server.py").write_text(TILED_SERVER)
     (tmp / "tiled_client.py").write_text(TILED_CLIENT)
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TILED_")}
-    server = subprocess.Popen(
-        [str(python), str(tmp / "tiled_server.py"), *files, str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=open(tmp / "tiled_server.log", "w"),
-    )
-    try:
-        wait_port(port, 120)
+    with serve_tiled(python, files, tmp) as (port, env):
         out = subprocess.run(
             [str(python), str(tmp / "tiled_client.py"), str(port), str(repeat), ",".join(map(str, sizes))],
             env=env,
@@ -185,29 +111,10 @@ def bench_tiled(venv: Path, files: list[str], sizes: list[int], repeat: int, tmp
             text=True,
             check=True,
         )
-        return {int(k): v for k, v in json.loads(out.stdout.strip().splitlines()[-1]).items()}
-    finally:
-        server.terminate()
-        server.wait(10)
+    return {int(k): v for k, v in json.loads(out.stdout.strip().splitlines()[-1]).items()}
 
 
 # -- the run -----------------------------------------------------------------
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU seconds so far of ``pids`` and their children (not ours)."""
-    import psutil
-
-    total = 0.0
-    for pid in pids:
-        try:
-            p = psutil.Process(pid)
-            for q in [p] if pid == os.getpid() else [p, *p.children(recursive=True)]:
-                c = q.cpu_times()
-                total += c.user + c.system
-        except psutil.NoSuchProcess:
-            pass
-    return total
 
 
 def best_of(fn, repeat: int, pids: dict[str, int] | None = None) -> tuple[list[float], dict[str, float]]:
@@ -234,7 +141,7 @@ def main() -> int:
     )
     ap.add_argument("--repeat", type=int, default=7)
     ap.add_argument("--no-tiled", action="store_true", help="skip the tiled peer")
-    ap.add_argument("--tiled-venv", type=Path, default=HERE.parent / ".venv-tiled")
+    ap.add_argument("--tiled-venv", type=Path, default=TILED_VENV)
     ap.add_argument("--tcp-sender", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.tcp_sender:
