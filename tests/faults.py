@@ -224,15 +224,21 @@ def kill9_trials(root: Path, trials: int, flush_interval: float = 0.5) -> list[d
     return out
 
 
+def _as_root() -> list[str]:
+    """The prefix that runs a command as root: none as root, else ``sudo -n`` (never prompts)."""
+    return [] if os.geteuid() == 0 else ["sudo", "-n"]
+
+
 def tmpfs(path: Path, size_mb: int) -> bool:
-    """Mount a tmpfs of ``size_mb`` MiB on ``path``; False if not permitted."""
+    """Mount a tmpfs of ``size_mb`` MiB on ``path`` (as root, or through ``sudo -n``);
+    False if not permitted."""
     path.mkdir(parents=True, exist_ok=True)
-    if shutil.which("mount") is None:
+    if shutil.which("mount") is None or (os.geteuid() != 0 and shutil.which("sudo") is None):
         return False
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_mb}m", "tmpfs", str(path)], capture_output=True)
-    return r.returncode == 0
+    cmd = [*_as_root(), "mount", "-t", "tmpfs", "-o", f"size={size_mb}m,mode=1777", "tmpfs", str(path)]
+    return subprocess.run(cmd, capture_output=True).returncode == 0
 
 
 def umount(path: Path) -> None:
     """Unmount ``path`` (lazy, so a process still holding a file cannot block it)."""
-    subprocess.run(["umount", "-l", str(path)], capture_output=True)
+    subprocess.run([*_as_root(), "umount", "-l", str(path)], capture_output=True)
