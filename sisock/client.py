@@ -2,51 +2,8 @@
 
 The client is :mod:`sisock.wamp.client` (a thin asyncio shell) over the
 consumer core (:mod:`sisock.consumer`); its errors are
-:mod:`sisock.consumer.errors`.
+:mod:`sisock.consumer.errors`. This module re-exports exactly its ``__all__``.
 """
 
-from sisock.wamp.client import (
-    AuthenticationFailed,
-    CallTimeout,
-    Client,
-    ClientError,
-    Conflict,
-    DataResult,
-    DeviceUnavailable,
-    Expired,
-    NodeUnknown,
-    NotAuthorized,
-    OutOfLimits,
-    RateLimited,
-    RemoteError,
-    RouterUnreachable,
-    TimelineData,
-    TooMuchDataError,
-    UnknownPoint,
-    WriteBadArgument,
-    WriteRefused,
-    connect,
-)
-
-__all__ = [
-    "connect",
-    "Client",
-    "DataResult",
-    "TimelineData",
-    "ClientError",
-    "RouterUnreachable",
-    "AuthenticationFailed",
-    "NodeUnknown",
-    "RemoteError",
-    "CallTimeout",
-    "TooMuchDataError",
-    "WriteRefused",
-    "NotAuthorized",
-    "UnknownPoint",
-    "OutOfLimits",
-    "Conflict",
-    "Expired",
-    "RateLimited",
-    "DeviceUnavailable",
-    "WriteBadArgument",
-]
+from sisock.wamp.client import *  # noqa: F403 - the public path re-exports the client's __all__
+from sisock.wamp.client import __all__  # noqa: F401 - the same names, listed once

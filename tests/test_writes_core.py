@@ -491,3 +491,18 @@ def test_audit_log_is_private(tmp_path):
     log.close()
     assert stat.S_IMODE(os.stat(tmp_path / "audit").st_mode) == 0o700
     assert stat.S_IMODE(os.stat(tmp_path / "audit" / "node.sqlite").st_mode) == 0o600
+
+
+def test_client_errors_match_the_refusals_nodes_send():
+    """Every refusal a node sends has one typed client error of the same ``kind``, and
+    no client error waits for a kind no node sends (the two sides of one contract)."""
+    from sisock.consumer import errors as client
+    from sisock.writes.rules import REFUSALS
+
+    typed = {
+        c.kind: c
+        for c in vars(client).values()
+        if isinstance(c, type) and issubclass(c, client.WriteRefused) and c.kind
+    }
+    assert set(typed) == set(REFUSALS)
+    assert all(issubclass(c, client.RemoteError) for c in typed.values())

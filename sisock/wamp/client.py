@@ -64,6 +64,7 @@ __all__ = [
     "NodeUnknown",
     "RemoteError",
     "CallTimeout",
+    "TooMuchDataError",
     "WriteRefused",
     "NotAuthorized",
     "UnknownPoint",
