@@ -55,7 +55,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import catalog
+from . import catalog, digest
 from .datafile import TimelineInfo
 from .h5io import describe, specs_from_json, specs_to_json
 from sisock.core.protocol import FieldSpec
@@ -248,6 +248,52 @@ def parse_header(
     )
 
 
+def records_from_digest(d: digest.Digest, source: IndexSource, specs: _SpecCache) -> list[IndexedFile]:
+    """The records a digest holds, as :func:`read_records` would decode them from the log."""
+    c = d.columns
+    tl_names = [sys.intern(t) for t in d.timelines]
+    field_specs = [specs(text) for text in d.fields]
+    numerics = [specs.shared(list(n)) for n in d.numerics]
+    states = [sys.intern(s) for s in d.states]
+    tables = list(zip(c["tab_level"], c["tab_rows"], c["tab_cols"], c["tab_crc"]))
+    rt_tl, rt_fields, rt_numeric, rt_min = c["rt_timeline"], c["rt_fields"], c["rt_numeric"], c["rt_min_level"]
+    rt_count, rt_first, rt_last, rt_offset, rt_tab_end = (
+        c["rt_count"],
+        c["rt_t_first"],
+        c["rt_t_last"],
+        c["rt_offset"],
+        c["rt_tab_end"],
+    )
+    seq, state, size, mtime_ns, span0, span1, rt_end = (
+        c["seq"],
+        c["state"],
+        c["size"],
+        c["mtime_ns"],
+        c["span0"],
+        c["span1"],
+        c["rt_end"],
+    )
+    out = []
+    k = t = 0
+    for i, name in enumerate(d.names):
+        timelines = {}
+        layout = {}
+        while k < rt_end[i]:
+            tl = tl_names[rt_tl[k]]
+            timelines[tl] = TimelineInfo(
+                field_specs[rt_fields[k]], numerics[rt_numeric[k]], rt_min[k], rt_count[k], rt_first[k], rt_last[k]
+            )
+            layout[tl] = (rt_offset[k], tables[t : rt_tab_end[k]])
+            t = rt_tab_end[k]
+            k += 1
+        out.append(
+            IndexedFile(
+                name, seq[i], states[state[i]], size[i], mtime_ns[i], timelines, layout, source, (span0[i], span1[i])
+            )
+        )
+    return out
+
+
 def read_records(source: IndexSource, pos: int, size: int, specs: _SpecCache) -> tuple[list[IndexedFile], int]:
     """Records from byte ``pos`` up to ``size``, reading headers only.
 
@@ -336,10 +382,34 @@ class IndexReader:
                 self.parsed = size
                 return changed
             pos = len(MAGIC)
+            got = digest.read(os.path.dirname(self.path), self.source.fd, self.source.inode, size)
+            if got is not None:
+                for r in records_from_digest(got, self.source, self._specs):
+                    self.records[r.name] = r
+                pos = got.log_bytes
+                changed = changed or bool(self.records)
         records, self.parsed = read_records(self.source, pos, size, self._specs)
         for r in records:
             self.records[r.name] = r
+        if len(records) >= digest.WRITE_AFTER:
+            self.write_digest()
         return changed or bool(records)
+
+    def write_digest(self) -> bool:
+        """Write the digest of the records read so far (see :mod:`.digest`); False if not written."""
+        if self.source is None or self.parsed <= len(MAGIC):
+            return False
+        try:
+            data = digest.encode(
+                list(self.records.values()),
+                self.source.inode,
+                self.parsed,
+                digest.tail_crc(self.source.fd, self.parsed),
+            )
+        except OSError as exc:
+            log.debug("archive index digest not written (%s)", exc)
+            return False
+        return digest.write(os.path.dirname(self.path), data)
 
     def _reset(self) -> None:
         self.source, self.parsed, self.records = None, 0, {}
@@ -522,6 +592,7 @@ def _replace(directory: str, chunks) -> None:
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)
         os.replace(tmp, index_path(directory))
+        digest.remove(directory)  # it describes the file just replaced
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
