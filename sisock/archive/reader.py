@@ -554,25 +554,26 @@ class ArchiveReader:
 
     def _load_run(self, snapshot: Snapshot, tl: str, nums: list[str], level: int, seqs: np.ndarray) -> RunRows:
         """Concatenated level rows of the given complete files (index first, else the files)."""
-        files = [snapshot.by_seq[int(s)] for s in seqs]
+        by_seq = snapshot.by_seq
+        files = [by_seq[s] for s in np.asarray(seqs).tolist()]
         tables = self.files.index_tables(files, tl, level)
         if tables is None:
             tables = [f.table(tl, level) for f in files]
-        buckets, stats, sizes = [], [], []
-        i = 0
-        while i < len(files):  # files sharing a field layout are split in one go
-            numeric = files[i].timelines[tl].numeric
+        infos = [f.timelines[tl] for f in files]
+        buckets, stats = [], []
+        i, n = 0, len(files)
+        while i < n:  # files sharing a field layout are split in one go
+            numeric = infos[i].numeric
             j = i + 1
-            while j < len(files) and files[j].timelines[tl].numeric == numeric:
+            while j < n and (infos[j].numeric is numeric or infos[j].numeric == numeric):
                 j += 1
             block = np.concatenate(tables[i:j]) if j - i > 1 else tables[i]
             bucket, block_stats = split_table(block)
-            info = files[i].timelines[tl]
             buckets.append(bucket)
-            stats.append(select_columns(block_stats, [info.column(x) for x in nums]))
-            sizes.extend(t.shape[0] for t in tables[i:j])
+            stats.append(select_columns(block_stats, [infos[i].column(x) for x in nums]))
             i = j
-        offsets = np.concatenate(([0], np.cumsum(sizes))).astype(np.int64)
+        offsets = np.zeros(n + 1, np.int64)
+        np.cumsum([t.shape[0] for t in tables], out=offsets[1:])
         bucket = np.concatenate(buckets) if buckets else np.zeros(0, np.int64)
         return RunRows(np.asarray(seqs, np.int64), offsets, bucket, BucketStats.concat(stats, len(nums)))
 

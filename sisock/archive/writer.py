@@ -454,7 +454,7 @@ class ArchiveWriter:
             try:
                 st = os.stat(final)
                 archive_index.append(
-                    self.directory, [catalog.Entry(f.seq, catalog.CLOSED, final, st.st_size, st.st_mtime_ns)]
+                    self.directory, [catalog.entry(f.seq, catalog.CLOSED, final, st.st_size, st.st_mtime_ns)]
                 )
             except OSError as exc:  # the index is a cache: readers read the file directly
                 log.error("archive index: %s not recorded (%s)", final, exc)
