@@ -353,6 +353,22 @@ def restart_to_first_answer(
     return elapsed, p, len(r.data["x"]), times.user + times.system
 
 
+def start_conditions(directory: str) -> str:
+    """What a node start found: the index digest, and sisock's compiled bytecode."""
+    import importlib.util
+
+    import sisock
+    from sisock.archive import digest
+
+    parts = [
+        "index digest present" if os.path.exists(digest.digest_path(directory)) else "no index digest (first start)"
+    ]
+    source = os.path.join(os.path.dirname(sisock.__file__), "archive", "reader.py")
+    if not os.path.exists(importlib.util.cache_from_source(source)):
+        parts.append("sisock has no compiled bytecode: each start compiled it (run `make bytecode`)")
+    return "; ".join(parts)
+
+
 def _hub_up(client) -> bool:
     from sisock.client import ClientError
 
@@ -447,6 +463,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{statistics.median(cpus) * 1e3:.0f} ms of {len(cpus)} starts; wall time "
                 "follows the machine's load)"
             )
+            print(f"    ({start_conditions(directory)})")
             from sisock.client import connect
 
             with connect(timeout=300) as c:
