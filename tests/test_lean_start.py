@@ -27,7 +27,8 @@ lean.prepare({url!r})
 from twisted.internet import reactor
 import sisock.wamp.host, sisock.wamp.service
 print(sorted(m for m in ("OpenSSL", "cryptography.x509", "service_identity", "pycparser",
-                         "cffi.cparser", "importlib.metadata") if sys.modules.get(m)))
+                         "cffi.cparser", "importlib.metadata", "click", "argon2", "passlib")
+             if sys.modules.get(m)))
 """
 
 
@@ -71,3 +72,10 @@ def test_nvx_without_c_parser_matches_autobahn():
     theirs = run(NVX.format(shim=False))
     assert mine == theirs
     assert mine.endswith("True")
+
+
+def test_server_of_another_package_keeps_optional_libraries():
+    """A server from another package may use click, argon2 or passlib: they stay importable."""
+    code = IMPORTS.replace("lean.prepare({url!r})", "lean.prepare({url!r}, builtin=False)")
+    out = run(code.format(url="ws://127.0.0.1:8080/ws") + "\nimport click, argon2, passlib\nprint('ok')")
+    assert out.endswith("ok")

@@ -18,6 +18,12 @@ libraries. Three costs are avoided:
 * Entry points of installed packages (``importlib.metadata``) are looked
   up only when the command names no built-in server
   (:func:`sisock.cli.main.build_parser`).
+* Optional libraries autobahn imports when they are installed, for
+  features a built-in data node never uses (:data:`UNUSED_OPTIONAL`):
+  click colours autobahn's console helpers, argon2 and passlib serve
+  WAMP-SCRAM (sisock authenticates with WAMP-CRA or cryptosign). Both
+  imports are guarded in autobahn, which goes on without them. A server
+  from another package keeps them: it may use them.
 
 The cyclic garbage collector stays off while the command starts
 (:func:`sisock.cli.main.main`): imports allocate much and free little,
@@ -41,12 +47,37 @@ from urllib.parse import urlsplit
 TLS_SCHEMES = ("wss", "rss")
 
 
-def prepare(router_url: str) -> None:
-    """Everything to do before Twisted and autobahn are imported (see above)."""
+#: Installed libraries autobahn imports that a built-in data node never uses.
+UNUSED_OPTIONAL = ("click", "argon2", "passlib")
+
+
+def prepare(router_url: str, builtin: bool = True) -> None:
+    """Everything to do before Twisted and autobahn are imported (see above).
+
+    ``builtin`` is False for a server from another package.
+    """
     from sisock.wamp import nvx
 
     skip_tls_libraries(router_url)
+    if builtin:
+        skip_unused_optional()
     nvx.install()
+
+
+def skip_unused_optional() -> list[str]:
+    """Keep :data:`UNUSED_OPTIONAL` unimported; return those skipped.
+
+    Call it before autobahn is imported; a later import of one of them
+    raises ImportError.
+    """
+    if "autobahn" in sys.modules:
+        return []  # too late: autobahn made its choices already
+    skipped = []
+    for name in UNUSED_OPTIONAL:
+        if name not in sys.modules:
+            sys.modules[name] = None  # type: ignore[assignment]
+            skipped.append(name)
+    return skipped
 
 
 def skip_tls_libraries(router_url: str) -> bool:

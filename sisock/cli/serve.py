@@ -108,7 +108,8 @@ def run(module: ModuleType, args: argparse.Namespace, settings: Settings, log_le
     """
     from .lean import collect_from_now, prepare
 
-    prepare(settings.router_url)  # before Twisted and autobahn are imported
+    builtin = module.__name__ in {m for m, _ in BUILTIN.values()}
+    prepare(settings.router_url, builtin)  # before Twisted and autobahn are imported
     if module.REACTOR == "asyncio":
         install_asyncio_reactor()
     built = module.build(args, settings)
