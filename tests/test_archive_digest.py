@@ -191,3 +191,18 @@ def test_reader_without_write_access_goes_without_a_digest(tmp_path, monkeypatch
     got = records_of(tmp_path, use_digest=False)
     assert len(got) >= 3
     assert not os.path.exists(digest.digest_path(str(tmp_path)))
+
+
+def test_writer_keeps_the_digest_current(tmp_path, monkeypatch):
+    """Every WRITE_AFTER files it closes, the writer brings the digest up to date, so a
+    reader that cannot write the directory still starts from a digest at most that far behind."""
+    monkeypatch.setattr(digest, "WRITE_AFTER", 3)
+    write_archive(tmp_path, hours=8)  # 7 files closed by this writer (the 8th by its close)
+    monkeypatch.setattr(digest, "WRITE_AFTER", 10**9)  # this reader writes none
+    ix = archive_index.IndexReader(str(tmp_path))
+    ix.refresh()
+    covered = digest.read(str(tmp_path), ix.source.fd, ix.source.inode, ix.parsed)
+    total = len(ix.records)
+    ix.close()
+    assert covered is not None
+    assert total - len(covered) < 3, (total, len(covered))

@@ -355,6 +355,8 @@ class IndexReader:
         self._specs = _SpecCache()
         #: File name -> record, of every valid record read so far.
         self.records: dict[str, IndexedFile] = {}
+        #: True once this reader wrote the directory's digest (see :mod:`.digest`).
+        self.wrote_digest = False
 
     def refresh(self) -> bool:
         """Read what changed since the last call; return True if anything did."""
@@ -392,7 +394,7 @@ class IndexReader:
         for r in records:
             self.records[r.name] = r
         if len(records) >= digest.WRITE_AFTER:
-            self.write_digest()
+            self.wrote_digest = self.write_digest()
         return changed or bool(records)
 
     def write_digest(self) -> bool:
@@ -417,6 +419,20 @@ class IndexReader:
     def close(self) -> None:
         """Forget the records and close the index file (when no record refers to it)."""
         self._reset()
+
+
+def refresh_digest(directory: str) -> bool:
+    """Bring the directory's index digest up to date if it is :data:`digest.WRITE_AFTER`
+    records or more behind the index; True if a digest was written."""
+    reader = IndexReader(directory)
+    try:
+        reader.refresh()
+        return reader.wrote_digest
+    except OSError as exc:  # a cache: readers go without
+        log.debug("archive index digest of %s not refreshed (%s)", directory, exc)
+        return False
+    finally:
+        reader.close()
 
 
 class IndexDamaged(OSError):

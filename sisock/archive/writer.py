@@ -59,6 +59,7 @@ import numpy as np
 
 from sisock.core.errors import BadArgument
 from . import catalog
+from . import digest as archive_digest
 from . import index as archive_index
 from .h5io import WritableFile, creating_path, encode_strings, numeric_fields, pool, read_root_attrs
 from .lock import DirectoryLock
@@ -164,6 +165,8 @@ class ArchiveWriter:
             self._io_lock = threading.RLock()
             self._last_flush = clock()
             self._closed = False
+            #: Files closed (and indexed) since the index digest was last brought up to date.
+            self._indexed_since_digest = 0
             self._recover()
         except BaseException:
             self._lock.release()
@@ -458,6 +461,12 @@ class ArchiveWriter:
                 )
             except OSError as exc:  # the index is a cache: readers read the file directly
                 log.error("archive index: %s not recorded (%s)", final, exc)
+            else:
+                self._indexed_since_digest += 1
+                if self._indexed_since_digest >= archive_digest.WRITE_AFTER:
+                    # readers that cannot write the directory start from the digest too
+                    self._indexed_since_digest = 0
+                    archive_index.refresh_digest(self.directory)
             pool().writer_closed(final)
 
 
