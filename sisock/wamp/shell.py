@@ -68,11 +68,15 @@ def run_components(components: list[Component], log_level: str = "info") -> None
     Unlike :func:`autobahn.twisted.component.run` this returns normally
     (no ``sys.exit``), so the caller chooses the exit status.
     """
+    import sys
+
     import txaio
     from twisted.internet import reactor
     from twisted.internet.defer import DeferredList
 
-    txaio.start_logging(level=log_level)
+    from .quietlog import QuietReconnects
+
+    txaio.start_logging(out=QuietReconnects(sys.stdout), level=log_level)
 
     def start():
         done = DeferredList([c.start(reactor) for c in components], consumeErrors=True)

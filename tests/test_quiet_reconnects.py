@@ -1,0 +1,104 @@
+"""While the router is away, a process writes its reconnection attempts to its log at
+most once per window (the first attempt whole), not three lines per attempt."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from sisock.site.ports import free_port
+from sisock.wamp.quietlog import QuietReconnects
+
+TRY = 'trying transport 0 ("ws://127.0.0.1:9/ws") using connect delay 0.2\n'
+CONNECT = 'connecting once using transport type "websocket" over endpoint "tcp"\n'
+FAIL = "Connection failed: ConnectionRefusedError: Connection was refused by other side\n"
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.mark.unit
+def test_one_failure_line_per_window_with_the_count_left_out():
+    """First attempt whole, then nothing until the window ends, then one failure line
+    saying how many lines were left out; other lines always pass."""
+    out, clock = io.StringIO(), Clock()
+    q = QuietReconnects(out, window=30.0, clock=clock)
+    written = 0
+    for _ in range(100):  # 20 s of attempts every 0.2 s
+        for line in (TRY, CONNECT, FAIL):
+            q.write(line)
+            written += 1
+        clock.now += 0.2
+    q.write("node 'x' joined\n")
+    lines = out.getvalue().splitlines()
+    assert lines == [TRY.strip(), CONNECT.strip(), FAIL.strip(), "node 'x' joined"]
+    for _ in range(60):  # 12 s more: the window ends once
+        for line in (TRY, CONNECT, FAIL):
+            q.write(line)
+            written += 1
+            if len(out.getvalue().splitlines()) == 5:
+                break
+        else:
+            clock.now += 0.2
+            continue
+        break
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 5
+    assert lines[4].startswith(FAIL.strip()) and "reconnection lines left out" in lines[4]
+    left_out = int(lines[4].split("(")[1].split()[0])
+    assert left_out == written - 4  # all but the first attempt's three lines and this one
+    assert 30.0 <= clock.now - 100.0 < 30.5
+    assert out.getvalue().endswith("\n")
+
+
+@pytest.mark.unit
+def test_a_later_outage_starts_with_its_first_attempt_whole():
+    """After a quiet spell longer than the window, the next outage's first attempt is written whole."""
+    out, clock = io.StringIO(), Clock()
+    q = QuietReconnects(out, window=30.0, clock=clock)
+    for line in (TRY, CONNECT, FAIL):
+        q.write(line)
+    clock.now += 3600
+    for line in (TRY, CONNECT, FAIL):
+        q.write(line)
+    assert out.getvalue().splitlines() == [x.strip() for x in (TRY, CONNECT, FAIL) * 2]
+
+
+@pytest.mark.integration
+def test_hub_without_router_writes_few_lines(tmp_path):
+    """A hub whose router is down retries every 0.2 s but writes its first attempt only,
+    not three lines per attempt (it wrote about 13 lines a second)."""
+    port = free_port()  # nothing listens there
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SISOCK_", "WAMP_"))}
+    env.update(
+        SISOCK_HOME=str(tmp_path),
+        SISOCK_USER="hub",
+        SISOCK_SECRET="not-used",
+        SISOCK_ROUTER_URL=f"ws://127.0.0.1:{port}/ws",
+    )
+    log = tmp_path / "hub.log"
+    with open(log, "w") as f:
+        p = subprocess.Popen([sys.executable, "-m", "sisock", "hub"], env=env, stdout=f, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while log.read_text().count("Connection failed") < 1 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert "Connection failed" in log.read_text()
+        time.sleep(4)  # 20 more attempts at 0.2 s each
+    finally:
+        p.terminate()
+        p.wait(30)
+    lines = [x for x in log.read_text().splitlines() if any(m in x for m in ("trying", "connecting", "Connection"))]
+    assert len(lines) <= 4, lines
