@@ -79,3 +79,32 @@ def test_server_of_another_package_keeps_optional_libraries():
     code = IMPORTS.replace("lean.prepare({url!r})", "lean.prepare({url!r}, builtin=False)")
     out = run(code.format(url="ws://127.0.0.1:8080/ws") + "\nimport click, argon2, passlib\nprint('ok')")
     assert out.endswith("ok")
+
+
+LAZY_H5PY = """
+import sys
+from sisock.archive.core import ArchiveCore
+core = ArchiveCore({d!r}, "x")
+core.warm()
+r = core.get_data(["x"], {start!r}, {end!r}, {stride!r})
+print(len(r["data"]["x"]), "h5py" in sys.modules)
+"""
+
+
+def test_archive_answered_from_its_index_needs_no_h5py(tmp_path):
+    """A long downsampled query that the archive index answers imports no h5py (a faster restart)."""
+    import numpy as np
+
+    from sisock.archive.writer import ArchiveWriter
+    from sisock.core.protocol import FieldSpec
+
+    t0 = 1_700_006_400.0  # a midnight
+    with ArchiveWriter(tmp_path, rotate_seconds=3600, flush_interval=1e9) as w:
+        w.define_timeline("tl", {"x": FieldSpec("number", "K", "x")})
+        for day in range(4):
+            t = t0 + day * 86400 + np.arange(0, 86400, 10.0)
+            w.append("tl", t, {"x": np.sin(t / 5000)})
+            w.flush()
+    end = t0 + 3 * 86400  # whole closed files only
+    n, imported = run(LAZY_H5PY.format(d=str(tmp_path), start=t0, end=end, stride=16384.0)).split()
+    assert int(n) > 10 and imported == "False"

@@ -95,10 +95,10 @@ class IndexSource:
         """``n`` bytes at ``offset``."""
         return os.pread(self.fd, n, offset)
 
-    def __del__(self) -> None:
+    def __del__(self, _close=os.close) -> None:  # bound now: at interpreter exit ``os`` may be gone
         fd, self.fd = getattr(self, "fd", None), None
         if fd is not None:
-            os.close(fd)
+            _close(fd)
 
 
 @dataclass(slots=True)

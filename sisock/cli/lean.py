@@ -32,6 +32,10 @@ and collections during them cost a tenth of the start-up;
 so far out of its reach (``gc.freeze``: modules, classes and functions
 live as long as the process).
 
+h5py is imported by the archive's I/O module on first use
+(:mod:`sisock.archive.h5io`): a restarted archive node whose first queries
+its index answers never imports it.
+
 Starting the nodes' warm-up (e.g. an archive's index) in a thread while
 Twisted and autobahn import was tried: on two busy cores it made the node
 listed later and saved nothing, so warm-ups start with the reactor.
