@@ -105,6 +105,7 @@ def _attacker_refused(b: ServerSession, owner: int, client: Any) -> None:
     b.call("data_node.subtract", "cache_victim", owner)
     assert "cache_victim" in listed(client)
     assert refused(lambda: b.register(consumer_uri("cache_victim", "evil")))
+    assert refused(lambda: b.register(consumer_uri("cache_victim", "spare")))
     assert refused(lambda: b.register(consumer_uri("cache_victim", "evil2"), invoke="roundrobin"))
     with pytest.raises(ApplicationError):  # taken, and not b's to take
         b.register(consumer_uri("cache_victim", "get_data"))
@@ -147,6 +148,10 @@ def test_cached_decisions_give_an_attacker_nothing(tmp_path) -> None:
         wait_for(lambda: _answers(a), 60, "hub never answered")
         a.serve("cache_victim")
         owner = a.client._session.session_id
+        # the owner publishes and registers a procedure it then withdraws: a
+        # router caching name grants would hand both to the next session
+        a.publish(consumer_uri("cache_victim", "live"), {"data": {"owner": [1.0]}})
+        a.unregister(a.register(consumer_uri("cache_victim", "spare")))
         with ps.connect(timeout=30) as c:
             wait_for(lambda: "cache_victim" in listed(c), 30, "victim never listed")
             b = server_session(ps.url, ps.home)
