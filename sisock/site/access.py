@@ -13,7 +13,7 @@ from typing import Literal
 
 from sisock.core.protocol import Uris, valid_name
 
-__all__ = ["Decision", "decide", "node_name", "operator_decision", "valid_name"]
+__all__ = ["Decision", "authorization", "decide", "node_name", "operator_decision", "valid_name"]
 
 Verdict = Literal["allow", "allow_disclose", "deny", "ask_owner"]
 
@@ -30,10 +30,14 @@ class Decision:
         asking session).
     name : str or None
         The data-node name the URI belongs to, for ``ask_owner``.
+    cacheable : bool
+        True when the router may keep this decision for every ``server``
+        session (:func:`cacheable`).
     """
 
     verdict: Verdict
     name: str | None = None
+    cacheable: bool = False
 
 
 def node_name(uri: str, base_uri: str) -> str | None:
@@ -50,6 +54,23 @@ def decide(base_uri: str, uri: str, action: str, match: str = "exact") -> Decisi
     ``{base}.operator.<name>.<leaf>`` (exact match only) and publish
     ``{base}.consumer.<name>.live``, where ``<name>`` must belong to the
     asking session (verdict ``ask_owner``). Nothing else.
+
+    Only the three calls to the hub are ``cacheable``. Crossbar keeps a
+    cached decision for the router's whole life and looks it up by (realm,
+    role, URI, action) alone: not by session, authid or options, and it
+    never forgets one. So a decision may be cached only if it cannot depend
+    on any of those, nor on the hub's state, and if the URIs it covers are
+    few. The hub calls qualify: the same answer (allow, caller disclosed)
+    for every ``server`` session, whatever the options; the hub itself
+    then decides on the disclosed caller. Not cacheable:
+
+    * ``ask_owner`` (register, publish): depends on the asking session and
+      on what the hub gave it;
+    * the ``hub.started`` subscription: allowed for an exact match only,
+      and the match is not part of the cache's key (a cached allow would
+      let a later prefix subscription through);
+    * refusals: role-uniform, but of any URI a session cares to try; each
+      cached one would stay in the router's memory for good.
 
     Parameters
     ----------
@@ -73,7 +94,7 @@ def decide(base_uri: str, uri: str, action: str, match: str = "exact") -> Decisi
     uris = Uris(base_uri)
     if action == "call":
         if uri in (uris.add, uris.subtract, uris.claim):
-            return Decision("allow_disclose")
+            return Decision("allow_disclose", cacheable=True)
         return Decision("deny")
     if action == "subscribe":
         if uri == uris.hub_started and match == "exact":
@@ -92,6 +113,30 @@ def decide(base_uri: str, uri: str, action: str, match: str = "exact") -> Decisi
                 return Decision("deny")
         return Decision("ask_owner", name)
     return Decision("deny")
+
+
+def authorization(decision: Decision, owner: bool = False) -> dict:
+    """The answer the router expects from the authorizer for ``decision``.
+
+    Parameters
+    ----------
+    decision : Decision
+        From :func:`decide`.
+    owner : bool
+        For ``ask_owner``: whether the name belongs to the asking session.
+
+    Returns
+    -------
+    dict
+        ``{"allow", "disclose", "cache"}``; ``cache`` is True only for a
+        ``cacheable`` decision (never for one that depends on the session).
+    """
+    allow = decision.verdict in ("allow", "allow_disclose") or (decision.verdict == "ask_owner" and owner)
+    return {
+        "allow": bool(allow),
+        "disclose": decision.verdict == "allow_disclose",
+        "cache": decision.cacheable,
+    }
 
 
 #: Procedures a writable data node registers under ``{base}.operator.<name>.``.

@@ -24,7 +24,7 @@ from autobahn.twisted.wamp import ApplicationSession
 from autobahn.wamp.exception import ApplicationError
 from twisted.internet.defer import inlineCallbacks
 
-from .access import decide
+from .access import authorization, decide
 from sisock.core.protocol import DEFAULT_BASE_URI, Uris
 
 #: How often a grant is asked again when a release of the same name raced it.
@@ -110,22 +110,21 @@ class Authorizer(ApplicationSession):
     def authorize(self, session, uri, action, options=None):
         """Crossbar dynamic-authorizer entry point.
 
-        Never returns ``cache: True``: the answer depends on the session. A
-        refusal of the hub for a bad argument (such as the limit on names
-        per session) is raised, so the node sees the hub's message.
+        Returns ``cache: True`` only for decisions that are the same for
+        every ``server`` session whatever its options
+        (:func:`sisock.site.access.decide` says which and why): Crossbar
+        then answers them itself for the router's life. A refusal of the
+        hub for a bad argument (such as the limit on names per session) is
+        raised, so the node sees the hub's message.
         """
         match = (options or {}).get("match", "exact")
         decision = decide(self._base, uri, action, match)
-        if decision.verdict == "allow":
-            return {"allow": True, "disclose": False, "cache": False}
-        if decision.verdict == "allow_disclose":
-            return {"allow": True, "disclose": True, "cache": False}
-        if decision.verdict == "deny":
-            return {"allow": False, "disclose": False, "cache": False}
+        if decision.verdict != "ask_owner":
+            return authorization(decision)
         sid = session["session"]
         name = decision.name
         if name in self._owned.get(sid, ()):
-            return {"allow": True, "disclose": False, "cache": False}
+            return authorization(decision, owner=True)
         # A shared registration (invoke roundrobin/random...) asks to join the
         # name as a replica; the hub also checks the session's authid then.
         replica = action == "register" and (options or {}).get("invoke", "single") != "single"
@@ -149,7 +148,7 @@ class Authorizer(ApplicationSession):
             self._authids[sid] = session.get("authid")
             if replica:
                 self._replicas.add((sid, name))
-        return {"allow": bool(ok), "disclose": False, "cache": False}
+        return authorization(decision, owner=bool(ok))
 
     def onUserError(self, fail, msg):
         """Log a refusal the hub explained in one line; anything else with its traceback.
