@@ -191,3 +191,65 @@ def _answers(s: ServerSession) -> bool:
         return True
     except ClientError:
         return False
+
+
+def _role_permissions(config: dict, role: str) -> list[dict]:
+    for worker in config["workers"]:
+        for realm in worker.get("realms", []):
+            for r in realm.get("roles", []):
+                if r["name"] == role:
+                    return r["permissions"]
+    raise KeyError(role)
+
+
+@pytest.mark.unit
+def test_people_roles_leave_no_decision_in_the_routers_cache():
+    """Consumer and operator permissions are never cached, a URI they match nothing
+    included (Crossbar's default refusal is cached): each distinct URI a person's
+    session calls would otherwise stay in the router's memory for good."""
+    import json
+
+    from sisock.site.router import template_path
+
+    config = json.loads(template_path().read_text())
+    for role in ("consumer", "operator"):
+        perms = _role_permissions(config, role)
+        assert all(p.get("cache") is False for p in perms), role
+        catch_all = [p for p in perms if p["uri"] == "" and p["match"] == "prefix"]
+        assert catch_all and not any(catch_all[0]["allow"].values()), role
+
+
+@pytest.mark.integration
+def test_consumer_calling_many_uris_does_not_grow_the_router(tmp_path):
+    """A consumer calling 30,000 distinct URIs (none registered) leaves the router's
+    memory as it was; with cached decisions it grew by about 430 bytes per URI."""
+    import asyncio
+
+    import psutil
+
+    from privstack import PrivateStack
+
+    ps = PrivateStack(tmp_path)
+    try:
+        ps.start_router()
+        router = psutil.Process(ps.router.proc.pid)
+
+        def router_rss() -> int:
+            procs = [router] + router.children(recursive=True)
+            return sum(p.memory_info().rss for p in procs)
+
+        with ps.connect(timeout=30) as c:
+            s, loop = c._session, c._loop
+
+            async def spam(first: int, n: int) -> None:
+                for i in range(first, first + n, 200):
+                    calls = [s.call(f"{BASE}.consumer.n{j}x.get_data") for j in range(i, min(i + 200, first + n))]
+                    await asyncio.gather(*calls, return_exceptions=True)
+
+            asyncio.run_coroutine_threadsafe(spam(0, 5000), loop).result(600)  # warm the router up
+            before = router_rss()
+            asyncio.run_coroutine_threadsafe(spam(5000, 30000), loop).result(600)
+            grown = router_rss() - before
+        assert grown < 4 * 2**20, f"router grew by {grown / 2**20:.1f} MiB"
+    finally:
+        ps.stop()
