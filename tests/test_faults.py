@@ -159,7 +159,7 @@ def test_disk_full_during_modbus_ingest(stack, procs, client, small_fs, tmp_path
 
 def test_sink_low_space_injected(tmp_path, monkeypatch):
     """Without a small filesystem: injected low free space suspends and resumes the sink."""
-    from servers.modbus.archiving import ThreadedArchiveSink
+    from sisock.servers.modbus.archiving import ThreadedArchiveSink
     from sisock.archive.reader import ArchiveReader
     from sisock.core.protocol import FieldSpec
 

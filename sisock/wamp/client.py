@@ -25,7 +25,7 @@ import threading
 import time
 from typing import Any, Callable
 
-from autobahn.asyncio.component import Component
+from .rawsocket import Component
 from autobahn.wamp.exception import ApplicationError, TransportLost
 from autobahn.wamp.types import CallOptions
 

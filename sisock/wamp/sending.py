@@ -1,5 +1,6 @@
 """How a node's streamed reply reaches the socket: reads overlapped with sends,
-flow control, and sends that skip Twisted's buffer joins.
+flow control, and sends that skip Twisted's buffer joins and msgpack's
+copies of the arrays.
 
 Twisted only (no autobahn), so these pieces are unit-tested with plain
 sockets. :class:`sisock.wamp.service.NodeService` uses them for every
@@ -8,6 +9,7 @@ streamed ``get_data`` reply.
 
 from __future__ import annotations
 
+import os
 import struct
 
 from twisted.internet import threads
@@ -15,8 +17,9 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.python.failure import Failure
 
 from sisock.core.protocol import Result
+from sisock.core.wire import ByReference
 
-__all__ = ["Reading", "DirectSend", "WriteGate"]
+__all__ = ["Reading", "DirectSend", "ReferenceSend", "WriteGate", "pack_pieces"]
 
 
 class Reading:
@@ -145,6 +148,125 @@ class DirectSend:
             t.write(string)
         elif sent < 4 + len(string):
             t.write(string[sent - 4 :])
+
+    def send_pieces(self, pieces: list) -> None:
+        """Send one message made of ``pieces`` (bytes-like), as one length-prefixed frame."""
+        size = sum(len(p) for p in pieces)
+        t = self.transport
+        if t._tempDataBuffer or len(t.dataBuffer) > t.offset or not t.connected or t.disconnecting:
+            return type(self.connection).sendString(self.connection, b"".join(pieces))
+        buffers = [struct.pack("!I", size), *pieces]
+        try:
+            sent = self.socket.sendmsg(buffers)
+        except BlockingIOError:
+            sent = 0
+        except OSError:  # let Twisted meet the error and close the connection its way
+            return type(self.connection).sendString(self.connection, b"".join(pieces))
+        for b in buffers:  # queue what the kernel did not take, in order
+            if sent >= len(b):
+                sent -= len(b)
+                continue
+            t.write(bytes(b[sent:]))
+            sent = 0
+
+
+#: Packed in place of each :class:`ByReference` until the pieces are cut
+#: apart (random, so no real bytes of a message match it).
+_MARK = os.urandom(16)
+_PACKED_MARK = b"\xc4\x10" + _MARK
+
+
+def _bin_header(n: int) -> bytes:
+    """msgpack's header of a binary of ``n`` bytes (bin 8, 16 or 32, as msgpack picks)."""
+    if n < 2**8:
+        return b"\xc4" + n.to_bytes(1, "big")
+    if n < 2**16:
+        return b"\xc5" + n.to_bytes(2, "big")
+    return b"\xc6" + n.to_bytes(4, "big")
+
+
+def pack_pieces(obj) -> list:
+    """msgpack of ``obj`` as autobahn packs it, cut around its :class:`ByReference` bytes.
+
+    Returns
+    -------
+    list of bytes-like
+        Joined, they are exactly ``msgpack.packb(obj, use_bin_type=True)``
+        with each :class:`ByReference` packed as the binary it holds; each
+        such binary is a piece of its own (the caller's memory, not a copy).
+    """
+    import msgpack
+
+    refs: list[memoryview] = []
+
+    def mark(o):
+        if isinstance(o, ByReference):
+            refs.append(o.data)
+            return _MARK
+        raise TypeError(f"can not serialize {type(o).__name__!r} object")
+
+    packed = msgpack.packb(obj, use_bin_type=True, default=mark)
+    cut = packed.split(_PACKED_MARK)
+    if len(cut) != len(refs) + 1:  # the mark met real bytes (never, short of a 2**-128 chance)
+        return [
+            msgpack.packb(obj, use_bin_type=True, default=lambda o: o.data if isinstance(o, ByReference) else mark(o))
+        ]
+    pieces: list = [cut[0]]
+    for data, after in zip(refs, cut[1:]):
+        pieces += [_bin_header(len(data)), data, after]
+    return [p for p in pieces if len(p)]
+
+
+class ReferenceSend:
+    """``send`` of a msgpack RawSocket connection that writes large arrays by reference.
+
+    autobahn packs a message with ``msgpack.packb``, which copies every
+    binary into its buffer and that buffer into a new ``bytes`` (two copies
+    of each part). A part whose arrays are :class:`ByReference` is packed
+    here instead, around them (:func:`pack_pieces`), and handed to the
+    kernel with the arrays where they lie (:meth:`DirectSend.send_pieces`).
+    The bytes on the wire are the same. Messages without such arrays take
+    autobahn's path unchanged.
+    """
+
+    def __init__(self, connection, direct: DirectSend) -> None:
+        self.connection = connection
+        self.direct = direct
+
+    @classmethod
+    def install(cls, connection) -> bool:
+        """Send by reference on ``connection`` when it sends through :class:`DirectSend`
+        and speaks msgpack (one message per frame); True when installed."""
+        if isinstance(getattr(connection, "__dict__", {}).get("send"), cls):
+            return True
+        direct = getattr(connection, "__dict__", {}).get("sendString")
+        serializer = getattr(connection, "_serializer", None)
+        if not isinstance(direct, DirectSend) or getattr(serializer, "SERIALIZER_ID", None) != "msgpack":
+            return False
+        connection.send = cls(connection, direct)
+        return True
+
+    def __call__(self, msg) -> None:
+        from autobahn.exception import PayloadExceededError
+        from autobahn.wamp.exception import SerializationError, TransportLost
+
+        conn = self.connection
+        if not conn.isOpen():
+            raise TransportLost()
+        try:
+            pieces = pack_pieces(msg.marshal())
+        except Exception as exc:  # as autobahn reports its own packing errors
+            raise SerializationError(f"WampRawSocketProtocol: unable to serialize WAMP application payload ({exc})")
+        size = sum(len(p) for p in pieces)
+        limit = getattr(conn, "_max_len_send", None)
+        if limit and 0 < limit < size:
+            raise PayloadExceededError(
+                f"tried to send RawSocket message with size {size} exceeding payload limit of {limit} octets"
+            )
+        if len(pieces) == 1:  # nothing by reference: as autobahn sends it
+            conn.sendString(pieces[0])
+        else:
+            self.direct.send_pieces(pieces)
 
 
 class WriteGate:

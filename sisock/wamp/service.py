@@ -35,7 +35,7 @@ from sisock.core.contract import DataCore, offers_writes
 from sisock.core.errors import SisockError, TooMuchData
 from sisock.core.protocol import GetData, Result
 from sisock.site.settings import Settings
-from .sending import DirectSend, Reading, WriteGate
+from .sending import DirectSend, Reading, ReferenceSend, WriteGate
 from .shell import make_component, to_application_error
 
 log = Logger(namespace="sisock.wamp.service")
@@ -221,18 +221,25 @@ class NodeService:
         in place. A part is sent only when the connection's write buffer
         has drained (a Twisted push producer), so the buffer never has to
         join megabytes at once. With msgpack the parts point into the
-        result's arrays instead of copying them.
+        result's arrays instead of copying them, and over RawSocket on plain
+        TCP those arrays go to the kernel where they lie
+        (:class:`~sisock.wamp.sending.ReferenceSend`); the last part, sent
+        by autobahn after the call returns, is a plain msgpack one.
         """
         session = self.session
         details = getattr(session, "session_details", None)
         zero_copy = str(getattr(details, "serializer", "") or "").startswith("msgpack")
         gate = self._write_gate(session)
+        connection = getattr(session, "transport", None)
+        by_reference = zero_copy and isinstance(getattr(connection, "__dict__", {}).get("send"), ReferenceSend)
         reading = Reading(result, self.in_thread)
         try:
             ranges, rest = wire.split_plan(result, chunk_bytes or self.chunk_bytes)
             for r in ranges[:-1]:
                 await reading.until(r.timeline, r.i1)
-                progress(wire.make_part(result, r, zero_copy))
+                # only the connection that packs ByReference itself may get one
+                same = by_reference and getattr(self.session, "transport", None) is connection
+                progress(wire.make_part(result, r, zero_copy, same))
                 if gate is not None and gate.paused:
                     await gate.wait()
                 else:
@@ -258,6 +265,7 @@ class NodeService:
             if set_nodelay is not None:
                 set_nodelay(True)
             DirectSend.install(connection, transport)
+            ReferenceSend.install(connection)
             try:
                 self._gate = WriteGate(transport)
             except RuntimeError:  # someone else produces on this connection
