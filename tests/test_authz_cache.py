@@ -19,7 +19,7 @@ from autobahn.wamp.exception import ApplicationError
 from autobahn.wamp.types import PublishOptions, RegisterOptions, SubscribeOptions
 
 from conftest import listed, wait_for
-from test_name_ownership import BASE, REFUSED, ServerSession, consumer_uri, refused, server_session
+from test_name_ownership import BASE, REFUSED, ServerSession, close_all, consumer_uri, refused, server_session
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -174,11 +174,7 @@ def test_cached_decisions_give_an_attacker_nothing(tmp_path) -> None:
             assert a.call("data_node.add", "cache_victim", "the real node", 0) is True
             assert "cache_victim" in listed(c)
     finally:
-        for s in opened:
-            try:
-                s.close()
-            except Exception:
-                pass
+        close_all(opened)
         ps.stop()
 
 
