@@ -76,6 +76,25 @@ def test_a_later_outage_starts_with_its_first_attempt_whole():
     assert out.getvalue().splitlines() == [x.strip() for x in (TRY, CONNECT, FAIL) * 2]
 
 
+@pytest.mark.unit
+def test_an_outage_soon_after_another_starts_with_its_first_attempt_whole():
+    """Lines left out at the end of one outage are counted apart; the next outage,
+    even within the window, shows its first attempt whole."""
+    out, clock = io.StringIO(), Clock()
+    q = QuietReconnects(out, window=30.0, clock=clock)
+    for _ in range(10):  # an outage of 2 s: first attempt shown, 27 lines left out
+        for line in (TRY, CONNECT, FAIL):
+            q.write(line)
+        clock.now += 0.2
+    clock.now += 15.0  # connected for 15 s, then the router goes away again
+    for line in (TRY, CONNECT, FAIL):
+        q.write(line)
+    lines = out.getvalue().splitlines()
+    assert lines[:3] == [x.strip() for x in (TRY, CONNECT, FAIL)]
+    assert lines[3] == "(27 reconnection lines of the previous outage were left out)"
+    assert lines[4:] == [x.strip() for x in (TRY, CONNECT, FAIL)]
+
+
 @pytest.mark.integration
 def test_hub_without_router_writes_few_lines(tmp_path):
     """A hub whose router is down retries every 0.2 s but writes its first attempt only,

@@ -116,3 +116,22 @@ def test_client_falls_back_to_websocket_on_a_websocket_only_router(tmp_path, mon
     finally:
         os.killpg(router.pid, 15)
         router.wait(15)
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("delay", [0.5, 0.2])
+def test_reconnection_delay_stays_put_through_a_long_outage(delay):
+    """autobahn's reconnection delays for our transports stay at the configured delay over
+    5,000 attempts (with jitter, each delay drawn around the last, they drifted to zero:
+    thousands of connection attempts a second after minutes of outage)."""
+    from autobahn.wamp.component import _create_transport
+
+    settings = load_settings("server", router_url="ws://127.0.0.1:8080/ws")
+    for config in transport_configs(settings, retry_delay=delay):
+        transport = _create_transport(0, config)
+        delays = []
+        for _ in range(5000):
+            delays.append(transport.next_delay())
+            transport.connect_attempts += 1
+        assert delays[0] == 0
+        assert min(delays[1:]) >= 0.9 * delay and max(delays[1:]) <= 1.1 * delay, (min(delays[1:]), max(delays[1:]))

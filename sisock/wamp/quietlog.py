@@ -21,6 +21,10 @@ from typing import TextIO
 #: Seconds between two reconnection lines written while the router stays away.
 WINDOW = 30.0
 
+#: Seconds without a reconnection line after which the next one starts a new
+#: outage (far longer than any process's delay between attempts).
+NEW_OUTAGE_GAP = 10.0
+
 #: Text that marks autobahn's reconnection lines.
 MARKERS = ("trying transport ", "connecting once using transport", "Connection failed")
 #: Of those, the lines that say an attempt failed (the ones kept once per window).
@@ -50,14 +54,20 @@ class QuietReconnects:
         self._first_attempt = False  # writing an outage's first attempt whole
         self._quiet_until = -float("inf")
         self._left_out = 0
+        self._last_seen = -float("inf")
 
     def write(self, text: str) -> int:
         """Write ``text`` unless it is a reconnection line to leave out."""
         if not any(m in text for m in MARKERS):
             return self.out.write(text)
         now = self.clock()
-        if now >= self._quiet_until and not self._left_out and not self._first_attempt:
-            self._first_attempt = True  # a new outage: its first attempt is written whole
+        new_outage = now - self._last_seen > NEW_OUTAGE_GAP
+        self._last_seen = now
+        if new_outage:  # its first attempt is written whole
+            if self._left_out:
+                self.out.write(f"({self._left_out} reconnection lines of the previous outage were left out)\n")
+            self._left_out = 0
+            self._first_attempt = True
             self._quiet_until = now + self.window
         if self._first_attempt:
             if FAILED in text:

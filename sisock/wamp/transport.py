@@ -13,7 +13,11 @@ messages are limited to 16 MiB by the protocol, so large replies are
 streamed in smaller parts (see :mod:`sisock.core.wire`).
 
 Reconnection: autobahn's default back-off is never reset after a
-successful join, so the delay is pinned to ``RETRY_DELAY`` seconds.
+successful join, so the delay is pinned to ``RETRY_DELAY`` seconds, with
+no jitter: autobahn draws each delay around the previous one
+(``normalvariate(d, jitter * d)``, capped above, never below), a random
+walk that drifts to zero, so after some minutes of outage a process
+retried thousands of times a second.
 """
 
 from __future__ import annotations
@@ -96,7 +100,7 @@ def transport_config(
         "initial_retry_delay": retry_delay,
         "retry_delay_growth": 1.0,
         "max_retry_delay": max(1.0, retry_delay),
-        "retry_delay_jitter": 0.1,
+        "retry_delay_jitter": 0.0,  # see the module's docstring: jitter here drifts to zero
     }
     if kind == "rawsocket":
         scheme = "rss" if settings.is_tls else "rs"
