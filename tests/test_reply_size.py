@@ -163,3 +163,24 @@ def test_check_limit_rejects(value):
     """max_message_bytes must be a number of bytes >= 64 KiB."""
     with pytest.raises(BadArgument, match="max_message_bytes"):
         budget.check_limit(value)
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("start", [1.7e9, 1.0, -1e10, -1e12, -1e21, -1e30, -1e300])
+def test_suggestion_follows_the_data_not_the_requested_range(start):
+    """The min_stride suggested for a reply too big depends on the data, not on how far
+    before it the range starts, and is a float an error can carry within the allowed range
+    (it grew with the range: -1e20 gave 5.4e9 s, -1e30 an integer no serializer could send)."""
+    from sisock.core.protocol import MIN_STRIDE_RANGE
+
+    r = _result(30_000, strings=False)
+    here = budget.suggest_min_stride(r, 1.7e9, 1.7e9 + 30_000, budget.DEFAULT_MESSAGE_BYTES, None, "mean")
+    got = budget.suggest_min_stride(r, start, 1.7e9 + 30_000, budget.DEFAULT_MESSAGE_BYTES, None, "mean")
+    assert isinstance(got, float) and MIN_STRIDE_RANGE[0] <= got <= MIN_STRIDE_RANGE[1]
+    assert got == here
+    with pytest.raises(TooMuchData) as info:
+        budget.plan_reply(r, start, 1.7e9 + 30_000, budget.MIN_MESSAGE_BYTES, None, False)
+    import msgpack
+
+    msgpack.packb(info.value.details)  # every serializer can carry it
+    assert info.value.details["min_stride"] <= MIN_STRIDE_RANGE[1]

@@ -214,15 +214,19 @@ def suggest_min_stride(
     and the time its samples cover, and solves ``sum(covered / s *
     bytes_per_bin) <= limit`` with a 25 % margin (bin stamps and means
     print longer than raw values), rounded up to 3 significant digits.
+    It depends on the data, not on how far the requested range reaches
+    beyond it, and stays within :data:`MIN_STRIDE_RANGE` (a float, so that
+    every serializer carries it in the error).
     """
     costs, fixed = row_costs(result, encoding)
     per_bin = values_per_bin(method)
-    need = sum(bpr * per_bin * max(covered, (end - start) / max(n, 1)) for bpr, n, covered in costs.values())
+    span = max(0.0, min(end - start, MIN_STRIDE_RANGE[1]))
+    need = sum(bpr * per_bin * max(covered, min(span / max(n, 1), 1.0)) for bpr, n, covered in costs.values())
     room = max(limit - fixed, limit / 10)
-    s = need / room * 1.25 if need else max(end - start, 1.0)
-    s = max(s, MIN_STRIDE_RANGE[0])
+    s = need / room * 1.25 if need else 1.0
+    s = min(max(s, MIN_STRIDE_RANGE[0]), MIN_STRIDE_RANGE[1])
     digits = 10 ** (math.floor(math.log10(s)) - 2)
-    return math.ceil(s / digits) * digits
+    return float(min(math.ceil(s / digits) * digits, MIN_STRIDE_RANGE[1]))
 
 
 def too_much(

@@ -356,9 +356,10 @@ def fitting_min_stride(span: float, values_per_bin: int, limit: int) -> float:
     """
     bins = max(1, limit // max(1, values_per_bin) - 1)
     stride = span / bins if span > 0 else 1.0
-    stride = max(MIN_STRIDE_RANGE[0], stride * 1.01)
+    stride = min(max(MIN_STRIDE_RANGE[0], stride * 1.01), MIN_STRIDE_RANGE[1])
     rounded = float(f"{stride:.3g}")
-    return rounded if rounded >= stride else float(f"{stride * 1.005:.3g}")
+    rounded = rounded if rounded >= stride else float(f"{stride * 1.005:.3g}")
+    return min(rounded, MIN_STRIDE_RANGE[1])  # a suggestion the caller may pass
 
 
 def check_method(method: object) -> str:
