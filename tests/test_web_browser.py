@@ -566,3 +566,55 @@ def test_picker_with_many_nodes(web_demo, procs, page):
     wait(page, "document.querySelector('#nodes [data-node=\"late000\"]') !== null", timeout=60_000)
     wait(page, "window.sisock.picker.loaded >= 124")
     assert [u for u in asked[before:]] == [u for u in asked[before:] if "late000" in u], asked[before:]
+
+
+def test_live_view_fills_a_router_outage_without_reload(browser, tmp_path):
+    """A live panel gets the samples a node took while the router was away, without a
+    reload: the node's first live sample after the outage re-queries the view (the
+    panel kept a hole the length of the outage until the page was reloaded)."""
+    import time
+    import urllib.request
+
+    from conftest import free_port, wait_port
+    from privstack import PrivateStack
+
+    ps = PrivateStack(tmp_path)
+    ctx = browser.new_context(viewport={"width": 1400, "height": 900})
+    try:
+        ps.start_router()
+        ps.start("hub", "hub")
+        ps.start("osens", "serve", "sensors", "--name", "osens", "--interval", "0.25")
+        port = free_port()
+        web = ps.start("web", "web", "--port", str(port))
+        wait_port(port, 60, web.proc)
+        url = f"http://127.0.0.1:{port}"
+
+        def listed() -> bool:
+            try:
+                with urllib.request.urlopen(url + "/api/nodes", timeout=5) as r:
+                    return "osens" in {n["name"] for n in json.load(r)}
+            except OSError:
+                return False
+
+        wait_for(listed, 60, "osens never listed by the bridge")
+        page = ctx.new_page()
+        page.goto(url + "/?panels=osens:cpu_percent,osens:mem_percent&range=5m")
+        wait(page, IDLE + " && window.sisock.panels.length === 1 && window.sisock.live.length >= 4")
+        away = time.time()
+        ps.kill_router()
+        time.sleep(8)  # the node samples on, four a second
+        ps.start_router()
+        back = time.time()
+        # live samples flow again once the node is back
+        wait(page, f"window.sisock.live.length > 0 && window.sisock.live.slice(-1)[0].t > {back + 1}", timeout=90_000)
+
+        def hole() -> float:
+            t, _ = series(plotted(page, 0), 2)
+            inside = t[(t > away - 3) & (t < back + 1)]
+            return float(np.max(np.diff(inside))) if inside.size > 1 else float("inf")
+
+        wait_for(lambda: hole() < 2.0, 60, f"the outage stays a hole in the panel: {hole():.1f} s")
+        shot(page, "web-router-outage-filled")
+    finally:
+        ctx.close()
+        ps.stop()

@@ -35,6 +35,9 @@ const S = {
   live: null, // {es, nodes: Set}: the page's one live stream
   liveSeen: new Set(), // nodes whose live topic delivered samples
   down: new Set(), // nodes the hub does not list (or removed)
+  // nodes whose samples during a router outage the panels lack: their first
+  // live sample after it (the node is back) re-queries the view
+  stale: new Set(),
   nodesLoaded: false,
   dragFrom: null, // the uPlot a drag started in (synced panels see its selection too)
   errors: new Map(),
@@ -766,7 +769,7 @@ function onLive(node, ev, d) {
   }
   if (ev === "hello") return;
   if (ev === "router") {
-    if (!d.connected) showError("router", new Error("The web bridge lost the router: retrying every 0.5 s"));
+    if (!d.connected) { routerAway(); showError("router", new Error("The web bridge lost the router: retrying every 0.5 s")); }
     else { clearError("router"); fetchAll(); }
     return;
   }
@@ -774,6 +777,7 @@ function onLive(node, ev, d) {
   if (ev === "error") return; // EventSource reconnects by itself; /api/status reports the bridge
   if (ev !== "data" || !liveWanted() || !node) return;
   clearError("node:" + node);
+  if (S.stale.delete(node)) refetchSoon(); // back after an outage: fetch what it kept meanwhile
   if (!S.liveSeen.has(node)) { S.liveSeen.add(node); renderToolbar(); }
   const tls = d.timeline || {};
   for (const p of S.panels) {
@@ -960,13 +964,24 @@ function applyAbsolute() {
   userRange(from, to);
 }
 
+// The router is away: live samples stop reaching the page while the nodes
+// go on sampling and archiving. Each node on screen is re-queried once its
+// live samples flow again (a re-query as soon as the bridge is back would
+// often come before the node is).
+function routerAway() {
+  for (const p of S.panels) for (const f of p.fields) S.stale.add(f.node);
+}
+
 async function pollStatus() {
   try {
     const s = await getJSON("api/status", "Web bridge status");
     clearError("bridge");
     $("#status").className = s.connected ? "ok" : "bad";
     $("#status").title = s.connected ? `connected to ${s.router}` : `router ${s.router} away`;
-    if (!s.connected) showError("router", new Error(`The web bridge is not connected to the router at ${s.router}: retrying`));
+    if (!s.connected) {
+      routerAway();
+      showError("router", new Error(`The web bridge is not connected to the router at ${s.router}: retrying`));
+    }
     else if (S.errors.has("router")) { clearError("router"); fetchAll(); }
     if (s.connected && s.hub) await nodesBack(new Set(s.nodes || []));
   } catch (e) {
