@@ -571,7 +571,8 @@ def test_picker_with_many_nodes(web_demo, procs, page):
 def test_live_view_fills_a_router_outage_without_reload(browser, tmp_path):
     """A live panel gets the samples a node took while the router was away, without a
     reload: the node's first live sample after the outage re-queries the view (the
-    panel kept a hole the length of the outage until the page was reloaded)."""
+    panel kept a hole the length of the outage until the page was reloaded). Meanwhile
+    ``/api/status`` says the router is away, with no hub and no node list."""
     import time
     import urllib.request
 
@@ -602,7 +603,15 @@ def test_live_view_fills_a_router_outage_without_reload(browser, tmp_path):
         wait(page, IDLE + " && window.sisock.panels.length === 1 && window.sisock.live.length >= 4")
         away = time.time()
         ps.kill_router()
-        time.sleep(8)  # the node samples on, four a second
+
+        def status() -> dict:
+            with urllib.request.urlopen(url + "/api/status", timeout=5) as r:
+                return json.load(r)
+
+        wait_for(lambda: not status()["connected"], 30, "the bridge never noticed the router leave")
+        during = status()  # no hub and no node list can be known meanwhile
+        assert during["hub"] is False and during["nodes"] == [], during
+        time.sleep(6)  # the node samples on, four a second
         ps.start_router()
         back = time.time()
         # live samples flow again once the node is back

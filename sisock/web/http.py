@@ -498,9 +498,10 @@ class Api(resource.Resource):
             request,
             {
                 "connected": self.bridge.connected,
-                "hub": self.bridge.hub_seen,
+                # while the router is away neither the hub nor its list can be known
+                "hub": self.bridge.connected and self.bridge.hub_seen,
                 "router": self.bridge.settings.router_url,
-                "nodes": sorted(self.bridge.nodes),
+                "nodes": sorted(self.bridge.nodes) if self.bridge.connected else [],
                 "time": time.time(),
                 "node_calls": self.bridge.limiter.stats(),
             },
