@@ -361,6 +361,27 @@ class Hub:
             return None
         return (info or {}).get("authid")
 
+    def _refusals_quietly(self, default):
+        """``onUserError`` for the hub's session: a refusal with a sisock error (a caller
+        over its limit of names, a bad argument) is logged at most once per 10 s with
+        the number since; anything else as autobahn logs it."""
+        from sisock.core.tally import Tally
+
+        tally = Tally(10.0)
+
+        def on_user_error(fail, msg):
+            exc = getattr(fail, "value", fail)
+            error = getattr(exc, "error", "")
+            if isinstance(error, str) and error.startswith(self.uris.error("")):
+                unsaid = tally.due()
+                if unsaid is not None:
+                    more = f" (and {unsaid} more refusals since the last one logged)" if unsaid else ""
+                    log.info("refused: {why}{more}", why=exc.args[0] if exc.args else error, more=more)
+                return None
+            return default(fail, msg)
+
+        return on_user_error
+
     async def on_join(self, session, details) -> None:
         """Follow session departures, rebuild, then register the RPCs and announce.
 
@@ -368,6 +389,7 @@ class Hub:
         a running node already serves.
         """
         self.session = session
+        session.onUserError = self._refusals_quietly(session.onUserError)
         self.registry = Registry()
         self._reg_uris = {}
         self._rebuilding = True

@@ -440,3 +440,35 @@ def test_subtracted_name_not_reclaimed_by_its_old_session(stack, client, session
     assert refused(lambda: a.register(consumer_uri("own_given_up", "get_data")))
     assert a.call("data_node.add", "own_given_up", "again", 0) is False
     assert b.call("data_node.add", "own_given_up", "the real node", 0) is True
+
+
+@pytest.mark.integration  # its own router: counts the router's and the hub's log lines
+def test_refusals_over_the_limit_do_not_flood_the_logs(tmp_path) -> None:
+    """A session over its limit of names publishing under 400 new names is refused every
+    time, yet the router's log gets at most a few tracebacks and the hub's a few lines (each
+    refusal wrote a 5-line traceback in the router's log and a line in the hub's); the
+    hub's reason still reaches the session at first."""
+    from privstack import PrivateStack
+
+    ps = PrivateStack(tmp_path)
+    opened: list[ServerSession] = []
+    try:
+        ps.start_router()
+        hub = ps.start("hub", "hub")
+        a = server_session(ps.url, ps.home)
+        opened.append(a)
+        wait_for(lambda: _answers(a, "data_node.claim", "flood_probe"), 60, "hub never answered")
+        for i in range(MAX_NAMES_PER_SESSION - 1):
+            assert a.call("data_node.claim", f"flood{i}") is True
+        with pytest.raises(ApplicationError) as first:
+            a.publish(consumer_uri("flood_over0", "live"), {"data": {}})
+        assert str(MAX_NAMES_PER_SESSION) in str(first.value)  # the hub's reason, once
+        for i in range(1, 400):
+            assert refused(lambda: a.publish(consumer_uri(f"flood_over{i}", "live"), {"data": {}}))
+        router_log = ps.router.log_path.read_text(errors="replace")
+        hub_log = hub.log_path.read_text(errors="replace")
+        assert router_log.count("Traceback") <= 3, router_log.count("Traceback")
+        assert hub_log.count("refused") + hub_log.count("onUserError") <= 3, hub_log[-2000:]
+    finally:
+        close_all(opened)
+        ps.stop()

@@ -121,3 +121,18 @@ def test_hub_without_router_writes_few_lines(tmp_path):
         p.wait(30)
     lines = [x for x in log.read_text().splitlines() if any(m in x for m in ("trying", "connecting", "Connection"))]
     assert len(lines) <= 4, lines
+
+
+@pytest.mark.unit
+def test_tally_says_once_per_interval_with_the_count_unsaid():
+    """A Tally says the first occurrence, then the first after each interval with how many were unsaid."""
+    from sisock.core.tally import Tally
+
+    clock = Clock()
+    t = Tally(10.0, clock=clock)
+    said = []
+    for _ in range(25):  # one a second for 25 s
+        said.append(t.due())
+        clock.now += 1.0
+    assert said[0] == 0 and said[10] == 9 and said[20] == 9
+    assert [i for i, x in enumerate(said) if x is not None] == [0, 10, 20]

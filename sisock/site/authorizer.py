@@ -26,6 +26,7 @@ from twisted.internet.defer import inlineCallbacks
 
 from .access import authorization, decide
 from sisock.core.protocol import DEFAULT_BASE_URI, Uris
+from sisock.core.tally import Tally
 
 #: How often a grant is asked again when a release of the same name raced it.
 CLAIM_ATTEMPTS = 3
@@ -33,6 +34,10 @@ CLAIM_ATTEMPTS = 3
 #: Seconds between two log lines about refusals while no hub answers (a
 #: router restart brings hundreds of nodes back, often before the hub).
 HUB_AWAY_LOG_SECONDS = 10.0
+
+#: Seconds between two refusals of one session passed on with the hub's reason
+#: (each is a traceback in the router's log); the others are plain refusals.
+EXPLAIN_SECONDS = 10.0
 
 
 class Authorizer(ApplicationSession):
@@ -51,6 +56,9 @@ class Authorizer(ApplicationSession):
         self._releases: dict[str, int] = {}
         #: (when the last "cannot ask the hub" line was logged, refusals since)
         self._away_log: tuple[float | None, int] = (None, 0)
+        #: Per session, when the hub's reason for a refusal was last passed on
+        #: (raised: Crossbar logs each with a traceback, so at most every 10 s).
+        self._explained: dict[int, Tally] = {}
         yield self.subscribe(self._on_leave, "wamp.session.on_leave")
         yield self.register(self.release, self._uris.authorizer_release)
         yield self.register(self.owned, self._uris.authorizer_owned)
@@ -61,6 +69,7 @@ class Authorizer(ApplicationSession):
         for name in self._owned.pop(session_id, ()):
             self._replicas.discard((session_id, name))
         self._authids.pop(session_id, None)
+        self._explained.pop(session_id, None)
 
     def release(self, name: str, session: int) -> bool:
         """``{base}.authorizer.release``: ``session`` no longer owns ``name``.
@@ -136,7 +145,9 @@ class Authorizer(ApplicationSession):
                 ok = yield self.call(self._uris.claim, name, sid, **extra)
             except ApplicationError as exc:
                 if exc.error == self._uris.error("bad_argument"):  # the hub says why
-                    raise
+                    if self._explained.setdefault(sid, Tally(EXPLAIN_SECONDS)).due() is not None:
+                        raise
+                    return authorization(decision, owner=False)  # said a moment ago: refuse quietly
                 ok = self._hub_away(action, uri, exc)
             except Exception as exc:
                 ok = self._hub_away(action, uri, exc)
