@@ -44,8 +44,10 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent / "tests"))
 
 from benchstack import BenchStack  # noqa: E402
+from chromium import launch  # noqa: E402  (tests/chromium.py: the flags the browser tests use)
 from scale_nodes import rates_for  # noqa: E402
 
 from sisock._quiet import silence_bjdata  # noqa: E402
@@ -53,15 +55,6 @@ from sisock.site.ports import free_port, wait_port  # noqa: E402
 
 silence_bjdata()
 
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 #: Longest wait of any phase, seconds.
 PHASE_TIMEOUT = 90.0
 
@@ -386,7 +379,7 @@ def browser_phase(url: str, follow: list[str], seconds: float, all_nodes: list[s
     out: dict = {}
     panels = "|".join(",".join(f"{n}:x" for n in follow[i : i + 5]) for i in range(0, len(follow), 5))
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        browser = launch(p)
         try:
             ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
             page = ctx.new_page()

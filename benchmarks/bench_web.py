@@ -49,6 +49,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
+
+from chromium import launch  # noqa: E402  (tests/chromium.py: the flags the browser tests use)
 
 from sisock.site import credentials
 from sisock.core.protocol import FieldSpec
@@ -59,15 +62,6 @@ from sisock.site.settings import load_settings
 
 DAY = 86400
 FIELDS = ["temp_a", "temp_b", "pressure", "flow"]
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 IDLE = "window.sisock && window.sisock.ready && window.sisock.pending === 0"
 
 
@@ -214,7 +208,7 @@ def run_browser(sync_playwright, url: str, t0: float, t1: float, repeat: int) ->
     view = f"{url}/?panels={'|'.join('bench:' + f for f in FIELDS)}&from={t0}&to={t1}&live=0"
     nav, zoom, zoom_fetch, rescale, base_q, base_m, base_b = [], [], [], [], [], [], []
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        browser = launch(p)
         try:
             for i in range(repeat):
                 ctx = browser.new_context(viewport={"width": 1400, "height": 1100})
@@ -360,7 +354,7 @@ def run_crowded(
     )
     nav, zoom, per_zoom, live = [], [], [], []
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        browser = launch(p)
         try:
             for i in range(repeat):
                 ctx = browser.new_context(viewport={"width": 1400, "height": 900})

@@ -17,20 +17,11 @@ from urllib.parse import parse_qs, urlsplit
 import numpy as np
 import pytest
 
+from chromium import launch
 from conftest import REPO, wait_for
 
 pytestmark = pytest.mark.timeout(240)
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 ARTIFACTS = REPO / "artifacts"
 IDLE = "window.sisock && window.sisock.ready && window.sisock.pending === 0"
 
@@ -42,7 +33,7 @@ def browser():
 
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        b = launch(p)
         yield b
         b.close()
 
