@@ -70,7 +70,8 @@ DEFAULT_MAX_GAP = 16
 #: Modbus read function code of each point kind.
 FUNCTION_CODES = {"coil": 1, "discrete": 2, "holding": 3, "input": 4}
 
-_NUMPY_TYPE = {
+#: Big-endian numpy dtype of each register data type (reads and writes).
+NUMPY_TYPE = {
     "uint16": ">u2",
     "int16": ">i2",
     "uint32": ">u4",
@@ -204,7 +205,7 @@ class RequestDecoder:
                 (
                     [p.name for p in pts],
                     idx,
-                    _NUMPY_TYPE[typ],
+                    NUMPY_TYPE[typ],
                     byte == "little",
                     np.array([p.scale for p in pts]),
                     np.array([p.offset for p in pts]),

@@ -55,24 +55,14 @@ from sisock.writes.rules import DeviceUnavailable, PointSpec, WriteUncertain
 
 from .config import WRITABLE_KINDS, WriteConfig, parse_writes, point_spec
 from .config import NodeConfig, PointConfig
+from .decode import NUMPY_TYPE
 
 __all__ = ["WriteConfig", "parse_writes", "point_spec", "encode_registers", "ModbusCore", "WRITABLE_KINDS"]
-
-_NUMPY = {
-    "uint16": ">u2",
-    "int16": ">i2",
-    "uint32": ">u4",
-    "int32": ">i4",
-    "float32": ">f4",
-    "uint64": ">u8",
-    "int64": ">i8",
-    "float64": ">f8",
-}
 
 
 def encode_registers(p: PointConfig, raw: float) -> list[int]:
     """Registers holding ``raw`` as point ``p`` decodes them (word and byte order applied)."""
-    dtype = _NUMPY[p.type]
+    dtype = NUMPY_TYPE[p.type]
     value = float(raw) if p.type.startswith("float") else int(raw)
     regs = np.frombuffer(np.array([value], dtype=dtype).tobytes(), dtype=">u2")
     out = [int(r) for r in regs]
