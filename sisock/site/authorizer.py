@@ -18,8 +18,6 @@ again. A restarted hub reads the memory back with ``{base}.authorizer.owned``.
 
 from __future__ import annotations
 
-import time
-
 from autobahn.twisted.wamp import ApplicationSession
 from autobahn.wamp.exception import ApplicationError
 from twisted.internet.defer import inlineCallbacks
@@ -54,8 +52,8 @@ class Authorizer(ApplicationSession):
         #: Per name, how many releases happened: a hub answer obtained before a
         #: release of the same name must not be remembered after it.
         self._releases: dict[str, int] = {}
-        #: (when the last "cannot ask the hub" line was logged, refusals since)
-        self._away_log: tuple[float | None, int] = (None, 0)
+        #: Refusals while no hub answers, logged once per HUB_AWAY_LOG_SECONDS.
+        self._away = Tally(HUB_AWAY_LOG_SECONDS)
         #: Per session, when the hub's reason for a refusal was last passed on
         #: (raised: Crossbar logs each with a traceback, so at most every 10 s).
         self._explained: dict[int, Tally] = {}
@@ -180,14 +178,10 @@ class Authorizer(ApplicationSession):
         Logged once per :data:`HUB_AWAY_LOG_SECONDS`, with the number of
         refusals since the last line.
         """
-        now = time.monotonic()
-        last, count = self._away_log
-        if last is not None and now - last < HUB_AWAY_LOG_SECONDS:
-            self._away_log = (last, count + 1)
-            return False
-        more = f" (and {count} more refusals in the last {now - last:.0f} s)" if last is not None and count else ""
-        self.log.warn(
-            "refusing {action} {uri}: cannot ask the hub ({exc}){more}", action=action, uri=uri, exc=exc, more=more
-        )
-        self._away_log = (now, 0)
+        unsaid = self._away.due()
+        if unsaid is not None:
+            more = f" (and {unsaid} more refusals since the last line)" if unsaid else ""
+            self.log.warn(
+                "refusing {action} {uri}: cannot ask the hub ({exc}){more}", action=action, uri=uri, exc=exc, more=more
+            )
         return False

@@ -12,7 +12,6 @@ results and are reassembled into one :class:`~sisock.core.protocol.Result`; a si
 
 from __future__ import annotations
 
-import math
 import time
 from typing import Any, Callable
 
@@ -25,6 +24,7 @@ from twisted.logger import Logger
 
 from sisock.core import encoders
 from sisock.core.protocol import Result
+from sisock.core.tally import Tally
 from sisock.consumer.calls import DataCall, NodeVersions, Parts, remote_error
 from sisock.wamp.transport import message_limit
 from sisock.site.settings import Settings
@@ -121,7 +121,7 @@ class Bridge:
         self._listeners: dict[str, set[Listener]] = {}
         self._subs: dict[str, Any] = {}
         #: node -> (malformed live payloads not logged yet, when last logged)
-        self._bad_live_seen: dict[str, tuple[int, float]] = {}
+        self._bad_live_seen: dict[str, Tally] = {}
         self._versions = NodeVersions()
         self._fields: dict[str, tuple[float, dict[str, dict]]] = {}
         self.component.on("join", lambda s, d: ensureDeferred(self._on_join(s, d)))
@@ -434,17 +434,13 @@ class Bridge:
 
     def _bad_live(self, node: str) -> None:
         """Count a malformed live payload of ``node``; log it once a minute per node."""
-        now = time.monotonic()
-        count, last = self._bad_live_seen.get(node, (0, -math.inf))
-        if now - last >= 60.0:
+        unsaid = self._bad_live_seen.setdefault(node, Tally(60.0)).due()
+        if unsaid is not None:
             log.warn(
                 "dropped {n} malformed live payload(s) from node {node!r} (values without matching times)",
-                n=count + 1,
+                n=unsaid + 1,
                 node=node,
             )
-            self._bad_live_seen[node] = (0, now)
-        else:
-            self._bad_live_seen[node] = (count + 1, last)
 
     def _broadcast(self, node: str, event: str, payload: dict) -> None:
         for listener in list(self._listeners.get(node, ())):
