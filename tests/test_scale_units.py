@@ -33,10 +33,9 @@ class Log:
         self.lines.append(fmt.format(**kw))
 
 now = [1000.0]
-mod.time.monotonic = lambda: now[0]
 a = mod.Authorizer()
 a.log = Log()
-a._away_log = (None, 0)
+a._away = mod.Tally(mod.HUB_AWAY_LOG_SECONDS, clock=lambda: now[0])
 for _ in range(400):
     assert a._hub_away("register", "x.consumer.n.get_data", RuntimeError("no hub")) is False
 assert len(a.log.lines) == 1, a.log.lines
